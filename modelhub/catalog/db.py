@@ -1,0 +1,117 @@
+"""DuckDB catalog connection management.
+
+Each operation opens the database, does its work in one transaction and
+closes it again, so concurrent ``dlv`` processes interleave instead of
+failing (see :mod:`.lock`). Only parameterized SQL is executed through this
+module's users; no user literal is ever formatted into a statement.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import duckdb
+
+from ..errors import CatalogError
+from .lock import repo_lock
+from .schema import MIGRATIONS, SCHEMA_VERSION
+
+
+class Catalog:
+    def __init__(self, db_path: Path, lock_path: Path) -> None:
+        self.db_path = Path(db_path)
+        self.lock_path = Path(lock_path)
+        self._conn: duckdb.DuckDBPyConnection | None = None
+        self._writing = False
+
+    # -- creation and migration -------------------------------------------------
+    @classmethod
+    def create(cls, db_path: Path, lock_path: Path) -> "Catalog":
+        cat = cls(db_path, lock_path)
+        with cat.write() as con:
+            _migrate(con, 0)
+        return cat
+
+    def ensure_schema(self) -> None:
+        """Apply missing migrations (one transaction) or refuse a newer schema."""
+        with self.read() as con:
+            version = _schema_version(con)
+        if version == SCHEMA_VERSION:
+            return
+        if version > SCHEMA_VERSION:
+            raise CatalogError(
+                f"the catalog has schema version {version} but this modelhub understands "
+                f"up to {SCHEMA_VERSION}; upgrade modelhub (pip install -U modelhub)"
+            )
+        with self.write() as con:
+            _migrate(con, _schema_version(con))
+
+    # -- scopes -------------------------------------------------------------------
+    @contextmanager
+    def read(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A read scope: shared lock, read-only connection (or the enclosing writer's)."""
+        if self._conn is not None:
+            yield self._conn
+            return
+        with repo_lock(self.lock_path, exclusive=False):
+            con = self._connect(read_only=True)
+            self._conn = con
+            try:
+                yield con
+            finally:
+                self._conn = None
+                con.close()
+
+    @contextmanager
+    def write(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A write scope: exclusive lock and one transaction, committed on success."""
+        if self._conn is not None:
+            if not self._writing:
+                raise RuntimeError("write scope opened inside a read scope")
+            yield self._conn
+            return
+        with repo_lock(self.lock_path, exclusive=True):
+            con = self._connect(read_only=False)
+            self._conn, self._writing = con, True
+            try:
+                con.begin()
+                try:
+                    yield con
+                except BaseException:
+                    con.rollback()
+                    raise
+                con.commit()
+                # Checkpointing folds the WAL into the main file while we hold
+                # the lock, so readers never need to replay it.
+                con.execute("CHECKPOINT")
+            finally:
+                self._conn, self._writing = None, False
+                con.close()
+
+    def _connect(self, read_only: bool) -> duckdb.DuckDBPyConnection:
+        try:
+            return duckdb.connect(str(self.db_path), read_only=read_only)
+        except duckdb.Error as exc:
+            raise CatalogError(
+                f"cannot open the catalog {self.db_path}: {str(exc).splitlines()[0]}; "
+                "run `dlv fsck` or restore .dlv/catalog.duckdb from a backup"
+            ) from None
+
+
+def _schema_version(con: duckdb.DuckDBPyConnection) -> int:
+    exists = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'meta'"
+    ).fetchone()[0]
+    if not exists:
+        return 0
+    row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def _migrate(con: duckdb.DuckDBPyConnection, current: int) -> None:
+    for step in range(current, SCHEMA_VERSION):
+        con.execute(MIGRATIONS[step])
+        con.execute(
+            "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(step + 1)]
+        )

@@ -1,0 +1,148 @@
+"""Catalog schema and migrations.
+
+The schema version lives in ``meta('schema_version')``. ``MIGRATIONS[i]``
+upgrades version ``i`` to ``i + 1``; opening a repository applies every
+missing migration inside one transaction, so a crash mid-upgrade leaves the
+old schema intact. Later capabilities (datasets, materializations, archive
+plan, remotes) add their tables as new migrations, never by editing old ones.
+"""
+from __future__ import annotations
+
+SCHEMA_V1 = """
+CREATE TABLE meta (
+    key   VARCHAR PRIMARY KEY,
+    value VARCHAR NOT NULL
+);
+
+-- A model is a name; its versions form a DAG through version_parents.
+CREATE TABLE models (
+    name        VARCHAR PRIMARY KEY,
+    created_at  TIMESTAMP NOT NULL
+);
+
+-- Network definitions are content-addressed and shared between versions.
+CREATE TABLE graphs (
+    graph_hash  VARCHAR PRIMARY KEY,
+    traced      BOOLEAN NOT NULL,      -- captured with torch.fx (rebuildable) or from the module tree
+    rebuildable BOOLEAN NOT NULL,      -- every node maps to a standard torch layer / whitelisted function
+    n_layers    INTEGER NOT NULL,      -- call_module nodes
+    definition  VARCHAR NOT NULL       -- canonical JSON of the whole graph (modelhub.netdef.Graph)
+);
+
+CREATE TABLE graph_nodes (
+    graph_hash  VARCHAR NOT NULL,
+    idx         INTEGER NOT NULL,      -- topological order
+    name        VARCHAR NOT NULL,      -- layer name (module path, e.g. 'features.conv1') or fx node name
+    kind        VARCHAR NOT NULL,      -- placeholder | call_module | call_function | call_method | output
+    op          VARCHAR NOT NULL,      -- torch class name ('Conv2d'), function ('add') or 'input'/'output'
+    attrs       VARCHAR NOT NULL,      -- JSON object of constructor attributes
+    n_params    BIGINT  NOT NULL,
+    PRIMARY KEY (graph_hash, idx)
+);
+
+CREATE TABLE graph_edges (
+    graph_hash  VARCHAR NOT NULL,
+    src         INTEGER NOT NULL,      -- graph_nodes.idx
+    dst         INTEGER NOT NULL
+);
+
+CREATE TABLE versions (
+    id          VARCHAR PRIMARY KEY,   -- 64 hex chars (sha256 of the version's content)
+    model       VARCHAR NOT NULL,
+    seq         INTEGER NOT NULL,      -- 1-based position within the model: NAME@seq
+    message     VARCHAR NOT NULL,
+    author      VARCHAR NOT NULL,
+    created_at  TIMESTAMP NOT NULL,
+    graph_hash  VARCHAR,               -- NULL when only a state dict was committed
+    n_params    BIGINT NOT NULL,
+    n_tensors   INTEGER NOT NULL,
+    logical_bytes BIGINT NOT NULL,     -- raw bytes of all tensors of the latest snapshot
+    weights_meta VARCHAR,              -- JSON: safetensors __metadata__ to reproduce the file
+    UNIQUE (model, seq)
+);
+
+CREATE TABLE version_parents (
+    version_id  VARCHAR NOT NULL,
+    parent_id   VARCHAR NOT NULL,
+    ord         INTEGER NOT NULL,
+    PRIMARY KEY (version_id, ord)
+);
+
+-- Hyperparameters: value_json is authoritative; value_num / value_str are
+-- typed projections so DQL can compare without parsing JSON.
+CREATE TABLE hparams (
+    version_id  VARCHAR NOT NULL,
+    key         VARCHAR NOT NULL,
+    value_json  VARCHAR NOT NULL,
+    value_num   DOUBLE,
+    value_str   VARCHAR,
+    PRIMARY KEY (version_id, key)
+);
+
+CREATE TABLE metrics (
+    version_id  VARCHAR NOT NULL,
+    name        VARCHAR NOT NULL,
+    step        BIGINT NOT NULL,
+    value       DOUBLE NOT NULL,
+    PRIMARY KEY (version_id, name, step)
+);
+
+-- A version holds one or more snapshots (checkpoints); the last is "the" weights.
+CREATE TABLE snapshots (
+    version_id  VARCHAR NOT NULL,
+    snap        INTEGER NOT NULL,      -- 0-based; max(snap) is the version's weights
+    step        BIGINT,                -- training step/epoch, if known
+    label       VARCHAR,
+    PRIMARY KEY (version_id, snap)
+);
+
+-- Tensor content, stored once per distinct (dtype, shape, bytes).
+CREATE TABLE tensor_data (
+    tensor_hash VARCHAR PRIMARY KEY,   -- blake2b-256 over dtype, shape and raw bytes
+    dtype       VARCHAR NOT NULL,      -- 'float32', 'bfloat16', 'int64', ...
+    shape       VARCHAR NOT NULL,      -- JSON list
+    nbytes      BIGINT NOT NULL,
+    encoding    VARCHAR NOT NULL       -- JSON manifest understood by modelhub.storage (codec, segment blobs, delta base)
+);
+
+CREATE TABLE snapshot_tensors (
+    version_id  VARCHAR NOT NULL,
+    snap        INTEGER NOT NULL,
+    ord         INTEGER NOT NULL,      -- order of the tensor in the committed state dict
+    name        VARCHAR NOT NULL,
+    tensor_hash VARCHAR NOT NULL,
+    PRIMARY KEY (version_id, snap, name)
+);
+
+-- Every blob referenced by the catalog (tensor segments, attached files).
+CREATE TABLE objects (
+    blob_hash   VARCHAR PRIMARY KEY,
+    size        BIGINT NOT NULL
+);
+
+CREATE TABLE files (
+    version_id  VARCHAR NOT NULL,
+    path        VARCHAR NOT NULL,      -- relative, '/'-separated
+    blob_hash   VARCHAR NOT NULL,
+    size        BIGINT NOT NULL,
+    PRIMARY KEY (version_id, path)
+);
+
+CREATE TABLE staged (
+    path        VARCHAR PRIMARY KEY,
+    blob_hash   VARCHAR NOT NULL,
+    size        BIGINT NOT NULL,
+    staged_at   TIMESTAMP NOT NULL
+);
+
+CREATE TABLE saved_queries (
+    name        VARCHAR PRIMARY KEY,
+    text        VARCHAR NOT NULL,
+    created_at  TIMESTAMP NOT NULL
+);
+"""
+
+#: MIGRATIONS[i] takes schema version i to i + 1 (version 0 = empty database).
+MIGRATIONS: list[str] = [SCHEMA_V1]
+
+SCHEMA_VERSION = len(MIGRATIONS)

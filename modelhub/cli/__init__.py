@@ -1,0 +1,74 @@
+"""`dlv`: the command-line interface. ``main(argv) -> int`` never raises for user mistakes."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence, TextIO
+
+from .. import __version__
+from ..errors import ModelhubError
+from .exitcodes import INTERRUPTED, USAGE, exit_code_for
+from .registry import COMMANDS
+from .ui import UI
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors as one line and returns instead of exiting."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise _UsageError(f"{self.prog}: {message} (see `{self.prog} --help`)")
+
+
+class _UsageError(Exception):
+    pass
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict]:
+    parser = _Parser(prog="dlv", description="dlv: version, query, archive and evaluate PyTorch models.")
+    parser.add_argument("--version", action="version", version=f"dlv {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    handlers = {}
+    for name in COMMANDS:
+        try:
+            mod = importlib.import_module(f"{__name__}.cmd_{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"{__name__}.cmd_{name}":
+                continue  # capability not present in this build
+            raise
+        p = sub.add_parser(name, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP))
+        p.add_argument("--repo", metavar="PATH", help="repository folder (default: nearest .dlv above the current folder)")
+        p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+        mod.configure(p)
+        handlers[name] = mod
+    return parser, handlers
+
+
+def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    ui = UI(out=out or sys.stdout, err=err or sys.stderr)
+    parser, handlers = build_parser()
+    try:
+        args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    except _UsageError as exc:
+        ui.warn(f"error: {exc}")
+        return USAGE
+    except SystemExit as exc:  # --help / --version
+        return int(exc.code or 0)
+    if not args.command:
+        parser.print_help(ui.out)
+        return USAGE
+    ui.json_mode = bool(getattr(args, "json", False))
+    try:
+        return int(handlers[args.command].run(args, ui) or 0)
+    except ModelhubError as exc:
+        ui.warn(f"error: {exc}")
+        return exit_code_for(exc)
+    except KeyboardInterrupt:
+        ui.warn("interrupted")
+        return INTERRUPTED
+    except BrokenPipeError:
+        return 0
+
+
+def entry_point() -> None:
+    sys.exit(main())

@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..errors import InputError, WeightsError
+from ..tensorio import load_weights_file
+from .common import load_factory, parse_pairs, parse_value, repo_of
+
+HELP = "commit a model version (weights, network, hparams, metrics, staged files)"
+DESCRIPTION = (
+    "Commit a new version of model NAME. Weights come from --weights (.safetensors, or .pt read with "
+    "torch.load(weights_only=True)), the network from --model FILE.py:Factory (captured with torch.fx), "
+    "or both; with neither, the parent's weights are reused. Staged files (dlv add) are attached."
+)
+
+
+def configure(p) -> None:
+    p.add_argument("-m", "--message", help="what this version is")
+    p.add_argument("-F", "--message-file", metavar="FILE", help="read the message from FILE (UTF-8)")
+    p.add_argument("--name", required=True, help="model name (new or existing)")
+    p.add_argument("--weights", metavar="FILE", help="weights file: .safetensors or .pt/.pth")
+    p.add_argument("--model", metavar="FILE.py:FACTORY", help="python file and class/function that builds the network")
+    p.add_argument("--parent", action="append", metavar="REF", help="parent version (repeat for merges); default: latest version of NAME")
+    p.add_argument("--no-parent", action="store_true", help="start a new lineage even if NAME has versions")
+    p.add_argument("--hparam", action="append", metavar="K=V", help="hyperparameter (JSON value or string); repeatable")
+    p.add_argument("--metric", action="append", metavar="K=V", help="metric value; repeat a key for a series (steps 0, 1, ...)")
+    p.add_argument("--metrics-file", metavar="F.jsonl", help='JSON lines: {"name": .., "step": .., "value": ..} or {"step": .., "loss": .., ...}')
+    p.add_argument("--author", help="author (default: $DLV_AUTHOR or the user name)")
+
+
+def run(args, ui) -> int:
+    message = _message(args)
+    hparams = {k: parse_value(v) for k, v in parse_pairs(args.hparam, "hparam")}
+    metrics = _metrics(args)
+    repo = repo_of(args)
+    parents = args.parent
+    if parents is None and not args.no_parent:
+        latest = repo.log(args.name) if args.name in {m.name for m in repo.models()} else []
+        parents = [latest[0].id] if latest else []
+    weights_meta = None
+    if args.model:
+        model = load_factory(args.model)
+        if args.weights:
+            state, weights_meta = load_weights_file(args.weights)
+            try:
+                model.load_state_dict(state, strict=True)
+            except RuntimeError as exc:
+                detail = " ".join(line.strip() for line in str(exc).splitlines()[1:3])
+                raise WeightsError(
+                    f"{args.weights} does not fit the network of {args.model}: {detail}; "
+                    "commit weights saved from that architecture"
+                ) from None
+        target = model
+    elif args.weights:
+        target, weights_meta = load_weights_file(args.weights)
+    elif parents:
+        target = repo.checkout(parents[0], rebuild_module=False).state_dict
+    else:
+        raise InputError("nothing to commit: give --weights FILE and/or --model FILE.py:Factory")
+    info = repo.commit(
+        target, name=args.name, message=message, parent=parents or None, hparams=hparams,
+        metrics=metrics, author=args.author, weights_meta=weights_meta,
+    )
+    if ui.json_mode:
+        ui.json(info.to_dict())
+    else:
+        ui.print(f"[{info.ref} {info.short_id}] {info.message.splitlines()[0]}")
+    return 0
+
+
+def _message(args) -> str:
+    if args.message_file:
+        raw = Path(args.message_file).read_bytes() if Path(args.message_file).is_file() else None
+        if raw is None:
+            raise InputError(f"message file {args.message_file} does not exist")
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InputError(f"message file {args.message_file} is not UTF-8 text; convert it (iconv -t UTF-8)") from None
+    if args.message is None:
+        raise InputError('a commit needs a message: add -m "what changed"')
+    return args.message
+
+
+def _metrics(args) -> dict[str, list[tuple[int, float]]]:
+    series: dict[str, list[tuple[int, float]]] = {}
+    for key, value in parse_pairs(args.metric, "metric"):
+        try:
+            v = float(value)
+        except ValueError:
+            raise InputError(f"metric {key}={value!r} is not a number") from None
+        points = series.setdefault(key, [])
+        points.append((len(points), v))
+    if args.metrics_file:
+        path = Path(args.metrics_file)
+        if not path.is_file():
+            raise InputError(f"metrics file {path} does not exist")
+        for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+                if "name" in rec and "value" in rec:
+                    pairs = [(rec["name"], rec["value"])]
+                else:
+                    pairs = [(k, v) for k, v in rec.items() if k != "step"]
+                step = int(rec.get("step", lineno - 1))
+                for name, value in pairs:
+                    v = float(value)
+                    if not isinstance(name, str):
+                        raise ValueError
+                    points = series.setdefault(name, [])
+                    if any(s == step for s, _ in points):
+                        raise InputError(f"{path}:{lineno}: metric {name!r} has step {step} twice")
+                    points.append((step, v))
+            except (json.JSONDecodeError, TypeError, ValueError, AttributeError):
+                raise InputError(
+                    f'{path}:{lineno} is not a metrics record; write {{"name": "loss", "step": 1, "value": 0.5}} '
+                    'or {"step": 1, "loss": 0.5}'
+                ) from None
+    return series

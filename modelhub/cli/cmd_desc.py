@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+from .common import repo_of
+from .ui import fmt, human_bytes
+
+HELP = "describe a version: network, parameters, hyperparameters, metrics, files"
+
+
+def configure(p) -> None:
+    p.add_argument("ref", metavar="REF", help="id prefix, NAME or NAME@N")
+
+
+def run(args, ui) -> int:
+    d = repo_of(args).desc(args.ref)
+    if ui.json_mode:
+        ui.json(d.to_dict())
+        return 0
+    v = d.version
+    ui.kv([
+        ("version", f"{v.ref}  {v.id}"),
+        ("message", v.message),
+        ("author", v.author),
+        ("created", v.created_at),
+        ("parents", ", ".join(p[:12] for p in v.parents) or "-"),
+        ("children", ", ".join(c[:12] for c in d.children) or "-"),
+        ("parameters", f"{v.n_params:,} in {v.n_tensors} tensors ({human_bytes(v.logical_bytes)})"),
+        ("snapshots", d.n_snapshots),
+        ("network", "none stored" if d.traced is None else
+         f"{len(d.layers)} layers, " + ("traced, rebuildable" if d.rebuildable else
+                                         "traced" if d.traced else "module tree (not rebuildable)")),
+    ])
+    if d.layers:
+        ui.print()
+        ui.table(["layer", "type", "params", "attributes"],
+                 [(l.name, l.op, l.n_params, _attrs(l.attrs)) for l in d.layers], align_right=(2,))
+    ui.print()
+    ui.table(["tensor", "dtype", "shape", "numel"],
+             [(t.name, t.dtype, "x".join(map(str, t.shape)) or "scalar", t.numel) for t in d.tensors], align_right=(3,))
+    if d.hparams:
+        ui.print()
+        ui.table(["hparam", "value"], sorted(d.hparams.items()))
+    if d.metrics:
+        ui.print()
+        ui.table(["metric", "last", "step", "min", "max", "points"],
+                 [(m.name, m.last, m.last_step, m.min, m.max, m.n_points) for m in d.metrics], align_right=(1, 2, 3, 4, 5))
+    if d.files:
+        ui.print()
+        ui.table(["file", "size"], [(f.path, human_bytes(f.size)) for f in d.files])
+    return 0
+
+
+def _attrs(attrs: dict) -> str:
+    text = ", ".join(f"{k}={fmt(v)}" for k, v in sorted(attrs.items()))
+    return text if len(text) <= 70 else text[:67] + "..."

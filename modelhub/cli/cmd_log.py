@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from .common import repo_of
+
+HELP = "list versions, newest first (of one model, or all)"
+
+
+def configure(p) -> None:
+    p.add_argument("name", nargs="?", help="model name (default: every model)")
+    p.add_argument("-n", "--limit", type=int, default=None, help="show at most N versions")
+
+
+def run(args, ui) -> int:
+    versions = repo_of(args).log(args.name)
+    if args.limit is not None:
+        versions = versions[: max(args.limit, 0)]
+    if ui.json_mode:
+        ui.json([v.to_dict() for v in versions])
+        return 0
+    ui.table(
+        ["ref", "id", "created", "author", "parents", "message"],
+        [
+            (v.ref, v.short_id, v.created_at, v.author, ",".join(p[:12] for p in v.parents) or "-",
+             v.message.splitlines()[0][:60])
+            for v in versions
+        ],
+    )
+    return 0

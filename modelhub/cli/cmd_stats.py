@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+from .common import repo_of
+from .ui import human_bytes
+
+HELP = "repository size: logical versus stored bytes, version counts"
+
+
+def configure(p) -> None:
+    p.add_argument("--versions", action="store_true", help="also list every version")
+
+
+def run(args, ui) -> int:
+    s = repo_of(args).stats()
+    if ui.json_mode:
+        ui.json(s.to_dict() | {"ratio": s.ratio})
+        return 0
+    ui.kv([
+        ("models", s.n_models),
+        ("versions", s.n_versions),
+        ("distinct tensors", s.n_tensors),
+        ("logical bytes", f"{human_bytes(s.logical_bytes)} (every snapshot as a full copy)"),
+        ("stored bytes", f"{human_bytes(s.stored_bytes)} in {s.n_objects} objects ({human_bytes(s.files_bytes)} files)"),
+        ("ratio", f"{s.ratio:.2f}x"),
+    ])
+    if args.versions:
+        ui.print()
+        ui.table(["version", "logical", "recreation cost"],
+                 [(v.ref, human_bytes(v.logical_bytes), v.recreation_cost) for v in s.versions], align_right=(1, 2))
+    return 0

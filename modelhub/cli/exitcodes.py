@@ -1,0 +1,32 @@
+"""The one place where errors become exit codes."""
+from __future__ import annotations
+
+from .. import errors as E
+
+OK = 0
+#: most specific class first; the first isinstance match wins
+EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
+    (E.LockTimeoutError, 75),   # EX_TEMPFAIL: try again later
+    (E.IntegrityError, 65),     # EX_DATAERR: stored data is damaged
+    (E.RefError, 3),
+    (E.RepoError, 4),
+    (E.CatalogError, 4),
+    (E.WeightsError, 5),
+    (E.DataError, 5),
+    (E.InputError, 2),
+    (E.QueryError, 6),
+    (E.GraphError, 7),
+    (E.ArchiveError, 8),
+    (E.EngineError, 9),
+    (E.RemoteError, 10),
+    (E.ModelhubError, 1),
+)
+USAGE = 2          # argparse's own code for bad command lines
+INTERRUPTED = 130
+
+
+def exit_code_for(exc: BaseException) -> int:
+    for cls, code in EXIT_CODES:
+        if isinstance(exc, cls):
+            return code
+    return 1

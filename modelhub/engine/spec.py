@@ -1,0 +1,36 @@
+"""The contract between DQL's `evaluate` and the engine.
+
+DQL binds an ``evaluate`` query into an :class:`EvaluateSpec` (candidate
+networks x hyperparameter grid, enumerated; a keep rule); the engine runs it.
+Both sides import only this module of each other.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+#: A config path: ("base_lr",), ("input_data",), ("net", "conv*", "lr") for
+#: `config.net["conv*"].lr`. Layer patterns use DQL's selector syntax.
+ConfigPath = tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    version_id: str                                   # the network (and initial weights) to train
+    overrides: tuple[tuple[ConfigPath, Any], ...]     # applied on top of EvaluateSpec.base_config
+
+
+@dataclass(frozen=True)
+class KeepRule:
+    k: int          # keep the k best candidates ...
+    metric: str     # ... by this metric (lower is better for names containing 'loss'/'error', else higher)
+    after: int      # ... after this many training iterations; only the kept ones continue
+
+
+@dataclass(frozen=True)
+class EvaluateSpec:
+    candidates: tuple[Candidate, ...]
+    base_config: Mapping[str, Any] = field(default_factory=dict)
+    config_source: str | None = None                  # path or saved name the config came from
+    keep: KeepRule | None = None
+    query_text: str = ""                              # recorded as the message of committed versions

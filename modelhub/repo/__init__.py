@@ -1,0 +1,8 @@
+"""Repository operations, one module each; :class:`Repo` is their facade."""
+from .records import Checkout, ModelSummary, RepoStats, VersionDescription, VersionDiff, VersionInfo
+from .repository import Repo, init_repo, open_repo
+
+__all__ = [
+    "Repo", "init_repo", "open_repo", "Checkout", "ModelSummary", "RepoStats",
+    "VersionDescription", "VersionDiff", "VersionInfo",
+]

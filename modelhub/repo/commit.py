@@ -1,0 +1,300 @@
+"""Commit a model version: network graph, weights (snapshots), hparams, metrics, files, lineage.
+
+Order of durability: every blob is written (temp -> fsync -> rename) before
+the single catalog transaction that references it; a crash before the
+transaction commits leaves only unreferenced blobs (collected by gc), never
+a half-committed version.
+"""
+from __future__ import annotations
+
+import getpass
+import hashlib
+import json
+import os
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import duckdb
+import torch
+from torch import nn
+
+from ..errors import InputError, WeightsError
+from ..netdef import Graph, capture
+from ..tensorio import as_state_dict, tensor_to_raw
+from .refs import check_model_name, resolve
+from .tensorstore import storage_errors, store_tensor
+
+MetricsInput = Mapping[str, "float | Sequence[float] | Sequence[tuple[int, float]]"]
+
+
+@dataclass(frozen=True)
+class CommitRequest:
+    """Everything a commit needs, validated before the repository is touched."""
+    name: str
+    message: str
+    author: str
+    state_dicts: tuple["OrderedDict[str, torch.Tensor]", ...]   # snapshots, oldest first; last = the weights
+    snapshot_steps: tuple[int | None, ...]
+    graph: Graph | None
+    inherit_graph: bool                 # no graph given: reuse the parent's if the weights fit it
+    parents: tuple[str, ...]            # references, resolved inside the transaction
+    hparams: dict
+    metrics: tuple[tuple[str, int, float], ...]
+    files: tuple[tuple[str, bytes], ...]
+    weights_meta: dict | None
+
+
+def build_request(
+    model: nn.Module | Mapping[str, torch.Tensor],
+    *,
+    name: str,
+    message: str | bytes,
+    parent: str | Sequence[str] | None = None,
+    hparams: Mapping[str, Any] | None = None,
+    metrics: MetricsInput | None = None,
+    files: Iterable[str | os.PathLike] | Mapping[str, bytes] | None = None,
+    author: str | None = None,
+    snapshots: Sequence[nn.Module | Mapping[str, torch.Tensor]] = (),
+    snapshot_steps: Sequence[int | None] | None = None,
+    graph: Graph | None = None,
+    weights_meta: dict | None = None,
+) -> CommitRequest:
+    check_model_name(name)
+    message = check_message(message)
+    if isinstance(model, nn.Module):
+        state = OrderedDict(model.state_dict())
+        graph = graph or capture(model)
+    else:
+        state = as_state_dict(model, "the committed object")
+    snaps = tuple(_state_of(s) for s in snapshots) + (state,)
+    steps = tuple(snapshot_steps) if snapshot_steps is not None else (None,) * len(snaps)
+    if len(steps) != len(snaps):
+        raise InputError(f"snapshot_steps has {len(steps)} entries for {len(snaps)} snapshots (the snapshots plus the final weights)")
+    if graph is not None:
+        check_weights_fit(graph, state)
+    parents = (parent,) if isinstance(parent, str) else tuple(parent or ())
+    return CommitRequest(
+        name=name, message=message, author=author or default_author(), state_dicts=snaps,
+        snapshot_steps=steps, graph=graph, inherit_graph=graph is None, parents=parents,
+        hparams=check_hparams(hparams or {}), metrics=normalize_metrics(metrics or {}),
+        files=read_files(files), weights_meta=weights_meta,
+    )
+
+
+def _state_of(obj: nn.Module | Mapping[str, torch.Tensor]) -> "OrderedDict[str, torch.Tensor]":
+    if isinstance(obj, nn.Module):
+        return OrderedDict(obj.state_dict())
+    return as_state_dict(obj, "a snapshot")
+
+
+def default_author() -> str:
+    env = os.environ.get("DLV_AUTHOR")
+    if env:
+        return env
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no user database (containers)
+        return "unknown"
+
+
+def check_message(message: str | bytes) -> str:
+    if isinstance(message, bytes):
+        try:
+            message = message.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InputError("the commit message is not valid UTF-8; re-type it in a UTF-8 terminal or use -F FILE with UTF-8 text") from None
+    if not isinstance(message, str) or not message.strip():
+        raise InputError("the commit message is empty; say what changed with -m \"...\"")
+    if "\x00" in message:
+        raise InputError("the commit message contains a NUL character; remove it")
+    try:
+        message.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError("the commit message is not valid UTF-8 (it holds lone surrogates); re-type it") from None
+    return message.strip()
+
+
+def check_hparams(hparams: Mapping[str, Any]) -> dict:
+    out = {}
+    for key, value in hparams.items():
+        if not isinstance(key, str) or not key or not all(c.isalnum() or c in "_.-" for c in key):
+            raise InputError(f"invalid hyperparameter name {key!r}: use letters, digits, '_', '.' or '-'")
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError):
+            raise InputError(f"hyperparameter {key!r} = {value!r} is not a JSON value (number, string, bool, list or dict)") from None
+        out[key] = value
+    return out
+
+
+def normalize_metrics(metrics: MetricsInput) -> tuple[tuple[str, int, float], ...]:
+    """Accept {name: value}, {name: [v0, v1, ...]} or {name: [(step, v), ...]}."""
+    rows: list[tuple[str, int, float]] = []
+    for name, series in metrics.items():
+        if not isinstance(name, str) or not name:
+            raise InputError(f"invalid metric name {name!r}")
+        if isinstance(series, (int, float)) and not isinstance(series, bool):
+            points = [(0, float(series))]
+        else:
+            points = []
+            for i, item in enumerate(series):  # type: ignore[arg-type]
+                if isinstance(item, (tuple, list)) and len(item) == 2:
+                    points.append((int(item[0]), float(item[1])))
+                else:
+                    points.append((i, float(item)))
+        steps = [s for s, _ in points]
+        if len(set(steps)) != len(steps):
+            raise InputError(f"metric {name!r} has two values for the same step; give each step once")
+        # NaN and +-inf are stored as given: a diverged run's loss is a fact worth keeping.
+        rows.extend((name, step, value) for step, value in points)
+    return tuple(rows)
+
+
+def read_files(files: Iterable[str | os.PathLike] | Mapping[str, bytes] | None) -> tuple[tuple[str, bytes], ...]:
+    if not files:
+        return ()
+    if isinstance(files, Mapping):
+        return tuple(sorted((normalize_path(k), bytes(v)) for k, v in files.items()))
+    out = []
+    for f in files:
+        p = Path(f)
+        if not p.is_file():
+            raise InputError(f"file {p} does not exist or is not a regular file; check the path")
+        out.append((normalize_path(p.as_posix()), p.read_bytes()))
+    return tuple(sorted(out))
+
+
+def normalize_path(path: str) -> str:
+    parts = [p for p in Path(path).as_posix().split("/") if p not in ("", ".")]
+    if not parts or ".." in parts:
+        raise InputError(f"file path {path!r} must be relative and stay inside the working folder")
+    return "/".join(parts)
+
+
+def check_weights_fit(graph: Graph, state: Mapping[str, torch.Tensor]) -> None:
+    """Every layer's parameters must be present with the declared shapes."""
+    for node in graph.layers:
+        for local, shape in node.param_shapes.items():
+            key = f"{node.name}.{local}"
+            if key not in state:
+                raise WeightsError(
+                    f"the weights lack {key!r}, which layer {node.name!r} ({node.op}) declares; "
+                    "commit weights saved from the same architecture"
+                )
+            got = list(state[key].shape)
+            if got != list(shape):
+                raise WeightsError(
+                    f"shape mismatch for {key!r}: the weights have {got} but layer {node.name!r} "
+                    f"({node.op}) declares {list(shape)}; commit weights of the same architecture"
+                )
+
+
+def graph_fits(graph: Graph, state: Mapping[str, torch.Tensor]) -> bool:
+    try:
+        check_weights_fit(graph, state)
+    except WeightsError:
+        return False
+    expected = {f"{n.name}.{k}" for n in graph.layers for k in n.param_shapes}
+    return expected == set(state)
+
+
+# -- the transaction ---------------------------------------------------------------------------
+
+def write_commit(con: duckdb.DuckDBPyConnection, store, req: CommitRequest) -> str:
+    """Apply a validated request inside the caller's write transaction; returns the version id."""
+    parent_ids = tuple(resolve(con, p) for p in req.parents)
+    graph = req.graph
+    if graph is None and req.inherit_graph and parent_ids:
+        graph = _parent_graph(con, parent_ids[0], req.state_dicts[-1])
+
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    snapshot_rows: list[tuple[int, list[tuple[str, str]]]] = []
+    logical = 0
+    for snap, state in enumerate(req.state_dicts):
+        entries = []
+        for tname, tensor in state.items():
+            raw, dtype, shape = tensor_to_raw(tensor)
+            th, _ = store_tensor(con, store, raw, dtype, shape)
+            entries.append((tname, th))
+            if snap == len(req.state_dicts) - 1:
+                logical += len(raw)
+        snapshot_rows.append((snap, entries))
+    final = req.state_dicts[-1]
+    n_params = int(sum(t.numel() for t in final.values() if t.is_floating_point() or t.is_complex()))
+
+    version_id = _version_id(req, parent_ids, graph, snapshot_rows, now)
+    con.execute("INSERT OR IGNORE INTO models VALUES (?, ?)", [req.name, now])
+    seq = con.execute("SELECT coalesce(max(seq), 0) + 1 FROM versions WHERE model = ?", [req.name]).fetchone()[0]
+    graph_hash = _store_graph(con, graph) if graph is not None else None
+    con.execute(
+        "INSERT INTO versions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [version_id, req.name, seq, req.message, req.author, now, graph_hash, n_params, len(final),
+         logical, json.dumps(req.weights_meta) if req.weights_meta is not None else None],
+    )
+    for i, pid in enumerate(parent_ids):
+        con.execute("INSERT INTO version_parents VALUES (?, ?, ?)", [version_id, pid, i])
+    for key, value in req.hparams.items():
+        num = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+        txt = value if isinstance(value, str) else None
+        con.execute("INSERT INTO hparams VALUES (?, ?, ?, ?, ?)", [version_id, key, json.dumps(value), num, txt])
+    if req.metrics:
+        con.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?)", [[version_id, n, s, v] for n, s, v in req.metrics])
+    for (snap, entries), step in zip(snapshot_rows, req.snapshot_steps):
+        con.execute("INSERT INTO snapshots VALUES (?, ?, ?, ?)", [version_id, snap, step, None])
+        con.executemany(
+            "INSERT INTO snapshot_tensors VALUES (?, ?, ?, ?, ?)",
+            [[version_id, snap, i, tname, th] for i, (tname, th) in enumerate(entries)],
+        )
+    staged = con.execute("SELECT path, blob_hash, size FROM staged ORDER BY path").fetchall()
+    attached = {p: (h, s) for p, h, s in staged}
+    with storage_errors():
+        for path, data in req.files:
+            blob_hash = store.put(data)
+            con.execute("INSERT OR IGNORE INTO objects VALUES (?, ?)", [blob_hash, len(data)])
+            attached[path] = (blob_hash, len(data))
+    for path, (blob_hash, size) in sorted(attached.items()):
+        con.execute("INSERT INTO files VALUES (?, ?, ?, ?)", [version_id, path, blob_hash, size])
+    con.execute("DELETE FROM staged")
+    return version_id
+
+
+def _parent_graph(con, parent_id: str, state) -> Graph | None:
+    row = con.execute(
+        "SELECT g.definition FROM versions v JOIN graphs g USING (graph_hash) WHERE v.id = ?", [parent_id]
+    ).fetchone()
+    if row is None:
+        return None
+    graph = Graph.from_json(row[0])
+    return graph if graph_fits(graph, state) else None
+
+
+def _store_graph(con, graph: Graph) -> str:
+    gh = graph.hash
+    if con.execute("SELECT 1 FROM graphs WHERE graph_hash = ?", [gh]).fetchone():
+        return gh
+    con.execute(
+        "INSERT INTO graphs VALUES (?, ?, ?, ?, ?)",
+        [gh, graph.traced, graph.rebuildable, len(graph.layers), graph.canonical()],
+    )
+    con.executemany(
+        "INSERT INTO graph_nodes VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [[gh, i, n.name, n.kind, n.op, json.dumps(n.attrs, sort_keys=True), n.n_params] for i, n in enumerate(graph.nodes)],
+    )
+    edges = graph.edges()
+    if edges:
+        con.executemany("INSERT INTO graph_edges VALUES (?, ?, ?)", [[gh, s, d] for s, d in edges])
+    return gh
+
+
+def _version_id(req: CommitRequest, parents, graph: Graph | None, snapshot_rows, now: datetime) -> str:
+    doc = {
+        "model": req.name, "parents": list(parents), "graph": graph.hash if graph else None,
+        "snapshots": snapshot_rows, "hparams": req.hparams, "metrics": list(req.metrics),
+        "message": req.message, "author": req.author, "time": now.isoformat(),
+        "files": [(p, hashlib.blake2b(d, digest_size=16).hexdigest()) for p, d in req.files],
+        "nonce": os.urandom(8).hex(),  # two identical commits are still two versions
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()

@@ -1,0 +1,64 @@
+"""Version references: full or unique-prefix id, NAME (latest) or NAME@N (N-th, from 1)."""
+from __future__ import annotations
+
+import difflib
+import re
+
+import duckdb
+
+from ..errors import InputError, RefError
+
+NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,127}$")
+_HEX = re.compile(r"^[0-9a-f]{4,64}$")
+
+
+def check_model_name(name: str) -> str:
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise InputError(
+            f"invalid model name {name!r}: use a letter or '_' first, then letters, digits, '_', '.' or '-' "
+            "(at most 128 characters, no '@' or spaces)"
+        )
+    return name
+
+
+def resolve(con: duckdb.DuckDBPyConnection, ref: str) -> str:
+    """Return the full version id ``ref`` names, or raise RefError listing candidates."""
+    ref = (ref or "").strip()
+    if not ref:
+        raise RefError("empty version reference; give an id prefix, NAME or NAME@N")
+    name, at, seq_text = ref.partition("@")
+    if at:
+        if not seq_text.isdigit() or int(seq_text) < 1:
+            raise RefError(f"bad reference {ref!r}: the part after '@' must be a version number from 1, e.g. {name}@1")
+        row = con.execute("SELECT id FROM versions WHERE model = ? AND seq = ?", [name, int(seq_text)]).fetchone()
+        if row:
+            return row[0]
+        count = con.execute("SELECT count(*) FROM versions WHERE model = ?", [name]).fetchone()[0]
+        if count:
+            raise RefError(f"model {name!r} has {count} version(s); {ref!r} does not exist (use {name}@1..{name}@{count})")
+        raise RefError(_unknown(con, name))
+    row = con.execute(
+        "SELECT id FROM versions WHERE model = ? ORDER BY seq DESC LIMIT 1", [ref]
+    ).fetchone()
+    if row:
+        return row[0]
+    if _HEX.match(ref):
+        rows = con.execute(
+            "SELECT id, model, seq FROM versions WHERE starts_with(id, ?) ORDER BY model, seq LIMIT 11", [ref]
+        ).fetchall()
+        if len(rows) == 1:
+            return rows[0][0]
+        if len(rows) > 1:
+            shown = ", ".join(f"{r[0][:12]} ({r[1]}@{r[2]})" for r in rows[:10])
+            raise RefError(f"reference {ref!r} is ambiguous: it matches {shown}; use a longer id prefix")
+    raise RefError(_unknown(con, ref))
+
+
+def _unknown(con: duckdb.DuckDBPyConnection, ref: str) -> str:
+    names = [r[0] for r in con.execute("SELECT name FROM models ORDER BY name").fetchall()]
+    close = difflib.get_close_matches(ref, names, n=3, cutoff=0.5)
+    if close:
+        return f"unknown version reference {ref!r}; did you mean {', '.join(close)}? (`dlv list` shows all models)"
+    if names:
+        return f"unknown version reference {ref!r}; `dlv list` shows the models and `dlv log NAME` their versions"
+    return f"unknown version reference {ref!r}: the repository has no versions yet; commit one with `dlv commit`"

@@ -1,0 +1,234 @@
+"""The repository: one object per `.dlv` folder, one method per operation.
+
+Each method opens its own catalog scope (shared lock for reads, exclusive
+lock + one transaction for writes), so several processes can use one
+repository at once: they wait for each other instead of failing.
+"""
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from ..catalog import Catalog
+from ..errors import InputError, RepoError, WeightsError
+from ..netdef import Graph, rebuild
+from ..storage.objects import ObjectStore
+from . import commit as commit_op
+from .describe import describe
+from .diff import diff_versions
+from .lineage import list_models
+from .paths import RepoPaths, find_repo_root
+from .reads import all_versions, hparams_of, load_state_dict, n_snapshots, version_graph, version_info, weights_meta
+from .records import Checkout, ModelSummary, RepoStats, VersionDescription, VersionDiff, VersionInfo
+from .refs import check_model_name, resolve
+from .stats import repo_stats
+from .tensorstore import storage_errors
+
+
+class Repo:
+    def __init__(self, root: Path | str) -> None:
+        self.paths = RepoPaths(Path(root).resolve())
+        if not self.paths.catalog.is_file():
+            raise RepoError(f"{self.paths.root} is not a dlv repository (no .dlv/catalog.duckdb); run `dlv init {self.paths.root}`")
+        self.catalog = Catalog(self.paths.catalog, self.paths.lock)
+        self.store = ObjectStore(self.paths.objects)
+        self.catalog.ensure_schema()
+
+    @property
+    def root(self) -> Path:
+        return self.paths.root
+
+    def __repr__(self) -> str:
+        return f"Repo({str(self.root)!r})"
+
+    # -- references ---------------------------------------------------------------
+    def resolve(self, ref: str) -> str:
+        with self.catalog.read() as con:
+            return resolve(con, ref)
+
+    def version(self, ref: str) -> VersionInfo:
+        with self.catalog.read() as con:
+            return version_info(con, resolve(con, ref))
+
+    # -- writes -----------------------------------------------------------------------
+    def commit(
+        self,
+        model: nn.Module | Mapping[str, torch.Tensor],
+        *,
+        name: str,
+        message: str | bytes,
+        parent: str | Sequence[str] | None = None,
+        hparams: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, Any] | None = None,
+        files: Iterable[str | os.PathLike] | Mapping[str, bytes] | None = None,
+        author: str | None = None,
+        snapshots: Sequence[nn.Module | Mapping[str, torch.Tensor]] = (),
+        snapshot_steps: Sequence[int | None] | None = None,
+        graph: Graph | None = None,
+        weights_meta: dict | None = None,
+    ) -> VersionInfo:
+        """Commit a module (graph captured) or a state dict as a new version of ``name``.
+
+        ``metrics`` maps a name to a value, a list of values (steps 0..n-1) or
+        a list of (step, value) pairs. ``snapshots`` are earlier checkpoints
+        (oldest first); the committed weights are the last snapshot.
+        """
+        req = commit_op.build_request(
+            model, name=name, message=message, parent=parent, hparams=hparams, metrics=metrics,
+            files=files, author=author, snapshots=snapshots, snapshot_steps=snapshot_steps,
+            graph=graph, weights_meta=weights_meta,
+        )
+        with self.catalog.write() as con:
+            vid = commit_op.write_commit(con, self.store, req)
+            return version_info(con, vid)
+
+    def add(self, paths: Iterable[str | os.PathLike]) -> list[tuple[str, int]]:
+        """Stage files to attach to the next commit; returns (path, size) pairs."""
+        files = commit_op.read_files(paths)
+        if not files:
+            raise InputError("nothing to add; name one or more files")
+        now = datetime.now(timezone.utc).replace(tzinfo=None)
+        with self.catalog.write() as con, storage_errors():
+            for path, data in files:
+                blob_hash = self.store.put(data)
+                con.execute("INSERT OR IGNORE INTO objects VALUES (?, ?)", [blob_hash, len(data)])
+                con.execute("INSERT OR REPLACE INTO staged VALUES (?, ?, ?, ?)", [path, blob_hash, len(data), now])
+        return [(p, len(d)) for p, d in files]
+
+    def staged(self) -> list[tuple[str, int]]:
+        with self.catalog.read() as con:
+            return [(p, int(s)) for p, s in con.execute("SELECT path, size FROM staged ORDER BY path").fetchall()]
+
+    def copy(self, ref: str, new_name: str, *, message: str | None = None, author: str | None = None) -> VersionInfo:
+        """Start a new model from an existing version (same network, weights, hparams; lineage kept)."""
+        check_model_name(new_name)
+        with self.catalog.write() as con:
+            if con.execute("SELECT 1 FROM models WHERE name = ?", [new_name]).fetchone():
+                raise InputError(f"model {new_name!r} already exists; choose another name or commit to it directly")
+            src = resolve(con, ref)
+            info = version_info(con, src)
+            state = load_state_dict(con, self.store, src)
+            files = {
+                p: self.store.get(h) for p, h in con.execute(
+                    "SELECT path, blob_hash FROM files WHERE version_id = ?", [src]
+                ).fetchall()
+            }
+            req = commit_op.build_request(
+                state, name=new_name, message=message or f"copy of {info.ref}", parent=src,
+                hparams=hparams_of(con, src), files=files, author=author,
+                graph=version_graph(con, src), weights_meta=weights_meta(con, src),
+            )
+            # Staged files belong to the user's next commit, not to the copy.
+            staged = con.execute("SELECT * FROM staged").fetchall()
+            vid = commit_op.write_commit(con, self.store, req)
+            if staged:
+                con.executemany("INSERT INTO staged VALUES (?, ?, ?, ?)", staged)
+            return version_info(con, vid)
+
+    # -- reads ------------------------------------------------------------------------
+    def log(self, name: str | None = None) -> list[VersionInfo]:
+        with self.catalog.read() as con:
+            if name is not None and not con.execute("SELECT 1 FROM models WHERE name = ?", [name]).fetchone():
+                resolve(con, name)  # raises a RefError with close matches
+            return all_versions(con, name)
+
+    def models(self) -> list[ModelSummary]:
+        with self.catalog.read() as con:
+            return list_models(con)
+
+    def desc(self, ref: str) -> VersionDescription:
+        with self.catalog.read() as con:
+            return describe(con, resolve(con, ref))
+
+    def diff(self, a: str, b: str, *, include_same: bool = False) -> VersionDiff:
+        with self.catalog.read() as con:
+            return diff_versions(con, self.store, resolve(con, a), resolve(con, b), include_same=include_same)
+
+    def stats(self) -> RepoStats:
+        with self.catalog.read() as con:
+            return repo_stats(con, self.store)
+
+    def checkout(
+        self,
+        ref: str,
+        *,
+        snapshot: int | None = None,
+        model_class: type[nn.Module] | Callable[[], nn.Module] | None = None,
+        rebuild_module: bool = True,
+    ) -> Checkout:
+        """Weights (bit-exact), network and hyperparameters of a version.
+
+        ``module`` is the user's ``model_class()`` with the weights loaded when
+        given, else the network rebuilt from the stored graph when possible.
+        """
+        with self.catalog.read() as con:
+            vid = resolve(con, ref)
+            count = n_snapshots(con, vid)
+            if snapshot is not None and not -count <= snapshot < count:
+                raise InputError(f"version {ref} has {count} snapshot(s); choose a snapshot from 0 to {count - 1}")
+            snap = None if snapshot is None else snapshot % count
+            state = load_state_dict(con, self.store, vid, snap)
+            graph = version_graph(con, vid)
+            info, hp, meta = version_info(con, vid), hparams_of(con, vid), weights_meta(con, vid)
+        module = None
+        if model_class is not None:
+            module = _load_into(model_class(), state, ref)
+        elif rebuild_module and graph is not None and graph.rebuildable:
+            module = _load_into(rebuild(graph), state, ref)
+        return Checkout(info, state, module, graph, hp, meta, count - 1 if snap is None else snap)
+
+    def files(self, ref: str) -> dict[str, bytes]:
+        with self.catalog.read() as con:
+            vid = resolve(con, ref)
+            rows = con.execute("SELECT path, blob_hash FROM files WHERE version_id = ? ORDER BY path", [vid]).fetchall()
+            with storage_errors():
+                return {p: self.store.get(h) for p, h in rows}
+
+
+def _load_into(module: nn.Module, state: "OrderedDict[str, torch.Tensor]", ref: str) -> nn.Module:
+    if not isinstance(module, nn.Module):
+        raise InputError("model_class must build an nn.Module when called without arguments")
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
+        raise WeightsError(f"the weights of {ref} do not fit the given model ({first}); use the class they were saved from") from None
+    return module.eval()
+
+
+def init_repo(path: Path | str = ".") -> Repo:
+    """Create a repository in ``path`` (created if missing)."""
+    paths = RepoPaths(Path(path).resolve())
+    if paths.catalog.exists():
+        raise RepoError(f"{paths.root} is already a dlv repository; use open_repo({str(paths.root)!r})")
+    if paths.dlv.exists() and any(paths.dlv.iterdir()):
+        raise RepoError(f"{paths.dlv} exists but holds no catalog; move it away, then run `dlv init` again")
+    try:
+        paths.objects.mkdir(parents=True, exist_ok=True)
+        paths.features.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RepoError(f"cannot create {paths.dlv}: {exc.strerror}; check the folder's permissions") from None
+    # The catalog is created under a temporary name and renamed into place so
+    # that a crash here never leaves a half-initialized repository.
+    tmp = paths.dlv / "catalog.duckdb.init"
+    for leftover in (tmp, tmp.with_suffix(".init.wal")):
+        leftover.unlink(missing_ok=True)
+    Catalog.create(tmp, paths.lock)
+    os.replace(tmp, paths.catalog)
+    return Repo(paths.root)
+
+
+def open_repo(path: Path | str | None = None) -> Repo:
+    """Open the repository at ``path`` or the nearest one above the current folder."""
+    if path is not None and (Path(path) / ".dlv").is_dir():
+        return Repo(path)
+    return Repo(find_repo_root(path))
+
+
+

@@ -1,0 +1,63 @@
+"""Tensors <-> the object store and the catalog's ``tensor_data`` table.
+
+This is the only place the repository calls the storage codecs, so the
+parameter archive can change encodings without touching commit/checkout.
+Storage errors are translated into :class:`ArchiveError` here.
+"""
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from typing import Iterator
+
+import duckdb
+
+from ..errors import ArchiveError, IntegrityError
+from ..storage import tensors as codec
+from ..storage.errors import CorruptBlobError, MissingBlobError, StorageError
+from ..storage.objects import ObjectStore
+
+
+@contextmanager
+def storage_errors() -> Iterator[None]:
+    try:
+        yield
+    except (CorruptBlobError, MissingBlobError) as exc:
+        raise IntegrityError(str(exc)) from None
+    except StorageError as exc:
+        raise ArchiveError(str(exc)) from None
+
+
+def store_tensor(
+    con: duckdb.DuckDBPyConnection, store: ObjectStore, raw: bytes, dtype: str, shape: list[int]
+) -> tuple[str, bool]:
+    """Store a tensor once; returns (tensor_hash, newly_stored)."""
+    th = codec.tensor_hash(raw, dtype, shape)
+    if con.execute("SELECT 1 FROM tensor_data WHERE tensor_hash = ?", [th]).fetchone():
+        return th, False
+    with storage_errors():
+        encoded = codec.encode_tensor(raw, dtype, shape)
+        for blob in encoded.blobs:
+            blob_hash = store.put(blob)  # durable before the catalog row below references it
+            con.execute("INSERT OR IGNORE INTO objects VALUES (?, ?)", [blob_hash, len(blob)])
+    con.execute(
+        "INSERT INTO tensor_data VALUES (?, ?, ?, ?, ?)",
+        [th, dtype, json.dumps(list(shape)), len(raw), json.dumps(encoded.manifest, sort_keys=True)],
+    )
+    return th, True
+
+
+def load_tensor(con: duckdb.DuckDBPyConnection, store: ObjectStore, tensor_hash: str) -> tuple[bytes, str, list[int]]:
+    row = con.execute(
+        "SELECT dtype, shape, nbytes, encoding FROM tensor_data WHERE tensor_hash = ?", [tensor_hash]
+    ).fetchone()
+    if row is None:
+        raise IntegrityError(
+            f"tensor {tensor_hash[:16]} is referenced but not in the catalog; run `dlv fsck`"
+        )
+    dtype, shape, nbytes, encoding = row[0], json.loads(row[1]), int(row[2]), json.loads(row[3])
+    with storage_errors():
+        raw = codec.decode_tensor(encoding, store.get, nbytes)
+        if codec.tensor_hash(raw, dtype, shape) != tensor_hash:
+            raise CorruptBlobError(tensor_hash, "decoded tensor does not match its hash")
+    return raw, dtype, shape

@@ -1,0 +1,286 @@
+"""The storage plan: which tensor is stored whole and which as a delta of which.
+
+The *matrix storage graph* (ModelHub, Miao et al. ICDE 2017) has one vertex per
+stored unit — here a tensor of a snapshot (its segments always travel together
+because the delta is applied to the bit pattern before segmentation) — plus the
+empty vertex 0. An edge (0, v) materializes v; an edge (u, v) stores one as a
+delta of the other. Every edge has a storage cost (compressed bytes) and a
+recreation cost (work to rebuild the tensor from its neighbour). Our deltas
+(XOR, zigzag subtraction) are invertible both ways at the same size, so edges
+are undirected, as in ModelHub; a plan is a spanning tree rooted at 0 and a
+vertex is rebuilt along its tree path from 0.
+
+A snapshot's recreation cost is the sum (scheme ``independent``: tensors are
+rebuilt one after the other) or the maximum (``parallel``) of its vertices' path
+costs. The constraint: every snapshot costs at most ``alpha`` times its cost in
+the shortest-path tree (SPT). The minimum spanning tree (MST) minimizes
+storage, the SPT recreation; PAS-MT repairs the MST by swaps, PAS-PT grows a
+tree from 0 under per-vertex budgets; :func:`best_plan` returns the cheapest
+feasible of them (the SPT is always feasible for alpha >= 1).
+"""
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+from typing import Iterable, Optional, Sequence
+
+SCHEMES = ("independent", "parallel")
+_EPS = 1e-9
+
+
+@dataclass(frozen=True)
+class Edge:
+    u: int
+    v: int
+    storage: float
+    recreation: float
+
+    def other(self, x: int) -> int:
+        return self.v if x == self.u else self.u
+
+
+@dataclass(frozen=True)
+class StorageGraph:
+    n: int                                  # vertices 1..n; 0 is the empty vertex
+    edges: tuple[Edge, ...]
+    groups: tuple[tuple[int, ...], ...]     # snapshot -> its vertices (may share vertices)
+
+    def adjacency(self) -> list[list[Edge]]:
+        adj: list[list[Edge]] = [[] for _ in range(self.n + 1)]
+        for e in self.edges:
+            adj[e.u].append(e)
+            adj[e.v].append(e)
+        return adj
+
+
+@dataclass(frozen=True)
+class Plan:
+    algorithm: str
+    parent_edge: tuple[Optional[Edge], ...]   # per vertex (None for 0)
+    storage: float
+    recreation: tuple[float, ...]             # per vertex: path cost from 0
+    group_cost: tuple[float, ...]             # per snapshot under the scheme
+
+    def parent(self, v: int) -> int:
+        e = self.parent_edge[v]
+        return -1 if e is None else e.other(v)
+
+
+def check_graph(g: StorageGraph) -> None:
+    for e in g.edges:
+        if not (0 <= e.u <= g.n and 0 <= e.v <= g.n) or e.u == e.v:
+            raise ValueError(f"edge {e} does not join two distinct vertices of 0..{g.n}")
+        if e.storage < 0 or e.recreation < 0:
+            raise ValueError(f"edge {e} has a negative cost")
+    for grp in g.groups:
+        for v in grp:
+            if not 1 <= v <= g.n:
+                raise ValueError(f"snapshot group names vertex {v}, outside 1..{g.n}")
+
+
+def group_costs(g: StorageGraph, rc: Sequence[float], scheme: str) -> tuple[float, ...]:
+    if scheme not in SCHEMES:
+        raise ValueError(f"unknown scheme {scheme!r}; use one of {SCHEMES}")
+    if scheme == "independent":
+        return tuple(sum(rc[v] for v in grp) for grp in g.groups)
+    return tuple(max((rc[v] for v in grp), default=0.0) for grp in g.groups)
+
+
+def make_plan(g: StorageGraph, parent_edge: Sequence[Optional[Edge]], scheme: str, algorithm: str) -> Plan:
+    """Evaluate a tree given by each vertex's parent edge (must reach 0 from every vertex)."""
+    rc: list[Optional[float]] = [None] * (g.n + 1)
+    rc[0] = 0.0
+
+    def cost(v: int) -> float:
+        chain = []
+        while rc[v] is None:
+            chain.append(v)
+            e = parent_edge[v]
+            if e is None or len(chain) > g.n:
+                raise ValueError(f"vertex {v} is not connected to the empty vertex in plan {algorithm}")
+            v = e.other(v)
+        acc = rc[v]
+        for x in reversed(chain):
+            acc += parent_edge[x].recreation
+            rc[x] = acc
+        return acc
+
+    for v in range(1, g.n + 1):
+        cost(v)
+    storage = sum(e.storage for e in parent_edge[1:])
+    rcs = tuple(float(x) for x in rc)
+    return Plan(algorithm, tuple(parent_edge), storage, rcs, group_costs(g, rcs, scheme))
+
+
+def _tree_search(g: StorageGraph, key) -> list[Optional[Edge]]:
+    """Prim/Dijkstra skeleton: grow from 0, always taking the smallest key(dist_u, edge)."""
+    adj = g.adjacency()
+    parent: list[Optional[Edge]] = [None] * (g.n + 1)
+    dist = [0.0] * (g.n + 1)
+    done = [False] * (g.n + 1)
+    heap: list = [(0.0, 0, 0, -1, None)]
+    counter = 1
+    while heap:
+        _, _, v, _, e = heapq.heappop(heap)
+        if done[v]:
+            continue
+        done[v] = True
+        parent[v] = e
+        if e is not None:
+            dist[v] = dist[e.other(v)] + e.recreation
+        for f in adj[v]:
+            w = f.other(v)
+            if not done[w]:
+                heapq.heappush(heap, (key(dist[v], f), counter, w, v, f))
+                counter += 1
+    missing = [v for v in range(1, g.n + 1) if not done[v]]
+    if missing:
+        raise ValueError(f"vertices {missing[:5]} cannot be reached from the empty vertex; "
+                         "every tensor needs a materialization edge")
+    return parent
+
+
+def mst(g: StorageGraph, scheme: str = "independent") -> Plan:
+    """Minimum storage: Prim's minimum spanning tree from the empty vertex."""
+    return make_plan(g, _tree_search(g, lambda d, e: e.storage), scheme, "mst")
+
+
+def spt(g: StorageGraph, scheme: str = "independent") -> Plan:
+    """Minimum recreation: Dijkstra's shortest-path tree on recreation cost."""
+    return make_plan(g, _tree_search(g, lambda d, e: d + e.recreation), scheme, "spt")
+
+
+def feasible(plan: Plan, limits: Sequence[float]) -> bool:
+    return all(c <= lim * (1 + _EPS) + _EPS for c, lim in zip(plan.group_cost, limits))
+
+
+def limits_for(g: StorageGraph, alpha: float, scheme: str) -> tuple[float, ...]:
+    if alpha < 1:
+        raise ValueError(f"alpha={alpha} is below 1, which no plan can meet; use alpha >= 1")
+    return tuple(alpha * c for c in spt(g, scheme).group_cost)
+
+
+def _subtree(children: list[set[int]], v: int) -> list[int]:
+    out, stack = [], [v]
+    while stack:
+        x = stack.pop()
+        out.append(x)
+        stack.extend(children[x])
+    return out
+
+
+def pas_mt(g: StorageGraph, alpha: float, scheme: str = "independent", max_swaps: int = 100_000) -> Optional[Plan]:
+    """Start from the MST; while a snapshot is over its limit, re-parent the vertex whose
+    swap buys the most violation reduction per extra stored byte. Each swap strictly
+    lowers some path costs and raises none, so the loop ends (at worst in an SPT)."""
+    limits = limits_for(g, alpha, scheme)
+    plan = mst(g, scheme)
+    parent = list(plan.parent_edge)
+    rc = list(plan.recreation)
+    groups_of: list[list[int]] = [[] for _ in range(g.n + 1)]
+    for gi, grp in enumerate(g.groups):
+        for v in set(grp):
+            groups_of[v].append(gi)
+    children: list[set[int]] = [set() for _ in range(g.n + 1)]
+    for v in range(1, g.n + 1):
+        children[parent[v].other(v)].add(v)
+    cost = list(group_costs(g, rc, scheme))
+
+    def violation(costs) -> float:
+        return sum(max(0.0, c - lim) for c, lim in zip(costs, limits))
+
+    for _ in range(max_swaps):
+        if all(c <= lim * (1 + _EPS) + _EPS for c, lim in zip(cost, limits)):
+            return make_plan(g, parent, scheme, "pas-mt")
+        base_violation = violation(cost)
+        best = None
+        subtrees: dict[int, list[int]] = {}
+        for e in g.edges:
+            for u, v in ((e.u, e.v), (e.v, e.u)):
+                if v == 0 or parent[v] is e:
+                    continue
+                d = rc[u] + e.recreation - rc[v]
+                if d >= -_EPS:
+                    continue
+                sub = subtrees.get(v) or subtrees.setdefault(v, _subtree(children, v))
+                if u in sub:
+                    continue  # would cut the subtree off from the root
+                new_cost = _costs_after(g, cost, rc, sub, d, groups_of, scheme)
+                gain = base_violation - violation(new_cost)
+                extra = e.storage - parent[v].storage
+                # prefer violation reduction per byte; free swaps first; then any rc reduction
+                score = (gain > _EPS, gain / max(extra, _EPS) if gain > _EPS else -d * len(sub) / max(extra, _EPS))
+                if best is None or score > best[0]:
+                    best = (score, u, v, e, sub, d, new_cost)
+        if best is None:
+            return None
+        _, u, v, e, sub, d, new_cost = best
+        children[parent[v].other(v)].discard(v)
+        children[u].add(v)
+        parent[v] = e
+        for x in sub:
+            rc[x] += d
+        cost = new_cost
+    return None
+
+
+def _costs_after(g, cost, rc, sub, d, groups_of, scheme) -> list[float]:
+    new_cost = list(cost)
+    touched = {gi for x in sub for gi in groups_of[x]}
+    if scheme == "independent":
+        for x in sub:
+            for gi in groups_of[x]:
+                new_cost[gi] += d
+    else:
+        moved = set(sub)
+        for gi in touched:
+            new_cost[gi] = max((rc[y] + d if y in moved else rc[y]) for y in g.groups[gi])
+    return new_cost
+
+
+def pas_pt(g: StorageGraph, alpha: float, scheme: str = "independent") -> Optional[Plan]:
+    """Grow from the empty vertex, cheapest storage edge first, accepting an edge only if
+    the new vertex's path cost stays within alpha times its shortest-path cost. Always
+    feasible: a vertex's shortest-path predecessor p has rc(p) <= alpha*dist(p), so the
+    edge p-v gives rc <= alpha*dist(p) + w <= alpha*dist(v); per-snapshot sums and maxima
+    of per-vertex bounds then respect the snapshot limits."""
+    limits_for(g, alpha, scheme)  # validates alpha
+    sp = spt(g, scheme)
+    adj = g.adjacency()
+    parent: list[Optional[Edge]] = [None] * (g.n + 1)
+    rc = [0.0] * (g.n + 1)
+    done = [False] * (g.n + 1)
+    done[0] = True
+    heap = []
+    counter = 0
+    for f in adj[0]:
+        heapq.heappush(heap, (f.storage, counter, 0, f))
+        counter += 1
+    while heap:
+        _, _, u, e = heapq.heappop(heap)
+        v = e.other(u)
+        if done[v]:
+            continue
+        path = rc[u] + e.recreation
+        if path > alpha * sp.recreation[v] * (1 + _EPS) + _EPS:
+            continue  # rc[u] is final, so this edge can never fit
+        done[v] = True
+        parent[v] = e
+        rc[v] = path
+        for f in adj[v]:
+            if not done[f.other(v)]:
+                heapq.heappush(heap, (f.storage, counter, v, f))
+                counter += 1
+    if not all(done):
+        return None
+    return make_plan(g, parent, scheme, "pas-pt")
+
+
+def best_plan(g: StorageGraph, alpha: float, scheme: str = "independent") -> Plan:
+    """Cheapest feasible plan among MST, PAS-MT, PAS-PT and SPT."""
+    check_graph(g)
+    limits = limits_for(g, alpha, scheme)
+    candidates: Iterable[Optional[Plan]] = (mst(g, scheme), pas_mt(g, alpha, scheme),
+                                            pas_pt(g, alpha, scheme), spt(g, scheme))
+    ok = [p for p in candidates if p is not None and feasible(p, limits)]
+    return min(ok, key=lambda p: (p.storage, sum(p.group_cost)))

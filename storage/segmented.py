@@ -1,0 +1,267 @@
+"""Manifest format 2 (codec ``segmented``): bit-field segments, optional delta.
+
+Encoding a tensor:
+
+1. (opt-in only) a lossy encoding turns it into a smaller stored tensor;
+2. with a base tensor, a lossless delta of the bit patterns (``xor``, ``sub``,
+   ``osub``) or none, chosen per tensor by the smallest estimated size
+   (order-0 byte entropy of each segment, which tracks zstd's size closely on
+   these near-memoryless streams; benchmarks/archive.py reports how often the
+   estimate picks the truly smallest);
+3. the words are split into bit-field segments (exponent first for floats, or
+   byte groups for integers and deltas that are not XOR);
+4. every segment is compressed with zstd on its own and stored as one blob.
+
+Manifest (JSON, stored in the catalog)::
+
+    {"format": 2, "codec": "segmented", "dtype": "float32",
+     "layout": [[23, 8], [31, 1], [16, 7], [8, 8], [0, 8]],
+     "segments": ["<blake2b>", ...], "sizes": [1234, ...], "level": 3,
+     "delta": null | {"base": "<tensor_hash>", "op": "xor" | "sub" | "osub"},
+     "lossy": null | {"kind": "float16" | "bfloat16" | "kbit", "bits": k,
+                      "stored_dtype": "...", "table": "<blake2b>" (kbit)}}
+"""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Optional, Sequence
+
+import numpy as np
+import zstandard
+
+from .bitfields import (FLOAT_FORMATS, UINT_OF_SIZE, Layout, byte_layout, check_layout,
+                        default_layout, join_fields, segment_length, split_fields)
+from .deltas import DELTA_OPS, apply_delta, undo_delta
+from .errors import CodecError, CorruptBlobError
+from .lossy import (LOSSY_SOURCES, LossyConfig, bfloat16_bits, from_float64, quantization_table,
+                    quantize, to_float64)
+
+FORMAT = 2
+CODEC_ID = "segmented"
+DELTA_CHOICES = ("auto", "none") + DELTA_OPS
+LAYOUT_CHOICES = ("exponent-first", "bytes")
+
+#: segments below this size are decompressed inline; above it, on threads
+#: (zstandard releases the GIL, so segments of one tensor decode in parallel)
+_PARALLEL_DECODE_BYTES = 1 << 20
+_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="modelhub-zstd")
+
+
+@dataclass(frozen=True)
+class SegmentedConfig:
+    """Everything that decides how a tensor is encoded (all of it lossless by default)."""
+
+    level: int = 3                     # zstd level per segment (benchmarks/archive.py: 3 ~ 19 here)
+    layout: str = "exponent-first"     # float field order; integers always use byte groups
+    delta: str = "auto"                # with a base: auto picks the smallest of none/xor/sub/osub
+    lossy: Optional[LossyConfig] = None  # never applied unless set
+
+    def __post_init__(self) -> None:
+        if self.delta not in DELTA_CHOICES:
+            raise CodecError(f"unknown delta mode {self.delta!r}; use one of {DELTA_CHOICES}")
+        if self.layout not in LAYOUT_CHOICES:
+            raise CodecError(f"unknown layout {self.layout!r}; use one of {LAYOUT_CHOICES}")
+        if not 1 <= self.level <= 22:
+            raise CodecError(f"zstd level {self.level} is out of range; use 1..22")
+
+    def to_json(self) -> dict:
+        return {"level": self.level, "layout": self.layout, "delta": self.delta,
+                "lossy": self.lossy.to_json() if self.lossy else None}
+
+    @staticmethod
+    def from_json(obj: Mapping) -> "SegmentedConfig":
+        lossy = obj.get("lossy")
+        return SegmentedConfig(level=int(obj.get("level", 3)), layout=str(obj.get("layout", "exponent-first")),
+                               delta=str(obj.get("delta", "auto")),
+                               lossy=LossyConfig.from_json(lossy) if lossy else None)
+
+
+@dataclass(frozen=True)
+class EncodeResult:
+    manifest: dict
+    blobs: tuple[bytes, ...]
+    estimate_bits: float = 0.0   # order-0 entropy bound of the chosen transform, in bits
+    candidates: dict = field(default_factory=dict)  # op -> estimated bits (for benchmarks)
+
+
+def layout_for(dtype: str, itemsize: int, op: Optional[str], config: SegmentedConfig) -> Layout:
+    # XOR keeps the float's fields (sign, exponent, mantissa XORed separately);
+    # subtraction produces plain integers, whose bytes carry the magnitude.
+    if op in ("sub", "osub") or config.layout == "bytes":
+        return byte_layout(itemsize)
+    return default_layout(dtype, itemsize)
+
+
+def entropy_bits(segment: bytes) -> float:
+    """Order-0 entropy of a byte string, in bits (n * H0)."""
+    if not segment:
+        return 0.0
+    counts = np.bincount(np.frombuffer(segment, dtype=np.uint8), minlength=256)
+    counts = counts[counts > 0].astype(np.float64)
+    n = counts.sum()
+    return float(-(counts * np.log2(counts / n)).sum())
+
+
+def _words(raw: bytes | memoryview, itemsize: int) -> np.ndarray:
+    return np.frombuffer(raw, dtype=UINT_OF_SIZE[itemsize])
+
+
+def _compress(segments: Sequence[bytes], level: int) -> list[bytes]:
+    cctx = zstandard.ZstdCompressor(level=level)
+    return [cctx.compress(s) for s in segments]
+
+
+def encode_segmented(raw: bytes | memoryview, dtype: str, n: int, itemsize: int, *,
+                     config: SegmentedConfig = SegmentedConfig(),
+                     base_raw: bytes | memoryview | None = None, base_hash: str | None = None) -> EncodeResult:
+    from .objects import content_hash
+
+    lossy_entry = None
+    extra_blobs: list[bytes] = []
+    stored_dtype = dtype
+    if config.lossy is not None:
+        raw, stored_dtype, lossy_entry, extra_blobs = _apply_lossy(raw, dtype, config.lossy)
+        itemsize = {"float16": 2, "bfloat16": 2, "uint8": 1}[stored_dtype]
+        base_raw = None  # a lossy tensor is stored whole: its base would be lossless bytes
+    words = _words(raw, itemsize)
+
+    ops: list[Optional[str]] = [None]
+    if base_raw is not None and config.delta != "none":
+        if base_hash is None:
+            raise CodecError("a delta base needs its tensor hash (base_hash=) so the manifest can name it")
+        if len(base_raw) != len(raw):
+            raise CodecError("the delta base has a different size than the tensor; pass a base of the same dtype and shape")
+        if config.delta == "auto":
+            ops += [op for op in DELTA_OPS if op != "osub" or dtype in FLOAT_FORMATS]
+        else:
+            ops = [config.delta]
+    base_words = _words(base_raw, itemsize) if base_raw is not None else None
+
+    best = None
+    candidates = {}
+    for op in ops:
+        data = words if op is None else apply_delta(op, words, base_words)
+        layout = layout_for(stored_dtype, itemsize, op, config)
+        segments = split_fields(data, layout)
+        bits = sum(entropy_bits(s) for s in segments)
+        candidates[op or "none"] = bits
+        if best is None or bits < best[0]:
+            best = (bits, op, layout, segments)
+    assert best is not None
+    bits, op, layout, segments = best
+
+    blobs = _compress(segments, config.level)
+    manifest = {
+        "format": FORMAT, "codec": CODEC_ID, "dtype": dtype,
+        "layout": [list(f) for f in layout],
+        "segments": [content_hash(b) for b in blobs],
+        "sizes": [len(b) for b in blobs],
+        "level": config.level,
+        "delta": {"base": base_hash, "op": op} if op is not None else None,
+        "lossy": lossy_entry,
+    }
+    return EncodeResult(manifest, tuple(blobs) + tuple(extra_blobs), bits, candidates)
+
+
+def _apply_lossy(raw, dtype: str, lossy: LossyConfig):
+    from .objects import content_hash
+
+    if dtype not in LOSSY_SOURCES:
+        raise CodecError(f"lossy encoding {lossy.kind} applies to float tensors, not {dtype}; "
+                         "drop the lossy option for this tensor")
+    values = to_float64(bytes(raw), dtype)
+    entry = {"kind": lossy.kind, "bits": lossy.bits}
+    if lossy.kind == "float16":
+        with np.errstate(over="ignore"):
+            stored = values.astype("<f2").tobytes()
+        entry["stored_dtype"] = "float16"
+        return stored, "float16", entry, []
+    if lossy.kind == "bfloat16":
+        stored = bfloat16_bits(values.astype("<f4")).tobytes()
+        entry["stored_dtype"] = "bfloat16"
+        return stored, "bfloat16", entry, []
+    table = quantization_table(values, lossy.bits)
+    table_blob = table.astype("<f8").tobytes()
+    entry["stored_dtype"] = "uint8"
+    entry["table"] = content_hash(table_blob)
+    return quantize(values, table).tobytes(), "uint8", entry, [table_blob]
+
+
+def _decompress(fetch: Callable[[str], bytes], blob_hash: str, expected: int) -> bytes:
+    data = fetch(blob_hash)
+    try:
+        out = zstandard.ZstdDecompressor().decompress(data, max_output_size=max(expected, 1))
+    except zstandard.ZstdError as exc:
+        raise CorruptBlobError(blob_hash, f"zstd: {exc}") from None
+    if len(out) != expected:
+        raise CorruptBlobError(blob_hash, f"decoded {len(out)} bytes, expected {expected}")
+    return out
+
+
+def stored_geometry(manifest: Mapping, nbytes: int) -> tuple[str, int, int, Layout]:
+    """(stored dtype, element count, stored itemsize, layout) of a format-2 manifest."""
+    from .tensors import DTYPE_SIZES
+
+    dtype = manifest["dtype"]
+    if dtype not in DTYPE_SIZES:
+        raise CodecError(f"manifest names unsupported dtype {dtype!r}; upgrade modelhub")
+    n = nbytes // DTYPE_SIZES[dtype]
+    lossy = manifest.get("lossy")
+    stored_dtype = lossy["stored_dtype"] if lossy else dtype
+    itemsize = {"uint8": 1}.get(stored_dtype) or DTYPE_SIZES[stored_dtype]
+    return stored_dtype, n, itemsize, check_layout(manifest["layout"], itemsize)
+
+
+def read_segments(manifest: Mapping, fetch: Callable[[str], bytes], n: int, layout: Layout,
+                  k: Optional[int] = None) -> list[bytes]:
+    """Decompressed bytes of the first ``k`` segments (all when k is None)."""
+    hashes = list(manifest["segments"])[: k if k is not None else None]
+    expected = [segment_length(n, w) for _, w in layout][: len(hashes)]
+    if len(hashes) > 1 and sum(expected) >= _PARALLEL_DECODE_BYTES:
+        return list(_POOL.map(lambda he: _decompress(fetch, *he), zip(hashes, expected)))
+    return [_decompress(fetch, h, e) for h, e in zip(hashes, expected)]
+
+
+def decode_segmented(manifest: Mapping, fetch: Callable[[str], bytes], nbytes: int, *,
+                     base: Optional[Callable[[str], bytes]] = None) -> bytes:
+    stored_dtype, n, itemsize, layout = stored_geometry(manifest, nbytes)
+    if len(manifest["segments"]) != len(layout):
+        raise CodecError("manifest lists a different number of segments than its layout has fields; "
+                         "the catalog entry is damaged — run `dlv fsck`")
+    words = join_fields(read_segments(manifest, fetch, n, layout), layout, n, itemsize)
+    delta = manifest.get("delta")
+    if delta:
+        if base is None:
+            raise CodecError("this tensor is stored as a delta; pass base= (a callback returning the "
+                             f"base tensor {delta['base'][:16]}'s raw bytes) to decode it")
+        base_raw = base(delta["base"])
+        words = undo_delta(delta["op"], words, _words(base_raw, itemsize))
+    lossy = manifest.get("lossy")
+    if lossy:
+        return _undo_lossy(words, lossy, manifest["dtype"], fetch)
+    return words.tobytes()
+
+
+def _undo_lossy(words: np.ndarray, lossy: Mapping, dtype: str, fetch: Callable[[str], bytes]) -> bytes:
+    kind = lossy["kind"]
+    if kind == "float16":
+        values = words.view("<f2").astype(np.float64)
+    elif kind == "bfloat16":
+        values = to_float64(words.tobytes(), "bfloat16")
+    elif kind == "kbit":
+        table = np.frombuffer(fetch(lossy["table"]), dtype="<f8")
+        if table.size != 1 << int(lossy["bits"]) or (words.size and int(words.max()) >= table.size):
+            raise CorruptBlobError(lossy["table"], "quantization table does not match the indices")
+        values = table[words]
+    else:
+        raise CodecError(f"unknown lossy encoding {kind!r} in manifest; upgrade modelhub")
+    return from_float64(values, dtype)
+
+
+def segmented_blobs(manifest: Mapping) -> list[str]:
+    out = list(manifest.get("segments", []))
+    lossy = manifest.get("lossy")
+    if lossy and lossy.get("table"):
+        out.append(lossy["table"])
+    return out

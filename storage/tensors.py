@@ -1,0 +1,124 @@
+"""Tensor encoding contract between the repository and the archive.
+
+The repository hands raw little-endian tensor bytes plus (dtype, shape) to
+:func:`encode_tensor`, writes the returned blobs to the object store, and
+records the returned JSON manifest in the catalog (``tensor_data.encoding``).
+:func:`decode_tensor` turns a manifest back into the exact bytes.
+
+Manifest format 1 (whole tensor, one zstd frame) is the foundation's
+encoding; the parameter archive adds segmented / delta manifests with a
+different ``codec`` value, keeping format-1 manifests readable forever.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Callable, Mapping, Sequence
+
+import zstandard
+
+from .errors import CodecError, CorruptBlobError
+
+#: bytes per element of every dtype the archive accepts (torch dtype names)
+DTYPE_SIZES: Mapping[str, int] = {
+    "float64": 8, "float32": 4, "float16": 2, "bfloat16": 2,
+    "int64": 8, "int32": 4, "int16": 2, "int8": 1, "uint8": 1, "bool": 1,
+    "complex64": 8, "complex128": 16,
+    "float8_e4m3fn": 1, "float8_e5m2": 1, "uint16": 2, "uint32": 4, "uint64": 8,
+}
+
+
+def tensor_hash(raw: bytes | memoryview, dtype: str, shape: Sequence[int]) -> str:
+    """Identity of a tensor's content: equal hashes <=> equal dtype, shape and bits."""
+    h = hashlib.blake2b(digest_size=32)
+    h.update(json.dumps([dtype, list(shape)]).encode())
+    h.update(raw)
+    return h.hexdigest()
+
+
+def check_size(raw_len: int, dtype: str, shape: Sequence[int]) -> None:
+    if dtype not in DTYPE_SIZES:
+        raise CodecError(f"unsupported tensor dtype {dtype!r}; convert it to one of {sorted(DTYPE_SIZES)}")
+    n = 1
+    for d in shape:
+        n *= int(d)
+    if n * DTYPE_SIZES[dtype] != raw_len:
+        raise CodecError(f"tensor bytes ({raw_len}) do not match dtype {dtype} and shape {list(shape)}")
+
+
+@dataclass(frozen=True)
+class EncodedTensor:
+    manifest: dict            # JSON-serializable; stored in the catalog
+    blobs: tuple[bytes, ...]  # to be written to the object store; manifest names them by hash
+
+
+#: codec used when encode_tensor is called without codec= (new commits)
+DEFAULT_CODEC = "zstd-whole"
+
+
+def encode_tensor(raw: bytes, dtype: str, shape: Sequence[int], *, level: int = 3,
+                  codec: str | None = None, config=None,
+                  base_raw: bytes | memoryview | None = None, base_hash: str | None = None) -> EncodedTensor:
+    """Encode one tensor; the manifest names every blob by hash.
+
+    ``codec``: "zstd-whole" (format 1) or "segmented" (format 2, the parameter
+    archive); ``config`` is that codec's frozen config (default: its defaults
+    with ``level``). With ``base_raw``/``base_hash`` the segmented codec may
+    store a lossless delta against that tensor (it keeps the smaller encoding).
+    """
+    from .codecs import get_codec
+
+    check_size(len(raw), dtype, shape)
+    impl = get_codec(codec or (config_codec(config) if config is not None else DEFAULT_CODEC))
+    if config is None:
+        config = impl.config_type(level=level)
+    elif not isinstance(config, impl.config_type):
+        raise CodecError(f"codec {impl.id!r} takes a {impl.config_type.__name__}, not {type(config).__name__}")
+    if base_raw is not None:
+        check_size(len(base_raw), dtype, shape)
+    manifest, blobs = impl.encode(raw, dtype, shape, config, base_raw=base_raw, base_hash=base_hash)
+    return EncodedTensor(manifest=manifest, blobs=blobs)
+
+
+def config_codec(config) -> str:
+    from .codecs import CODECS
+
+    for codec in CODECS.values():
+        if isinstance(config, codec.config_type):
+            return codec.id
+    raise CodecError(f"no codec takes a {type(config).__name__} config; pass codec= explicitly")
+
+
+def manifest_blobs(manifest: Mapping) -> list[str]:
+    """Every object hash a manifest references (for gc, fsck, publish)."""
+    from .codecs import CODECS
+
+    codec = CODECS.get(manifest.get("codec"))
+    if codec is None:  # unknown codec: best effort, never drop referenced blobs silently
+        return list(manifest.get("segments", []))
+    return codec.blobs(manifest)
+
+
+def delta_base(manifest: Mapping) -> str | None:
+    """tensor_hash of the tensor this manifest is a delta against (None: stored whole)."""
+    delta = manifest.get("delta")
+    return delta["base"] if delta else None
+
+
+def delta_op(manifest: Mapping) -> str | None:
+    delta = manifest.get("delta")
+    return delta["op"] if delta else None
+
+
+def decode_tensor(manifest: Mapping, fetch: Callable[[str], bytes], nbytes: int, *,
+                  base: Callable[[str], bytes] | None = None) -> bytes:
+    """The exact raw bytes of a tensor.
+
+    ``fetch`` maps a blob hash to its (verified) bytes; ``base`` maps a
+    tensor_hash to that tensor's decoded raw bytes and is needed only for
+    delta manifests (see :func:`delta_base`).
+    """
+    from .codecs import get_codec
+
+    return get_codec(manifest.get("codec")).decode(manifest, fetch, nbytes, base=base)
