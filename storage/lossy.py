@@ -79,7 +79,15 @@ def quantization_table(values: np.ndarray, bits: int) -> np.ndarray:
     if finite.size == 0:
         return np.zeros(size, dtype=np.float64)
     chunks = np.array_split(finite, size)
-    return np.array([c.mean() if c.size else finite[-1] for c in chunks], dtype=np.float64)
+    table = np.array([c.mean() if c.size else finite[-1] for c in chunks], dtype=np.float64)
+    # a few Lloyd-Max iterations: equal-population bins waste levels in the dense
+    # middle and leave the tails coarse
+    for _ in range(8):
+        idx = quantize(finite, table)
+        sums = np.bincount(idx, weights=finite, minlength=size)
+        counts = np.bincount(idx, minlength=size)
+        table = np.sort(np.where(counts > 0, sums / np.maximum(counts, 1), table))
+    return table
 
 
 def quantize(values: np.ndarray, table: np.ndarray) -> np.ndarray:

@@ -53,8 +53,10 @@ class EncodedTensor:
     blobs: tuple[bytes, ...]  # to be written to the object store; manifest names them by hash
 
 
-#: codec used when encode_tensor is called without codec= (new commits)
-DEFAULT_CODEC = "zstd-whole"
+#: codec used when encode_tensor is called without codec= (new commits): the
+#: parameter archive's segmented encoding, stored whole; `dlv archive` later
+#: turns tensors into deltas where the storage plan says so
+DEFAULT_CODEC = "segmented"
 
 
 def encode_tensor(raw: bytes, dtype: str, shape: Sequence[int], *, level: int = 3,

@@ -140,6 +140,31 @@ CREATE TABLE saved_queries (
     text        VARCHAR NOT NULL,
     created_at  TIMESTAMP NOT NULL
 );
+
+-- archive ---------------------------------------------------------------
+-- Storage plans chosen by `dlv archive` (modelhub/repo/archive.py). The plan
+-- itself lives in tensor_data.encoding (each delta manifest names its base);
+-- these tables record what was chosen and each snapshot's recreation cost.
+CREATE TABLE archive_plans (
+    plan_id       INTEGER PRIMARY KEY,
+    created_at    TIMESTAMP NOT NULL,
+    alpha         DOUBLE NOT NULL,
+    scheme        VARCHAR NOT NULL,    -- independent | parallel
+    algorithm     VARCHAR NOT NULL,    -- mst | spt | pas-mt | pas-pt
+    stored_bytes  BIGINT NOT NULL,     -- tensor blobs under the plan
+    mst_bytes     BIGINT NOT NULL,     -- storage lower bound (no recreation constraint)
+    spt_bytes     BIGINT NOT NULL      -- storage of the all-materialized plan
+);
+
+CREATE TABLE archive_costs (
+    plan_id         INTEGER NOT NULL,
+    version_id      VARCHAR NOT NULL,
+    snap            INTEGER NOT NULL,
+    recreation_cost DOUBLE NOT NULL,   -- bytes read + bytes produced along every delta chain
+    spt_cost        DOUBLE NOT NULL,   -- the same when every tensor is stored whole
+    PRIMARY KEY (plan_id, version_id, snap)
+);
+-- end archive -----------------------------------------------------------
 """
 
 #: MIGRATIONS[i] takes schema version i to i + 1 (version 0 = empty database).

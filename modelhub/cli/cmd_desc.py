@@ -49,6 +49,12 @@ def run(args, ui) -> int:
     return 0
 
 
+# Shape-defining attributes first, so a truncated line still says what the layer is.
+_FIRST = ("in_channels", "out_channels", "in_features", "out_features", "kernel_size", "stride", "padding",
+          "num_features", "output_size", "p", "groups")
+
+
 def _attrs(attrs: dict) -> str:
-    text = ", ".join(f"{k}={fmt(v)}" for k, v in sorted(attrs.items()))
-    return text if len(text) <= 70 else text[:67] + "..."
+    keys = [k for k in _FIRST if k in attrs] + sorted(k for k in attrs if k not in _FIRST)
+    text = ", ".join(f"{k}={fmt(attrs[k])}" for k in keys)
+    return text if len(text) <= 80 else text[:77] + "..."

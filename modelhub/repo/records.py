@@ -44,6 +44,9 @@ class VersionInfo(Record):
     def ref(self) -> str:
         return f"{self.model}@{self.seq}"
 
+    def to_dict(self) -> dict:
+        return super().to_dict() | {"ref": self.ref}
+
     @property
     def short_id(self) -> str:
         return self.id[:12]

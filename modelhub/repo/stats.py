@@ -17,8 +17,11 @@ def repo_stats(con, store) -> RepoStats:
     files_bytes = con.execute(
         "SELECT coalesce(sum(size), 0) FROM objects WHERE blob_hash IN (SELECT blob_hash FROM files UNION SELECT blob_hash FROM staged)"
     ).fetchone()[0]
+    from .archive import recreation_costs  # the archive's cost model (bytes read + produced)
+
+    rc = recreation_costs(con)
     versions = tuple(
-        VersionStats(id=r[0], ref=f"{r[1]}@{r[2]}", logical_bytes=int(r[3]), recreation_cost=None)
+        VersionStats(id=r[0], ref=f"{r[1]}@{r[2]}", logical_bytes=int(r[3]), recreation_cost=rc.get(r[0]))
         for r in con.execute("SELECT id, model, seq, logical_bytes FROM versions ORDER BY model, seq").fetchall()
     )
     return RepoStats(

@@ -57,7 +57,9 @@ def load_tensor(con: duckdb.DuckDBPyConnection, store: ObjectStore, tensor_hash:
         )
     dtype, shape, nbytes, encoding = row[0], json.loads(row[1]), int(row[2]), json.loads(row[3])
     with storage_errors():
-        raw = codec.decode_tensor(encoding, store.get, nbytes)
+        # archive deltas name their base tensor by hash; the storage plan is a
+        # tree, so resolving bases recursively always ends at a whole tensor
+        raw = codec.decode_tensor(encoding, store.get, nbytes, base=lambda h: load_tensor(con, store, h)[0])
         if codec.tensor_hash(raw, dtype, shape) != tensor_hash:
             raise CorruptBlobError(tensor_hash, "decoded tensor does not match its hash")
     return raw, dtype, shape

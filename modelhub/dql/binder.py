@@ -1,0 +1,453 @@
+"""AST -> logical plan: resolve names, paths, layer patterns, templates and keys.
+
+Everything the user can misspell is checked here against the catalog's
+:class:`Vocabulary`, and each failure is one line naming close matches.
+Checks against the catalog are skipped while the catalog is empty, so
+queries over a fresh repository bind (and return nothing).
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from . import ast as A
+from . import plan as P
+from .errors import BindError, PlanError, suggestion
+from .parser import parse
+from .patterns import compile_pattern, literal_hint
+from .templates import bind_template
+from .vocabulary import Vocabulary
+
+#: property -> (canonical name, type)
+PROPERTIES: dict[str, tuple[str, str]] = {
+    "name": ("name", P.TEXT), "model": ("name", P.TEXT),
+    "id": ("id", P.ID), "parent": ("parent", P.ID),
+    "creation_time": ("creation_time", P.TIME), "created_at": ("creation_time", P.TIME),
+    "seq": ("seq", P.NUMBER), "message": ("message", P.TEXT), "author": ("author", P.TEXT),
+    "n_params": ("n_params", P.NUMBER), "n_layers": ("n_layers", P.NUMBER),
+    "n_tensors": ("n_tensors", P.NUMBER),
+}
+DEFAULT_COLUMNS = ("id", "name", "seq", "creation_time")
+AGGREGATES = {"max": "max", "min": "min", "latest": "latest", "last": "latest"}
+COMPARE_OPS = {"==", "!=", "<", "<=", ">", ">="}
+
+#: `auto` grids for evaluate's vary clause (documented in docs/DQL.md)
+LAYER_LR_MULTIPLIERS = (0.0, 0.1, 1.0)
+AUTO_GRIDS: dict[str, tuple] = {
+    "base_lr": (0.1, 0.01, 0.001), "lr": (0.1, 0.01, 0.001), "learning_rate": (0.1, 0.01, 0.001),
+    "batch_size": (32, 64, 128), "weight_decay": (0.0, 1e-4, 1e-3), "momentum": (0.0, 0.9),
+    "dropout": (0.0, 0.25, 0.5), "epochs": (1, 5, 10),
+}
+
+
+def bind(stmt: A.Statement, vocab: Vocabulary, text: str = "") -> P.StatementPlan:
+    return _Binder(vocab, text).statement(stmt)
+
+
+class _Binder:
+    def __init__(self, vocab: Vocabulary, text: str) -> None:
+        self.vocab = vocab
+        self.text = text
+        self.next_pred = 1
+        self.saved_stack: list[str] = []
+
+    # -- statements -----------------------------------------------------------------
+    def statement(self, stmt: A.Statement) -> P.StatementPlan:
+        if isinstance(stmt, A.Explain):
+            return P.ExplainPlan(self.query(stmt.query))
+        if isinstance(stmt, A.SaveQuery):
+            if not isinstance(stmt.query, A.SelectQuery):
+                raise BindError(f'save query "{stmt.name}": only select queries can be saved (they are '
+                                "used as sources: from \"name\"); save the select that picks the models")
+            return P.SavePlan(stmt.name, stmt.text, self.query(stmt.query))
+        return self.query(stmt)
+
+    def query(self, q: A.Query) -> P.QueryPlan:
+        if isinstance(q, A.SelectQuery):
+            return self.select(q)
+        if isinstance(q, A.SliceQuery):
+            return self.slice(q)
+        if isinstance(q, A.ConstructQuery):
+            return self.construct(q)
+        return self.evaluate(q)
+
+    def select(self, q: A.SelectQuery) -> P.SelectPlan:
+        head_var = self._head_var(q.items)
+        source, var = self.source(q.source, head_var)
+        if head_var != var:
+            raise BindError(f"select names {head_var} but the source binds {var}; write select {var} ...")
+        cond = self.condition(q.where, var) if q.where is not None else None
+        columns: list[P.OutputColumn] = []
+        for item in q.items:
+            if isinstance(item.value, A.Path) and not item.value.steps:
+                if item.alias:
+                    raise BindError(f"`{item.value.root} as {item.alias}`: a whole model cannot be renamed; "
+                                    "alias a property instead, e.g. m.name as model")
+                columns += [P.OutputColumn(c, P.Prop(*PROPERTIES[c])) for c in DEFAULT_COLUMNS]
+            else:
+                value = self.value(item.value, var)
+                columns.append(P.OutputColumn(item.alias or _column_name(item.value), value))
+        names = [c.name for c in columns]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise BindError(f"duplicate result column {sorted(dup)[0]!r}; give one of them an alias with `as`")
+        aliases = {c.name: c.value for c in columns}
+        order = tuple(P.SortKey(self._order_value(o.value, var, aliases), o.descending) for o in q.order)
+        if q.limit is not None and q.limit < 0:
+            raise BindError("limit must be a non-negative integer")
+        return P.SelectPlan(var, source, cond, tuple(columns), order, q.limit)
+
+    def _head_var(self, items: tuple[A.SelectItem, ...]) -> str:
+        roots = {(i.value.root if isinstance(i.value, A.Path) else i.value.arg.root) for i in items}
+        if len(roots) > 1:
+            raise BindError(f"a select names one model variable; found {', '.join(sorted(roots))}")
+        return roots.pop()
+
+    def _order_value(self, v: A.Value, var: str, aliases: dict) -> P.BoundValue:
+        if isinstance(v, A.Path) and not v.steps and v.root in aliases and v.root != var:
+            return aliases[v.root]
+        if isinstance(v, A.Path) and not v.steps:
+            raise BindError(f"order by {v.root}: name a property (e.g. {var}.creation_time) or a result column "
+                            f"({', '.join(aliases)})")
+        return self.value(v, var)
+
+    def source(self, src: A.Source | None, default_var: str) -> tuple[P.Source, str]:
+        if src is None:
+            return P.AllVersions(), default_var
+        if isinstance(src, A.SourceAll):
+            return P.AllVersions(), src.var
+        if isinstance(src, A.SourceSubquery):
+            inner = self.select(src.query)
+            return P.SubquerySource(inner, "subquery"), src.alias or default_var
+        # saved query
+        name = src.name
+        if name not in self.vocab.saved:
+            raise BindError(f'unknown saved query "{name}": {suggestion(name, self.vocab.saved, "saved queries")} '
+                            "(save one with: save query NAME as select ...)")
+        if name in self.saved_stack:
+            raise BindError(f'saved query "{name}" refers to itself through {" -> ".join(self.saved_stack)}; '
+                            "save it again without the cycle")
+        self.saved_stack.append(name)
+        try:
+            stmt = parse(self.vocab.saved[name])
+            if not isinstance(stmt, A.SelectQuery):
+                raise BindError(f'saved query "{name}" is not a select query; save a select instead')
+            inner = self.select(stmt)
+        finally:
+            self.saved_stack.pop()
+        return P.SubquerySource(inner, f'saved query "{name}"'), src.alias or default_var
+
+    def slice(self, q: A.SliceQuery) -> P.SlicePlan:
+        rows = self._rows(q.source, q.where, q.target)
+        found: dict[str, P.LayerSelector] = {}
+        for a in q.assignments:
+            if a.target.root != q.target or len(a.target.steps) != 1 or not isinstance(a.target.steps[0], A.Attr) \
+                    or a.target.steps[0].name not in ("input", "output"):
+                raise BindError(f"slice assigns {q.target}.input and {q.target}.output, not {a.target.text()}")
+            key = a.target.steps[0].name
+            if key in found:
+                raise BindError(f"{q.target}.{key} is assigned twice; keep one")
+            sel = self.selector(a.value, rows.var)
+            if sel.moves:
+                raise BindError(f"{a.value.text()}: slice endpoints are layers, without .next/.prev")
+            found[key] = sel
+        for key in ("input", "output"):
+            if key not in found:
+                raise BindError(f'slice needs {q.target}.{key} = {rows.var}["layer"]; add it to the mutate clause')
+        return P.SlicePlan(q.target, rows, found["input"], found["output"])
+
+    def construct(self, q: A.ConstructQuery) -> P.ConstructPlan:
+        rows = self._rows(q.source, q.where, q.target)
+        top_preds = [c.pred for c in P.conjuncts(rows.filter) if isinstance(c, P.GraphP)]
+        ops: list[P.GraphOp] = []
+        for m in q.mutations:
+            if isinstance(m, A.InsertMutation):
+                steps = m.target.steps
+                if not steps or not isinstance(steps[-1], A.Attr) or steps[-1].name != "insert":
+                    raise BindError(f'{m.target.text()} = ...: write {rows.var}["pattern"].insert = TEMPLATE("name")')
+                sel = self.selector(A.Path(m.target.root, steps[:-1], m.target.span), rows.var)
+                if sel.moves:
+                    raise BindError(f"{m.target.text()}: insert after the matched layer itself, without .next/.prev")
+                tmpl = bind_template(m.template.name, tuple(a.value for a in m.template.args),
+                                     tuple((k, v.value) for k, v in m.template.kwargs), set(self.vocab.ops), True)
+                restrict = tuple(p for p in top_preds if p.selector.pattern.text == sel.pattern.text)
+                ops.append(P.InsertOp(sel.pattern, tmpl, restrict))
+            elif isinstance(m, A.DeleteEdge):
+                src, dst = self.selector(m.src, rows.var), self.selector(m.dst, rows.var)
+                if src.moves or dst.moves:
+                    raise BindError("delete edge takes two layers: delete edge m[\"a\"] -> m[\"b\"]")
+                ops.append(P.DeleteEdgeOp(src.pattern, dst.pattern))
+            else:
+                sel = self.selector(m.path, rows.var)
+                if sel.moves:
+                    raise BindError("delete takes a layer: delete m[\"drop*\"]")
+                restrict = tuple(p for p in top_preds if p.selector.pattern.text == sel.pattern.text)
+                ops.append(P.DeleteNodeOp(sel.pattern, restrict))
+        return P.ConstructPlan(q.target, rows, tuple(ops))
+
+    def _rows(self, src: A.Source, where: A.Condition | None, target: str) -> P.SelectPlan:
+        source, var = self.source(src, target)
+        if isinstance(src, A.SourceAll) and src.var == target:
+            raise BindError(f"the new model {target} and the source model have the same name; "
+                            f"write e.g. ... {target} from m1 ...")
+        cond = self.condition(where, var) if where is not None else None
+        cols = tuple(P.OutputColumn(c, P.Prop(*PROPERTIES[c])) for c in DEFAULT_COLUMNS)
+        return P.SelectPlan(var, source, cond, cols, (), None)
+
+    def evaluate(self, q: A.EvaluateQuery) -> P.EvaluatePlan:
+        source, var = self.source(q.source, q.var)
+        cond = self.condition(q.where, var) if q.where is not None else None
+        cols = tuple(P.OutputColumn(c, P.Prop(*PROPERTIES[c])) for c in DEFAULT_COLUMNS)
+        rows = P.SelectPlan(var, source, cond, cols, (), None)
+        config_name = q.config.name if q.config else "config"
+        grid: list[P.GridAxis] = []
+        for item in q.vary:
+            if item.path.root != config_name:
+                raise BindError(f"vary {item.path.text()}: vary config settings, e.g. {config_name}.base_lr in [0.1, 0.01]")
+            path = tuple(s.name if isinstance(s, A.Attr) else s.key for s in item.path.steps)
+            if not path:
+                raise BindError(f"vary {config_name}: name a setting, e.g. {config_name}.base_lr")
+            if path[0] == "net":
+                if len(path) != 3 or not isinstance(item.path.steps[1], A.Subscript):
+                    raise BindError(f'vary {item.path.text()}: per-layer settings are written '
+                                    f'{config_name}.net["conv*"].lr')
+                self.selector(A.Path(var, (item.path.steps[1],), item.path.span), var)   # checks the pattern
+            if any(g.path == path for g in grid):
+                raise BindError(f"vary {item.path.text()} appears twice; merge the value lists")
+            if item.values is None:
+                grid.append(P.GridAxis(path, _auto_grid(path, item.path.text()), True))
+            else:
+                if not item.values:
+                    raise BindError(f"vary {item.path.text()} in []: list at least one value")
+                grid.append(P.GridAxis(path, tuple(v.value for v in item.values), False))
+        keep_k = keep_metric = keep_after = None
+        if q.keep is not None:
+            mp = q.keep.metric
+            if mp.root != var:
+                raise BindError(f"keep top(...): the metric belongs to {var}, e.g. {var}[\"loss\"]")
+            if len(mp.steps) == 1 and isinstance(mp.steps[0], A.Subscript):
+                keep_metric = mp.steps[0].key
+            elif len(mp.steps) == 2 and isinstance(mp.steps[0], A.Attr) and mp.steps[0].name == "metrics":
+                s = mp.steps[1]
+                keep_metric = s.name if isinstance(s, A.Attr) else s.key
+            else:
+                raise BindError(f'keep top(k, {mp.text()}, n): name the metric as {var}["loss"]')
+            if q.keep.k < 1:
+                raise BindError("keep top(k, ...): k must be at least 1")
+            keep_k, keep_after = q.keep.k, q.keep.after
+        text = self.text[q.span.start:q.span.end] if self.text else ""
+        return P.EvaluatePlan(rows, tuple(grid), keep_k, keep_metric, keep_after, config_name,
+                              q.config.source if q.config else None, text)
+
+    # -- conditions -----------------------------------------------------------------
+    def condition(self, c: A.Condition, var: str) -> P.BoundCond:
+        if isinstance(c, A.And):
+            return P.AndP(tuple(self.condition(i, var) for i in c.items))
+        if isinstance(c, A.Or):
+            return P.OrP(tuple(self.condition(i, var) for i in c.items))
+        if isinstance(c, A.Not):
+            return P.NotP(self.condition(c.operand, var))
+        if isinstance(c, A.Has):
+            sel = self.selector(c.path, var)
+            t = c.template
+            tmpl = bind_template(t.name, tuple(a.value for a in t.args), tuple((k, v.value) for k, v in t.kwargs),
+                                 set(self.vocab.ops), False)
+            pred = P.GraphPredicate(self.next_pred, sel, tmpl)
+            self.next_pred += 1
+            return P.GraphP(pred)
+        if isinstance(c, A.Comparison):
+            left, right = self.operand(c.left, var), self.operand(c.right, var)
+            if isinstance(left, P.Const) and isinstance(right, P.Const):
+                raise BindError(f"line {c.span.line}: the comparison compares two constants; "
+                                f"compare a property of {var} instead")
+            if isinstance(left, P.Const):
+                left, right, op = right, left, _FLIP[c.op]
+            else:
+                op = c.op
+            self._check_compare(left, op, right, c.span)
+            return P.Compare(left, op, right)
+        if isinstance(c, A.Like):
+            v = self.operand(c.operand, var)
+            if isinstance(v, P.Const) or v.vtype not in (P.TEXT, P.ID, P.DYNAMIC):
+                raise BindError(f"line {c.span.line}: like applies to text such as {var}.name, not {_desc(v)}")
+            return P.LikeP(v, c.pattern, c.negated)
+        if isinstance(c, A.InList):
+            v = self.operand(c.operand, var)
+            if isinstance(v, P.Const):
+                raise BindError(f"line {c.span.line}: the left side of `in` must be a property of {var}")
+            if not c.items:
+                raise BindError(f"line {c.span.line}: the list after `in` is empty; list at least one value")
+            items = tuple(self._const(i) for i in c.items)
+            kinds = {_lit_kind(i.value) for i in items}
+            if len(kinds) > 1:
+                raise BindError(f"line {c.span.line}: the list after `in` mixes types; use only strings or only numbers")
+            for i in items:
+                self._check_compare(v, "==", i, c.span)
+            return P.InP(v, items, c.negated)
+        if isinstance(c, A.Between):
+            v = self.operand(c.operand, var)
+            lo, hi = self.operand(c.low, var), self.operand(c.high, var)
+            if isinstance(v, P.Const):
+                raise BindError(f"line {c.span.line}: the left side of `between` must be a property of {var}")
+            self._check_compare(v, "<=", lo, c.span)
+            self._check_compare(v, "<=", hi, c.span)
+            return P.BetweenP(v, lo, hi, c.negated)
+        raise BindError(f"unsupported condition {type(c).__name__}")  # pragma: no cover - grammar prevents it
+
+    def _check_compare(self, left: P.BoundValue, op: str, right: P.BoundValue, span: A.Span) -> None:
+        where = f"line {span.line}, column {span.column}"
+        if isinstance(right, P.Const):
+            val = right.value
+            if val is None:
+                if op not in ("==", "!="):
+                    raise BindError(f"{where}: only == null and != null test for a missing value")
+                return
+            if left.vtype == P.DYNAMIC:
+                if isinstance(val, bool) and op not in ("==", "!="):
+                    raise BindError(f"{where}: true/false compare only with == or !=")
+                return
+            if left.vtype in (P.TEXT, P.ID) and not isinstance(val, str):
+                raise BindError(f'{where}: {_desc(left)} is text; compare it with a quoted string, e.g. "{val}"')
+            if left.vtype == P.NUMBER and (isinstance(val, (str, bool))):
+                raise BindError(f"{where}: {_desc(left)} is a number; compare it with a number, not {val!r}")
+            if left.vtype == P.TIME:
+                if not isinstance(val, str):
+                    raise BindError(f'{where}: creation_time compares with a date string such as "2015-11-22"')
+                try:
+                    datetime.fromisoformat(val)
+                except ValueError:
+                    raise BindError(f'{where}: "{val}" is not a date; write "YYYY-MM-DD" or '
+                                    '"YYYY-MM-DD HH:MM:SS"') from None
+            return
+        types = {left.vtype, right.vtype}
+        if P.DYNAMIC in types:
+            raise BindError(f"{where}: compare a hyperparameter with a literal value, not with another property")
+        if {P.TEXT, P.ID} >= types or len(types) == 1:
+            return
+        raise BindError(f"{where}: cannot compare {_desc(left)} ({left.vtype}) with {_desc(right)} ({right.vtype})")
+
+    def operand(self, o: A.Operand, var: str) -> P.BoundValue:
+        if isinstance(o, A.Literal):
+            return self._const(o)
+        return self.value(o, var)
+
+    def _const(self, lit: A.Literal) -> P.Const:
+        return P.Const(lit.value, _lit_kind(lit.value))
+
+    # -- values ---------------------------------------------------------------------
+    def value(self, v: A.Value, var: str) -> P.BoundValue:
+        if isinstance(v, A.Call):
+            func = v.func.lower()
+            if func == "count":
+                sel = self.selector(v.arg, var)
+                if sel.moves:
+                    raise BindError(f"count({v.arg.text()}): count layers by pattern only, without .next/.prev")
+                return P.LayerCount(sel.pattern)
+            if func in AGGREGATES:
+                inner = self.value(v.arg, var)
+                if not isinstance(inner, P.Metric):
+                    raise BindError(f'{v.func}(...) aggregates a metric series, e.g. {v.func}({var}.metrics["acc"])')
+                return P.Metric(inner.name, AGGREGATES[func])
+            raise BindError(f"unknown function {v.func}: {suggestion(func, list(AGGREGATES) + ['count'], 'functions')}")
+        self._check_root(v, var)
+        steps = v.steps
+        if not steps:
+            raise BindError(f"{v.root} is a whole model; use a property such as {v.root}.name")
+        first = steps[0]
+        if isinstance(first, A.Subscript):
+            raise BindError(f'{v.text()} selects layers; use it with `has` ({v.text()} has CONV) '
+                            f'or count it: count({v.root}["{first.key}"])')
+        if first.name == "hparams":
+            key = _single_key(v, "hparams", f'{var}.hparams.lr')
+            if self.vocab.has_versions and key not in self.vocab.hparam_keys:
+                raise BindError(f'unknown hyperparameter "{key}" in {v.text()}: '
+                                f'{suggestion(key, self.vocab.hparam_keys, "hyperparameters")}')
+            return P.HParam(key)
+        if first.name == "metrics":
+            key = _single_key(v, "metrics", f'{var}.metrics["acc"]')
+            if self.vocab.has_versions and key not in self.vocab.metric_names:
+                raise BindError(f'unknown metric "{key}" in {v.text()}: '
+                                f'{suggestion(key, self.vocab.metric_names, "metrics")}')
+            return P.Metric(key)
+        if len(steps) == 1 and first.name in PROPERTIES:
+            return P.Prop(*PROPERTIES[first.name])
+        if first.name in PROPERTIES:
+            raise BindError(f"{v.text()}: {v.root}.{first.name} has no further fields")
+        raise BindError(f"unknown property {v.root}.{first.name}: "
+                        f"{suggestion(first.name, list(PROPERTIES) + ['hparams', 'metrics'], 'properties')}")
+
+    def selector(self, p: A.Path, var: str) -> P.LayerSelector:
+        self._check_root(p, var)
+        if not p.steps or not isinstance(p.steps[0], A.Subscript):
+            raise BindError(f'{p.text()} is not a layer selector; write {var}["conv*"] (optionally .next or .prev)')
+        pattern = compile_pattern(p.steps[0].key)
+        moves: list[str] = []
+        for s in p.steps[1:]:
+            if not isinstance(s, A.Attr) or s.name not in ("next", "prev"):
+                bad = s.name if isinstance(s, A.Attr) else f'["{s.key}"]'
+                raise BindError(f"{p.text()}: after a layer selector only .next and .prev follow edges, not {bad}")
+            moves.append(s.name)
+        if self.vocab.has_versions and self.vocab.layer_names:
+            rx = pattern.compiled()
+            if not any(rx.fullmatch(n) for n in self.vocab.layer_names):
+                short = {n.rsplit(".", 1)[-1] for n in self.vocab.layer_names}
+                raise BindError(f'no layer in the catalog matches "{pattern.text}" ({p.text()}): '
+                                f'{suggestion(literal_hint(pattern.text) or pattern.text, short, "layers")}')
+        return P.LayerSelector(pattern, tuple(moves))
+
+    def _check_root(self, p: A.Path, var: str) -> None:
+        if p.root != var:
+            raise BindError(f"unknown model variable {p.root} at line {p.span.line}, column {p.span.column}; "
+                            f"this query calls the model {var}")
+
+
+_FLIP = {"==": "==", "!=": "!=", "<": ">", ">": "<", "<=": ">=", ">=": "<="}
+
+
+def _lit_kind(v: Any) -> str:
+    if isinstance(v, bool):
+        return P.BOOL
+    if isinstance(v, str):
+        return P.TEXT
+    if v is None:
+        return "null"
+    return P.NUMBER
+
+
+def _single_key(v: A.Path, field: str, example: str) -> str:
+    if len(v.steps) != 2:
+        raise BindError(f"{v.text()}: write one key after {field}, e.g. {example}")
+    s = v.steps[1]
+    return s.name if isinstance(s, A.Attr) else s.key
+
+
+def _desc(v: P.BoundValue) -> str:
+    if isinstance(v, P.Prop):
+        return f"m.{v.name}"
+    if isinstance(v, P.HParam):
+        return f"hparams.{v.key}"
+    if isinstance(v, P.Metric):
+        return f'metrics["{v.name}"]'
+    if isinstance(v, P.LayerCount):
+        return f'count(m["{v.pattern.text}"])'
+    return repr(v.value)
+
+
+def _column_name(v: A.Value) -> str:
+    if isinstance(v, A.Call):
+        return f"{v.func.lower()}({_column_name(v.arg)})"
+    parts = []
+    for s in v.steps:
+        parts.append(s.name if isinstance(s, A.Attr) else f"[{s.key}]")
+    out = ".".join(parts).replace(".[", "[")
+    return out or v.root
+
+
+def _auto_grid(path: tuple[str, ...], text: str) -> tuple:
+    if path[0] == "net" and path[-1] in ("lr", "lr_mult"):
+        return LAYER_LR_MULTIPLIERS
+    grid = AUTO_GRIDS.get(path[-1])
+    if grid is None:
+        raise PlanError(f"vary {text} auto: there is no default grid for {path[-1]!r} (defaults exist for "
+                        f"{', '.join(sorted(AUTO_GRIDS))} and per-layer lr); list the values: {text} in [...]")
+    return grid

@@ -1,0 +1,129 @@
+"""Human-readable plans for `explain` (stable text: golden files compare it)."""
+from __future__ import annotations
+
+from . import plan as P
+from .sqlgen import SqlContext, compile_select
+
+
+def value_text(v: P.BoundValue, var: str) -> str:
+    if isinstance(v, P.Prop):
+        return f"{var}.{v.name}"
+    if isinstance(v, P.HParam):
+        return f"{var}.hparams.{v.key}"
+    if isinstance(v, P.Metric):
+        base = f'{var}.metrics["{v.name}"]'
+        return base if v.agg == "latest" else f"{v.agg}({base})"
+    if isinstance(v, P.LayerCount):
+        return f'count({var}["{v.pattern.text}"])'
+    return repr(v.value)
+
+
+def render(plan: P.StatementPlan, candidates: list | None = None) -> str:
+    lines: list[str] = []
+    if isinstance(plan, P.ExplainPlan):
+        plan = plan.inner
+    if isinstance(plan, P.SavePlan):
+        lines.append(f'SaveQuery "{plan.name}"')
+        _select(plan.inner, lines, 1)
+    elif isinstance(plan, P.SelectPlan):
+        _select(plan, lines, 0)
+        _sql(plan, lines)
+    elif isinstance(plan, P.SlicePlan):
+        lines.append(f"Slice {plan.target}: new network from {plan.input.text(plan.rows.var)} "
+                     f"to {plan.output.text(plan.rows.var)} (all paths between them), per source version")
+        _select(plan.rows, lines, 1)
+        _sql(plan.rows, lines)
+    elif isinstance(plan, P.ConstructPlan):
+        lines.append(f"Construct {plan.target}: graph surgery per source version")
+        for op in plan.ops:
+            lines.append("  " + _op_text(op, plan.rows.var))
+        _select(plan.rows, lines, 1)
+        _sql(plan.rows, lines)
+    elif isinstance(plan, P.EvaluatePlan):
+        lines.append("Evaluate (run by the engine: train, validate, keep the best)")
+        lines.append(f"  config: {plan.config_name} = {plan.config_source!r}")
+        for axis in plan.grid:
+            vals = ", ".join(repr(v) for v in axis.values)
+            lines.append(f"  vary {plan.config_name}.{_path_text(axis.path)} in [{vals}]"
+                         + ("  (auto: default grid)" if axis.auto else ""))
+        if plan.keep_k is not None:
+            lines.append(f"  keep top {plan.keep_k} by {plan.keep_metric!r} after {plan.keep_after} iterations")
+        _select(plan.rows, lines, 1)
+        if candidates is not None:
+            n_grid = 1
+            for axis in plan.grid:
+                n_grid *= len(axis.values)
+            lines.append(f"  candidates: {len(candidates)} = {len(candidates) // max(n_grid, 1)} model(s) "
+                         f"x {n_grid} setting(s)")
+            for c in candidates[:20]:
+                ov = ", ".join(f"{_path_text(p)}={v!r}" for p, v in c.overrides)
+                lines.append(f"    {c.version_id[:12]}  {ov}")
+            if len(candidates) > 20:
+                lines.append(f"    ... {len(candidates) - 20} more")
+    return "\n".join(lines)
+
+
+def _path_text(path: tuple[str, ...]) -> str:
+    if path and path[0] == "net" and len(path) == 3:
+        return f'net["{path[1]}"].{path[2]}'
+    return ".".join(path)
+
+
+def _op_text(op: P.GraphOp, var: str) -> str:
+    if isinstance(op, P.InsertOp):
+        where = f" (only layers where {', '.join(p.text(var) for p in op.restrict)})" if op.restrict else ""
+        return f'insert {op.template.text()} after each {var}["{op.target.text}"]{where}'
+    if isinstance(op, P.DeleteNodeOp):
+        return f'delete each {var}["{op.target.text}"] (consumers rewired to its input)'
+    return f'delete edges {var}["{op.src.text}"] -> {var}["{op.dst.text}"]'
+
+
+def _select(plan: P.SelectPlan, lines: list[str], depth: int) -> None:
+    pad = "  " * depth
+    cols = ", ".join(c.name for c in plan.columns)
+    lines.append(f"{pad}Select {plan.var} [{cols}]")
+    if isinstance(plan.source, P.SubquerySource):
+        lines.append(f"{pad}  source: {plan.source.label}")
+        _select(plan.source.plan, lines, depth + 2)
+    else:
+        lines.append(f"{pad}  source: all versions")
+    preds = P.graph_predicates(plan.filter)
+    if plan.filter is not None:
+        lines.append(f"{pad}  filter: {cond_text(plan.filter, plan.var)}")
+    for p in preds:
+        lines.append(f"{pad}  graph predicate #{p.id}: {p.text(plan.var)}  "
+                     "[over stored graphs; only graphs passing the other conjuncts]")
+    if plan.order:
+        lines.append(f"{pad}  order by: " + ", ".join(
+            value_text(k.value, plan.var) + (" desc" if k.descending else "") for k in plan.order))
+    if plan.limit is not None:
+        lines.append(f"{pad}  limit: {plan.limit}")
+
+
+def cond_text(c: P.BoundCond, var: str) -> str:
+    if isinstance(c, P.AndP):
+        return "(" + " and ".join(cond_text(i, var) for i in c.items) + ")"
+    if isinstance(c, P.OrP):
+        return "(" + " or ".join(cond_text(i, var) for i in c.items) + ")"
+    if isinstance(c, P.NotP):
+        return f"not {cond_text(c.operand, var)}"
+    if isinstance(c, P.Compare):
+        return f"{value_text(c.left, var)} {c.op} {value_text(c.right, var)}"
+    if isinstance(c, P.LikeP):
+        return f"{value_text(c.value, var)} {'not ' if c.negated else ''}like {c.pattern!r}"
+    if isinstance(c, P.InP):
+        return f"{value_text(c.value, var)} {'not ' if c.negated else ''}in [{', '.join(repr(i.value) for i in c.items)}]"
+    if isinstance(c, P.BetweenP):
+        return (f"{value_text(c.value, var)} {'not ' if c.negated else ''}between "
+                f"{value_text(c.low, var)} and {value_text(c.high, var)}")
+    if isinstance(c, P.GraphP):
+        return f"graph#{c.pred.id}"
+    return repr(c)  # pragma: no cover
+
+
+def _sql(plan: P.SelectPlan, lines: list[str]) -> None:
+    ctx = SqlContext()
+    sql = compile_select(plan, {}, ctx, "rows")
+    lines.append("  sql: " + sql)
+    if ctx.params:
+        lines.append("  params: " + ", ".join(f"${k}={v!r}" for k, v in ctx.params.items()))

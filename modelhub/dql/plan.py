@@ -1,0 +1,252 @@
+"""Bound expressions and logical plan nodes (frozen dataclasses).
+
+The binder turns AST paths into these typed values; the SQL compiler
+(:mod:`.sqlgen`), the graph evaluator (:mod:`.graphs`) and the pure-Python
+reference evaluator (:mod:`.reference`) all read the same plan.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Union
+
+from .patterns import LayerPattern
+from .templates import TemplateSpec
+
+# value types of bound values
+TEXT, ID, NUMBER, TIME, DYNAMIC, BOOL = "text", "id", "number", "time", "dynamic", "bool"
+
+
+@dataclass(frozen=True)
+class Prop:
+    """A column of the version: name, id, parent, creation_time, seq, n_params, ..."""
+    name: str
+    vtype: str
+
+
+@dataclass(frozen=True)
+class HParam:
+    key: str
+    vtype: str = DYNAMIC
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    agg: str = "latest"     # latest | max | min
+    vtype: str = NUMBER
+
+
+@dataclass(frozen=True)
+class LayerCount:
+    pattern: LayerPattern
+    vtype: str = NUMBER
+
+
+@dataclass(frozen=True)
+class Const:
+    value: Any
+    vtype: str
+
+
+BoundValue = Union[Prop, HParam, Metric, LayerCount, Const]
+
+
+@dataclass(frozen=True)
+class LayerSelector:
+    pattern: LayerPattern
+    moves: tuple[str, ...] = ()     # "next" / "prev", applied in order
+
+    def text(self, var: str = "m") -> str:
+        return f'{var}["{self.pattern.text}"]' + "".join("." + m for m in self.moves)
+
+
+@dataclass(frozen=True)
+class GraphPredicate:
+    id: int
+    selector: LayerSelector
+    template: TemplateSpec
+
+    def text(self, var: str = "m") -> str:
+        return f"{self.selector.text(var)} has {self.template.text()}"
+
+
+# ---- conditions -------------------------------------------------------------------
+@dataclass(frozen=True)
+class Compare:
+    left: BoundValue
+    op: str
+    right: BoundValue
+
+
+@dataclass(frozen=True)
+class LikeP:
+    value: BoundValue
+    pattern: str
+    negated: bool
+
+
+@dataclass(frozen=True)
+class InP:
+    value: BoundValue
+    items: tuple[Const, ...]
+    negated: bool
+
+
+@dataclass(frozen=True)
+class BetweenP:
+    value: BoundValue
+    low: BoundValue
+    high: BoundValue
+    negated: bool
+
+
+@dataclass(frozen=True)
+class GraphP:
+    pred: GraphPredicate
+
+
+@dataclass(frozen=True)
+class AndP:
+    items: tuple["BoundCond", ...]
+
+
+@dataclass(frozen=True)
+class OrP:
+    items: tuple["BoundCond", ...]
+
+
+@dataclass(frozen=True)
+class NotP:
+    operand: "BoundCond"
+
+
+BoundCond = Union[Compare, LikeP, InP, BetweenP, GraphP, AndP, OrP, NotP]
+
+
+def graph_predicates(cond: BoundCond | None) -> tuple[GraphPredicate, ...]:
+    if cond is None:
+        return ()
+    if isinstance(cond, GraphP):
+        return (cond.pred,)
+    if isinstance(cond, (AndP, OrP)):
+        return tuple(p for c in cond.items for p in graph_predicates(c))
+    if isinstance(cond, NotP):
+        return graph_predicates(cond.operand)
+    return ()
+
+
+def conjuncts(cond: BoundCond | None) -> tuple[BoundCond, ...]:
+    if cond is None:
+        return ()
+    return cond.items if isinstance(cond, AndP) else (cond,)
+
+
+# ---- plans ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class OutputColumn:
+    name: str
+    value: BoundValue
+
+
+@dataclass(frozen=True)
+class SortKey:
+    value: BoundValue
+    descending: bool
+
+
+@dataclass(frozen=True)
+class AllVersions:
+    pass
+
+
+@dataclass(frozen=True)
+class SubquerySource:
+    plan: "SelectPlan"
+    label: str              # 'subquery' or 'saved query "name"'
+
+
+Source = Union[AllVersions, SubquerySource]
+
+
+@dataclass(frozen=True)
+class SelectPlan:
+    var: str
+    source: Source
+    filter: BoundCond | None
+    columns: tuple[OutputColumn, ...]
+    order: tuple[SortKey, ...]
+    limit: int | None
+
+
+@dataclass(frozen=True)
+class SlicePlan:
+    target: str
+    rows: SelectPlan
+    input: LayerSelector
+    output: LayerSelector
+
+
+@dataclass(frozen=True)
+class InsertOp:
+    target: LayerPattern
+    template: TemplateSpec
+    restrict: tuple[GraphPredicate, ...]    # where-clause predicates on the same pattern
+
+
+@dataclass(frozen=True)
+class DeleteEdgeOp:
+    src: LayerPattern
+    dst: LayerPattern
+
+
+@dataclass(frozen=True)
+class DeleteNodeOp:
+    target: LayerPattern
+    restrict: tuple[GraphPredicate, ...]
+
+
+GraphOp = Union[InsertOp, DeleteEdgeOp, DeleteNodeOp]
+
+
+@dataclass(frozen=True)
+class ConstructPlan:
+    target: str
+    rows: SelectPlan
+    ops: tuple[GraphOp, ...]
+
+
+@dataclass(frozen=True)
+class GridAxis:
+    path: tuple[str, ...]
+    values: tuple[Any, ...]
+    auto: bool
+
+
+@dataclass(frozen=True)
+class EvaluatePlan:
+    rows: SelectPlan
+    grid: tuple[GridAxis, ...]
+    keep_k: int | None
+    keep_metric: str | None
+    keep_after: int | None
+    config_name: str | None
+    config_source: str | None
+    query_text: str
+
+
+@dataclass(frozen=True)
+class SavePlan:
+    name: str
+    text: str
+    inner: "QueryPlan"
+
+
+QueryPlan = Union[SelectPlan, SlicePlan, ConstructPlan, EvaluatePlan]
+
+
+@dataclass(frozen=True)
+class ExplainPlan:
+    inner: QueryPlan
+
+
+StatementPlan = Union[SelectPlan, SlicePlan, ConstructPlan, EvaluatePlan, SavePlan, ExplainPlan]

@@ -1,0 +1,102 @@
+"""What a query returns: rows and columns, plus derived graphs or an evaluate spec."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any, Iterator
+
+from ..netdef.graph import Graph
+
+
+@dataclass(frozen=True)
+class DerivedGraph:
+    """A network produced by slice/construct from one source version."""
+    source_id: str
+    source_name: str
+    source_seq: int
+    graph: Graph
+    operation: str          # 'slice' | 'construct'
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    columns: tuple[str, ...]
+    rows: tuple[tuple, ...]
+    kind: str = "select"    # select | slice | construct | evaluate | explain | save
+    text: str = ""          # explain output or a one-line message
+    graphs: tuple[DerivedGraph, ...] = ()
+    spec: Any = None        # EvaluateSpec for evaluate
+    committed: tuple[str, ...] = field(default=())   # version ids created by --commit
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __iter__(self) -> Iterator[tuple]:
+        return iter(self.rows)
+
+    def to_dicts(self) -> list[dict[str, Any]]:
+        return [dict(zip(self.columns, r)) for r in self.rows]
+
+    def df(self):
+        """A pandas DataFrame (pandas is optional: install it to use this)."""
+        try:
+            import pandas as pd
+        except ImportError:
+            from .errors import ExecutionError
+            raise ExecutionError("df() needs pandas, which is not installed; pip install pandas, "
+                                 "or use .rows / .to_dicts()") from None
+        return pd.DataFrame(list(self.rows), columns=list(self.columns))
+
+    def to_json(self) -> str:
+        payload: dict[str, Any] = {"kind": self.kind, "columns": list(self.columns),
+                                   "rows": [[_jsonable(v) for v in r] for r in self.rows]}
+        if self.text:
+            payload["text"] = self.text
+        if self.committed:
+            payload["committed"] = list(self.committed)
+        return json.dumps(payload, indent=None, sort_keys=False)
+
+    def format_table(self, max_width: int = 48) -> str:
+        return format_table(self.columns, self.rows, max_width) if self.columns else self.text
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, (datetime, date)):
+        return v.isoformat()
+    return v
+
+
+def format_cell(v: Any, max_width: int = 48) -> str:
+    if v is None:
+        s = "NULL"
+    elif isinstance(v, datetime):
+        s = v.isoformat(sep=" ", timespec="seconds")
+    elif isinstance(v, float):
+        s = f"{v:.6g}"
+    elif isinstance(v, bool):
+        s = "true" if v else "false"
+    elif isinstance(v, (list, dict)):
+        s = json.dumps(v)
+    else:
+        s = str(v)
+    if len(s) == 64 and all(c in "0123456789abcdef" for c in s):
+        s = s[:12]           # version ids and hashes: a unique-enough prefix, like dlv log
+    return s if len(s) <= max_width else s[: max_width - 1] + "…"
+
+
+def format_table(columns: tuple[str, ...], rows: tuple[tuple, ...], max_width: int = 48) -> str:
+    cells = [[format_cell(v, max_width) for v in r] for r in rows]
+    widths = [len(c) for c in columns]
+    for r in cells:
+        widths = [max(w, len(c)) for w, c in zip(widths, r)]
+    numeric = [all(isinstance(r[i], (int, float)) and not isinstance(r[i], bool) or r[i] is None for r in rows)
+               and bool(rows) for i in range(len(columns))]
+
+    def line(vals: list[str]) -> str:
+        return "  ".join(v.rjust(w) if num else v.ljust(w) for v, w, num in zip(vals, widths, numeric)).rstrip()
+
+    out = [line(list(columns)), "  ".join("-" * w for w in widths)]
+    out += [line(r) for r in cells]
+    out.append(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
+    return "\n".join(out)

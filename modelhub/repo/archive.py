@@ -1,0 +1,285 @@
+"""`dlv archive`: choose a storage plan over every snapshot and re-encode tensors.
+
+The matrix storage graph has one vertex per distinct tensor (identical tensors,
+e.g. frozen layers, are one vertex shared by many snapshots) and candidate
+delta edges between the same-named tensors of consecutive snapshots of a
+version and between a version's first snapshot and each parent's weights.
+Edge costs are measured by encoding: storage = compressed bytes; recreation =
+compressed bytes read + raw bytes produced (a delta costs its own decode on top
+of its base's). :func:`modelhub.storage.plan.best_plan` picks the cheapest plan
+whose snapshots each cost at most ``alpha`` times their all-materialized cost.
+
+Atomicity: everything runs inside one catalog write scope. New blobs are
+written (fsynced) first, every new manifest is decoded and checked against its
+tensor hash, and only then do the ``tensor_data`` updates commit in the same
+transaction as the plan rows. A crash at any point leaves either the old or
+the new encodings, all readable; old blobs become garbage for `dlv gc`.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Callable, Optional
+
+from ..errors import ArchiveError, InputError
+from ..storage import plan as planning
+from ..storage.tensors import decode_tensor, delta_base, encode_tensor, manifest_blobs, tensor_hash
+from .records import Record
+from .tensorstore import load_tensor, storage_errors
+
+#: alphas tried, smallest first, when a storage budget is given instead of alpha
+BUDGET_ALPHAS = (1.0, 1.1, 1.25, 1.5, 2.0, 3.0, 4.0, 8.0, 16.0, 1e9)
+
+
+@dataclass(frozen=True)
+class SnapshotCost(Record):
+    version_id: str
+    ref: str
+    snap: int
+    recreation_cost: float
+    spt_cost: float
+
+
+@dataclass(frozen=True)
+class ArchiveResult(Record):
+    alpha: float
+    scheme: str
+    algorithm: str
+    n_tensors: int
+    n_edges: int
+    n_reencoded: int
+    stored_before: int      # tensor blobs referenced before
+    stored_after: int       # tensor blobs referenced after (the plan's storage)
+    mst_bytes: int
+    spt_bytes: int
+    snapshots: tuple[SnapshotCost, ...]
+
+
+@dataclass
+class _Tensor:
+    hash: str
+    dtype: str
+    shape: list
+    nbytes: int
+    manifest: dict
+
+
+def _encoded_size(encoded) -> int:
+    return sum(len(b) for b in encoded.blobs)
+
+
+def _candidate_pairs(con) -> tuple[list[tuple[str, str]], dict[tuple[str, int], list[str]], dict[tuple[str, int], str]]:
+    """(delta candidate pairs, snapshot -> tensor hashes, snapshot -> ref)."""
+    rows = con.execute(
+        "SELECT s.version_id, s.snap, s.name, s.tensor_hash, v.model, v.seq FROM snapshot_tensors s "
+        "JOIN versions v ON v.id = s.version_id ORDER BY v.model, v.seq, s.snap, s.ord").fetchall()
+    by_snap: dict[tuple[str, int], dict[str, str]] = {}
+    refs: dict[tuple[str, int], str] = {}
+    last_snap: dict[str, int] = {}
+    for vid, snap, name, th, model, seq in rows:
+        by_snap.setdefault((vid, snap), {})[name] = th
+        refs[(vid, snap)] = f"{model}@{seq}"
+        last_snap[vid] = max(last_snap.get(vid, 0), snap)
+    pairs: set[tuple[str, str]] = set()
+
+    def link(a: dict[str, str], b: dict[str, str]) -> None:
+        for name, th in b.items():
+            other = a.get(name)
+            if other is not None and other != th:
+                pairs.add((other, th))
+
+    for (vid, snap), tensors in by_snap.items():
+        if snap > 0 and (vid, snap - 1) in by_snap:
+            link(by_snap[(vid, snap - 1)], tensors)
+    for vid, pid in con.execute("SELECT version_id, parent_id FROM version_parents").fetchall():
+        if vid in last_snap and pid in last_snap:
+            link(by_snap[(pid, last_snap[pid])], by_snap[(vid, 0)])
+            link(by_snap[(pid, last_snap[pid])], by_snap[(vid, last_snap[vid])])
+    groups = {key: sorted(set(t.values())) for key, t in by_snap.items()}
+    return sorted(pairs), groups, refs
+
+
+def run_archive(con, store, *, alpha: float = 2.0, scheme: str = "independent", budget: Optional[int] = None,
+                progress: Optional[Callable[[str], None]] = None,
+                fail_point: Optional[Callable[[str], None]] = None) -> ArchiveResult:
+    """Plan and re-encode inside the caller's write scope (see module doc).
+
+    ``fail_point(step)`` is called between steps; tests raise from it to prove
+    that an interrupted archive leaves every version readable.
+    """
+    if scheme not in planning.SCHEMES:
+        raise InputError(f"unknown scheme {scheme!r}; use one of {', '.join(planning.SCHEMES)}")
+    if alpha < 1:
+        raise InputError(f"--alpha {alpha} is below 1, which no plan can meet; use alpha >= 1 (1 = all tensors whole)")
+    say = progress or (lambda msg: None)
+    hit = fail_point or (lambda step: None)
+
+    pairs, groups, refs = _candidate_pairs(con)
+    hashes = sorted({h for hs in groups.values() for h in hs})
+    info: dict[str, _Tensor] = {}
+    for th, dtype, shape, nbytes, enc in con.execute(
+            "SELECT tensor_hash, dtype, shape, nbytes, encoding FROM tensor_data").fetchall():
+        info[th] = _Tensor(th, dtype, json.loads(shape), int(nbytes), json.loads(enc))
+    stored_before = _stored_bytes(con, [info[h].manifest for h in hashes])
+
+    say(f"decoding {len(hashes)} tensors")
+    raw: dict[str, bytes] = {h: load_tensor(con, store, h)[0] for h in hashes}
+    index = {h: i + 1 for i, h in enumerate(hashes)}
+
+    say(f"measuring {len(hashes)} whole encodings and {len(pairs)} deltas")
+    encodings: dict[tuple[Optional[str], str], object] = {}
+    edges = []
+    with storage_errors():
+        for h in hashes:
+            t = info[h]
+            enc = encode_tensor(raw[h], t.dtype, t.shape, codec="segmented")
+            encodings[(None, h)] = enc
+            size = _encoded_size(enc)
+            edges.append(planning.Edge(0, index[h], size, size + t.nbytes))
+        for a, b in pairs:
+            ta, tb = info[a], info[b]
+            if ta.dtype != tb.dtype or ta.shape != tb.shape:
+                continue
+            enc = encode_tensor(raw[b], tb.dtype, tb.shape, codec="segmented", base_raw=raw[a], base_hash=a)
+            if enc.manifest.get("delta") is None:
+                continue  # no delta beats storing it whole: not a useful edge
+            encodings[(a, b)] = enc
+            size = _encoded_size(enc)
+            edges.append(planning.Edge(index[a], index[b], size, size + tb.nbytes))
+    group_keys = sorted(groups)
+    graph = planning.StorageGraph(len(hashes), tuple(edges), tuple(tuple(index[h] for h in groups[k]) for k in group_keys))
+
+    say("planning")
+    if budget is not None:
+        chosen = None
+        for a in BUDGET_ALPHAS:
+            candidate = planning.best_plan(graph, a, scheme)
+            if candidate.storage <= budget:
+                chosen, alpha = candidate, a
+                break
+        if chosen is None:
+            mst_bytes = planning.mst(graph, scheme).storage
+            raise InputError(f"no plan fits in {budget} bytes (the smallest needs {int(mst_bytes)}); "
+                             "raise --budget or use --alpha")
+        best = chosen
+    else:
+        best = planning.best_plan(graph, alpha, scheme)
+    spt_plan = planning.spt(graph, scheme)
+    mst_plan = planning.mst(graph, scheme)
+
+    # Encodings the plan asks for; a vertex whose parent is 0 is stored whole.
+    new_manifests: dict[str, dict] = {}
+    new_blobs: list[bytes] = []
+    with storage_errors():
+        for h in hashes:
+            parent = best.parent(index[h])
+            base = None if parent == 0 else hashes[parent - 1]
+            enc = encodings.get((base, h))
+            if enc is None:  # the plan uses the edge in the other direction
+                t = info[h]
+                enc = encode_tensor(raw[h], t.dtype, t.shape, codec="segmented", base_raw=raw[base], base_hash=base)
+            if enc.manifest != info[h].manifest:
+                new_manifests[h] = enc.manifest
+                new_blobs.extend(enc.blobs)
+    hit("encoded")
+
+    say(f"writing {len(new_blobs)} blobs for {len(new_manifests)} re-encoded tensors")
+    sizes = {}
+    for blob in new_blobs:
+        sizes[store.put(blob)] = len(blob)  # durable before any catalog row names it
+    hit("blobs-written")
+
+    # Verify every new manifest decodes to its tensor before the catalog changes.
+    final = {h: new_manifests.get(h, info[h].manifest) for h in hashes}
+    with storage_errors():
+        for h, manifest in new_manifests.items():
+            t = info[h]
+            out = decode_tensor(manifest, store.get, t.nbytes, base=lambda b: raw[b])
+            if tensor_hash(out, t.dtype, t.shape) != h:
+                raise ArchiveError(f"re-encoding tensor {h[:16]} did not round-trip; nothing was changed — "
+                                   "report this bug with `dlv fsck` output")
+    _check_acyclic(final)
+    hit("verified")
+
+    for h, manifest in new_manifests.items():
+        con.execute("UPDATE tensor_data SET encoding = ? WHERE tensor_hash = ?", [json.dumps(manifest, sort_keys=True), h])
+    con.executemany("INSERT OR IGNORE INTO objects VALUES (?, ?)", [[k, v] for k, v in sizes.items()])
+    hit("catalog-updated")
+    plan_id = int(con.execute("SELECT coalesce(max(plan_id), 0) + 1 FROM archive_plans").fetchone()[0])
+    con.execute("INSERT INTO archive_plans VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [plan_id, datetime.now(timezone.utc).replace(tzinfo=None), alpha, scheme, best.algorithm,
+                 int(best.storage), int(mst_plan.storage), int(spt_plan.storage)])
+    snapshots = tuple(
+        SnapshotCost(k[0], refs[k], k[1], float(best.group_cost[i]), float(spt_plan.group_cost[i]))
+        for i, k in enumerate(group_keys))
+    con.executemany("INSERT INTO archive_costs VALUES (?, ?, ?, ?, ?)",
+                    [[plan_id, s.version_id, s.snap, s.recreation_cost, s.spt_cost] for s in snapshots])
+    return ArchiveResult(alpha=alpha, scheme=scheme, algorithm=best.algorithm, n_tensors=len(hashes),
+                         n_edges=len(edges), n_reencoded=len(new_manifests), stored_before=stored_before,
+                         stored_after=_stored_bytes(con, list(final.values())), mst_bytes=int(mst_plan.storage),
+                         spt_bytes=int(spt_plan.storage), snapshots=snapshots)
+
+
+def _check_acyclic(manifests: dict[str, dict]) -> None:
+    for start in manifests:
+        seen, h = set(), start
+        while h is not None:
+            if h in seen:
+                raise ArchiveError(f"the plan makes tensor {start[:16]} a delta of itself; nothing was changed — "
+                                   "report this bug")
+            seen.add(h)
+            m = manifests.get(h)
+            h = delta_base(m) if m is not None else None
+
+
+def _stored_bytes(con, manifests: list[dict]) -> int:
+    blobs = sorted({b for m in manifests for b in manifest_blobs(m)})
+    if not blobs:
+        return 0
+    total = 0
+    for i in range(0, len(blobs), 500):
+        chunk = blobs[i:i + 500]
+        total += int(con.execute(
+            f"SELECT coalesce(sum(size), 0) FROM objects WHERE blob_hash IN ({', '.join('?' * len(chunk))})",
+            chunk).fetchone()[0])
+    return total
+
+
+def recreation_costs(con) -> dict[str, float]:
+    """Each version's recreation cost now (latest snapshot, independent scheme): for every
+    tensor, the compressed bytes read plus raw bytes produced along its delta chain."""
+    enc = {th: (int(nb), json.loads(e)) for th, nb, e in
+           con.execute("SELECT tensor_hash, nbytes, encoding FROM tensor_data").fetchall()}
+    blob_size = dict(con.execute("SELECT blob_hash, size FROM objects").fetchall())
+    memo: dict[str, float] = {}
+
+    def cost(h: str) -> float:
+        chain = []
+        while h is not None and h not in memo and h not in chain:
+            chain.append(h)
+            h = delta_base(enc.get(h, (0, {}))[1])
+        acc = memo.get(h, 0.0) if h is not None else 0.0
+        for x in reversed(chain):
+            nbytes, manifest = enc.get(x, (0, {}))
+            acc += nbytes + sum(int(blob_size.get(b, 0)) for b in manifest_blobs(manifest))
+            memo[x] = acc
+        return acc
+
+    rows = con.execute(
+        "SELECT s.version_id, s.tensor_hash FROM snapshot_tensors s JOIN "
+        "(SELECT version_id, max(snap) AS snap FROM snapshots GROUP BY version_id) l "
+        "ON l.version_id = s.version_id AND l.snap = s.snap").fetchall()
+    out: dict[str, float] = {}
+    for vid, th in rows:
+        out[vid] = out.get(vid, 0.0) + cost(th)
+    return out
+
+
+def archive(repo, *, alpha: float = 2.0, scheme: str = "independent", budget: Optional[int] = None,
+            progress: Optional[Callable[[str], None]] = None,
+            fail_point: Optional[Callable[[str], None]] = None) -> ArchiveResult:
+    """Run :func:`run_archive` in one write transaction of ``repo``'s catalog."""
+    with repo.catalog.write() as con:
+        return run_archive(con, repo.store, alpha=alpha, scheme=scheme, budget=budget,
+                           progress=progress, fail_point=fail_point)

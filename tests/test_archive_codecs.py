@@ -1,0 +1,205 @@
+"""Round trips of the parameter archive's codecs: bit-exact for every dtype and delta."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from modelhub.storage.bitfields import check_layout, default_layout, join_fields, split_fields
+from modelhub.storage.codecs import CODECS, get_codec
+from modelhub.storage.deltas import DELTA_OPS, apply_delta, undo_delta
+from modelhub.storage.errors import CodecError, CorruptBlobError, StorageError
+from modelhub.storage.lossy import LossyConfig
+from modelhub.storage.objects import content_hash
+from modelhub.storage.segmented import SegmentedConfig
+from modelhub.storage.tensors import (DTYPE_SIZES, decode_tensor, delta_base, delta_op, encode_tensor,
+                                      manifest_blobs)
+
+UINT = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+SPECIAL_F32 = np.array([np.nan, -np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-45, -1e-45, 1.1754942e-38,
+                        3.4028235e38, -3.4028235e38], dtype="<f4")
+DTYPES = ["float32", "float16", "bfloat16", "float64", "int64", "int32", "int16", "int8", "uint8", "bool"]
+
+
+def store_of(encoded) -> dict:
+    return {content_hash(b): b for b in encoded.blobs}
+
+
+def random_raw(rng: np.random.Generator, dtype: str, n: int) -> bytes:
+    size = DTYPE_SIZES[dtype]
+    if dtype == "float32":
+        vals = (rng.standard_normal(n) * 0.05).astype("<f4")
+        k = min(n, len(SPECIAL_F32))
+        vals[rng.choice(n, k, replace=False)] = SPECIAL_F32[:k]
+        return vals.tobytes()
+    if dtype == "bool":
+        return rng.integers(0, 2, n, dtype=np.uint8).tobytes()
+    # arbitrary bit patterns cover NaN payloads, denormals, infinities of every float type
+    return rng.integers(0, 256, n * size, dtype=np.uint8).tobytes()
+
+
+def roundtrip(raw, dtype, shape, **kw):
+    enc = encode_tensor(raw, dtype, shape, codec="segmented", **kw)
+    store = store_of(enc)
+    assert set(manifest_blobs(enc.manifest)) == set(store)
+    base_raw = kw.get("base_raw")
+    out = decode_tensor(enc.manifest, store.__getitem__, len(raw),
+                        base=(lambda h: base_raw) if base_raw is not None else None)
+    return enc, out
+
+
+@settings(max_examples=60, deadline=None)
+@given(dtype=st.sampled_from(DTYPES), shape=st.lists(st.integers(0, 7), min_size=0, max_size=3),
+       seed=st.integers(0, 2**32 - 1), delta=st.sampled_from(["none", "auto", "xor", "sub", "osub"]),
+       layout=st.sampled_from(["exponent-first", "bytes"]))
+def test_roundtrip_is_bit_exact(dtype, shape, seed, delta, layout):
+    rng = np.random.default_rng(seed)
+    n = int(np.prod(shape)) if shape else 1
+    raw = random_raw(rng, dtype, n)
+    base = random_raw(rng, dtype, n)
+    if delta == "osub" and dtype not in ("float32", "float16", "bfloat16", "float64"):
+        delta = "sub"
+    kw = {} if delta == "none" else {"base_raw": base, "base_hash": "b" * 64}
+    enc, out = roundtrip(raw, dtype, shape, config=SegmentedConfig(delta=delta, layout=layout), **kw)
+    assert out == raw
+    if delta in DELTA_OPS:
+        assert delta_op(enc.manifest) == delta and delta_base(enc.manifest) == "b" * 64
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16", "float64"])
+def test_close_versions_are_stored_as_smaller_deltas(dtype):
+    import torch
+
+    torch.manual_seed(0)
+    a = torch.randn(4096) * 0.02
+    b = a + torch.randn(4096) * 1e-4  # one small training step
+    ta, tb = a.to(getattr(torch, dtype)), b.to(getattr(torch, dtype))
+    raw_a = ta.view(torch.uint8).numpy().tobytes() if dtype == "bfloat16" else ta.numpy().tobytes()
+    raw_b = tb.view(torch.uint8).numpy().tobytes() if dtype == "bfloat16" else tb.numpy().tobytes()
+    whole, out_whole = roundtrip(raw_b, dtype, [4096])
+    delta, out_delta = roundtrip(raw_b, dtype, [4096], base_raw=raw_a, base_hash="a" * 64)
+    assert out_whole == raw_b and out_delta == raw_b
+    assert delta.manifest["delta"]["op"] in DELTA_OPS
+    assert sum(delta.manifest["sizes"]) < sum(whole.manifest["sizes"])
+
+
+def test_auto_delta_falls_back_to_whole_storage_for_unrelated_base():
+    rng = np.random.default_rng(1)
+    raw = (rng.standard_normal(2048) * 0.05).astype("<f4").tobytes()
+    unrelated = rng.integers(0, 2**32, 2048, dtype=np.uint32).tobytes()
+    enc, out = roundtrip(raw, "float32", [2048], base_raw=unrelated, base_hash="c" * 64)
+    assert out == raw and enc.manifest["delta"] is None and delta_base(enc.manifest) is None
+
+
+def test_exponent_first_layout_of_float32():
+    assert default_layout("float32", 4) == ((23, 8), (31, 1), (16, 7), (8, 8), (0, 8))
+    assert default_layout("bfloat16", 2) == ((7, 8), (15, 1), (0, 7))
+    assert default_layout("float16", 2) == ((10, 5), (15, 1), (8, 2), (0, 8))
+    assert default_layout("int64", 8)[0] == (56, 8)
+
+
+@settings(max_examples=40, deadline=None)
+@given(words=st.lists(st.integers(0, 2**32 - 1), max_size=50))
+def test_split_and_join_fields_are_inverse(words):
+    w = np.array(words, dtype="<u4")
+    layout = default_layout("float32", 4)
+    assert np.array_equal(join_fields(split_fields(w, layout), layout, len(w), 4), w)
+
+
+@settings(max_examples=40, deadline=None)
+@given(x=st.lists(st.integers(0, 2**64 - 1), min_size=1, max_size=40), seed=st.integers(0, 1000))
+def test_delta_ops_are_bijections(x, seed):
+    for size in (2, 4, 8):
+        t = UINT[size]
+        xs = (np.array(x, dtype=np.uint64) & np.uint64(2 ** (8 * size) - 1)).astype(t)
+        base = np.random.default_rng(seed).integers(0, 2 ** (8 * size) - 1, len(xs), dtype=np.uint64).astype(t)
+        for op in DELTA_OPS:
+            assert np.array_equal(undo_delta(op, apply_delta(op, xs, base), base), xs)
+
+
+def test_invalid_layouts_are_refused():
+    with pytest.raises(CodecError, match="does not cover all 32 bits"):
+        check_layout([[0, 8]], 4)
+    with pytest.raises(CodecError, match="overlaps another"):
+        check_layout([[0, 8], [4, 8], [16, 8], [24, 8]], 4)
+
+
+def test_corrupt_segment_is_reported_by_name():
+    raw = np.arange(1000, dtype="<f4").tobytes()
+    enc = encode_tensor(raw, "float32", [1000], codec="segmented")
+    store = store_of(enc)
+    victim = enc.manifest["segments"][2]
+    store[victim] = store[victim][:-3] + b"xyz"
+    with pytest.raises(CorruptBlobError, match=f"object {victim[:16]} is corrupt"):
+        decode_tensor(enc.manifest, store.__getitem__, len(raw))
+
+
+def test_object_store_detects_bit_flip(tmp_path):
+    from modelhub.storage.objects import ObjectStore
+
+    objects = ObjectStore(tmp_path)
+    raw = (np.arange(512, dtype="<f4") / 7).tobytes()
+    enc = encode_tensor(raw, "float32", [512], codec="segmented")
+    for b in enc.blobs:
+        objects.put(b)
+    victim = enc.manifest["segments"][0]
+    path = objects.path_of(victim)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptBlobError, match=f"{victim[:16]} is corrupt \\(checksum mismatch\\)"):
+        decode_tensor(enc.manifest, objects.get, len(raw))
+
+
+def test_delta_manifest_without_base_resolver_is_refused():
+    a = np.zeros(64, dtype="<f4")
+    b = a + np.float32(1.0)
+    enc = encode_tensor(b.tobytes(), "float32", [64], codec="segmented", base_raw=a.tobytes(),
+                        base_hash="d" * 64, config=SegmentedConfig(delta="xor"))
+    with pytest.raises(CodecError, match="stored as a delta; pass base="):
+        decode_tensor(enc.manifest, store_of(enc).__getitem__, 256)
+
+
+def test_format1_manifests_stay_readable():
+    raw = np.arange(100, dtype="<i8").tobytes()
+    enc = encode_tensor(raw, "int64", [100])
+    assert enc.manifest["format"] == 1 and enc.manifest["codec"] == "zstd-whole"
+    assert decode_tensor(enc.manifest, store_of(enc).__getitem__, len(raw)) == raw
+    assert manifest_blobs(enc.manifest) == enc.manifest["segments"]
+
+
+def test_unknown_codec_and_bad_config_messages():
+    with pytest.raises(CodecError, match="unknown tensor codec 'nope'; upgrade modelhub"):
+        decode_tensor({"codec": "nope"}, lambda h: b"", 0)
+    with pytest.raises(CodecError, match="unknown delta mode 'diff'; use one of"):
+        SegmentedConfig(delta="diff")
+    with pytest.raises(CodecError, match="do not match dtype float32"):
+        encode_tensor(b"abc", "float32", [1], codec="segmented")
+    assert set(CODECS) >= {"zstd-whole", "segmented"}
+    assert issubclass(CodecError, StorageError)
+    assert get_codec("segmented").id == "segmented"
+
+
+def test_config_json_roundtrip():
+    cfg = SegmentedConfig(level=9, layout="bytes", delta="xor", lossy=LossyConfig("kbit", 4))
+    assert SegmentedConfig.from_json(cfg.to_json()) == cfg
+
+
+@pytest.mark.parametrize("kind,bits,tol", [("float16", 8, 1e-3), ("bfloat16", 8, 1e-2), ("kbit", 6, 0.05)])
+def test_lossy_encodings_are_opt_in_and_marked(kind, bits, tol):
+    rng = np.random.default_rng(2)
+    vals = rng.standard_normal(3000).astype("<f4")
+    raw = vals.tobytes()
+    lossless, _ = roundtrip(raw, "float32", [3000])
+    assert lossless.manifest["lossy"] is None
+    enc, out = roundtrip(raw, "float32", [3000], config=SegmentedConfig(lossy=LossyConfig(kind, bits)))
+    assert enc.manifest["lossy"]["kind"] == kind
+    got = np.frombuffer(out, "<f4")
+    assert len(out) == len(raw) and out != raw
+    assert float(np.sqrt(np.mean((got - vals) ** 2))) < tol * float(np.std(vals))  # RMS error
+    assert sum(enc.manifest["sizes"]) < sum(lossless.manifest["sizes"])
+
+
+def test_lossy_refuses_integer_tensors():
+    with pytest.raises(CodecError, match="applies to float tensors, not int64"):
+        encode_tensor(bytes(80), "int64", [10], config=SegmentedConfig(lossy=LossyConfig("float16")))

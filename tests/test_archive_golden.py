@@ -1,0 +1,99 @@
+"""Golden encoded fixtures: a format change cannot slip in unnoticed.
+
+tests/golden/archive/ holds, per case, the raw tensor, the manifest and the
+blobs written when the fixture was made. The tests check that (1) the
+checked-in blobs still decode bit-exactly (old repositories stay readable),
+and (2) encoding the same tensor today gives the same manifest and the same
+*decompressed* segments (zstd's compressed bytes may legitimately differ
+between zstd releases, the segment contents may not).
+Regenerate deliberately with: python tests/test_archive_golden.py --regen
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zstandard
+
+from modelhub.storage.objects import content_hash
+from modelhub.storage.segmented import SegmentedConfig
+from modelhub.storage.tensors import decode_tensor, encode_tensor
+
+GOLDEN = Path(__file__).parent / "golden" / "archive"
+
+
+def cases() -> dict:
+    rng = np.random.default_rng(20240601)
+    w = (rng.standard_normal(48) * 0.05).astype("<f4")
+    w[:6] = [np.nan, np.inf, -0.0, 1e-45, -1.5, 0.0]
+    w2 = (w + (rng.standard_normal(48) * 1e-3).astype("<f4")).astype("<f4")
+    bf16 = (w.view("<u4") >> np.uint32(16)).astype("<u2")
+    ints = np.arange(-20, 20, dtype="<i8")
+    return {
+        "f32_whole": dict(raw=w.tobytes(), dtype="float32", shape=[6, 8], kw={}),
+        "f32_osub": dict(raw=w2.tobytes(), dtype="float32", shape=[6, 8],
+                         kw=dict(base_raw=w.tobytes(), base_hash="0" * 64, config=SegmentedConfig(delta="osub"))),
+        "f32_xor": dict(raw=w2.tobytes(), dtype="float32", shape=[6, 8],
+                        kw=dict(base_raw=w.tobytes(), base_hash="0" * 64, config=SegmentedConfig(delta="xor"))),
+        "bf16_whole": dict(raw=bf16.tobytes(), dtype="bfloat16", shape=[48], kw={}),
+        "i64_whole": dict(raw=ints.tobytes(), dtype="int64", shape=[40], kw={}),
+    }
+
+
+def encode_case(case):
+    kw = dict(case["kw"])
+    kw.setdefault("codec", "segmented")
+    return encode_tensor(case["raw"], case["dtype"], case["shape"], **kw)
+
+
+def regenerate() -> None:
+    GOLDEN.mkdir(parents=True, exist_ok=True)
+    for name, case in cases().items():
+        enc = encode_case(case)
+        d = GOLDEN / name
+        d.mkdir(exist_ok=True)
+        (d / "raw.bin").write_bytes(case["raw"])
+        base = case["kw"].get("base_raw")
+        if base is not None:
+            (d / "base.bin").write_bytes(base)
+        (d / "manifest.json").write_text(json.dumps(enc.manifest, indent=1, sort_keys=True) + "\n")
+        for blob in enc.blobs:
+            (d / f"{content_hash(blob)}.zst").write_bytes(blob)
+
+
+@pytest.mark.parametrize("name", sorted(cases()))
+def test_checked_in_blobs_decode_bit_exactly(name):
+    d = GOLDEN / name
+    manifest = json.loads((d / "manifest.json").read_text())
+    raw = (d / "raw.bin").read_bytes()
+    base = (d / "base.bin").read_bytes() if (d / "base.bin").exists() else None
+
+    def fetch(h):
+        data = (d / f"{h}.zst").read_bytes()
+        assert content_hash(data) == h
+        return data
+
+    out = decode_tensor(manifest, fetch, len(raw), base=(lambda h: base) if base else None)
+    assert np.array_equal(np.frombuffer(out, np.uint8), np.frombuffer(raw, np.uint8))
+
+
+@pytest.mark.parametrize("name", sorted(cases()))
+def test_encoding_today_matches_the_golden_format(name):
+    d = GOLDEN / name
+    golden = json.loads((d / "manifest.json").read_text())
+    case = cases()[name]
+    assert (d / "raw.bin").read_bytes() == case["raw"]
+    enc = encode_case(case)
+    skip = {"segments", "sizes"}
+    assert {k: v for k, v in enc.manifest.items() if k not in skip} == {k: v for k, v in golden.items() if k not in skip}
+    dctx = zstandard.ZstdDecompressor()
+    today = {content_hash(b): b for b in enc.blobs}
+    for new_h, old_h in zip(enc.manifest["segments"], golden["segments"]):
+        assert dctx.decompress(today[new_h]) == dctx.decompress((d / f"{old_h}.zst").read_bytes())
+
+
+if __name__ == "__main__" and "--regen" in sys.argv:
+    regenerate()

@@ -1,0 +1,102 @@
+"""Storage plans on random matrix storage graphs: constraints, feasibility, optimality bounds."""
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from modelhub.storage.plan import (SCHEMES, Edge, StorageGraph, best_plan, feasible, limits_for, make_plan,
+                                   mst, pas_mt, pas_pt, spt)
+
+
+def random_graph(seed: int, n: int, m: int, n_groups: int) -> StorageGraph:
+    rng = random.Random(seed)
+    edges = [Edge(0, v, rng.uniform(50, 100), rng.uniform(1, 10)) for v in range(1, n + 1)]
+    for _ in range(m if n >= 2 else 0):
+        u, v = rng.sample(range(1, n + 1), 2)
+        edges.append(Edge(u, v, rng.uniform(1, 60), rng.uniform(1, 10)))
+    groups = tuple(tuple(rng.sample(range(1, n + 1), rng.randint(1, min(4, n)))) for _ in range(n_groups))
+    return StorageGraph(n, tuple(edges), groups)
+
+
+def brute_force_min_storage(g: StorageGraph, limits, scheme) -> float:
+    """Every parent assignment of a tiny graph: the true constrained optimum."""
+    import itertools
+
+    adj = g.adjacency()
+    options = [[e for e in adj[v]] for v in range(1, g.n + 1)]
+    best = float("inf")
+    for choice in itertools.product(*options):
+        parent = [None] + list(choice)
+        try:
+            plan = make_plan(g, parent, scheme, "brute")
+        except ValueError:
+            continue  # a cycle: not a tree
+        if feasible(plan, limits):
+            best = min(best, plan.storage)
+    return best
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 25), alpha=st.sampled_from([1.0, 1.25, 1.5, 2.0, 4.0]),
+       scheme=st.sampled_from(SCHEMES))
+def test_heuristics_return_feasible_trees(seed, n, alpha, scheme):
+    g = random_graph(seed, n, 3 * n, max(1, n // 2))
+    limits = limits_for(g, alpha, scheme)
+    s, m = spt(g, scheme), mst(g, scheme)
+    assert feasible(s, limits)
+    for plan in (pas_mt(g, alpha, scheme), pas_pt(g, alpha, scheme)):
+        assert plan is not None and feasible(plan, limits), plan
+        # a plan is a spanning tree: every vertex reaches 0, storage between MST and anything
+        assert plan.storage >= m.storage - 1e-6
+        assert all(plan.parent(v) >= 0 for v in range(1, g.n + 1))
+    best = best_plan(g, alpha, scheme)
+    assert feasible(best, limits)
+    assert m.storage - 1e-6 <= best.storage <= s.storage + 1e-6
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_best_plan_is_near_the_true_optimum_on_tiny_graphs(scheme):
+    gaps = []
+    for seed in range(12):
+        g = random_graph(seed, 5, 7, 3)
+        for alpha in (1.0, 1.5, 4.0):
+            limits = limits_for(g, alpha, scheme)
+            opt = brute_force_min_storage(g, limits, scheme)
+            best = best_plan(g, alpha, scheme)
+            assert best.storage >= opt - 1e-6  # nothing beats the exhaustive optimum
+            gaps.append(best.storage / opt)
+    assert sum(gaps) / len(gaps) < 1.15
+
+
+def test_spt_and_mst_are_the_extremes():
+    g = random_graph(7, 40, 120, 20)
+    m, s = mst(g), spt(g)
+    assert m.storage <= s.storage
+    assert all(ms >= ss - 1e-9 for ms, ss in zip(m.recreation, s.recreation))
+    # large alpha: the MST is feasible and chosen
+    assert best_plan(g, 1e9).storage == pytest.approx(m.storage)
+
+
+def test_parallel_scheme_uses_max_and_independent_sum():
+    # chain 0 - 1 - 2 with a group {1, 2}
+    e01, e12, e02 = Edge(0, 1, 10, 2), Edge(1, 2, 1, 3), Edge(0, 2, 10, 2)
+    g = StorageGraph(2, (e01, e12, e02), ((1, 2),))
+    chain = make_plan(g, [None, e01, e12], "independent", "x")
+    assert chain.recreation == (0.0, 2.0, 5.0) and chain.group_cost == (7.0,)
+    assert make_plan(g, [None, e01, e12], "parallel", "x").group_cost == (5.0,)
+    # alpha 1: the delta edge makes {1,2} cost 7 > 4 (sum) -> must materialize both
+    assert best_plan(g, 1.0).storage == 20
+    assert best_plan(g, 2.0).storage == 11
+
+
+def test_invalid_inputs_are_refused():
+    g = random_graph(0, 3, 3, 1)
+    with pytest.raises(ValueError, match="alpha=0.5 is below 1"):
+        best_plan(g, 0.5)
+    with pytest.raises(ValueError, match="unknown scheme 'serial'"):
+        spt(g, "serial")
+    orphan = StorageGraph(2, (Edge(0, 1, 1, 1),), ((1, 2),))
+    with pytest.raises(ValueError, match="cannot be reached from the empty vertex"):
+        mst(orphan)

@@ -1,0 +1,58 @@
+"""The object store: content addressing, atomic writes, corruption reported by name."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from modelhub.errors import IntegrityError
+from modelhub.storage.atomic import atomic_write
+from modelhub.storage.errors import CorruptBlobError, MissingBlobError
+from modelhub.storage.objects import ObjectStore, content_hash
+
+
+def test_put_get_is_content_addressed(tmp_path) -> None:
+    store = ObjectStore(tmp_path)
+    h = store.put(b"hello")
+    assert h == content_hash(b"hello") and store.put(b"hello") == h
+    assert store.get(h) == b"hello" and list(store) == [h]
+    assert not list(tmp_path.rglob(".tmp-*"))
+
+
+def test_corrupt_and_missing_blobs_are_reported_by_name(tmp_path) -> None:
+    store = ObjectStore(tmp_path)
+    h = store.put(b"payload")
+    store.path_of(h).write_bytes(b"tampered")
+    with pytest.raises(CorruptBlobError, match=f"object {h[:16]} is corrupt \\(checksum mismatch\\)"):
+        store.get(h)
+    store.delete(h)
+    with pytest.raises(MissingBlobError, match=f"object {h[:16]} is missing"):
+        store.get(h)
+
+
+def test_object_names_cannot_escape_the_store(tmp_path) -> None:
+    with pytest.raises(CorruptBlobError, match="not a valid object name"):
+        ObjectStore(tmp_path).path_of("../../etc/passwd")
+
+
+def test_atomic_write_leaves_old_content_when_the_write_fails(tmp_path, monkeypatch) -> None:
+    target = tmp_path / "f"
+    atomic_write(target, b"old")
+
+    def boom(*_a):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr("os.replace", boom)
+    with pytest.raises(OSError, match="No space left"):
+        atomic_write(target, b"new")
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["f"]
+
+
+def test_checkout_of_a_corrupted_tensor_is_an_integrity_error(repo) -> None:
+    repo.commit({"w": torch.randn(100)}, name="m", message="x")
+    (blob,) = list(repo.store)
+    path = repo.store.path_of(blob)
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError, match=f"object {blob[:16]} is corrupt"):
+        repo.checkout("m")

@@ -1,0 +1,52 @@
+"""`pip install .` ships storage/ and grammar/ as modelhub.storage / modelhub.grammar."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _declared_packages() -> set[str]:
+    return set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+
+
+def test_every_package_folder_is_declared() -> None:
+    found = set()
+    for init in ROOT.glob("modelhub/**/__init__.py"):
+        found.add(".".join(init.parent.relative_to(ROOT).parts))
+    for top, name in (("storage", "modelhub.storage"), ("grammar", "modelhub.grammar")):
+        for init in (ROOT / top).glob("**/__init__.py"):
+            found.add(".".join((name, *init.parent.relative_to(ROOT / top).parts)))
+    assert found == _declared_packages()
+
+
+def test_wheel_maps_top_level_folders_into_the_package(tmp_path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    (wheel,) = tmp_path.glob("modelhub-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert "modelhub/storage/objects.py" in names
+    assert "modelhub/grammar/__init__.py" in names
+    assert not any(n.startswith(("storage/", "grammar/", "tests/")) for n in names)
+    assert any(n.endswith("entry_points.txt") for n in names)
+
+
+def test_storage_never_imports_modelhub() -> None:
+    for path in (ROOT / "storage").rglob("*.py"):
+        text = path.read_text()
+        assert "import modelhub" not in text and "from modelhub" not in text, path
+
+
+def test_only_the_dql_package_imports_lark() -> None:
+    for path in list((ROOT / "modelhub").rglob("*.py")) + list((ROOT / "storage").rglob("*.py")):
+        if "dql" in path.relative_to(ROOT).parts:
+            continue
+        text = path.read_text()
+        assert "import lark" not in text and "from lark" not in text, path
