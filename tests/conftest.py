@@ -34,3 +34,10 @@ def cli(tmp_path: Path, monkeypatch):
 
     run.work = work  # type: ignore[attr-defined]
     return run
+
+
+@pytest.fixture(scope="session")
+def gen_catalog(tmp_path_factory):
+    """A generated catalog (modelhub.dql.synthetic, 400 versions, seed 7) shared by the DQL tests."""
+    from modelhub.dql.synthetic import generate
+    return generate(tmp_path_factory.mktemp("dqlcat"), 400, seed=7)

@@ -145,11 +145,12 @@ def test_metrics_file(work, tmp_path) -> None:
         (("commit", "-m", "x", "--name", "n2", "--model", "model.py:Nope"), 2, "defines no callable 'Nope'"),
         (("commit", "-m", "x", "--name", "n2", "--weights", "w1.safetensors", "--hparam", "lr"), 2, "not of the form key=value"),
         (("checkout", "net", "-o", "x.bin"), 2, "give a path ending in .safetensors"),
+        (("commit", "-m", "x", "--name", "net", "--weights", "wrongshape.safetensors"), 5, "shape mismatch for 'conv1.weight'"),
         (("nosuchcommand",), 2, "invalid choice"),
     ],
 )
 def test_bad_input_is_one_line_with_a_fix_and_changes_nothing(work, argv, code, message) -> None:
-    work("commit", "-m", "base", "--name", "net", "--weights", "w1.safetensors")
+    work("commit", "-m", "base", "--name", "net", "--model", "model.py:Net", "--weights", "w1.safetensors")
     (work.work / "corrupt.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}")
     buf = io.BytesIO()
     torch.save({"x": Evil()}, buf)  # loading this would need to run pickled code

@@ -139,8 +139,13 @@ def test_state_dict_inherits_parent_graph_when_it_fits(repo) -> None:
     repo.commit(tiny_cnn(), name="m", message="graph")
     repo.commit(tiny_cnn(5).state_dict(), name="m", message="weights only", parent="m")
     assert repo.desc("m@2").rebuildable
-    repo.commit({"other": torch.zeros(2)}, name="m", message="unrelated", parent="m")
-    assert repo.desc("m@3").traced is None
+    with pytest.raises(WeightsError, match="the weights lack 'conv1.bias', which layer 'conv1' \\(Conv2d\\) declares"):
+        repo.commit({"other": torch.zeros(2)}, name="m", message="unrelated", parent="m")
+    extra = dict(tiny_cnn().state_dict(), extra=torch.zeros(1))
+    with pytest.raises(WeightsError, match="the weights hold 'extra', which the parent's network does not declare; declare the new network"):
+        repo.commit(extra, name="m", message="more", parent="m")
+    repo.commit({"other": torch.zeros(2)}, name="m", message="new lineage")  # no parent: no graph
+    assert repo.desc("m@3").traced is None and repo.stats().n_versions == 3
 
 
 @pytest.mark.parametrize("message", ["", "   ", b"\xff\xfe bad", "nul\x00byte"])

@@ -204,7 +204,8 @@ def run_archive(con, store, *, alpha: float = 2.0, scheme: str = "independent", 
 
     for h, manifest in new_manifests.items():
         con.execute("UPDATE tensor_data SET encoding = ? WHERE tensor_hash = ?", [json.dumps(manifest, sort_keys=True), h])
-    con.executemany("INSERT OR IGNORE INTO objects VALUES (?, ?)", [[k, v] for k, v in sizes.items()])
+    if sizes:
+        con.executemany("INSERT OR IGNORE INTO objects VALUES (?, ?)", [[k, v] for k, v in sizes.items()])
     hit("catalog-updated")
     plan_id = int(con.execute("SELECT coalesce(max(plan_id), 0) + 1 FROM archive_plans").fetchone()[0])
     con.execute("INSERT INTO archive_plans VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -213,8 +214,9 @@ def run_archive(con, store, *, alpha: float = 2.0, scheme: str = "independent", 
     snapshots = tuple(
         SnapshotCost(k[0], refs[k], k[1], float(best.group_cost[i]), float(spt_plan.group_cost[i]))
         for i, k in enumerate(group_keys))
-    con.executemany("INSERT INTO archive_costs VALUES (?, ?, ?, ?, ?)",
-                    [[plan_id, s.version_id, s.snap, s.recreation_cost, s.spt_cost] for s in snapshots])
+    if snapshots:
+        con.executemany("INSERT INTO archive_costs VALUES (?, ?, ?, ?, ?)",
+                        [[plan_id, s.version_id, s.snap, s.recreation_cost, s.spt_cost] for s in snapshots])
     return ArchiveResult(alpha=alpha, scheme=scheme, algorithm=best.algorithm, n_tensors=len(hashes),
                          n_edges=len(edges), n_reencoded=len(new_manifests), stored_before=stored_before,
                          stored_after=_stored_bytes(con, list(final.values())), mst_bytes=int(mst_plan.storage),

@@ -182,13 +182,14 @@ def check_weights_fit(graph: Graph, state: Mapping[str, torch.Tensor]) -> None:
             if key not in state:
                 raise WeightsError(
                     f"the weights lack {key!r}, which layer {node.name!r} ({node.op}) declares; "
-                    "commit weights saved from the same architecture"
+                    "commit weights saved from the same architecture, or declare the new network with --model"
                 )
             got = list(state[key].shape)
             if got != list(shape):
                 raise WeightsError(
                     f"shape mismatch for {key!r}: the weights have {got} but layer {node.name!r} "
-                    f"({node.op}) declares {list(shape)}; commit weights of the same architecture"
+                    f"({node.op}) declares {list(shape)}; commit weights of the same architecture, "
+                    "or declare the new network with --model"
                 )
 
 
@@ -262,13 +263,21 @@ def write_commit(con: duckdb.DuckDBPyConnection, store, req: CommitRequest) -> s
 
 
 def _parent_graph(con, parent_id: str, state) -> Graph | None:
+    """The parent's network, which weights-only commits inherit -- only if they fit it."""
     row = con.execute(
         "SELECT g.definition FROM versions v JOIN graphs g USING (graph_hash) WHERE v.id = ?", [parent_id]
     ).fetchone()
     if row is None:
         return None
     graph = Graph.from_json(row[0])
-    return graph if graph_fits(graph, state) else None
+    if graph_fits(graph, state):
+        return graph
+    check_weights_fit(graph, state)  # names the first missing or mis-shaped tensor
+    extra = sorted(set(state) - {f"{n.name}.{k}" for n in graph.layers for k in n.param_shapes})
+    raise WeightsError(
+        f"the weights hold {extra[0]!r}, which the parent's network does not declare; "
+        "declare the new network with --model FILE.py:Factory (graph= in Python) or start a new lineage with --no-parent"
+    )
 
 
 def _store_graph(con, graph: Graph) -> str:

@@ -131,6 +131,12 @@ class Repo:
                 con.executemany("INSERT INTO staged VALUES (?, ?, ?, ?)", staged)
             return version_info(con, vid)
 
+    def query(self, text: str, *, commit: bool = False, name: str | None = None, progress=None):
+        """Run a DQL statement (see docs/DQL.md); ``commit=True`` stores slice/construct results
+        as new versions (weights carried over for surviving layers)."""
+        from .query import run_query
+        return run_query(self, text, commit=commit, name=name, progress=progress)
+
     # -- reads ------------------------------------------------------------------------
     def log(self, name: str | None = None) -> list[VersionInfo]:
         with self.catalog.read() as con:

@@ -1,0 +1,155 @@
+"""Run a statement against a catalog: parse -> bind -> plan -> SQL + graph evaluation."""
+from __future__ import annotations
+
+import itertools
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable
+
+import duckdb
+
+from ..engine.spec import Candidate, EvaluateSpec, KeepRule
+from ..netdef.graph import Graph
+from . import plan as P
+from .binder import bind
+from .errors import ExecutionError
+from .explain import render
+from .graphs import evaluate_predicate, load_views
+from .graphops import construct_graph, slice_graph
+from .parser import parse
+from .result import DerivedGraph, QueryResult
+from .sqlgen import GraphSets, SqlContext, compile_select
+from .vocabulary import Vocabulary
+
+
+def plan_text(text: str, catalog) -> P.StatementPlan:
+    """Parse and bind ``text`` against ``catalog`` (no execution)."""
+    stmt = parse(text)
+    with catalog.read() as con:
+        return bind(stmt, Vocabulary.load(con), text)
+
+
+def execute(text: str, catalog, *, repo: Any = None, progress: Callable | None = None) -> QueryResult:
+    """Run one DQL statement. ``repo`` is needed only to run `evaluate`."""
+    stmt = parse(text)
+    with catalog.read() as con:
+        plan = bind(stmt, Vocabulary.load(con), text)
+        if not isinstance(plan, (P.SavePlan, P.EvaluatePlan)):
+            return run_plan(con, plan)
+        if isinstance(plan, P.EvaluatePlan):
+            spec = evaluate_spec(con, plan)
+    if isinstance(plan, P.SavePlan):
+        with catalog.write() as con:
+            con.execute("INSERT OR REPLACE INTO saved_queries (name, text, created_at) VALUES (?, ?, ?)",
+                        [plan.name, plan.text, datetime.now()])
+        return QueryResult(("saved", "text"), ((plan.name, plan.text),), kind="save",
+                           text=f'saved query "{plan.name}"; use it with: select m from "{plan.name}"')
+    return run_evaluate(repo, spec, progress)
+
+
+def run_plan(con: duckdb.DuckDBPyConnection, plan: P.StatementPlan) -> QueryResult:
+    if isinstance(plan, P.ExplainPlan):
+        candidates = None
+        if isinstance(plan.inner, P.EvaluatePlan):
+            candidates = list(evaluate_spec(con, plan.inner).candidates)
+        return QueryResult((), (), kind="explain", text=render(plan, candidates))
+    if isinstance(plan, P.SelectPlan):
+        return select(con, plan)
+    if isinstance(plan, P.SlicePlan):
+        return _derive(con, plan.rows, "slice",
+                       lambda g, label: slice_graph(g, plan.input, plan.output, label))
+    if isinstance(plan, P.ConstructPlan):
+        return _derive(con, plan.rows, "construct", lambda g, label: construct_graph(g, plan.ops, label))
+    raise ExecutionError(f"cannot run a {type(plan).__name__} here")  # pragma: no cover
+
+
+# ---- select -------------------------------------------------------------------------
+def resolve_graph_sets(con: duckdb.DuckDBPyConnection, plan: P.SelectPlan, sets: GraphSets) -> GraphSets:
+    """Evaluate every graph predicate of ``plan`` (and nested plans) over the candidate graphs."""
+    if isinstance(plan.source, P.SubquerySource):
+        resolve_graph_sets(con, plan.source.plan, sets)
+    preds = P.graph_predicates(plan.filter)
+    if preds:
+        ctx = SqlContext()
+        # Only graphs of versions that pass the graph-free conjuncts are loaded and walked.
+        sql = compile_select(plan, sets, ctx, "graphs")
+        hashes = [r[0] for r in con.execute(sql, ctx.params).fetchall()]
+        views = load_views(con, hashes)
+        for pred in preds:
+            sets[pred.id] = evaluate_predicate(views, pred)
+    return sets
+
+
+def select(con: duckdb.DuckDBPyConnection, plan: P.SelectPlan) -> QueryResult:
+    sets = resolve_graph_sets(con, plan, {})
+    ctx = SqlContext()
+    sql = compile_select(plan, sets, ctx, "rows")
+    raw = con.execute(sql, ctx.params).fetchall()
+    decode = [isinstance(c.value, P.HParam) for c in plan.columns]
+    rows = tuple(tuple(json.loads(v) if d and v is not None else v for v, d in zip(r, decode)) for r in raw)
+    return QueryResult(tuple(c.name for c in plan.columns), rows)
+
+
+def selected_ids(con: duckdb.DuckDBPyConnection, plan: P.SelectPlan) -> list[str]:
+    sets = resolve_graph_sets(con, plan, {})
+    ctx = SqlContext()
+    return [r[0] for r in con.execute(compile_select(plan, sets, ctx, "ids"), ctx.params).fetchall()]
+
+
+# ---- slice / construct ----------------------------------------------------------------
+def _derive(con: duckdb.DuckDBPyConnection, rows: P.SelectPlan, operation: str,
+            transform: Callable[[Graph, str], Graph]) -> QueryResult:
+    ids = selected_ids(con, rows)
+    found = con.execute(
+        "SELECT v.id, v.model, v.seq, g.definition FROM versions v LEFT JOIN graphs g ON g.graph_hash = v.graph_hash "
+        "WHERE v.id IN (SELECT unnest($ids)) ORDER BY v.model, v.seq", {"ids": ids}).fetchall()
+    derived: list[DerivedGraph] = []
+    out_rows: list[tuple] = []
+    skipped = 0
+    for vid, model, seq, definition in found:
+        if definition is None:
+            skipped += 1           # a state-dict-only version has no graph to cut
+            continue
+        graph = transform(Graph.from_json(definition), f"{model}@{seq}")
+        derived.append(DerivedGraph(vid, model, seq, graph, operation))
+        out_rows.append((vid, f"{model}@{seq}", len(graph.layers), graph.n_params, graph.hash))
+    note = f"{len(derived)} new network(s)" + (f"; {skipped} version(s) without a graph skipped" if skipped else "")
+    return QueryResult(("source_id", "source", "n_layers", "n_params", "graph_hash"), tuple(out_rows),
+                       kind=operation, text=note, graphs=tuple(derived))
+
+
+# ---- evaluate ---------------------------------------------------------------------------
+def evaluate_spec(con: duckdb.DuckDBPyConnection, plan: P.EvaluatePlan) -> EvaluateSpec:
+    ids = selected_ids(con, plan.rows)
+    grid = [[(axis.path, v) for v in axis.values] for axis in plan.grid]
+    candidates = tuple(Candidate(vid, tuple(combo)) for vid in ids for combo in itertools.product(*grid))
+    base_config: dict = {}
+    src = plan.config_source
+    if src and src.endswith(".json") and Path(src).is_file():
+        try:
+            base_config = json.loads(Path(src).read_text())
+        except (OSError, ValueError) as exc:
+            raise ExecutionError(f"cannot read the config {src}: {exc}; fix the JSON file or the path") from None
+    keep = KeepRule(plan.keep_k, plan.keep_metric, plan.keep_after) if plan.keep_k is not None else None
+    return EvaluateSpec(candidates=candidates, base_config=base_config, config_source=src, keep=keep,
+                        query_text=plan.query_text)
+
+
+def run_evaluate(repo: Any, spec: EvaluateSpec, progress: Callable | None) -> QueryResult:
+    try:
+        from .. import engine
+        runner = getattr(engine, "run_evaluate")
+    except (ImportError, AttributeError):
+        raise ExecutionError("the engine that runs `evaluate` is not available in this installation; "
+                             "use `explain evaluate ...` to see the candidates") from None
+    if repo is None:
+        raise ExecutionError("evaluate trains models and commits results, so it needs a repository: "
+                             "run it through repo.query(...) or `dlv query`")
+    outcome = runner(repo, spec, progress=progress)
+    if isinstance(outcome, QueryResult):
+        return outcome
+    rows = tuple(tuple(r.values()) if isinstance(r, dict) else tuple(r) for r in (outcome or ()))
+    cols = tuple(outcome[0].keys()) if outcome and isinstance(outcome[0], dict) else ()
+    return QueryResult(cols, rows, kind="evaluate", spec=spec,
+                       text=f"evaluated {len(spec.candidates)} candidate(s)")

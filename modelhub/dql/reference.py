@@ -1,0 +1,191 @@
+"""A slow, obviously-correct evaluator for select plans, in plain Python.
+
+It loads the whole catalog into dicts, walks graphs through
+:class:`modelhub.netdef.Graph` (parsed from the stored JSON definition, not
+from graph_nodes/graph_edges) and applies SQL's three-valued logic by hand.
+Tests compare its rows with :func:`modelhub.dql.execute` on generated
+catalogs; it is not used at run time.
+"""
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+from typing import Any
+
+import duckdb
+
+from ..netdef.graph import Graph
+from . import plan as P
+from .graphops import view_of
+from .graphs import satisfying_nodes
+from .patterns import OPERATION_KINDS
+
+
+class ReferenceCatalog:
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.versions: dict[str, dict] = {}
+        for vid, model, seq, msg, author, created, gh, n_params, n_tensors in con.execute(
+                "SELECT id, model, seq, message, author, created_at, graph_hash, n_params, n_tensors FROM versions"
+        ).fetchall():
+            self.versions[vid] = {"id": vid, "name": model, "seq": seq, "message": msg, "author": author,
+                                  "creation_time": created, "graph_hash": gh, "n_params": n_params,
+                                  "n_tensors": n_tensors, "parent": None, "n_layers": None}
+        parents: dict[str, list] = {}
+        for vid, pid, ord_ in con.execute("SELECT version_id, parent_id, ord FROM version_parents").fetchall():
+            parents.setdefault(vid, []).append((ord_, pid))
+        for vid, ps in parents.items():
+            if vid in self.versions:
+                self.versions[vid]["parent"] = min(ps)[1]
+        self.hparams: dict[str, dict[str, tuple]] = {}
+        for vid, key, vj, vn, vs in con.execute(
+                "SELECT version_id, key, value_json, value_num, value_str FROM hparams").fetchall():
+            self.hparams.setdefault(vid, {})[key] = (vj, vn, vs)
+        self.metrics: dict[str, dict[str, list]] = {}
+        for vid, name, step, value in con.execute("SELECT version_id, name, step, value FROM metrics").fetchall():
+            self.metrics.setdefault(vid, {}).setdefault(name, []).append((step, value))
+        self.graphs = {h: Graph.from_json(d) for h, d in con.execute("SELECT graph_hash, definition FROM graphs").fetchall()}
+        for v in self.versions.values():
+            g = self.graphs.get(v["graph_hash"])
+            v["n_layers"] = len(g.layers) if g is not None else None
+        self._views: dict[str, Any] = {}
+
+    def view(self, h: str):
+        if h not in self._views:
+            self._views[h] = view_of(self.graphs[h])
+        return self._views[h]
+
+
+def run_select(ref: ReferenceCatalog, plan: P.SelectPlan) -> list[tuple]:
+    ids = _ids(ref, plan)
+    return [tuple(_output(ref, ref.versions[i], c.value) for c in plan.columns) for i in ids]
+
+
+def _ids(ref: ReferenceCatalog, plan: P.SelectPlan) -> list[str]:
+    pool = list(ref.versions)
+    if isinstance(plan.source, P.SubquerySource):
+        allowed = set(_ids(ref, plan.source.plan))
+        pool = [i for i in pool if i in allowed]
+    kept = [i for i in pool if plan.filter is None or _cond(ref, ref.versions[i], plan.filter) is True]
+    # stable sorts, least significant key first; NULLs last in both directions (as in the SQL)
+    kept.sort(key=lambda i: (ref.versions[i]["name"], ref.versions[i]["seq"]))
+    for key in reversed(plan.order):
+        for part in reversed(_sort_parts(key.value)):
+            vals = {i: part(ref.versions[i], ref) for i in kept}
+            present = [i for i in kept if vals[i] is not None]
+            present.sort(key=lambda i: vals[i], reverse=key.descending)
+            kept = present + [i for i in kept if vals[i] is None]
+    return kept[: plan.limit] if plan.limit is not None else kept
+
+
+def _sort_parts(v: P.BoundValue):
+    if isinstance(v, P.HParam):
+        return [lambda row, ref: _hp(ref, row, v.key, 1), lambda row, ref: _hp(ref, row, v.key, 2)]
+    return [lambda row, ref: _value(ref, row, v)]
+
+
+def _hp(ref: ReferenceCatalog, row: dict, key: str, slot: int) -> Any:
+    entry = ref.hparams.get(row["id"], {}).get(key)
+    return None if entry is None else entry[slot]
+
+
+def _output(ref: ReferenceCatalog, row: dict, v: P.BoundValue) -> Any:
+    if isinstance(v, P.HParam):
+        raw = _hp(ref, row, v.key, 0)
+        return None if raw is None else json.loads(raw)
+    return _value(ref, row, v)
+
+
+def _value(ref: ReferenceCatalog, row: dict, v: P.BoundValue) -> Any:
+    if isinstance(v, P.Prop):
+        return row[v.name]
+    if isinstance(v, P.Metric):
+        series = ref.metrics.get(row["id"], {}).get(v.name)
+        if not series:
+            return None
+        if v.agg == "latest":
+            return max(series)[1]
+        return (max if v.agg == "max" else min)(val for _, val in series)
+    if isinstance(v, P.LayerCount):
+        g = ref.graphs.get(row["graph_hash"])
+        if g is None:
+            return None
+        return sum(1 for n in g.nodes if n.kind in OPERATION_KINDS and re.fullmatch(v.pattern.sql_regex, n.name))
+    if isinstance(v, P.Const):
+        return v.value
+    raise AssertionError(v)
+
+
+def _and(vals: list) -> bool | None:
+    if any(v is False for v in vals):
+        return False
+    return None if any(v is None for v in vals) else True
+
+
+def _or(vals: list) -> bool | None:
+    if any(v is True for v in vals):
+        return True
+    return None if any(v is None for v in vals) else False
+
+
+def _not(v: bool | None) -> bool | None:
+    return None if v is None else not v
+
+
+def _cond(ref: ReferenceCatalog, row: dict, c: P.BoundCond) -> bool | None:
+    if isinstance(c, P.AndP):
+        return _and([_cond(ref, row, i) for i in c.items])
+    if isinstance(c, P.OrP):
+        return _or([_cond(ref, row, i) for i in c.items])
+    if isinstance(c, P.NotP):
+        return _not(_cond(ref, row, c.operand))
+    if isinstance(c, P.Compare):
+        return _compare(ref, row, c.left, c.op, c.right)
+    if isinstance(c, P.LikeP):
+        val = _hp(ref, row, c.value.key, 2) if isinstance(c.value, P.HParam) else _value(ref, row, c.value)
+        if val is None:
+            return None
+        rx = "".join(".*" if ch == "%" else "." if ch == "_" else re.escape(ch) for ch in c.pattern)
+        hit = re.fullmatch(rx, val, re.DOTALL) is not None
+        return not hit if c.negated else hit
+    if isinstance(c, P.InP):
+        r = _or([_compare(ref, row, c.value, "==", i) for i in c.items])
+        return _not(r) if c.negated else r
+    if isinstance(c, P.BetweenP):
+        r = _and([_compare(ref, row, c.value, ">=", c.low), _compare(ref, row, c.value, "<=", c.high)])
+        return _not(r) if c.negated else r
+    if isinstance(c, P.GraphP):
+        g = row["graph_hash"]
+        if g is None:
+            return None
+        return bool(satisfying_nodes(ref.view(g), c.pred.selector, c.pred.template))
+    raise AssertionError(c)
+
+
+_OPS = {"==": lambda a, b: a == b, "!=": lambda a, b: a != b, "<": lambda a, b: a < b,
+        "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b}
+
+
+def _compare(ref: ReferenceCatalog, row: dict, left: P.BoundValue, op: str, right: P.BoundValue) -> bool | None:
+    if isinstance(right, P.Const) and right.value is None:
+        val = _output(ref, row, left) if isinstance(left, P.HParam) else _value(ref, row, left)
+        return (val is None) if op == "==" else (val is not None)
+    if isinstance(left, P.HParam) and isinstance(right, P.Const):
+        lit = right.value
+        if isinstance(lit, bool):
+            a, b = _hp(ref, row, left.key, 0), ("true" if lit else "false")
+        elif isinstance(lit, str):
+            a, b = _hp(ref, row, left.key, 2), lit
+        else:
+            a, b = _hp(ref, row, left.key, 1), lit
+    else:
+        a, b = _value(ref, row, left), _value(ref, row, right)
+        if left.vtype == P.TIME and isinstance(b, str):
+            b = datetime.fromisoformat(b)
+        if left.vtype == P.ID and isinstance(right, P.Const) and op in ("==", "!="):
+            if a is None:
+                return None
+            return a.startswith(b) if op == "==" else not a.startswith(b)
+    if a is None or b is None:
+        return None
+    return _OPS[op](a, b)

@@ -1,0 +1,185 @@
+"""The archive inside a repository: plans over snapshots and lineage, crash safety, CLI."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from helpers import assert_bit_exact, bits, tiny_cnn
+
+from modelhub.errors import ArchiveError, InputError
+from modelhub.repo.archive import archive
+from modelhub.tensorio import save_safetensors
+
+
+def _train_steps(model, n: int, scale: float, seed: int, frozen: tuple[str, ...] = ()) -> list[dict]:
+    """Deterministic pseudo-training: small updates per 'epoch', frozen layers untouched."""
+    g = torch.Generator().manual_seed(seed)
+    snaps = []
+    for _ in range(n):
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if not name.startswith(frozen):
+                    p.add_(torch.randn(p.shape, generator=g) * scale)
+        snaps.append({k: v.clone() for k, v in model.state_dict().items()})
+    return snaps
+
+
+@pytest.fixture
+def lineage(repo):
+    """base (4 snapshots) -> fine-tune with conv layers frozen (3 snapshots)."""
+    m = tiny_cnn(0)
+    base_snaps = _train_steps(m, 4, 1e-3, 1)
+    v1 = repo.commit(base_snaps[-1], name="cnn", message="base", snapshots=base_snaps[:-1])
+    ft_snaps = _train_steps(m, 3, 1e-4, 2, frozen=("conv",))
+    v2 = repo.commit(ft_snaps[-1], name="cnn", message="ft", snapshots=ft_snaps[:-1])
+    return repo, {v1.id: base_snaps, v2.id: ft_snaps}
+
+
+def assert_all_snapshots_exact(repo, expected):
+    for vid, snaps in expected.items():
+        for i, sd in enumerate(snaps):
+            ck = repo.checkout(vid, snapshot=i, rebuild_module=False)
+            assert_bit_exact(ck.state_dict, sd)
+
+
+def encodings(repo) -> dict:
+    with repo.catalog.read() as con:
+        return dict(con.execute("SELECT tensor_hash, encoding FROM tensor_data").fetchall())
+
+
+@pytest.mark.parametrize("alpha,scheme", [(1.0, "independent"), (1.5, "parallel"), (4.0, "independent")])
+def test_archive_keeps_every_snapshot_bit_exact(lineage, alpha, scheme):
+    repo, expected = lineage
+    result = archive(repo, alpha=alpha, scheme=scheme)
+    assert_all_snapshots_exact(repo, expected)
+    for s in result.snapshots:
+        assert s.recreation_cost <= alpha * s.spt_cost * (1 + 1e-9)
+    n_deltas = sum(json.loads(e).get("delta") is not None for e in encodings(repo).values())
+    if alpha == 1.0:
+        assert n_deltas == 0 and result.algorithm in ("spt", "pas-mt", "pas-pt")
+    else:
+        assert n_deltas > 0 and result.stored_after < result.stored_before
+
+
+def test_frozen_layers_are_stored_once(lineage):
+    repo, expected = lineage
+    with repo.catalog.read() as con:
+        distinct = con.execute("SELECT count(DISTINCT tensor_hash) FROM snapshot_tensors WHERE name LIKE 'conv%'").fetchone()[0]
+    # conv tensors: 4 base snapshots x 4 tensors; the 3 fine-tune snapshots reuse the last base ones
+    assert distinct == 16
+
+
+def test_stats_report_recreation_cost_and_archive_lowers_storage(lineage, cli):
+    repo, _ = lineage
+    before = repo.stats()
+    assert all(v.recreation_cost and v.recreation_cost > 0 for v in before.versions)
+    archive(repo, alpha=4.0)
+    after = repo.stats()
+    rc_before = {v.id: v.recreation_cost for v in before.versions}
+    # deltas make recreation dearer and storage (referenced blobs) smaller
+    assert any(v.recreation_cost > rc_before[v.id] for v in after.versions)
+
+
+def test_interrupted_archive_changes_nothing(lineage):
+    repo, expected = lineage
+    before = encodings(repo)
+    for step in ("encoded", "blobs-written", "verified", "catalog-updated"):
+        def boom(s, step=step):
+            if s == step:
+                raise RuntimeError(f"injected crash at {step}")
+        with pytest.raises(RuntimeError, match=f"injected crash at {step}"):
+            archive(repo, alpha=4.0, fail_point=boom)
+        assert encodings(repo) == before
+        assert_all_snapshots_exact(repo, expected)
+    archive(repo, alpha=4.0)
+    assert encodings(repo) != before
+    assert_all_snapshots_exact(repo, expected)
+
+
+KILL_SCRIPT = textwrap.dedent("""
+    import os, sys
+    import modelhub
+    from modelhub.repo.archive import archive
+    step = sys.argv[2]
+    def die(s):
+        if s == step:
+            os._exit(137)  # like kill -9: no cleanup, no rollback handlers
+    archive(modelhub.open_repo(sys.argv[1]), alpha=4.0, fail_point=die)
+""")
+
+
+@pytest.mark.parametrize("step", ["blobs-written", "catalog-updated"])
+def test_killed_archive_process_leaves_every_version_readable(lineage, step):
+    repo, expected = lineage
+    before = encodings(repo)
+    root = str(repo.paths.root)
+    del repo  # release our handle on the catalog before the child opens it
+    proc = subprocess.run([sys.executable, "-c", KILL_SCRIPT, root, step], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 137, proc.stderr
+    import modelhub
+
+    reopened = modelhub.open_repo(root)
+    assert encodings(reopened) == before
+    assert_all_snapshots_exact(reopened, expected)
+
+
+def test_archive_rejects_bad_arguments(lineage):
+    repo, _ = lineage
+    with pytest.raises(InputError, match="--alpha 0.5 is below 1"):
+        archive(repo, alpha=0.5)
+    with pytest.raises(InputError, match="unknown scheme 'serial'"):
+        archive(repo, scheme="serial")
+    with pytest.raises(InputError, match="no plan fits in 10 bytes"):
+        archive(repo, budget=10)
+
+
+def test_corrupt_blob_is_reported_on_checkout(lineage):
+    repo, expected = lineage
+    archive(repo, alpha=4.0)
+    vid = next(iter(expected))
+    with repo.catalog.read() as con:
+        enc = json.loads(con.execute("SELECT encoding FROM tensor_data LIMIT 1").fetchone()[0])
+    victim = enc["segments"][0]
+    path = repo.store.path_of(victim)
+    data = bytearray(path.read_bytes())
+    data[0] ^= 0xFF
+    os.chmod(path, 0o644)
+    path.write_bytes(bytes(data))
+    with pytest.raises(ArchiveError, match=f"object {victim[:16]} is corrupt"):
+        for v in expected:
+            for i in range(len(expected[v])):
+                repo.checkout(v, snapshot=i, rebuild_module=False)
+
+
+def test_cli_archive_stats_and_safetensors_roundtrip(cli, tmp_path):
+    assert cli("init")[0] == 0
+    m = tiny_cnn(3)
+    sds = _train_steps(m, 3, 1e-3, 5)
+    for i, sd in enumerate(sds):
+        save_safetensors(tmp_path / f"w{i}.safetensors", sd)
+        code, out, err = cli("commit", "--name", "net", "-m", f"epoch {i}", "--weights", str(tmp_path / f"w{i}.safetensors"))
+        assert code == 0, err
+    code, out, err = cli("archive", "--alpha", "3", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["stored_after"] < result["stored_before"] and result["n_reencoded"] > 0
+    code, out, err = cli("stats", "--json")
+    assert code == 0 and all(v["recreation_cost"] > 0 for v in json.loads(out)["versions"])
+    for i, sd in enumerate(sds):
+        target = tmp_path / f"out{i}.safetensors"
+        code, out, err = cli("checkout", f"net@{i + 1}", "-o", str(target))
+        assert code == 0, err
+        from safetensors.torch import load_file
+
+        back = load_file(str(target))
+        for k in sd:
+            assert torch.equal(bits(back[k]), bits(sd[k]))
+    code, out, err = cli("archive", "--budget", "lots")
+    assert code != 0 and "is not a size; write e.g. 500000" in err
+    code, out, err = cli("archive", "--budget", "1M")
+    assert code == 0, err
