@@ -162,7 +162,7 @@ def test_delta_manifest_without_base_resolver_is_refused():
 
 def test_format1_manifests_stay_readable():
     raw = np.arange(100, dtype="<i8").tobytes()
-    enc = encode_tensor(raw, "int64", [100])
+    enc = encode_tensor(raw, "int64", [100], codec="zstd-whole")
     assert enc.manifest["format"] == 1 and enc.manifest["codec"] == "zstd-whole"
     assert decode_tensor(enc.manifest, store_of(enc).__getitem__, len(raw)) == raw
     assert manifest_blobs(enc.manifest) == enc.manifest["segments"]
@@ -180,8 +180,13 @@ def test_unknown_codec_and_bad_config_messages():
     assert get_codec("segmented").id == "segmented"
 
 
+def test_new_commits_default_to_the_segmented_codec():
+    enc = encode_tensor(np.arange(8, dtype="<f4").tobytes(), "float32", [8])
+    assert enc.manifest["format"] == 2 and enc.manifest["codec"] == "segmented"
+
+
 def test_config_json_roundtrip():
-    cfg = SegmentedConfig(level=9, layout="bytes", delta="xor", lossy=LossyConfig("kbit", 4))
+    cfg = SegmentedConfig(level=9, strategy="level", layout="bytes", delta="xor", lossy=LossyConfig("kbit", 4))
     assert SegmentedConfig.from_json(cfg.to_json()) == cfg
 
 

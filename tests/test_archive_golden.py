@@ -55,6 +55,8 @@ def regenerate() -> None:
         enc = encode_case(case)
         d = GOLDEN / name
         d.mkdir(exist_ok=True)
+        for stale in d.glob("*.zst"):
+            stale.unlink()
         (d / "raw.bin").write_bytes(case["raw"])
         base = case["kw"].get("base_raw")
         if base is not None:

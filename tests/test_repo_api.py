@@ -173,3 +173,16 @@ def test_open_repo_finds_the_repository_above_and_refuses_non_repositories(repo,
         modelhub.open_repo(tmp_path / "elsewhere")
     with pytest.raises(RepoError, match="already a dlv repository"):
         modelhub.init_repo(repo.root)
+
+
+def test_files_are_stored_relative_to_the_working_folder(repo, tmp_path, monkeypatch) -> None:
+    (repo.root / "cfg").mkdir()
+    (repo.root / "cfg" / "train.toml").write_text("lr = 0.1")
+    monkeypatch.chdir(repo.root / "cfg")
+    assert repo.add(["train.toml"]) == [("cfg/train.toml", 8)]
+    outside = tmp_path / "outside.txt"
+    outside.write_text("x")
+    with pytest.raises(InputError, match="outside.txt is outside the working folder .* copy it into the folder first"):
+        repo.add([outside])
+    v = repo.commit(tiny_cnn(), name="m", message="with config", files=[repo.root / "cfg" / "train.toml"])
+    assert repo.files(v.id) == {"cfg/train.toml": b"lr = 0.1"}

@@ -165,6 +165,15 @@ CREATE TABLE archive_costs (
     PRIMARY KEY (plan_id, version_id, snap)
 );
 -- end archive -----------------------------------------------------------
+
+-- remote ----------------------------------------------------------------
+-- Remote hubs known to this repository (`dlv remote add`, modelhub/remote).
+CREATE TABLE remotes (
+    name        VARCHAR PRIMARY KEY,
+    url         VARCHAR NOT NULL,      -- absolute folder path or s3://bucket/prefix
+    config      VARCHAR NOT NULL       -- JSON object: fsspec storage options (endpoint_url, ...)
+);
+-- end remote ------------------------------------------------------------
 """
 
 #: MIGRATIONS[i] takes schema version i to i + 1 (version 0 = empty database).

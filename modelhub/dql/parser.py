@@ -40,7 +40,8 @@ def parse(text: str) -> A.Statement:
     except VisitError as exc:
         if isinstance(exc.orig_exc, DQLSyntaxError):
             raise exc.orig_exc from None
-        raise
+        # e.g. an integer literal too long for Python to convert
+        raise DQLSyntaxError(f"cannot read the query: {exc.orig_exc}; shorten or fix the literal") from None
 
 
 # ---- tree -> AST ----------------------------------------------------------------
@@ -310,7 +311,7 @@ def _syntax_error(text: str, exc: UnexpectedInput) -> DQLSyntaxError:
         tok = exc.token
         what = f"unexpected {describe_terminal(tok.type, str(tok))}"
         expected = set(exc.expected or ())
-        hint = _hint_for_token(tok, expected)
+        hint = _hint_for_token(tok, expected) or _hint_for_previous_word(text, tok.start_pos)
     else:
         what = "the query ends too early"
         expected = set(getattr(exc, "expected", None) or ())
@@ -326,6 +327,17 @@ def _syntax_error(text: str, exc: UnexpectedInput) -> DQLSyntaxError:
         msg += "\nexpected " + (shown[0] if len(shown) == 1 else "one of: " + ", ".join(shown))
     msg += "\nhint: " + (hint or "compare with the examples in docs/DQL.md")
     return DQLSyntaxError(msg, line, column)
+
+
+def _hint_for_previous_word(text: str, pos: int | None) -> str | None:
+    """LALR may accept a misspelled keyword as a name and fail one token later: look back."""
+    if pos is None:
+        return None
+    m = re.search(r"([A-Za-z_]\w*)\s*$", text[:pos])
+    if not m or m.group(1).lower() in KEYWORDS.values():
+        return None
+    near = close_matches(m.group(1).lower(), KEYWORDS.values(), n=1, cutoff=0.75)
+    return f"`{m.group(1)}` is not a keyword: did you mean `{near[0]}`?" if near else None
 
 
 def _hint_for_token(tok: Token, expected: set[str]) -> str | None:

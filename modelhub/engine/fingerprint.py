@@ -24,7 +24,7 @@ def _h() -> "hashlib._Hash":
 
 
 def tensor_digest(t: torch.Tensor) -> str:
-    t = t.detach().to("cpu").contiguous()
+    t = t.detach().to("cpu").contiguous().reshape(-1)
     h = _h()
     h.update(f"{t.dtype}|{tuple(t.shape)}|".encode())
     h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")

@@ -61,6 +61,7 @@ def build_request(
     snapshot_steps: Sequence[int | None] | None = None,
     graph: Graph | None = None,
     weights_meta: dict | None = None,
+    root: Path | None = None,
 ) -> CommitRequest:
     check_model_name(name)
     message = check_message(message)
@@ -80,7 +81,7 @@ def build_request(
         name=name, message=message, author=author or default_author(), state_dicts=snaps,
         snapshot_steps=steps, graph=graph, inherit_graph=graph is None, parents=parents,
         hparams=check_hparams(hparams or {}), metrics=normalize_metrics(metrics or {}),
-        files=read_files(files), weights_meta=weights_meta,
+        files=read_files(files, root), weights_meta=weights_meta,
     )
 
 
@@ -153,7 +154,14 @@ def normalize_metrics(metrics: MetricsInput) -> tuple[tuple[str, int, float], ..
     return tuple(rows)
 
 
-def read_files(files: Iterable[str | os.PathLike] | Mapping[str, bytes] | None) -> tuple[tuple[str, bytes], ...]:
+def read_files(
+    files: Iterable[str | os.PathLike] | Mapping[str, bytes] | None, root: Path | None = None
+) -> tuple[tuple[str, bytes], ...]:
+    """Files as (path relative to the working folder ``root``, bytes), sorted by path.
+
+    Paths on disk are taken relative to ``root`` (like git, a file outside
+    the working folder is refused); a mapping gives relative paths directly.
+    """
     if not files:
         return ()
     if isinstance(files, Mapping):
@@ -163,7 +171,15 @@ def read_files(files: Iterable[str | os.PathLike] | Mapping[str, bytes] | None) 
         p = Path(f)
         if not p.is_file():
             raise InputError(f"file {p} does not exist or is not a regular file; check the path")
-        out.append((normalize_path(p.as_posix()), p.read_bytes()))
+        rel = p.as_posix()
+        if root is not None:
+            try:
+                rel = p.resolve().relative_to(root.resolve()).as_posix()
+            except ValueError:
+                raise InputError(
+                    f"file {p} is outside the working folder {root}; copy it into the folder first"
+                ) from None
+        out.append((normalize_path(rel), p.read_bytes()))
     return tuple(sorted(out))
 
 

@@ -82,7 +82,7 @@ class Repo:
         req = commit_op.build_request(
             model, name=name, message=message, parent=parent, hparams=hparams, metrics=metrics,
             files=files, author=author, snapshots=snapshots, snapshot_steps=snapshot_steps,
-            graph=graph, weights_meta=weights_meta,
+            graph=graph, weights_meta=weights_meta, root=self.root,
         )
         with self.catalog.write() as con:
             vid = commit_op.write_commit(con, self.store, req)
@@ -90,7 +90,7 @@ class Repo:
 
     def add(self, paths: Iterable[str | os.PathLike]) -> list[tuple[str, int]]:
         """Stage files to attach to the next commit; returns (path, size) pairs."""
-        files = commit_op.read_files(paths)
+        files = commit_op.read_files(paths, self.root)
         if not files:
             raise InputError("nothing to add; name one or more files")
         now = datetime.now(timezone.utc).replace(tzinfo=None)
@@ -188,6 +188,16 @@ class Repo:
         elif rebuild_module and graph is not None and graph.rebuildable:
             module = _load_into(rebuild(graph), state, ref)
         return Checkout(info, state, module, graph, hp, meta, count - 1 if snap is None else snap)
+
+    def fsck(self, *, repair: bool = False, deep: bool = False):
+        """Verify catalog <-> objects consistency and checksums (see repo/fsck.py)."""
+        from .fsck import check_repository
+        return check_repository(self, repair=repair, deep=deep)
+
+    def gc(self, *, grace_s: float | None = None, dry_run: bool = False):
+        """Remove unreferenced blobs older than ``grace_s`` seconds (see repo/gc.py)."""
+        from .gc import DEFAULT_GRACE_S, collect_garbage
+        return collect_garbage(self, grace_s=DEFAULT_GRACE_S if grace_s is None else grace_s, dry_run=dry_run)
 
     def files(self, ref: str) -> dict[str, bytes]:
         with self.catalog.read() as con:

@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+from .common import repo_of
+from ..errors import IntegrityError
+
+HELP = "verify the catalog against the object store and every blob checksum"
+
+
+def configure(p) -> None:
+    p.add_argument("--repair", action="store_true", help="remove harmless leftovers (orphan blobs, temp files, stale rows)")
+    p.add_argument("--deep", action="store_true", help="also decode every tensor and compare it with its hash")
+
+
+def run(args, ui) -> int:
+    report = repo_of(args).fsck(repair=args.repair, deep=args.deep)
+    if ui.json_mode:
+        ui.json(report.to_dict() | {"ok": report.ok})
+    else:
+        ui.print(f"checked {report.versions_checked} versions, {report.blobs_checked} blobs"
+                 + (f", decoded {report.tensors_checked} tensors" if args.deep else ""))
+        if report.problems:
+            ui.table(["severity", "problem", "subject", "detail", "versions affected"],
+                     [(p.severity, p.kind + (" (repaired)" if p.repaired else ""), p.subject[:16], p.detail,
+                       ", ".join(p.versions[:5]) + (" ..." if len(p.versions) > 5 else "")) for p in report.problems])
+        else:
+            ui.print("no problems found")
+    if not report.ok:
+        raise IntegrityError(
+            f"{len(report.errors)} error(s) found; restore the affected versions from a remote (`dlv pull`) or a backup"
+        )
+    return 0

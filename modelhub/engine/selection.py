@@ -1,0 +1,323 @@
+"""Model selection over a frozen-prefix tree: plan, extract once, train fused.
+
+``run_selection`` is the library core of ``evaluate``: candidates (a network
+and an EvalConfig each) -> one prefix tree -> a materialization plan -> one
+staged extraction pass for the records not stored yet -> heads grouped by the
+node they read, each group trained in one pass per epoch -> keep-top pruning.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from .chain import Stage, split_into_stages
+from .config import EvalConfig
+from .data import DataView, Preprocessing, augment
+from .errors import ConfigError
+from .extract import ChunkWriter, Collector, ExtractionStats, batch_size_for, extract
+from .features import FeatureStore
+from .fingerprint import input_fingerprint
+from .planner import Plan, PlanCosts, PlanNode, solve
+from .profile import measure_disk, profile_tree
+from .spec import KeepRule
+from .train import CandidateTrainer, lower_is_better, metric_name
+from .tree import PrefixTree
+
+Progress = Callable[..., None]
+
+
+@dataclass(frozen=True, eq=False)
+class CandidateModel:
+    cid: str
+    model: nn.Module
+    config: EvalConfig
+
+
+@dataclass(frozen=True, eq=False)
+class CandidateOutcome:
+    cid: str
+    status: str                                   # "finished" | "pruned"
+    metrics: dict[str, float]                     # latest value of each metric
+    series: tuple[tuple[str, int, float], ...]    # (name, step, value)
+    steps: int
+    epochs: int
+    frozen_stages: int
+    boundary: str                                 # prefix-tree node its head reads
+    model: nn.Module                              # the trained network (a copy of the input)
+
+
+@dataclass(frozen=True)
+class ReuseStats:
+    prefix_nodes: int                 # distinct frozen-prefix nodes across candidates
+    candidate_prefix_stages: int      # sum of frozen stages over candidates (without sharing)
+    materialized: tuple[str, ...]     # nodes stored on disk by the plan
+    records_extracted: int            # records pushed through stages to materialize
+    records_recomputed: int           # records pushed through stages again for non-stored features
+    records_loaded: int               # feature rows loaded from the store for training
+    records_preexisting: int          # stored rows of planned nodes from earlier runs (not recomputed)
+    bytes_written: int
+    bytes_read: int
+    fused_groups: tuple[int, ...]     # heads per training group (one pass per epoch each)
+    extraction_batch_size: int
+    oom_backoffs: int
+    planned_s: float                  # planner estimate with its choice
+    recompute_s: float                # planner estimate with nothing stored
+
+
+@dataclass(frozen=True, eq=False)
+class SelectionResult:
+    outcomes: tuple[CandidateOutcome, ...]
+    reuse: ReuseStats
+    plan: Plan
+
+    def best(self, metric: str = "loss") -> CandidateOutcome:
+        name = metric_name(metric)
+        finished = [o for o in self.outcomes if o.status == "finished"]
+        sign = 1 if lower_is_better(name) else -1
+        return min(finished, key=lambda o: sign * o.metrics.get(name, math.inf * sign))
+
+
+def pick_device(setting: str = "auto") -> torch.device:
+    if setting == "cpu" or (setting == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if setting in ("auto", "cuda") and torch.cuda.is_available():
+        return torch.device("cuda")
+    raise ConfigError(f"device {setting!r} is not available here; use device = \"auto\" or \"cpu\"")
+
+
+def _layer_of(param_name: str) -> str:
+    return param_name.rsplit(".", 1)[0] if "." in param_name else param_name
+
+
+def frozen_prefix_length(stages: list[Stage], cfg: EvalConfig) -> int:
+    """Leading stages whose parameters all have lr 0; a parameter-free stage joins unless it
+    behaves differently in training mode (dropout, batch norm), which plain training would use."""
+    p = 0
+    for s in stages:
+        params = s.named_parameters()
+        if params:
+            if any(cfg.lr_multiplier(_layer_of(n)) != 0 for n, _ in params):
+                break
+        elif s.mode_sensitive:
+            break
+        p += 1
+    return p
+
+
+@dataclass(eq=False)
+class _Prepared:
+    cand: CandidateModel
+    model: nn.Module
+    stages: list[Stage]
+    frozen: int
+    boundary: str
+    trainer: CandidateTrainer
+    epochs: int
+
+
+@dataclass(eq=False)
+class _Group:
+    boundary: str
+    members: list[_Prepared]
+    augmentation: Any = None
+    _cache: tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]] | None = None
+    epochs_served: int = 0
+
+
+def run_selection(candidates: list[CandidateModel], data: DataView, *, store: FeatureStore | None,
+                  keep: KeepRule | None = None, storage_budget: int | None = None,
+                  memory_budget: int = 256 << 20, feature_dtype: str = "float32",
+                  device: torch.device | None = None, memory_cache: int = 1 << 30,
+                  extraction_batch_size: int | None = None, materialize: str = "auto",
+                  progress: Progress | None = None) -> SelectionResult:
+    """Train and validate every candidate, reusing frozen-prefix outputs.
+
+    ``materialize``: "auto" (the planner decides under ``storage_budget``), "all"
+    (store every prefix node: the materialize-every-layer baseline) or "none".
+    """
+    if not candidates:
+        raise ConfigError("there are no candidates to evaluate; check the sub-query and the vary grid")
+    device = device or pick_device(candidates[0].config.device)
+    emit = progress or (lambda *a, **k: None)
+    n = data.n
+    # one split for all candidates: the first config's fraction (heads compare on the same records)
+    train_idx, val_idx = data.split(candidates[0].config.val_fraction)
+    if len(train_idx) == 0 or len(val_idx) == 0:
+        raise ConfigError(
+            f"dataset {data.name or data.uid} has {n} records, too few for a train/validation split; "
+            "add records or change val_fraction"
+        )
+    t_idx, v_idx = torch.from_numpy(train_idx), torch.from_numpy(val_idx)
+
+    # 1. the multi-model graph ---------------------------------------------------------
+    tree = PrefixTree()
+    prepared: list[_Prepared] = []
+    record_shape = tuple(int(s) for s in data.x.shape[1:])
+    for cand in candidates:
+        model = copy.deepcopy(cand.model)
+        stages = split_into_stages(model)
+        p = frozen_prefix_length(stages, cand.config)
+        pre = Preprocessing.from_config(cand.config)
+        root = input_fingerprint(pre.describe(), record_shape, str(data.x.dtype))
+        keys = tree.add_chain(root, pre, stages[:p])
+        trainer = CandidateTrainer(cand.cid, stages[p:], cand.config, len(train_idx), device)
+        epochs = math.ceil(trainer.total_steps / math.ceil(len(train_idx) / cand.config.batch_size))
+        prepared.append(_Prepared(cand, model, stages, p, keys[-1], trainer, epochs))
+    for node in tree.nodes.values():
+        if node.stage is not None:
+            node.stage.module.to(device).eval()
+    uses: dict[str, int] = {}
+    for pr in prepared:
+        for k in tree.path(pr.boundary)[1:]:
+            uses[k] = uses.get(k, 0) + 1
+
+    # 2. plan ---------------------------------------------------------------------------
+    itemsize = np.dtype(feature_dtype).itemsize
+    prof = profile_tree(tree, data, device, itemsize)
+    demand: dict[str, int] = {}
+    for pr in prepared:
+        if not pr.cand.config.augment.active:
+            demand[pr.boundary] = max(demand.get(pr.boundary, 0), pr.epochs)
+    stored = {k: (store.stored_records(k, data.uid, feature_dtype) if store and tree.nodes[k].parent else 0)
+              for k in tree.nodes}
+    plan_nodes = [PlanNode(k, tree.nodes[k].parent, prof[k].compute_s, prof[k].bytes_per_record,
+                           demand.get(k, 0), min(stored[k], n)) for k in tree.nodes]
+    if materialize not in ("auto", "all", "none"):
+        raise ConfigError(f"materialize must be auto, all or none, got {materialize!r}")
+    if store is not None and materialize == "all":
+        every = frozenset(k for k in tree.nodes if tree.nodes[k].parent)
+        plan = Plan(every, 0.0, 0.0, sum(n * prof[k].bytes_per_record for k in every))
+    elif store is not None and materialize == "auto":
+        disk = measure_disk(store.root)
+        plan = solve(plan_nodes, PlanCosts(disk.read_bytes_per_s, disk.write_bytes_per_s, n,
+                                           storage_budget, memory_cache))
+    else:
+        plan = solve(plan_nodes, PlanCosts(1e9, 1e9, n, 0, memory_cache))
+    emit("plan", plan=plan, nodes=len(tree.nodes))
+
+    # 3. staged extraction of what the plan stores and is not stored yet ----------------
+    ext = ExtractionStats()
+    rec = ExtractionStats()
+    act = max((prof[k].activation_bytes for k in tree.nodes), default=4)
+    xbs = extraction_batch_size or batch_size_for(act, memory_budget)
+    available = {k: feature_dtype for k in tree.nodes if stored[k] >= n}
+    records_loaded = 0
+    if store is not None:
+        for root in tree.roots:
+            by_lo: dict[int, set[str]] = {}
+            for k in plan.materialize:
+                if tree.nodes[k].root == root and stored[k] < n:
+                    by_lo.setdefault(stored[k], set()).add(k)
+            for lo, targets in sorted(by_lo.items()):
+                emit("extract", nodes=len(targets), records=n - lo)
+                writer = ChunkWriter(store, data.uid, feature_dtype)
+                extract(tree, targets, data, lo, n, sink=writer, batch_size=xbs, device=device,
+                        stats=ext, store=store, available=available)
+                writer.close()
+                xbs = ext.last_batch_size or xbs
+        for k in plan.materialize:
+            available[k] = feature_dtype
+
+    # 4. fused training groups ---------------------------------------------------------------
+    groups: dict[Any, _Group] = {}
+    for pr in prepared:
+        aug = pr.cand.config.augment
+        gkey: Any = pr.boundary if not aug.active else ("aug", pr.boundary, aug, pr.cand.config.seed)
+        groups.setdefault(gkey, _Group(pr.boundary, [], aug if aug.active else None)).members.append(pr)
+    labels = data.labels(candidates[0].config.loss)
+    y_train, y_val = labels[t_idx], labels[v_idx]
+
+    def group_features(g: _Group) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        nonlocal records_loaded, xbs
+        if g._cache is not None:
+            return g._cache
+        key = g.boundary
+        cacheable = True
+        if g.augmentation is not None:
+            seed = g.members[0].cand.config.seed
+            gen = torch.Generator().manual_seed(seed * 1_000_003 + g.epochs_served)
+            col = Collector()
+            extract(tree, {key}, data, 0, n, sink=col, batch_size=xbs, device=device, stats=rec,
+                    transform=lambda x, _a: augment(x, g.augmentation, gen))
+            feats_aug = col.result(key)
+            col = Collector()
+            extract(tree, {key}, data, 0, n, sink=col, batch_size=xbs, device=device, stats=rec,
+                    store=store, available=available)
+            clean = col.result(key)
+            g.epochs_served += 1
+            return feats_aug[t_idx], (clean[v_idx], y_val)
+        if tree.is_root(key):
+            feats = tree.nodes[key].preprocessing.apply(data.x)
+        elif key in available and store is not None:
+            feats = torch.from_numpy(store.read(key, data.uid, available[key], 0, n)).float()
+            records_loaded += n
+            cacheable = feats.numel() * itemsize <= memory_cache
+        else:
+            col = Collector()
+            extract(tree, {key}, data, 0, n, sink=col, batch_size=xbs, device=device, stats=rec,
+                    store=store, available=available)
+            feats = col.result(key).cpu()
+            cacheable = False    # not stored: recomputed every epoch (the planner's choice)
+        out = (feats[t_idx], (feats[v_idx], y_val))
+        if cacheable:
+            g._cache = out
+        return out
+
+    def run_groups(members: set[str], stop_at: int | None) -> None:
+        for g in groups.values():
+            while True:
+                active = [pr.trainer for pr in g.members if pr.cand.cid in members
+                          and not pr.trainer.done and (stop_at is None or pr.trainer.step < stop_at)]
+                if not active:
+                    break
+                train_f, val = group_features(g)
+                for t in active:
+                    t.train_round(train_f, y_train, stop_at, val)
+                emit("epoch", group=g.boundary, heads=len(active))
+
+    alive = {pr.cand.cid for pr in prepared}
+    pruned: set[str] = set()
+    if keep is not None and keep.k < len(prepared):
+        run_groups(alive, keep.after)
+        for g in groups.values():
+            _, val = group_features(g)
+            for pr in g.members:
+                pr.trainer.record_validation(*val)
+        name = metric_name(keep.metric)
+        sign = 1 if lower_is_better(name) else -1
+        ranked = sorted(prepared, key=lambda pr: sign * pr.trainer.latest(name))
+        pruned = {pr.cand.cid for pr in ranked[keep.k:]}
+        alive -= pruned
+        emit("keep", kept=sorted(alive), pruned=sorted(pruned))
+    run_groups(alive, None)
+
+    outcomes = []
+    for pr in prepared:
+        t = pr.trainer
+        latest: dict[str, float] = {}
+        for name, _, v in t.series:
+            latest[name] = v
+        outcomes.append(CandidateOutcome(
+            pr.cand.cid, "pruned" if pr.cand.cid in pruned else "finished", latest, tuple(t.series),
+            t.step, t.epoch, pr.frozen, pr.boundary, pr.model))
+    reuse = ReuseStats(
+        prefix_nodes=len([k for k in tree.nodes if tree.nodes[k].parent]),
+        candidate_prefix_stages=sum(pr.frozen for pr in prepared),
+        materialized=tuple(sorted(plan.materialize)),
+        records_extracted=sum(ext.stage_records.values()),
+        records_recomputed=sum(rec.stage_records.values()),
+        records_loaded=records_loaded,
+        records_preexisting=sum(min(stored[k], n) for k in plan.materialize),
+        bytes_written=store.bytes_written if store else 0,
+        bytes_read=store.bytes_read if store else 0,
+        fused_groups=tuple(len(g.members) for g in groups.values()),
+        extraction_batch_size=xbs, oom_backoffs=ext.oom_backoffs + rec.oom_backoffs,
+        planned_s=plan.estimated_s, recompute_s=plan.recompute_s,
+    )
+    return SelectionResult(tuple(outcomes), reuse, plan)

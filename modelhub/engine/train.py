@@ -1,0 +1,174 @@
+"""Training the trainable suffix of each candidate on prefix features.
+
+Every candidate owns its optimizer, batch size, shuffling generator and RNG
+state (saved and restored around its steps), so candidates fused into one
+pass over the data train exactly as they would alone.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from .chain import Stage, run_stages
+from .config import EvalConfig
+
+
+def lower_is_better(metric: str) -> bool:
+    return "loss" in metric or "error" in metric
+
+
+def metric_name(metric: str) -> str:
+    """Keep-rule metric names: 'loss' and 'accuracy' mean the validation ones."""
+    return {"loss": "val_loss", "accuracy": "val_accuracy", "acc": "val_accuracy"}.get(metric, metric)
+
+
+def loss_fn(cfg: EvalConfig) -> nn.Module:
+    return nn.CrossEntropyLoss() if cfg.loss == "cross_entropy" else nn.MSELoss()
+
+
+def make_optimizer(cfg: EvalConfig, groups: list[dict]) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.base_lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=cfg.base_lr, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(groups, lr=cfg.base_lr, weight_decay=cfg.weight_decay)
+
+
+def param_groups(stages: list[Stage], cfg: EvalConfig) -> list[dict]:
+    """One optimizer group per distinct multiplier; lr-0 parameters are frozen (no grad)."""
+    by_mult: dict[float, list[nn.Parameter]] = {}
+    for name, p in (np_ for s in stages for np_ in s.named_parameters()):
+        mult = cfg.lr_multiplier(name.rsplit(".", 1)[0] if "." in name else name)
+        if mult == 0:
+            p.requires_grad_(False)
+        else:
+            p.requires_grad_(True)
+            by_mult.setdefault(mult, []).append(p)
+    return [{"params": ps, "lr": cfg.base_lr * m} for m, ps in sorted(by_mult.items())]
+
+
+def set_modes(stages: list[Stage]) -> None:
+    """Training mode, except leaf layers whose parameters are all frozen (eval mode)."""
+    for s in stages:
+        s.module.train()
+        for m in s.module.modules():
+            params = list(m.parameters(recurse=False))
+            if params and not any(p.requires_grad for p in params):
+                m.eval()
+
+
+@dataclass
+class CandidateTrainer:
+    cid: str
+    suffix: list[Stage]
+    cfg: EvalConfig
+    n_train: int
+    device: torch.device
+    step: int = 0
+    epoch: int = 0
+    series: list[tuple[str, int, float]] = field(default_factory=list)
+    _pos: int = 0
+    _perm: torch.Tensor | None = None
+    _loss_sum: float = 0.0
+    _loss_n: int = 0
+
+    def __post_init__(self) -> None:
+        for s in self.suffix:
+            s.module.to(self.device)
+        groups = param_groups(self.suffix, self.cfg)
+        self.optimizer = make_optimizer(self.cfg, groups) if groups else None
+        self.loss = loss_fn(self.cfg)
+        self.shuffle = torch.Generator().manual_seed(self.cfg.seed)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.cfg.seed)
+            self._rng = torch.get_rng_state()
+        steps_per_epoch = math.ceil(self.n_train / self.cfg.batch_size)
+        self.total_steps = self.cfg.iterations or (self.cfg.epochs or 1) * steps_per_epoch
+
+    @property
+    def done(self) -> bool:
+        return self.step >= self.total_steps
+
+    def train_round(self, feats: torch.Tensor, labels: torch.Tensor, stop_at: int | None,
+                    val: tuple[torch.Tensor, torch.Tensor] | None) -> None:
+        """Train until the end of the current epoch, the last step, or ``stop_at``."""
+        limit = self.total_steps if stop_at is None else min(stop_at, self.total_steps)
+        set_modes(self.suffix)
+        bs = self.cfg.batch_size
+        with torch.random.fork_rng(devices=[]):
+            torch.set_rng_state(self._rng)
+            while self.step < limit:
+                if self._perm is None:
+                    self._perm = torch.randperm(self.n_train, generator=self.shuffle)
+                    self._pos = 0
+                idx = self._perm[self._pos:self._pos + bs]
+                x = feats[idx].to(self.device)
+                y = labels[idx].to(self.device)
+                out = run_stages(self.suffix, x)
+                loss = self.loss(out, y)
+                if self.optimizer is not None:
+                    self.optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    self.optimizer.step()
+                self._loss_sum += float(loss.detach()) * len(idx)
+                self._loss_n += len(idx)
+                self.step += 1
+                self._pos += bs
+                if self._pos >= self.n_train:
+                    self._end_epoch(val)
+                    break
+            self._rng = torch.get_rng_state()
+        if self.done and self._perm is not None and val is not None:
+            self._end_epoch(val)        # last step mid-epoch (iterations): still report
+
+    def _end_epoch(self, val: tuple[torch.Tensor, torch.Tensor] | None) -> None:
+        self._perm = None
+        self.epoch += 1
+        if self._loss_n:
+            self.series.append(("train_loss", self.step, self._loss_sum / self._loss_n))
+        self._loss_sum, self._loss_n = 0.0, 0
+        if val is not None:
+            self.record_validation(*val)
+
+    def record_validation(self, feats: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+        m = evaluate_stages(self.suffix, feats, labels, self.cfg, self.device)
+        if not any(name == "val_loss" and step == self.step for name, step, _ in self.series):
+            for k, v in m.items():
+                self.series.append((k, self.step, v))
+        return m
+
+    def latest(self, metric: str) -> float:
+        name = metric_name(metric)
+        values = [v for n, _, v in self.series if n == name]
+        if not values:
+            return math.inf if lower_is_better(name) else -math.inf
+        return values[-1]
+
+
+def evaluate_stages(stages: list[Stage], feats: torch.Tensor, labels: torch.Tensor, cfg: EvalConfig,
+                    device: torch.device, batch: int = 1024) -> dict[str, float]:
+    """Validation loss (and accuracy for classification), layers in eval mode, restored after."""
+    modes = [(m, m.training) for s in stages for m in s.module.modules()]
+    for s in stages:
+        s.module.eval()
+    loss = loss_fn(cfg)
+    total, correct, n = 0.0, 0, int(labels.shape[0])
+    try:
+        with torch.no_grad():
+            for i in range(0, n, batch):
+                x = feats[i:i + batch].to(device)
+                y = labels[i:i + batch].to(device)
+                out = run_stages(stages, x)
+                total += float(loss(out, y)) * x.shape[0]
+                if cfg.loss == "cross_entropy":
+                    correct += int((out.argmax(1) == y).sum())
+    finally:
+        for m, was in modes:
+            m.train(was)
+    result = {"val_loss": total / max(n, 1)}
+    if cfg.loss == "cross_entropy":
+        result["val_accuracy"] = correct / max(n, 1)
+    return result

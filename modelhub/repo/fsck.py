@@ -1,0 +1,165 @@
+"""`dlv fsck`: verify the catalog against the object store, and every checksum.
+
+Problems are *errors* when a committed version is affected (a missing or
+corrupt blob, a dangling reference) and *warnings* when they are harmless
+leftovers of an interrupted operation (orphan blobs, temp files, stale
+object rows). ``repair`` removes the leftovers; errors are reported with the
+versions they affect, since only a remote or a backup can restore lost bytes.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from ..storage.errors import CorruptBlobError, MissingBlobError, StorageError
+from ..storage import tensors as codec
+from .liveness import compute_liveness
+from .records import Record
+
+
+@dataclass(frozen=True)
+class FsckProblem(Record):
+    severity: str      # error | warning
+    kind: str          # missing_blob, corrupt_blob, dangling_ref, bad_tensor, orphan_blob, temp_file, stale_row
+    subject: str       # blob / tensor / row identifier
+    detail: str
+    versions: tuple[str, ...] = ()   # refs of the versions affected
+    repaired: bool = False
+
+
+@dataclass(frozen=True)
+class FsckReport(Record):
+    blobs_checked: int
+    tensors_checked: int
+    versions_checked: int
+    problems: tuple[FsckProblem, ...] = field(default_factory=tuple)
+
+    @property
+    def errors(self) -> tuple[FsckProblem, ...]:
+        return tuple(p for p in self.problems if p.severity == "error")
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def check_repository(repo, *, repair: bool = False, deep: bool = False) -> FsckReport:
+    problems: list[FsckProblem] = []
+    scope = repo.catalog.write() if repair else repo.catalog.read()
+    with scope as con:
+        live = compute_liveness(con)
+        versions_of_tensor = _versions_of_tensor(con)
+        refs = {vid: f"{m}@{s}" for vid, m, s in con.execute("SELECT id, model, seq FROM versions").fetchall()}
+
+        # 1. references between catalog tables
+        for vid, th in con.execute(
+            "SELECT version_id, tensor_hash FROM snapshot_tensors WHERE tensor_hash NOT IN (SELECT tensor_hash FROM tensor_data)"
+        ).fetchall():
+            problems.append(FsckProblem("error", "dangling_ref", th, "snapshot references a tensor the catalog lacks", (refs.get(vid, vid),)))
+        for vid, pid in con.execute(
+            "SELECT version_id, parent_id FROM version_parents WHERE parent_id NOT IN (SELECT id FROM versions)"
+        ).fetchall():
+            problems.append(FsckProblem("error", "dangling_ref", pid, "parent version is missing", (refs.get(vid, vid),)))
+        for vid, gh in con.execute(
+            "SELECT id, graph_hash FROM versions WHERE graph_hash IS NOT NULL AND graph_hash NOT IN (SELECT graph_hash FROM graphs)"
+        ).fetchall():
+            problems.append(FsckProblem("error", "dangling_ref", gh, "network graph is missing", (refs.get(vid, vid),)))
+        for th in live.live_tensors:
+            if th not in live.manifests:
+                problems.append(FsckProblem("error", "dangling_ref", th, "delta base tensor is missing",
+                                            _affected(th, live, versions_of_tensor, refs)))
+
+        # 2. every referenced blob exists and matches its hash
+        owners: dict[str, set[str]] = {}
+        for th in live.live_tensors:
+            for blob in live.tensor_blobs.get(th, ()):
+                owners.setdefault(blob, set()).add(th)
+        for column, blobs in live.other_blobs.items():
+            for blob in blobs:
+                owners.setdefault(blob, set()).add(column)
+        bad_blobs: set[str] = set()
+        for blob in sorted(owners):
+            try:
+                repo.store.verify(blob)
+            except MissingBlobError:
+                bad_blobs.add(blob)
+                problems.append(FsckProblem("error", "missing_blob", blob, "blob is referenced but absent",
+                                            _affected_by_blob(owners[blob], live, versions_of_tensor, refs)))
+            except CorruptBlobError as exc:
+                bad_blobs.add(blob)
+                problems.append(FsckProblem("error", "corrupt_blob", blob, str(exc).split(";")[0],
+                                            _affected_by_blob(owners[blob], live, versions_of_tensor, refs)))
+
+        # 3. deep: every live tensor decodes to bytes matching its hash
+        tensors_checked = 0
+        if deep:
+            from .tensorstore import load_tensor
+            from ..errors import ModelhubError
+            for th in sorted(live.live_tensors):
+                if th not in live.manifests or any(b in bad_blobs for b in live.tensor_blobs.get(th, ())):
+                    continue
+                tensors_checked += 1
+                try:
+                    load_tensor(con, repo.store, th)
+                except (ModelhubError, StorageError) as exc:
+                    problems.append(FsckProblem("error", "bad_tensor", th, str(exc).split(";")[0],
+                                                _affected(th, live, versions_of_tensor, refs)))
+
+        # 4. leftovers: orphan blobs, object rows without files, temp files
+        live_blobs = set(owners)
+        on_disk = set(repo.store)
+        for blob in sorted(on_disk - live_blobs):
+            problems.append(FsckProblem("warning", "orphan_blob", blob, "no version references this blob (`dlv gc` removes it)",
+                                        repaired=repair))
+            if repair:
+                repo.store.delete(blob)
+                con.execute("DELETE FROM objects WHERE blob_hash = ?", [blob])
+        for (blob,) in con.execute("SELECT blob_hash FROM objects").fetchall():
+            if blob not in on_disk and blob not in live_blobs:
+                problems.append(FsckProblem("warning", "stale_row", blob, "catalog lists a blob that no version uses and that is absent",
+                                            repaired=repair))
+                if repair:
+                    con.execute("DELETE FROM objects WHERE blob_hash = ?", [blob])
+        for tmp in sorted(repo.paths.objects.glob("*/.tmp-*")):
+            problems.append(FsckProblem("warning", "temp_file", str(tmp.relative_to(repo.paths.dlv)),
+                                        "leftover of an interrupted write", repaired=repair))
+            if repair:
+                try:
+                    os.unlink(tmp)
+                except FileNotFoundError:
+                    pass
+        n_versions = len(refs)
+    return FsckReport(len(owners), tensors_checked, n_versions, tuple(problems))
+
+
+def _versions_of_tensor(con) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for vid, th in con.execute("SELECT DISTINCT version_id, tensor_hash FROM snapshot_tensors").fetchall():
+        out.setdefault(th, set()).add(vid)
+    return out
+
+
+def _affected(th: str, live, versions_of_tensor, refs) -> tuple[str, ...]:
+    """Versions whose tensors are `th` or delta-encoded (transitively) against it."""
+    dependents = {th}
+    changed = True
+    while changed:
+        changed = False
+        for other, manifest in live.manifests.items():
+            if other not in dependents and codec.delta_base(manifest) in dependents:
+                dependents.add(other)
+                changed = True
+    vids = set()
+    for t in dependents:
+        vids |= versions_of_tensor.get(t, set())
+    return tuple(sorted(refs.get(v, v) for v in vids))
+
+
+def _affected_by_blob(owners: set[str], live, versions_of_tensor, refs) -> tuple[str, ...]:
+    out: set[str] = set()
+    for owner in owners:
+        if owner in live.manifests:
+            out.update(_affected(owner, live, versions_of_tensor, refs))
+        else:
+            out.add(owner)  # a table.column holding the blob (files, datasets, ...)
+    return tuple(sorted(out))

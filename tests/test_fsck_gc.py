@@ -1,0 +1,134 @@
+"""fsck finds and names damage; --repair removes leftovers; gc keeps everything referenced."""
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+import torch
+
+from helpers import assert_bit_exact, tiny_cnn
+
+
+def _age(repo, seconds: float = 7200) -> None:
+    old = time.time() - seconds
+    for blob in repo.store:
+        os.utime(repo.store.path_of(blob), (old, old))
+
+
+def test_clean_repository_passes_deep_fsck(repo) -> None:
+    repo.commit(tiny_cnn(), name="m", message="a", files={"a.txt": b"x"})
+    report = repo.fsck(deep=True)
+    assert report.ok and report.problems == () and report.tensors_checked == 8 and report.versions_checked == 1
+
+
+def test_missing_and_corrupt_blobs_are_errors_naming_the_versions(repo, cli) -> None:
+    repo.commit({"a": torch.randn(50), "b": torch.randn(50)}, name="m", message="a")
+    repo.commit({"a": torch.randn(50), "b": torch.randn(50)}, name="n", message="b")
+    ck = {v.model: v for v in repo.log()}
+    with repo.catalog.read() as con:
+        rows = con.execute(
+            "SELECT st.tensor_hash, td.encoding FROM snapshot_tensors st JOIN tensor_data td USING (tensor_hash) "
+            "WHERE st.version_id = ? ORDER BY st.name", [ck["m"].id]).fetchall()
+    from modelhub.storage.tensors import manifest_blobs
+    blob_a = manifest_blobs(json.loads(rows[0][1]))[0]
+    blob_b = manifest_blobs(json.loads(rows[1][1]))[0]
+    repo.store.delete(blob_a)
+    path = repo.store.path_of(blob_b)
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF  # flip every bit of the last byte: guaranteed to differ
+    path.write_bytes(bytes(data))
+    report = repo.fsck()
+    kinds = {(p.kind, p.subject): p for p in report.errors}
+    assert kinds[("missing_blob", blob_a)].versions == ("m@1",)
+    assert kinds[("corrupt_blob", blob_b)].versions == ("m@1",)
+    code, out, err = cli("fsck", "--repo", str(repo.root))
+    assert code == 65 and "missing_blob" in out and "corrupt_blob" in out
+    assert "2 error(s) found; restore the affected versions from a remote" in err
+
+
+def test_repair_removes_orphans_and_temp_files_but_never_referenced_blobs(repo) -> None:
+    repo.commit(tiny_cnn(), name="m", message="a")
+    orphan = repo.store.put(b"left behind by a crashed writer")
+    tmp = repo.paths.objects / "ab" / ".tmp-xyz"
+    tmp.parent.mkdir(exist_ok=True)
+    tmp.write_bytes(b"partial")
+    report = repo.fsck()
+    assert report.ok and {p.kind for p in report.problems} == {"orphan_blob", "temp_file"}
+    repaired = repo.fsck(repair=True)
+    assert all(p.repaired for p in repaired.problems)
+    assert not repo.store.has(orphan) and not tmp.exists()
+    assert repo.fsck().problems == ()
+    assert_bit_exact(repo.checkout("m").state_dict, tiny_cnn().state_dict())
+
+
+def test_gc_removes_only_unreferenced_old_blobs(repo) -> None:
+    repo.commit(tiny_cnn(), name="m", message="a", files={"notes.txt": b"keep me"})
+    repo.add([_write(repo.root / "staged.txt", b"staged")])
+    young = repo.store.put(b"young orphan")
+    _age(repo)
+    old = repo.store.put(b"old orphan")
+    os.utime(repo.store.path_of(old), (0, 0))
+    young2 = repo.store.put(b"very young orphan")
+    dry = repo.gc(grace_s=3600, dry_run=True)
+    assert (dry.removed_blobs, dry.dry_run) == (2, True) and repo.store.has(old)
+    report = repo.gc(grace_s=3600)
+    assert report.removed_blobs == 2 and report.kept_young_blobs == 1
+    assert not repo.store.has(old) and not repo.store.has(young) and repo.store.has(young2)
+    assert repo.fsck(deep=True).ok
+    assert repo.files("m") == {"notes.txt": b"keep me"}
+    assert repo.staged() == [("staged.txt", 6)]
+    assert_bit_exact(repo.checkout("m").state_dict, tiny_cnn().state_dict())
+
+
+def test_gc_cli(repo, cli) -> None:
+    repo.commit(tiny_cnn(), name="m", message="a")
+    repo.store.put(b"orphan")
+    code, out, _ = cli("gc", "--now", "--repo", str(repo.root))
+    assert code == 0 and out.startswith("removed 1 blobs")
+    assert json.loads(cli("gc", "--json", "--now", "--repo", str(repo.root))[1])["removed_blobs"] == 0
+
+
+def test_disk_full_during_commit_leaves_the_repository_unchanged(repo, monkeypatch) -> None:
+    repo.commit(tiny_cnn(0), name="m", message="a")
+    before = repo.stats()
+    import modelhub.storage.atomic as atomic
+    real_fdopen, calls = os.fdopen, {"n": 0}
+
+    class FullDisk:
+        def __init__(self, fh):
+            self.fh = fh
+
+        def write(self, data):
+            calls["n"] += 1
+            if calls["n"] >= 3:  # the third blob hits a full disk half way
+                self.fh.write(bytes(data)[: len(data) // 2])
+                raise OSError(28, "No space left on device")
+            return self.fh.write(data)
+
+        def __getattr__(self, name):
+            return getattr(self.fh, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.fh.close()
+
+    monkeypatch.setattr(atomic.os, "fdopen", lambda fd, mode: FullDisk(real_fdopen(fd, mode)))
+    with pytest.raises(OSError, match="No space left on device"):
+        repo.commit(tiny_cnn(1), name="m", message="b")
+    monkeypatch.undo()
+    after = repo.stats()
+    assert (after.n_versions, after.n_tensors, after.stored_bytes) == (before.n_versions, before.n_tensors, before.stored_bytes)
+    assert not list(repo.paths.objects.glob("*/.tmp-*"))
+    report = repo.fsck()
+    assert report.ok  # blobs written before the failure are orphans (warnings), never errors
+    repo.commit(tiny_cnn(1), name="m", message="b")  # and the same commit succeeds once space is back
+    assert_bit_exact(repo.checkout("m").state_dict, tiny_cnn(1).state_dict())
+
+
+def _write(path, data: bytes):
+    path.write_bytes(data)
+    return path
