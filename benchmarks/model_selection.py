@@ -131,9 +131,9 @@ def current_practice(cands: list[CandidateModel], data: DataView) -> dict[str, f
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-        model.eval()
-        with torch.no_grad():
-            accs[c.cid] = float((model(x[va]).argmax(1) == y[va]).float().mean())
+            model.eval()   # per-epoch validation, as the engine records a metric series
+            with torch.no_grad():
+                accs[c.cid] = float((model(x[va]).argmax(1) == y[va]).float().mean())
     return accs
 
 
@@ -171,9 +171,9 @@ def lower_bound(cands: list[CandidateModel], data: DataView, cache: dict, new_fr
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-        suffix.eval()
-        with torch.no_grad():
-            accs[c.cid] = float((suffix(feats[va]).argmax(1) == y[va]).float().mean())
+            suffix.eval()   # per-epoch validation, as in the other modes
+            with torch.no_grad():
+                accs[c.cid] = float((suffix(feats[va]).argmax(1) == y[va]).float().mean())
     return accs
 
 

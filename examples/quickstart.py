@@ -134,11 +134,13 @@ def main() -> None:
     run("diff digits-cnn@2 digits-head@2", root)
     run(f"checkout digits-head -o {root / 'digits-head.safetensors'} --force", root)
     run("stats", root)
-    for extra in ("select m where m.name like \"digits%\" order by m.metrics[\"val_acc\"] desc",):
-        try:
-            run(f"query {shlex.quote(extra)}", root)
-        except SystemExit:
-            pass  # DQL not available in this build
+    # DQL: metadata, metric and graph predicates in one query language.
+    for query in (
+        'select m where m.name like "digits%" and m.metrics["val_acc"] > 0.5 order by m.metrics["val_acc"] desc',
+        'select m where m["conv[1,2]"].next has RELU and m.hparams.lr < 0.05',
+        'explain slice m2 from m1 where m1.name == "digits-cnn" mutate m2.input = m1["conv2"] and m2.output = m1["fc2"]',
+    ):
+        run(f"query {shlex.quote(query)}", root)
     print(f"\ndemo repository ready in {root}/ -- try: cd {root} && dlv log")
 
 

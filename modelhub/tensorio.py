@@ -9,7 +9,6 @@ import io
 import json
 import os
 import pickle
-import zipfile
 from collections import OrderedDict
 from pathlib import Path
 from typing import Mapping
@@ -76,7 +75,7 @@ def _load_safetensors(data: bytes, p: Path) -> tuple["OrderedDict[str, torch.Ten
         tensors = st_load_bytes(data)
         header_len = int.from_bytes(data[:8], "little")
         header = json.loads(data[8 : 8 + header_len])
-    except (SafetensorError, ValueError, json.JSONDecodeError, OverflowError) as exc:
+    except (SafetensorError, ValueError, json.JSONDecodeError, OverflowError, KeyError, TypeError, IndexError) as exc:
         raise WeightsError(
             f"{p} is not a valid safetensors file ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); "
             "re-export it with safetensors.torch.save_file"
@@ -96,8 +95,8 @@ def _load_torch(data: bytes, p: Path) -> "OrderedDict[str, torch.Tensor]":
                 "weights files); re-save it as `torch.save(model.state_dict(), ...)` or as safetensors"
             ) from None
         raise WeightsError(f"{p} is corrupt (not a torch pickle stream); re-export the weights") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    except Exception as exc:  # noqa: BLE001 - weights_only=True runs no code, so any failure means "unreadable"
+        first = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
         raise WeightsError(f"{p} is not a readable torch file ({first}); re-export the weights") from None
     return as_state_dict(obj, str(p))
 

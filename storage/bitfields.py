@@ -130,5 +130,9 @@ def join_fields(segments: Sequence[bytes], layout: Layout, n: int, itemsize: int
             else:
                 col |= (vals << np.uint8(shift % 8)).astype(np.uint8)
         else:
-            out |= vals.astype(utype) << utype.type(shift)
+            # the field straddles two bytes (e.g. float32's exponent, bits 23..30):
+            # two uint8 column updates instead of three passes over whole words
+            low, off = shift // 8, shift % 8
+            out_bytes[:, low] |= (vals << np.uint8(off)).astype(np.uint8)   # wraps: keeps the low bits
+            out_bytes[:, low + 1] |= (vals >> np.uint8(8 - off)).astype(np.uint8)
     return out

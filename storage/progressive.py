@@ -113,7 +113,7 @@ def read_intervals(manifest: Mapping, fetch: Callable[[str], bytes], nbytes: int
         raise CodecError(f"progressive reads apply to float tensors ({', '.join(PROGRESSIVE_DTYPES)}), "
                          f"not {dtype}; decode it whole with decode_tensor")
     _, n, itemsize, layout = stored_geometry(manifest, nbytes)
-    total = len(layout)
+    total = len(manifest["segments"])
     if not 0 <= k <= total:
         raise CodecError(f"k={k} segments requested but the tensor has {total}; use 0..{total}")
 
@@ -125,6 +125,9 @@ def read_intervals(manifest: Mapping, fetch: Callable[[str], bytes], nbytes: int
                                                   dtype=UINT_OF_SIZE[itemsize]), dtype)
         return Intervals(exact, exact.copy(), np.isnan(exact), total, total, sum(manifest["sizes"]))
 
+    if manifest.get("packing", "fields") != "fields":
+        raise CodecError("progressive reads need bit-field segments; this tensor uses another packing — "
+                         "decode it whole with decode_tensor")
     segments = read_segments(manifest, fetch, n, layout, k)
     words = join_fields(segments, layout[:k], n, itemsize)
     lo, hi, maybe_nan = bounds_from_known_bits(words, known_mask(layout, k, itemsize), dtype)

@@ -9,7 +9,8 @@ Encoding a tensor:
    these near-memoryless streams; benchmarks/archive.py reports how often the
    estimate picks the truly smallest);
 3. the words are split into bit-field segments (exponent first for floats, or
-   byte groups for integers and deltas that are not XOR);
+   byte groups for integers and deltas that are not XOR), or for deltas into
+   byte-class segments when that is estimated smaller;
 4. every segment is compressed with zstd on its own and stored as one blob:
    noise-like segments (entropy >= 7.9 bits/byte, the low mantissa bytes) at
    level 1, which stores them; the others with zstd's optimal parser, which gets
@@ -19,6 +20,7 @@ Manifest (JSON, stored in the catalog)::
 
     {"format": 2, "codec": "segmented", "dtype": "float32",
      "layout": [[23, 8], [31, 1], [16, 7], [8, 8], [0, 8]],
+     "packing": "fields" | "byteclass" (deltas only, see byteclass.py; layout []),
      "segments": ["<blake2b>", ...], "sizes": [1234, ...], "zstd": "auto" | level,
      "delta": null | {"base": "<tensor_hash>", "op": "xor" | "sub" | "osub"},
      "lossy": null | {"kind": "float16" | "bfloat16" | "kbit", "bits": k,
@@ -35,6 +37,7 @@ import zstandard
 
 from .bitfields import (FLOAT_FORMATS, UINT_OF_SIZE, Layout, byte_layout, check_layout,
                         default_layout, join_fields, segment_length, split_fields)
+from .byteclass import PACKING as PACKING_BYTECLASS, expected_lengths, join_byteclass, split_byteclass
 from .deltas import DELTA_OPS, apply_delta, undo_delta
 from .errors import CodecError, CorruptBlobError
 from .lossy import (LOSSY_SOURCES, LossyConfig, bfloat16_bits, from_float64, quantization_table,
@@ -172,18 +175,22 @@ def encode_segmented(raw: bytes | memoryview, dtype: str, n: int, itemsize: int,
     for op in ops:
         data = words if op is None else apply_delta(op, words, base_words)
         layout = layout_for(stored_dtype, itemsize, op, config)
-        segments = split_fields(data, layout)
-        bits = sum(entropy_bits(s) for s in segments)
-        candidates[op or "none"] = bits
-        if best is None or bits < best[0]:
-            best = (bits, op, layout, segments)
+        options = [("fields", layout, split_fields(data, layout))]
+        if op is not None:  # deltas are mostly small words: try byte-class packing too
+            options.append((PACKING_BYTECLASS, (), split_byteclass(data)))
+        for packing, lay, segments in options:
+            bits = sum(entropy_bits(s) for s in segments)
+            candidates[(op or "none") + ("" if packing == "fields" else "+" + packing)] = bits
+            if best is None or bits < best[0]:
+                best = (bits, op, lay, segments, packing)
     assert best is not None
-    bits, op, layout, segments = best
+    bits, op, layout, segments, packing = best
 
     blobs = _compress(segments, config)
     manifest = {
         "format": FORMAT, "codec": CODEC_ID, "dtype": dtype,
         "layout": [list(f) for f in layout],
+        "packing": packing,
         "segments": [content_hash(b) for b in blobs],
         "sizes": [len(b) for b in blobs],
         "zstd": config.level if config.strategy == "level" else "auto",
@@ -238,7 +245,9 @@ def stored_geometry(manifest: Mapping, nbytes: int) -> tuple[str, int, int, Layo
     n = nbytes // DTYPE_SIZES[dtype]
     lossy = manifest.get("lossy")
     stored_dtype = lossy["stored_dtype"] if lossy else dtype
-    itemsize = {"uint8": 1}.get(stored_dtype) or DTYPE_SIZES[stored_dtype]
+    itemsize = DTYPE_SIZES[stored_dtype]
+    if manifest.get("packing", "fields") == PACKING_BYTECLASS:
+        return stored_dtype, n, itemsize, ()
     return stored_dtype, n, itemsize, check_layout(manifest["layout"], itemsize)
 
 
@@ -255,10 +264,16 @@ def read_segments(manifest: Mapping, fetch: Callable[[str], bytes], n: int, layo
 def decode_segmented(manifest: Mapping, fetch: Callable[[str], bytes], nbytes: int, *,
                      base: Optional[Callable[[str], bytes]] = None) -> bytes:
     stored_dtype, n, itemsize, layout = stored_geometry(manifest, nbytes)
-    if len(manifest["segments"]) != len(layout):
-        raise CodecError("manifest lists a different number of segments than its layout has fields; "
-                         "the catalog entry is damaged — run `dlv fsck`")
-    words = join_fields(read_segments(manifest, fetch, n, layout), layout, n, itemsize)
+    packing = manifest.get("packing", "fields")
+    if packing == PACKING_BYTECLASS:
+        words = _read_byteclass(manifest, fetch, n, itemsize)
+    elif packing != "fields":
+        raise CodecError(f"unknown segment packing {packing!r} in manifest; upgrade modelhub")
+    else:
+        if len(manifest["segments"]) != len(layout):
+            raise CodecError("manifest lists a different number of segments than its layout has fields; "
+                             "the catalog entry is damaged — run `dlv fsck`")
+        words = join_fields(read_segments(manifest, fetch, n, layout), layout, n, itemsize)
     delta = manifest.get("delta")
     if delta:
         if base is None:
@@ -270,6 +285,18 @@ def decode_segmented(manifest: Mapping, fetch: Callable[[str], bytes], nbytes: i
     if lossy:
         return _undo_lossy(words, lossy, manifest["dtype"], fetch)
     return words.tobytes()
+
+
+def _read_byteclass(manifest: Mapping, fetch: Callable[[str], bytes], n: int, itemsize: int) -> np.ndarray:
+    hashes = list(manifest["segments"])
+    if len(hashes) != 1 + 2 * itemsize:
+        raise CodecError("byte-class manifest has the wrong number of segments; the catalog entry is damaged — run `dlv fsck`")
+    counts = _decompress(fetch, hashes[0], n)
+    counts_arr = np.frombuffer(counts, dtype=np.uint8)
+    if n and int(counts_arr.max()) > itemsize:
+        raise CorruptBlobError(hashes[0], "byte-class counts exceed the element size")
+    rest = [_decompress(fetch, h, e) for h, e in zip(hashes[1:], expected_lengths(counts_arr, itemsize))]
+    return join_byteclass([counts] + rest, n, itemsize)
 
 
 def _undo_lossy(words: np.ndarray, lossy: Mapping, dtype: str, fetch: Callable[[str], bytes]) -> bytes:

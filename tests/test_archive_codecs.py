@@ -208,3 +208,32 @@ def test_lossy_encodings_are_opt_in_and_marked(kind, bits, tol):
 def test_lossy_refuses_integer_tensors():
     with pytest.raises(CodecError, match="applies to float tensors, not int64"):
         encode_tensor(bytes(80), "int64", [10], config=SegmentedConfig(lossy=LossyConfig("float16")))
+
+
+@settings(max_examples=40, deadline=None)
+@given(words=st.lists(st.integers(0, 2**64 - 1), max_size=80), size=st.sampled_from([1, 2, 4, 8]),
+       small=st.booleans())
+def test_byteclass_packing_is_inverse(words, size, small):
+    from modelhub.storage.byteclass import join_byteclass, split_byteclass
+
+    w = np.array(words, dtype=np.uint64) >> np.uint64(50 if small else 0)
+    w = (w & np.uint64(2 ** (8 * size) - 1)).astype(UINT[size])
+    assert np.array_equal(join_byteclass(split_byteclass(w), len(w), size), w)
+
+
+def test_small_deltas_use_byteclass_packing_and_roundtrip():
+    rng = np.random.default_rng(4)
+    a = (rng.standard_normal(4096) * 0.02).astype("<f4")
+    b = (a + rng.standard_normal(4096).astype("<f4") * np.float32(1e-5)).astype("<f4")
+    enc, out = roundtrip(b.tobytes(), "float32", [4096], base_raw=a.tobytes(), base_hash="e" * 64)
+    assert out == b.tobytes()
+    assert enc.manifest["packing"] == "byteclass" and len(enc.manifest["segments"]) == 9
+    store = store_of(enc)
+    counts = enc.manifest["segments"][0]
+    import zstandard
+
+    bad = bytearray(zstandard.ZstdDecompressor().decompress(store[counts]))
+    bad[0] = 9  # more significant bytes than a float32 has
+    store[counts] = zstandard.ZstdCompressor().compress(bytes(bad))
+    with pytest.raises(CorruptBlobError, match="byte-class counts exceed the element size"):
+        decode_tensor(enc.manifest, store.__getitem__, len(b.tobytes()), base=lambda h: a.tobytes())

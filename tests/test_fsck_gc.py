@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from helpers import assert_bit_exact, tiny_cnn
+from modelhub.errors import IntegrityError
 
 
 def _age(repo, seconds: float = 7200) -> None:
@@ -132,3 +133,13 @@ def test_disk_full_during_commit_leaves_the_repository_unchanged(repo, monkeypat
 def _write(path, data: bytes):
     path.write_bytes(data)
     return path
+
+
+def test_gc_refuses_to_run_on_malformed_manifests(repo) -> None:
+    repo.commit(tiny_cnn(), name="m", message="a")
+    with repo.catalog.write() as con:
+        con.execute("UPDATE tensor_data SET encoding = 'garbage' WHERE tensor_hash = (SELECT min(tensor_hash) FROM tensor_data)")
+    n_blobs = len(list(repo.store))
+    with pytest.raises(IntegrityError, match="have malformed manifests, so gc cannot tell what is garbage"):
+        repo.gc(grace_s=0)
+    assert len(list(repo.store)) == n_blobs

@@ -174,6 +174,54 @@ CREATE TABLE remotes (
     config      VARCHAR NOT NULL       -- JSON object: fsspec storage options (endpoint_url, ...)
 );
 -- end remote ------------------------------------------------------------
+
+-- engine ----------------------------------------------------------------
+-- Versioned datasets (modelhub/repo/datasets.py). Records are append-only:
+-- `dlv data add` to an existing name appends records as a new version, so
+-- record i never changes and stored prefix outputs stay valid.
+CREATE TABLE datasets (
+    name          VARCHAR PRIMARY KEY,
+    uid           VARCHAR NOT NULL,    -- identity of the record sequence (feature-store keys, split salt)
+    record_shape  VARCHAR NOT NULL,    -- JSON list: shape of one input record
+    x_dtype       VARCHAR NOT NULL,
+    y_dtype       VARCHAR NOT NULL,
+    created_at    TIMESTAMP NOT NULL
+);
+
+CREATE TABLE dataset_versions (
+    name          VARCHAR NOT NULL,
+    version       INTEGER NOT NULL,    -- 1-based: NAME@version
+    n_records     BIGINT NOT NULL,     -- records [0, n_records) belong to this version
+    message       VARCHAR NOT NULL,
+    created_at    TIMESTAMP NOT NULL,
+    PRIMARY KEY (name, version)
+);
+
+-- Record ranges as .npy blobs in the object store (one row per array part).
+CREATE TABLE dataset_chunks (
+    name          VARCHAR NOT NULL,
+    start_record  BIGINT NOT NULL,
+    end_record    BIGINT NOT NULL,
+    part          VARCHAR NOT NULL,    -- 'x' (inputs) | 'y' (labels)
+    blob_hash     VARCHAR NOT NULL,    -- keeps the blob alive for gc/fsck
+    size          BIGINT NOT NULL,
+    PRIMARY KEY (name, start_record, part)
+);
+
+-- Materialized frozen-prefix outputs under .dlv/features (modelhub/engine/features.py).
+CREATE TABLE materializations (
+    prefix_hash   VARCHAR NOT NULL,    -- content hash of the frozen prefix (ops, attrs, weights, preprocessing)
+    dataset_uid   VARCHAR NOT NULL,
+    dtype         VARCHAR NOT NULL,    -- float32, or float16 when asked
+    start_record  BIGINT NOT NULL,
+    end_record    BIGINT NOT NULL,
+    path          VARCHAR NOT NULL,    -- relative to .dlv/features
+    nbytes        BIGINT NOT NULL,
+    checksum      VARCHAR NOT NULL,    -- blake2b-256 of the chunk file
+    created_at    TIMESTAMP NOT NULL,
+    PRIMARY KEY (prefix_hash, dataset_uid, dtype, start_record)
+);
+-- end engine ------------------------------------------------------------
 """
 
 #: MIGRATIONS[i] takes schema version i to i + 1 (version 0 = empty database).

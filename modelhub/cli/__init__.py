@@ -56,6 +56,7 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
         return int(exc.code or 0)
     if not args.command:
         parser.print_help(ui.out)
+        ui.warn("error: no command given; pick one of the commands above (dlv COMMAND --help for details)")
         return USAGE
     ui.json_mode = bool(getattr(args, "json", False))
     try:

@@ -16,16 +16,19 @@ Re-run an interrupted publish: blobs already on the remote are skipped."""
 def configure(p) -> None:
     p.add_argument("remote", help="remote name (see `dlv remote list`), folder path or s3:// URL")
     p.add_argument("refs", nargs="*", metavar="REF", help="versions to publish (default: every version)")
+    p.add_argument("--repair", action="store_true",
+                   help="re-send every blob of these versions (fixes missing or corrupted objects on the remote)")
 
 
 def run(args, ui) -> int:
     repo = repo_of(args)
-    report = publish(repo, open_remote(repo, args.remote), args.refs, progress=terminal_progress(ui))
+    report = publish(repo, open_remote(repo, args.remote), args.refs, repair=args.repair, progress=terminal_progress(ui))
     if ui.json_mode:
         ui.json(report.to_dict() | {"total_bytes": report.total_bytes})
         return 0
     if report.segment is None:
-        ui.print(f"remote {report.remote} is up to date ({report.already_there} version(s) already there)")
+        repaired = f"; re-sent {report.blobs_sent} missing blob(s)" if report.blobs_sent else ""
+        ui.print(f"remote {report.remote} is up to date ({report.already_there} version(s) already there){repaired}")
         return 0
     ui.print(f"published {len(report.versions)} version(s) to {report.remote}: {', '.join(report.versions)}")
     ui.kv([

@@ -18,6 +18,8 @@ from typing import Any, Sequence
 
 import duckdb
 
+from ..catalog import SCHEMA_VERSION
+
 from .errors import RemoteFormatError
 from .export import GRAPH_CHILD_TABLES, VERSION_CHILD_TABLES
 from .segments import CatalogExport, TableRows
@@ -37,10 +39,20 @@ class ImportResult:
     new_tensors: tuple[str, ...]
 
 
+#: (schema version, table) -> column names; every catalog this process opens is migrated to
+#: SCHEMA_VERSION (Catalog.ensure_schema), so one lookup per table is enough
+_COLUMNS: dict[tuple[int, str], list[str]] = {}
+#: rows per INSERT statement (one multi-row VALUES list is far faster than executemany)
+_CHUNK = 256
+
+
 def _columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
-    return [r[0] for r in con.execute(
-        "SELECT column_name FROM information_schema.columns WHERE table_name = ? ORDER BY ordinal_position", [table]
-    ).fetchall()]
+    key = (SCHEMA_VERSION, table)
+    if key not in _COLUMNS:
+        _COLUMNS[key] = [r[0] for r in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ? ORDER BY ordinal_position", [table]
+        ).fetchall()]
+    return _COLUMNS[key]
 
 
 def _present(con: duckdb.DuckDBPyConnection, table: str, column: str, keys: Sequence[Any]) -> set:
@@ -55,18 +67,20 @@ class _Inserter:
     from the target's information_schema, never from the export)."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, where: str) -> None:
-        self.con, self.where, self._cols = con, where, {}
+        self.con, self.where = con, where
 
     def insert(self, rows: TableRows, selected: Sequence[tuple[Any, ...]], *, ignore: bool = False) -> None:
         if not selected:
             return
-        target = self._cols.get(rows.name) or self._cols.setdefault(rows.name, _columns(self.con, rows.name))
+        target = _columns(self.con, rows.name)
         use = [c for c in rows.columns if c in target]
         idx = [rows.columns.index(c) for c in use]
-        sql = (f'INSERT {"OR IGNORE " if ignore else ""}INTO "{rows.name}" ({", ".join(chr(34) + c + chr(34) for c in use)}) '
-               f'VALUES ({", ".join("?" * len(use))})')
+        head = f'INSERT {"OR IGNORE " if ignore else ""}INTO "{rows.name}" ({", ".join(chr(34) + c + chr(34) for c in use)}) VALUES '
+        one = "(" + ", ".join("?" * len(use)) + ")"
         try:
-            self.con.executemany(sql, [[r[i] for i in idx] for r in selected])
+            for start in range(0, len(selected), _CHUNK):
+                chunk = selected[start:start + _CHUNK]
+                self.con.execute(head + ", ".join([one] * len(chunk)), [r[i] for r in chunk for i in idx])
         except duckdb.Error as exc:
             raise RemoteFormatError(
                 f"{self.where}: rows of table {rows.name} do not fit this catalog ({str(exc).splitlines()[0][:160]}); "

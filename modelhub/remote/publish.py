@@ -33,7 +33,7 @@ class PublishReport(Record):
     versions: tuple[str, ...]          # refs (NAME@N, local numbering) of the versions sent
     version_ids: tuple[str, ...]
     already_there: int                 # versions asked for (with ancestors) the remote already had
-    segment: str | None                # None: nothing to send
+    segment: str | None                # None: no new version (nothing sent, or only repaired blobs)
     segment_bytes: int
     blobs_sent: int
     bytes_sent: int                    # blob bytes uploaded (the segment is counted separately)
@@ -45,7 +45,11 @@ class PublishReport(Record):
         return self.bytes_sent + self.segment_bytes
 
 
-def publish(repo, remote: RemoteStore, refs: Sequence[str] = (), *, progress: Progress = NULL_PROGRESS) -> PublishReport:
+def publish(repo, remote: RemoteStore, refs: Sequence[str] = (), *, repair: bool = False,
+            progress: Progress = NULL_PROGRESS) -> PublishReport:
+    """Send ``refs`` (default: every version) and their ancestors. ``repair`` re-sends every blob
+    of those versions, even the ones the remote has (overwriting a damaged copy is safe: the
+    name fixes the content, and each write replaces the object atomically)."""
     with repo.catalog.read() as con:
         if refs:
             roots = [resolve(con, r) for r in refs]
@@ -56,19 +60,21 @@ def publish(repo, remote: RemoteStore, refs: Sequence[str] = (), *, progress: Pr
     index = read_index(remote, progress)
     on_remote = index.version_ids
     to_send = [v for v in closure if v not in on_remote]
-    if not to_send:
+    if not to_send and not repair:
         return PublishReport(remote.name, remote.url, (), (), len(closure), None, 0, 0, 0, 0, 0)
     with repo.catalog.read() as con:
-        export = export_versions(con, to_send)
+        export = export_versions(con, to_send) if to_send else None
+        checked = export_versions(con, closure) if repair else export
         refs_sent = tuple(version_info(con, v).ref for v in to_send)
 
-    sizes = export.blob_sizes
-    known = index.blob_sizes  # blobs a committed segment names exist: segments are written last
-    unknown = [b for b in sorted(sizes) if b not in known]
+    sizes = checked.blob_sizes
+    # Blobs a committed segment names exist (segments are written last); the rest are checked.
+    unknown = [] if repair else [b for b in sorted(sizes) if b not in index.blob_sizes]
     with ThreadPoolExecutor(WORKERS) as pool:
         present = dict(zip(unknown, pool.map(remote.has_blob, unknown)))
-    missing = [b for b in unknown if not present[b]]
-    skipped = [b for b in sizes if b not in missing]
+    missing = sorted(sizes) if repair else [b for b in unknown if not present[b]]
+    missing_set = set(missing)
+    skipped = [b for b in sizes if b not in missing_set]
 
     def upload(blob: str) -> None:
         with storage_errors():
@@ -81,8 +87,10 @@ def publish(repo, remote: RemoteStore, refs: Sequence[str] = (), *, progress: Pr
     with progress.task(f"publish to {remote.name}", sum(sizes[b] for b in missing)) as task:
         with ThreadPoolExecutor(WORKERS) as pool:
             list(pool.map(upload, missing))  # list(): re-raise the first failure
-    name, body = encode_segment(export, publisher=default_author(), schema_version=SCHEMA_VERSION)
-    remote.write_segment(name, body)  # the commit point
+    name, body = None, b""
+    if export is not None:
+        name, body = encode_segment(export, publisher=default_author(), schema_version=SCHEMA_VERSION)
+        remote.write_segment(name, body)  # the commit point
     return PublishReport(
         remote=remote.name, url=remote.url, versions=refs_sent, version_ids=tuple(to_send),
         already_there=len(closure) - len(to_send), segment=name, segment_bytes=len(body),

@@ -42,7 +42,7 @@ class PullReport(Record):
     pulled: tuple[PulledVersion, ...]       # versions added (ancestors first); empty: already here
     blobs_fetched: int
     bytes_fetched: int
-    blobs_reused: int                       # needed blobs that were already in the local store
+    blobs_reused: int                       # blobs of the pulled versions already here (not fetched)
 
 
 def pull(repo, remote: RemoteStore, ref: str, *, progress: Progress = NULL_PROGRESS) -> PullReport:
@@ -90,4 +90,4 @@ def pull(repo, remote: RemoteStore, ref: str, *, progress: Progress = NULL_PROGR
         local_ref = version_info(con, vid).ref
     pulled = tuple(PulledVersion(v.id, remote_refs[v.id], f"{v.model}@{v.seq}") for v in result.versions)
     return PullReport(remote.name, remote.url, vid, local_ref, pulled, len(missing),
-                      sum(sizes[b] for b in missing), len(needed) - len(missing))
+                      sum(sizes[b] for b in missing), len(blobs_of(tensors, export.table("files"))) - len(missing))

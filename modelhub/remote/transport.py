@@ -147,15 +147,15 @@ class RemoteStore:
             except FileNotFoundError:
                 raise IntegrityError(
                     f"remote {self.name} lacks object {blob_hash[:16]} that its catalog references; "
-                    "re-run `dlv publish` from a repository that has the version") from None
+                    f"run `dlv publish {self.name} REF --repair` from a repository that has the version") from None
         if len(data) != size:
             raise IntegrityError(
                 f"object {blob_hash[:16]} on remote {self.name} has {len(data)} bytes but the catalog declares {size}; "
-                "the remote copy is damaged: re-publish the version from a repository that has it")
+                f"the remote copy is damaged: run `dlv publish {self.name} REF --repair` from a repository that has the version")
         if content_hash(data) != blob_hash:
             raise IntegrityError(
                 f"object {blob_hash[:16]} on remote {self.name} does not match its hash (corrupted); "
-                "delete objects/" + blob_hash[:2] + "/" + blob_hash[2:] + " on the remote and re-publish the version")
+                f"run `dlv publish {self.name} REF --repair` from a repository that has the version")
         return data
 
     # -- writes -----------------------------------------------------------------------------

@@ -64,8 +64,11 @@ def check_repository(repo, *, repair: bool = False, deep: bool = False) -> FsckR
             "SELECT id, graph_hash FROM versions WHERE graph_hash IS NOT NULL AND graph_hash NOT IN (SELECT graph_hash FROM graphs)"
         ).fetchall():
             problems.append(FsckProblem("error", "dangling_ref", gh, "network graph is missing", (refs.get(vid, vid),)))
+        for th in sorted(live.malformed):
+            problems.append(FsckProblem("error", "bad_tensor", th, "the catalog's manifest for this tensor is malformed",
+                                        tuple(sorted(refs.get(v, v) for v in versions_of_tensor.get(th, ())))))
         for th in live.live_tensors:
-            if th not in live.manifests:
+            if th not in live.manifests and th not in live.malformed:
                 problems.append(FsckProblem("error", "dangling_ref", th, "delta base tensor is missing",
                                             _affected(th, live, versions_of_tensor, refs)))
 

@@ -11,6 +11,7 @@ import os
 import time
 from dataclasses import dataclass
 
+from ..errors import IntegrityError
 from .liveness import compute_liveness
 from .records import Record
 
@@ -31,6 +32,13 @@ def collect_garbage(repo, *, grace_s: float = DEFAULT_GRACE_S, dry_run: bool = F
     now = time.time()
     with repo.catalog.write() as con:
         live = compute_liveness(con)
+        if live.malformed:
+            # Without a readable manifest we cannot tell which blobs that
+            # tensor needs; deleting anything could make the damage permanent.
+            raise IntegrityError(
+                f"{len(live.malformed)} tensor row(s) have malformed manifests, so gc cannot tell what is garbage; "
+                "run `dlv fsck` and restore the affected versions before collecting"
+            )
         dead_tensors = [th for th in live.tensor_blobs if th not in live.live_tensors]
         live_blobs = live.live_blobs
         removed = removed_bytes = young = 0

@@ -19,6 +19,7 @@ class Liveness:
     tensor_blobs: dict[str, list[str]]    # tensor_hash -> its segment blobs (every tensor_data row)
     other_blobs: dict[str, list[str]]     # table.column -> blobs referenced there
     manifests: dict[str, dict]
+    malformed: frozenset[str] = frozenset()   # tensor rows whose manifest cannot be read
 
     @property
     def live_blobs(self) -> set[str]:
@@ -39,7 +40,17 @@ def blob_columns(con) -> list[str]:
 
 
 def compute_liveness(con) -> Liveness:
-    manifests = {th: json.loads(enc) for th, enc in con.execute("SELECT tensor_hash, encoding FROM tensor_data").fetchall()}
+    manifests: dict[str, dict] = {}
+    malformed: set[str] = set()
+    for th, enc in con.execute("SELECT tensor_hash, encoding FROM tensor_data").fetchall():
+        try:
+            manifest = json.loads(enc)
+            codec.manifest_blobs(manifest)
+            codec.delta_base(manifest)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            malformed.add(th)
+            continue
+        manifests[th] = manifest
     roots = {r[0] for r in con.execute("SELECT DISTINCT tensor_hash FROM snapshot_tensors").fetchall()}
     live: set[str] = set()
     stack = list(roots)
@@ -60,4 +71,5 @@ def compute_liveness(con) -> Liveness:
         tensor_blobs={th: codec.manifest_blobs(m) for th, m in manifests.items()},
         other_blobs=other,
         manifests=manifests,
+        malformed=frozenset(malformed),
     )

@@ -7,6 +7,7 @@ from collections import OrderedDict
 import duckdb
 import torch
 
+from ..errors import IntegrityError
 from ..netdef import Graph
 from ..tensorio import raw_to_tensor
 from .records import VersionInfo
@@ -50,7 +51,15 @@ def version_graph(con: duckdb.DuckDBPyConnection, version_id: str) -> Graph | No
     row = con.execute(
         "SELECT g.definition FROM versions v JOIN graphs g USING (graph_hash) WHERE v.id = ?", [version_id]
     ).fetchone()
-    return Graph.from_json(row[0]) if row else None
+    if not row:
+        return None
+    try:
+        return Graph.from_json(row[0])
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise IntegrityError(
+            f"the network definition of version {version_id[:12]} is malformed in the catalog; "
+            "restore the version from a remote (`dlv pull`) or a backup"
+        ) from None
 
 
 def hparams_of(con: duckdb.DuckDBPyConnection, version_id: str) -> dict:

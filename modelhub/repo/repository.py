@@ -206,6 +206,27 @@ class Repo:
             with storage_errors():
                 return {p: self.store.get(h) for p, h in rows}
 
+    # -- datasets and evaluation (engine; see docs/ENGINE.md) -------------------------
+    def data_add(self, name: str, files, *, message: str = ""):
+        """Add records to dataset ``name`` (created if new) as a new dataset version."""
+        from .datasets import add_dataset
+        return add_dataset(self, name, files, message)
+
+    def datasets(self):
+        """The latest version of every dataset."""
+        from .datasets import list_datasets
+        return list_datasets(self)
+
+    def dataset(self, ref: str):
+        """Records of ``NAME`` (latest) or ``NAME@N`` as an engine DataView."""
+        from .datasets import load_dataset
+        return load_dataset(self, ref)
+
+    def eval(self, ref: str, *, data: str, split: str = "val", loss: str = "cross_entropy", config: str | None = None):
+        """Loss and accuracy of version ``ref`` on dataset ``data`` (NAME[@N]); returns an EvalReport."""
+        from ..engine.evaluate import evaluate_version
+        return evaluate_version(self, ref, data, split=split, loss=loss, config=config)
+
 
 def _load_into(module: nn.Module, state: "OrderedDict[str, torch.Tensor]", ref: str) -> nn.Module:
     if not isinstance(module, nn.Module):

@@ -55,11 +55,18 @@ def load_tensor(con: duckdb.DuckDBPyConnection, store: ObjectStore, tensor_hash:
         raise IntegrityError(
             f"tensor {tensor_hash[:16]} is referenced but not in the catalog; run `dlv fsck`"
         )
-    dtype, shape, nbytes, encoding = row[0], json.loads(row[1]), int(row[2]), json.loads(row[3])
-    with storage_errors():
-        # archive deltas name their base tensor by hash; the storage plan is a
-        # tree, so resolving bases recursively always ends at a whole tensor
-        raw = codec.decode_tensor(encoding, store.get, nbytes, base=lambda h: load_tensor(con, store, h)[0])
-        if codec.tensor_hash(raw, dtype, shape) != tensor_hash:
-            raise CorruptBlobError(tensor_hash, "decoded tensor does not match its hash")
+    try:
+        dtype, shape, nbytes, encoding = row[0], json.loads(row[1]), int(row[2]), json.loads(row[3])
+        with storage_errors():
+            # archive deltas name their base tensor by hash; the storage plan is a
+            # tree, so resolving bases recursively always ends at a whole tensor
+            raw = codec.decode_tensor(encoding, store.get, nbytes, base=lambda h: load_tensor(con, store, h)[0])
+            if codec.tensor_hash(raw, dtype, shape) != tensor_hash:
+                raise CorruptBlobError(tensor_hash, "decoded tensor does not match its hash")
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        # A malformed catalog row (hand-edited or damaged): name it instead of crashing.
+        raise IntegrityError(
+            f"tensor {tensor_hash[:16]} has a malformed catalog entry ({type(exc).__name__}); run `dlv fsck --deep` "
+            "and restore the affected versions from a remote"
+        ) from None
     return raw, dtype, shape

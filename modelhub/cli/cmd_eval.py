@@ -1,0 +1,28 @@
+"""`dlv eval REF --data NAME[@V]`: loss and accuracy of one version on a dataset."""
+from __future__ import annotations
+
+from .common import repo_of
+
+HELP = "report the loss and accuracy of a version on a dataset (validation split by default)"
+DESCRIPTION = """Examples:
+  dlv eval lenet --data digits            # latest lenet on the latest digits, validation split
+  dlv eval lenet@3 --data digits@1 --split all --json
+  dlv eval lenet --data digits --config eval.toml   # its normalize/val_fraction/loss settings"""
+
+
+def configure(p) -> None:
+    p.add_argument("ref", help="version: id prefix, NAME or NAME@N")
+    p.add_argument("--data", required=True, metavar="NAME[@V]", help="dataset (version) to evaluate on")
+    p.add_argument("--split", choices=("val", "train", "all"), default="val", help="records to use (default val)")
+    p.add_argument("--loss", choices=("cross_entropy", "mse"), default="cross_entropy")
+    p.add_argument("--config", default=None, help="an evaluate config (TOML/JSON) for preprocessing and the split")
+
+
+def run(args, ui) -> int:
+    report = repo_of(args).eval(args.ref, data=args.data, split=args.split, loss=args.loss, config=args.config)
+    if ui.json_mode:
+        ui.json(report.to_dict())
+        return 0
+    ui.kv([("version", report.version), ("dataset", report.dataset), ("split", f"{report.split} ({report.n_records} records)")]
+          + [(k, f"{v:.4f}") for k, v in report.metrics.items()])
+    return 0

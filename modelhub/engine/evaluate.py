@@ -1,0 +1,264 @@
+"""`evaluate` against a repository: candidates -> run_selection -> committed versions.
+
+The engine sits below the repository layer, so it only uses the methods of
+the repository object it is given (checkout, commit, dataset, paths,
+catalog), never imports modelhub.repo.
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import sys
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from .chain import split_into_stages
+from .config import AUTO, EvalConfig, LayerRule, build_config, load_config_file
+from .data import DataView, Preprocessing
+from .errors import ConfigError, DatasetError
+from .features import ChunkInfo, FeatureStore
+from .selection import CandidateModel, SelectionResult, pick_device, run_selection
+from .spec import EvaluateSpec
+from .train import evaluate_stages
+
+
+@dataclass(frozen=True)
+class EvaluatedCandidate:
+    source_id: str
+    version_id: str | None         # the committed version (None when pruned by keep top)
+    ref: str | None                # NAME@N of the committed version
+    status: str                    # finished | pruned
+    overrides: str                 # the candidate's config overrides, as JSON
+    metrics: dict[str, float]
+    frozen_stages: int
+
+
+@dataclass(frozen=True)
+class EvaluateResult:
+    """What `evaluate` did. Iterating yields one row dict per candidate (DQL shows them)."""
+    candidates: tuple[EvaluatedCandidate, ...]
+    reuse: tuple[dict, ...]        # ReuseStats per dataset group, as dicts
+    committed: tuple[str, ...]
+
+    def rows(self) -> list[dict[str, Any]]:
+        out = []
+        for c in self.candidates:
+            out.append({"version": c.ref or "-", "source": c.source_id[:12], "status": c.status,
+                        "overrides": c.overrides, "val_loss": c.metrics.get("val_loss"),
+                        "val_accuracy": c.metrics.get("val_accuracy"), "frozen_stages": c.frozen_stages})
+        return out
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter(self.rows())
+
+    def __len__(self) -> int:
+        return len(self.candidates)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return self.rows()[i]
+
+    def to_dict(self) -> dict:
+        return {"candidates": [asdict(c) for c in self.candidates], "reuse": list(self.reuse),
+                "committed": list(self.committed)}
+
+
+def expand_auto(cfg: EvalConfig, layer_names: list[str]) -> list[EvalConfig]:
+    """`net["P"].lr auto`: for the layers P matches, in network order L1..Lm, try freezing
+    L1..Lj (the rest train at 1x) for j = m, m-1, ..., 0 -- the fine-tune-the-last-k family
+    whose frozen prefixes the engine shares."""
+    from .selectors import layer_matches
+    configs = [cfg]
+    for i, rule in enumerate(cfg.net):
+        if rule.lr != AUTO:
+            continue
+        matched = [n for n in layer_names if layer_matches(rule.pattern, n)]
+        if not matched:
+            raise ConfigError(f'net["{rule.pattern}"].lr = auto matches no layer; check the layer pattern')
+        expanded = []
+        for c in configs:
+            for j in range(len(matched), -1, -1):
+                rules = [r for k, r in enumerate(c.net) if k != i]
+                rules += [LayerRule(n, 0.0 if idx < j else 1.0) for idx, n in enumerate(matched)]
+                expanded.append(replace(c, net=tuple(rules)))
+        configs = expanded
+    return configs
+
+
+def _layer_names(model: nn.Module) -> list[str]:
+    return [n for n, m in model.named_modules() if n and any(True for _ in m.parameters(recurse=False))]
+
+
+def _load_data(repo, ref: str, cache: dict[str, DataView]) -> DataView:
+    if ref in cache:
+        return cache[ref]
+    path = Path(ref)
+    if path.suffix == ".npz" and path.is_file():
+        with np.load(path, allow_pickle=False) as z:
+            if "x" not in z or "y" not in z:
+                raise DatasetError(f"{path} must hold arrays x and y; or add it with `dlv data add NAME {path}`")
+            x, y = z["x"].astype(np.float32), z["y"]
+        uid = hashlib.blake2b(path.read_bytes(), digest_size=16).hexdigest()
+        view = DataView(uid, 1, x, y, name=str(path))
+    else:
+        loader = getattr(repo, "dataset", None)
+        if loader is None:
+            raise DatasetError(f"cannot load dataset {ref!r} without a repository; pass a .npz path instead")
+        view = loader(ref)
+    cache[ref] = view
+    return view
+
+
+def catalog_mirror(repo) -> Callable[[ChunkInfo], None]:
+    """Record each written feature chunk in the catalog's materializations table."""
+    root = Path(repo.paths.features)
+
+    def record(info: ChunkInfo) -> None:
+        now = datetime.now(timezone.utc).replace(tzinfo=None)
+        with repo.catalog.write() as con:
+            con.execute("INSERT OR REPLACE INTO materializations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        [info.prefix, info.dataset_uid, info.dtype, info.start, info.end,
+                         str(info.path.relative_to(root)), info.nbytes, info.checksum, now])
+    return record
+
+
+def _progress_printer(progress: Callable | None) -> Callable[..., None] | None:
+    if progress is None:
+        if not sys.stderr.isatty():
+            return None
+        progress = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+
+    def emit(event: str, **info: Any) -> None:
+        if event == "plan":
+            p = info["plan"]
+            progress(f"plan: {info['nodes']} prefix nodes, storing {len(p.materialize)} "
+                     f"({p.storage_bytes / 1e6:.1f} MB), estimated {p.estimated_s:.1f}s vs {p.recompute_s:.1f}s recomputing")
+        elif event == "extract":
+            progress(f"extracting {info['nodes']} layer output(s) for {info['records']} new record(s)")
+        elif event == "epoch":
+            progress(f"trained one epoch of {info['heads']} fused head(s)")
+        elif event == "keep":
+            progress(f"keep top: continuing {len(info['kept'])}, pruned {len(info['pruned'])}")
+    return emit
+
+
+def _hparams(cfg: EvalConfig, data: DataView) -> dict[str, Any]:
+    hp: dict[str, Any] = {
+        "dataset": data.meta.get("ref", data.name), "loss": cfg.loss, "optimizer": cfg.optimizer,
+        "base_lr": cfg.base_lr, "batch_size": cfg.batch_size, "seed": cfg.seed,
+        "momentum": cfg.momentum, "weight_decay": cfg.weight_decay, "val_fraction": cfg.val_fraction,
+    }
+    if cfg.epochs is not None:
+        hp["epochs"] = cfg.epochs
+    if cfg.iterations is not None:
+        hp["iterations"] = cfg.iterations
+    if cfg.net:   # per-layer lr multipliers, in rule order (later rules win)
+        hp["net"] = json.dumps([[rule.pattern, rule.lr] for rule in cfg.net])
+    if cfg.normalize_mean is not None:
+        hp["normalize"] = json.dumps({"mean": list(cfg.normalize_mean), "std": list(cfg.normalize_std or ())})
+    if cfg.augment.active:
+        hp["augment"] = json.dumps(asdict(cfg.augment))
+    return hp
+
+
+def run_evaluate(repo, spec: EvaluateSpec, progress: Callable | None = None) -> EvaluateResult:
+    """Train and validate every candidate of ``spec``, keep the top k, commit the finished ones."""
+    raw: dict[str, Any] = dict(spec.base_config)
+    if not raw and spec.config_source:
+        raw = load_config_file(spec.config_source)
+    emit = _progress_printer(progress)
+    data_cache: dict[str, DataView] = {}
+    groups: dict[str, list[tuple[CandidateModel, Any, Any]]] = {}
+    for i, cand in enumerate(spec.candidates):
+        co = repo.checkout(cand.version_id)
+        if co.module is None:
+            raise ConfigError(
+                f"version {co.version.ref} has no rebuildable network graph, so it cannot be trained; "
+                "commit it as an nn.Module whose layers are standard torch layers"
+            )
+        base = build_config(raw, cand.overrides)
+        for j, cfg in enumerate(expand_auto(base, _layer_names(co.module))):
+            if cfg.dataset is None:
+                raise ConfigError("the config names no dataset; add dataset = \"NAME[@VERSION]\" to it")
+            overrides = json.dumps([[list(p), v] for p, v in cand.overrides], default=str)
+            cid = f"{i}.{j}"
+            groups.setdefault(cfg.dataset, []).append((CandidateModel(cid, co.module, cfg), cand, (co, overrides)))
+    store = FeatureStore(repo.paths.features, on_write=catalog_mirror(repo))
+    results: list[EvaluatedCandidate] = []
+    reuse: list[dict] = []
+    committed: list[str] = []
+    for dataset_ref, members in groups.items():
+        data = _load_data(repo, dataset_ref, data_cache)
+        first = members[0][0].config
+        result: SelectionResult = run_selection(
+            [m[0] for m in members], data, store=store, keep=spec.keep,
+            storage_budget=first.storage_budget, memory_budget=first.memory_budget,
+            feature_dtype=first.feature_dtype, device=pick_device(first.device), progress=emit)
+        stats = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(result.reuse).items()}
+        reuse.append({"dataset": data.meta.get("ref", data.name), **stats})
+        by_cid = {o.cid: o for o in result.outcomes}
+        for cm, cand, (co, overrides) in members:
+            out = by_cid[cm.cid]
+            vid = ref = None
+            if out.status == "finished":
+                series: dict[str, list[tuple[int, float]]] = {}
+                for name, step, value in out.series:
+                    series.setdefault(name, []).append((step, value))
+                info = repo.commit(
+                    out.model.to("cpu"), name=co.version.model, parent=cand.version_id,
+                    message=spec.query_text or f"evaluate on {dataset_ref}",
+                    hparams=_hparams(cm.config, data), metrics=series, graph=co.graph)
+                vid, ref = info.id, info.ref
+                committed.append(vid)
+            results.append(EvaluatedCandidate(cand.version_id, vid, ref, out.status, overrides,
+                                              dict(out.metrics), out.frozen_stages))
+    return EvaluateResult(tuple(results), tuple(reuse), tuple(committed))
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    version: str
+    version_id: str
+    dataset: str
+    split: str
+    n_records: int
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def evaluate_version(repo, ref: str, data: str, *, split: str = "val", loss: str = "cross_entropy",
+                     config: str | None = None) -> EvalReport:
+    """Loss (and accuracy) of one version on a dataset version's split."""
+    if split not in ("val", "train", "all"):
+        raise ConfigError(f"split must be val, train or all, got {split!r}")
+    raw: dict[str, Any] = load_config_file(config) if config else {}
+    raw.setdefault("epochs", 1)
+    raw.setdefault("loss", loss)
+    cfg = build_config(raw)
+    co = repo.checkout(ref)
+    if co.module is None:
+        raise ConfigError(f"version {co.version.ref} has no rebuildable network graph; check it out "
+                          "with its model class and evaluate it in Python")
+    view = _load_data(repo, data, {})
+    train_idx, val_idx = view.split(cfg.val_fraction)
+    idx = {"val": val_idx, "train": train_idx, "all": np.arange(view.n)}[split]
+    device = pick_device(cfg.device)
+    module = co.module.to(device)
+    x = Preprocessing.from_config(cfg).apply(view.x[idx])
+    y = view.labels(cfg.loss)[torch.from_numpy(idx)]
+    try:
+        stages = split_into_stages(module)
+    except Exception:  # noqa: BLE001 - any module still evaluates as one stage
+        from .chain import Stage
+        stages = [Stage("model", module, "")]
+    m = evaluate_stages(stages, x, y, cfg, device)
+    metrics = {("loss" if k == "val_loss" else "accuracy" if k == "val_accuracy" else k): v for k, v in m.items()}
+    return EvalReport(co.version.ref, co.version.id, view.meta.get("ref", view.name), split, len(idx), metrics)

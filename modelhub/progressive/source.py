@@ -1,0 +1,169 @@
+"""Where parameter tensors come from: segment reads of the archive, with byte accounting.
+
+A :class:`ManifestSource` serves any set of tensors described by storage
+manifests (the repository's ``tensor_data.encoding``, or manifests encoded in
+memory for tests and benchmarks). It reads intervals from the first ``k``
+segments through ``storage.progressive.read_intervals`` and exact values
+through ``storage.tensors.decode_tensor``; every blob is fetched at most once
+and counted once, so ``bytes_read`` is what the query really pulled from the
+object store.
+
+Tensors that cannot be read progressively (delta-encoded against another
+version, format-1 or lossy manifests, non-float dtypes) are *exact-only*: they
+have one level, reading it decodes the whole tensor (bases included for
+deltas, whose blobs are counted too), and the report lists them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Mapping, Optional
+
+import numpy as np
+import torch
+
+from ..storage import progressive as sp
+from ..storage import tensors as st
+from ..storage.errors import StorageError
+from .errors import WeightSourceError
+
+
+@dataclass(frozen=True)
+class TensorEntry:
+    name: str
+    manifest: dict
+    dtype: str
+    shape: tuple[int, ...]
+    nbytes: int
+    tensor_hash: str = ""
+
+
+def _progressive(entry: TensorEntry) -> bool:
+    m = entry.manifest
+    return (m.get("codec") == "segmented" and not m.get("delta") and not m.get("lossy")
+            and m.get("packing", "fields") == "fields" and entry.dtype in sp.PROGRESSIVE_DTYPES)
+
+
+class ManifestSource:
+    """Progressive and exact reads of named tensors; counts distinct fetched bytes."""
+
+    def __init__(self, entries: Mapping[str, TensorEntry], fetch: Callable[[str], bytes],
+                 resolve_base: Optional[Callable[[str], TensorEntry]] = None,
+                 blob_size: Optional[Callable[[str], int]] = None) -> None:
+        self.entries = dict(entries)
+        # sizes of blobs a manifest does not record (format 1); default: fetch it, uncounted
+        self._blob_size = blob_size or (lambda h: len(fetch(h)))
+        self._fetch_raw = fetch
+        self._resolve_base = resolve_base
+        self._blobs: dict[str, bytes] = {}
+        self._exact: dict[str, torch.Tensor] = {}
+        self._raw_by_hash: dict[str, bytes] = {}
+        self.bytes_read = 0
+
+    # ----------------------------------------------------------------- geometry
+    def has(self, name: str) -> bool:
+        return name in self.entries
+
+    def levels(self, name: str) -> int:
+        """Number of read levels of a tensor (1 for exact-only tensors)."""
+        e = self._entry(name)
+        return len(e.manifest["segments"]) if _progressive(e) else 1
+
+    def exact_only(self, name: str) -> bool:
+        return not _progressive(self._entry(name))
+
+    def level_bytes(self, name: str) -> list[int]:
+        """Stored bytes that reading each level adds (exact-only: the whole tensor, bases included)."""
+        e = self._entry(name)
+        if _progressive(e):
+            return [int(s) for s in e.manifest["sizes"]]
+        return [self._closure_bytes(e)]
+
+    def total_bytes(self, name: str) -> int:
+        return sum(self.level_bytes(name))
+
+    # ----------------------------------------------------------------- reads
+    def fetch(self, blob_hash: str) -> bytes:
+        blob = self._blobs.get(blob_hash)
+        if blob is None:
+            blob = self._fetch_raw(blob_hash)
+            self._blobs[blob_hash] = blob
+            self.bytes_read += len(blob)
+        return blob
+
+    def intervals(self, name: str, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """float64 (lo, hi) shaped like the tensor, from its first k levels; exact when k is the last."""
+        e = self._entry(name)
+        if not _progressive(e) or k >= self.levels(name):
+            x = self.exact(name).to(torch.float64)
+            return x, x
+        try:
+            iv = sp.read_intervals(e.manifest, self.fetch, e.nbytes, k)
+        except StorageError as exc:
+            raise WeightSourceError(f"cannot read tensor {name} progressively ({exc}); run `dlv fsck`") from None
+        lo = torch.from_numpy(iv.lo.reshape(e.shape))
+        hi = torch.from_numpy(iv.hi.reshape(e.shape))
+        if bool(iv.maybe_nan.any()):   # a possible NaN has no interval: say 'anything'
+            nan = torch.from_numpy(iv.maybe_nan.reshape(e.shape))
+            lo = torch.where(nan, torch.full_like(lo, -np.inf), lo)
+            hi = torch.where(nan, torch.full_like(hi, np.inf), hi)
+        return lo, hi
+
+    def exact(self, name: str) -> torch.Tensor:
+        if name not in self._exact:
+            e = self._entry(name)
+            raw = self._decode(e)
+            self._exact[name] = _to_tensor(raw, e.dtype, e.shape)
+        return self._exact[name]
+
+    # ----------------------------------------------------------------- internals
+    def _entry(self, name: str) -> TensorEntry:
+        try:
+            return self.entries[name]
+        except KeyError:
+            raise WeightSourceError(f"the version has no tensor named {name!r}; commit the weights the network uses") from None
+
+    def _decode(self, e: TensorEntry) -> bytes:
+        key = e.tensor_hash or e.name
+        if key not in self._raw_by_hash:
+            try:
+                self._raw_by_hash[key] = st.decode_tensor(e.manifest, self.fetch, e.nbytes, base=self._base_raw)
+            except StorageError as exc:
+                raise WeightSourceError(f"cannot decode tensor {e.name} ({exc}); run `dlv fsck`") from None
+        return self._raw_by_hash[key]
+
+    def _base_raw(self, tensor_hash: str) -> bytes:
+        if self._resolve_base is None:
+            raise WeightSourceError("a delta-encoded tensor needs its base, but this source cannot resolve "
+                                    "bases; read it from the repository")
+        return self._decode(self._resolve_base(tensor_hash))
+
+    def _closure_bytes(self, e: TensorEntry) -> int:
+        sizes = e.manifest.get("sizes")
+        total = sum(int(s) for s in sizes) if sizes is not None else sum(
+            self._blob_size(h) for h in st.manifest_blobs(e.manifest))
+        base = st.delta_base(e.manifest)
+        if base and self._resolve_base is not None:
+            total += self._closure_bytes(self._resolve_base(base))
+        return total
+
+
+def _to_tensor(raw: bytes, dtype: str, shape: tuple[int, ...]) -> torch.Tensor:
+    from ..tensorio import raw_to_tensor
+    return raw_to_tensor(raw, dtype, list(shape)).clone()
+
+
+def source_from_state_dict(state: Mapping[str, torch.Tensor]) -> ManifestSource:
+    """Encode tensors in memory with the archive's default codec (tests, benchmarks, plain modules)."""
+    from ..storage.objects import content_hash
+    from ..tensorio import tensor_to_raw
+
+    blobs: dict[str, bytes] = {}
+    entries = {}
+    for name, t in state.items():
+        raw, dtype, shape = tensor_to_raw(t.detach().cpu())
+        enc = st.encode_tensor(raw, dtype, shape)
+        for b in enc.blobs:
+            blobs[content_hash(b)] = b
+        entries[name] = TensorEntry(name, enc.manifest, dtype, tuple(shape), len(raw),
+                                    st.tensor_hash(raw, dtype, shape))
+    return ManifestSource(entries, blobs.__getitem__)

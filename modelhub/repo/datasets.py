@@ -1,0 +1,296 @@
+"""Versioned datasets: `dlv data add NAME FILES...` appends records as a new version.
+
+Inputs: a ``.npz`` with arrays ``x`` and ``y``; two ``.npy`` files (inputs, then
+labels); a ``.safetensors`` file with tensors ``x`` and ``y``; or a folder of
+images (PNG, PGM/PPM or .npy) with a ``labels.csv``/``labels.txt`` of
+``filename,label`` lines. Arrays are stored as ``.npy`` blobs in the object
+store (written before the catalog rows that reference them).
+"""
+from __future__ import annotations
+
+import io
+import json
+import re
+import struct
+import uuid
+import zlib
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..engine.data import DataView
+from ..engine.errors import DatasetError
+from .tensorstore import storage_errors
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+@dataclass(frozen=True)
+class DatasetVersion:
+    name: str
+    version: int
+    n_records: int
+    added: int
+    record_shape: tuple[int, ...]
+    message: str
+    created_at: str
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["record_shape"] = list(self.record_shape)
+        d["ref"] = self.ref
+        return d
+
+
+# -- reading input files ---------------------------------------------------------------
+def read_arrays(files: Sequence[str | Path]) -> tuple[np.ndarray, np.ndarray]:
+    paths = [Path(f) for f in files]
+    if not paths:
+        raise DatasetError("no files given; pass a .npz, two .npy files (x then y), a .safetensors file or an image folder")
+    for p in paths:
+        if not p.exists():
+            raise DatasetError(f"{p} does not exist; check the path")
+    if len(paths) == 1 and paths[0].is_dir():
+        return _read_image_folder(paths[0])
+    if len(paths) == 1 and paths[0].suffix == ".npz":
+        with np.load(paths[0], allow_pickle=False) as z:
+            return _pick(dict(z), paths[0])
+    if len(paths) == 1 and paths[0].suffix == ".safetensors":
+        from safetensors.numpy import load_file
+        try:
+            return _pick(load_file(str(paths[0])), paths[0])
+        except Exception as exc:  # safetensors raises its own types for bad files
+            raise DatasetError(f"cannot read {paths[0]} as safetensors ({exc}); check the file") from None
+    if len(paths) == 2 and all(p.suffix == ".npy" for p in paths):
+        try:
+            return np.load(paths[0], allow_pickle=False), np.load(paths[1], allow_pickle=False)
+        except ValueError as exc:
+            raise DatasetError(f"cannot read the .npy files: {exc}; save plain numeric arrays") from None
+    raise DatasetError(
+        "unsupported input; pass one .npz (x, y), two .npy files (x then y), one .safetensors (x, y) "
+        "or one folder of images with labels.csv"
+    )
+
+
+def _pick(arrays: dict, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    for xk, yk in (("x", "y"), ("X", "y"), ("images", "labels"), ("inputs", "targets")):
+        if xk in arrays and yk in arrays:
+            return np.asarray(arrays[xk]), np.asarray(arrays[yk])
+    raise DatasetError(f"{path} holds {sorted(arrays)}; name the arrays x (inputs) and y (labels)")
+
+
+def _read_image_folder(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    labels_file = next((folder / n for n in ("labels.csv", "labels.txt") if (folder / n).is_file()), None)
+    if labels_file is None:
+        raise DatasetError(f"{folder} has no labels.csv; add one with lines `filename,label`")
+    xs, ys = [], []
+    for lineno, line in enumerate(labels_file.read_text().splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#") or line.lower().startswith("filename,"):
+            continue
+        name, _, label = line.partition(",")
+        if not label:
+            raise DatasetError(f"{labels_file}:{lineno} is not `filename,label`; fix that line")
+        xs.append(_read_image(folder / name.strip()))
+        try:
+            ys.append(int(label))
+        except ValueError:
+            ys.append(float(label))
+    if not xs:
+        raise DatasetError(f"{labels_file} lists no images; add `filename,label` lines")
+    if len({x.shape for x in xs}) != 1:
+        raise DatasetError(f"the images in {folder} differ in size; resize them to one size first")
+    return np.stack(xs), np.asarray(ys)
+
+
+def _read_image(path: Path) -> np.ndarray:
+    """(channels, height, width) float32 in [0, 1]."""
+    if not path.is_file():
+        raise DatasetError(f"image {path} listed in the labels file does not exist")
+    if path.suffix == ".npy":
+        a = np.load(path, allow_pickle=False).astype(np.float32)
+        return a if a.ndim == 3 else a[None]
+    data = path.read_bytes()
+    if data[:2] in (b"P5", b"P6"):
+        return _read_netpbm(data, path)
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return _read_png(data, path)
+    raise DatasetError(f"{path}: unsupported image format; use PNG (8-bit), PGM/PPM or .npy")
+
+
+def _read_netpbm(data: bytes, path: Path) -> np.ndarray:
+    tokens = re.match(rb"(P[56])\s+(\d+)\s+(\d+)\s+(\d+)\s", data)
+    if not tokens or int(tokens.group(4)) > 255:
+        raise DatasetError(f"{path}: only 8-bit binary PGM/PPM images are supported")
+    w, h = int(tokens.group(2)), int(tokens.group(3))
+    c = 1 if tokens.group(1) == b"P5" else 3
+    raw = np.frombuffer(data[tokens.end():tokens.end() + w * h * c], dtype=np.uint8)
+    return raw.reshape(h, w, c).transpose(2, 0, 1).astype(np.float32) / 255.0
+
+
+def _read_png(data: bytes, path: Path) -> np.ndarray:
+    pos, idat, header = 8, b"", None
+    while pos < len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + length]
+        if kind == b"IHDR":
+            header = struct.unpack(">IIBBBBB", body)
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + length
+    if header is None:
+        raise DatasetError(f"{path}: not a valid PNG (no IHDR)")
+    w, h, depth, color, _, _, interlace = header
+    channels = {0: 1, 2: 3, 4: 2, 6: 4}.get(color)
+    if depth != 8 or channels is None or interlace:
+        raise DatasetError(f"{path}: only 8-bit non-interlaced gray/RGB(A) PNGs are supported; convert it")
+    raw = zlib.decompress(idat)
+    stride = w * channels
+    out = np.zeros((h, stride), dtype=np.uint8)
+    prev = np.zeros(stride, dtype=np.int32)
+    for r in range(h):
+        f = raw[r * (stride + 1)]
+        line = np.frombuffer(raw, dtype=np.uint8, count=stride, offset=r * (stride + 1) + 1).astype(np.int32)
+        cur = np.zeros(stride, dtype=np.int32)
+        for i in range(stride):   # PNG filters are sequential by nature
+            a = cur[i - channels] if i >= channels else 0
+            b = prev[i]
+            c = prev[i - channels] if i >= channels else 0
+            if f == 0:
+                pred = 0
+            elif f == 1:
+                pred = a
+            elif f == 2:
+                pred = b
+            elif f == 3:
+                pred = (a + b) // 2
+            else:
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                pred = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
+            cur[i] = (line[i] + pred) & 0xFF
+        out[r] = cur
+        prev = cur
+    return out.reshape(h, w, channels).transpose(2, 0, 1).astype(np.float32) / 255.0
+
+
+def _npy_bytes(a: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(a), allow_pickle=False)
+    return buf.getvalue()
+
+
+# -- repository operations -------------------------------------------------------------------
+def add_dataset(repo, name: str, files: Sequence[str | Path], message: str = "") -> DatasetVersion:
+    if not _NAME.match(name or ""):
+        raise DatasetError(f"dataset name {name!r} is not valid; use letters, digits, '_', '-' and '.'")
+    x, y = read_arrays(files)
+    if x.ndim < 1 or y.ndim != 1 or len(x) != len(y):
+        raise DatasetError(
+            f"inputs have {len(x)} records but labels have shape {list(y.shape)}; give one label per record"
+        )
+    if len(x) == 0:
+        raise DatasetError("the files hold no records; add at least one")
+    if not (np.issubdtype(x.dtype, np.number) and np.issubdtype(y.dtype, np.number)):
+        raise DatasetError("inputs and labels must be numeric arrays; convert them before adding")
+    x = x.astype(np.float32) if x.dtype != np.float32 else x
+    y = y.astype(np.int64) if np.issubdtype(y.dtype, np.integer) else y.astype(np.float32)
+    x_blob, y_blob = _npy_bytes(x), _npy_bytes(y)
+    with storage_errors():
+        xh, yh = repo.store.put(x_blob), repo.store.put(y_blob)   # blobs first, then the catalog rows
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    with repo.catalog.write() as con:
+        row = con.execute("SELECT record_shape, x_dtype, y_dtype FROM datasets WHERE name = ?", [name]).fetchone()
+        shape = list(x.shape[1:])
+        if row is None:
+            con.execute("INSERT INTO datasets VALUES (?, ?, ?, ?, ?, ?)",
+                        [name, uuid.uuid4().hex, json.dumps(shape), str(x.dtype), str(y.dtype), now])
+            version, start = 1, 0
+        else:
+            if json.loads(row[0]) != shape or row[2] != str(y.dtype):
+                raise DatasetError(
+                    f"dataset {name} holds records of shape {json.loads(row[0])} with {row[2]} labels; the new "
+                    f"records are {shape} with {y.dtype} labels; convert them or use another name"
+                )
+            version, start = con.execute(
+                "SELECT max(version) + 1, max(n_records) FROM dataset_versions WHERE name = ?", [name]).fetchone()
+        end = int(start) + len(x)
+        for part, blob_hash, blob in (("x", xh, x_blob), ("y", yh, y_blob)):
+            con.execute("INSERT OR IGNORE INTO objects VALUES (?, ?)", [blob_hash, len(blob)])
+            con.execute("INSERT INTO dataset_chunks VALUES (?, ?, ?, ?, ?, ?)",
+                        [name, int(start), end, part, blob_hash, len(blob)])
+        msg = message or f"add {len(x)} records"
+        con.execute("INSERT INTO dataset_versions VALUES (?, ?, ?, ?, ?)", [name, int(version), end, msg, now])
+    return DatasetVersion(name, int(version), end, len(x), tuple(shape), msg, now.isoformat(timespec="seconds"))
+
+
+def parse_dataset_ref(ref: str) -> tuple[str, int | None]:
+    name, at, ver = ref.partition("@")
+    if not at:
+        return name, None
+    if not ver.isdigit() or int(ver) < 1:
+        raise DatasetError(f"dataset reference {ref!r} is not NAME or NAME@N (N from 1); fix the reference")
+    return name, int(ver)
+
+
+def load_dataset(repo, ref: str) -> DataView:
+    name, version = parse_dataset_ref(ref)
+    with repo.catalog.read() as con:
+        ds = con.execute("SELECT uid FROM datasets WHERE name = ?", [name]).fetchone()
+        if ds is None:
+            known = [r[0] for r in con.execute("SELECT name FROM datasets ORDER BY name").fetchall()]
+            raise DatasetError(
+                f"no dataset named {name!r} (known: {', '.join(known) or 'none'}); add it with `dlv data add {name} FILES`"
+            )
+        if version is None:
+            version = con.execute("SELECT max(version) FROM dataset_versions WHERE name = ?", [name]).fetchone()[0]
+        row = con.execute("SELECT n_records FROM dataset_versions WHERE name = ? AND version = ?",
+                          [name, version]).fetchone()
+        if row is None:
+            last = con.execute("SELECT max(version) FROM dataset_versions WHERE name = ?", [name]).fetchone()[0]
+            raise DatasetError(f"dataset {name} has versions 1 to {last}; choose one of them")
+        n = int(row[0])
+        chunks = con.execute(
+            "SELECT start_record, part, blob_hash FROM dataset_chunks WHERE name = ? AND end_record <= ? "
+            "ORDER BY start_record, part", [name, n]).fetchall()
+    parts: dict[str, list[np.ndarray]] = {"x": [], "y": []}
+    with storage_errors():
+        for _, part, blob_hash in chunks:
+            parts[part].append(np.load(io.BytesIO(repo.store.get(blob_hash)), allow_pickle=False))
+    x, y = np.concatenate(parts["x"]), np.concatenate(parts["y"])
+    return DataView(ds[0], int(version), x, y, name=name, meta={"ref": f"{name}@{version}"})
+
+
+def list_datasets(repo) -> list[DatasetVersion]:
+    """The latest version of each dataset."""
+    with repo.catalog.read() as con:
+        rows = con.execute(
+            "SELECT d.name, v.version, v.n_records, d.record_shape, v.message, v.created_at, "
+            "v.n_records - coalesce(lag(v.n_records) OVER (PARTITION BY v.name ORDER BY v.version), 0) "
+            "FROM datasets d JOIN dataset_versions v ON v.name = d.name ORDER BY d.name, v.version").fetchall()
+    latest: dict[str, DatasetVersion] = {}
+    for name, ver, n, shape, msg, at, added in rows:
+        latest[name] = DatasetVersion(name, int(ver), int(n), int(added), tuple(json.loads(shape)), msg,
+                                      at.isoformat(timespec="seconds"))
+    return list(latest.values())
+
+
+def dataset_versions(repo, name: str) -> list[DatasetVersion]:
+    return [v for v in _all_versions(repo) if v.name == name]
+
+
+def _all_versions(repo) -> list[DatasetVersion]:
+    with repo.catalog.read() as con:
+        rows = con.execute(
+            "SELECT d.name, v.version, v.n_records, d.record_shape, v.message, v.created_at, "
+            "v.n_records - coalesce(lag(v.n_records) OVER (PARTITION BY v.name ORDER BY v.version), 0) "
+            "FROM datasets d JOIN dataset_versions v ON v.name = d.name ORDER BY d.name, v.version").fetchall()
+    return [DatasetVersion(n, int(v), int(c), int(a), tuple(json.loads(s)), m, t.isoformat(timespec="seconds"))
+            for n, v, c, s, m, t, a in rows]

@@ -1,0 +1,62 @@
+"""Byte-class packing of delta words: significant-byte count first, then only the bytes that matter.
+
+A delta word (zigzag difference or XOR) is mostly small: its high bytes are
+zero. Plain byte grouping makes every byte plane pay for the "is this byte
+zero?" information again. Here segment 0 holds, per element, the number of
+significant bytes c (0..itemsize, low entropy); then for each byte position k
+from the most significant down, the *leading* bytes (elements with c == k+1:
+non-zero, skewed) and the *rest* (elements with c > k+1: near-uniform noise)
+as two segments. Only elements that need byte k store it. Measured on
+consecutive training snapshots this is ~6% smaller than byte grouping at the
+order-0 bound (benchmarks/archive.py); the encoder picks whichever is smaller.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .bitfields import UINT_OF_SIZE
+from .errors import CodecError
+
+PACKING = "byteclass"
+
+
+def byte_counts(words: np.ndarray) -> np.ndarray:
+    counts = np.zeros(words.size, dtype=np.uint8)
+    for k in range(words.itemsize):
+        counts += (words >= words.dtype.type(1 << (8 * k))) if k else (words > 0)
+    return counts
+
+
+def split_byteclass(words: np.ndarray) -> list[bytes]:
+    size = words.itemsize
+    counts = byte_counts(words)
+    columns = words.view(np.uint8).reshape(-1, size)
+    out = [counts.tobytes()]
+    for k in reversed(range(size)):
+        out.append(columns[counts == k + 1, k].tobytes())
+        out.append(columns[counts > k + 1, k].tobytes())
+    return out
+
+
+def expected_lengths(counts: np.ndarray, size: int) -> list[int]:
+    hist = np.bincount(counts, minlength=size + 1)
+    out = []
+    for k in reversed(range(size)):
+        out.append(int(hist[k + 1]))
+        out.append(int(hist[k + 2:].sum()))
+    return out
+
+
+def join_byteclass(segments: list[bytes], n: int, size: int) -> np.ndarray:
+    if len(segments) != 1 + 2 * size or len(segments[0]) != n:
+        raise CodecError("byte-class segments do not match the tensor's size; the catalog entry is damaged — run `dlv fsck`")
+    counts = np.frombuffer(segments[0], dtype=np.uint8)
+    if n and int(counts.max()) > size:
+        raise CodecError("byte-class counts exceed the element size; the blob is corrupt — run `dlv fsck`")
+    out = np.zeros(n, dtype=UINT_OF_SIZE[size])
+    columns = out.view(np.uint8).reshape(-1, size)
+    for i, k in enumerate(reversed(range(size))):
+        lead, rest = segments[1 + 2 * i], segments[2 + 2 * i]
+        columns[counts == k + 1, k] = np.frombuffer(lead, dtype=np.uint8)
+        columns[counts > k + 1, k] = np.frombuffer(rest, dtype=np.uint8)
+    return out

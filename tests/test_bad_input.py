@@ -1,0 +1,107 @@
+"""Bad-input campaigns: mangled weights files, random command lines, damaged catalog rows.
+
+Each input ends in a one-line ModelhubError that says how to fix it (never
+another exception, never a traceback) and leaves the repository unchanged.
+"""
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from safetensors.torch import save as st_save
+
+import modelhub
+from helpers import tiny_cnn
+from modelhub.cli import main
+from modelhub.errors import ModelhubError, WeightsError
+from modelhub.tensorio import load_weights_file
+
+_STATE = {"a.weight": torch.arange(12, dtype=torch.float32).reshape(3, 4), "b": torch.ones(5, dtype=torch.int64)}
+SAFETENSORS = st_save(_STATE)
+_buf = io.BytesIO()
+torch.save(_STATE, _buf)
+TORCH_PT = _buf.getvalue()
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+def _mangle(data: bytes, cut: int, flips: list[tuple[int, int]]) -> bytes:
+    out = bytearray(data[: cut % (len(data) + 1)])
+    for pos, val in flips:
+        if out:
+            out[pos % len(out)] ^= (val % 255) + 1
+    return bytes(out)
+
+
+@SETTINGS
+@given(cut=st.integers(0, 10**6), flips=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), max_size=4),
+       suffix=st.sampled_from([".safetensors", ".pt"]))
+def test_mangled_weights_files_are_refused_cleanly(tmp_path_factory, cut, flips, suffix) -> None:
+    path = tmp_path_factory.mktemp("w") / f"w{suffix}"
+    path.write_bytes(_mangle(SAFETENSORS if suffix == ".safetensors" else TORCH_PT, cut, flips))
+    try:
+        state, _ = load_weights_file(path)
+    except WeightsError as exc:
+        assert "\n" not in str(exc) and ("re-export" in str(exc) or "re-save" in str(exc) or "state dict" in str(exc))
+        return
+    assert all(isinstance(t, torch.Tensor) for t in state.values())  # a flip may leave a valid file
+
+
+@pytest.fixture(scope="module")
+def fuzz_repo(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fuzz")
+    repo = modelhub.init_repo(root)
+    repo.commit(tiny_cnn(), name="net", message="base", hparams={"lr": 0.1})
+    return repo
+
+
+WORDS = ["init", "add", "commit", "log", "list", "desc", "diff", "checkout", "copy", "stats", "gc", "fsck", "query",
+         "-m", "--name", "--weights", "--model", "--parent", "--hparam", "--metric", "-o", "--json", "--all",
+         "--snapshot", "net", "net@1", "net@0", "net@x", "@", "", " ", "lr=0.1", "x=", "=1", "a.py:B", "-1",
+         "missing.safetensors", "select m where", "\x00", "ü", "--repo", "--force", "--dry-run"]
+
+
+@SETTINGS
+@given(argv=st.lists(st.sampled_from(WORDS), min_size=0, max_size=6))
+def test_random_command_lines_never_crash(fuzz_repo, monkeypatch, argv) -> None:
+    monkeypatch.chdir(fuzz_repo.root)
+    if argv[:1] in (["init"], ["gc"], ["checkout"], ["copy"]) or "--repo" in argv or "-o" in argv:
+        argv = ["log", *argv[1:]]  # keep the campaign from writing outside or re-initializing
+    out, err = io.StringIO(), io.StringIO()
+    before = fuzz_repo.stats()
+    code = main(argv, out=out, err=err)
+    assert isinstance(code, int)
+    if code != 0:
+        lines = err.getvalue().strip().splitlines()
+        assert lines and lines[0].startswith("error: ") and "Traceback" not in err.getvalue()
+        if not argv or argv[0] != "query":  # parse errors add the source line and a caret
+            assert len(lines) == 1, lines
+        assert fuzz_repo.stats() == before
+
+
+@pytest.mark.parametrize(
+    "sql, error",
+    [
+        ("UPDATE tensor_data SET encoding = 'not json'", "has a malformed catalog entry"),
+        ("UPDATE tensor_data SET encoding = '{\"codec\": \"nope\"}'", "unknown tensor codec|malformed catalog entry"),
+        ("UPDATE tensor_data SET shape = '[999]'", "malformed catalog entry|does not match|corrupt"),
+        ("DELETE FROM tensor_data", "is referenced but not in the catalog"),
+    ],
+)
+def test_damaged_catalog_rows_are_named(repo, sql, error) -> None:
+    repo.commit(tiny_cnn(), name="m", message="a")
+    with repo.catalog.write() as con:
+        con.execute(sql)
+    with pytest.raises(ModelhubError, match=error):
+        repo.checkout("m")
+    assert not repo.fsck(deep=True).ok
+
+
+def test_damaged_graph_definition_is_a_graph_error(repo) -> None:
+    repo.commit(tiny_cnn(), name="m", message="a")
+    with repo.catalog.write() as con:
+        con.execute("UPDATE graphs SET definition = '{\"nodes\": 5}'")
+    with pytest.raises(ModelhubError, match="network definition of .* is malformed"):
+        repo.checkout("m")
