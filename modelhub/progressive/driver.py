@@ -1,0 +1,207 @@
+"""The progressive query: read coarse, bound, certify, refine where it pays, finish exactly.
+
+Loop (one *step* per iteration) over the records not yet decided:
+
+1. read every needed tensor at its current level and build the (folded) affine parameters;
+2. propagate boxes through the plan and certify the records whose top-k is certain;
+3. for the rest, attribute the output width to the groups' injected weight error (one backward
+   pass through the width computation, on a sample of the undecided records) and raise by one
+   segment the groups with the most width per byte of their next segment, until they cover
+   ``refine_share`` of the attributed width;
+4. once every needed tensor is exact, the remaining records (near-ties) run through the
+   full-precision network itself, so their labels are the reference's by construction.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+from typing import Mapping, Optional
+
+import numpy as np
+import torch
+import torch.fx
+
+from .certify import certify_topk
+from .errors import ProgressiveInputError
+from .params import affine_params, group_reader
+from .plan import Plan
+from .propagate import needed_nodes, propagate
+from .report import LevelStat, ProgressiveReport
+from .rules import AffineParams, Ctx
+
+
+@dataclass(frozen=True)
+class ProgressiveConfig:
+    top_k: int = 1
+    start_segments: int = 3          # float32: exponent, sign, 7 mantissa bits (a bfloat16's worth)
+    refine_share: float = 0.5        # per step, refine groups covering this share of the attributed width
+    batch_size: int = 256
+    sensitivity_records: int = 64
+    uniform: bool = False            # raise every group together (the baseline the benchmark compares)
+
+    def __post_init__(self) -> None:
+        if self.top_k < 1:
+            raise ProgressiveInputError(f"top_k must be at least 1, got {self.top_k}; pass --top 1 or more")
+        if self.start_segments < 1:
+            raise ProgressiveInputError(f"start_segments must be at least 1, got {self.start_segments}")
+        if not 0.0 < self.refine_share <= 1.0:
+            raise ProgressiveInputError(f"refine_share must lie in (0, 1], got {self.refine_share}")
+
+
+def run_plan(gm: torch.fx.GraphModule, plan: Plan, x: torch.Tensor, source, config: ProgressiveConfig,
+             given: Optional[Mapping[str, torch.Tensor]] = None) -> ProgressiveReport:
+    t0 = time.perf_counter()
+    n = int(x.shape[0]) if given is None else int(next(iter(given.values())).shape[0])
+    needed = needed_nodes(plan, given or {})
+    groups = [g for name, g in plan.groups.items() if name in needed]
+    tensors = sorted({t for g in groups for t in g.tensors})
+    full = {t: source.levels(t) for t in tensors}
+    levels = {t: min(config.start_segments, full[t]) for t in tensors}
+    bytes_total = sum(source.total_bytes(t) for t in tensors)
+    base_read = source.bytes_read
+    labels = np.zeros((n, config.top_k), dtype=np.int64)
+    decided_bytes = np.zeros(n, dtype=np.float64)
+    remaining = torch.arange(n)
+    stats: list[LevelStat] = []
+    cache: dict[tuple, AffineParams] = {}
+    refined: tuple[str, ...] = ()
+    exact_records = 0
+    ctx = Ctx(plan.u_ref)
+    step = 0
+    n_classes = None
+    while len(remaining):
+        if all(levels[t] >= full[t] for t in tensors):
+            out = _reference(gm, plan, source, tensors, _rows(x, remaining), _rows_given(given, remaining))
+            labels[remaining.numpy()] = torch.topk(out, config.top_k, dim=1).indices.numpy()
+            read = source.bytes_read - base_read
+            decided_bytes[remaining.numpy()] = read
+            exact_records = len(remaining)
+            stats.append(_stat(step, levels, full, refined, read, bytes_total, len(remaining), len(remaining),
+                               n - 0, n))
+            break
+        params = _params(groups, source, levels, plan.u_ref, cache)
+        certain_all, labels_all = [], []
+        with torch.no_grad():
+            for lo in range(0, len(remaining), config.batch_size):
+                idx = remaining[lo:lo + config.batch_size]
+                box = propagate(plan, _rows(x, idx), params, ctx, given=_rows_given(given, idx))
+                n_classes = box.c.shape[1]
+                if config.top_k > n_classes:
+                    raise ProgressiveInputError(f"top {config.top_k} asked but the network has {n_classes} "
+                                                "outputs; pass a smaller --top")
+                ok, lab = certify_topk(box, config.top_k)
+                certain_all.append(ok)
+                labels_all.append(lab)
+        certain = torch.cat(certain_all)
+        lab = torch.cat(labels_all)
+        done = remaining[certain]
+        labels[done.numpy()] = lab[certain].numpy()
+        read = source.bytes_read - base_read
+        decided_bytes[done.numpy()] = read
+        decided_so_far = n - len(remaining) + int(certain.sum())
+        stats.append(_stat(step, levels, full, refined, read, bytes_total, len(remaining), int(certain.sum()),
+                           decided_so_far, n))
+        remaining = remaining[~certain]
+        if not len(remaining):
+            break
+        refined = _choose(plan, groups, source, levels, full, params, x, remaining, given, config)
+        for gname in refined:
+            for t in plan.groups[gname].tensors:
+                levels[t] = min(levels[t] + 1, full[t])
+        step += 1
+    bytes_read = source.bytes_read - base_read
+    return ProgressiveReport(
+        n_records=n, top_k=config.top_k, labels=labels, bytes_read=bytes_read, bytes_total=bytes_total,
+        levels=tuple(stats), exact_records=exact_records,
+        record_bytes_fraction=float(decided_bytes.mean() / bytes_total) if n and bytes_total else 1.0,
+        time_s=time.perf_counter() - t0,
+        exact_only=tuple(t for t in tensors if source.exact_only(t)),
+        head_from=next(iter(given)) if given else None)
+
+
+def _rows(x: Optional[torch.Tensor], idx: torch.Tensor) -> Optional[torch.Tensor]:
+    return None if x is None else x[idx]
+
+
+def _rows_given(given, idx):
+    return {k: v[idx] for k, v in given.items()} if given else None
+
+
+def _stat(step, levels, full, refined, read, total, records, certified, decided, n) -> LevelStat:
+    mean_seg = float(np.mean([levels[t] for t in levels])) if levels else 0.0
+    return LevelStat(step, round(mean_seg, 3), tuple(refined), int(read),
+                     read / total if total else 1.0, int(records), int(certified), decided / n if n else 1.0)
+
+
+def _params(groups, source, levels, u_ref, cache) -> dict[str, AffineParams]:
+    read = group_reader(source, levels)
+    out = {}
+    for g in groups:
+        key = (g.name,) + tuple(levels[t] for t in g.tensors)
+        if key not in cache:
+            cache[key] = affine_params(g, read, u_ref)
+        out[g.name] = cache[key]
+    return out
+
+
+def _next_bytes(source, g, levels, full) -> int:
+    return sum(source.level_bytes(t)[levels[t]] for t in g.tensors if levels[t] < full[t])
+
+
+def _choose(plan, groups, source, levels, full, params, x, remaining, given, config) -> tuple[str, ...]:
+    """Groups to raise by one segment: most attributed output width per byte of their next segment."""
+    open_groups = [g for g in groups if any(levels[t] < full[t] for t in g.tensors)]
+    if config.uniform or len(open_groups) <= 1:
+        return tuple(g.name for g in open_groups)
+    sample = remaining[: config.sensitivity_records]
+    scales = {g.name: torch.ones((), dtype=torch.float64, requires_grad=True) for g in open_groups}
+    box = propagate(plan, _rows(x, sample), params, Ctx(plan.u_ref, sound=False), scales=scales,
+                    given=_rows_given(given, sample))
+    k = min(config.top_k + 1, box.c.shape[1])
+    top = torch.topk(box.c.detach(), k, dim=1).indices
+    objective = torch.gather(box.r, 1, top).sum()
+    contrib: dict[str, float] = {}
+    if torch.isfinite(objective) and objective.requires_grad:
+        objective.backward()
+        contrib = {name: float(s.grad) if s.grad is not None else 0.0 for name, s in scales.items()}
+    if not contrib or not all(np.isfinite(v) for v in contrib.values()) or sum(contrib.values()) <= 0:
+        # unbounded widths (unknown signs, possible infinities): raise every group whose own
+        # parameters are unbounded, or all of them when none is
+        unbounded = [g.name for g in open_groups
+                     if not (torch.isfinite(params[g.name].dw).all() and torch.isfinite(params[g.name].db).all())]
+        return tuple(unbounded or [g.name for g in open_groups])
+    order = sorted(open_groups, key=lambda g: contrib[g.name] / max(_next_bytes(source, g, levels, full), 1),
+                   reverse=True)
+    total = sum(contrib.values())
+    chosen, covered = [], 0.0
+    for g in order:
+        chosen.append(g.name)
+        covered += contrib[g.name]
+        if covered >= config.refine_share * total:
+            break
+    return tuple(chosen)
+
+
+def _reference(gm, plan, source, tensors, x, given) -> torch.Tensor:
+    """The full-precision network itself on the given records, with the exact weights."""
+    module = exact_module(gm, source, tensors)
+    with torch.no_grad():
+        if not given:
+            return module(x)
+        needed = needed_nodes(plan, given)
+        env = {node: None for node in module.graph.nodes if node.name not in needed}
+        for node in module.graph.nodes:
+            if node.name in given:
+                env[node] = given[node.name]
+            elif node.op == "placeholder":
+                env[node] = None
+        return torch.fx.Interpreter(module).run(None, initial_env=env)
+
+
+def exact_module(gm: torch.fx.GraphModule, source, tensors) -> torch.fx.GraphModule:
+    module = copy.deepcopy(gm).eval()
+    state = module.state_dict()
+    exact = {t: source.exact(t).to(state[t].dtype) for t in tensors if t in state}
+    module.load_state_dict(exact, strict=False)
+    return module
