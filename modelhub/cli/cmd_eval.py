@@ -16,9 +16,18 @@ def configure(p) -> None:
     p.add_argument("--split", choices=("val", "train", "all"), default="val", help="records to use (default val)")
     p.add_argument("--loss", choices=("cross_entropy", "mse"), default="cross_entropy")
     p.add_argument("--config", default=None, help="an evaluate config (TOML/JSON) for preprocessing and the split")
+    p.add_argument("--progressive", action="store_true",
+                   help="exact top-k labels reading high-order weight bytes first (docs/PROGRESSIVE.md)")
+    p.add_argument("--top", type=int, default=1, metavar="K", help="with --progressive: top-K labels (default 1)")
+    p.add_argument("--no-compare", action="store_true",
+                   help="with --progressive: skip the timed full-precision comparison")
 
 
 def run(args, ui) -> int:
+    if args.progressive:
+        from ..progressive.render import show_report
+        return show_report(repo_of(args).eval(args.ref, data=args.data, split=args.split, config=args.config,
+                                              progressive=True, top_k=args.top, compare=not args.no_compare), ui)
     report = repo_of(args).eval(args.ref, data=args.data, split=args.split, loss=args.loss, config=args.config)
     if ui.json_mode:
         ui.json(report.to_dict())

@@ -235,7 +235,8 @@ class EvalReport:
 
 
 def evaluate_version(repo, ref: str, data: str, *, split: str = "val", loss: str = "cross_entropy",
-                     config: str | None = None) -> EvalReport:
+                     config: str | None = None, progressive: bool = False, top_k: int = 1,
+                     compare: bool = True) -> EvalReport:
     """Loss (and accuracy) of one version on a dataset version's split."""
     if split not in ("val", "train", "all"):
         raise ConfigError(f"split must be val, train or all, got {split!r}")
@@ -243,6 +244,13 @@ def evaluate_version(repo, ref: str, data: str, *, split: str = "val", loss: str
     raw.setdefault("epochs", 1)
     raw.setdefault("loss", loss)
     cfg = build_config(raw)
+    if progressive:  # issue 6: top-k labels from the fewest parameter bytes; never checks the weights out
+        from ..progressive import evaluate_progressive
+        view = _load_data(repo, data, {})
+        train_idx, val_idx = view.split(cfg.val_fraction)
+        idx = {"val": val_idx, "train": train_idx, "all": np.arange(view.n)}[split]
+        return evaluate_progressive(repo, ref, Preprocessing.from_config(cfg).apply(view.x[idx]), top_k,
+                                    compare=compare)
     co = repo.checkout(ref)
     if co.module is None:
         raise ConfigError(f"version {co.version.ref} has no rebuildable network graph; check it out "

@@ -222,10 +222,13 @@ class Repo:
         from .datasets import load_dataset
         return load_dataset(self, ref)
 
-    def eval(self, ref: str, *, data: str, split: str = "val", loss: str = "cross_entropy", config: str | None = None):
-        """Loss and accuracy of version ``ref`` on dataset ``data`` (NAME[@N]); returns an EvalReport."""
+    def eval(self, ref: str, *, data: str, split: str = "val", loss: str = "cross_entropy", config: str | None = None,
+             progressive: bool = False, top_k: int = 1, compare: bool = True):
+        """Loss and accuracy of version ``ref`` on dataset ``data`` (NAME[@N]); returns an EvalReport.
+        ``progressive=True``: exact top-k labels reading the fewest parameter bytes (a ProgressiveReport)."""
         from ..engine.evaluate import evaluate_version
-        return evaluate_version(self, ref, data, split=split, loss=loss, config=config)
+        return evaluate_version(self, ref, data, split=split, loss=loss, config=config,
+                                progressive=progressive, top_k=top_k, compare=compare)
 
 
 def _load_into(module: nn.Module, state: "OrderedDict[str, torch.Tensor]", ref: str) -> nn.Module:

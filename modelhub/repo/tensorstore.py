@@ -58,11 +58,7 @@ def load_tensor(con: duckdb.DuckDBPyConnection, store: ObjectStore, tensor_hash:
     try:
         dtype, shape, nbytes, encoding = row[0], json.loads(row[1]), int(row[2]), json.loads(row[3])
         with storage_errors():
-            # archive deltas name their base tensor by hash; the storage plan is a
-            # tree, so resolving bases recursively always ends at a whole tensor
-            raw = codec.decode_tensor(encoding, store.get, nbytes, base=lambda h: load_tensor(con, store, h)[0])
-            if codec.tensor_hash(raw, dtype, shape) != tensor_hash:
-                raise CorruptBlobError(tensor_hash, "decoded tensor does not match its hash")
+            raw = _decode_verified(con, store, tensor_hash, dtype, shape, nbytes, encoding)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         # A malformed catalog row (hand-edited or damaged): name it instead of crashing.
         raise IntegrityError(
@@ -70,3 +66,30 @@ def load_tensor(con: duckdb.DuckDBPyConnection, store: ObjectStore, tensor_hash:
             "and restore the affected versions from a remote"
         ) from None
     return raw, dtype, shape
+
+
+def _decode_verified(con, store: ObjectStore, tensor_hash: str, dtype: str, shape, nbytes: int, encoding) -> bytes:
+    """Decode a tensor and check the result against its content hash.
+
+    The content hash covers the exact output bytes, so verifying each blob
+    as well would hash everything twice. Blobs are read unverified first;
+    only when the result is wrong (or decoding fails) is the tensor decoded
+    again with verified reads, which names the corrupt blob.
+    """
+    # archive deltas name their base tensor by hash; the storage plan is a
+    # tree, so resolving bases recursively always ends at a whole tensor
+    def base(h: str) -> bytes:
+        return load_tensor(con, store, h)[0]
+
+    try:
+        raw = codec.decode_tensor(encoding, lambda b: store.get(b, verify=False), nbytes, base=base)
+        if codec.tensor_hash(raw, dtype, shape) == tensor_hash:
+            return raw
+    except (MissingBlobError, IntegrityError):
+        raise
+    except Exception:  # noqa: BLE001 - damaged bytes can fail anywhere in a codec; the verified pass names them
+        pass
+    raw = codec.decode_tensor(encoding, store.get, nbytes, base=base)
+    if codec.tensor_hash(raw, dtype, shape) != tensor_hash:
+        raise CorruptBlobError(tensor_hash, "decoded tensor does not match its hash")
+    return raw
