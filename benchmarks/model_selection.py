@@ -186,8 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     x, y = load_digits_32()
-    epochs = args.epochs or (2 if args.quick else 6)
-    n_total = 600 if args.quick else len(x)
+    epochs = args.epochs or (2 if args.quick else 3)
+    n_total = 600 if args.quick else 1200
     cycles = [int(n_total * f) for f in (0.4, 0.7, 1.0)]
     t0 = time.perf_counter()
     bb = pretrain(x[:n_total], y[:n_total], epochs=1 if args.quick else 2)

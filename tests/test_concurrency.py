@@ -5,6 +5,8 @@ import subprocess
 import sys
 import textwrap
 
+import torch
+
 import modelhub
 
 WORKER = textwrap.dedent(
@@ -53,3 +55,42 @@ def test_cli_processes_wait_for_the_lock(tmp_path) -> None:
     holder.wait(timeout=30)
     assert proc.returncode == 0, proc.stderr
     assert "(no rows)" in proc.stdout
+
+
+MIXED = textwrap.dedent(
+    """
+    import sys, torch
+    import modelhub
+    from modelhub.repo.archive import archive
+    repo = modelhub.open_repo(sys.argv[1])
+    role, worker = sys.argv[2], int(sys.argv[3])
+    for i in range(3):
+        if role == "commit":
+            torch.manual_seed(worker * 100 + i)
+            base = {"w": torch.randn(48, 48), "b": torch.randn(48)}
+            repo.commit(base, name=f"m{worker}", message=f"commit {i}", hparams={"i": i})
+        elif role == "query":
+            rows = repo.query('select m where m.hparams.i >= 0 order by m.creation_time').rows
+            assert all(len(r) >= 2 for r in rows)
+        else:
+            archive(repo, alpha=2.0)
+    """
+)
+
+
+def test_committing_querying_and_archiving_processes_all_succeed(tmp_path) -> None:
+    repo = modelhub.init_repo(tmp_path / "r")
+    repo.commit({"w": torch.randn(48, 48), "b": torch.randn(48)}, name="m0", message="seed", hparams={"i": -1})
+    script = tmp_path / "mixed.py"
+    script.write_text(MIXED)
+    roles = [("commit", 1), ("commit", 2), ("query", 3), ("archive", 4)]
+    procs = [
+        subprocess.Popen([sys.executable, str(script), str(repo.root), role, str(w)], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+        for role, w in roles
+    ]
+    for (role, _), p in zip(roles, procs):
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, f"{role}: {err}"
+    assert sorted(v.ref for v in repo.log() if v.model != "m0") == [f"m{w}@{i}" for w in (1, 2) for i in (1, 2, 3)]
+    assert repo.fsck(deep=True).ok

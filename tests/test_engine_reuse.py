@@ -222,3 +222,34 @@ def test_float16_features_only_when_asked(tmp_path):
     store32 = FeatureStore(tmp_path / "32")
     run_selection(three_candidates(backbone()), data(), store=store32)
     assert all(np.load(p).dtype == np.float32 for p in (tmp_path / "32").rglob("*.npy"))
+
+
+class PicklyMemory(nn.Module):
+    """Parameter-free frozen stage that 'runs out of memory' on batches over ``limit`` records."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def extra_repr(self) -> str:
+        return ""   # same content hash whatever the limit: both runs share nothing but must agree
+
+    def forward(self, x):
+        if x.shape[0] > self.limit:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 1.00 GiB (simulated)")
+        return x
+
+
+def test_extraction_halves_its_batch_on_out_of_memory(tmp_path):
+    def run(limit: int, folder: str):
+        bb = backbone()
+        bb.insert(1, PicklyMemory(limit))
+        model = nn.Sequential(OrderedDict(backbone=bb, head=candidate(backbone(), 0).head))
+        cands = [CandidateModel("c", model, build_config({**FREEZE, "base_lr": 0.1}))]
+        return run_selection(cands, data(), store=FeatureStore(tmp_path / folder), extraction_batch_size=64)
+
+    tight, roomy = run(16, "tight"), run(10**6, "roomy")
+    assert tight.reuse.oom_backoffs == 2 and tight.reuse.extraction_batch_size == 16
+    assert roomy.reuse.oom_backoffs == 0 and roomy.reuse.extraction_batch_size == 64
+    torch.testing.assert_close(tight.outcomes[0].model.state_dict()["head.0.weight"],
+                               roomy.outcomes[0].model.state_dict()["head.0.weight"], rtol=0, atol=1e-5)

@@ -22,8 +22,23 @@ class NodeProfile:
 
 def profile_tree(tree: PrefixTree, data: DataView, device: torch.device, feature_itemsize: int,
                  sample: int = 32) -> dict[str, NodeProfile]:
-    """Time every stage of the tree on a small sample (one warm-up, then the best of two runs)."""
+    """Time every stage of the tree on a small sample (one warm-up, then the best of two runs).
+    On out-of-memory the sample halves, as extraction batches do."""
+    from .extract import is_out_of_memory
     n = min(sample, data.n)
+    while True:
+        try:
+            return _profile(tree, data, device, feature_itemsize, n)
+        except Exception as exc:  # only out-of-memory is retried
+            if not is_out_of_memory(exc) or n == 1:
+                raise
+            n //= 2
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+
+
+def _profile(tree: PrefixTree, data: DataView, device: torch.device, feature_itemsize: int,
+             n: int) -> dict[str, NodeProfile]:
     out: dict[str, NodeProfile] = {}
     for root in tree.roots:
         x0 = tree.nodes[root].preprocessing.apply(data.x[:n]).to(device)

@@ -1,0 +1,174 @@
+"""Progressive inference, decisions: labels equal full precision for every record, refinement
+reads fewer bytes than everything, unsupported layers are refused (or fall back, reported), the
+head-only path over exact features, and the repository / CLI integration."""
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from helpers import tiny_cnn
+from modelhub.progressive import (ProgressiveConfig, ProgressiveInputError, UnsupportedLayerError, build_plan,
+                                  evaluate_module, evaluate_progressive)
+
+torch.set_num_threads(1)
+
+
+def reference_topk(module: nn.Module, x: torch.Tensor, k: int) -> list[set]:
+    with torch.no_grad():
+        return [set(r) for r in torch.topk(module.eval()(x), k, dim=1).indices.tolist()]
+
+
+def trained_like(seed: int = 0) -> tuple[nn.Module, torch.Tensor]:
+    """A tiny CNN and inputs whose logits have clear margins for most records, a few near-ties."""
+    model = tiny_cnn(seed).eval()
+    x = torch.randn(120, 1, 8, 8, generator=torch.Generator().manual_seed(seed))
+    return model, x
+
+
+@pytest.mark.parametrize("top_k", [1, 3])
+@pytest.mark.parametrize("start", [2, 3])
+def test_labels_equal_full_precision_for_every_record(top_k, start):
+    model, x = trained_like(top_k + start)
+    report = evaluate_module(model, x, top_k=top_k, config=ProgressiveConfig(start_segments=start), compare=True)
+    assert [set(r) for r in report.labels.tolist()] == reference_topk(model, x, top_k)
+    assert report.agreement == 1.0 and report.full_time_s is not None
+    assert report.levels[-1].certified_fraction == 1.0
+    assert sum(s.certified for s in report.levels) == report.n_records
+    assert 0 < report.bytes_read <= report.bytes_total
+    assert report.record_bytes_fraction <= report.bytes_fraction
+
+
+def test_coarse_reads_suffice_for_most_records():
+    model, x = trained_like(7)
+    report = evaluate_module(model, x, top_k=1)
+    first = report.levels[0]
+    assert first.certified > 0 and first.bytes_fraction < 0.6
+    assert report.record_bytes_fraction < 0.75
+
+
+def test_near_ties_are_decided_by_the_exact_network():
+    # two identical output rows: every record is an exact tie, never certifiable by bounds
+    model = tiny_cnn(0, n_classes=2).eval()
+    with torch.no_grad():
+        model.fc2.weight[1] = model.fc2.weight[0]
+        model.fc2.bias[1] = model.fc2.bias[0]
+    x = torch.randn(10, 1, 8, 8)
+    report = evaluate_module(model, x, top_k=1)
+    assert report.exact_records == 10 and report.bytes_fraction == 1.0
+    assert report.labels[:, 0].tolist() == torch.argmax(model(x), 1).tolist()
+
+
+def test_uniform_refinement_also_exact():
+    model, x = trained_like(3)
+    report = evaluate_module(model, x, top_k=1, config=ProgressiveConfig(uniform=True, start_segments=1))
+    assert [set(r) for r in report.labels.tolist()] == reference_topk(model, x, 1)
+    assert all(len(s.refined) in (0, 4) for s in report.levels[:-1])
+
+
+class WithGelu(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.act, self.fc2 = nn.Linear(5, 6), nn.GELU(), nn.Linear(6, 3)
+
+    def forward(self, x):
+        return self.fc2(self.act(self.fc1(x)))
+
+
+def test_unsupported_layer_is_refused_with_a_clear_message():
+    with pytest.raises(UnsupportedLayerError, match=r"layer act \(GELU\) has no sound bound rule.*without --progressive"):
+        build_plan(torch.fx.symbolic_trace(WithGelu()))
+    with pytest.raises(UnsupportedLayerError, match=r"layer act \(GELU\)"):
+        evaluate_module(WithGelu(), torch.randn(4, 5), fallback=False)
+
+
+def test_unsupported_layer_falls_back_to_full_precision_and_says_so():
+    torch.manual_seed(0)
+    model, x = WithGelu().eval(), torch.randn(30, 5)
+    report = evaluate_module(model, x, top_k=2)
+    assert report.fallback is not None and "GELU" in report.fallback
+    assert report.exact_records == 30 and report.bytes_fraction == 1.0
+    assert [set(r) for r in report.labels.tolist()] == reference_topk(model, x, 2)
+
+
+def test_bad_inputs_are_refused():
+    with pytest.raises(ProgressiveInputError, match="NaN or infinity"):
+        evaluate_module(tiny_cnn(0), torch.full((2, 1, 8, 8), float("nan")))
+    with pytest.raises(ProgressiveInputError, match=r"top 11 asked but the network has 10 outputs"):
+        evaluate_module(tiny_cnn(0), torch.randn(2, 1, 8, 8), top_k=11)
+    with pytest.raises(ProgressiveInputError, match="top_k must be at least 1"):
+        ProgressiveConfig(top_k=0)
+
+
+def backbone_and_head(seed: int = 0) -> nn.Sequential:
+    torch.manual_seed(seed)
+    return nn.Sequential(OrderedDict(
+        conv=nn.Conv2d(1, 6, 3, padding=1), bn=nn.BatchNorm2d(6).eval(), relu=nn.ReLU(), pool=nn.AdaptiveAvgPool2d(2),
+        flat=nn.Flatten(), fc1=nn.Linear(24, 12), relu2=nn.ReLU(), fc2=nn.Linear(12, 5))).eval()
+
+
+def test_head_only_over_exact_features_reads_only_the_head():
+    model = backbone_and_head()
+    x = torch.randn(50, 1, 6, 6)
+    with torch.no_grad():
+        feats = model[:5](x)                       # the frozen prefix's materialized output
+    report = evaluate_module(model, None, top_k=1, given={"flat": feats}, compare=True)
+    assert report.head_from == "flat" and report.agreement == 1.0
+    assert report.labels[:, 0].tolist() == torch.argmax(model(x), 1).tolist()
+    head_bytes = report.bytes_total
+    full = evaluate_module(model, x, top_k=1)
+    assert head_bytes < full.bytes_total          # the backbone's tensors are neither needed nor read
+
+
+# ----------------------------------------------------------------- repository and CLI
+
+def add_data(repo, tmp_path, n=60, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    x = rng.standard_normal((n, 1, 8, 8)).astype(np.float32) + y[:, None, None, None]
+    np.savez(tmp_path / "recs.npz", x=x, y=y)
+    return repo.data_add("recs", [tmp_path / "recs.npz"])
+
+
+def test_repo_version_progressive_matches_full_precision(repo):
+    model = tiny_cnn(4, n_classes=3).eval()
+    repo.commit(model, name="lenet", message="init")
+    x = torch.randn(40, 1, 8, 8)
+    report = evaluate_progressive(repo, "lenet", x, top_k=1, compare=True)
+    assert report.version == "lenet" and report.agreement == 1.0
+    assert report.labels[:, 0].tolist() == torch.argmax(model(x), 1).tolist()
+    assert report.bytes_read < report.bytes_total
+
+
+def test_delta_encoded_tensors_are_read_whole_and_reported(repo):
+    from modelhub.repo.archive import archive
+
+    model = tiny_cnn(5, n_classes=3).eval()
+    repo.commit(model, name="lenet", message="v1")
+    with torch.no_grad():
+        model.fc2.weight.add_(1e-3)
+    repo.commit(model, name="lenet", message="v2")
+    archive(repo, alpha=100.0)
+    x = torch.randn(20, 1, 8, 8)
+    reports = [evaluate_progressive(repo, ref, x, compare=True) for ref in ("lenet@1", "lenet@2")]
+    assert all(r.agreement == 1.0 for r in reports)
+    assert reports[1].labels[:, 0].tolist() == torch.argmax(model(x), 1).tolist()
+    assert any(r.exact_only for r in reports)     # the archive stored some tensor as a delta
+
+
+def test_repo_eval_and_cli_progressive(repo, tmp_path, cli):
+    add_data(repo, tmp_path)
+    repo.commit(tiny_cnn(6, n_classes=3), name="net", message="init")
+    report = repo.eval("net", data="recs", split="all", progressive=True, top_k=2)
+    assert report.n_records == 60 and report.labels.shape == (60, 2) and report.agreement == 1.0
+    code, out, err = cli("eval", "net", "--data", "recs@1", "--split", "all", "--progressive", "--top", "2",
+                         "--json", "--repo", str(repo.root))
+    assert code == 0, err
+    got = json.loads(out)
+    assert got["labels"] == report.labels.tolist() and got["agreement"] == 1.0
+    code, out, err = cli("eval", "net", "--data", "recs", "--progressive", "--repo", str(repo.root))
+    assert code == 0 and "bytes read" in out and "cumulative %" in out, err
