@@ -154,10 +154,21 @@ def feasible(plan: Plan, limits: Sequence[float]) -> bool:
     return all(c <= lim * (1 + _EPS) + _EPS for c, lim in zip(plan.group_cost, limits))
 
 
-def limits_for(g: StorageGraph, alpha: float, scheme: str) -> tuple[float, ...]:
-    if alpha < 1:
-        raise ValueError(f"alpha={alpha} is below 1, which no plan can meet; use alpha >= 1")
-    return tuple(alpha * c for c in spt(g, scheme).group_cost)
+def group_alphas(g: StorageGraph, alpha: float, group_alpha: Optional[Sequence[float]]) -> tuple[float, ...]:
+    """Per-snapshot alpha: ``group_alpha`` overrides ``alpha`` (e.g. 1.0 to keep a snapshot whole)."""
+    alphas = tuple(float(a) for a in group_alpha) if group_alpha is not None else (alpha,) * len(g.groups)
+    if len(alphas) != len(g.groups):
+        raise ValueError(f"{len(alphas)} per-snapshot alphas for {len(g.groups)} snapshots; give one per snapshot")
+    low = min(alphas + (alpha,))
+    if low < 1:
+        raise ValueError(f"alpha={low} is below 1, which no plan can meet; use alpha >= 1")
+    return alphas
+
+
+def limits_for(g: StorageGraph, alpha: float, scheme: str,
+               group_alpha: Optional[Sequence[float]] = None) -> tuple[float, ...]:
+    alphas = group_alphas(g, alpha, group_alpha)
+    return tuple(a * c for a, c in zip(alphas, spt(g, scheme).group_cost))
 
 
 def _subtree(children: list[set[int]], v: int) -> list[int]:
@@ -169,11 +180,12 @@ def _subtree(children: list[set[int]], v: int) -> list[int]:
     return out
 
 
-def pas_mt(g: StorageGraph, alpha: float, scheme: str = "independent", max_swaps: int = 100_000) -> Optional[Plan]:
+def pas_mt(g: StorageGraph, alpha: float, scheme: str = "independent", max_swaps: int = 100_000,
+           group_alpha: Optional[Sequence[float]] = None) -> Optional[Plan]:
     """Start from the MST; while a snapshot is over its limit, re-parent the vertex whose
     swap buys the most violation reduction per extra stored byte. Each swap strictly
     lowers some path costs and raises none, so the loop ends (at worst in an SPT)."""
-    limits = limits_for(g, alpha, scheme)
+    limits = limits_for(g, alpha, scheme, group_alpha)
     plan = mst(g, scheme)
     parent = list(plan.parent_edge)
     rc = list(plan.recreation)
@@ -238,14 +250,39 @@ def _costs_after(g, cost, rc, sub, d, groups_of, scheme) -> list[float]:
     return new_cost
 
 
-def pas_pt(g: StorageGraph, alpha: float, scheme: str = "independent") -> Optional[Plan]:
+def pas_pt(g: StorageGraph, alpha: float, scheme: str = "independent",
+           group_alpha: Optional[Sequence[float]] = None) -> Optional[Plan]:
     """Grow from the empty vertex, cheapest storage edge first, accepting an edge only if
-    the new vertex's path cost stays within alpha times its shortest-path cost. Always
+    the new vertex's path cost stays within alpha times its shortest-path cost (with
+    per-snapshot alphas: the smallest alpha of its snapshots and of those below it on
+    shortest paths). Always
     feasible: a vertex's shortest-path predecessor p has rc(p) <= alpha*dist(p), so the
     edge p-v gives rc <= alpha*dist(p) + w <= alpha*dist(v); per-snapshot sums and maxima
     of per-vertex bounds then respect the snapshot limits."""
-    limits_for(g, alpha, scheme)  # validates alpha
+    alphas = group_alphas(g, alpha, group_alpha)
+    # a vertex's budget factor: the tightest alpha of the snapshots holding it
+    vertex_alpha = [alpha] * (g.n + 1)
+    if group_alpha is not None:
+        vertex_alpha = [float("inf")] * (g.n + 1)
+        for a, grp in zip(alphas, g.groups):
+            for v in grp:
+                vertex_alpha[v] = min(vertex_alpha[v], a)
+        vertex_alpha = [a if a != float("inf") else alpha for a in vertex_alpha]
     sp = spt(g, scheme)
+    if group_alpha is not None:
+        # Budgets must not grow towards the root along shortest paths, or a vertex's
+        # shortest-path parent could use slack its child lacks: take the minimum
+        # over each vertex's shortest-path subtree (children before parents).
+        depth = [0] * (g.n + 1)
+        for v in range(1, g.n + 1):
+            x, d = v, 0
+            while x > 0:
+                x, d = sp.parent(x), d + 1
+            depth[v] = d
+        for v in sorted(range(1, g.n + 1), key=lambda x: -depth[x]):
+            p = sp.parent(v)
+            if p > 0:
+                vertex_alpha[p] = min(vertex_alpha[p], vertex_alpha[v])
     adj = g.adjacency()
     parent: list[Optional[Edge]] = [None] * (g.n + 1)
     rc = [0.0] * (g.n + 1)
@@ -262,7 +299,7 @@ def pas_pt(g: StorageGraph, alpha: float, scheme: str = "independent") -> Option
         if done[v]:
             continue
         path = rc[u] + e.recreation
-        if path > alpha * sp.recreation[v] * (1 + _EPS) + _EPS:
+        if path > vertex_alpha[v] * sp.recreation[v] * (1 + _EPS) + _EPS:
             continue  # rc[u] is final, so this edge can never fit
         done[v] = True
         parent[v] = e
@@ -276,11 +313,12 @@ def pas_pt(g: StorageGraph, alpha: float, scheme: str = "independent") -> Option
     return make_plan(g, parent, scheme, "pas-pt")
 
 
-def best_plan(g: StorageGraph, alpha: float, scheme: str = "independent") -> Plan:
+def best_plan(g: StorageGraph, alpha: float, scheme: str = "independent",
+              group_alpha: Optional[Sequence[float]] = None) -> Plan:
     """Cheapest feasible plan among MST, PAS-MT, PAS-PT and SPT."""
     check_graph(g)
-    limits = limits_for(g, alpha, scheme)
-    candidates: Iterable[Optional[Plan]] = (mst(g, scheme), pas_mt(g, alpha, scheme),
-                                            pas_pt(g, alpha, scheme), spt(g, scheme))
+    limits = limits_for(g, alpha, scheme, group_alpha)
+    candidates: Iterable[Optional[Plan]] = (mst(g, scheme), pas_mt(g, alpha, scheme, group_alpha=group_alpha),
+                                            pas_pt(g, alpha, scheme, group_alpha), spt(g, scheme))
     ok = [p for p in candidates if p is not None and feasible(p, limits)]
     return min(ok, key=lambda p: (p.storage, sum(p.group_cost)))

@@ -6,8 +6,9 @@ Encoding a tensor:
 2. with a base tensor, a lossless delta of the bit patterns (``xor``, ``sub``,
    ``osub``) or none, chosen per tensor by the smallest estimated size
    (order-0 byte entropy of each segment, which tracks zstd's size closely on
-   these near-memoryless streams; benchmarks/archive.py reports how often the
-   estimate picks the truly smallest);
+   these near-memoryless streams); when the two best estimates are within 3%
+   both are compressed and the smaller kept (benchmarks/archive.py reports how
+   often the final choice is the truly smallest);
 3. the words are split into bit-field segments (exponent first for floats, or
    byte groups for integers and deltas that are not XOR), or for deltas into
    byte-class segments when that is estimated smaller;
@@ -170,7 +171,7 @@ def encode_segmented(raw: bytes | memoryview, dtype: str, n: int, itemsize: int,
             ops = [config.delta]
     base_words = _words(base_raw, itemsize) if base_raw is not None else None
 
-    best = None
+    options_all = []
     candidates = {}
     for op in ops:
         data = words if op is None else apply_delta(op, words, base_words)
@@ -181,12 +182,19 @@ def encode_segmented(raw: bytes | memoryview, dtype: str, n: int, itemsize: int,
         for packing, lay, segments in options:
             bits = sum(entropy_bits(s) for s in segments)
             candidates[(op or "none") + ("" if packing == "fields" else "+" + packing)] = bits
-            if best is None or bits < best[0]:
-                best = (bits, op, lay, segments, packing)
+            options_all.append((bits, op, lay, segments, packing))
+    options_all.sort(key=lambda o: o[0])
+    # The order-0 estimate ignores zstd's matches and table costs; when the runner-up is
+    # within 3% of the best estimate, compress both and keep the truly smaller one.
+    finalists = [o for o in options_all[:2] if o[0] <= options_all[0][0] * 1.03 + 64]
+    best = None
+    for bits, op, layout_, segments, packing in finalists:
+        blobs_ = _compress(segments, config)
+        size = sum(len(b) for b in blobs_)
+        if best is None or size < best[0]:
+            best = (size, bits, op, layout_, packing, blobs_)
     assert best is not None
-    bits, op, layout, segments, packing = best
-
-    blobs = _compress(segments, config)
+    _, bits, op, layout, packing, blobs = best
     manifest = {
         "format": FORMAT, "codec": CODEC_ID, "dtype": dtype,
         "layout": [list(f) for f in layout],

@@ -100,3 +100,22 @@ def test_invalid_inputs_are_refused():
     orphan = StorageGraph(2, (Edge(0, 1, 1, 1),), ((1, 2),))
     with pytest.raises(ValueError, match="cannot be reached from the empty vertex"):
         mst(orphan)
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(2, 20), scheme=st.sampled_from(SCHEMES))
+def test_per_snapshot_alphas_are_respected(seed, n, scheme):
+    g = random_graph(seed, n, 3 * n, max(2, n // 2))
+    rng = random.Random(seed)
+    alphas = [rng.choice([1.0, 1.5, 3.0]) for _ in g.groups]
+    limits = limits_for(g, 3.0, scheme, alphas)
+    for plan in (pas_mt(g, 3.0, scheme, group_alpha=alphas), pas_pt(g, 3.0, scheme, alphas),
+                 best_plan(g, 3.0, scheme, alphas)):
+        assert plan is not None and feasible(plan, limits)
+    pinned = [i for i, a in enumerate(alphas) if a == 1.0]
+    best = best_plan(g, 3.0, scheme, alphas)
+    sp = spt(g, scheme)
+    for i in pinned:
+        assert best.group_cost[i] <= sp.group_cost[i] * (1 + 1e-9) + 1e-9
+    with pytest.raises(ValueError, match="per-snapshot alphas for"):
+        best_plan(g, 2.0, scheme, [1.0])

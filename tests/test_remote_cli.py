@@ -84,4 +84,4 @@ def test_publish_search_pull_through_the_cli(work, tmp_path):
     code, _, err = cli("pull", hub, "lenet@7", "--repo", str(other.root))
     assert code == 3 and "'lenet@7' does not exist" in err
     code, _, err = cli("search", str(tmp_path / "empty"), "select m")
-    assert code == 0  # an empty remote has no versions, which is not an error
+    assert code == 10 and "holds no modelhub catalog (no modelhub-remote.json); check the URL, or publish" in err

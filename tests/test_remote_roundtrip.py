@@ -252,3 +252,15 @@ def test_interrupted_pull_leaves_the_repository_unchanged_and_resumes(tmp_path, 
     assert resumed.blobs_reused == 4
     assert [v.ref for v in b.log()] == ["lenet@2", "lenet@1"]
     assert_bit_exact(b.checkout("lenet").state_dict, a.checkout("lenet").state_dict)
+
+
+def test_a_missing_bucket_is_reported_with_a_fix(tmp_path, moto_endpoint, monkeypatch):
+    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                 "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": moto_endpoint}.items():
+        monkeypatch.setenv(k, v)
+    a = modelhub.init_repo(tmp_path / "a")
+    _lineage(a, n_ft=0)
+    with pytest.raises(RemoteUnavailableError, match="not found .*check that the bucket or folder exists"):
+        publish(a, open_remote(a, "s3://no-such-bucket-here/models"))
+    with pytest.raises(RemoteUnavailableError, match="holds no modelhub catalog .* publish to it first"):
+        pull(a, open_remote(a, "s3://no-such-bucket-here/models"), "lenet")

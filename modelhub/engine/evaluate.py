@@ -7,7 +7,6 @@ catalog), never imports modelhub.repo.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import sys
 from dataclasses import asdict, dataclass, field, replace
@@ -132,7 +131,9 @@ def _progress_printer(progress: Callable | None) -> Callable[..., None] | None:
     if progress is None:
         if not sys.stderr.isatty():
             return None
-        progress = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+        from rich.console import Console
+        console = Console(stderr=True)
+        progress = lambda msg: console.log(msg)  # noqa: E731
 
     def emit(event: str, **info: Any) -> None:
         if event == "plan":

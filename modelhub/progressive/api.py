@@ -56,7 +56,7 @@ def evaluate_module(module: nn.Module, inputs, *, top_k: int = 1, source: Option
     if given is not None:
         given = {k: _as_tensor(v) for k, v in given.items()}
     try:
-        plan = build_plan(gm)
+        plan = build_plan(gm, fold_bn=cfg.fold_bn)
         report = run_plan(gm, plan, x, src, cfg, given=given)
     except UnsupportedLayerError as exc:
         if not fallback:

@@ -39,6 +39,7 @@ class ProgressiveConfig:
     batch_size: int = 256
     sensitivity_records: int = 64
     uniform: bool = False            # raise every group together (the baseline the benchmark compares)
+    fold_bn: bool = True             # fold eval-mode batch norm into the conv/linear before it
 
     def __post_init__(self) -> None:
         if self.top_k < 1:

@@ -122,7 +122,7 @@ def _bn_names(target: str, m: nn.Module) -> tuple:
             f"{target}.running_mean", f"{target}.running_var")
 
 
-def build_plan(gm: torch.fx.GraphModule) -> Plan:
+def build_plan(gm: torch.fx.GraphModule, fold_bn: bool = True) -> Plan:
     """The bound plan of a traced network; raises UnsupportedLayerError naming the first layer without a rule."""
     u_ref = _u_ref(gm)
     steps: list[Step] = []
@@ -145,7 +145,7 @@ def build_plan(gm: torch.fx.GraphModule) -> Plan:
                 steps.append(Step(node.name, "skip", args))
                 continue
             m = gm.get_submodule(str(node.target))
-            steps.append(_module_step(gm, node, m, args, groups, folded))
+            steps.append(_module_step(gm, node, m, args, groups, folded, fold_bn))
         elif node.op == "call_function":
             steps.append(_function_step(node, args, kwargs))
         elif node.op == "call_method":
@@ -155,7 +155,7 @@ def build_plan(gm: torch.fx.GraphModule) -> Plan:
     return Plan(tuple(steps), groups, placeholders[0].name, tuple(folded), u_ref)
 
 
-def _module_step(gm, node, m, args, groups, folded) -> Step:
+def _module_step(gm, node, m, args, groups, folded, fold_bn=True) -> Step:
     target = str(node.target)
     if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear)):
         if isinstance(m, (nn.Conv1d, nn.Conv2d)) and m.padding_mode != "zeros":
@@ -166,7 +166,7 @@ def _module_step(gm, node, m, args, groups, folded) -> Step:
             kw = (("stride", m.stride), ("padding", m.padding), ("dilation", m.dilation), ("groups", m.groups))
         bn, eps = None, 1e-5
         users = list(node.users)
-        if len(users) == 1 and users[0].op == "call_module":
+        if fold_bn and len(users) == 1 and users[0].op == "call_module":
             nxt = gm.get_submodule(str(users[0].target))
             if _bn_ok(nxt) and nxt.num_features == m.weight.shape[0]:
                 # fold: the bound then sees one weight per output channel, not conv and BN widths compounded

@@ -57,7 +57,7 @@ def publish(repo, remote: RemoteStore, refs: Sequence[str] = (), *, repair: bool
             roots = [r[0] for r in con.execute("SELECT id FROM versions ORDER BY created_at, model, seq").fetchall()]
         closure = ancestors(con, roots)
     remote.ensure_header()
-    index = read_index(remote, progress)
+    index = read_index(remote, progress, allow_new=True)
     on_remote = index.version_ids
     to_send = [v for v in closure if v not in on_remote]
     if not to_send and not repair:

@@ -62,8 +62,10 @@ class RemoteStore:
             yield
         except ModelhubError:
             raise
-        except FileNotFoundError:
-            raise
+        except FileNotFoundError as exc:
+            raise RemoteUnavailableError(
+                f"{what} on remote {self.name} ({self.url}) failed: not found ({_first_line(exc)}); "
+                "check that the bucket or folder exists and the URL is right") from None
         except PermissionError as exc:
             raise RemoteUnavailableError(
                 f"{what} on remote {self.name} ({self.url}) was refused ({_first_line(exc)}); "

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..catalog import Catalog
-from .errors import RemoteFormatError
+from .errors import RemoteFormatError, RemoteUnavailableError
 from .importer import import_export
 from .progress import NULL_PROGRESS, Progress
 from .segments import Segment, decode_segment
-from .transport import RemoteStore
+from .transport import HEADER_NAME, RemoteStore
 from .validate import validate_export
 
 #: parallel requests for small objects (segments, existence checks, blobs)
@@ -45,9 +45,15 @@ class RemoteIndex:
         return out
 
 
-def read_index(store: RemoteStore, progress: Progress = NULL_PROGRESS) -> RemoteIndex:
+def read_index(store: RemoteStore, progress: Progress = NULL_PROGRESS, *, allow_new: bool = False) -> RemoteIndex:
+    """Every segment, decoded and validated. ``allow_new``: a remote nobody published to yet
+    (no header) is empty rather than an error -- only publish may create one."""
     header = store.read_header()
     names = store.list_segments()
+    if header is None and not names and not allow_new:
+        raise RemoteUnavailableError(
+            f"remote {store.name} ({store.url}) holds no modelhub catalog (no {HEADER_NAME}); "
+            f"check the URL, or publish to it first with `dlv publish {store.name}`")
     if header is None and names:
         raise RemoteFormatError(
             f"remote {store.name} has catalog segments but no modelhub-remote.json header; it is damaged: re-create the header by publishing to it")

@@ -100,21 +100,27 @@ def _candidate_pairs(con) -> tuple[list[tuple[str, str]], dict[tuple[str, int], 
     return sorted(pairs), groups, refs
 
 
-def run_archive(con, store, *, alpha: float = 2.0, scheme: str = "independent", budget: Optional[int] = None,
-                progress: Optional[Callable[[str], None]] = None,
-                fail_point: Optional[Callable[[str], None]] = None) -> ArchiveResult:
-    """Plan and re-encode inside the caller's write scope (see module doc).
+@dataclass
+class Measured:
+    """The matrix storage graph of a repository with every candidate encoding measured."""
+    hashes: list[str]
+    info: dict[str, _Tensor]
+    raw: dict[str, bytes]
+    encodings: dict
+    graph: planning.StorageGraph
+    group_keys: list[tuple[str, int]]
+    refs: dict[tuple[str, int], str]
+    latest: list[bool]          # per group: is it its version's last snapshot
+    stored_before: int
 
-    ``fail_point(step)`` is called between steps; tests raise from it to prove
-    that an interrupted archive leaves every version readable.
-    """
-    if scheme not in planning.SCHEMES:
-        raise InputError(f"unknown scheme {scheme!r}; use one of {', '.join(planning.SCHEMES)}")
-    if alpha < 1:
-        raise InputError(f"--alpha {alpha} is below 1, which no plan can meet; use alpha >= 1 (1 = all tensors whole)")
+    def group_alpha(self, alpha: float, keep_latest_whole: bool) -> Optional[list[float]]:
+        if not keep_latest_whole:
+            return None
+        return [1.0 if last else alpha for last in self.latest]
+
+
+def measure(con, store, progress: Optional[Callable[[str], None]] = None) -> Measured:
     say = progress or (lambda msg: None)
-    hit = fail_point or (lambda step: None)
-
     pairs, groups, refs = _candidate_pairs(con)
     hashes = sorted({h for hs in groups.values() for h in hs})
     info: dict[str, _Tensor] = {}
@@ -148,25 +154,79 @@ def run_archive(con, store, *, alpha: float = 2.0, scheme: str = "independent", 
             size = _encoded_size(enc)
             edges.append(planning.Edge(index[a], index[b], size, size + tb.nbytes))
     group_keys = sorted(groups)
-    graph = planning.StorageGraph(len(hashes), tuple(edges), tuple(tuple(index[h] for h in groups[k]) for k in group_keys))
+    last_snap: dict[str, int] = {}
+    for vid, snap in group_keys:
+        last_snap[vid] = max(last_snap.get(vid, 0), snap)
+    graph = planning.StorageGraph(len(hashes), tuple(edges),
+                                  tuple(tuple(index[h] for h in groups[k]) for k in group_keys))
+    return Measured(hashes, info, raw, encodings, graph, group_keys, refs,
+                    [snap == last_snap[vid] for vid, snap in group_keys], stored_before)
 
+
+def choose_plan(m: Measured, *, alpha: float, scheme: str, budget: Optional[int] = None,
+                keep_latest_whole: bool = False) -> tuple[planning.Plan, float]:
+    """The plan (and the alpha it was made with): min storage under alpha, or the
+    smallest alpha of BUDGET_ALPHAS whose plan fits ``budget`` bytes."""
+    if budget is None:
+        return planning.best_plan(m.graph, alpha, scheme, m.group_alpha(alpha, keep_latest_whole)), alpha
+    for a in BUDGET_ALPHAS:
+        candidate = planning.best_plan(m.graph, a, scheme, m.group_alpha(a, keep_latest_whole))
+        if candidate.storage <= budget:
+            return candidate, a
+    smallest = planning.best_plan(m.graph, BUDGET_ALPHAS[-1], scheme, m.group_alpha(BUDGET_ALPHAS[-1], keep_latest_whole))
+    raise InputError(f"no plan fits in {budget} bytes (the smallest needs {int(smallest.storage)}); "
+                     "raise --budget or use --alpha")
+
+
+def _check_args(alpha: float, scheme: str) -> None:
+    if scheme not in planning.SCHEMES:
+        raise InputError(f"unknown scheme {scheme!r}; use one of {', '.join(planning.SCHEMES)}")
+    if alpha < 1:
+        raise InputError(f"--alpha {alpha} is below 1, which no plan can meet; use alpha >= 1 (1 = all tensors whole)")
+
+
+def plan_table(con, store, alphas, *, scheme: str = "independent", keep_latest_whole: bool = False,
+               progress: Optional[Callable[[str], None]] = None) -> list[dict]:
+    """Dry run: storage versus recreation of the chosen plan for each alpha (nothing is written)."""
+    for a in alphas:
+        _check_args(a, scheme)
+    m = measure(con, store, progress)
+    spt_plan = planning.spt(m.graph, scheme)
+    rows = []
+    for a in alphas:
+        plan, _ = choose_plan(m, alpha=a, scheme=scheme, keep_latest_whole=keep_latest_whole)
+        ratios = [c / s for c, s in zip(plan.group_cost, spt_plan.group_cost) if s]
+        latest = [c for c, last in zip(plan.group_cost, m.latest) if last]
+        rows.append({"alpha": a, "algorithm": plan.algorithm, "plan_storage_bytes": int(plan.storage),
+                     "total_recreation_cost": int(sum(plan.group_cost)),
+                     "latest_recreation_cost": int(sum(latest)),
+                     "max_recreation_over_spt": round(max(ratios, default=1.0), 4)})
+    return rows
+
+
+def run_archive(con, store, *, alpha: float = 2.0, scheme: str = "independent", budget: Optional[int] = None,
+                keep_latest_whole: bool = False, progress: Optional[Callable[[str], None]] = None,
+                fail_point: Optional[Callable[[str], None]] = None) -> ArchiveResult:
+    """Plan and re-encode inside the caller's write scope (see module doc).
+
+    ``keep_latest_whole`` holds every version's last snapshot to alpha 1 (stored
+    whole, fastest checkout) while older snapshots use ``alpha``.
+    ``fail_point(step)`` is called between steps; tests raise from it to prove
+    that an interrupted archive leaves every version readable.
+    """
+    _check_args(alpha, scheme)
+    say = progress or (lambda msg: None)
+    hit = fail_point or (lambda step: None)
+
+    m = measure(con, store, progress)
+    hashes, info, raw, encodings = m.hashes, m.info, m.raw, m.encodings
+    index = {h: i + 1 for i, h in enumerate(hashes)}
     say("planning")
-    if budget is not None:
-        chosen = None
-        for a in BUDGET_ALPHAS:
-            candidate = planning.best_plan(graph, a, scheme)
-            if candidate.storage <= budget:
-                chosen, alpha = candidate, a
-                break
-        if chosen is None:
-            mst_bytes = planning.mst(graph, scheme).storage
-            raise InputError(f"no plan fits in {budget} bytes (the smallest needs {int(mst_bytes)}); "
-                             "raise --budget or use --alpha")
-        best = chosen
-    else:
-        best = planning.best_plan(graph, alpha, scheme)
-    spt_plan = planning.spt(graph, scheme)
-    mst_plan = planning.mst(graph, scheme)
+    best, alpha = choose_plan(m, alpha=alpha, scheme=scheme, budget=budget, keep_latest_whole=keep_latest_whole)
+    spt_plan = planning.spt(m.graph, scheme)
+    mst_plan = planning.mst(m.graph, scheme)
+    n_edges = len(m.graph.edges)
+    group_keys, refs, stored_before = m.group_keys, m.refs, m.stored_before
 
     # Encodings the plan asks for; a vertex whose parent is 0 is stored whole.
     new_manifests: dict[str, dict] = {}
@@ -218,7 +278,7 @@ def run_archive(con, store, *, alpha: float = 2.0, scheme: str = "independent", 
         con.executemany("INSERT INTO archive_costs VALUES (?, ?, ?, ?, ?)",
                         [[plan_id, s.version_id, s.snap, s.recreation_cost, s.spt_cost] for s in snapshots])
     return ArchiveResult(alpha=alpha, scheme=scheme, algorithm=best.algorithm, n_tensors=len(hashes),
-                         n_edges=len(edges), n_reencoded=len(new_manifests), stored_before=stored_before,
+                         n_edges=n_edges, n_reencoded=len(new_manifests), stored_before=stored_before,
                          stored_after=_stored_bytes(con, list(final.values())), mst_bytes=int(mst_plan.storage),
                          spt_bytes=int(spt_plan.storage), snapshots=snapshots)
 
@@ -279,9 +339,17 @@ def recreation_costs(con) -> dict[str, float]:
 
 
 def archive(repo, *, alpha: float = 2.0, scheme: str = "independent", budget: Optional[int] = None,
-            progress: Optional[Callable[[str], None]] = None,
+            keep_latest_whole: bool = False, progress: Optional[Callable[[str], None]] = None,
             fail_point: Optional[Callable[[str], None]] = None) -> ArchiveResult:
     """Run :func:`run_archive` in one write transaction of ``repo``'s catalog."""
     with repo.catalog.write() as con:
         return run_archive(con, repo.store, alpha=alpha, scheme=scheme, budget=budget,
-                           progress=progress, fail_point=fail_point)
+                           keep_latest_whole=keep_latest_whole, progress=progress, fail_point=fail_point)
+
+
+def archive_dry_run(repo, alphas, *, scheme: str = "independent", keep_latest_whole: bool = False,
+                    progress: Optional[Callable[[str], None]] = None) -> list[dict]:
+    """:func:`plan_table` under a read lock: what `dlv archive` would store for each alpha."""
+    with repo.catalog.read() as con:
+        return plan_table(con, repo.store, alphas, scheme=scheme, keep_latest_whole=keep_latest_whole,
+                          progress=progress)

@@ -270,15 +270,9 @@ def load_dataset(repo, ref: str) -> DataView:
 
 def list_datasets(repo) -> list[DatasetVersion]:
     """The latest version of each dataset."""
-    with repo.catalog.read() as con:
-        rows = con.execute(
-            "SELECT d.name, v.version, v.n_records, d.record_shape, v.message, v.created_at, "
-            "v.n_records - coalesce(lag(v.n_records) OVER (PARTITION BY v.name ORDER BY v.version), 0) "
-            "FROM datasets d JOIN dataset_versions v ON v.name = d.name ORDER BY d.name, v.version").fetchall()
     latest: dict[str, DatasetVersion] = {}
-    for name, ver, n, shape, msg, at, added in rows:
-        latest[name] = DatasetVersion(name, int(ver), int(n), int(added), tuple(json.loads(shape)), msg,
-                                      at.isoformat(timespec="seconds"))
+    for v in _all_versions(repo):
+        latest[v.name] = v
     return list(latest.values())
 
 
