@@ -179,7 +179,28 @@ def test_cli_archive_stats_and_safetensors_roundtrip(cli, tmp_path):
         back = load_file(str(target))
         for k in sd:
             assert torch.equal(bits(back[k]), bits(sd[k]))
+    code, out, err = cli("archive", "--dry-run", "--json")
+    assert code == 0, err
+    plans = json.loads(out)["plans"]
+    assert [p["alpha"] for p in plans] == [1.0, 1.25, 1.5, 2.0, 3.0, 4.0]
+    assert plans[0]["plan_storage_bytes"] >= plans[-1]["plan_storage_bytes"]
+    code, out, err = cli("archive", "--dry-run")
+    assert code == 0 and "worst / all-whole" in out
     code, out, err = cli("archive", "--budget", "lots")
     assert code != 0 and "is not a size; write e.g. 500000" in err
     code, out, err = cli("archive", "--budget", "1M")
     assert code == 0, err
+
+
+def test_keep_latest_whole_stores_last_snapshots_whole(lineage):
+    repo, expected = lineage
+    result = archive(repo, alpha=4.0, keep_latest_whole=True)
+    with repo.catalog.read() as con:
+        latest = con.execute(
+            "SELECT s.tensor_hash FROM snapshot_tensors s JOIN (SELECT version_id, max(snap) AS snap FROM snapshots "
+            "GROUP BY version_id) l USING (version_id, snap)").fetchall()
+        encs = dict(con.execute("SELECT tensor_hash, encoding FROM tensor_data").fetchall())
+    assert all(json.loads(encs[h])["delta"] is None for (h,) in latest)
+    assert any(json.loads(e)["delta"] is not None for e in encs.values())
+    assert result.stored_after < result.stored_before
+    assert_all_snapshots_exact(repo, expected)

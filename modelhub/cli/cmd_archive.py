@@ -3,7 +3,7 @@ from __future__ import annotations
 import re
 
 from ..errors import InputError
-from ..repo.archive import archive
+from ..repo.archive import archive, archive_dry_run
 from .common import repo_of
 from .ui import human_bytes
 
@@ -32,13 +32,30 @@ def configure(p) -> None:
                    help="a snapshot's recreation cost: sum (independent) or max (parallel) over its tensors")
     p.add_argument("--budget", metavar="BYTES",
                    help="instead of --alpha: the smallest alpha whose plan fits in BYTES (e.g. 800K, 2M)")
+    p.add_argument("--keep-latest-whole", action="store_true",
+                   help="store every version's last snapshot whole (alpha 1 for it): fastest checkout")
+    p.add_argument("--dry-run", action="store_true",
+                   help="only show storage versus recreation cost for alpha 1, 1.25, 1.5, 2, 4 and --alpha")
 
 
 def run(args, ui) -> int:
     repo = repo_of(args)
     budget = parse_size(args.budget) if args.budget else None
     progress = (lambda msg: ui.warn(msg)) if ui.interactive and not ui.json_mode else None
-    r = archive(repo, alpha=args.alpha, scheme=args.scheme, budget=budget, progress=progress)
+    if args.dry_run:
+        alphas = sorted({1.0, 1.25, 1.5, 2.0, 4.0, args.alpha})
+        rows = archive_dry_run(repo, alphas, scheme=args.scheme, keep_latest_whole=args.keep_latest_whole,
+                               progress=progress)
+        if ui.json_mode:
+            ui.json({"scheme": args.scheme, "plans": rows})
+        else:
+            ui.table(["alpha", "plan", "storage", "recreation (all snapshots)", "recreation (latest)", "worst / all-whole"],
+                     [(f"{r['alpha']:g}", r["algorithm"], human_bytes(r["plan_storage_bytes"]), r["total_recreation_cost"],
+                       r["latest_recreation_cost"], f"{r['max_recreation_over_spt']:.2f}x") for r in rows],
+                     align_right=(2, 3, 4, 5))
+        return 0
+    r = archive(repo, alpha=args.alpha, scheme=args.scheme, budget=budget,
+                keep_latest_whole=args.keep_latest_whole, progress=progress)
     if ui.json_mode:
         ui.json(r.to_dict())
         return 0

@@ -9,6 +9,7 @@ catalogs; it is not used at run time.
 from __future__ import annotations
 
 import json
+import math
 import re
 from datetime import datetime
 from typing import Any
@@ -104,8 +105,10 @@ def _value(ref: ReferenceCatalog, row: dict, v: P.BoundValue) -> Any:
         if not series:
             return None
         if v.agg == "latest":
-            return max(series)[1]
-        return (max if v.agg == "max" else min)(val for _, val in series)
+            latest = max(series)[1]
+            return None if math.isnan(latest) else latest
+        usable = [val for _, val in series if not math.isnan(val)]
+        return (max if v.agg == "max" else min)(usable) if usable else None
     if isinstance(v, P.LayerCount):
         g = ref.graphs.get(row["graph_hash"])
         if g is None:

@@ -64,7 +64,12 @@ class _Scope:
                    f"WHERE key = {self.ctx.param(key[1])}) {alias} ON {alias}.version_id = v.id")
         elif kind == "metric":
             alias = self.ctx.alias("mt")
-            agg = {"latest": "arg_max(value, step)", "max": "max(value)", "min": "min(value)"}[key[2]]
+            # NaN (a diverged run) is "no usable value": NULL for the latest
+            # value, skipped by max/min. DuckDB would otherwise order NaN above
+            # every number, so `> 0.65` would match it.
+            agg = {"latest": "CASE WHEN isnan(arg_max(value, step)) THEN NULL ELSE arg_max(value, step) END",
+                   "max": "max(value) FILTER (WHERE NOT isnan(value))",
+                   "min": "min(value) FILTER (WHERE NOT isnan(value))"}[key[2]]
             sql = (f"LEFT JOIN (SELECT version_id, {agg} AS val FROM metrics WHERE name = "
                    f"{self.ctx.param(key[1])} GROUP BY version_id) {alias} ON {alias}.version_id = v.id")
         elif kind == "count":
