@@ -179,7 +179,7 @@ def test_cli_archive_stats_and_safetensors_roundtrip(cli, tmp_path):
         back = load_file(str(target))
         for k in sd:
             assert torch.equal(bits(back[k]), bits(sd[k]))
-    code, out, err = cli("archive", "--dry-run", "--json")
+    code, out, err = cli("archive", "--dry-run", "--alpha", "3", "--json")
     assert code == 0, err
     plans = json.loads(out)["plans"]
     assert [p["alpha"] for p in plans] == [1.0, 1.25, 1.5, 2.0, 3.0, 4.0]

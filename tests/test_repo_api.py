@@ -144,7 +144,7 @@ def test_state_dict_inherits_parent_graph_when_it_fits(repo) -> None:
     extra = dict(tiny_cnn().state_dict(), extra=torch.zeros(1))
     with pytest.raises(WeightsError, match="the weights hold 'extra', which the parent's network does not declare; declare the new network"):
         repo.commit(extra, name="m", message="more", parent="m")
-    repo.commit({"other": torch.zeros(2)}, name="m", message="new lineage")  # no parent: no graph
+    repo.commit({"other": torch.zeros(2)}, name="m", message="new lineage", parent=())  # no parent: no graph
     assert repo.desc("m@3").traced is None and repo.stats().n_versions == 3
 
 
@@ -186,3 +186,10 @@ def test_files_are_stored_relative_to_the_working_folder(repo, tmp_path, monkeyp
         repo.add([outside])
     v = repo.commit(tiny_cnn(), name="m", message="with config", files=[repo.root / "cfg" / "train.toml"])
     assert repo.files(v.id) == {"cfg/train.toml": b"lr = 0.1"}
+
+
+def test_parent_defaults_to_the_latest_version_of_the_model(repo) -> None:
+    v1 = repo.commit(tiny_cnn(1), name="m", message="one")
+    v2 = repo.commit(tiny_cnn(2), name="m", message="two")
+    v3 = repo.commit(tiny_cnn(3), name="m", message="fresh start", parent=())
+    assert (v1.parents, v2.parents, v3.parents) == ((), (v1.id,), ())

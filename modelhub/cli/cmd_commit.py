@@ -37,7 +37,7 @@ def run(args, ui) -> int:
     parents = args.parent
     if parents is None and not args.no_parent:
         latest = repo.log(args.name) if args.name in {m.name for m in repo.models()} else []
-        parents = [latest[0].id] if latest else []
+        parents = [latest[0].id] if latest else []  # resolved now: the parent's weights may be reused below
     weights_meta = None
     if args.model:
         model = load_factory(args.model)
@@ -59,7 +59,7 @@ def run(args, ui) -> int:
     else:
         raise InputError("nothing to commit: give --weights FILE and/or --model FILE.py:Factory")
     info = repo.commit(
-        target, name=args.name, message=message, parent=parents or None, hparams=hparams,
+        target, name=args.name, message=message, parent=parents or (), hparams=hparams,
         metrics=metrics, author=args.author, weights_meta=weights_meta,
     )
     if ui.json_mode:

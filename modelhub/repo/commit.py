@@ -27,6 +27,10 @@ from ..tensorio import as_state_dict, tensor_to_raw
 from .refs import check_model_name, resolve
 from .tensorstore import storage_errors, store_tensor
 
+#: default for ``parent``: the latest version of the committed model, if any (as a
+#: git commit's parent is the branch head). Pass ``parent=()`` to start a new lineage.
+LATEST = "<latest>"
+
 MetricsInput = Mapping[str, "float | Sequence[float] | Sequence[tuple[int, float]]"]
 
 
@@ -52,7 +56,7 @@ def build_request(
     *,
     name: str,
     message: str | bytes,
-    parent: str | Sequence[str] | None = None,
+    parent: str | Sequence[str] | None = LATEST,
     hparams: Mapping[str, Any] | None = None,
     metrics: MetricsInput | None = None,
     files: Iterable[str | os.PathLike] | Mapping[str, bytes] | None = None,
@@ -222,7 +226,11 @@ def graph_fits(graph: Graph, state: Mapping[str, torch.Tensor]) -> bool:
 
 def write_commit(con: duckdb.DuckDBPyConnection, store, req: CommitRequest) -> str:
     """Apply a validated request inside the caller's write transaction; returns the version id."""
-    parent_ids = tuple(resolve(con, p) for p in req.parents)
+    if req.parents == (LATEST,):
+        row = con.execute("SELECT id FROM versions WHERE model = ? ORDER BY seq DESC LIMIT 1", [req.name]).fetchone()
+        parent_ids: tuple[str, ...] = (row[0],) if row else ()
+    else:
+        parent_ids = tuple(resolve(con, p) for p in req.parents)
     graph = req.graph
     if graph is None and req.inherit_graph and parent_ids:
         graph = _parent_graph(con, parent_ids[0], req.state_dicts[-1])

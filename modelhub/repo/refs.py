@@ -33,9 +33,12 @@ def resolve(con: duckdb.DuckDBPyConnection, ref: str) -> str:
         row = con.execute("SELECT id FROM versions WHERE model = ? AND seq = ?", [name, int(seq_text)]).fetchone()
         if row:
             return row[0]
-        count = con.execute("SELECT count(*) FROM versions WHERE model = ?", [name]).fetchone()[0]
-        if count:
-            raise RefError(f"model {name!r} has {count} version(s); {ref!r} does not exist (use {name}@1..{name}@{count})")
+        seqs = [r[0] for r in con.execute("SELECT seq FROM versions WHERE model = ? ORDER BY seq", [name]).fetchall()]
+        if seqs:
+            # Pulled versions keep their numbers, so the numbers can have gaps.
+            shown = f"{name}@{seqs[0]}..{name}@{seqs[-1]}" if seqs == list(range(seqs[0], seqs[-1] + 1)) else \
+                ", ".join(f"{name}@{s}" for s in seqs[:8]) + (" ..." if len(seqs) > 8 else "")
+            raise RefError(f"model {name!r} has {len(seqs)} version(s); {ref!r} does not exist (use {shown})")
         raise RefError(_unknown(con, name))
     row = con.execute(
         "SELECT id FROM versions WHERE model = ? ORDER BY seq DESC LIMIT 1", [ref]

@@ -63,7 +63,7 @@ class Repo:
         *,
         name: str,
         message: str | bytes,
-        parent: str | Sequence[str] | None = None,
+        parent: str | Sequence[str] | None = commit_op.LATEST,
         hparams: Mapping[str, Any] | None = None,
         metrics: Mapping[str, Any] | None = None,
         files: Iterable[str | os.PathLike] | Mapping[str, bytes] | None = None,
@@ -74,6 +74,10 @@ class Repo:
         weights_meta: dict | None = None,
     ) -> VersionInfo:
         """Commit a module (graph captured) or a state dict as a new version of ``name``.
+
+        ``parent`` defaults to the latest version of ``name`` (none for a new
+        model); give a reference or a list of them (merges), or ``()`` / None
+        to start a new lineage.
 
         ``metrics`` maps a name to a value, a list of values (steps 0..n-1) or
         a list of (step, value) pairs. ``snapshots`` are earlier checkpoints
