@@ -155,7 +155,7 @@ def main(argv=None) -> int:
     n_eval = 120 if args.quick else len(yte)
     xe = xte[:n_eval]
     epochs = 8 if args.quick else 25
-    depth = 3 if args.quick else 6
+    depth = 3 if args.quick else 4
     result: dict = {"records": n_eval, "quick": args.quick}
     t_start = time.perf_counter()
 

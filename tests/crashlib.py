@@ -25,9 +25,14 @@ HERE = Path(__file__).resolve().parent
 # -- the operations (run inside forked children) -----------------------------------------------
 
 def trial_state(seed: int, n: int = 6, size: int = 192):
+    """A fine-tune of one shared base: small perturbations, so the archive finds deltas worth storing."""
     import torch
+    base = torch.Generator().manual_seed(12345)
     g = torch.Generator().manual_seed(seed)
-    return {f"layer{i}.weight": torch.randn(size, size, generator=g) for i in range(n)}
+    return {
+        f"layer{i}.weight": torch.randn(size, size, generator=base) + 1e-3 * torch.randn(size, size, generator=g)
+        for i in range(n)
+    }
 
 
 def op_commit(repo_path: str, seed: int) -> None:
@@ -49,7 +54,13 @@ def op_add(repo_path: str, seed: int) -> None:
     repo.add([f])
 
 
-OPS = {"commit": op_commit, "gc": op_gc, "add": op_add}
+def op_archive(repo_path: str, seed: int) -> None:
+    import modelhub
+    from modelhub.repo.archive import archive
+    archive(modelhub.open_repo(repo_path), alpha=[1.0, 1.5, 4.0][seed % 3])
+
+
+OPS = {"commit": op_commit, "gc": op_gc, "add": op_add, "archive": op_archive}
 
 
 def register_op(name: str, fn) -> None:

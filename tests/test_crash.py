@@ -1,4 +1,4 @@
-"""SIGKILL at random points of commit, add and gc never corrupts or loses anything.
+"""SIGKILL at random points of commit, add, gc and archive never corrupts or loses anything.
 
 The default run injects a few kills per operation; set DLV_CRASH_TRIALS=200
 (or run benchmarks/soak.py) for the stress campaign.
@@ -23,12 +23,12 @@ def zygote():
     z.close()
 
 
-@pytest.mark.parametrize("op", ["commit", "add", "gc"])
+@pytest.mark.parametrize("op", ["commit", "add", "gc", "archive"])
 def test_killed_operations_leave_the_repository_consistent(tmp_path, zygote, op) -> None:
     root = tmp_path / "repo"
     repo = modelhub.init_repo(root)
-    op_commit(str(root), 1000)
-    op_commit(str(root), 1001)
+    for seed in (1000, 1001, 1002):
+        op_commit(str(root), seed)
     before = snapshot_versions(repo)
     # Calibrate: how long does the operation take when left alone?
     calib = zygote.run(op, root, 0, kill_after=None)
