@@ -138,3 +138,13 @@ def test_repo_eval_and_cli_eval(repo, tmp_path, cli):
     assert json.loads(out)["metrics"]["loss"] == pytest.approx(report.metrics["loss"], rel=1e-6)
     code, _, err = cli("eval", "small", "--data", "nope", "--repo", str(repo.root))
     assert code != 0 and "no dataset named 'nope'" in err
+
+
+def test_storage_budget_of_the_spec_overrides_the_config(repo, tmp_path):
+    add_data(repo, tmp_path, 40, 0)
+    src = repo.commit(net(), name="small", message="init")
+    spec = EvaluateSpec(candidates=(Candidate(src.id, ()),), base_config=CONFIG, storage_budget="0")
+    result = run_evaluate(repo, spec)
+    assert result.reuse[0]["materialized"] == [] and result.reuse[0]["records_recomputed"] > 0
+    with repo.catalog.read() as con:
+        assert con.execute("SELECT count(*) FROM materializations").fetchone()[0] == 0

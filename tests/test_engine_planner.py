@@ -4,6 +4,7 @@ from __future__ import annotations
 import itertools
 import random
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -192,3 +193,14 @@ def test_config_errors_say_how_to_fix(tmp_path):
     assert parse_size("2GiB") == 2 * 2**30 and parse_size("500MB") == 500 * 10**6 and parse_size("unlimited") is None
     with pytest.raises(ConfigError, match="write a size such as 500MB"):
         parse_size("lots")
+
+
+def test_candidates_must_share_the_loss():
+    from modelhub.engine.data import DataView
+    from modelhub.engine.selection import CandidateModel, run_selection
+    d = DataView("u", 1, np.zeros((10, 3), np.float32), np.zeros(10, np.int64))
+    model = nn.Sequential(nn.Linear(3, 2))
+    cands = [CandidateModel("a", model, build_config({"epochs": 1})),
+             CandidateModel("b", model, build_config({"epochs": 1, "loss": "mse"}))]
+    with pytest.raises(ConfigError, match="candidates differ in loss .* separate evaluate queries"):
+        run_selection(cands, d, store=None)

@@ -173,6 +173,8 @@ def run_evaluate(repo, spec: EvaluateSpec, progress: Callable | None = None) -> 
     raw: dict[str, Any] = dict(spec.base_config)
     if not raw and spec.config_source:
         raw = load_config_file(spec.config_source)
+    if spec.storage_budget is not None:   # the command line's --storage-budget wins over the file
+        raw["storage_budget"] = spec.storage_budget
     emit = _progress_printer(progress)
     data_cache: dict[str, DataView] = {}
     groups: dict[str, list[tuple[CandidateModel, Any, Any]]] = {}

@@ -146,7 +146,14 @@ def run_selection(candidates: list[CandidateModel], data: DataView, *, store: Fe
     device = device or pick_device(candidates[0].config.device)
     emit = progress or (lambda *a, **k: None)
     n = data.n
-    # one split for all candidates: the first config's fraction (heads compare on the same records)
+    for field_name in ("loss", "val_fraction"):
+        values = {getattr(c.config, field_name) for c in candidates}
+        if len(values) > 1:
+            raise ConfigError(
+                f"candidates differ in {field_name} ({', '.join(map(str, sorted(values)))}); they are compared "
+                f"on one validation split, so vary {field_name} in separate evaluate queries"
+            )
+    # one split for all candidates (heads compare on the same records)
     train_idx, val_idx = data.split(candidates[0].config.val_fraction)
     if len(train_idx) == 0 or len(val_idx) == 0:
         raise ConfigError(

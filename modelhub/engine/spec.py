@@ -34,3 +34,4 @@ class EvaluateSpec:
     config_source: str | None = None                  # path or saved name the config came from
     keep: KeepRule | None = None
     query_text: str = ""                              # recorded as the message of committed versions
+    storage_budget: int | str | None = None           # `--storage-budget`: overrides the config's (bytes or "2GB")
