@@ -38,7 +38,7 @@ from torch import nn
 
 import modelhub
 from modelhub.repo.archive import archive, plan_table
-from modelhub.storage.segmented import SegmentedConfig, entropy_bits
+from modelhub.storage.segmented import SegmentedConfig, entropy_bits, segment_codings
 from modelhub.storage.tensors import decode_tensor, encode_tensor
 from modelhub.tensorio import save_safetensors
 
@@ -158,14 +158,16 @@ def tensor_blob_bytes(repo) -> tuple[int, float]:
     bound = 0.0
     seen = set()
     with repo.catalog.read() as con:
-        for (enc,) in con.execute("SELECT encoding FROM tensor_data").fetchall():
-            for h in json.loads(enc)["segments"]:
+        for nbytes, enc in con.execute("SELECT nbytes, encoding FROM tensor_data").fetchall():
+            manifest = json.loads(enc)
+            for h, coding in zip(manifest["segments"], segment_codings(manifest)):
                 if h in seen:
                     continue
                 seen.add(h)
                 blob = repo.store.get(h)
                 stored += len(blob)
-                bound += entropy_bits(dctx.decompress(blob)) / 8
+                contents = blob if coding == "raw" else dctx.decompress(blob, max_output_size=int(nbytes) + 64)
+                bound += entropy_bits(contents) / 8
     return stored, bound
 
 

@@ -23,6 +23,7 @@ Manifest (JSON, stored in the catalog)::
      "layout": [[23, 8], [31, 1], [16, 7], [8, 8], [0, 8]],
      "packing": "fields" | "byteclass" (deltas only, see byteclass.py; layout []),
      "segments": ["<blake2b>", ...], "sizes": [1234, ...], "zstd": "auto" | level,
+     "codings": ["zstd" | "raw", ...] (absent: all zstd),
      "delta": null | {"base": "<tensor_hash>", "op": "xor" | "sub" | "osub"},
      "lossy": null | {"kind": "float16" | "bfloat16" | "kbit", "bits": k,
                       "stored_dtype": "...", "table": "<blake2b>" (kbit)}}
@@ -125,24 +126,34 @@ def _optimal_parse_params() -> zstandard.ZstdCompressionParameters:
     # Measured on exponent segments (benchmarks/archive.py): zstd's fast levels find
     # chance matches of 3-6 bytes in low-entropy symbol streams and pay more for them
     # than Huffman-coded literals would (level 3: +30% over the order-0 bound). The
-    # optimal parser (btultra2) knows better; with a 128 KiB window and a shallow search
-    # it lands within ~2.5% of the bound at ~20 MB/s, where level 19 needs 2 MB/s.
+    # optimal parser (btultra2) knows better; with a 128 KiB window and a moderate search
+    # it matches level 19 within 0.1% (3.5% over the bound) at ~8.5 MB/s, where level 19
+    # runs at ~3 MB/s and a shallower search (search_log 1) costs +1.3% size.
     return zstandard.ZstdCompressionParameters.from_level(
-        3, strategy=zstandard.STRATEGY_BTULTRA2, window_log=17, chain_log=12, hash_log=12,
-        search_log=1, min_match=7, target_length=8)
+        3, strategy=zstandard.STRATEGY_BTULTRA2, window_log=17, chain_log=16, hash_log=16,
+        search_log=3, min_match=7, target_length=32, write_content_size=0)
 
 
-def _compress(segments: Sequence[bytes], config: "SegmentedConfig") -> list[bytes]:
+def _compress(segments: Sequence[bytes], config: "SegmentedConfig") -> tuple[list[bytes], list[str]]:
+    """(blobs, coding per blob): "zstd" frames, or "raw" bytes where zstd would not save anything."""
     if config.strategy == "level":
         cctx = zstandard.ZstdCompressor(level=config.level)
-        return [cctx.compress(s) for s in segments]
-    store = zstandard.ZstdCompressor(level=1)
+        return [cctx.compress(s) for s in segments], ["zstd"] * len(segments)
+    # Frames omit the content size: the manifest's geometry fixes every segment's length,
+    # which decoding checks anyway (a few bytes per segment matter for small tensors).
+    store = zstandard.ZstdCompressor(level=1, write_content_size=False)
     tuned = zstandard.ZstdCompressor(compression_params=_optimal_parse_params())
-    out = []
+    blobs, codings = [], []
     for s in segments:
         noisy = len(s) == 0 or entropy_bits(s) >= _NOISE_BITS_PER_BYTE * len(s)
-        out.append((store if noisy else tuned).compress(s))
-    return out
+        blob = (store if noisy else tuned).compress(s)
+        if len(blob) >= len(s):  # noise (low mantissa bytes): keep it raw, no frame, no decode
+            blob, coding = bytes(s), "raw"
+        else:
+            coding = "zstd"
+        blobs.append(blob)
+        codings.append(coding)
+    return blobs, codings
 
 
 def encode_segmented(raw: bytes | memoryview, dtype: str, n: int, itemsize: int, *,
@@ -189,18 +200,19 @@ def encode_segmented(raw: bytes | memoryview, dtype: str, n: int, itemsize: int,
     finalists = [o for o in options_all[:2] if o[0] <= options_all[0][0] * 1.03 + 64]
     best = None
     for bits, op, layout_, segments, packing in finalists:
-        blobs_ = _compress(segments, config)
+        blobs_, codings_ = _compress(segments, config)
         size = sum(len(b) for b in blobs_)
         if best is None or size < best[0]:
-            best = (size, bits, op, layout_, packing, blobs_)
+            best = (size, bits, op, layout_, packing, blobs_, codings_)
     assert best is not None
-    _, bits, op, layout, packing, blobs = best
+    _, bits, op, layout, packing, blobs, codings = best
     manifest = {
         "format": FORMAT, "codec": CODEC_ID, "dtype": dtype,
         "layout": [list(f) for f in layout],
         "packing": packing,
         "segments": [content_hash(b) for b in blobs],
         "sizes": [len(b) for b in blobs],
+        "codings": codings,
         "zstd": config.level if config.strategy == "level" else "auto",
         "delta": {"base": base_hash, "op": op} if op is not None else None,
         "lossy": lossy_entry,
@@ -232,15 +244,25 @@ def _apply_lossy(raw, dtype: str, lossy: LossyConfig):
     return quantize(values, table).tobytes(), "uint8", entry, [table_blob]
 
 
-def _decompress(fetch: Callable[[str], bytes], blob_hash: str, expected: int) -> bytes:
+def _decompress(fetch: Callable[[str], bytes], blob_hash: str, expected: int, coding: str = "zstd") -> bytes:
     data = fetch(blob_hash)
-    try:
-        out = zstandard.ZstdDecompressor().decompress(data, max_output_size=max(expected, 1))
-    except zstandard.ZstdError as exc:
-        raise CorruptBlobError(blob_hash, f"zstd: {exc}") from None
+    if coding == "raw":
+        out = data
+    elif coding == "zstd":
+        try:
+            out = zstandard.ZstdDecompressor().decompress(data, max_output_size=max(expected, 1))
+        except zstandard.ZstdError as exc:
+            raise CorruptBlobError(blob_hash, f"zstd: {exc}") from None
+    else:
+        raise CodecError(f"unknown segment coding {coding!r} in manifest; upgrade modelhub")
     if len(out) != expected:
         raise CorruptBlobError(blob_hash, f"decoded {len(out)} bytes, expected {expected}")
     return out
+
+
+def segment_codings(manifest: Mapping) -> list[str]:
+    """Per segment: "zstd" or "raw" (manifests written before codings existed are all zstd)."""
+    return list(manifest.get("codings") or ["zstd"] * len(manifest["segments"]))
 
 
 def stored_geometry(manifest: Mapping, nbytes: int) -> tuple[str, int, int, Layout]:
@@ -264,9 +286,10 @@ def read_segments(manifest: Mapping, fetch: Callable[[str], bytes], n: int, layo
     """Decompressed bytes of the first ``k`` segments (all when k is None)."""
     hashes = list(manifest["segments"])[: k if k is not None else None]
     expected = [segment_length(n, w) for _, w in layout][: len(hashes)]
+    jobs = list(zip(hashes, expected, segment_codings(manifest)))
     if len(hashes) > 1 and sum(expected) >= _PARALLEL_DECODE_BYTES:
-        return list(_POOL.map(lambda he: _decompress(fetch, *he), zip(hashes, expected)))
-    return [_decompress(fetch, h, e) for h, e in zip(hashes, expected)]
+        return list(_POOL.map(lambda job: _decompress(fetch, *job), jobs))
+    return [_decompress(fetch, *job) for job in jobs]
 
 
 def decode_segmented(manifest: Mapping, fetch: Callable[[str], bytes], nbytes: int, *,
@@ -299,11 +322,13 @@ def _read_byteclass(manifest: Mapping, fetch: Callable[[str], bytes], n: int, it
     hashes = list(manifest["segments"])
     if len(hashes) != 1 + 2 * itemsize:
         raise CodecError("byte-class manifest has the wrong number of segments; the catalog entry is damaged — run `dlv fsck`")
-    counts = _decompress(fetch, hashes[0], n)
+    codings = segment_codings(manifest)
+    counts = _decompress(fetch, hashes[0], n, codings[0])
     counts_arr = np.frombuffer(counts, dtype=np.uint8)
     if n and int(counts_arr.max()) > itemsize:
         raise CorruptBlobError(hashes[0], "byte-class counts exceed the element size")
-    rest = [_decompress(fetch, h, e) for h, e in zip(hashes[1:], expected_lengths(counts_arr, itemsize))]
+    rest = [_decompress(fetch, h, e, c)
+            for h, e, c in zip(hashes[1:], expected_lengths(counts_arr, itemsize), codings[1:])]
     return join_byteclass([counts] + rest, n, itemsize)
 
 

@@ -232,8 +232,22 @@ def test_small_deltas_use_byteclass_packing_and_roundtrip():
     counts = enc.manifest["segments"][0]
     import zstandard
 
-    bad = bytearray(zstandard.ZstdDecompressor().decompress(store[counts]))
+    bad = bytearray(zstandard.ZstdDecompressor().decompress(store[counts], max_output_size=4096))
     bad[0] = 9  # more significant bytes than a float32 has
     store[counts] = zstandard.ZstdCompressor().compress(bytes(bad))
     with pytest.raises(CorruptBlobError, match="byte-class counts exceed the element size"):
         decode_tensor(enc.manifest, store.__getitem__, len(b.tobytes()), base=lambda h: a.tobytes())
+
+
+def test_noise_segments_are_stored_raw_and_old_manifests_without_codings_decode():
+    rng = np.random.default_rng(6)
+    raw = (rng.standard_normal(5000) * 0.05).astype("<f4").tobytes()
+    enc, out = roundtrip(raw, "float32", [5000])
+    assert out == raw
+    # exponent and top mantissa bits compress; the two low mantissa bytes are noise
+    assert enc.manifest["codings"] == ["zstd", "raw", "zstd", "raw", "raw"]
+    legacy = encode_tensor(raw, "float32", [5000], config=SegmentedConfig(strategy="level", level=3))
+    manifest = {k: v for k, v in legacy.manifest.items() if k != "codings"}
+    assert decode_tensor(manifest, store_of(legacy).__getitem__, len(raw)) == raw
+    with pytest.raises(CodecError, match="unknown segment coding 'lz4'"):
+        decode_tensor(dict(enc.manifest, codings=["lz4"] * 5), store_of(enc).__getitem__, len(raw))

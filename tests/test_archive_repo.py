@@ -204,3 +204,24 @@ def test_keep_latest_whole_stores_last_snapshots_whole(lineage):
     assert any(json.loads(e)["delta"] is not None for e in encs.values())
     assert result.stored_after < result.stored_before
     assert_all_snapshots_exact(repo, expected)
+
+
+@pytest.mark.parametrize("delay", [0.5, 1.5, 3.0])
+def test_archive_killed_at_a_random_moment_leaves_every_version_readable(lineage, delay):
+    """SIGKILL after a delay (wherever the child happens to be: importing, measuring,
+    writing blobs or committing); whatever survives must be fully readable."""
+    import signal
+    import time
+
+    repo, expected = lineage
+    root = str(repo.paths.root)
+    del repo
+    script = "import sys, modelhub\nfrom modelhub.repo.archive import archive\n" \
+             "archive(modelhub.open_repo(sys.argv[1]), alpha=4.0)\n"
+    proc = subprocess.Popen([sys.executable, "-c", script, root], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    import modelhub
+
+    assert_all_snapshots_exact(modelhub.open_repo(root), expected)

@@ -90,6 +90,16 @@ class FeatureStore:
             return 0
         return sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file())
 
+    # -- planner measurements kept next to the features ------------------------------
+    def load_meta(self, name: str) -> dict:
+        try:
+            return dict(json.loads((self.root / f"{name}.json").read_text()))
+        except (OSError, ValueError, TypeError):
+            return {}   # missing or unreadable: measure again
+
+    def save_meta(self, name: str, value: dict) -> None:
+        atomic_write(self.root / f"{name}.json", json.dumps(value, sort_keys=True).encode())
+
     # -- writing ----------------------------------------------------------------------
     def write_chunk(self, prefix: str, dataset_uid: str, dtype: str, start: int, array: np.ndarray) -> ChunkInfo:
         array = np.ascontiguousarray(array, dtype=np.dtype(dtype))

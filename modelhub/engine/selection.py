@@ -24,7 +24,7 @@ from .extract import ChunkWriter, Collector, ExtractionStats, batch_size_for, ex
 from .features import FeatureStore
 from .fingerprint import input_fingerprint
 from .planner import Plan, PlanCosts, PlanNode, solve
-from .profile import measure_disk, profile_tree
+from .profile import DiskThroughput, NodeProfile, measure_disk, profile_tree
 from .spec import KeepRule
 from .train import CandidateTrainer, lower_is_better, metric_name
 from .tree import PrefixTree
@@ -130,6 +130,31 @@ class _Group:
     epochs_served: int = 0
 
 
+def _cached_profile(store: FeatureStore | None, tree: PrefixTree, data: DataView, device: torch.device,
+                    itemsize: int) -> dict[str, NodeProfile]:
+    """Stage timings are measured once per (node, device, feature size) and kept in the store,
+    so later queries and labeling cycles do not pay for profiling again."""
+    tag = f"{device.type}/{itemsize}"
+    known = store.load_meta("profile") if store is not None else {}
+    cached = {k: known.get(f"{tag}/{k}") for k in tree.nodes}
+    if all(v is not None for v in cached.values()):
+        return {k: NodeProfile(*v) for k, v in cached.items()}
+    prof = profile_tree(tree, data, device, itemsize)
+    if store is not None:
+        known.update({f"{tag}/{k}": [p.compute_s, p.bytes_per_record, p.activation_bytes] for k, p in prof.items()})
+        store.save_meta("profile", known)
+    return prof
+
+
+def _cached_disk(store: FeatureStore) -> DiskThroughput:
+    known = store.load_meta("disk")
+    if "read" in known and "write" in known:
+        return DiskThroughput(known["read"], known["write"])
+    disk = measure_disk(store.root)
+    store.save_meta("disk", {"read": disk.read_bytes_per_s, "write": disk.write_bytes_per_s})
+    return disk
+
+
 def run_selection(candidates: list[CandidateModel], data: DataView, *, store: FeatureStore | None,
                   keep: KeepRule | None = None, storage_budget: int | None = None,
                   memory_budget: int = 256 << 20, feature_dtype: str = "float32",
@@ -186,7 +211,7 @@ def run_selection(candidates: list[CandidateModel], data: DataView, *, store: Fe
 
     # 2. plan ---------------------------------------------------------------------------
     itemsize = np.dtype(feature_dtype).itemsize
-    prof = profile_tree(tree, data, device, itemsize)
+    prof = _cached_profile(store, tree, data, device, itemsize)
     demand: dict[str, int] = {}
     for pr in prepared:
         if not pr.cand.config.augment.active:
@@ -201,7 +226,7 @@ def run_selection(candidates: list[CandidateModel], data: DataView, *, store: Fe
         every = frozenset(k for k in tree.nodes if tree.nodes[k].parent)
         plan = Plan(every, 0.0, 0.0, sum(n * prof[k].bytes_per_record for k in every))
     elif store is not None and materialize == "auto":
-        disk = measure_disk(store.root)
+        disk = _cached_disk(store)
         plan = solve(plan_nodes, PlanCosts(disk.read_bytes_per_s, disk.write_bytes_per_s, n,
                                            storage_budget, memory_cache))
     else:
