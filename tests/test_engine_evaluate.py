@@ -148,3 +148,32 @@ def test_storage_budget_of_the_spec_overrides_the_config(repo, tmp_path):
     assert result.reuse[0]["materialized"] == [] and result.reuse[0]["records_recomputed"] > 0
     with repo.catalog.read() as con:
         assert con.execute("SELECT count(*) FROM materializations").fetchone()[0] == 0
+
+
+def test_committed_candidates_keep_a_snapshot_per_epoch(repo, tmp_path):
+    add_data(repo, tmp_path, 40, 0)
+    src = repo.commit(net(), name="snap", message="init")
+    spec = EvaluateSpec(candidates=(Candidate(src.id, ((("epochs",), 3),)),), base_config=CONFIG, query_text="snapshots")
+    (vid,) = run_evaluate(repo, spec).committed
+    assert repo.desc(vid).n_snapshots == 3                     # epochs 1 and 2, then the final weights
+    states = [repo.checkout(vid, snapshot=i, rebuild_module=False).state_dict for i in range(3)]
+    for a, b in zip(states, states[1:]):
+        assert torch.equal(a["conv1.weight"], b["conv1.weight"])   # frozen: the same tensor every epoch
+        assert not torch.equal(a["fc2.weight"], b["fc2.weight"])   # trained: moves every epoch
+    with repo.catalog.read() as con:
+        steps = [r[0] for r in con.execute("SELECT step FROM snapshots WHERE version_id = ? ORDER BY snap", [vid]).fetchall()]
+    assert steps == sorted(steps) and len(set(steps)) == 3
+
+
+def test_storage_budget_reaches_the_engine_from_dql(repo, tmp_path, cli):
+    add_data(repo, tmp_path, 40, 0)
+    repo.commit(net(), name="budget", message="init")
+    (tmp_path / "cfg.json").write_text(json.dumps(CONFIG))
+    query = f'evaluate m from (select m where m.name == "budget") with config = "{tmp_path / "cfg.json"}" vary config.base_lr in [0.1, 0.01]'
+    result = repo.query(query, storage_budget=0)
+    assert len(result.committed) == 2
+    assert result.spec.storage_budget == 0
+    with repo.catalog.read() as con:   # a zero budget materializes nothing
+        assert con.execute("SELECT count(*) FROM materializations").fetchone()[0] == 0
+    code, out, err = cli("query", "--repo", str(repo.root), "--storage-budget", "lots", query)
+    assert code == 2 and "size 'lots' is not understood" in err

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from .common import repo_of
+from .common import parse_size, repo_of
 
 HELP = "run a DQL query (select, slice, construct, evaluate, explain; see docs/DQL.md)"
 DESCRIPTION = """Examples:
@@ -18,6 +18,8 @@ def configure(p) -> None:
     p.add_argument("--commit", action="store_true",
                    help="store slice/construct results as new versions (lineage and weights carried over)")
     p.add_argument("--name", default=None, help="model name for committed results (default: SOURCE-slice/-construct)")
+    p.add_argument("--storage-budget", metavar="SIZE", default=None,
+                   help="evaluate: disk for materialized frozen-layer features, e.g. 500M (default: the config's)")
     p.add_argument("--save", metavar="NAME", default=None,
                    help="save the select query under NAME (then use it as: from \"NAME\")")
 
@@ -28,7 +30,8 @@ def run(args, ui) -> int:
     if args.save:
         text = f"save query {json.dumps(args.save)} as {text}"
     progress = (lambda msg: ui.warn(str(msg))) if getattr(ui, "interactive", False) else None
-    result = repo.query(text, commit=args.commit, name=args.name, progress=progress)
+    budget = parse_size(args.storage_budget) if args.storage_budget is not None else None
+    result = repo.query(text, commit=args.commit, name=args.name, progress=progress, storage_budget=budget)
     if ui.json_mode:
         ui.print(result.to_json())
         return 0

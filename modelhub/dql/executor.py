@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
@@ -30,8 +31,10 @@ def plan_text(text: str, catalog) -> P.StatementPlan:
         return bind(stmt, Vocabulary.load(con), text)
 
 
-def execute(text: str, catalog, *, repo: Any = None, progress: Callable | None = None) -> QueryResult:
-    """Run one DQL statement. ``repo`` is needed only to run `evaluate`."""
+def execute(text: str, catalog, *, repo: Any = None, progress: Callable | None = None,
+            storage_budget: int | None = None) -> QueryResult:
+    """Run one DQL statement. ``repo`` is needed only to run `evaluate`; ``storage_budget``
+    (bytes of materialized features) overrides the evaluate config's."""
     stmt = parse(text)
     with catalog.read() as con:
         plan = bind(stmt, Vocabulary.load(con), text)
@@ -39,6 +42,8 @@ def execute(text: str, catalog, *, repo: Any = None, progress: Callable | None =
             return run_plan(con, plan)
         if isinstance(plan, P.EvaluatePlan):
             spec = evaluate_spec(con, plan)
+            if storage_budget is not None:
+                spec = replace(spec, storage_budget=storage_budget)
     if isinstance(plan, P.SavePlan):
         with catalog.write() as con:
             con.execute("INSERT OR REPLACE INTO saved_queries (name, text, created_at) VALUES (?, ?, ?)",
@@ -151,5 +156,6 @@ def run_evaluate(repo: Any, spec: EvaluateSpec, progress: Callable | None) -> Qu
         return outcome
     rows = tuple(tuple(r.values()) if isinstance(r, dict) else tuple(r) for r in (outcome or ()))
     cols = tuple(outcome[0].keys()) if outcome and isinstance(outcome[0], dict) else ()
-    return QueryResult(cols, rows, kind="evaluate", spec=spec,
-                       text=f"evaluated {len(spec.candidates)} candidate(s)")
+    committed = tuple(getattr(outcome, "committed", ()) or ())
+    return QueryResult(cols, rows, kind="evaluate", spec=spec, committed=committed,
+                       text=f"evaluated {len(spec.candidates)} candidate(s), committed {len(committed)}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -213,10 +214,13 @@ def run_evaluate(repo, spec: EvaluateSpec, progress: Callable | None = None) -> 
                 series: dict[str, list[tuple[int, float]]] = {}
                 for name, step, value in out.series:
                     series.setdefault(name, []).append((step, value))
+                model = out.model.to("cpu")
+                snaps, steps = epoch_snapshots(model, out.snapshots, out.steps)
                 info = repo.commit(
-                    out.model.to("cpu"), name=co.version.model, parent=cand.version_id,
+                    model, name=co.version.model, parent=cand.version_id,
                     message=spec.query_text or f"evaluate on {dataset_ref}",
-                    hparams=_hparams(cm.config, data), metrics=series, graph=co.graph)
+                    hparams=_hparams(cm.config, data), metrics=series, graph=co.graph,
+                    snapshots=snaps, snapshot_steps=[*steps, out.steps])
                 vid, ref = info.id, info.ref
                 committed.append(vid)
             results.append(EvaluatedCandidate(cand.version_id, vid, ref, out.status, overrides,
@@ -273,3 +277,26 @@ def evaluate_version(repo, ref: str, data: str, *, split: str = "val", loss: str
     m = evaluate_stages(stages, x, y, cfg, device)
     metrics = {("loss" if k == "val_loss" else "accuracy" if k == "val_accuracy" else k): v for k, v in m.items()}
     return EvalReport(co.version.ref, co.version.id, view.meta.get("ref", view.name), split, len(idx), metrics)
+
+
+def epoch_snapshots(model: nn.Module, snapshots, final_step: int) -> tuple[list[dict], list[int]]:
+    """Full state dicts of the model at each earlier epoch end (the final weights are the version).
+
+    The trainer copied only the trainable stages' tensors, keyed by object
+    identity; every other tensor (the frozen prefix) is the final one, so
+    these snapshots cost only the trained tensors once the archive dedupes.
+    """
+    objects = {**dict(model.named_parameters()), **dict(model.named_buffers())}
+    final = model.state_dict()
+    states, steps = [], []
+    for step, tensors in snapshots:
+        if step >= final_step:
+            continue
+        if not any(id(obj) in tensors for obj in objects.values()):
+            return [], []  # the stages do not share tensors with the model: no faithful snapshot
+        state = OrderedDict(
+            (key, tensors.get(id(objects[key]), value) if key in objects else value) for key, value in final.items()
+        )
+        states.append(state)
+        steps.append(step)
+    return states, steps

@@ -50,6 +50,7 @@ class CandidateOutcome:
     frozen_stages: int
     boundary: str                                 # prefix-tree node its head reads
     model: nn.Module                              # the trained network (a copy of the input)
+    snapshots: tuple = ()                         # (step, {id(tensor): copy}) per epoch end, see train.py
 
 
 @dataclass(frozen=True)
@@ -337,7 +338,7 @@ def run_selection(candidates: list[CandidateModel], data: DataView, *, store: Fe
             latest[name] = v
         outcomes.append(CandidateOutcome(
             pr.cand.cid, "pruned" if pr.cand.cid in pruned else "finished", latest, tuple(t.series),
-            t.step, t.epoch, pr.frozen, pr.boundary, pr.model))
+            t.step, t.epoch, pr.frozen, pr.boundary, pr.model, tuple(t.snapshots)))
     reuse = ReuseStats(
         prefix_nodes=len([k for k in tree.nodes if tree.nodes[k].parent]),
         candidate_prefix_stages=sum(pr.frozen for pr in prepared),

@@ -70,6 +70,9 @@ class CandidateTrainer:
     step: int = 0
     epoch: int = 0
     series: list[tuple[str, int, float]] = field(default_factory=list)
+    # (step, {id(tensor): copy}) of the trainable stages at each epoch end; the
+    # committed version keeps them as snapshots (frozen tensors dedupe to nothing)
+    snapshots: list[tuple[int, dict[int, torch.Tensor]]] = field(default_factory=list)
     _pos: int = 0
     _perm: torch.Tensor | None = None
     _loss_sum: float = 0.0
@@ -127,6 +130,10 @@ class CandidateTrainer:
     def _end_epoch(self, val: tuple[torch.Tensor, torch.Tensor] | None) -> None:
         self._perm = None
         self.epoch += 1
+        self.snapshots.append((self.step, {
+            id(t): t.detach().to("cpu", copy=True)
+            for stage in self.suffix for t in (*stage.module.parameters(), *stage.module.buffers())
+        }))
         if self._loss_n:
             self.series.append(("train_loss", self.step, self._loss_sum / self._loss_n))
         self._loss_sum, self._loss_n = 0.0, 0

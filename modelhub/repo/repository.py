@@ -135,11 +135,13 @@ class Repo:
                 con.executemany("INSERT INTO staged VALUES (?, ?, ?, ?)", staged)
             return version_info(con, vid)
 
-    def query(self, text: str, *, commit: bool = False, name: str | None = None, progress=None):
+    def query(self, text: str, *, commit: bool = False, name: str | None = None, progress=None,
+              storage_budget: int | None = None):
         """Run a DQL statement (see docs/DQL.md); ``commit=True`` stores slice/construct results
-        as new versions (weights carried over for surviving layers)."""
+        as new versions (weights carried over for surviving layers); ``storage_budget`` caps the
+        bytes of frozen-layer features an `evaluate` may materialize (docs/ENGINE.md)."""
         from .query import run_query
-        return run_query(self, text, commit=commit, name=name, progress=progress)
+        return run_query(self, text, commit=commit, name=name, progress=progress, storage_budget=storage_budget)
 
     # -- reads ------------------------------------------------------------------------
     def log(self, name: str | None = None) -> list[VersionInfo]:
