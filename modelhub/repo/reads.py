@@ -11,7 +11,7 @@ from ..errors import IntegrityError
 from ..netdef import Graph
 from ..tensorio import raw_to_tensor
 from .records import VersionInfo
-from .tensorstore import load_tensor
+from .tensorstore import load_tensors
 
 _VERSION_COLS = "id, model, seq, message, author, created_at, n_params, n_tensors, logical_bytes"
 
@@ -84,11 +84,9 @@ def snapshot_entries(con: duckdb.DuckDBPyConnection, version_id: str, snap: int 
 
 
 def load_state_dict(con, store, version_id: str, snap: int | None = None) -> "OrderedDict[str, torch.Tensor]":
-    out: OrderedDict[str, torch.Tensor] = OrderedDict()
-    for name, th in snapshot_entries(con, version_id, snap):
-        raw, dtype, shape = load_tensor(con, store, th)
-        out[name] = raw_to_tensor(raw, dtype, shape)
-    return out
+    entries = snapshot_entries(con, version_id, snap)
+    decoded = load_tensors(con, store, [th for _, th in entries])
+    return OrderedDict((name, raw_to_tensor(*decoded[th])) for name, th in entries)
 
 
 def weights_meta(con, version_id: str) -> dict | None:

@@ -48,24 +48,40 @@ def store_tensor(
 
 
 def load_tensor(con: duckdb.DuckDBPyConnection, store: ObjectStore, tensor_hash: str) -> tuple[bytes, str, list[int]]:
-    row = con.execute(
-        "SELECT dtype, shape, nbytes, encoding FROM tensor_data WHERE tensor_hash = ?", [tensor_hash]
-    ).fetchone()
-    if row is None:
-        raise IntegrityError(
-            f"tensor {tensor_hash[:16]} is referenced but not in the catalog; run `dlv fsck`"
-        )
-    try:
-        dtype, shape, nbytes, encoding = row[0], json.loads(row[1]), int(row[2]), json.loads(row[3])
-        with storage_errors():
-            raw = _decode_verified(con, store, tensor_hash, dtype, shape, nbytes, encoding)
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        # A malformed catalog row (hand-edited or damaged): name it instead of crashing.
-        raise IntegrityError(
-            f"tensor {tensor_hash[:16]} has a malformed catalog entry ({type(exc).__name__}); run `dlv fsck --deep` "
-            "and restore the affected versions from a remote"
-        ) from None
-    return raw, dtype, shape
+    return load_tensors(con, store, [tensor_hash])[tensor_hash]
+
+
+def load_tensors(
+    con: duckdb.DuckDBPyConnection, store: ObjectStore, tensor_hashes: list[str]
+) -> dict[str, tuple[bytes, str, list[int]]]:
+    """Decode several tensors; their catalog rows are read in one query (a checkout's hot path)."""
+    rows = {
+        r[0]: r[1:] for r in con.execute(
+            "SELECT tensor_hash, dtype, shape, nbytes, encoding FROM tensor_data WHERE tensor_hash IN (SELECT unnest(?))",
+            [list(dict.fromkeys(tensor_hashes))],
+        ).fetchall()
+    }
+    out: dict[str, tuple[bytes, str, list[int]]] = {}
+    for tensor_hash in tensor_hashes:
+        if tensor_hash in out:
+            continue
+        row = rows.get(tensor_hash)
+        if row is None:
+            raise IntegrityError(
+                f"tensor {tensor_hash[:16]} is referenced but not in the catalog; run `dlv fsck`"
+            )
+        try:
+            dtype, shape, nbytes, encoding = row[0], json.loads(row[1]), int(row[2]), json.loads(row[3])
+            with storage_errors():
+                raw = _decode_verified(con, store, tensor_hash, dtype, shape, nbytes, encoding)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            # A malformed catalog row (hand-edited or damaged): name it instead of crashing.
+            raise IntegrityError(
+                f"tensor {tensor_hash[:16]} has a malformed catalog entry ({type(exc).__name__}); "
+                "run `dlv fsck --deep` and restore the affected versions from a remote"
+            ) from None
+        out[tensor_hash] = (raw, dtype, shape)
+    return out
 
 
 def _decode_verified(con, store: ObjectStore, tensor_hash: str, dtype: str, shape, nbytes: int, encoding) -> bytes:
