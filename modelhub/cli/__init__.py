@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import textwrap
 from typing import Sequence, TextIO
 
 from .. import __version__
@@ -24,6 +25,16 @@ class _UsageError(Exception):
     pass
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Keeps the line breaks of a command's description (its examples), wrapping each line."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return "\n".join(
+            textwrap.fill(line, width, initial_indent=indent, subsequent_indent=indent + "    ") if line.strip() else ""
+            for line in text.splitlines()
+        )
+
+
 def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     parser = _Parser(prog="dlv", description="dlv: version, query, archive and evaluate PyTorch models.")
     parser.add_argument("--version", action="version", version=f"dlv {__version__}")
@@ -36,7 +47,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
             if exc.name == f"{__name__}.cmd_{name}":
                 continue  # capability not present in this build
             raise
-        p = sub.add_parser(name, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP))
+        p = sub.add_parser(name, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP),
+                           formatter_class=_HelpFormatter)
         p.add_argument("--repo", metavar="PATH", help="repository folder (default: nearest .dlv above the current folder)")
         p.add_argument("--json", action="store_true", help="print machine-readable JSON")
         mod.configure(p)
