@@ -36,7 +36,7 @@ def store_tensor(
     if con.execute("SELECT 1 FROM tensor_data WHERE tensor_hash = ?", [th]).fetchone():
         return th, False
     with storage_errors():
-        encoded = codec.encode_tensor(raw, dtype, shape)
+        encoded = codec.encode_tensor(raw, dtype, shape, config=codec.commit_config())
         for blob in encoded.blobs:
             blob_hash = store.put(blob)  # durable before the catalog row below references it
             con.execute("INSERT OR IGNORE INTO objects VALUES (?, ?)", [blob_hash, len(blob)])
