@@ -269,7 +269,7 @@ class _Binder:
         if isinstance(c, A.Like):
             v = self.operand(c.operand, var)
             if isinstance(v, P.Const) or v.vtype not in (P.TEXT, P.ID, P.DYNAMIC):
-                raise BindError(f"line {c.span.line}: like applies to text such as {var}.name, not {_desc(v)}")
+                raise BindError(f"line {c.span.line}: like applies to text such as {var}.name, not {P.value_text(v, var)}")
             return P.LikeP(v, c.pattern, c.negated)
         if isinstance(c, A.InList):
             v = self.operand(c.operand, var)
@@ -307,9 +307,9 @@ class _Binder:
                     raise BindError(f"{where}: true/false compare only with == or !=")
                 return
             if left.vtype in (P.TEXT, P.ID) and not isinstance(val, str):
-                raise BindError(f'{where}: {_desc(left)} is text; compare it with a quoted string, e.g. "{val}"')
+                raise BindError(f'{where}: {P.value_text(left, "m")} is text; compare it with a quoted string, e.g. "{val}"')
             if left.vtype == P.NUMBER and (isinstance(val, (str, bool))):
-                raise BindError(f"{where}: {_desc(left)} is a number; compare it with a number, not {val!r}")
+                raise BindError(f"{where}: {P.value_text(left, 'm')} is a number; compare it with a number, not {val!r}")
             if left.vtype == P.TIME:
                 if not isinstance(val, str):
                     raise BindError(f'{where}: creation_time compares with a date string such as "2015-11-22"')
@@ -324,7 +324,7 @@ class _Binder:
             raise BindError(f"{where}: compare a hyperparameter with a literal value, not with another property")
         if {P.TEXT, P.ID} >= types or len(types) == 1:
             return
-        raise BindError(f"{where}: cannot compare {_desc(left)} ({left.vtype}) with {_desc(right)} ({right.vtype})")
+        raise BindError(f"{where}: cannot compare {P.value_text(left, 'm')} ({left.vtype}) with {P.value_text(right, 'm')} ({right.vtype})")
 
     def operand(self, o: A.Operand, var: str) -> P.BoundValue:
         if isinstance(o, A.Literal):
@@ -421,16 +421,6 @@ def _single_key(v: A.Path, field: str, example: str) -> str:
     return s.name if isinstance(s, A.Attr) else s.key
 
 
-def _desc(v: P.BoundValue) -> str:
-    if isinstance(v, P.Prop):
-        return f"m.{v.name}"
-    if isinstance(v, P.HParam):
-        return f"hparams.{v.key}"
-    if isinstance(v, P.Metric):
-        return f'metrics["{v.name}"]'
-    if isinstance(v, P.LayerCount):
-        return f'count(m["{v.pattern.text}"])'
-    return repr(v.value)
 
 
 def _column_name(v: A.Value) -> str:

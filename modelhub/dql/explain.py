@@ -2,20 +2,8 @@
 from __future__ import annotations
 
 from . import plan as P
+from .plan import value_text
 from .sqlgen import SqlContext, compile_select
-
-
-def value_text(v: P.BoundValue, var: str) -> str:
-    if isinstance(v, P.Prop):
-        return f"{var}.{v.name}"
-    if isinstance(v, P.HParam):
-        return f"{var}.hparams.{v.key}"
-    if isinstance(v, P.Metric):
-        base = f'{var}.metrics["{v.name}"]'
-        return base if v.agg == "latest" else f"{v.agg}({base})"
-    if isinstance(v, P.LayerCount):
-        return f'count({var}["{v.pattern.text}"])'
-    return repr(v.value)
 
 
 def render(plan: P.StatementPlan, candidates: list | None = None) -> str:

@@ -250,3 +250,17 @@ class ExplainPlan:
 
 
 StatementPlan = Union[SelectPlan, SlicePlan, ConstructPlan, EvaluatePlan, SavePlan, ExplainPlan]
+
+
+def value_text(v: BoundValue, var: str) -> str:
+    """A bound value as DQL text (explain output and error messages)."""
+    if isinstance(v, Prop):
+        return f"{var}.{v.name}"
+    if isinstance(v, HParam):
+        return f"{var}.hparams.{v.key}"
+    if isinstance(v, Metric):
+        base = f'{var}.metrics["{v.name}"]'
+        return base if v.agg == "latest" else f"{v.agg}({base})"
+    if isinstance(v, LayerCount):
+        return f'count({var}["{v.pattern.text}"])'
+    return repr(v.value)
