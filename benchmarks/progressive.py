@@ -24,7 +24,6 @@ import sys
 import time
 from collections import OrderedDict
 
-import numpy as np
 import torch
 from torch import nn
 

@@ -16,9 +16,7 @@ import json
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
-import zstandard
-
-from .errors import CodecError, CorruptBlobError
+from .errors import CodecError
 
 #: bytes per element of every dtype the archive accepts (torch dtype names)
 DTYPE_SIZES: Mapping[str, int] = {

@@ -137,10 +137,13 @@ class Zygote:
 # -- verification -----------------------------------------------------------------------------
 
 def fingerprint(state) -> str:
+    """SHA-256 over names and bit patterns (never float equality)."""
+    import torch  # imported lazily: the zygote imports it once, before forking
+
     h = hashlib.sha256()
     for k, v in state.items():
         h.update(k.encode())
-        h.update(v.contiguous().view(-1).view(__import__("torch").uint8).numpy().tobytes())
+        h.update(v.contiguous().view(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
 
 

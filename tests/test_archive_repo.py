@@ -141,7 +141,6 @@ def test_archive_rejects_bad_arguments(lineage):
 def test_corrupt_blob_is_reported_on_checkout(lineage):
     repo, expected = lineage
     archive(repo, alpha=4.0)
-    vid = next(iter(expected))
     with repo.catalog.read() as con:
         enc = json.loads(con.execute("SELECT encoding FROM tensor_data LIMIT 1").fetchone()[0])
     victim = enc["segments"][0]

@@ -4,8 +4,7 @@ from __future__ import annotations
 import pytest
 
 from modelhub.dql import BindError, ExecutionError, PlanError, execute
-from modelhub.dql.graphops import construct_graph, slice_graph
-from modelhub.dql.plan import ConstructPlan, SlicePlan
+from modelhub.dql.plan import ConstructPlan
 from modelhub.dql.synthetic import generate
 from modelhub.dql import plan_text
 

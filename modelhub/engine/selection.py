@@ -267,7 +267,7 @@ def run_selection(candidates: list[CandidateModel], data: DataView, *, store: Fe
     y_train, y_val = labels[t_idx], labels[v_idx]
 
     def group_features(g: _Group) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        nonlocal records_loaded, xbs
+        nonlocal records_loaded
         if g._cache is not None:
             return g._cache
         key = g.boundary

@@ -8,10 +8,8 @@ registration order, chained, flagged ``traced=False`` and not rebuildable.
 """
 from __future__ import annotations
 
-import builtins
 import inspect
 import math
-import operator
 from typing import Any
 
 import torch
@@ -183,4 +181,3 @@ def _capture_module_tree(module: nn.Module) -> Graph:
 
 
 __all__ = ["capture", "layer_attributes"]
-_ = (builtins, operator)  # referenced by ops' whitelist; kept for readers of this module

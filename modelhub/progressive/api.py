@@ -1,7 +1,6 @@
 """Entry points: progressive evaluation of a plain module or of a repository version."""
 from __future__ import annotations
 
-import copy
 import time
 from dataclasses import replace
 from typing import Mapping, Optional
