@@ -2,8 +2,8 @@
 
     python benchmarks/soak.py [--trials 200] [--fuzz 500] [--quick]
 
-* crash trials: SIGKILL a child running commit / add / gc (and archive when
-  available) at a random moment, then check that the repository opens, fsck
+* crash trials: SIGKILL a child running commit / add / gc / archive / data add
+  at a random moment, then check that the repository opens, fsck
   finds no error, every earlier version is bit-exact and the interrupted
   operation happened entirely or not at all;
 * fuzzed inputs: mangled safetensors/.pt files and random command lines,
@@ -29,14 +29,14 @@ import torch  # noqa: E402
 from safetensors.torch import save as st_save  # noqa: E402
 
 import modelhub  # noqa: E402
-from crashlib import OPS, Zygote, op_commit, snapshot_versions, verify_after_crash  # noqa: E402
+from crashlib import OPS, Zygote, dataset_state, op_commit, snapshot_versions, verify_after_crash  # noqa: E402
 from modelhub.cli import main as dlv  # noqa: E402
 from modelhub.errors import ModelhubError  # noqa: E402
 from modelhub.tensorio import load_weights_file  # noqa: E402
 
 
 def crash_campaign(trials: int, rng: random.Random) -> dict:
-    ops = [op for op in ("commit", "add", "gc", "archive") if op in OPS]
+    ops = [op for op in ("commit", "add", "gc", "archive", "data_add") if op in OPS]
     tally = {"trials": 0, "kills_injected": 0, "versions_verified": 0, "failures": 0, "failure_details": []}
     zygote = Zygote()
     try:
@@ -56,11 +56,12 @@ def crash_campaign(trials: int, rng: random.Random) -> dict:
                 if op == "gc":
                     for j in range(10):
                         repo.store.put(os.urandom(4000) + i.to_bytes(4, "little") + bytes([j]))
+                data_before = dataset_state(repo)
                 trial = zygote.run(op, root, i + 1, kill_after=rng.uniform(0, durations[op]))
                 tally["trials"] += 1
                 tally["kills_injected"] += int(trial.killed)
                 try:
-                    before = verify_after_crash(root, before, trial)
+                    before = verify_after_crash(root, before, trial, data_before)
                     tally["versions_verified"] += len(before)
                 except AssertionError as exc:
                     tally["failures"] += 1
@@ -134,7 +135,7 @@ def main() -> None:
         "inputs_refused_cleanly": fuzz["refused_cleanly"],
         "failures": crash["failures"] + fuzz["failures"],
         "failure_details": (crash["failure_details"] + fuzz["failure_details"])[:20],
-        "operations": [op for op in ("commit", "add", "gc", "archive") if op in OPS],
+        "operations": [op for op in ("commit", "add", "gc", "archive", "data_add") if op in OPS],
         "seconds": round(time.perf_counter() - t0, 1),
     }
     json.dump(result, sys.stdout, indent=2)

@@ -54,13 +54,34 @@ def op_add(repo_path: str, seed: int) -> None:
     repo.add([f])
 
 
+DATA_RECORDS = 300
+
+
+def op_data_add(repo_path: str, seed: int) -> None:
+    """Append a labeling cycle of DATA_RECORDS records to dataset 'cycles'."""
+    import numpy as np
+    import modelhub
+    rng = np.random.default_rng(seed)
+    f = Path(repo_path) / f"cycle{seed}.npz"
+    np.savez(f, x=rng.standard_normal((DATA_RECORDS, 1, 16, 16)).astype(np.float32), y=rng.integers(0, 10, DATA_RECORDS))
+    modelhub.open_repo(repo_path).data_add("cycles", [f])
+
+
+def dataset_state(repo) -> tuple[int, int]:
+    """(version, records) of dataset 'cycles', or (0, 0)."""
+    for d in repo.datasets():
+        if d.name == "cycles":
+            return d.version, d.n_records
+    return 0, 0
+
+
 def op_archive(repo_path: str, seed: int) -> None:
     import modelhub
     from modelhub.repo.archive import archive
     archive(modelhub.open_repo(repo_path), alpha=[1.0, 1.5, 4.0][seed % 3])
 
 
-OPS = {"commit": op_commit, "gc": op_gc, "add": op_add, "archive": op_archive}
+OPS = {"commit": op_commit, "gc": op_gc, "add": op_add, "archive": op_archive, "data_add": op_data_add}
 
 
 def register_op(name: str, fn) -> None:
@@ -152,10 +173,24 @@ def snapshot_versions(repo) -> dict[str, str]:
     return {v.id: fingerprint(repo.checkout(v.id, rebuild_module=False).state_dict) for v in repo.log()}
 
 
-def verify_after_crash(repo_path: Path, before: dict[str, str], trial: TrialResult) -> dict[str, str]:
-    """Raise AssertionError if the crash lost or corrupted anything; return the new fingerprints."""
+def verify_after_crash(repo_path: Path, before: dict[str, str], trial: TrialResult,
+                       data_before: tuple[int, int] | None = None) -> dict[str, str]:
+    """Raise AssertionError if the crash lost or corrupted anything; return the new fingerprints.
+
+    For `data_add`, ``data_before`` is the dataset's (version, records) before the
+    trial: afterwards it must be unchanged or exactly one cycle further, and
+    every record must load.
+    """
     import modelhub
     repo = modelhub.open_repo(repo_path)
+    if trial.op == "data_add" and data_before is not None:
+        version, records = dataset_state(repo)
+        assert (version, records) in (data_before, (data_before[0] + 1, data_before[1] + DATA_RECORDS)), \
+            f"dataset went from {data_before} to {(version, records)}: a partial append"
+        if trial.exit_status == 0:
+            assert version == data_before[0] + 1, "a data add that finished is missing"
+        if version:
+            assert len(repo.dataset(f"cycles@{version}").y) == records
     report = repo.fsck()
     assert report.ok, [p.to_dict() for p in report.errors]
     after = snapshot_versions(repo)

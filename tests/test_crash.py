@@ -1,4 +1,4 @@
-"""SIGKILL at random points of commit, add, gc and archive never corrupts or loses anything.
+"""SIGKILL at random points of commit, add, gc, archive and data add never corrupts or loses anything.
 
 The default run injects a few kills per operation; set DLV_CRASH_TRIALS=200
 (or run benchmarks/soak.py) for the stress campaign.
@@ -11,7 +11,7 @@ import random
 import pytest
 
 import modelhub
-from crashlib import Zygote, op_commit, snapshot_versions, verify_after_crash
+from crashlib import Zygote, dataset_state, op_commit, snapshot_versions, verify_after_crash
 
 TRIALS = int(os.environ.get("DLV_CRASH_TRIALS", "4"))
 
@@ -23,7 +23,7 @@ def zygote():
     z.close()
 
 
-@pytest.mark.parametrize("op", ["commit", "add", "gc", "archive"])
+@pytest.mark.parametrize("op", ["commit", "add", "gc", "archive", "data_add"])
 def test_killed_operations_leave_the_repository_consistent(tmp_path, zygote, op) -> None:
     root = tmp_path / "repo"
     repo = modelhub.init_repo(root)
@@ -40,7 +40,8 @@ def test_killed_operations_leave_the_repository_consistent(tmp_path, zygote, op)
         if op == "gc":  # give gc something to delete: orphan blobs from a "crashed writer"
             for i in range(20):
                 repo.store.put(os.urandom(5000) + bytes([seed, i]))
+        data_before = dataset_state(repo)
         trial = zygote.run(op, root, seed, kill_after=rng.uniform(0, calib.duration_s))
         killed += trial.killed
-        before = verify_after_crash(root, before, trial)
+        before = verify_after_crash(root, before, trial, data_before)
     assert killed >= 1, "no kill landed inside the operation; the calibration is off"
