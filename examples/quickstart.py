@@ -3,8 +3,8 @@
 Trains a small CNN on scikit-learn's digits (8x8 images, shipped with the
 package: nothing is downloaded), commits a version per training stage with
 hyperparameters, metric series and snapshots, fine-tunes a copy with frozen
-convolutions, and then walks through log, desc, diff, checkout and stats --
-through the same `dlv` commands a user types.
+convolutions, and then walks through log, desc, diff, checkout, stats, archive,
+fsck and DQL queries -- through the same `dlv` commands a user types.
 
     python examples/quickstart.py [--dir demo-repo]
 """
@@ -134,6 +134,12 @@ def main() -> None:
     run("diff digits-cnn@2 digits-head@2", root)
     run(f"checkout digits-head -o {root / 'digits-head.safetensors'} --force", root)
     run("stats", root)
+    # The parameter archive: delta-encode snapshots and fine-tunes against each other
+    # (recreating any snapshot may cost at most 2x reading it whole), then verify.
+    run("archive --alpha 2", root)
+    run("gc --now", root)          # the superseded whole-tensor blobs (no other dlv process runs here)
+    run("stats", root)
+    run("fsck --deep", root)
     # DQL: metadata, metric and graph predicates in one query language.
     for query in (
         'select m where m.name like "digits%" and m.metrics["val_acc"] > 0.5 order by m.metrics["val_acc"] desc',

@@ -19,9 +19,18 @@ def run(args, ui) -> int:
         ui.print(f"checked {report.versions_checked} versions, {report.blobs_checked} blobs"
                  + (f", decoded {report.tensors_checked} tensors" if args.deep else ""))
         if report.problems:
-            ui.table(["severity", "problem", "subject", "detail", "versions affected"],
-                     [(p.severity, p.kind + (" (repaired)" if p.repaired else ""), p.subject[:16], p.detail,
-                       ", ".join(p.versions[:5]) + (" ..." if len(p.versions) > 5 else "")) for p in report.problems])
+            # Errors one per row (each names what it damages); harmless leftovers
+            # are counted per kind, or hundreds of orphan rows would bury them.
+            rows = [(p.severity, p.kind + (" (repaired)" if p.repaired else ""), p.subject[:16], p.detail,
+                     ", ".join(p.versions[:5]) + (" ..." if len(p.versions) > 5 else "")) for p in report.errors]
+            warnings: dict[tuple[str, bool], list] = {}
+            for p in report.problems:
+                if p.severity != "error":
+                    warnings.setdefault((p.kind, p.repaired), []).append(p)
+            for (kind, repaired), items in warnings.items():
+                subject = items[0].subject[:16] if len(items) == 1 else f"{len(items)} items"
+                rows.append(("warning", kind + (" (repaired)" if repaired else ""), subject, items[0].detail, ""))
+            ui.table(["severity", "problem", "subject", "detail", "versions affected"], rows)
         else:
             ui.print("no problems found")
     if not report.ok:

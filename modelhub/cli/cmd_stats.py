@@ -22,7 +22,8 @@ def run(args, ui) -> int:
         ("logical bytes", f"{human_bytes(s.logical_bytes)} (every snapshot as a full copy)"),
         ("stored bytes", f"{human_bytes(s.stored_bytes)} in {s.n_objects} objects ({human_bytes(s.files_bytes)} files)"),
         ("ratio", f"{s.ratio:.2f}x"),
-    ])
+    ] + ([("reclaimable", f"{human_bytes(s.reclaimable_bytes)} of unreferenced blobs (`dlv gc` removes them)")]
+         if s.reclaimable_bytes else []))
     if args.versions:
         ui.print()
         ui.table(["version", "logical", "recreation cost"],

@@ -178,9 +178,10 @@ class RepoStats(Record):
     n_tensors: int                 # distinct tensors stored
     n_objects: int
     logical_bytes: int             # sum over versions (all snapshots) of raw tensor bytes
-    stored_bytes: int              # bytes of the blobs on disk
+    stored_bytes: int              # bytes of the blobs versions reference
     files_bytes: int
     versions: tuple[VersionStats, ...] = field(default_factory=tuple)
+    reclaimable_bytes: int = 0     # unreferenced blobs still on disk (`dlv gc` removes them)
 
     @property
     def ratio(self) -> float:

@@ -1,6 +1,7 @@
 """`dlv stats`: logical versus stored bytes."""
 from __future__ import annotations
 
+from .liveness import compute_liveness
 from .records import RepoStats, VersionStats
 
 
@@ -13,7 +14,13 @@ def repo_stats(con, store) -> RepoStats:
     logical = con.execute(
         "SELECT coalesce(sum(t.nbytes), 0) FROM snapshot_tensors s JOIN tensor_data t USING (tensor_hash)"
     ).fetchone()[0]
-    n_objects, stored = con.execute("SELECT count(*), coalesce(sum(size), 0) FROM objects").fetchone()
+    # Stored bytes count live blobs only; blobs a re-encode superseded stay on
+    # disk until `dlv gc` and are reported apart, as reclaimable.
+    sizes = dict(con.execute("SELECT blob_hash, size FROM objects").fetchall())
+    live = compute_liveness(con).live_blobs
+    stored = sum(sizes.get(b, 0) for b in live)
+    n_objects = sum(1 for b in live if b in sizes)
+    reclaimable = sum(size for b, size in sizes.items() if b not in live)
     files_bytes = con.execute(
         "SELECT coalesce(sum(size), 0) FROM objects WHERE blob_hash IN (SELECT blob_hash FROM files UNION SELECT blob_hash FROM staged)"
     ).fetchone()[0]
@@ -27,4 +34,5 @@ def repo_stats(con, store) -> RepoStats:
     return RepoStats(
         n_models=int(n_models), n_versions=int(n_versions), n_tensors=int(n_tensors), n_objects=int(n_objects),
         logical_bytes=int(logical), stored_bytes=int(stored), files_bytes=int(files_bytes), versions=versions,
+        reclaimable_bytes=int(reclaimable),
     )
