@@ -164,3 +164,26 @@ def test_fsck_groups_harmless_leftovers_by_kind(repo, cli) -> None:
     code, out, _ = cli("fsck", "--repo", str(repo.root))
     assert code == 0
     assert "orphan_blob  5 items" in out and out.count("orphan_blob") == 1
+
+
+def test_gc_drops_half_written_feature_chunks_and_on_request_the_whole_cache(repo) -> None:
+    import numpy as np
+    from modelhub.engine.features import FeatureStore
+
+    store = FeatureStore(repo.paths.features)
+    good = store.write_chunk("p" * 64, "ds1", "float32", 0, np.ones((4, 3), dtype=np.float32))
+    half = good.path.with_name("r0000000004-0000000008.npy")   # a crash between .npy and its manifest
+    half.write_bytes(good.path.read_bytes())
+    store.save_meta("profile", {"measured": True})
+    with repo.catalog.write() as con:
+        con.execute("INSERT INTO materializations VALUES (?, 'ds1', 'float32', 0, 4, 'x', 1, 'c', now())", ["p" * 64])
+    assert repo.gc(grace_s=3600).removed_feature_files == 0       # young: may be a write in flight
+    report = repo.gc(grace_s=0)
+    assert report.removed_feature_files == 1 and not half.exists()
+    assert store.read("p" * 64, "ds1", "float32", 0, 4).shape == (4, 3)   # the complete chunk is kept
+    report = repo.gc(grace_s=0, features=True)
+    assert report.removed_feature_files == 2 and not good.path.exists()   # .npy and .json
+    assert store.stored_records("p" * 64, "ds1", "float32") == 0
+    assert store.load_meta("profile") == {"measured": True}              # planner measurements stay
+    with repo.catalog.read() as con:
+        assert con.execute("SELECT count(*) FROM materializations").fetchone()[0] == 0

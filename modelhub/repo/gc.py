@@ -26,9 +26,13 @@ class GcReport(Record):
     removed_temp_files: int
     kept_young_blobs: int
     dry_run: bool
+    removed_feature_files: int = 0
+    removed_feature_bytes: int = 0
 
 
-def collect_garbage(repo, *, grace_s: float = DEFAULT_GRACE_S, dry_run: bool = False) -> GcReport:
+def collect_garbage(repo, *, grace_s: float = DEFAULT_GRACE_S, dry_run: bool = False,
+                    features: bool = False) -> GcReport:
+    """Collect unreferenced blobs; ``features=True`` also drops the whole feature cache."""
     now = time.time()
     with repo.catalog.write() as con:
         live = compute_liveness(con)
@@ -76,4 +80,52 @@ def collect_garbage(repo, *, grace_s: float = DEFAULT_GRACE_S, dry_run: bool = F
                     os.unlink(p)
                 except FileNotFoundError:
                     pass
-    return GcReport(removed, removed_bytes, len(dead_tensors), len(temp_files), young, dry_run)
+        feature_files = _feature_garbage(repo.paths.features, now, grace_s, drop_all=features)
+        feature_bytes = sum(_size(p) for p in feature_files)
+        if not dry_run:
+            for p in feature_files:
+                try:
+                    os.unlink(p)
+                except FileNotFoundError:
+                    pass
+            if features:
+                con.execute("DELETE FROM materializations")
+    return GcReport(removed, removed_bytes, len(dead_tensors), len(temp_files), young, dry_run,
+                    len(feature_files), feature_bytes)
+
+
+def _feature_garbage(root, now: float, grace_s: float, *, drop_all: bool) -> list:
+    """Feature-store files to delete.
+
+    A chunk is an ``.npy`` plus its ``.json`` manifest, written in that
+    order; a crash in between leaves one without the other, which no reader
+    uses. Such halves (and temp files) older than the grace period go: the
+    engine writes chunks without the catalog lock, so a younger half may be
+    a write in flight. ``drop_all`` empties the cache: features are derived
+    data that the next `evaluate` recomputes (run it when no evaluate runs).
+    """
+    if not root.exists():
+        return []
+    out = []
+    for p in root.rglob("*"):
+        if not p.is_file() or p.parent == root:  # planner measurements (profile.json) stay
+            continue
+        if drop_all:
+            out.append(p)
+            continue
+        old = now - p.stat().st_mtime >= grace_s
+        if p.name.startswith(".tmp-"):
+            if old:
+                out.append(p)
+        elif p.suffix == ".npy" and not p.with_suffix(".json").exists() and old:
+            out.append(p)
+        elif p.suffix == ".json" and not p.with_suffix(".npy").exists() and old:
+            out.append(p)
+    return sorted(out)
+
+
+def _size(p) -> int:
+    try:
+        return p.stat().st_size
+    except FileNotFoundError:
+        return 0

@@ -200,10 +200,12 @@ class Repo:
         from .fsck import check_repository
         return check_repository(self, repair=repair, deep=deep)
 
-    def gc(self, *, grace_s: float | None = None, dry_run: bool = False):
-        """Remove unreferenced blobs older than ``grace_s`` seconds (see repo/gc.py)."""
+    def gc(self, *, grace_s: float | None = None, dry_run: bool = False, features: bool = False):
+        """Remove unreferenced blobs older than ``grace_s`` seconds, and half-written feature
+        chunks; ``features=True`` drops the whole (recomputable) feature cache (see repo/gc.py)."""
         from .gc import DEFAULT_GRACE_S, collect_garbage
-        return collect_garbage(self, grace_s=DEFAULT_GRACE_S if grace_s is None else grace_s, dry_run=dry_run)
+        return collect_garbage(self, grace_s=DEFAULT_GRACE_S if grace_s is None else grace_s, dry_run=dry_run,
+                               features=features)
 
     def files(self, ref: str) -> dict[str, bytes]:
         with self.catalog.read() as con:
