@@ -25,7 +25,7 @@ from ..errors import InputError, WeightsError
 from ..netdef import Graph, capture
 from ..tensorio import as_state_dict, tensor_to_raw
 from .refs import check_model_name, resolve
-from .tensorstore import storage_errors, store_tensor
+from .tensorstore import put_blob, storage_errors, store_tensor
 
 #: default for ``parent``: the latest version of the committed model, if any (as a
 #: git commit's parent is the branch head). Pass ``parent=()`` to start a new lineage.
@@ -277,9 +277,7 @@ def write_commit(con: duckdb.DuckDBPyConnection, store, req: CommitRequest) -> s
     attached = {p: (h, s) for p, h, s in staged}
     with storage_errors():
         for path, data in req.files:
-            blob_hash = store.put(data)
-            con.execute("INSERT OR IGNORE INTO objects VALUES (?, ?)", [blob_hash, len(data)])
-            attached[path] = (blob_hash, len(data))
+            attached[path] = (put_blob(con, store, data), len(data))
     for path, (blob_hash, size) in sorted(attached.items()):
         con.execute("INSERT INTO files VALUES (?, ?, ?, ?)", [version_id, path, blob_hash, size])
     con.execute("DELETE FROM staged")

@@ -28,7 +28,7 @@ from .reads import all_versions, hparams_of, load_state_dict, n_snapshots, versi
 from .records import Checkout, ModelSummary, RepoStats, VersionDescription, VersionDiff, VersionInfo
 from .refs import check_model_name, resolve
 from .stats import repo_stats
-from .tensorstore import storage_errors
+from .tensorstore import put_blob, storage_errors
 
 
 class Repo:
@@ -100,8 +100,7 @@ class Repo:
         now = datetime.now(timezone.utc).replace(tzinfo=None)
         with self.catalog.write() as con, storage_errors():
             for path, data in files:
-                blob_hash = self.store.put(data)
-                con.execute("INSERT OR IGNORE INTO objects VALUES (?, ?)", [blob_hash, len(data)])
+                blob_hash = put_blob(con, self.store, data)
                 con.execute("INSERT OR REPLACE INTO staged VALUES (?, ?, ?, ?)", [path, blob_hash, len(data), now])
         return [(p, len(d)) for p, d in files]
 

@@ -28,6 +28,13 @@ def storage_errors() -> Iterator[None]:
         raise ArchiveError(str(exc)) from None
 
 
+def put_blob(con: duckdb.DuckDBPyConnection, store: ObjectStore, data: bytes) -> str:
+    """Write a blob (durable first) and list it in the caller's transaction; returns its hash."""
+    blob_hash = store.put(data)  # fsynced and renamed before any catalog row references it
+    con.execute("INSERT OR IGNORE INTO objects VALUES (?, ?)", [blob_hash, len(data)])
+    return blob_hash
+
+
 def store_tensor(
     con: duckdb.DuckDBPyConnection, store: ObjectStore, raw: bytes, dtype: str, shape: list[int]
 ) -> tuple[str, bool]:
@@ -38,8 +45,7 @@ def store_tensor(
     with storage_errors():
         encoded = codec.encode_tensor(raw, dtype, shape, config=codec.commit_config())
         for blob in encoded.blobs:
-            blob_hash = store.put(blob)  # durable before the catalog row below references it
-            con.execute("INSERT OR IGNORE INTO objects VALUES (?, ?)", [blob_hash, len(blob)])
+            put_blob(con, store, blob)
     con.execute(
         "INSERT INTO tensor_data VALUES (?, ?, ?, ?, ?)",
         [th, dtype, json.dumps(list(shape)), len(raw), json.dumps(encoded.manifest, sort_keys=True)],
