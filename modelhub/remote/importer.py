@@ -50,7 +50,8 @@ def _columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
     key = (SCHEMA_VERSION, table)
     if key not in _COLUMNS:
         _COLUMNS[key] = [r[0] for r in con.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = ? ORDER BY ordinal_position", [table]
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ? "
+            "AND table_catalog = current_database() ORDER BY ordinal_position", [table]
         ).fetchall()]
     return _COLUMNS[key]
 

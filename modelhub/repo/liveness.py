@@ -34,7 +34,7 @@ class Liveness:
 def blob_columns(con) -> list[str]:
     rows = con.execute(
         "SELECT table_name FROM information_schema.columns WHERE column_name = 'blob_hash' "
-        "AND table_name <> 'objects' ORDER BY table_name"
+        "AND table_name <> 'objects' AND table_catalog = current_database() ORDER BY table_name"
     ).fetchall()
     return [r[0] for r in rows]
 
