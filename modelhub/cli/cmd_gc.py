@@ -27,6 +27,8 @@ def run(args, ui) -> int:
              f"{report.removed_tensor_rows} tensor rows, {report.removed_temp_files} temp files")
     if report.removed_feature_files:
         ui.print(f"{verb} {report.removed_feature_files} feature files ({human_bytes(report.removed_feature_bytes)})")
+    if report.removed_hot_files:
+        ui.print(f"{verb} {report.removed_hot_files} stale hot copies ({human_bytes(report.removed_hot_bytes)})")
     if report.kept_young_blobs:
         ui.print(f"kept {report.kept_young_blobs} unreferenced blobs younger than the grace period (use --now to remove them)")
     return 0

@@ -131,8 +131,35 @@ def check_repository(repo, *, repair: bool = False, deep: bool = False) -> FsckR
                     os.unlink(tmp)
                 except FileNotFoundError:
                     pass
+        problems.extend(_check_hot_copies(repo, con, refs, repair))
         n_versions = len(refs)
     return FsckReport(len(owners), tensors_checked, n_versions, tuple(problems))
+
+
+def _check_hot_copies(repo, con, refs: dict[str, str], repair: bool) -> list[FsckProblem]:
+    """Hot copies are a cache (hotcopy.py): stale or damaged ones are warnings, since checkouts
+    verify them and fall back to the archive; --repair deletes them."""
+    from .reads import latest_version_ids, snapshot_entries
+
+    out = []
+    latest = latest_version_ids(con)
+    for vid in sorted(repo.hot.version_ids()):
+        if vid not in latest:
+            kind, detail = "stale_hot_copy", "hot copy of a version that is not its model's latest (`dlv gc` removes it)"
+        else:
+            why = repo.hot.problem(vid, snapshot_entries(con, vid))
+            if why is None:
+                continue
+            kind, detail = "bad_hot_copy", f"hot copy {why}; checkouts ignore it and decode from the archive"
+        out.append(FsckProblem("warning", kind, f"hot/{vid[:16]}", detail, (refs.get(vid, vid[:12]),), repaired=repair))
+        if repair:
+            repo.hot.path(vid).unlink(missing_ok=True)
+    for tmp in repo.hot.stale_temp_files(older_than=float("inf")):
+        out.append(FsckProblem("warning", "temp_file", str(tmp.relative_to(repo.paths.dlv)),
+                               "leftover of an interrupted write", repaired=repair))
+        if repair:
+            tmp.unlink(missing_ok=True)
+    return out
 
 
 def _versions_of_tensor(con) -> dict[str, set[str]]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from ..errors import IntegrityError
 from .liveness import compute_liveness
+from .reads import latest_version_ids
 from .records import Record
 
 DEFAULT_GRACE_S = 3600.0
@@ -28,6 +29,8 @@ class GcReport(Record):
     dry_run: bool
     removed_feature_files: int = 0
     removed_feature_bytes: int = 0
+    removed_hot_files: int = 0     # hot copies of versions that are no longer their model's latest
+    removed_hot_bytes: int = 0
 
 
 def collect_garbage(repo, *, grace_s: float = DEFAULT_GRACE_S, dry_run: bool = False,
@@ -90,8 +93,17 @@ def collect_garbage(repo, *, grace_s: float = DEFAULT_GRACE_S, dry_run: bool = F
                     pass
             if features:
                 con.execute("DELETE FROM materializations")
+        # hot copies: a cache of each model's latest version (hotcopy.py); a
+        # stale one is never read (it names its version), only wastes space
+        latest = latest_version_ids(con)
+        hot_files = [repo.hot.path(v) for v in sorted(repo.hot.version_ids() - latest)]
+        hot_files += repo.hot.stale_temp_files(older_than=now - grace_s)
+        hot_bytes = sum(_size(p) for p in hot_files)
+        if not dry_run:
+            for p in hot_files:
+                p.unlink(missing_ok=True)
     return GcReport(removed, removed_bytes, len(dead_tensors), len(temp_files), young, dry_run,
-                    len(feature_files), feature_bytes)
+                    len(feature_files), feature_bytes, len(hot_files), hot_bytes)
 
 
 def _feature_garbage(root, now: float, grace_s: float, *, drop_all: bool) -> list:

@@ -30,6 +30,10 @@ class RepoPaths:
         return self.dlv / "features"
 
     @property
+    def hot(self) -> Path:
+        return self.dlv / "hot"
+
+    @property
     def lock(self) -> Path:
         return self.dlv / "lock"
 

@@ -182,6 +182,7 @@ class RepoStats(Record):
     files_bytes: int
     versions: tuple[VersionStats, ...] = field(default_factory=tuple)
     reclaimable_bytes: int = 0     # unreferenced blobs still on disk (`dlv gc` removes them)
+    hot_bytes: int = 0             # uncompressed hot copies of latest versions (a cache; see hotcopy.py)
 
     @property
     def ratio(self) -> float:
