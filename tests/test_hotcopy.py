@@ -10,6 +10,7 @@ from safetensors.torch import load_file
 
 import modelhub.repo.reads as reads
 from helpers import assert_bit_exact, tiny_cnn
+from modelhub.errors import InputError
 from modelhub.repo.hotcopy import HotCopies
 
 
@@ -145,3 +146,23 @@ def test_read_through_writes_the_hot_copy_of_a_latest_version(repo):
 def _entries(repo, vid: str) -> list[tuple[str, str]]:
     with repo.catalog.read() as con:
         return reads.snapshot_entries(con, vid)
+
+
+def test_a_size_cap_evicts_the_least_recently_used_hot_copies(repo, monkeypatch):
+    a = repo.commit(_state(0), name="a", message="a")
+    size = repo.hot.path(a.id).stat().st_size
+    b = repo.commit(_state(1), name="b", message="b")
+    repo.checkout("a", rebuild_module=False)  # a is now the more recently used
+    old = repo.hot.path(b.id).stat().st_mtime - 100
+    import os
+    os.utime(repo.hot.path(b.id), (old, old))
+    monkeypatch.setenv("DLV_HOT_MAX_BYTES", str(2 * size + size // 2))
+    c = repo.commit(_state(2), name="c", message="c")
+    assert repo.hot.version_ids() == {a.id, c.id}
+
+
+def test_a_malformed_size_cap_is_refused_before_committing(repo, monkeypatch):
+    monkeypatch.setenv("DLV_HOT_MAX_BYTES", "lots")
+    with pytest.raises(InputError, match=r"DLV_HOT_MAX_BYTES='lots' is not a size"):
+        repo.commit(_state(0), name="m", message="one")
+    assert repo.log() == []

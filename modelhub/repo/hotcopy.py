@@ -35,6 +35,9 @@ from typing import Mapping, Sequence
 import torch
 import xxhash
 
+from ..errors import InputError
+from ..sizes import parse_size
+
 FORMAT = "dlv-hot-1"
 SUFFIX = ".safetensors"
 
@@ -49,6 +52,19 @@ _TORCH_NAMES = {code: name for name, code in _ST_CODES.items()}
 
 def enabled() -> bool:
     return os.environ.get("DLV_HOT_COPIES", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def max_bytes() -> int | None:
+    """``DLV_HOT_MAX_BYTES`` (e.g. 20G): a cap on all hot copies together, least recently used evicted
+    first; unset, each model's latest version keeps one."""
+    text = os.environ.get("DLV_HOT_MAX_BYTES", "").strip()
+    if not text:
+        return None
+    try:
+        return parse_size(text)
+    except InputError:
+        raise InputError(f"DLV_HOT_MAX_BYTES={text!r} is not a size; write bytes or a number with K, M, G or T "
+                         "(e.g. 20G), or unset it") from None
 
 
 def _checksum(dtype: str, shape: Sequence[int], data) -> str:
@@ -136,6 +152,11 @@ class HotCopies:
         tensors = _verified(mm, version_id, entries)
         if tensors is None:
             path.unlink(missing_ok=True)
+        else:
+            try:
+                os.utime(path)  # recency, for the DLV_HOT_MAX_BYTES eviction order
+            except OSError:
+                pass
         return tensors
 
     def problem(self, version_id: str, entries: Sequence[tuple[str, str]]) -> str | None:
@@ -156,6 +177,32 @@ class HotCopies:
                 p = self.path(vid)
                 p.unlink(missing_ok=True)
                 gone.append(p)
+        return gone
+
+    def enforce_cap(self, cap: int | None, keep: str) -> list[Path]:
+        """Delete the least recently used hot copies (never ``keep``) until all fit in ``cap`` bytes."""
+        if cap is None:
+            return []
+        aged = []
+        for p in self.files():
+            try:
+                st = p.stat()
+            except FileNotFoundError:
+                continue
+            aged.append((st.st_mtime, p.name, p, st.st_size))
+        total = sum(a[3] for a in aged)
+        gone = []
+        for _, _, p, size in sorted(aged):
+            if total <= cap:
+                break
+            if p == self.path(keep):
+                continue
+            p.unlink(missing_ok=True)
+            gone.append(p)
+            total -= size
+        if total > cap:  # the kept copy alone exceeds the cap: it goes too
+            self.path(keep).unlink(missing_ok=True)
+            gone.append(self.path(keep))
         return gone
 
     def stale_temp_files(self, older_than: float) -> list[Path]:

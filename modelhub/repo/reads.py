@@ -176,9 +176,11 @@ def refresh_hot_copy(hot: HotCopies, version_id: str, entries, tensors, evict: s
     """
     if not hotcopy.enabled():
         return
+    cap = hotcopy.max_bytes()
     try:
         hot.write(version_id, entries, tensors)  # removes its temp file if it fails
         hot.retain({version_id}, among=evict)
+        hot.enforce_cap(cap, keep=version_id)
     except OSError:
         pass  # the next checkout decodes from the archive and tries again
 
