@@ -115,14 +115,18 @@ _instance: duckdb.DuckDBPyConnection | None = None
 _instance_pid: int | None = None
 _instance_guard = threading.Lock()
 _aliases = itertools.count()
+_inherited: list[duckdb.DuckDBPyConnection] = []  # parents' instances in a forked child, never closed
 
 
 def _engine() -> duckdb.DuckDBPyConnection:
     global _instance, _instance_pid
     with _instance_guard:
         # A forked child must not use its parent's instance (its threads did not
-        # survive the fork); it is left unclosed, since closing could block.
+        # survive the fork). Nor may it drop the last reference to it: the
+        # destructor would wait for those threads forever. It is kept, unused.
         if _instance is None or _instance_pid != os.getpid():
+            if _instance is not None:
+                _inherited.append(_instance)
             _instance, _instance_pid = duckdb.connect(":memory:"), os.getpid()
         return _instance
 
