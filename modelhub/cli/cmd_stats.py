@@ -24,8 +24,8 @@ def run(args, ui) -> int:
         ("ratio", f"{s.ratio:.2f}x"),
     ] + ([("reclaimable", f"{human_bytes(s.reclaimable_bytes)} of unreferenced blobs (`dlv gc` removes them)")]
          if s.reclaimable_bytes else [])
-       + ([("hot copies", f"{human_bytes(s.hot_bytes)} uncompressed copies of latest versions for fast checkout "
-                          "(a cache; DLV_HOT_COPIES=0 turns it off)")] if s.hot_bytes else []))
+       + ([("hot copies", f"{human_bytes(s.hot_bytes)} (latest versions uncompressed for fast checkout; a cache)")]
+          if s.hot_bytes else []))
     if args.versions:
         ui.print()
         ui.table(["version", "logical", "recreation cost"],
