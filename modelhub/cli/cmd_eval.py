@@ -19,6 +19,10 @@ def configure(p) -> None:
     p.add_argument("--progressive", action="store_true",
                    help="exact top-k labels reading high-order weight bytes first (docs/PROGRESSIVE.md)")
     p.add_argument("--top", type=int, default=1, metavar="K", help="with --progressive: top-K labels (default 1)")
+    p.add_argument("--backend", choices=("local", "ray"), default=None,
+                   help="where the forward passes run (default: the config's backend, else DLV_BACKEND, else local)")
+    p.add_argument("--ray-address", metavar="ADDR", default=None,
+                   help="with --backend ray: ray://HOST:10001 or HOST:6379 (default: RAY_ADDRESS, else a local cluster)")
     p.add_argument("--no-compare", action="store_true",
                    help="with --progressive: skip the timed full-precision comparison")
 
@@ -27,8 +31,10 @@ def run(args, ui) -> int:
     if args.progressive:
         from ..progressive.render import show_report
         return show_report(repo_of(args).eval(args.ref, data=args.data, split=args.split, config=args.config,
-                                              progressive=True, top_k=args.top, compare=not args.no_compare), ui)
-    report = repo_of(args).eval(args.ref, data=args.data, split=args.split, loss=args.loss, config=args.config)
+                                              progressive=True, top_k=args.top, compare=not args.no_compare,
+                                              backend=args.backend), ui)
+    report = repo_of(args).eval(args.ref, data=args.data, split=args.split, loss=args.loss, config=args.config,
+                                backend=args.backend, ray_address=args.ray_address)
     if ui.json_mode:
         ui.json(report.to_dict())
         return 0

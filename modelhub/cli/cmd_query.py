@@ -20,6 +20,11 @@ def configure(p) -> None:
     p.add_argument("--name", default=None, help="model name for committed results (default: SOURCE-slice/-construct)")
     p.add_argument("--storage-budget", metavar="SIZE", default=None,
                    help="evaluate: disk for materialized frozen-layer features, e.g. 500M (default: the config's)")
+    p.add_argument("--backend", choices=("local", "ray"), default=None,
+                   help="evaluate: where extraction and training run (default: the config's backend, "
+                        "else DLV_BACKEND, else local); ray needs pip install 'modelhub[ray]'")
+    p.add_argument("--ray-address", metavar="ADDR", default=None,
+                   help="with --backend ray: ray://HOST:10001 or HOST:6379 (default: RAY_ADDRESS, else a local cluster)")
     p.add_argument("--save", metavar="NAME", default=None,
                    help="save the select query under NAME (then use it as: from \"NAME\")")
 
@@ -31,7 +36,8 @@ def run(args, ui) -> int:
         text = f"save query {json.dumps(args.save)} as {text}"
     progress = (lambda msg: ui.warn(str(msg))) if getattr(ui, "interactive", False) else None
     budget = parse_size(args.storage_budget) if args.storage_budget is not None else None
-    result = repo.query(text, commit=args.commit, name=args.name, progress=progress, storage_budget=budget)
+    result = repo.query(text, commit=args.commit, name=args.name, progress=progress, storage_budget=budget,
+                        backend=args.backend, ray_address=args.ray_address)
     if ui.json_mode:
         ui.print(result.to_json())
         return 0

@@ -32,9 +32,11 @@ def plan_text(text: str, catalog) -> P.StatementPlan:
 
 
 def execute(text: str, catalog, *, repo: Any = None, progress: Callable | None = None,
-            storage_budget: int | None = None) -> QueryResult:
+            storage_budget: int | None = None, backend: str | None = None,
+            ray_address: str | None = None) -> QueryResult:
     """Run one DQL statement. ``repo`` is needed only to run `evaluate`; ``storage_budget``
-    (bytes of materialized features) overrides the evaluate config's."""
+    (bytes of materialized features), ``backend`` (local | ray) and ``ray_address``
+    override the evaluate config's."""
     stmt = parse(text)
     with catalog.read() as con:
         plan = bind(stmt, Vocabulary.load(con), text)
@@ -44,6 +46,8 @@ def execute(text: str, catalog, *, repo: Any = None, progress: Callable | None =
             spec = evaluate_spec(con, plan)
             if storage_budget is not None:
                 spec = replace(spec, storage_budget=storage_budget)
+            if backend is not None or ray_address is not None:
+                spec = replace(spec, backend=backend or spec.backend, ray_address=ray_address or spec.ray_address)
     if isinstance(plan, P.SavePlan):
         with catalog.write() as con:
             con.execute("INSERT OR REPLACE INTO saved_queries (name, text, created_at) VALUES (?, ?, ?)",

@@ -59,6 +59,9 @@ class EvalConfig:
     storage_budget: int | None = None          # bytes of features/ this run may use; None = unlimited
     memory_budget: int = 256 * 2**20           # bytes for one extraction batch's activations
     device: str = "auto"                       # auto = cuda when available
+    backend: str | None = None                 # local | ray (None: DLV_BACKEND, else local); docs/ENGINE.md
+    ray_address: str | None = None             # ray://host:10001 or host:6379 (None: RAY_ADDRESS or a local cluster)
+    features_url: str | None = None            # fsspec URL for materialized features (None: .dlv/features)
 
     # -- derived ------------------------------------------------------------------
     def lr_multiplier(self, layer_name: str) -> float:
@@ -91,6 +94,8 @@ class EvalConfig:
             raise ConfigError("epochs and iterations must be at least 1; fix the config")
         if not 0 < self.val_fraction < 1:
             raise ConfigError(f"val_fraction must be between 0 and 1, got {self.val_fraction}; use e.g. 0.2")
+        if self.backend is not None and self.backend not in ("local", "ray"):
+            raise ConfigError(f"backend must be local or ray, got {self.backend!r}")
         if self.feature_dtype not in ("float32", "float16"):
             raise ConfigError(f"feature_dtype must be float32 or float16, got {self.feature_dtype!r}")
         for rule in self.net:
@@ -139,7 +144,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
 _SCALAR_KEYS = {
     "loss": str, "optimizer": str, "momentum": float, "weight_decay": float, "base_lr": float,
     "batch_size": int, "epochs": int, "iterations": int, "seed": int, "val_fraction": float,
-    "feature_dtype": str, "device": str,
+    "feature_dtype": str, "device": str, "backend": str, "ray_address": str, "features_url": str,
 }
 
 
@@ -197,7 +202,8 @@ def _apply(fields: dict[str, Any], net: list[LayerRule], path: tuple[str, ...], 
     else:
         raise ConfigError(
             f"unknown config key {'.'.join(path)!r}; known keys: dataset, loss, optimizer, base_lr, "
-            "batch_size, epochs, iterations, net, normalize, augment, seed, storage_budget (see docs/ENGINE.md)"
+            "batch_size, epochs, iterations, net, normalize, augment, seed, storage_budget, backend, "
+            "ray_address, features_url (see docs/ENGINE.md)"
         )
 
 

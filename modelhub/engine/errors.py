@@ -22,3 +22,7 @@ class ExtractionMemoryError(EngineError):
 
 class DatasetError(DataError):
     """A versioned dataset is missing, malformed or cannot be appended to."""
+
+
+class BackendError(EngineError):
+    """An execution backend (Ray) is not installed, unreachable or failed."""

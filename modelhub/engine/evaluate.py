@@ -19,11 +19,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from .backend import BackendOptions, open_executor, resolve_backend
 from .chain import split_into_stages
 from .config import AUTO, EvalConfig, LayerRule, build_config, load_config_file
 from .data import DataView, Preprocessing
 from .errors import ConfigError, DatasetError
 from .features import ChunkInfo, FeatureStore
+from .fsstore import is_url, open_feature_store
 from .selection import CandidateModel, SelectionResult, pick_device, run_selection
 from .spec import EvaluateSpec
 from .train import evaluate_stages
@@ -115,17 +117,30 @@ def _load_data(repo, ref: str, cache: dict[str, DataView]) -> DataView:
     return view
 
 
-def catalog_mirror(repo) -> Callable[[ChunkInfo], None]:
-    """Record each written feature chunk in the catalog's materializations table."""
+def catalog_mirror(repo, location: str | None = None) -> Callable[[ChunkInfo], None]:
+    """Record each written feature chunk in the catalog's materializations table
+    (its path relative to .dlv/features, or its full URL for a store at ``location``)."""
     root = Path(repo.paths.features)
 
     def record(info: ChunkInfo) -> None:
         now = datetime.now(timezone.utc).replace(tzinfo=None)
+        if location is None:
+            path = str(info.path.relative_to(root))
+        else:
+            path = location.rstrip("/") + "/" + "/".join(Path(str(info.path)).parts[-3:])
         with repo.catalog.write() as con:
             con.execute("INSERT OR REPLACE INTO materializations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         [info.prefix, info.dataset_uid, info.dtype, info.start, info.end,
-                         str(info.path.relative_to(root)), info.nbytes, info.checksum, now])
+                         path, info.nbytes, info.checksum, now])
     return record
+
+
+def _feature_store(repo, url: str | None) -> FeatureStore:
+    """.dlv/features, or the fsspec location every worker of a cluster reads (config features_url)."""
+    if url is None:
+        return FeatureStore(repo.paths.features, on_write=catalog_mirror(repo))
+    location = url if is_url(url) else str(Path(url).resolve())
+    return open_feature_store(location, on_write=catalog_mirror(repo, location))
 
 
 def _progress_printer(progress: Callable | None) -> Callable[..., None] | None:
@@ -169,8 +184,12 @@ def _hparams(cfg: EvalConfig, data: DataView) -> dict[str, Any]:
     return hp
 
 
-def run_evaluate(repo, spec: EvaluateSpec, progress: Callable | None = None) -> EvaluateResult:
-    """Train and validate every candidate of ``spec``, keep the top k, commit the finished ones."""
+def run_evaluate(repo, spec: EvaluateSpec, progress: Callable | None = None, *,
+                 backend: str | BackendOptions | None = None) -> EvaluateResult:
+    """Train and validate every candidate of ``spec``, keep the top k, commit the finished ones.
+
+    ``backend`` ("local" | "ray" | BackendOptions) wins over ``spec.backend``, the config's
+    ``backend`` key and DLV_BACKEND; the results are the same, only where the work runs differs."""
     raw: dict[str, Any] = dict(spec.base_config)
     if not raw and spec.config_source:
         raw = load_config_file(spec.config_source)
@@ -193,7 +212,11 @@ def run_evaluate(repo, spec: EvaluateSpec, progress: Callable | None = None) -> 
             overrides = json.dumps([[list(p), v] for p, v in cand.overrides], default=str)
             cid = f"{i}.{j}"
             groups.setdefault(cfg.dataset, []).append((CandidateModel(cid, co.module, cfg), cand, (co, overrides)))
-    store = FeatureStore(repo.paths.features, on_write=catalog_mirror(repo))
+    cfg0 = next(iter(groups.values()))[0][0].config if groups else None
+    opts = resolve_backend(backend or spec.backend, address=spec.ray_address,
+                           config_value=cfg0.backend if cfg0 else None,
+                           config_address=cfg0.ray_address if cfg0 else None)
+    store = _feature_store(repo, cfg0.features_url if cfg0 else None)
     results: list[EvaluatedCandidate] = []
     reuse: list[dict] = []
     committed: list[str] = []
@@ -203,7 +226,7 @@ def run_evaluate(repo, spec: EvaluateSpec, progress: Callable | None = None) -> 
         result: SelectionResult = run_selection(
             [m[0] for m in members], data, store=store, keep=spec.keep,
             storage_budget=first.storage_budget, memory_budget=first.memory_budget,
-            feature_dtype=first.feature_dtype, device=pick_device(first.device), progress=emit)
+            feature_dtype=first.feature_dtype, device=pick_device(first.device), progress=emit, backend=opts)
         stats = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(result.reuse).items()}
         reuse.append({"dataset": data.meta.get("ref", data.name), **stats})
         by_cid = {o.cid: o for o in result.outcomes}
@@ -243,14 +266,19 @@ class EvalReport:
 
 def evaluate_version(repo, ref: str, data: str, *, split: str = "val", loss: str = "cross_entropy",
                      config: str | None = None, progressive: bool = False, top_k: int = 1,
-                     compare: bool = True) -> EvalReport:
-    """Loss (and accuracy) of one version on a dataset version's split."""
+                     compare: bool = True, backend: str | BackendOptions | None = None,
+                     ray_address: str | None = None) -> EvalReport:
+    """Loss (and accuracy) of one version on a dataset version's split.
+    With the ray backend the forward passes run on a Ray actor pool (same batches, same numbers)."""
     if split not in ("val", "train", "all"):
         raise ConfigError(f"split must be val, train or all, got {split!r}")
     raw: dict[str, Any] = load_config_file(config) if config else {}
     raw.setdefault("epochs", 1)
     raw.setdefault("loss", loss)
     cfg = build_config(raw)
+    if progressive and backend is not None and not resolve_backend(backend).is_local:
+        raise ConfigError("progressive evaluation reads weights a few bytes at a time in this process; "
+                          "drop --backend ray (or use --backend local) with --progressive")
     if progressive:  # issue 6: top-k labels from the fewest parameter bytes; never checks the weights out
         from ..progressive import evaluate_progressive
         view = _load_data(repo, data, {})
@@ -274,7 +302,13 @@ def evaluate_version(repo, ref: str, data: str, *, split: str = "val", loss: str
     except Exception:  # noqa: BLE001 - any module still evaluates as one stage
         from .chain import Stage
         stages = [Stage("model", module, "")]
-    m = evaluate_stages(stages, x, y, cfg, device)
+    opts = resolve_backend(backend, address=ray_address, config_value=cfg.backend, config_address=cfg.ray_address)
+    executor = open_executor(opts)
+    if executor is not None:    # outputs from the cluster; loss and accuracy in the same batches here
+        out = executor.infer(stages, x).to(device)
+        m = evaluate_stages([], out, y, cfg, device)
+    else:
+        m = evaluate_stages(stages, x, y, cfg, device)
     metrics = {("loss" if k == "val_loss" else "accuracy" if k == "val_accuracy" else k): v for k, v in m.items()}
     return EvalReport(co.version.ref, co.version.id, view.meta.get("ref", view.name), split, len(idx), metrics)
 

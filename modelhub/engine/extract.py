@@ -16,7 +16,7 @@ import torch
 
 from .data import DataView
 from .errors import ExtractionMemoryError
-from .features import FeatureStore
+from .features import ChunkInfo, FeatureStore
 from .tree import PrefixTree
 
 Sink = Callable[[str, int, torch.Tensor], None]   # (node key, first record, outputs)
@@ -68,6 +68,38 @@ def run_batched(lo: int, hi: int, batch_size: int, step: Callable[[int, int], No
     return bs
 
 
+def chunk_ranges(lo: int, hi: int, batch_size: int, chunk_records: int) -> list[tuple[int, int]]:
+    """The record ranges of the chunks :class:`ChunkWriter` writes for one pass over [lo, hi).
+
+    The writer flushes once a whole number of extraction batches reaches
+    ``chunk_records``, so a chunk spans ceil(chunk_records / batch) batches.
+    A distributed pass hands out exactly these ranges: the same chunk files,
+    and inside each the same batches (float results can depend on the batch).
+    """
+    bs = max(1, batch_size)
+    step = -(-max(1, chunk_records) // bs) * bs
+    return [(a, min(a + step, hi)) for a in range(lo, hi, step)]
+
+
+def source_node(tree: PrefixTree, targets: set[str], available: dict[str, str], *,
+                augmenting: bool = False) -> str:
+    """Where a pass for ``targets`` starts: the deepest stored node on their shared path
+    (the input root when augmenting, since stored features are un-augmented)."""
+    needed: set[str] = set()
+    for t in targets:
+        needed.update(tree.path(t))
+    roots = {tree.nodes[t].root for t in targets}
+    assert len(roots) == 1, "extract one input root at a time"
+    source = roots.pop()
+    while not augmenting and source not in targets:
+        kids = [c for c in tree.nodes[source].children if c in needed]
+        if len(kids) == 1 and kids[0] in available and kids[0] not in targets:
+            source = kids[0]
+        else:
+            break
+    return source
+
+
 def extract(tree: PrefixTree, targets: set[str], data: DataView, lo: int, hi: int, *,
             sink: Sink, batch_size: int, device: torch.device, stats: ExtractionStats,
             store: FeatureStore | None = None, available: dict[str, str] | None = None,
@@ -84,16 +116,8 @@ def extract(tree: PrefixTree, targets: set[str], data: DataView, lo: int, hi: in
     needed: set[str] = set()
     for t in targets:
         needed.update(tree.path(t))
-    roots = {tree.nodes[t].root for t in targets}
-    assert len(roots) == 1, "extract one input root at a time"
-    source = roots.pop()
     available = available or {}
-    while transform is None and source not in targets:
-        kids = [c for c in tree.nodes[source].children if c in needed]
-        if len(kids) == 1 and kids[0] in available and kids[0] not in targets:
-            source = kids[0]
-        else:
-            break
+    source = source_node(tree, targets, available, augmenting=transform is not None)
     node = tree.nodes[source]
     for key in needed:
         if tree.nodes[key].stage is not None:
@@ -142,6 +166,7 @@ class ChunkWriter:
         self._buf: dict[str, list[np.ndarray]] = {}
         self._start: dict[str, int] = {}
         self._count: dict[str, int] = {}
+        self.written: list[ChunkInfo] = []      # what this writer stored, in order
 
     def __call__(self, key: str, first: int, y: torch.Tensor) -> None:
         arr = y.detach().to("cpu").numpy().astype(self.dtype, copy=False)
@@ -156,7 +181,7 @@ class ChunkWriter:
         if not self._buf.get(key):
             return
         block = np.concatenate(self._buf[key])
-        self.store.write_chunk(key, self.uid, self.dtype, self._start[key], block)
+        self.written.append(self.store.write_chunk(key, self.uid, self.dtype, self._start[key], block))
         self._start[key] += block.shape[0]
         self._buf[key], self._count[key] = [], 0
 

@@ -110,10 +110,10 @@ class FeatureStore:
         np.save(buf, array, allow_pickle=False)
         data = buf.getbuffer()
         checksum = hashlib.blake2b(data, digest_size=32).hexdigest()
-        atomic_write(base.with_suffix(".npy"), data)
+        self._put(base.with_suffix(".npy"), data)
         manifest = {"start": start, "end": end, "shape": list(array.shape), "dtype": dtype,
                     "nbytes": len(data), "checksum": checksum, "prefix": prefix, "dataset": dataset_uid}
-        atomic_write(base.with_suffix(".json"), json.dumps(manifest, sort_keys=True).encode())
+        self._put(base.with_suffix(".json"), json.dumps(manifest, sort_keys=True).encode())
         self.bytes_written += len(data)
         info = ChunkInfo(prefix, dataset_uid, dtype, start, end, tuple(array.shape), len(data),
                          checksum, base.with_suffix(".npy"))
@@ -121,6 +121,15 @@ class FeatureStore:
         if self.on_write is not None:
             self.on_write(info)
         return info
+
+    def _put(self, path: Path, data) -> None:
+        # temp -> fsync -> rename: a retried writer of the same chunk (names are the
+        # record range) replaces the file whole, never interleaves with it
+        atomic_write(path, data)
+
+    def location(self) -> str:
+        """Where workers of a distributed backend open this store (open_feature_store)."""
+        return str(self.root)
 
     # -- reading ---------------------------------------------------------------------
     def read(self, prefix: str, dataset_uid: str, dtype: str, lo: int, hi: int) -> np.ndarray:

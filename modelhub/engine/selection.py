@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .backend import BackendOptions, open_executor, resolve_backend
 from .chain import Stage, split_into_stages
 from .config import EvalConfig
 from .data import DataView, Preprocessing, augment
@@ -69,6 +71,10 @@ class ReuseStats:
     oom_backoffs: int
     planned_s: float                  # planner estimate with its choice
     recompute_s: float                # planner estimate with nothing stored
+    backend: str = "local"            # where extraction and training ran (local | ray)
+    workers: tuple[dict, ...] = ()    # ray: per worker chunks, records, bytes read/written, seconds
+    extract_s: float = 0.0            # wall seconds of the extraction passes (step 3)
+    train_s: float = 0.0              # wall seconds of training and validation (step 4)
 
 
 @dataclass(frozen=True, eq=False)
@@ -161,16 +167,22 @@ def run_selection(candidates: list[CandidateModel], data: DataView, *, store: Fe
                   memory_budget: int = 256 << 20, feature_dtype: str = "float32",
                   device: torch.device | None = None, memory_cache: int = 1 << 30,
                   extraction_batch_size: int | None = None, materialize: str = "auto",
-                  progress: Progress | None = None) -> SelectionResult:
+                  progress: Progress | None = None, backend: str | BackendOptions | None = None,
+                  chunk_records: int = 8192) -> SelectionResult:
     """Train and validate every candidate, reusing frozen-prefix outputs.
 
     ``materialize``: "auto" (the planner decides under ``storage_budget``), "all"
     (store every prefix node: the materialize-every-layer baseline) or "none".
+    ``backend``: "local" (default; DLV_BACKEND when None) or "ray" / BackendOptions:
+    extraction on a Ray actor pool, one Ray task per fused group (ray_backend.py);
+    the plan and the results are the same. ``chunk_records``: records per feature chunk.
     """
     if not candidates:
         raise ConfigError("there are no candidates to evaluate; check the sub-query and the vary grid")
     device = device or pick_device(candidates[0].config.device)
     emit = progress or (lambda *a, **k: None)
+    opts = resolve_backend(backend)
+    executor = open_executor(opts)     # None: everything runs here
     n = data.n
     for field_name in ("loss", "val_fraction"):
         values = {getattr(c.config, field_name) for c in candidates}
@@ -235,6 +247,7 @@ def run_selection(candidates: list[CandidateModel], data: DataView, *, store: Fe
     emit("plan", plan=plan, nodes=len(tree.nodes))
 
     # 3. staged extraction of what the plan stores and is not stored yet ----------------
+    t_extract = time.perf_counter()
     ext = ExtractionStats()
     rec = ExtractionStats()
     act = max((prof[k].activation_bytes for k in tree.nodes), default=4)
@@ -249,13 +262,20 @@ def run_selection(candidates: list[CandidateModel], data: DataView, *, store: Fe
                     by_lo.setdefault(stored[k], set()).add(k)
             for lo, targets in sorted(by_lo.items()):
                 emit("extract", nodes=len(targets), records=n - lo)
-                writer = ChunkWriter(store, data.uid, feature_dtype)
-                extract(tree, targets, data, lo, n, sink=writer, batch_size=xbs, device=device,
-                        stats=ext, store=store, available=available)
-                writer.close()
+                if executor is not None:   # the same chunks, written by a pool of Ray actors
+                    executor.extract(tree, targets, data, lo, n, store=store, dtype=feature_dtype,
+                                     batch_size=xbs, chunk_records=chunk_records, stats=ext,
+                                     available=available)
+                else:
+                    writer = ChunkWriter(store, data.uid, feature_dtype, chunk_records)
+                    extract(tree, targets, data, lo, n, sink=writer, batch_size=xbs, device=device,
+                            stats=ext, store=store, available=available)
+                    writer.close()
                 xbs = ext.last_batch_size or xbs
         for k in plan.materialize:
             available[k] = feature_dtype
+
+    extract_s = time.perf_counter() - t_extract
 
     # 4. fused training groups ---------------------------------------------------------------
     groups: dict[Any, _Group] = {}
@@ -302,8 +322,31 @@ def run_selection(candidates: list[CandidateModel], data: DataView, *, store: Fe
             g._cache = out
         return out
 
-    def run_groups(members: set[str], stop_at: int | None) -> None:
+    def remote_groups(members: set[str], stop_at: int | None) -> set[int]:
+        """Ray: one task per fused group; augmented groups (fresh inputs every epoch) stay here."""
+        from .ray_backend import GroupJob, StoredFeatures
+        jobs = []
         for g in groups.values():
+            trainers = [pr.trainer for pr in g.members if pr.cand.cid in members and not pr.trainer.done
+                        and (stop_at is None or pr.trainer.step < stop_at)]
+            if not trainers or g.augmentation is not None:
+                continue
+            if g.boundary in available and store is not None and not tree.is_root(g.boundary):
+                source: Any = StoredFeatures(g.boundary, available[g.boundary], n)   # read by the task
+            else:
+                source = group_features(g)     # the input, or prefix outputs recomputed here
+            jobs.append((g, GroupJob(g.boundary, trainers, source)))
+        executor.train([j for _, j in jobs], store=store, uid=data.uid, split=(t_idx, v_idx, y_val),
+                       y_train=y_train, stop_at=stop_at, device=device)
+        for g, job in jobs:
+            emit("epoch", group=g.boundary, heads=len(job.trainers))
+        return {id(g) for g, _ in jobs}
+
+    def run_groups(members: set[str], stop_at: int | None) -> None:
+        done_remotely = remote_groups(members, stop_at) if executor is not None else set()
+        for g in groups.values():
+            if id(g) in done_remotely:
+                continue
             while True:
                 active = [pr.trainer for pr in g.members if pr.cand.cid in members
                           and not pr.trainer.done and (stop_at is None or pr.trainer.step < stop_at)]
@@ -314,6 +357,7 @@ def run_selection(candidates: list[CandidateModel], data: DataView, *, store: Fe
                     t.train_round(train_f, y_train, stop_at, val)
                 emit("epoch", group=g.boundary, heads=len(active))
 
+    t_train = time.perf_counter()
     alive = {pr.cand.cid for pr in prepared}
     pruned: set[str] = set()
     if keep is not None and keep.k < len(prepared):
@@ -330,6 +374,7 @@ def run_selection(candidates: list[CandidateModel], data: DataView, *, store: Fe
         emit("keep", kept=sorted(alive), pruned=sorted(pruned))
     run_groups(alive, None)
 
+    train_s = time.perf_counter() - t_train
     outcomes = []
     for pr in prepared:
         t = pr.trainer
@@ -345,12 +390,14 @@ def run_selection(candidates: list[CandidateModel], data: DataView, *, store: Fe
         materialized=tuple(sorted(plan.materialize)),
         records_extracted=sum(ext.stage_records.values()),
         records_recomputed=sum(rec.stage_records.values()),
-        records_loaded=records_loaded,
+        records_loaded=records_loaded + (executor.records_loaded if executor is not None else 0),
         records_preexisting=sum(min(stored[k], n) for k in plan.materialize),
         bytes_written=store.bytes_written if store else 0,
-        bytes_read=store.bytes_read if store else 0,
+        bytes_read=(store.bytes_read if store else 0) + (executor.worker_bytes_read if executor is not None else 0),
         fused_groups=tuple(len(g.members) for g in groups.values()),
         extraction_batch_size=xbs, oom_backoffs=ext.oom_backoffs + rec.oom_backoffs,
         planned_s=plan.estimated_s, recompute_s=plan.recompute_s,
+        backend=opts.name, workers=executor.worker_stats() if executor is not None else (),
+        extract_s=extract_s, train_s=train_s,
     )
     return SelectionResult(tuple(outcomes), reuse, plan)

@@ -35,3 +35,5 @@ class EvaluateSpec:
     keep: KeepRule | None = None
     query_text: str = ""                              # recorded as the message of committed versions
     storage_budget: int | str | None = None           # `--storage-budget`: overrides the config's (bytes or "2GB")
+    backend: str | None = None                        # `--backend local|ray`: overrides the config's / DLV_BACKEND
+    ray_address: str | None = None                    # `--ray-address`: overrides the config's / RAY_ADDRESS

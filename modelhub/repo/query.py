@@ -18,8 +18,10 @@ from .reads import hparams_of, load_state_dict, version_info
 
 
 def run_query(repo, text: str, *, commit: bool = False, name: str | None = None,
-              progress: Callable | None = None, storage_budget: int | None = None) -> QueryResult:
-    result = execute(text, repo.catalog, repo=repo, progress=progress, storage_budget=storage_budget)
+              progress: Callable | None = None, storage_budget: int | None = None,
+              backend: str | None = None, ray_address: str | None = None) -> QueryResult:
+    result = execute(text, repo.catalog, repo=repo, progress=progress, storage_budget=storage_budget,
+                     backend=backend, ray_address=ray_address)
     if not commit:
         return result
     if result.kind not in ("slice", "construct"):

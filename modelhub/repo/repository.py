@@ -6,6 +6,7 @@ repository at once: they wait for each other instead of failing.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections import OrderedDict
 from datetime import datetime, timezone
@@ -22,9 +23,12 @@ from ..storage.objects import ObjectStore
 from . import commit as commit_op
 from .describe import describe
 from .diff import diff_versions
+from . import hotcopy
+from .hotcopy import HotCopies
 from .lineage import list_models
 from .paths import RepoPaths, find_repo_root
-from .reads import all_versions, hparams_of, load_state_dict, n_snapshots, version_graph, version_info, weights_meta
+from .reads import (all_versions, hparams_of, load_state_dict, refresh_hot_copy, snapshot_entries,
+                    version_graph, version_header, version_info, weights_meta)
 from .records import Checkout, ModelSummary, RepoStats, VersionDescription, VersionDiff, VersionInfo
 from .refs import check_model_name, resolve
 from .stats import repo_stats
@@ -38,6 +42,7 @@ class Repo:
             raise RepoError(f"{self.paths.root} is not a dlv repository (no .dlv/catalog.duckdb); run `dlv init {self.paths.root}`")
         self.catalog = Catalog(self.paths.catalog, self.paths.lock)
         self.store = ObjectStore(self.paths.objects)
+        self.hot = HotCopies(self.paths.hot)
         self.catalog.ensure_schema()
 
     @property
@@ -88,9 +93,14 @@ class Repo:
             files=files, author=author, snapshots=snapshots, snapshot_steps=snapshot_steps,
             graph=graph, weights_meta=weights_meta, root=self.root,
         )
+        hotcopy.max_bytes()  # a malformed DLV_HOT_MAX_BYTES is refused before anything is written
         with self.catalog.write() as con:
             vid = commit_op.write_commit(con, self.store, req)
-            return version_info(con, vid)
+            info = version_info(con, vid)
+            entries = snapshot_entries(con, vid)
+            siblings = {r[0] for r in con.execute("SELECT id FROM versions WHERE model = ?", [info.model]).fetchall()}
+        refresh_hot_copy(self.hot, vid, entries, req.state_dicts[-1], siblings)
+        return info
 
     def add(self, paths: Iterable[str | os.PathLike]) -> list[tuple[str, int]]:
         """Stage files to attach to the next commit; returns (path, size) pairs."""
@@ -135,12 +145,15 @@ class Repo:
             return version_info(con, vid)
 
     def query(self, text: str, *, commit: bool = False, name: str | None = None, progress=None,
-              storage_budget: int | None = None):
+              storage_budget: int | None = None, backend: str | None = None, ray_address: str | None = None):
         """Run a DQL statement (see docs/DQL.md); ``commit=True`` stores slice/construct results
         as new versions (weights carried over for surviving layers); ``storage_budget`` caps the
-        bytes of frozen-layer features an `evaluate` may materialize (docs/ENGINE.md)."""
+        bytes of frozen-layer features an `evaluate` may materialize (docs/ENGINE.md);
+        ``backend="ray"`` runs an `evaluate`'s extraction and training on a Ray cluster
+        (``ray_address``, else RAY_ADDRESS, else a local one; same results)."""
         from .query import run_query
-        return run_query(self, text, commit=commit, name=name, progress=progress, storage_budget=storage_budget)
+        return run_query(self, text, commit=commit, name=name, progress=progress, storage_budget=storage_budget,
+                         backend=backend, ray_address=ray_address)
 
     # -- reads ------------------------------------------------------------------------
     def log(self, name: str | None = None) -> list[VersionInfo]:
@@ -163,7 +176,8 @@ class Repo:
 
     def stats(self) -> RepoStats:
         with self.catalog.read() as con:
-            return repo_stats(con, self.store)
+            stats = repo_stats(con, self.store)
+        return dataclasses.replace(stats, hot_bytes=self.hot.bytes_used())
 
     def checkout(
         self,
@@ -180,13 +194,14 @@ class Repo:
         """
         with self.catalog.read() as con:
             vid = resolve(con, ref)
-            count = n_snapshots(con, vid)
+            header = version_header(con, vid)
+            count = header.n_snapshots
             if snapshot is not None and not -count <= snapshot < count:
                 raise InputError(f"version {ref} has {count} snapshot(s); choose a snapshot from 0 to {count - 1}")
             snap = None if snapshot is None else snapshot % count
-            state = load_state_dict(con, self.store, vid, snap)
-            graph = version_graph(con, vid)
-            info, hp, meta = version_info(con, vid), hparams_of(con, vid), weights_meta(con, vid)
+            state = load_state_dict(con, self.store, vid, snap, hot=self.hot, header=header)
+            graph = header.graph()
+            info, hp, meta = header.info, header.hparams, header.weights_meta
         module = None
         if model_class is not None:
             module = _load_into(model_class(), state, ref)
@@ -230,12 +245,15 @@ class Repo:
         return load_dataset(self, ref)
 
     def eval(self, ref: str, *, data: str, split: str = "val", loss: str = "cross_entropy", config: str | None = None,
-             progressive: bool = False, top_k: int = 1, compare: bool = True):
+             progressive: bool = False, top_k: int = 1, compare: bool = True, backend: str | None = None,
+             ray_address: str | None = None):
         """Loss and accuracy of version ``ref`` on dataset ``data`` (NAME[@N]); returns an EvalReport.
-        ``progressive=True``: exact top-k labels reading the fewest parameter bytes (a ProgressiveReport)."""
+        ``progressive=True``: exact top-k labels reading the fewest parameter bytes (a ProgressiveReport).
+        ``backend="ray"``: forward passes on a Ray cluster (same numbers)."""
         from ..engine.evaluate import evaluate_version
         return evaluate_version(self, ref, data, split=split, loss=loss, config=config,
-                                progressive=progressive, top_k=top_k, compare=compare)
+                                progressive=progressive, top_k=top_k, compare=compare, backend=backend,
+                                ray_address=ray_address)
 
 
 def _load_into(module: nn.Module, state: "OrderedDict[str, torch.Tensor]", ref: str) -> nn.Module:
