@@ -24,6 +24,7 @@ import torch.fx
 
 from .certify import certify_topk
 from .errors import ProgressiveInputError
+from .linear import Futile, LinearPass
 from .params import affine_params, group_reader
 from .plan import Plan
 from .propagate import needed_nodes, propagate
@@ -40,12 +41,17 @@ class ProgressiveConfig:
     sensitivity_records: int = 64
     uniform: bool = False            # raise every group together (the baseline the benchmark compares)
     fold_bn: bool = True             # fold eval-mode batch norm into the conv/linear before it
+    bound: str = "linear"            # "interval": boxes only; "linear": boxes, then linear bounds (linear.py)
+    tighten: bool = True             # linear: narrow residual merges and straddling pre-activations too
+    max_straddle: float = 0.25       # linear: give tightening up at a level where more of a layer straddles
 
     def __post_init__(self) -> None:
         if self.top_k < 1:
             raise ProgressiveInputError(f"top_k must be at least 1, got {self.top_k}; pass --top 1 or more")
         if self.start_segments < 1:
             raise ProgressiveInputError(f"start_segments must be at least 1, got {self.start_segments}")
+        if self.bound not in ("interval", "linear"):
+            raise ProgressiveInputError(f"bound must be 'interval' or 'linear', got {self.bound!r}")
         if not 0.0 < self.refine_share <= 1.0:
             raise ProgressiveInputError(f"refine_share must lie in (0, 1], got {self.refine_share}")
 
@@ -69,6 +75,7 @@ def run_plan(gm: torch.fx.GraphModule, plan: Plan, x: torch.Tensor, source, conf
     refined: tuple[str, ...] = ()
     exact_records = 0
     ctx = Ctx(plan.u_ref)
+    linear_log: list[dict] = []
     step = 0
     n_classes = None
     while len(remaining):
@@ -83,6 +90,8 @@ def run_plan(gm: torch.fx.GraphModule, plan: Plan, x: torch.Tensor, source, conf
             break
         params = _params(groups, source, levels, plan.u_ref, cache)
         certain_all, labels_all = [], []
+        contrib: dict[str, float] = {}
+        linear_stats = {"linear": 0, "tightened": 0, "futile": None}
         with torch.no_grad():
             for lo in range(0, len(remaining), config.batch_size):
                 idx = remaining[lo:lo + config.batch_size]
@@ -92,6 +101,8 @@ def run_plan(gm: torch.fx.GraphModule, plan: Plan, x: torch.Tensor, source, conf
                     raise ProgressiveInputError(f"top {config.top_k} asked but the network has {n_classes} "
                                                 "outputs; pass a smaller --top")
                 ok, lab = certify_topk(box, config.top_k)
+                if config.bound == "linear" and not bool(ok.all()):
+                    ok, lab = _linear_certify(plan, x, given, idx, ok, lab, params, ctx, config, contrib, linear_stats)
                 certain_all.append(ok)
                 labels_all.append(lab)
         certain = torch.cat(certain_all)
@@ -103,10 +114,13 @@ def run_plan(gm: torch.fx.GraphModule, plan: Plan, x: torch.Tensor, source, conf
         decided_so_far = n - len(remaining) + int(certain.sum())
         stats.append(_stat(step, levels, full, refined, read, bytes_total, len(remaining), int(certain.sum()),
                            decided_so_far, n))
+        if config.bound == "linear":
+            linear_log.append(dict(linear_stats, step=step))
         remaining = remaining[~certain]
         if not len(remaining):
             break
-        refined = _choose(plan, groups, source, levels, full, params, x, remaining, given, config)
+        refined = _choose(plan, groups, source, levels, full, params, x, remaining, given, config,
+                          contrib if config.bound == "linear" else None)
         for gname in refined:
             for t in plan.groups[gname].tensors:
                 levels[t] = min(levels[t] + 1, full[t])
@@ -118,7 +132,33 @@ def run_plan(gm: torch.fx.GraphModule, plan: Plan, x: torch.Tensor, source, conf
         record_bytes_fraction=float(decided_bytes.mean() / bytes_total) if n and bytes_total else 1.0,
         time_s=time.perf_counter() - t0,
         exact_only=tuple(t for t in tensors if source.exact_only(t)),
-        head_from=next(iter(given)) if given else None)
+        head_from=next(iter(given)) if given else None,
+        extra={"bound": config.bound, "linear_steps": linear_log} if config.bound == "linear" else {"bound": config.bound})
+
+
+def _linear_certify(plan, x, given, idx, ok, lab, params, ctx, config, contrib, log):
+    """Records the boxes left undecided: linear bounds (cheap), then with tightening (costly, given up
+    at a level where too many neurons straddle a kink). Accumulates the weights' share of each
+    undecided record's binding margin per group into ``contrib`` (the refinement's guide)."""
+    ok, lab = ok.clone(), lab.clone()
+    for tighten in ((False, True) if config.tighten else (False,)):
+        rest = (~ok).nonzero(as_tuple=True)[0]
+        if not len(rest) or (tighten and log["futile"]):
+            break
+        rows = idx[rest]
+        try:
+            lp = LinearPass(plan, _rows(x, rows), params, ctx, _rows_given(given, rows), tighten=tighten,
+                            max_straddle=config.max_straddle)
+        except Futile as exc:
+            log["futile"] = str(exc)
+            break
+        c, labels, _, parts = lp.certify(config.top_k, want_contrib=not tighten)
+        ok[rest] = c
+        lab[rest[c]] = labels[c]
+        log["tightened" if tighten else "linear"] += int(c.sum())
+        for g, v in parts.items():          # the attribution of the untightened pass guides refinement
+            contrib[g] = contrib.get(g, 0.0) + float(v[~c].sum())
+    return ok, lab
 
 
 def _rows(x: Optional[torch.Tensor], idx: torch.Tensor) -> Optional[torch.Tensor]:
@@ -150,11 +190,17 @@ def _next_bytes(source, g, levels, full) -> int:
     return sum(source.level_bytes(t)[levels[t]] for t in g.tensors if levels[t] < full[t])
 
 
-def _choose(plan, groups, source, levels, full, params, x, remaining, given, config) -> tuple[str, ...]:
-    """Groups to raise by one segment: most attributed output width per byte of their next segment."""
+def _choose(plan, groups, source, levels, full, params, x, remaining, given, config,
+            linear_contrib: Optional[dict] = None) -> tuple[str, ...]:
+    """Groups to raise by one segment: most attributed output width per byte of their next segment
+    (linear bounds: each group's weight-interval share of the undecided records' binding margins)."""
     open_groups = [g for g in groups if any(levels[t] < full[t] for t in g.tensors)]
     if config.uniform or len(open_groups) <= 1:
         return tuple(g.name for g in open_groups)
+    if linear_contrib and all(np.isfinite(v) for v in linear_contrib.values()) and \
+            sum(linear_contrib.get(g.name, 0.0) for g in open_groups) > 0:
+        return _greedy(open_groups, {g.name: linear_contrib.get(g.name, 0.0) for g in open_groups},
+                       source, levels, full, config)
     sample = remaining[: config.sensitivity_records]
     scales = {g.name: torch.ones((), dtype=torch.float64, requires_grad=True) for g in open_groups}
     box = propagate(plan, _rows(x, sample), params, Ctx(plan.u_ref, sound=False), scales=scales,
@@ -172,6 +218,10 @@ def _choose(plan, groups, source, levels, full, params, x, remaining, given, con
         unbounded = [g.name for g in open_groups
                      if not (torch.isfinite(params[g.name].dw).all() and torch.isfinite(params[g.name].db).all())]
         return tuple(unbounded or [g.name for g in open_groups])
+    return _greedy(open_groups, contrib, source, levels, full, config)
+
+
+def _greedy(open_groups, contrib, source, levels, full, config) -> tuple[str, ...]:
     order = sorted(open_groups, key=lambda g: contrib[g.name] / max(_next_bytes(source, g, levels, full), 1),
                    reverse=True)
     total = sum(contrib.values())

@@ -55,6 +55,22 @@ class Step:
     kwargs: dict = field(default_factory=dict)
     fn: Optional[Callable] = None   # rule: (values, ctx) -> value
     group: Optional[str] = None
+    # the linear (difference-network) pass, linear.py: what the node does to a *difference* of two runs
+    lin: str = ""                   # act | maxpool | avg | struct | add | mul | python ("" for input/affine/...)
+    call: Optional[Callable] = None # the node's own torch callable: call(*args, **kwargs) on tensors
+    meta: Any = None                # ActSpec (act), pooling geometry (maxpool), n_of(tensor) (avg)
+
+
+@dataclass(frozen=True)
+class ActSpec:
+    """A non-decreasing activation for the linear pass: piecewise linear (``kinks`` with the ``slopes``
+    of the len(kinks)+1 pieces) or smooth (``deriv``: an even derivative, non-increasing in |x|)."""
+    f: Callable
+    ref_ulps: float = 0.0
+    our_ulps: float = 0.0
+    kinks: tuple = ()
+    slopes: tuple = ()
+    deriv: Optional[Callable] = None
 
 
 @dataclass(frozen=True)
@@ -69,22 +85,44 @@ class Plan:
         return [t for g in self.groups.values() for t in g.tensors]
 
 
-_MONOTONE_MODULES: dict[type, Callable[[nn.Module], tuple[Callable, float, float]]] = {
-    nn.ReLU: lambda m: (torch.relu, 0.0, 0.0),
-    nn.ReLU6: lambda m: (lambda x: torch.clamp(x, 0.0, 6.0), 0.0, 0.0),
-    nn.Hardtanh: lambda m: (lambda x: torch.clamp(x, m.min_val, m.max_val), 0.0, 0.0),
-    nn.LeakyReLU: lambda m: (lambda x: F.leaky_relu(x, m.negative_slope), 1.0, 1.0),
-    nn.Sigmoid: lambda m: (torch.sigmoid, 8.0, 8.0),
-    nn.Tanh: lambda m: (torch.tanh, 8.0, 8.0),
-    nn.Hardsigmoid: lambda m: (F.hardsigmoid, 4.0, 4.0),
+def _sigmoid_deriv(x: torch.Tensor) -> torch.Tensor:
+    s = torch.sigmoid(x)
+    return s * (1.0 - s)
+
+
+def _tanh_deriv(x: torch.Tensor) -> torch.Tensor:
+    return 1.0 - torch.tanh(x) ** 2
+
+
+def _relu6(x: torch.Tensor) -> torch.Tensor:
+    return torch.clamp(x, 0.0, 6.0)
+
+
+_RELU = ActSpec(torch.relu, kinks=(0.0,), slopes=(0.0, 1.0))
+_RELU6 = ActSpec(_relu6, kinks=(0.0, 6.0), slopes=(0.0, 1.0, 0.0))
+_SIGMOID = ActSpec(torch.sigmoid, 8.0, 8.0, deriv=_sigmoid_deriv)
+_TANH = ActSpec(torch.tanh, 8.0, 8.0, deriv=_tanh_deriv)
+
+
+def _leaky(m: nn.Module) -> ActSpec:
+    a = float(m.negative_slope)
+    return ActSpec(lambda x: F.leaky_relu(x, a), 2.0, 1.0, kinks=(0.0,), slopes=(a, 1.0))
+
+
+_MONOTONE_MODULES: dict[type, Callable[[nn.Module], ActSpec]] = {
+    nn.ReLU: lambda m: _RELU,
+    nn.ReLU6: lambda m: _RELU6,
+    nn.Hardtanh: lambda m: ActSpec(lambda x: torch.clamp(x, m.min_val, m.max_val),
+                                   kinks=(float(m.min_val), float(m.max_val)), slopes=(0.0, 1.0, 0.0)),
+    nn.LeakyReLU: _leaky,
+    nn.Sigmoid: lambda m: _SIGMOID,
+    nn.Tanh: lambda m: _TANH,
+    nn.Hardsigmoid: lambda m: ActSpec(F.hardsigmoid, 4.0, 4.0, kinks=(-3.0, 3.0), slopes=(0.0, 1.0 / 6.0, 0.0)),
 }
-_MONOTONE_FUNCTIONS: dict[Any, tuple[Callable, float, float]] = {
-    torch.relu: (torch.relu, 0.0, 0.0), F.relu: (torch.relu, 0.0, 0.0),
-    F.relu6: (lambda x: torch.clamp(x, 0.0, 6.0), 0.0, 0.0),
-    torch.sigmoid: (torch.sigmoid, 8.0, 8.0), torch.tanh: (torch.tanh, 8.0, 8.0),
+_MONOTONE_FUNCTIONS: dict[Any, ActSpec] = {
+    torch.relu: _RELU, F.relu: _RELU, F.relu6: _RELU6, torch.sigmoid: _SIGMOID, torch.tanh: _TANH,
 }
-_MONOTONE_METHODS = {"relu": (torch.relu, 0.0, 0.0), "sigmoid": (torch.sigmoid, 8.0, 8.0),
-                     "tanh": (torch.tanh, 8.0, 8.0)}
+_MONOTONE_METHODS = {"relu": _RELU, "sigmoid": _SIGMOID, "tanh": _TANH}
 _IDENTITY_MODULES = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout)
 _SHAPE_METHODS = {"flatten", "view", "reshape", "contiguous", "squeeze", "unsqueeze"}
 
@@ -183,24 +221,44 @@ def _module_step(gm, node, m, args, groups, folded, fold_bn=True) -> Step:
         return Step(node.name, "affine", args, group=node.name)
     for cls, make in _MONOTONE_MODULES.items():
         if type(m) is cls:
-            f, ref_ulps, our_ulps = make(m)
-            return Step(node.name, "rule", args, fn=lambda v, ctx, f=f, a=ref_ulps, b=our_ulps: R.monotone(v[0], f, ctx, a, b))
+            if isinstance(m, nn.LeakyReLU) and m.negative_slope < 0:
+                raise _refuse(node, f"LeakyReLU with negative slope {m.negative_slope}, not monotone")
+            a = make(m)
+            return Step(node.name, "rule", args, fn=lambda v, ctx, a=a: R.monotone(v[0], a.f, ctx, a.ref_ulps, a.our_ulps),
+                        lin="act", call=a.f, meta=a)
     if isinstance(m, (nn.MaxPool1d, nn.MaxPool2d)):
-        return Step(node.name, "rule", args, fn=lambda v, ctx, m=m: R.monotone(v[0], m, ctx))
+        return Step(node.name, "rule", args, fn=lambda v, ctx, m=m: R.monotone(v[0], m, ctx),
+                    lin="maxpool", call=m, meta=_pool_geometry(m))
     if isinstance(m, (nn.AvgPool1d, nn.AvgPool2d)):
         ks = m.kernel_size if isinstance(m.kernel_size, tuple) else (m.kernel_size,) * (2 if isinstance(m, nn.AvgPool2d) else 1)
         n = 1
         for k in ks:
             n *= int(k)
-        return Step(node.name, "rule", args, fn=lambda v, ctx, m=m, n=n: R.positive_average(v[0], m, n, ctx))
+        return Step(node.name, "rule", args, fn=lambda v, ctx, m=m, n=n: R.positive_average(v[0], m, n, ctx),
+                    lin="avg", call=m, meta=lambda t, n=n: n)
     if isinstance(m, (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)):
         return Step(node.name, "rule", args,
-                    fn=lambda v, ctx, m=m: R.positive_average(v[0], m, int(v[0].c[0, 0].numel()), ctx))
+                    fn=lambda v, ctx, m=m: R.positive_average(v[0], m, int(v[0].c[0, 0].numel()), ctx),
+                    lin="avg", call=m, meta=lambda t: int(t[0, 0].numel()))
     if isinstance(m, nn.Flatten):
-        return Step(node.name, "rule", args, fn=lambda v, ctx, m=m: R.structural([v[0]], lambda t: m(t[0])))
+        return Step(node.name, "rule", args, fn=lambda v, ctx, m=m: R.structural([v[0]], lambda t: m(t[0])),
+                    lin="struct", call=m)
     if isinstance(m, _IDENTITY_MODULES):
-        return Step(node.name, "rule", args, fn=lambda v, ctx: v[0])
+        return Step(node.name, "rule", args, fn=lambda v, ctx: v[0], lin="struct", call=lambda t: t)
     raise _refuse(node, type(m).__name__)
+
+
+def _pool_geometry(m: nn.Module) -> Optional[dict]:
+    """Kernel/stride of a max pool whose windows do not overlap (the linear pass selects the certain
+    argmax of each window); None for overlapping or dilated windows (bounded as boxes there)."""
+    dims = 2 if isinstance(m, nn.MaxPool2d) else 1
+
+    def tup(v):
+        return tuple(v) if isinstance(v, (tuple, list)) else (v,) * dims
+    ks, st, dil = tup(m.kernel_size), tup(m.stride if m.stride is not None else m.kernel_size), tup(m.dilation)
+    if any(d != 1 for d in dil) or any(s < k for s, k in zip(st, ks)) or m.return_indices:
+        return None
+    return {"dims": dims, "kernel_size": ks, "stride": st, "padding": tup(m.padding), "ceil_mode": bool(m.ceil_mode)}
 
 
 def _is_box(v) -> bool:
@@ -210,41 +268,55 @@ def _is_box(v) -> bool:
 def _function_step(node, args, kwargs) -> Step:
     t = node.target
     if t in _MONOTONE_FUNCTIONS:
-        f, a, b = _MONOTONE_FUNCTIONS[t]
-        return Step(node.name, "rule", args, kwargs, fn=lambda v, ctx: R.monotone(v[0], f, ctx, a, b))
+        a = _MONOTONE_FUNCTIONS[t]
+        return Step(node.name, "rule", args, kwargs, fn=lambda v, ctx: R.monotone(v[0], a.f, ctx, a.ref_ulps, a.our_ulps),
+                    lin="act", call=a.f, meta=a)
     if t in (operator.add, torch.add):
-        return Step(node.name, "rule", args, kwargs, fn=_add)
+        if "alpha" in kwargs or len(args) > 2:
+            raise _refuse(node, "torch.add with alpha")
+        return Step(node.name, "rule", args, kwargs, fn=_add, lin="add", call=t)
     if t in (operator.mul, torch.mul):
-        return Step(node.name, "rule", args, kwargs, fn=_mul)
+        return Step(node.name, "rule", args, kwargs, fn=_mul, lin="mul", call=t)
     if t in (torch.flatten, torch.reshape):
         return Step(node.name, "rule", args, kwargs,
-                    fn=lambda v, ctx, kw=kwargs: R.structural([v[0]], lambda ts: t(ts[0], *v[1:], **kw)))
+                    fn=lambda v, ctx, kw=kwargs: R.structural([v[0]], lambda ts: t(ts[0], *v[1:], **kw)),
+                    lin="struct", call=t)
     if t is torch.cat:
-        return Step(node.name, "rule", args, kwargs, fn=_cat)
+        return Step(node.name, "rule", args, kwargs, fn=_cat, lin="struct", call=t)
     if t in (F.max_pool1d, F.max_pool2d):
-        return Step(node.name, "rule", args, kwargs, fn=lambda v, ctx, kw=kwargs: R.monotone(v[0], lambda x: t(x, *v[1:], **kw), ctx))
+        # functional form: windows bounded as boxes in the linear pass (meta None)
+        return Step(node.name, "rule", args, kwargs, fn=lambda v, ctx, kw=kwargs: R.monotone(v[0], lambda x: t(x, *v[1:], **kw), ctx),
+                    lin="maxpool", call=t)
     if t in (F.adaptive_avg_pool1d, F.adaptive_avg_pool2d):
         return Step(node.name, "rule", args, kwargs, fn=lambda v, ctx, kw=kwargs: R.positive_average(
-            v[0], lambda x: t(x, *v[1:], **kw), int(v[0].c[0, 0].numel()), ctx))
+            v[0], lambda x: t(x, *v[1:], **kw), int(v[0].c[0, 0].numel()), ctx),
+            lin="avg", call=t, meta=lambda x: int(x[0, 0].numel()))
     if t is torch.mean:
-        return Step(node.name, "rule", args, kwargs, fn=lambda v, ctx, kw=kwargs: _mean(v, kw, ctx))
+        return Step(node.name, "rule", args, kwargs, fn=lambda v, ctx, kw=kwargs: _mean(v, kw, ctx),
+                    lin="avg", call=t, meta=lambda x, kw=kwargs, a=args: _mean_n(x, a, kw))
     if t in (operator.getitem, getattr):
-        return Step(node.name, "rule", args, kwargs, fn=lambda v, ctx: _python_only(node, t, v))
+        return Step(node.name, "rule", args, kwargs, fn=lambda v, ctx: _python_only(node, t, v), lin="python")
     raise _refuse(node, f"function {getattr(t, '__qualname__', t)}")
 
 
 def _method_step(node, args, kwargs) -> Step:
     name = str(node.target)
+
+    def call(obj, *a, **kw):
+        return getattr(obj, name)(*a, **kw)
     if name in _MONOTONE_METHODS:
-        f, a, b = _MONOTONE_METHODS[name]
-        return Step(node.name, "rule", args, kwargs, fn=lambda v, ctx: R.monotone(v[0], f, ctx, a, b))
+        a = _MONOTONE_METHODS[name]
+        return Step(node.name, "rule", args, kwargs, fn=lambda v, ctx: R.monotone(v[0], a.f, ctx, a.ref_ulps, a.our_ulps),
+                    lin="act", call=a.f, meta=a)
     if name in _SHAPE_METHODS:
         return Step(node.name, "rule", args, kwargs, fn=lambda v, ctx, kw=kwargs: R.structural(
-            [v[0]], lambda ts: getattr(ts[0], name)(*v[1:], **kw)))
+            [v[0]], lambda ts: getattr(ts[0], name)(*v[1:], **kw)), lin="struct", call=call)
     if name == "size" or name == "dim":
-        return Step(node.name, "rule", args, kwargs, fn=lambda v, ctx, kw=kwargs: getattr(v[0].c, name)(*v[1:], **kw))
+        return Step(node.name, "rule", args, kwargs, fn=lambda v, ctx, kw=kwargs: getattr(v[0].c, name)(*v[1:], **kw),
+                    lin="python")
     if name == "mean":
-        return Step(node.name, "rule", args, kwargs, fn=lambda v, ctx, kw=kwargs: _mean(v, kw, ctx))
+        return Step(node.name, "rule", args, kwargs, fn=lambda v, ctx, kw=kwargs: _mean(v, kw, ctx),
+                    lin="avg", call=call, meta=lambda x, kw=kwargs, a=args: _mean_n(x, a, kw))
     raise _refuse(node, f"method .{name}()")
 
 
@@ -284,6 +356,14 @@ def _cat(v, ctx):
     boxes = list(v[0])
     dim = v[1] if len(v) > 1 else 0
     return R.structural(boxes, lambda ts: torch.cat(ts, dim))
+
+
+def _mean_n(x: torch.Tensor, args, kw) -> int:
+    """Terms per output of a mean (args as stored in the step: args[0] is the tensor)."""
+    dims = args[1] if len(args) > 1 else kw.get("dim")
+    keep = args[2] if len(args) > 2 else kw.get("keepdim", False)
+    out = x.mean() if dims is None else x.mean(dims, keepdim=keep)
+    return int(x.numel() // max(out.numel(), 1))
 
 
 def _mean(v, kw, ctx):
