@@ -198,7 +198,8 @@ def checkout_speed(repo, vid, sd, tmp: Path, repeats: int) -> dict:
     time until the weights are in the model. Both are reported, each side by
     side with the matching checkout: the state dict alone (hot copy: mapped
     and verified, which reads every byte), and the weights loaded into a
-    module (``load_state_dict``) for both. ``cold`` is the archive decode with
+    module, each tool's usual way (safetensors: ``load_state_dict(load_file())``;
+    modelhub: ``checkout(model_class=...)``). ``cold`` is the archive decode with
     hot copies off (``DLV_HOT_COPIES=0``), i.e. any version but the latest.
     """
     import os
@@ -211,20 +212,26 @@ def checkout_speed(repo, vid, sd, tmp: Path, repeats: int) -> dict:
     path = tmp / "latest.safetensors"
     save_safetensors(path, sd)
     mb = sum(t.numel() * t.element_size() for t in sd.values()) / 1e6
-    module = nn.Module()
-    for i, (k, t) in enumerate(sd.items()):
-        module.register_buffer(f"t{i}", torch.empty_like(t))
-    renamed = {k: f"t{i}" for i, k in enumerate(sd)}
-
-    def into_module(state):
-        module.load_state_dict({renamed[k]: v for k, v in state.items()})
+    def fresh_module() -> nn.Module:  # the network, parameters allocated but not yet loaded
+        root = nn.Module()
+        for name, t in sd.items():
+            *path, leaf = name.split(".")
+            m = root
+            for part in path:
+                if not hasattr(m, part):
+                    m.add_module(part, nn.Module())
+                m = getattr(m, part)
+            m.register_parameter(leaf, nn.Parameter(torch.empty_like(t), requires_grad=t.is_floating_point()))
+        return root
 
     repo.checkout(vid, rebuild_module=False)  # writes the hot copy if the archive re-encode dropped none
     assert repo.hot.version_ids() & {vid}, "the latest version has no hot copy"
     t_st = best_of(lambda: load_file(str(path)), repeats)
-    t_st_mod = best_of(lambda: into_module(load_file(str(path))), repeats)
+    # each tool's usual way into a model: safetensors' load_file + load_state_dict (copies),
+    # modelhub's checkout(model_class=...) (adopts the verified tensors when nothing is tied)
+    t_st_mod = best_of(lambda: fresh_module().load_state_dict(load_file(str(path))), repeats)
     t_ck = best_of(lambda: repo.checkout(vid, rebuild_module=False), repeats)
-    t_ck_mod = best_of(lambda: into_module(repo.checkout(vid, rebuild_module=False).state_dict), repeats)
+    t_ck_mod = best_of(lambda: repo.checkout(vid, model_class=fresh_module), repeats)
     os.environ["DLV_HOT_COPIES"] = "0"
     try:
         t_cold = best_of(lambda: repo.checkout(vid, rebuild_module=False), repeats)

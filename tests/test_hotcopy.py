@@ -166,3 +166,35 @@ def test_a_malformed_size_cap_is_refused_before_committing(repo, monkeypatch):
     with pytest.raises(InputError, match=r"DLV_HOT_MAX_BYTES='lots' is not a size"):
         repo.commit(_state(0), name="m", message="one")
     assert repo.log() == []
+
+
+class _Tied(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.enc = torch.nn.Linear(4, 4, bias=False)
+        self.dec = torch.nn.Linear(4, 4, bias=False)
+        self.dec.weight = self.enc.weight
+
+
+def test_a_module_takes_the_checked_out_tensors_and_training_it_leaves_the_copy_intact(repo, monkeypatch):
+    from helpers import TinyCNN
+    state = _state(0)
+    repo.commit(state, name="m", message="one")
+    module = repo.checkout("m", model_class=TinyCNN).module
+    assert all(isinstance(p, torch.nn.Parameter) and p.requires_grad for p in module.parameters())
+    opt = torch.optim.SGD(module.parameters(), lr=0.5)
+    module(torch.randn(2, 1, 8, 8)).sum().backward()
+    opt.step()
+    assert not torch.equal(module.state_dict()["conv1.weight"], state["conv1.weight"])
+    _no_archive_reads(monkeypatch)
+    assert_bit_exact(repo.checkout("m", rebuild_module=False).state_dict, state)
+
+
+def test_tied_weights_stay_tied_and_other_dtypes_are_converted(repo):
+    tied = _Tied()
+    repo.commit(tied, name="tied", message="tied")
+    out = repo.checkout("tied", model_class=_Tied).module
+    assert out.dec.weight is out.enc.weight
+    assert torch.equal(out.enc.weight.view(torch.int32), tied.enc.weight.view(torch.int32))
+    wide = repo.checkout("tied", model_class=lambda: _Tied().double()).module
+    assert wide.enc.weight.dtype == torch.float64 and wide.dec.weight is wide.enc.weight

@@ -260,11 +260,29 @@ def _load_into(module: nn.Module, state: "OrderedDict[str, torch.Tensor]", ref: 
     if not isinstance(module, nn.Module):
         raise InputError("model_class must build an nn.Module when called without arguments")
     try:
-        module.load_state_dict(state, strict=True)
+        module.load_state_dict(state, strict=True, assign=_can_adopt(module, state))
     except RuntimeError as exc:
         first = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
         raise WeightsError(f"the weights of {ref} do not fit the given model ({first}); use the class they were saved from") from None
     return module.eval()
+
+
+def _can_adopt(module: nn.Module, state: Mapping[str, torch.Tensor]) -> bool:
+    """Whether the module can take the checked-out tensors themselves instead of copies.
+
+    The tensors are fresh (decoded, or a private copy-on-write mapping of a hot
+    copy), so adopting them saves a full copy of the weights, and with it most
+    of a hot checkout's cost. Only when nothing observable changes: every target
+    has the same dtype, shape and device (CPU), and no parameter is shared under
+    two names (adopting would untie it).
+    """
+    targets = module.state_dict(keep_vars=True)
+    if len({id(t) for t in targets.values()}) != len(targets) or targets.keys() != state.keys():
+        return False
+    return all(
+        t.dtype == state[k].dtype and t.shape == state[k].shape and t.device.type == "cpu" == state[k].device.type
+        for k, t in targets.items()
+    )
 
 
 def init_repo(path: Path | str = ".") -> Repo:
