@@ -7,7 +7,8 @@ HELP = "report the loss and accuracy of a version on a dataset (validation split
 DESCRIPTION = """Examples:
   dlv eval lenet --data digits            # latest lenet on the latest digits, validation split
   dlv eval lenet@3 --data digits@1 --split all --json
-  dlv eval lenet --data digits --config eval.toml   # its normalize/val_fraction/loss settings"""
+  dlv eval lenet --data digits --config eval.toml   # its normalize/val_fraction/loss settings
+  dlv eval lenet --data digits --progressive        # exact labels; heads over stored features when present"""
 
 
 def configure(p) -> None:
@@ -25,6 +26,9 @@ def configure(p) -> None:
                    help="with --backend ray: ray://HOST:10001 or HOST:6379 (default: RAY_ADDRESS, else a local cluster)")
     p.add_argument("--no-compare", action="store_true",
                    help="with --progressive: skip the timed full-precision comparison")
+    p.add_argument("--no-stored-features", action="store_true",
+                   help="with --progressive: start from the raw inputs even when the feature store holds "
+                        "exact features of a frozen prefix")
 
 
 def run(args, ui) -> int:
@@ -32,7 +36,8 @@ def run(args, ui) -> int:
         from ..progressive.render import show_report
         return show_report(repo_of(args).eval(args.ref, data=args.data, split=args.split, config=args.config,
                                               progressive=True, top_k=args.top, compare=not args.no_compare,
-                                              backend=args.backend), ui)
+                                              backend=args.backend,
+                                              use_stored_features=not args.no_stored_features), ui)
     report = repo_of(args).eval(args.ref, data=args.data, split=args.split, loss=args.loss, config=args.config,
                                 backend=args.backend, ray_address=args.ray_address)
     if ui.json_mode:

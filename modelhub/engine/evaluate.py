@@ -28,6 +28,7 @@ from .features import ChunkInfo, FeatureStore
 from .fsstore import is_url, open_feature_store
 from .selection import CandidateModel, SelectionResult, pick_device, run_selection
 from .spec import EvaluateSpec
+from .stored_prefix import StoredStart, find_stored_prefix, float32_exact, record_prefixes
 from .train import evaluate_stages
 
 
@@ -143,6 +144,19 @@ def _feature_store(repo, url: str | None) -> FeatureStore:
     return open_feature_store(location, on_write=catalog_mirror(repo, location))
 
 
+def _collect_writes(store: FeatureStore) -> list[ChunkInfo]:
+    """The chunks this run writes (still mirrored in the catalog as before)."""
+    written: list[ChunkInfo] = []
+    mirror = store.on_write
+
+    def on_write(info: ChunkInfo) -> None:
+        if mirror is not None:
+            mirror(info)
+        written.append(info)
+    store.on_write = on_write
+    return written
+
+
 def _progress_printer(progress: Callable | None) -> Callable[..., None] | None:
     if progress is None:
         if not sys.stderr.isatty():
@@ -217,6 +231,7 @@ def run_evaluate(repo, spec: EvaluateSpec, progress: Callable | None = None, *,
                            config_value=cfg0.backend if cfg0 else None,
                            config_address=cfg0.ray_address if cfg0 else None)
     store = _feature_store(repo, cfg0.features_url if cfg0 else None)
+    written = _collect_writes(store)
     results: list[EvaluatedCandidate] = []
     reuse: list[dict] = []
     committed: list[str] = []
@@ -227,6 +242,10 @@ def run_evaluate(repo, spec: EvaluateSpec, progress: Callable | None = None, *,
             [m[0] for m in members], data, store=store, keep=spec.keep,
             storage_budget=first.storage_budget, memory_budget=first.memory_budget,
             feature_dtype=first.feature_dtype, device=pick_device(first.device), progress=emit, backend=opts)
+        # index the frozen prefixes by catalog content, so progressive eval finds their features
+        record_prefixes(repo, store, [(cand.version_id, cm.model, cm.config) for cm, cand, _ in members], data,
+                        written, opts.is_local and float32_exact(pick_device(first.device)))
+        written.clear()
         stats = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(result.reuse).items()}
         reuse.append({"dataset": data.meta.get("ref", data.name), **stats})
         by_cid = {o.cid: o for o in result.outcomes}
@@ -267,9 +286,12 @@ class EvalReport:
 def evaluate_version(repo, ref: str, data: str, *, split: str = "val", loss: str = "cross_entropy",
                      config: str | None = None, progressive: bool = False, top_k: int = 1,
                      compare: bool = True, backend: str | BackendOptions | None = None,
-                     ray_address: str | None = None) -> EvalReport:
+                     ray_address: str | None = None, use_stored_features: bool = True) -> EvalReport:
     """Loss (and accuracy) of one version on a dataset version's split.
-    With the ray backend the forward passes run on a Ray actor pool (same batches, same numbers)."""
+    With the ray backend the forward passes run on a Ray actor pool (same batches, same numbers).
+    ``progressive=True``: a ProgressiveReport; it starts from the exact stored features of the
+    longest frozen prefix the feature store holds for these records (``use_stored_features=False``:
+    always from the raw inputs), see stored_prefix.py and docs/PROGRESSIVE.md."""
     if split not in ("val", "train", "all"):
         raise ConfigError(f"split must be val, train or all, got {split!r}")
     raw: dict[str, Any] = load_config_file(config) if config else {}
@@ -284,8 +306,20 @@ def evaluate_version(repo, ref: str, data: str, *, split: str = "val", loss: str
         view = _load_data(repo, data, {})
         train_idx, val_idx = view.split(cfg.val_fraction)
         idx = {"val": val_idx, "train": train_idx, "all": np.arange(view.n)}[split]
-        return evaluate_progressive(repo, ref, Preprocessing.from_config(cfg).apply(view.x[idx]), top_k,
-                                    compare=compare)
+        x = Preprocessing.from_config(cfg).apply(view.x[idx])
+        found: StoredStart | str = "disabled: use_stored_features=False (--no-stored-features)"
+        if use_stored_features:   # a frozen prefix with exact materialized features: run the head only
+            found = find_stored_prefix(repo, _feature_store(repo, cfg.features_url), repo.resolve(ref), cfg,
+                                       view, idx)
+        given = {found.node: found.features} if isinstance(found, StoredStart) else None
+        report = evaluate_progressive(repo, ref, x, top_k, compare=compare, given=given)
+        if given is not None and report.head_from is None:
+            found = f"stored features at {found.node} not used: {report.fallback}"
+        if isinstance(found, StoredStart):
+            return replace(report, stored_features=True, feature_bytes_read=found.bytes_read,
+                           stored_features_note=f"prefix {found.key[:12]}, {found.depth} stage(s), "
+                                                f"{len(idx)} records")
+        return replace(report, stored_features=False, stored_features_note=found)
     co = repo.checkout(ref)
     if co.module is None:
         raise ConfigError(f"version {co.version.ref} has no rebuildable network graph; check it out "

@@ -51,7 +51,9 @@ def evaluate_module(module: nn.Module, inputs, *, top_k: int = 1, source: Option
     cfg = replace(config or ProgressiveConfig(), top_k=top_k)
     gm = _trace(module).eval()
     src = source if source is not None else source_from_state_dict(gm.state_dict())
-    x = _as_tensor(inputs) if given is None else None
+    # with ``given``, raw ``inputs`` (optional) serve only the full-precision fallback
+    x_raw = _as_tensor(inputs) if given is None or inputs is not None else None
+    x = x_raw if given is None else None
     if given is not None:
         given = {k: _as_tensor(v) for k, v in given.items()}
     try:
@@ -60,9 +62,10 @@ def evaluate_module(module: nn.Module, inputs, *, top_k: int = 1, source: Option
     except UnsupportedLayerError as exc:
         if not fallback:
             raise
-        report = _full_precision(gm, x, src, cfg, str(exc))
+        report = _full_precision(gm, x_raw, src, cfg, str(exc))
+        given = None
     if compare:
-        report = _compare(report, gm, x, src, given)
+        report = _compare(report, gm, x_raw if given is None else None, src, given)
     return report
 
 
@@ -88,13 +91,18 @@ def _full_precision(gm, x, src, cfg: ProgressiveConfig, reason: str) -> Progress
 def _compare(report: ProgressiveReport, gm, x, src, given) -> ProgressiveReport:
     """Full-precision evaluation of the same records (exact weights), timed, and the agreement."""
     names = [t for t in gm.state_dict() if src.has(t)]
-    module = exact_module(gm, ManifestExactView(src), names)
+    if given:   # the head only: the prefix's tensors are neither needed nor read
+        from .driver import _reference
+        from .propagate import needed_nodes
+        plan = build_plan(gm)
+        needed = needed_nodes(plan, given)
+        names = sorted({t for g, grp in plan.groups.items() if g in needed for t in grp.tensors if src.has(t)})
+    else:
+        module = exact_module(gm, ManifestExactView(src), names)
     t0 = time.perf_counter()
     with torch.no_grad():
         if given:
-            from .driver import _reference
-            from .plan import build_plan as _bp
-            out = _reference(gm, _bp(gm), ManifestExactView(src), names, None, given)
+            out = _reference(gm, plan, ManifestExactView(src), names, None, given)
         else:
             out = module(x)
     full_time = time.perf_counter() - t0

@@ -12,7 +12,13 @@ def show_report(report: ProgressiveReport, ui) -> int:
              ("bytes read", f"{report.bytes_read} / {report.bytes_total} ({100 * report.bytes_fraction:.1f}%)"),
              ("bytes per record", f"{100 * report.record_bytes_fraction:.1f}% on average"),
              ("decided exactly", f"{report.exact_records} records (full precision)"),
-             ("time", f"{report.time_s:.3f}s")]
+             ("time", f"{report.time_s:.3f}s"),
+             ("start", f"node {report.head_from} (exact features)" if report.head_from else "raw inputs")]
+    if report.stored_features:
+        pairs.append(("features from the store", f"yes ({report.stored_features_note}; "
+                                                 f"{report.feature_bytes_read} bytes of features read)"))
+    elif report.stored_features_note is not None:
+        pairs.append(("features from the store", f"no ({report.stored_features_note})"))
     if report.full_time_s is not None:
         pairs.append(("full precision", f"{report.full_time_s:.3f}s, agreement {100 * (report.agreement or 0):.1f}%"))
     if report.fallback:

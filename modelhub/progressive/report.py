@@ -33,7 +33,10 @@ class ProgressiveReport:
     version: str = ""
     fallback: Optional[str] = None       # why the whole network ran at full precision, if it did
     exact_only: tuple[str, ...] = ()     # tensors read whole (delta-encoded, format 1, non-float)
-    head_from: Optional[str] = None      # node whose exact features the query started from
+    head_from: Optional[str] = None      # node whose exact features the query started from (None: raw inputs)
+    stored_features: bool = False        # those features came from the engine's feature store
+    stored_features_note: Optional[str] = None  # which stored prefix, or why the raw inputs were used
+    feature_bytes_read: int = 0          # bytes of stored features read (not in bytes_read: no weights)
     full_time_s: Optional[float] = None  # full-precision evaluation of the same records (compare=True)
     agreement: Optional[float] = None    # fraction of records whose labels equal full precision's
     extra: dict = field(default_factory=dict)

@@ -246,14 +246,16 @@ class Repo:
 
     def eval(self, ref: str, *, data: str, split: str = "val", loss: str = "cross_entropy", config: str | None = None,
              progressive: bool = False, top_k: int = 1, compare: bool = True, backend: str | None = None,
-             ray_address: str | None = None):
+             ray_address: str | None = None, use_stored_features: bool = True):
         """Loss and accuracy of version ``ref`` on dataset ``data`` (NAME[@N]); returns an EvalReport.
-        ``progressive=True``: exact top-k labels reading the fewest parameter bytes (a ProgressiveReport).
+        ``progressive=True``: exact top-k labels reading the fewest parameter bytes (a ProgressiveReport),
+        starting from the exact stored features of a frozen prefix when the feature store holds them
+        (``use_stored_features=False``: always from the raw inputs).
         ``backend="ray"``: forward passes on a Ray cluster (same numbers)."""
         from ..engine.evaluate import evaluate_version
         return evaluate_version(self, ref, data, split=split, loss=loss, config=config,
                                 progressive=progressive, top_k=top_k, compare=compare, backend=backend,
-                                ray_address=ray_address)
+                                ray_address=ray_address, use_stored_features=use_stored_features)
 
 
 def _load_into(module: nn.Module, state: "OrderedDict[str, torch.Tensor]", ref: str) -> nn.Module:

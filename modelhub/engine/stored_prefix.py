@@ -1,0 +1,195 @@
+"""Which frozen prefix of a stored version has exact materialized features (progressive eval).
+
+The feature store keys a prefix by the engine's content fingerprint (``PrefixTree.add_chain``:
+the input fingerprint with the preprocessing, then per stage the ops, attributes and the digest
+of every weight). Computing that key needs the prefix's weights, which progressive evaluation
+must not read. So ``evaluate``, which holds those weights anyway, records an index next to the
+features (``prefix_index.json`` in the store's root, beside ``profile.json``):
+
+- ``prefixes``: identity -> engine node key, for every depth of every candidate's frozen prefix.
+  The identity hashes what the catalog alone knows of a version: its graph hash, the depth, the
+  input fingerprint (preprocessing, record shape and dtype) and the catalog tensor hash
+  (blake2b-256 over dtype, shape and bytes) of every tensor of the prefix's stages. The key is
+  computed by the engine's own functions on the weights whose catalog hashes are in the identity,
+  so any version with the same graph and the same prefix tensors has the same prefix function.
+- ``exact_chunks``: checksum -> key of every float32 chunk a run wrote with float32 arithmetic
+  (CPU, or CUDA with TF32 off, and float32 matmul precision "highest"). Only such chunks are used.
+
+``find_stored_prefix`` walks a version's stages from the deepest prefix down and returns the
+first one whose stored float32 chunks cover the requested records, are all attested, and pass
+the feature store's checksum verification on read. Anything else is a reason to start from the
+raw inputs, which the caller reports. A lost or stale index only costs reuse, never exactness.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Iterable
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..netdef import Graph, rebuild
+from ..storage.tensors import tensor_hash
+from ..tensorio import tensor_to_raw
+from .chain import Stage, split_into_stages
+from .config import EvalConfig
+from .data import DataView, Preprocessing
+from .errors import FeatureStoreError
+from .features import ChunkInfo, FeatureStore
+from .fingerprint import input_fingerprint
+from .selection import frozen_prefix_length
+from .tree import PrefixTree
+
+INDEX = "prefix_index"
+EXACT_DTYPE = "float32"
+
+
+@dataclass(frozen=True)
+class StoredStart:
+    node: str                 # fx node of the version's network whose output the features are
+    depth: int                # stages in the prefix
+    key: str                  # the engine's prefix hash (feature-store folder key)
+    features: torch.Tensor    # [len(idx), ...] exact float32 features of the requested records
+    bytes_read: int           # feature bytes read from the store
+
+
+def float32_exact(device: torch.device) -> bool:
+    """Whether prefix outputs computed on ``device`` now are plain float32 arithmetic."""
+    if torch.get_float32_matmul_precision() != "highest":
+        return False
+    if device.type == "cpu":
+        return True
+    if device.type == "cuda":
+        return not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
+    return False
+
+
+def _identity(graph_hash: str, depth: int, root: str, tensors: dict[str, str]) -> str:
+    h = hashlib.blake2b(digest_size=20)
+    h.update(json.dumps({"graph": graph_hash, "depth": depth, "root": root, "tensors": tensors},
+                        sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def _stage_tensor_names(stages: list[Stage]) -> list[list[str]]:
+    """For each depth d >= 1, the network tensor names used by stages[:d]."""
+    out: list[list[str]] = []
+    names: set[str] = set()
+    for s in stages:
+        names |= {s.param_prefix + n for n in s.module.state_dict()}
+        out.append(sorted(names))
+    return out
+
+
+def _graph_hash(repo, version_id: str) -> str | None:
+    with repo.catalog.read() as con:
+        row = con.execute("SELECT graph_hash FROM versions WHERE id = ?", [version_id]).fetchone()
+    return row[0] if row else None
+
+
+def record_prefixes(repo, store: FeatureStore, members: Iterable[tuple[str, nn.Module, EvalConfig]],
+                    data: DataView, written: list[ChunkInfo], exact: bool) -> None:
+    """After an evaluate: index each candidate's frozen prefixes and attest the chunks it wrote.
+    ``members``: (source version id, its checked-out network with weights, candidate config)."""
+    index = store.load_meta(INDEX)
+    prefixes: dict = dict(index.get("prefixes", {}))
+    attested: dict = dict(index.get("exact_chunks", {}))
+    record_shape = tuple(int(s) for s in data.x.shape[1:])
+    for version_id, module, cfg in members:
+        graph_hash = _graph_hash(repo, version_id)
+        if graph_hash is None:
+            continue
+        try:
+            stages = split_into_stages(module)
+        except Exception:  # noqa: BLE001 - a network the engine cannot cut has no stored prefix
+            continue
+        p = frozen_prefix_length(stages, cfg)
+        if p == 0:
+            continue
+        pre = Preprocessing.from_config(cfg)
+        root = input_fingerprint(pre.describe(), record_shape, str(data.x.dtype))
+        keys = PrefixTree().add_chain(root, pre, stages[:p])
+        state = module.state_dict()
+        hashes: dict[str, str] = {}
+        for d, names in enumerate(_stage_tensor_names(stages[:p]), start=1):
+            if any(n not in state for n in names):
+                break
+            for n in names:
+                if n not in hashes:
+                    hashes[n] = tensor_hash(*tensor_to_raw(state[n]))
+            ident = _identity(graph_hash, d, root, {n: hashes[n] for n in names})
+            prefixes[ident] = {"key": keys[d], "stage": stages[d - 1].name}
+    for info in written:
+        if exact and info.dtype == EXACT_DTYPE:
+            attested[info.checksum] = info.prefix
+        else:
+            attested.pop(info.checksum, None)
+    store.save_meta(INDEX, {"prefixes": prefixes, "exact_chunks": attested})
+
+
+def find_stored_prefix(repo, store: FeatureStore, version_id: str, cfg: EvalConfig, view: DataView,
+                       idx: np.ndarray) -> StoredStart | str:
+    """The longest prefix of ``version_id``'s network with exact stored features of records
+    ``idx`` of ``view``, or the reason why none can be used."""
+    if len(idx) == 0:
+        return "no records requested"
+    index = store.load_meta(INDEX)
+    prefixes, attested = index.get("prefixes", {}), index.get("exact_chunks", {})
+    if not prefixes:
+        return "the feature store holds no indexed prefix (run an evaluate with frozen layers on this dataset)"
+    with repo.catalog.read() as con:
+        row = con.execute("SELECT v.graph_hash, g.definition FROM versions v JOIN graphs g USING (graph_hash) "
+                          "WHERE v.id = ?", [version_id]).fetchone()
+        if row is None:
+            return "the version has no stored network graph"
+        snap = con.execute("SELECT max(snap) FROM snapshot_tensors WHERE version_id = ?", [version_id]).fetchone()[0]
+        catalog_hashes = dict(con.execute("SELECT name, tensor_hash FROM snapshot_tensors WHERE version_id = ? "
+                                          "AND snap = ?", [version_id, snap]).fetchall())
+    graph = Graph.from_json(row[1])
+    if not graph.rebuildable:
+        return "the version's network cannot be rebuilt from its graph"
+    try:
+        gm = rebuild(graph)     # structure only: its weights are never read
+        stages = split_into_stages(gm)
+    except Exception as exc:  # noqa: BLE001 - no stages: nothing can have been stored
+        return f"the network cannot be cut into stages ({type(exc).__name__})"
+    root = input_fingerprint(Preprocessing.from_config(cfg).describe(), tuple(int(s) for s in view.x.shape[1:]),
+                             str(view.x.dtype))
+    hi = int(np.max(idx)) + 1
+    names_by_depth = _stage_tensor_names(stages)
+    reason = f"no stored float32 features of this network's prefixes for dataset {view.meta.get('ref', view.name)}"
+    reasons: list[str] = []     # why each indexed prefix was passed over, the deepest first
+    for d in range(len(stages) - 1, 0, -1):     # the deepest prefix first; the last stage is the output
+        names = names_by_depth[d - 1]
+        if any(n not in catalog_hashes for n in names):
+            continue
+        entry = prefixes.get(_identity(row[0], d, root, {n: catalog_hashes[n] for n in names}))
+        if entry is None or entry.get("stage") != stages[d - 1].name:
+            continue
+        key = entry["key"]
+        cut = [n for n in gm.graph.nodes if n.op == "call_module" and n.target == stages[d - 1].name]
+        if len(cut) != 1:
+            continue
+        if store.stored_records(key, view.uid, EXACT_DTYPE) < hi:
+            reasons.append(f"stored features at {cut[0].name} do not cover the requested records")
+            continue
+        chunks = [c for c in store.chunks(key, view.uid, EXACT_DTYPE) if c.start < hi]
+        if any(attested.get(c.checksum) != key for c in chunks):
+            reasons.append(f"stored features at {cut[0].name} were not all computed with exact float32 "
+                           "arithmetic (or by a run that did not record it)")
+            continue
+        before = store.bytes_read
+        try:
+            arr = store.read(key, view.uid, EXACT_DTYPE, 0, hi)     # verifies every chunk's checksum
+        except FeatureStoreError as exc:
+            reasons.append(f"stored features at {cut[0].name} failed verification: {exc}")
+            continue
+        if arr.dtype != np.float32 or arr.shape[0] != hi:
+            reasons.append(f"stored features at {cut[0].name} are {arr.dtype} {list(arr.shape)}, not float32 of {hi} records")
+            continue
+        feats = torch.from_numpy(np.ascontiguousarray(arr[idx]))
+        return StoredStart(cut[0].name, d, key, feats, store.bytes_read - before)
+    return reasons[0] if reasons else reason
