@@ -26,12 +26,15 @@ def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
+def tensor_view(t: torch.Tensor) -> memoryview:
+    """The raw little-endian bytes of a tensor (any dtype, incl. bfloat16), without copying a CPU tensor."""
+    t = t.detach().to("cpu").contiguous()
+    return memoryview(t.reshape(-1).view(torch.uint8).numpy()) if t.numel() else memoryview(b"")
+
+
 def tensor_to_raw(t: torch.Tensor) -> tuple[bytes, str, list[int]]:
     """Raw little-endian bytes of a tensor (any dtype, incl. bfloat16)."""
-    t = t.detach().to("cpu").contiguous()
-    shape = list(t.shape)
-    raw = t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
-    return raw, dtype_name(t.dtype), shape
+    return tensor_view(t).tobytes(), dtype_name(t.dtype), list(t.shape)
 
 
 def raw_to_tensor(raw: bytes, dtype: str, shape: list[int]) -> torch.Tensor:

@@ -37,6 +37,8 @@ import xxhash
 
 from ..errors import InputError
 from ..sizes import parse_size
+from ..storage.tensors import DTYPE_SIZES
+from ..tensorio import dtype_name, tensor_view
 
 FORMAT = "dlv-hot-1"
 SUFFIX = ".safetensors"
@@ -73,13 +75,6 @@ def _checksum(dtype: str, shape: Sequence[int], data) -> str:
     return h.hexdigest()
 
 
-def _tensor_bytes(t: torch.Tensor) -> memoryview:
-    t = t.detach().to("cpu").contiguous()
-    if t.numel() == 0:
-        return memoryview(b"")
-    return memoryview(t.reshape(-1).view(torch.uint8).numpy())
-
-
 class HotCopies:
     def __init__(self, folder: Path | str) -> None:
         self.folder = Path(folder)
@@ -110,10 +105,10 @@ class HotCopies:
         offset = 0
         for name, _ in entries:
             t = tensors[name]
-            dtype = str(t.dtype).removeprefix("torch.")
+            dtype = dtype_name(t.dtype)
             if dtype not in _ST_CODES:
                 return 0
-            data = _tensor_bytes(t)
+            data = tensor_view(t)
             header[name] = {"dtype": _ST_CODES[dtype], "shape": list(t.shape), "data_offsets": [offset, offset + data.nbytes]}
             checks.append(_checksum(dtype, t.shape, data))
             datas.append(data)
@@ -143,11 +138,8 @@ class HotCopies:
         """The verified tensors of a hot copy, or None (absent, stale or damaged: then deleted)."""
         path = self.path(version_id)
         try:
-            with open(path, "rb") as f:
-                # a private (copy-on-write) mapping: callers may modify the
-                # tensors in place without touching the file
-                mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
-        except (FileNotFoundError, ValueError, OSError):
+            mm = _map(path)
+        except (OSError, ValueError):
             return None  # absent, or empty (ValueError: cannot map an empty file)
         tensors = _verified(mm, version_id, entries)
         if tensors is None:
@@ -162,8 +154,7 @@ class HotCopies:
     def problem(self, version_id: str, entries: Sequence[tuple[str, str]]) -> str | None:
         """Why the hot copy of ``version_id`` is unusable (None: it verifies); for fsck."""
         try:
-            with open(self.path(version_id), "rb") as f:
-                mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+            mm = _map(self.path(version_id))
         except (OSError, ValueError) as exc:
             return f"unreadable ({type(exc).__name__})"
         return None if _verified(mm, version_id, entries) is not None else "does not verify"
@@ -218,6 +209,13 @@ class HotCopies:
         return out
 
 
+def _map(path: Path) -> mmap.mmap:
+    # a private (copy-on-write) mapping: callers may modify the tensors in
+    # place without touching the file
+    with open(path, "rb") as f:
+        return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+
+
 def _verified(mm: mmap.mmap, version_id: str, entries: Sequence[tuple[str, str]]):
     try:
         n = int.from_bytes(mm[:8], "little")
@@ -241,7 +239,7 @@ def _verified(mm: mmap.mmap, version_id: str, entries: Sequence[tuple[str, str]]
             numel = 1
             for d in shape:
                 numel *= d
-            if not base <= start <= end <= len(mm) or end - start != numel * torch.empty((), dtype=torch_dtype).element_size():
+            if not base <= start <= end <= len(mm) or end - start != numel * DTYPE_SIZES[dtype]:
                 return None
             layout.append((name, dtype, shape, torch_dtype, numel, start, end))
         # hashing is what faults the pages in (~15 GB/s); threads measured no faster

@@ -135,22 +135,21 @@ def load_state_dict(con, store, version_id: str, snap: int | None = None, *,
                     ) -> "OrderedDict[str, torch.Tensor]":
     """A snapshot's tensors (default: the last one), bit-exact.
 
-    With ``hot``, the last snapshot of a model's latest version comes from its
-    verified hot copy when there is one; otherwise it is decoded from the
-    archive and the hot copy written for the next checkout (see hotcopy.py).
+    With ``hot`` and the version's ``header``, the last snapshot of a model's
+    latest version comes from its verified hot copy when there is one;
+    otherwise it is decoded from the archive and the hot copy written for the
+    next checkout (see hotcopy.py).
     """
-    last = (header.n_snapshots if header is not None else n_snapshots(con, version_id)) - 1
-    if snap is None:
-        snap = last
-    entries = snapshot_entries(con, version_id, snap)
-    use_hot = hot is not None and snap == last and hotcopy.enabled()
+    use_hot = (hot is not None and header is not None and snap in (None, header.n_snapshots - 1)
+               and hotcopy.enabled())
+    entries = snapshot_entries(con, version_id, header.n_snapshots - 1 if use_hot else snap)
     if use_hot:
         state = hot.read(version_id, entries)
         if state is not None:
             return state
     decoded = load_tensors(con, store, [th for _, th in entries])
     state = OrderedDict((name, raw_to_tensor(*decoded[th])) for name, th in entries)
-    if use_hot and (header.is_latest if header is not None else _is_latest(con, version_id)):
+    if use_hot and header.is_latest:
         refresh_hot_copy(hot, version_id, entries, state, set())
     return state
 
@@ -158,14 +157,6 @@ def load_state_dict(con, store, version_id: str, snap: int | None = None, *,
 def latest_version_ids(con) -> set[str]:
     """The newest version of every model (the ones that keep hot copies)."""
     return {r[0] for r in con.execute("SELECT arg_max(id, seq) FROM versions GROUP BY model").fetchall()}
-
-
-def _is_latest(con, version_id: str) -> bool:
-    row = con.execute(
-        "SELECT v.seq = (SELECT max(seq) FROM versions w WHERE w.model = v.model) FROM versions v WHERE v.id = ?",
-        [version_id],
-    ).fetchone()
-    return bool(row and row[0])
 
 
 def refresh_hot_copy(hot: HotCopies, version_id: str, entries, tensors, evict: set[str]) -> None:
