@@ -23,6 +23,10 @@ class CatalogError(ModelhubError):
     """The catalog database is unreadable or its schema is unknown."""
 
 
+class DiskFullError(ModelhubError):
+    """A write found no space left on the device; nothing half-done was recorded."""
+
+
 class RefError(ModelhubError):
     """A version reference is unknown or ambiguous."""
 

@@ -1,4 +1,5 @@
 """Errors of the storage layer (no modelhub import allowed here)."""
+import errno as _errno
 
 
 class StorageError(Exception):
@@ -27,3 +28,16 @@ class MissingBlobError(StorageError):
 
 class CodecError(StorageError):
     """An encoding or decoding step received input it cannot handle."""
+
+
+class DiskFullError(StorageError, OSError):
+    """A write found no space left (ENOSPC/EDQUOT); also an ``OSError`` for callers that catch those."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(
+            f"no space left on the device while writing {path}; nothing was changed — free some space "
+            "(`dlv gc` removes unreferenced blobs) and run the command again"
+        )
+        self.errno = _errno.ENOSPC
+        self.path = path
+

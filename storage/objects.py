@@ -35,9 +35,25 @@ class ObjectStore:
         return self.root / blob_hash[:2] / blob_hash[2:]
 
     def put(self, data: bytes | memoryview) -> str:
+        """Store ``data`` (durably) and return its name.
+
+        A blob that is already present is not rewritten, but its mtime is
+        refreshed (git's "freshen"): ``dlv gc`` spares blobs younger than its
+        grace period, so a writer that reuses an old unreferenced blob before
+        taking the catalog lock keeps it alive until its transaction lands.
+        """
         blob_hash = content_hash(data)
-        atomic_write(self.path_of(blob_hash), data, exist_ok_same=True)
+        if not self.touch(blob_hash):
+            atomic_write(self.path_of(blob_hash), data)
         return blob_hash
+
+    def touch(self, blob_hash: str) -> bool:
+        """Refresh a present blob's mtime; False when it is absent (or cannot be touched: write it again)."""
+        try:
+            os.utime(self.path_of(blob_hash))
+        except OSError:
+            return False
+        return True
 
     def get(self, blob_hash: str, *, verify: bool = True) -> bytes:
         path = self.path_of(blob_hash)

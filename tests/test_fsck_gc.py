@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from helpers import assert_bit_exact, tiny_cnn
-from modelhub.errors import IntegrityError
+from modelhub.errors import DiskFullError, IntegrityError
 
 
 def _age(repo, seconds: float = 7200) -> None:
@@ -118,7 +118,7 @@ def test_disk_full_during_commit_leaves_the_repository_unchanged(repo, monkeypat
             self.fh.close()
 
     monkeypatch.setattr(atomic.os, "fdopen", lambda fd, mode: FullDisk(real_fdopen(fd, mode)))
-    with pytest.raises(OSError, match="No space left on device"):
+    with pytest.raises(DiskFullError, match="no space left on the device while writing .*free some space"):
         repo.commit(tiny_cnn(1), name="m", message="b")
     monkeypatch.undo()
     after = repo.stats()
@@ -187,3 +187,62 @@ def test_gc_drops_half_written_feature_chunks_and_on_request_the_whole_cache(rep
     assert store.load_meta("profile") == {"measured": True}              # planner measurements stay
     with repo.catalog.read() as con:
         assert con.execute("SELECT count(*) FROM materializations").fetchone()[0] == 0
+
+
+# -- gc against writers that stage blobs before taking the lock (issue 16, item 1) -----------
+def _digits_npz(path, seed: int = 0):
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    np.savez(path, x=rng.standard_normal((20, 1, 4, 4)).astype(np.float32), y=rng.integers(0, 3, 20))
+    return path
+
+
+def test_gc_spares_an_old_orphan_blob_that_data_add_reuses(repo, tmp_path, monkeypatch) -> None:
+    data = _digits_npz(tmp_path / "a.npz")
+    real_write = repo.catalog.write
+
+    def killed(*a, **k):  # an earlier `dlv data add` killed after its blobs, before its rows
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(repo.catalog, "write", killed)
+    with pytest.raises(KeyboardInterrupt):
+        repo.data_add("digits", [data])
+    orphans = sorted(repo.store)
+    assert len(orphans) == 2
+    _age(repo)                       # older than gc's grace period
+    reports = []
+
+    def gc_between(*a, **k):         # a `dlv gc` runs after the new add wrote its blobs, before its rows
+        monkeypatch.setattr(repo.catalog, "write", real_write)
+        reports.append(repo.gc())    # default grace
+        return real_write(*a, **k)
+
+    monkeypatch.setattr(repo.catalog, "write", gc_between)
+    repo.data_add("digits", [data])  # reuses both orphans
+    assert reports[0].removed_blobs == 0 and reports[0].kept_young_blobs == 2  # the reuse refreshed them
+    assert sorted(repo.store) == orphans
+    assert repo.fsck(deep=True).ok and repo.dataset("digits").n == 20
+
+
+def test_data_add_rewrites_a_blob_that_gc_removed_before_it_took_the_lock(repo, tmp_path, monkeypatch) -> None:
+    data = _digits_npz(tmp_path / "a.npz")
+    real_write = repo.catalog.write
+
+    def gc_first(*a, **k):   # a gc collected the staged blobs in the instant before our lock
+        for blob in list(repo.store):
+            repo.store.delete(blob)
+        return real_write(*a, **k)
+
+    monkeypatch.setattr(repo.catalog, "write", gc_first)
+    repo.data_add("digits", [data])
+    monkeypatch.setattr(repo.catalog, "write", real_write)
+    assert len(list(repo.store)) == 2
+    assert repo.fsck(deep=True).ok and repo.dataset("digits").n == 20
+
+
+def test_put_of_a_present_blob_refreshes_its_mtime(repo) -> None:
+    blob = repo.store.put(b"shared bytes")
+    os.utime(repo.store.path_of(blob), (0, 0))
+    assert repo.store.put(b"shared bytes") == blob
+    assert repo.store.path_of(blob).stat().st_mtime > 0
+    assert repo.gc().removed_blobs == 0 and repo.store.has(blob)

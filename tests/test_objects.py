@@ -5,8 +5,12 @@ import pytest
 import torch
 
 from modelhub.errors import IntegrityError
-from modelhub.storage.atomic import atomic_write
-from modelhub.storage.errors import CorruptBlobError, MissingBlobError
+import errno
+import os
+
+from modelhub.storage import atomic
+from modelhub.storage.atomic import atomic_write, fsync_dir
+from modelhub.storage.errors import CorruptBlobError, DiskFullError, MissingBlobError
 from modelhub.storage.objects import ObjectStore, content_hash
 
 
@@ -41,7 +45,7 @@ def test_atomic_write_leaves_old_content_when_the_write_fails(tmp_path, monkeypa
     def boom(*_a):
         raise OSError(28, "No space left on device")
     monkeypatch.setattr("os.replace", boom)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(OSError, match="no space left on the device while writing .*free some space"):
         atomic_write(target, b"new")
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["f"]
@@ -57,3 +61,36 @@ def test_checkout_of_a_corrupted_tensor_is_an_integrity_error(repo, monkeypatch)
     path.write_bytes(bytes(data))
     with pytest.raises(IntegrityError, match=f"object {blob[:16]} is corrupt"):
         repo.checkout("m")
+
+
+def test_full_disk_at_fsync_is_a_disk_full_error_and_leaves_no_temp_file(tmp_path, monkeypatch) -> None:
+    def full(_fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(atomic.os, "fsync", full)
+    store = ObjectStore(tmp_path / "objects")
+    with pytest.raises(DiskFullError, match="no space left on the device") as info:
+        store.put(b"payload")
+    assert info.value.errno == errno.ENOSPC
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]
+
+
+def test_a_new_fan_out_folder_is_fsynced_into_its_parent(tmp_path, monkeypatch) -> None:
+    synced = []
+    real = atomic.fsync_dir
+    monkeypatch.setattr(atomic, "fsync_dir", lambda p: (synced.append(p), real(p)))
+    store = ObjectStore(tmp_path / "objects")
+    h = store.put(b"payload")
+    fan_out = store.path_of(h).parent
+    # each created folder is made durable in its parent, then the rename in the fan-out folder
+    assert synced == [tmp_path, tmp_path / "objects", fan_out]
+    synced.clear()
+    store.put(b"payload")           # present: nothing written, nothing to sync
+    assert synced == []
+
+
+def test_fsync_dir_reports_io_errors_instead_of_swallowing_them(tmp_path, monkeypatch) -> None:
+    def broken(_fd):
+        raise OSError(errno.EIO, "Input/output error")
+    monkeypatch.setattr(atomic.os, "fsync", broken)
+    with pytest.raises(OSError, match="Input/output error"):
+        fsync_dir(tmp_path)

@@ -264,3 +264,37 @@ def test_a_missing_bucket_is_reported_with_a_fix(tmp_path, moto_endpoint, monkey
         publish(a, open_remote(a, "s3://no-such-bucket-here/models"))
     with pytest.raises(RemoteUnavailableError, match="holds no modelhub catalog .* publish to it first"):
         pull(a, open_remote(a, "s3://no-such-bucket-here/models"), "lenet")
+
+
+def test_gc_spares_an_old_orphan_blob_that_pull_reuses_for_an_attached_file(tmp_path):
+    a = modelhub.init_repo(tmp_path / "a")
+    b = modelhub.init_repo(tmp_path / "b")
+    a.commit({"w": torch.zeros(3)}, name="m", message="with notes", files={"notes.md": b"# notes\n"})
+    hub = str(tmp_path / "hub")
+    publish(a, open_remote(a, hub))
+    orphan = b.store.put(b"# notes\n")   # left by an earlier, killed pull
+    import os
+    os.utime(b.store.path_of(orphan), (0, 0))
+    report = pull(b, open_remote(b, hub), "m")
+    assert report.blobs_reused == 1
+    assert b.gc().removed_blobs == 0
+    assert b.fsck(deep=True).ok and b.files("m") == {"notes.md": b"# notes\n"}
+
+
+def test_pull_fetches_again_a_blob_that_gc_removed_before_it_took_the_lock(tmp_path, monkeypatch):
+    a = modelhub.init_repo(tmp_path / "a")
+    b = modelhub.init_repo(tmp_path / "b")
+    a.commit({"w": torch.zeros(3)}, name="m", message="with notes", files={"notes.md": b"# notes\n"})
+    hub = str(tmp_path / "hub")
+    publish(a, open_remote(a, hub))
+    orphan = b.store.put(b"# notes\n")
+    real_write = b.catalog.write
+
+    def gc_first(*args, **kwargs):
+        b.store.delete(orphan)
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr(b.catalog, "write", gc_first)
+    pull(b, open_remote(b, hub), "m")
+    monkeypatch.setattr(b.catalog, "write", real_write)
+    assert b.fsck(deep=True).ok and b.files("m") == {"notes.md": b"# notes\n"}

@@ -7,6 +7,7 @@ OK = 0
 #: most specific class first; the first isinstance match wins
 EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (E.LockTimeoutError, 75),   # EX_TEMPFAIL: try again later
+    (E.DiskFullError, 74),      # EX_IOERR: no space left; free some and retry
     (E.IntegrityError, 65),     # EX_DATAERR: stored data is damaged
     (E.RefError, 3),
     (E.RepoError, 4),

@@ -71,7 +71,9 @@ def pull(repo, remote: RemoteStore, ref: str, *, progress: Progress = NULL_PROGR
                              tuple(r for r in tensors.rows if r[tensors.columns.index("tensor_hash")] not in local_tensors))
     needed = sorted(blobs_of(new_rows, export.table("files")))
     sizes = export.blob_sizes
-    missing = [b for b in needed if not repo.store.has(b)]
+    # A blob already here may be an old orphan: touching it (as a put would)
+    # keeps gc's grace period from collecting it before our rows land.
+    missing = [b for b in needed if not repo.store.touch(b)]
 
     def fetch(blob: str) -> None:
         data = remote.get_blob(blob, sizes[blob])  # size and hash checked before anything is stored
@@ -84,6 +86,13 @@ def pull(repo, remote: RemoteStore, ref: str, *, progress: Progress = NULL_PROGR
             list(pool.map(fetch, missing))  # list(): re-raise the first failure
 
     with repo.catalog.write() as con:
+        # Under the lock no gc runs; one that ran before it may still have
+        # collected a blob we found here: fetch those again now.
+        for blob in needed:
+            if not repo.store.has(blob):
+                data = remote.get_blob(blob, sizes[blob])
+                with storage_errors():
+                    repo.store.put(data)
         result = import_export(con, export, f"remote {remote.name}")
         for th in result.new_tensors:
             load_tensor(con, repo.store, th)  # decodes and checks the tensor hash; failure rolls back

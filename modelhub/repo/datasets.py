@@ -204,9 +204,17 @@ def add_dataset(repo, name: str, files: Sequence[str | Path], message: str = "")
     y = y.astype(np.int64) if np.issubdtype(y.dtype, np.integer) else y.astype(np.float32)
     x_blob, y_blob = _npy_bytes(x), _npy_bytes(y)
     with storage_errors():
-        xh, yh = repo.store.put(x_blob), repo.store.put(y_blob)   # blobs first, then the catalog rows
+        # Blobs first, then the catalog rows. ``put`` refreshes the mtime of a
+        # blob that is already here (an orphan of an earlier, killed add), so
+        # gc's grace period protects it until the rows below land.
+        xh, yh = repo.store.put(x_blob), repo.store.put(y_blob)
     now = datetime.now(timezone.utc).replace(tzinfo=None)
-    with repo.catalog.write() as con:
+    with repo.catalog.write() as con, storage_errors():
+        # Under the lock no gc runs; one that ran between the puts above and
+        # this point may have removed an old blob after all: write it again.
+        for blob_hash, blob in ((xh, x_blob), (yh, y_blob)):
+            if not repo.store.has(blob_hash):
+                repo.store.put(blob)
         row = con.execute("SELECT record_shape, x_dtype, y_dtype FROM datasets WHERE name = ?", [name]).fetchone()
         shape = list(x.shape[1:])
         if row is None:

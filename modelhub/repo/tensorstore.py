@@ -12,9 +12,9 @@ from typing import Iterator
 
 import duckdb
 
-from ..errors import ArchiveError, IntegrityError
+from ..errors import ArchiveError, DiskFullError, IntegrityError
 from ..storage import tensors as codec
-from ..storage.errors import CorruptBlobError, MissingBlobError, StorageError
+from ..storage.errors import CorruptBlobError, DiskFullError as StorageFullError, MissingBlobError, StorageError
 from ..storage.objects import ObjectStore
 
 
@@ -24,6 +24,8 @@ def storage_errors() -> Iterator[None]:
         yield
     except (CorruptBlobError, MissingBlobError) as exc:
         raise IntegrityError(str(exc)) from None
+    except StorageFullError as exc:
+        raise DiskFullError(str(exc)) from None
     except StorageError as exc:
         raise ArchiveError(str(exc)) from None
 
