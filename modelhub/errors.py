@@ -51,6 +51,10 @@ class IntegrityError(ArchiveError):
     """Stored bytes do not match their checksum."""
 
 
+class CatalogCorruptError(IntegrityError):
+    """The catalog database's own storage is damaged (DuckDB checksum or format errors)."""
+
+
 class QueryError(ModelhubError):
     """Base of DQL failures (syntax, binding, planning, execution)."""
 

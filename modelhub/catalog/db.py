@@ -7,6 +7,7 @@ module's users; no user literal is ever formatted into a statement.
 """
 from __future__ import annotations
 
+import errno
 import itertools
 import os
 import threading
@@ -16,7 +17,7 @@ from typing import Iterator
 
 import duckdb
 
-from ..errors import CatalogError
+from ..errors import CatalogCorruptError, CatalogError, DiskFullError, ModelhubError
 from .lock import repo_lock
 from .schema import MIGRATIONS, SCHEMA_VERSION
 
@@ -64,7 +65,10 @@ class Catalog:
                 yield con
             finally:
                 self._conn = None
-                con.close()
+                try:
+                    con.close()
+                except duckdb.Error:
+                    _reset_engine()  # what was read stands; the next scope starts afresh
 
     @contextmanager
     def write(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -77,29 +81,81 @@ class Catalog:
         with repo_lock(self.lock_path, exclusive=True):
             con = self._connect(read_only=False)
             self._conn, self._writing = con, True
+            committed = False
             try:
                 con.begin()
                 try:
                     yield con
                 except BaseException:
-                    con.rollback()
+                    try:
+                        con.rollback()
+                    except duckdb.Error:
+                        _reset_engine()  # an invalidated database: nothing to roll back into
                     raise
-                con.commit()
+                try:
+                    con.commit()
+                except duckdb.Error as exc:
+                    _reset_engine()
+                    raise translate_error(exc, self.db_path) from None
+                committed = True
                 # Checkpointing folds the WAL into the main file while we hold
-                # the lock, so readers never need to replay it.
-                con.checkpoint()
+                # the lock, so readers rarely need to replay it. It is
+                # housekeeping: the transaction is durable in the WAL, so a
+                # failure here (a full disk) must not turn it into a failure;
+                # the next writer's checkpoint or any reader replays the WAL.
+                try:
+                    con.checkpoint()
+                except duckdb.Error:
+                    _reset_engine()
             finally:
                 self._conn, self._writing = None, False
-                con.close()
+                try:
+                    con.close()
+                except duckdb.Error:
+                    _reset_engine()
+                    if not committed:
+                        raise
 
     def _connect(self, read_only: bool) -> duckdb.DuckDBPyConnection:
         try:
             return _attach(self.db_path, read_only)
         except duckdb.Error as exc:
-            raise CatalogError(
-                f"cannot open the catalog {self.db_path}: {str(exc).splitlines()[0]}; "
-                "run `dlv fsck` or restore .dlv/catalog.duckdb from a backup"
-            ) from None
+            # A failed ATTACH can leave the file registered in the instance
+            # ("unique file handle conflict" on the next try): start afresh.
+            _reset_engine()
+            raise translate_error(exc, self.db_path, opening=True) from None
+
+
+_CORRUPT_MARKERS = ("corrupt", "checksum", "not a valid duckdb database", "invalidated", "serializ",
+                    "internal error", "truncated", "could not read", "failed to read", "block")
+_FULL_MARKERS = ("no space left", "disk full", "disk quota")
+
+
+def translate_error(exc: BaseException, db_path: Path | str | None = None, *, opening: bool = False) -> ModelhubError:
+    """A DuckDB (or OS) failure as the modelhub error that says what to do.
+
+    A full disk becomes :class:`DiskFullError` (nothing was committed: free
+    space and retry); damaged storage becomes :class:`CatalogCorruptError`
+    (exit 65) with the way out; anything else a :class:`CatalogError`.
+    """
+    where = f"the catalog {db_path}" if db_path else "the catalog"
+    first = (str(exc).splitlines() or [type(exc).__name__])[0]
+    low = first.lower()
+    if (isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)) or any(m in low for m in _FULL_MARKERS):
+        return DiskFullError(f"no space left on the device while writing {where}; nothing was committed — "
+                             "free some space (`dlv gc` removes unreferenced blobs) and run the command again")
+    if isinstance(exc, (duckdb.InternalException, duckdb.SerializationException, duckdb.FatalException)) or (
+            isinstance(exc, (duckdb.IOException, duckdb.Error)) and any(m in low for m in _CORRUPT_MARKERS)
+            and not isinstance(exc, duckdb.ResourceInUseException)):
+        return CatalogCorruptError(f"{where} is damaged ({first}); {RECOVERY_HINT}")
+    if opening:
+        return CatalogError(f"cannot open {where}: {first}; run `dlv fsck`, or {RECOVERY_HINT}")
+    return CatalogError(f"{where} failed: {first}; run `dlv fsck` to check it")
+
+
+#: the way out of a damaged catalog, named in every corruption message
+RECOVERY_HINT = ("restore .dlv/catalog.duckdb from a backup, or clone the repository again from a remote "
+                 "(`dlv clone`)")
 
 
 # -- one DuckDB instance per process; each scope attaches the catalog file -----------
@@ -129,6 +185,18 @@ def _engine() -> duckdb.DuckDBPyConnection:
                 _inherited.append(_instance)
             _instance, _instance_pid = duckdb.connect(":memory:"), os.getpid()
         return _instance
+
+
+def _reset_engine() -> None:
+    """Drop this process's DuckDB instance after a failure that may have invalidated it.
+
+    The next scope builds a fresh one; scopes in flight keep their cursor
+    (and the old instance) alive until they close.
+    """
+    global _instance
+    with _instance_guard:
+        if _instance is not None and _instance_pid == os.getpid():
+            _instance = None
 
 
 def _attach(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:

@@ -9,7 +9,7 @@ from typing import Sequence, TextIO
 
 from .. import __version__
 from ..errors import ModelhubError
-from .exitcodes import INTERRUPTED, USAGE, exit_code_for
+from .exitcodes import INTERRUPTED, USAGE, as_modelhub_error, exit_code_for
 from .registry import COMMANDS
 from .ui import UI
 
@@ -81,6 +81,12 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
         return INTERRUPTED
     except BrokenPipeError:
         return 0
+    except Exception as exc:  # noqa: BLE001 - the one boundary: DuckDB and full-disk failures get a one-line error too
+        mapped = as_modelhub_error(exc)
+        if mapped is None:
+            raise
+        ui.warn(f"error: {mapped}")
+        return exit_code_for(mapped)
 
 
 def entry_point() -> None:

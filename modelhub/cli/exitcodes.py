@@ -1,6 +1,8 @@
 """The one place where errors become exit codes."""
 from __future__ import annotations
 
+import errno
+
 from .. import errors as E
 
 OK = 0
@@ -31,3 +33,20 @@ def exit_code_for(exc: BaseException) -> int:
         if isinstance(exc, cls):
             return code
     return 1
+
+
+def as_modelhub_error(exc: BaseException) -> E.ModelhubError | None:
+    """A foreign failure that reached the CLI (DuckDB, a full disk) as the modelhub error to report.
+
+    None for anything else: a bug, which keeps its traceback.
+    """
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        where = f" while writing {exc.filename}" if getattr(exc, "filename", None) else ""
+        text = str(exc) if "no space left on the device" in str(exc) else (
+            f"no space left on the device{where}; free some space (`dlv gc` removes unreferenced blobs) "
+            "and run the command again")
+        return E.DiskFullError(text)
+    if type(exc).__module__.lstrip("_") == "duckdb":
+        from ..catalog.db import translate_error
+        return translate_error(exc)
+    return None
