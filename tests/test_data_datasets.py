@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import struct
 import zlib
 
@@ -85,3 +86,64 @@ def test_cli_data_add_and_list(cli, tmp_path):
     assert code == 0 and "digits@1" in out and "digits@2" in out
     code, _, err = cli("data", "add", "digits", str(tmp_path / "missing.npz"))
     assert code != 0 and "does not exist; check the path" in err
+
+
+# -- hostile or damaged input files (issue 16, item 5): one line, exit code 5, nothing allocated --
+def _npy_header(shape, descr="<f4") -> bytes:
+    header = repr({"descr": descr, "fortran_order": False, "shape": tuple(shape)}).encode()
+    header += b" " * (-(10 + len(header) + 1) % 64) + b"\n"
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header
+
+
+def _bad_inputs(tmp_path):
+    """(label, files) pairs that used to end in a traceback."""
+    np.savez(tmp_path / "objects.npz", x=np.array([{"a": 1}, None], dtype=object), y=np.arange(2))
+    good = npz(tmp_path / "good.npz", 10)
+    (tmp_path / "truncated.npz").write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    (tmp_path / "garbage.npz").write_bytes(b"PK\x03\x04" + bytes(range(256)) * 4)
+    # 2**52 rows of 2**3 floats: 35 PiB declared in an 80-byte file
+    (tmp_path / "huge.npy").write_bytes(_npy_header((2 ** 52, 8)) + b"\0" * 16)
+    # a merely large shape (1 GiB) that numpy would really allocate before noticing the file is short
+    (tmp_path / "large.npy").write_bytes(_npy_header((2 ** 28,)) + b"\0" * 16)
+    np.save(tmp_path / "y.npy", np.arange(2))
+    np.savez(tmp_path / "scalar.npz", x=np.float32(3.0), y=np.arange(1))
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    _png_gray(folder / "0.png", np.arange(30, dtype=np.uint8).reshape(5, 6))
+    data = (folder / "0.png").read_bytes()
+    (folder / "0.png").write_bytes(data[: len(data) - 20])   # cut inside IDAT
+    (folder / "labels.csv").write_text("0.png,1\n")
+    return [
+        ("objects", [tmp_path / "objects.npz"], "holds Python objects"),
+        ("truncated npz", [tmp_path / "truncated.npz"], "truncated or damaged"),
+        ("garbage npz", [tmp_path / "garbage.npz"], "not a readable .npz"),
+        ("35 PiB shape", [tmp_path / "huge.npy", tmp_path / "y.npy"], r"declares shape \[4503599627370496, 8\]"),
+        ("1 GiB shape", [tmp_path / "large.npy", tmp_path / "y.npy"], "but the file holds 144 bytes"),
+        ("scalar x", [tmp_path / "scalar.npz"], "the inputs x are a single value"),
+        ("truncated png", [folder], "the PNG is truncated or damaged"),
+    ]
+
+
+def test_damaged_and_hostile_files_are_refused_with_one_line_and_exit_5(cli, tmp_path, monkeypatch):
+    assert cli("init")[0] == 0
+    real_empty = np.empty
+
+    def bounded_empty(shape, *a, **k):  # nothing may be allocated from a header's word alone
+        n = int(np.prod(shape, dtype=object)) if not isinstance(shape, int) else shape
+        assert n < 2 ** 20, f"allocated {shape} from a header"
+        return real_empty(shape, *a, **k)
+
+    monkeypatch.setattr(np, "empty", bounded_empty)
+    for label, files, message in _bad_inputs(tmp_path):
+        code, out, err = cli("data", "add", "d", *map(str, files))
+        assert code == 5, (label, err)
+        assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, label
+        assert re.search(message, err), (label, err)
+    assert cli("data", "list", "--json")[1].strip() == "[]"
+
+
+def test_a_damaged_npy_is_a_dataset_error_from_the_api(repo, tmp_path):
+    (tmp_path / "huge.npy").write_bytes(_npy_header((2 ** 52, 8)))
+    np.save(tmp_path / "y.npy", np.arange(2))
+    with pytest.raises(DatasetError, match="declares shape .* it is truncated or damaged"):
+        repo.data_add("d", [tmp_path / "huge.npy", tmp_path / "y.npy"])

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import re
 import struct
 import uuid
+import zipfile
 import zlib
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -60,8 +62,7 @@ def read_arrays(files: Sequence[str | Path]) -> tuple[np.ndarray, np.ndarray]:
     if len(paths) == 1 and paths[0].is_dir():
         return _read_image_folder(paths[0])
     if len(paths) == 1 and paths[0].suffix == ".npz":
-        with np.load(paths[0], allow_pickle=False) as z:
-            return _pick(dict(z), paths[0])
+        return _read_npz(paths[0])
     if len(paths) == 1 and paths[0].suffix == ".safetensors":
         from safetensors.numpy import load_file
         try:
@@ -69,21 +70,84 @@ def read_arrays(files: Sequence[str | Path]) -> tuple[np.ndarray, np.ndarray]:
         except Exception as exc:  # safetensors raises its own types for bad files
             raise DatasetError(f"cannot read {paths[0]} as safetensors ({exc}); check the file") from None
     if len(paths) == 2 and all(p.suffix == ".npy" for p in paths):
-        try:
-            return np.load(paths[0], allow_pickle=False), np.load(paths[1], allow_pickle=False)
-        except ValueError as exc:
-            raise DatasetError(f"cannot read the .npy files: {exc}; save plain numeric arrays") from None
+        return _read_npy_file(paths[0]), _read_npy_file(paths[1])
     raise DatasetError(
         "unsupported input; pass one .npz (x, y), two .npy files (x then y), one .safetensors (x, y) "
         "or one folder of images with labels.csv"
     )
 
 
-def _pick(arrays: dict, path: Path) -> tuple[np.ndarray, np.ndarray]:
+# -- .npy / .npz without trusting their headers ------------------------------------------------
+# numpy allocates the shape a header declares before reading the data, so a
+# damaged or hostile header could ask for petabytes. The header is read first
+# and checked against the bytes the file really holds.
+_NPY_HINT = "save plain numeric arrays with numpy.save / numpy.savez"
+
+
+def _read_npy_file(path: Path) -> np.ndarray:
+    try:
+        with open(path, "rb") as fh:
+            return _read_npy(fh, path.stat().st_size, str(path))
+    except OSError as exc:
+        raise DatasetError(f"cannot read {path}: {exc.strerror or exc}; check the file") from None
+
+
+def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        with zipfile.ZipFile(path) as zf:
+            members = {i.filename[:-4]: i for i in zf.infolist() if i.filename.endswith(".npy")}
+            xk, yk = _pick_names(members, path)
+            out = []
+            for key in (xk, yk):
+                with zf.open(members[key]) as fh:
+                    out.append(_read_npy(fh, members[key].file_size, f"{path}:{key}"))
+            return out[0], out[1]
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
+        raise DatasetError(f"{path} is not a readable .npz file ({exc}); it is truncated or damaged: "
+                           f"{_NPY_HINT}") from None
+
+
+def _read_npy(fh, available: int, label: str) -> np.ndarray:
+    """One array from an open .npy stream holding at most ``available`` bytes (header included)."""
+    fmt = np.lib.format
+    try:
+        version = fmt.read_magic(fh)
+        if version == (1, 0):
+            shape, fortran, dtype = fmt.read_array_header_1_0(fh)
+        elif version == (2, 0):
+            shape, fortran, dtype = fmt.read_array_header_2_0(fh)
+        else:
+            raise ValueError(f"unsupported .npy format version {version}")
+    except (ValueError, EOFError, SyntaxError, TypeError) as exc:
+        raise DatasetError(f"{label} is not a readable .npy array ({exc}); {_NPY_HINT}") from None
+    if dtype.hasobject:
+        raise DatasetError(f"{label} holds Python objects (an object array), which are never unpickled; {_NPY_HINT}")
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes > available:
+        raise DatasetError(
+            f"{label} declares shape {list(shape)} ({nbytes:,} bytes) but the file holds {available:,} bytes; "
+            f"it is truncated or damaged: {_NPY_HINT}")
+    out = np.empty(shape, dtype=dtype, order="F" if fortran else "C")
+    view = memoryview(out.reshape(-1, order="A").view(np.uint8)) if out.size else memoryview(b"")
+    got = 0
+    while got < nbytes:
+        n = fh.readinto(view[got:])
+        if not n:
+            raise DatasetError(f"{label} ends after {got:,} of its {nbytes:,} data bytes; it is truncated: {_NPY_HINT}")
+        got += n
+    return out
+
+
+def _pick_names(names, path: Path) -> tuple[str, str]:
     for xk, yk in (("x", "y"), ("X", "y"), ("images", "labels"), ("inputs", "targets")):
-        if xk in arrays and yk in arrays:
-            return np.asarray(arrays[xk]), np.asarray(arrays[yk])
-    raise DatasetError(f"{path} holds {sorted(arrays)}; name the arrays x (inputs) and y (labels)")
+        if xk in names and yk in names:
+            return xk, yk
+    raise DatasetError(f"{path} holds {sorted(names)}; name the arrays x (inputs) and y (labels)")
+
+
+def _pick(arrays: dict, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    xk, yk = _pick_names(arrays, path)
+    return np.asarray(arrays[xk]), np.asarray(arrays[yk])
 
 
 def _read_image_folder(folder: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -115,7 +179,10 @@ def _read_image(path: Path) -> np.ndarray:
     if not path.is_file():
         raise DatasetError(f"image {path} listed in the labels file does not exist")
     if path.suffix == ".npy":
-        a = np.load(path, allow_pickle=False).astype(np.float32)
+        a = _read_npy_file(path)
+        if not np.issubdtype(a.dtype, np.number) or a.ndim not in (2, 3):
+            raise DatasetError(f"image {path} is not a numeric (height, width) or (channels, height, width) array")
+        a = a.astype(np.float32)
         return a if a.ndim == 3 else a[None]
     data = path.read_bytes()
     if data[:2] in (b"P5", b"P6"):
@@ -131,19 +198,30 @@ def _read_netpbm(data: bytes, path: Path) -> np.ndarray:
         raise DatasetError(f"{path}: only 8-bit binary PGM/PPM images are supported")
     w, h = int(tokens.group(2)), int(tokens.group(3))
     c = 1 if tokens.group(1) == b"P5" else 3
+    if len(data) - tokens.end() < w * h * c:
+        raise DatasetError(f"{path}: the image is truncated ({w}x{h} pixels declared); re-export it")
     raw = np.frombuffer(data[tokens.end():tokens.end() + w * h * c], dtype=np.uint8)
     return raw.reshape(h, w, c).transpose(2, 0, 1).astype(np.float32) / 255.0
 
 
 def _read_png(data: bytes, path: Path) -> np.ndarray:
+    damaged = f"{path}: the PNG is truncated or damaged; re-export it"
     pos, idat, header = 8, b"", None
     while pos < len(data):
+        if pos + 12 > len(data):
+            raise DatasetError(damaged)
         length, kind = struct.unpack(">I4s", data[pos:pos + 8])
         body = data[pos + 8:pos + 8 + length]
+        if len(body) != length:
+            raise DatasetError(damaged)
         if kind == b"IHDR":
+            if length != 13:
+                raise DatasetError(damaged)
             header = struct.unpack(">IIBBBBB", body)
         elif kind == b"IDAT":
             idat += body
+        elif kind == b"IEND":
+            break
         pos += 12 + length
     if header is None:
         raise DatasetError(f"{path}: not a valid PNG (no IHDR)")
@@ -151,8 +229,17 @@ def _read_png(data: bytes, path: Path) -> np.ndarray:
     channels = {0: 1, 2: 3, 4: 2, 6: 4}.get(color)
     if depth != 8 or channels is None or interlace:
         raise DatasetError(f"{path}: only 8-bit non-interlaced gray/RGB(A) PNGs are supported; convert it")
-    raw = zlib.decompress(idat)
+    if w == 0 or h == 0:
+        raise DatasetError(damaged)
     stride = w * channels
+    expected = h * (stride + 1)
+    try:  # never inflate more than the declared image needs (a hostile IDAT may be a zip bomb)
+        inflate = zlib.decompressobj()
+        raw = inflate.decompress(idat, expected)
+    except zlib.error:
+        raise DatasetError(damaged) from None
+    if len(raw) != expected:
+        raise DatasetError(damaged)
     out = np.zeros((h, stride), dtype=np.uint8)
     prev = np.zeros(stride, dtype=np.int32)
     for r in range(h):
@@ -171,10 +258,12 @@ def _read_png(data: bytes, path: Path) -> np.ndarray:
                 pred = b
             elif f == 3:
                 pred = (a + b) // 2
-            else:
+            elif f == 4:
                 p = a + b - c
                 pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
                 pred = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
+            else:
+                raise DatasetError(damaged)
             cur[i] = (line[i] + pred) & 0xFF
         out[r] = cur
         prev = cur
@@ -192,7 +281,9 @@ def add_dataset(repo, name: str, files: Sequence[str | Path], message: str = "")
     if not _NAME.match(name or ""):
         raise DatasetError(f"dataset name {name!r} is not valid; use letters, digits, '_', '-' and '.'")
     x, y = read_arrays(files)
-    if x.ndim < 1 or y.ndim != 1 or len(x) != len(y):
+    if x.ndim < 1:
+        raise DatasetError(f"the inputs x are a single value (shape {list(x.shape)}); give one row per record")
+    if y.ndim != 1 or len(x) != len(y):
         raise DatasetError(
             f"inputs have {len(x)} records but labels have shape {list(y.shape)}; give one label per record"
         )
