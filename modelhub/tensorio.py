@@ -88,11 +88,18 @@ def _load_safetensors(data: bytes, p: Path) -> tuple["OrderedDict[str, torch.Ten
     return OrderedDict((k, tensors[k]) for k in order), header.get("__metadata__")
 
 
+#: how torch's weights-only unpickler words "this file names code" (it has changed
+#: between releases: "Unsupported global: GLOBAL x", "unsupported GLOBAL x whose
+#: module is blocked", refusals to call, build or instantiate a class)
+_NEEDS_CODE = ("unsupported global", "trying to call reduce", "can only create new object", "can only build",
+               "must be imported to load")
+
+
 def _load_torch(data: bytes, p: Path) -> "OrderedDict[str, torch.Tensor]":
     try:
         obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "Unsupported global" in str(exc):
+        if any(m in str(exc).lower() for m in _NEEDS_CODE):
             raise WeightsError(
                 f"{p} needs pickled code to load and is refused (modelhub never runs code from "
                 "weights files); re-save it as `torch.save(model.state_dict(), ...)` or as safetensors"

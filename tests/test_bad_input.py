@@ -107,3 +107,32 @@ def test_damaged_graph_definition_is_a_graph_error(repo) -> None:
         con.execute("UPDATE graphs SET definition = '{\"nodes\": 5}'")
     with pytest.raises(ModelhubError, match="network definition of .* is malformed"):
         repo.checkout("m")
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+class _BlockedModule:
+    def __reduce__(self):
+        import os
+        return (os.system, ("true",))
+
+
+@pytest.mark.parametrize("payload", [_RunsCode(), _BlockedModule(), torch.nn.Linear(2, 2)],
+                         ids=["unknown-global", "blocked-module-global", "pickled-module"])
+def test_pickle_bearing_checkpoints_are_refused_as_needing_pickled_code(tmp_path, payload, capsys) -> None:
+    buf = io.BytesIO()
+    torch.save({"w": torch.zeros(2), "x": payload}, buf)
+    (tmp_path / "evil.pt").write_bytes(buf.getvalue())
+    with pytest.raises(WeightsError, match=r"evil.pt needs pickled code to load and is refused .*re-save it"):
+        load_weights_file(tmp_path / "evil.pt")
+    assert "this must never run" not in capsys.readouterr().out
+
+
+def test_the_dependency_floor_excludes_torch_with_the_weights_only_bypass() -> None:
+    import pathlib
+    import re
+    text = (pathlib.Path(__file__).parents[1] / "pyproject.toml").read_text()
+    assert re.search(r'"torch>=2\.(6|[7-9]|\d\d)', text) and '"torch>=2.1"' not in text
