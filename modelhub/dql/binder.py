@@ -195,7 +195,10 @@ class _Binder:
         return P.SelectPlan(var, source, cond, cols, (), None)
 
     def evaluate(self, q: A.EvaluateQuery) -> P.EvaluatePlan:
-        source, var = self.source(q.source, q.var)
+        # `from NAME` naming a model: the candidates come from its versions and the query's own
+        # variable (`evaluate m from NAME ... where m.seq == 1`) names them
+        model = q.source.var if isinstance(q.source, A.SourceAll) and q.source.var in self.vocab.models else None
+        source, var = (P.AllVersions(), q.var) if model is not None else self.source(q.source, q.var)
         cond = self.condition(q.where, var) if q.where is not None else None
         cols = tuple(P.OutputColumn(c, P.Prop(*PROPERTIES[c])) for c in DEFAULT_COLUMNS)
         rows = P.SelectPlan(var, source, cond, cols, (), None)
@@ -211,7 +214,8 @@ class _Binder:
                 if len(path) != 3 or not isinstance(item.path.steps[1], A.Subscript):
                     raise BindError(f'vary {item.path.text()}: per-layer settings are written '
                                     f'{config_name}.net["conv*"].lr')
-                self.selector(A.Path(var, (item.path.steps[1],), item.path.span), var)   # checks the pattern
+                # checks the pattern; like config-file rules, it may name a block (a module prefix)
+                self.selector(A.Path(var, (item.path.steps[1],), item.path.span), var, module_prefixes=True)
             if any(g.path == path for g in grid):
                 raise BindError(f"vary {item.path.text()} appears twice; merge the value lists")
             if item.values is None:
@@ -236,8 +240,9 @@ class _Binder:
                 raise BindError("keep top(k, ...): k must be at least 1")
             keep_k, keep_after = q.keep.k, q.keep.after
         text = self.text[q.span.start:q.span.end] if self.text else ""
+        latest = q.where is None and isinstance(q.source, A.SourceAll)
         return P.EvaluatePlan(rows, tuple(grid), keep_k, keep_metric, keep_after, config_name,
-                              q.config.source if q.config else None, text)
+                              q.config.source if q.config else None, text, model, latest)
 
     # -- conditions -----------------------------------------------------------------
     def condition(self, c: A.Condition, var: str) -> P.BoundCond:
@@ -376,7 +381,7 @@ class _Binder:
         raise BindError(f"unknown property {v.root}.{first.name}: "
                         f"{suggestion(first.name, list(PROPERTIES) + ['hparams', 'metrics'], 'properties')}")
 
-    def selector(self, p: A.Path, var: str) -> P.LayerSelector:
+    def selector(self, p: A.Path, var: str, module_prefixes: bool = False) -> P.LayerSelector:
         self._check_root(p, var)
         if not p.steps or not isinstance(p.steps[0], A.Subscript):
             raise BindError(f'{p.text()} is not a layer selector; write {var}["conv*"] (optionally .next or .prev)')
@@ -389,7 +394,10 @@ class _Binder:
             moves.append(s.name)
         if self.vocab.has_versions and self.vocab.layer_names:
             rx = pattern.compiled()
-            if not any(rx.fullmatch(n) for n in self.vocab.layer_names):
+            names = self.vocab.layer_names
+            if module_prefixes:     # every enclosing module of a layer: _blocks.12 of _blocks.12._bn0
+                names = names | {".".join(n.split(".")[:i]) for n in names for i in range(1, n.count(".") + 1)}
+            if not any(rx.fullmatch(n) for n in names):
                 short = {n.rsplit(".", 1)[-1] for n in self.vocab.layer_names}
                 raise BindError(f'no layer in the catalog matches "{pattern.text}" ({p.text()}): '
                                 f'{suggestion(literal_hint(pattern.text) or pattern.text, short, "layers")}')
@@ -397,8 +405,10 @@ class _Binder:
 
     def _check_root(self, p: A.Path, var: str) -> None:
         if p.root != var:
+            hint = (f" ({p.root} is a model name: in `evaluate {var} from {p.root}` its versions are {var})"
+                    if p.root in self.vocab.models else "")
             raise BindError(f"unknown model variable {p.root} at line {p.span.line}, column {p.span.column}; "
-                            f"this query calls the model {var}")
+                            f"this query calls the model {var}{hint}")
 
 
 _FLIP = {"==": "==", "!=": "!=", "<": ">", ">": "<", "<=": ">=", ">=": "<="}

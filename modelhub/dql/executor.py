@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import duckdb
 
-from ..engine.spec import Candidate, EvaluateSpec, KeepRule
+from ..engine.spec import ORIGIN_EVALUATE, ORIGIN_KEY, Candidate, EvaluateSpec, KeepRule
 from ..netdef.graph import Graph
 from . import plan as P
 from .binder import bind
@@ -129,8 +129,31 @@ def _derive(con: duckdb.DuckDBPyConnection, rows: P.SelectPlan, operation: str,
 
 
 # ---- evaluate ---------------------------------------------------------------------------
-def evaluate_spec(con: duckdb.DuckDBPyConnection, plan: P.EvaluatePlan) -> EvaluateSpec:
+def evaluate_sources(con: duckdb.DuckDBPyConnection, plan: P.EvaluatePlan) -> list[str]:
+    """The versions an evaluate trains from: what its source and where clause select, only
+    versions of the model ``from NAME`` names, and without a where clause the latest version of
+    each model that no evaluate committed (so a later cycle starts from the same network, not
+    from an earlier run's candidates)."""
     ids = selected_ids(con, plan.rows)
+    if plan.model is None and not plan.latest:
+        return ids
+    rows = con.execute(
+        "SELECT v.id, v.model, v.seq, h.value_json FROM versions v "
+        "LEFT JOIN hparams h ON h.version_id = v.id AND h.key = $key "
+        "WHERE v.id IN (SELECT unnest($ids)) ORDER BY v.model, v.seq",
+        {"ids": ids, "key": ORIGIN_KEY}).fetchall()
+    rows = [r for r in rows if plan.model is None or r[1] == plan.model]
+    if not plan.latest:
+        return [r[0] for r in rows]
+    latest: dict[str, str] = {}
+    for vid, model, _, origin in rows:
+        if origin is None or json.loads(origin) != ORIGIN_EVALUATE:
+            latest[model] = vid         # rows are in seq order: the last one wins
+    return list(latest.values())
+
+
+def evaluate_spec(con: duckdb.DuckDBPyConnection, plan: P.EvaluatePlan) -> EvaluateSpec:
+    ids = evaluate_sources(con, plan)
     grid = [[(axis.path, v) for v in axis.values] for axis in plan.grid]
     candidates = tuple(Candidate(vid, tuple(combo)) for vid in ids for combo in itertools.product(*grid))
     base_config: dict = {}

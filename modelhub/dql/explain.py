@@ -1,6 +1,7 @@
 """Human-readable plans for `explain` (stable text: golden files compare it)."""
 from __future__ import annotations
 
+from ..engine.spec import overrides_text, path_text
 from . import plan as P
 from .plan import value_text
 from .sqlgen import SqlContext, compile_select
@@ -32,10 +33,14 @@ def render(plan: P.StatementPlan, candidates: list | None = None) -> str:
         lines.append(f"  config: {plan.config_name} = {plan.config_source!r}")
         for axis in plan.grid:
             vals = ", ".join(repr(v) for v in axis.values)
-            lines.append(f"  vary {plan.config_name}.{_path_text(axis.path)} in [{vals}]"
+            lines.append(f"  vary {plan.config_name}.{path_text(axis.path)} in [{vals}]"
                          + ("  (auto: default grid)" if axis.auto else ""))
         if plan.keep_k is not None:
             lines.append(f"  keep top {plan.keep_k} by {plan.keep_metric!r} after {plan.keep_after} iterations")
+        scope = f"versions of model {plan.model}" if plan.model else "versions the source selects"
+        if plan.latest:
+            scope += ", the latest of each model that no evaluate committed"
+        lines.append(f"  sources: {scope}")
         _select(plan.rows, lines, 1)
         if candidates is not None:
             n_grid = 1
@@ -44,17 +49,10 @@ def render(plan: P.StatementPlan, candidates: list | None = None) -> str:
             lines.append(f"  candidates: {len(candidates)} = {len(candidates) // max(n_grid, 1)} model(s) "
                          f"x {n_grid} setting(s)")
             for c in candidates[:20]:
-                ov = ", ".join(f"{_path_text(p)}={v!r}" for p, v in c.overrides)
-                lines.append(f"    {c.version_id[:12]}  {ov}")
+                lines.append(f"    {c.version_id[:12]}  {overrides_text(c.overrides)}")
             if len(candidates) > 20:
                 lines.append(f"    ... {len(candidates) - 20} more")
     return "\n".join(lines)
-
-
-def _path_text(path: tuple[str, ...]) -> str:
-    if path and path[0] == "net" and len(path) == 3:
-        return f'net["{path[1]}"].{path[2]}'
-    return ".".join(path)
 
 
 def _op_text(op: P.GraphOp, var: str) -> str:

@@ -232,6 +232,9 @@ class EvaluatePlan:
     config_name: str | None
     config_source: str | None
     query_text: str
+    model: str | None = None        # `from NAME` named a model: only its versions
+    latest: bool = False            # no where clause: the latest version of each model that no
+                                    # evaluate committed (evaluate's own results are not sources)
 
 
 @dataclass(frozen=True)

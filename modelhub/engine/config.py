@@ -19,6 +19,7 @@ from .selectors import layer_matches
 LOSSES = ("cross_entropy", "mse")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 AUTO = "auto"
+MEMORY_FORMATS = ("auto", "contiguous", "channels_last")
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class EvalConfig:
     backend: str | None = None                 # local | ray (None: DLV_BACKEND, else local); docs/ENGINE.md
     ray_address: str | None = None             # ray://host:10001 or host:6379 (None: RAY_ADDRESS or a local cluster)
     features_url: str | None = None            # fsspec URL for materialized features (None: .dlv/features)
+    memory_format: str = "auto"                # trainable layers: auto | contiguous | channels_last
 
     # -- derived ------------------------------------------------------------------
     def lr_multiplier(self, layer_name: str) -> float:
@@ -96,6 +98,8 @@ class EvalConfig:
             raise ConfigError(f"val_fraction must be between 0 and 1, got {self.val_fraction}; use e.g. 0.2")
         if self.backend is not None and self.backend not in ("local", "ray"):
             raise ConfigError(f"backend must be local or ray, got {self.backend!r}")
+        if self.memory_format not in MEMORY_FORMATS:
+            raise ConfigError(f"memory_format must be one of {', '.join(MEMORY_FORMATS)}, got {self.memory_format!r}")
         if self.feature_dtype not in ("float32", "float16"):
             raise ConfigError(f"feature_dtype must be float32 or float16, got {self.feature_dtype!r}")
         for rule in self.net:
@@ -145,6 +149,7 @@ _SCALAR_KEYS = {
     "loss": str, "optimizer": str, "momentum": float, "weight_decay": float, "base_lr": float,
     "batch_size": int, "epochs": int, "iterations": int, "seed": int, "val_fraction": float,
     "feature_dtype": str, "device": str, "backend": str, "ray_address": str, "features_url": str,
+    "memory_format": str,
 }
 
 
@@ -203,7 +208,7 @@ def _apply(fields: dict[str, Any], net: list[LayerRule], path: tuple[str, ...], 
         raise ConfigError(
             f"unknown config key {'.'.join(path)!r}; known keys: dataset, loss, optimizer, base_lr, "
             "batch_size, epochs, iterations, net, normalize, augment, seed, storage_budget, backend, "
-            "ray_address, features_url (see docs/ENGINE.md)"
+            "ray_address, features_url, memory_format (see docs/ENGINE.md)"
         )
 
 

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 
 from .config import Augmentation, EvalConfig
+from .errors import ConfigError
+from .packing import Layout
 
 _MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
@@ -81,6 +83,26 @@ class DataView:
     @property
     def n(self) -> int:
         return int(self.x.shape[0])
+
+    @property
+    def layout(self) -> Layout | None:
+        """Records with several inputs (``x0``, ``x1``, ...) are stored packed, one float32 row
+        per record (packing.py); None for one float32 input ``x``."""
+        described = self.meta.get("layout")
+        return Layout.parse(described) if described else None
+
+    def check_preprocessing(self, pre: Preprocessing, aug: Augmentation) -> None:
+        if self.layout is not None and (pre.mean is not None or aug.active):
+            raise ConfigError(
+                f"dataset {self.name or self.uid} has {len(self.layout.slots)} input(s) stored as they are; "
+                "normalize and augment apply to one float input x only: drop them from the config"
+            )
+
+    def example(self, pre: Preprocessing, n: int = 3) -> tuple[torch.Tensor, ...]:
+        """The network's inputs for the first ``n`` records (to cut the network, chain.py)."""
+        x = pre.apply(self.x[:n])
+        layout = self.layout
+        return layout.unpack(x) if layout is not None else (x,)
 
     def split(self, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
         return stable_split(self.uid, self.n, val_fraction)

@@ -27,7 +27,7 @@ from .errors import ConfigError, DatasetError
 from .features import ChunkInfo, FeatureStore
 from .fsstore import is_url, open_feature_store
 from .selection import CandidateModel, SelectionResult, pick_device, run_selection
-from .spec import EvaluateSpec
+from .spec import ORIGIN_EVALUATE, ORIGIN_KEY, EvaluateSpec, overrides_text
 from .stored_prefix import StoredStart, find_stored_prefix, float32_exact, record_prefixes
 from .train import evaluate_stages
 
@@ -38,7 +38,7 @@ class EvaluatedCandidate:
     version_id: str | None         # the committed version (None when pruned by keep top)
     ref: str | None                # NAME@N of the committed version
     status: str                    # finished | pruned
-    overrides: str                 # the candidate's config overrides, as JSON
+    overrides: str                 # the candidate's config overrides: base_lr=0.01, net["fc*"].lr=0
     metrics: dict[str, float]
     frozen_stages: int
 
@@ -184,6 +184,7 @@ def _hparams(cfg: EvalConfig, data: DataView) -> dict[str, Any]:
         "dataset": data.meta.get("ref", data.name), "loss": cfg.loss, "optimizer": cfg.optimizer,
         "base_lr": cfg.base_lr, "batch_size": cfg.batch_size, "seed": cfg.seed,
         "momentum": cfg.momentum, "weight_decay": cfg.weight_decay, "val_fraction": cfg.val_fraction,
+        ORIGIN_KEY: ORIGIN_EVALUATE,
     }
     if cfg.epochs is not None:
         hp["epochs"] = cfg.epochs
@@ -223,7 +224,7 @@ def run_evaluate(repo, spec: EvaluateSpec, progress: Callable | None = None, *,
         for j, cfg in enumerate(expand_auto(base, _layer_names(co.module))):
             if cfg.dataset is None:
                 raise ConfigError("the config names no dataset; add dataset = \"NAME[@VERSION]\" to it")
-            overrides = json.dumps([[list(p), v] for p, v in cand.overrides], default=str)
+            overrides = overrides_text(cand.overrides)
             cid = f"{i}.{j}"
             groups.setdefault(cfg.dataset, []).append((CandidateModel(cid, co.module, cfg), cand, (co, overrides)))
     cfg0 = next(iter(groups.values()))[0][0].config if groups else None
@@ -329,13 +330,11 @@ def evaluate_version(repo, ref: str, data: str, *, split: str = "val", loss: str
     idx = {"val": val_idx, "train": train_idx, "all": np.arange(view.n)}[split]
     device = pick_device(cfg.device)
     module = co.module.to(device)
-    x = Preprocessing.from_config(cfg).apply(view.x[idx])
+    pre = Preprocessing.from_config(cfg)
+    x = pre.apply(view.x[idx])
     y = view.labels(cfg.loss)[torch.from_numpy(idx)]
-    try:
-        stages = split_into_stages(module)
-    except Exception:  # noqa: BLE001 - any module still evaluates as one stage
-        from .chain import Stage
-        stages = [Stage("model", module, "")]
+    view.check_preprocessing(pre, cfg.augment)
+    stages = split_into_stages(module, view.example(pre))
     opts = resolve_backend(backend, address=ray_address, config_value=cfg.backend, config_address=cfg.ray_address)
     executor = open_executor(opts)
     if executor is not None:    # outputs from the cluster; loss and accuracy in the same batches here

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from .backend import BackendOptions, open_executor, resolve_backend
-from .chain import Stage, split_into_stages
+from .chain import Stage, split_into_stages, trainable_part
 from .config import EvalConfig
 from .data import DataView, Preprocessing, augment
 from .errors import ConfigError
@@ -100,6 +100,12 @@ def pick_device(setting: str = "auto") -> torch.device:
 
 def _layer_of(param_name: str) -> str:
     return param_name.rsplit(".", 1)[0] if "." in param_name else param_name
+
+
+def input_dtype(data: DataView) -> str:
+    """The root fingerprint's dtype: packed inputs name their layout (different layouts, different roots)."""
+    layout = data.layout
+    return str(data.x.dtype) if layout is None else f"packed{layout.describe()}"
 
 
 def frozen_prefix_length(stages: list[Stage], cfg: EvalConfig) -> int:
@@ -206,12 +212,18 @@ def run_selection(candidates: list[CandidateModel], data: DataView, *, store: Fe
     record_shape = tuple(int(s) for s in data.x.shape[1:])
     for cand in candidates:
         model = copy.deepcopy(cand.model)
-        stages = split_into_stages(model)
-        p = frozen_prefix_length(stages, cand.config)
         pre = Preprocessing.from_config(cand.config)
-        root = input_fingerprint(pre.describe(), record_shape, str(data.x.dtype))
+        data.check_preprocessing(pre, cand.config.augment)
+        stages = split_into_stages(model, data.example(pre))
+        p = frozen_prefix_length(stages, cand.config)
+        if feature_dtype != "float32" and any(s.packed_out for s in stages[:p]):
+            raise ConfigError(
+                f"feature_dtype {feature_dtype} would round the packed values (several tensors, or non-float "
+                "ones) that cross this network's frozen prefix; use feature_dtype = \"float32\""
+            )
+        root = input_fingerprint(pre.describe(), record_shape, input_dtype(data))
         keys = tree.add_chain(root, pre, stages[:p])
-        trainer = CandidateTrainer(cand.cid, stages[p:], cand.config, len(train_idx), device)
+        trainer = CandidateTrainer(cand.cid, trainable_part(stages, p), cand.config, len(train_idx), device)
         epochs = math.ceil(trainer.total_steps / math.ceil(len(train_idx) / cand.config.batch_size))
         prepared.append(_Prepared(cand, model, stages, p, keys[-1], trainer, epochs))
     for node in tree.nodes.values():
@@ -381,6 +393,7 @@ def run_selection(candidates: list[CandidateModel], data: DataView, *, store: Fe
         latest: dict[str, float] = {}
         for name, _, v in t.series:
             latest[name] = v
+        pr.model.to(memory_format=torch.contiguous_format)     # trainers may have used channels_last
         outcomes.append(CandidateOutcome(
             pr.cand.cid, "pruned" if pr.cand.cid in pruned else "finished", latest, tuple(t.series),
             t.step, t.epoch, pr.frozen, pr.boundary, pr.model, tuple(t.snapshots)))

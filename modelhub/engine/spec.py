@@ -13,6 +13,23 @@ from typing import Any, Mapping
 #: `config.net["conv*"].lr`. Layer patterns use DQL's selector syntax.
 ConfigPath = tuple[str, ...]
 
+#: The hyperparameter evaluate writes on every version it commits: ``origin = "evaluate"``.
+#: A source named without a where clause skips such versions (DQL), and users can select them
+#: with ``where m.hparams.origin == "evaluate"``.
+ORIGIN_KEY, ORIGIN_EVALUATE = "origin", "evaluate"
+
+
+def path_text(path: ConfigPath) -> str:
+    """``net["conv*"].lr`` or ``base_lr``: a config path as the query wrote it."""
+    if path and path[0] == "net" and len(path) == 3:
+        return f'net["{path[1]}"].{path[2]}'
+    return ".".join(path)
+
+
+def overrides_text(overrides: tuple[tuple[ConfigPath, Any], ...]) -> str:
+    """``base_lr=0.003, net["_blocks.1[2,3]"].lr=0``: how results show a candidate's settings."""
+    return ", ".join(f"{path_text(p)}={v!r}" for p, v in overrides)
+
 
 @dataclass(frozen=True)
 class Candidate:

@@ -40,7 +40,7 @@ from .data import DataView, Preprocessing
 from .errors import FeatureStoreError
 from .features import ChunkInfo, FeatureStore
 from .fingerprint import input_fingerprint
-from .selection import frozen_prefix_length
+from .selection import frozen_prefix_length, input_dtype
 from .tree import PrefixTree
 
 INDEX = "prefix_index"
@@ -79,7 +79,7 @@ def _stage_tensor_names(stages: list[Stage]) -> list[list[str]]:
     out: list[list[str]] = []
     names: set[str] = set()
     for s in stages:
-        names |= {s.param_prefix + n for n in s.module.state_dict()}
+        names |= set(s.tensor_names())
         out.append(sorted(names))
     return out
 
@@ -102,15 +102,15 @@ def record_prefixes(repo, store: FeatureStore, members: Iterable[tuple[str, nn.M
         graph_hash = _graph_hash(repo, version_id)
         if graph_hash is None:
             continue
+        pre = Preprocessing.from_config(cfg)
         try:
-            stages = split_into_stages(module)
+            stages = split_into_stages(module, data.example(pre))
         except Exception:  # noqa: BLE001 - a network the engine cannot cut has no stored prefix
             continue
         p = frozen_prefix_length(stages, cfg)
         if p == 0:
             continue
-        pre = Preprocessing.from_config(cfg)
-        root = input_fingerprint(pre.describe(), record_shape, str(data.x.dtype))
+        root = input_fingerprint(pre.describe(), record_shape, input_dtype(data))
         keys = PrefixTree().add_chain(root, pre, stages[:p])
         state = module.state_dict()
         hashes: dict[str, str] = {}
@@ -151,13 +151,13 @@ def find_stored_prefix(repo, store: FeatureStore, version_id: str, cfg: EvalConf
     graph = Graph.from_json(row[1])
     if not graph.rebuildable:
         return "the version's network cannot be rebuilt from its graph"
+    pre = Preprocessing.from_config(cfg)
     try:
-        gm = rebuild(graph)     # structure only: its weights are never read
-        stages = split_into_stages(gm)
+        gm = rebuild(graph)     # its weights are never read: cutting runs it on random ones
+        stages = split_into_stages(gm, view.example(pre))
     except Exception as exc:  # noqa: BLE001 - no stages: nothing can have been stored
         return f"the network cannot be cut into stages ({type(exc).__name__})"
-    root = input_fingerprint(Preprocessing.from_config(cfg).describe(), tuple(int(s) for s in view.x.shape[1:]),
-                             str(view.x.dtype))
+    root = input_fingerprint(pre.describe(), tuple(int(s) for s in view.x.shape[1:]), input_dtype(view))
     hi = int(np.max(idx)) + 1
     names_by_depth = _stage_tensor_names(stages)
     reason = f"no stored float32 features of this network's prefixes for dataset {view.meta.get('ref', view.name)}"
@@ -171,7 +171,7 @@ def find_stored_prefix(repo, store: FeatureStore, version_id: str, cfg: EvalConf
             continue
         key = entry["key"]
         cut = [n for n in gm.graph.nodes if n.op == "call_module" and n.target == stages[d - 1].name]
-        if len(cut) != 1:
+        if len(cut) != 1 or stages[d - 1].packed_out:    # progressive starts from one float tensor
             continue
         if store.stored_records(key, view.uid, EXACT_DTYPE) < hi:
             reasons.append(f"stored features at {cut[0].name} do not cover the requested records")

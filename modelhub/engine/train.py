@@ -60,6 +60,16 @@ def set_modes(stages: list[Stage]) -> None:
                 m.eval()
 
 
+def uses_channels_last(stages: list[Stage], cfg: EvalConfig, device: torch.device) -> bool:
+    """``auto``: channels-last on CPU when the trainable layers have 2-D convolutions. oneDNN's
+    backward of depthwise convolutions ran 1.6-5x faster in that layout than in the
+    default one (EfficientNet-style blocks spend most of a step there); results agree to
+    float rounding, not bit for bit, so ``contiguous`` stays available."""
+    if cfg.memory_format != "auto":
+        return cfg.memory_format == "channels_last"
+    return device.type == "cpu" and any(isinstance(m, nn.Conv2d) for s in stages for m in s.module.modules())
+
+
 @dataclass
 class CandidateTrainer:
     cid: str
@@ -79,8 +89,11 @@ class CandidateTrainer:
     _loss_n: int = 0
 
     def __post_init__(self) -> None:
+        self.channels_last = uses_channels_last(self.suffix, self.cfg, self.device)
         for s in self.suffix:
             s.module.to(self.device)
+            if self.channels_last:
+                s.module.to(memory_format=torch.channels_last)
         groups = param_groups(self.suffix, self.cfg)
         self.optimizer = make_optimizer(self.cfg, groups) if groups else None
         self.loss = loss_fn(self.cfg)
@@ -109,6 +122,8 @@ class CandidateTrainer:
                     self._pos = 0
                 idx = self._perm[self._pos:self._pos + bs]
                 x = feats[idx].to(self.device)
+                if self.channels_last and x.dim() == 4:
+                    x = x.contiguous(memory_format=torch.channels_last)
                 y = labels[idx].to(self.device)
                 out = run_stages(self.suffix, x)
                 loss = self.loss(out, y)
@@ -131,7 +146,7 @@ class CandidateTrainer:
         self._perm = None
         self.epoch += 1
         self.snapshots.append((self.step, {
-            id(t): t.detach().to("cpu", copy=True)
+            id(t): t.detach().to("cpu", copy=True).contiguous()
             for stage in self.suffix for t in (*stage.module.parameters(), *stage.module.buffers())
         }))
         if self._loss_n:

@@ -52,7 +52,8 @@ class DatasetVersion:
 
 
 # -- reading input files ---------------------------------------------------------------
-def read_arrays(files: Sequence[str | Path]) -> tuple[np.ndarray, np.ndarray]:
+def read_arrays(files: Sequence[str | Path]) -> tuple[np.ndarray | list[np.ndarray], np.ndarray]:
+    """(inputs, labels); inputs is a list of arrays for multi-input records (x0, x1, ...)."""
     paths = [Path(f) for f in files]
     if not paths:
         raise DatasetError("no files given; pass a .npz, two .npy files (x then y), a .safetensors file or an image folder")
@@ -92,16 +93,16 @@ def _read_npy_file(path: Path) -> np.ndarray:
         raise DatasetError(f"cannot read {path}: {exc.strerror or exc}; check the file") from None
 
 
-def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def _read_npz(path: Path) -> tuple[np.ndarray | list[np.ndarray], np.ndarray]:
     try:
         with zipfile.ZipFile(path) as zf:
             members = {i.filename[:-4]: i for i in zf.infolist() if i.filename.endswith(".npy")}
             xk, yk = _pick_names(members, path)
-            out = []
-            for key in (xk, yk):
+            out = {}
+            for key in (*_input_names(xk), yk):
                 with zf.open(members[key]) as fh:
-                    out.append(_read_npy(fh, members[key].file_size, f"{path}:{key}"))
-            return out[0], out[1]
+                    out[key] = _read_npy(fh, members[key].file_size, f"{path}:{key}")
+            return _inputs(out, xk), out[yk]
     except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
         raise DatasetError(f"{path} is not a readable .npz file ({exc}); it is truncated or damaged: "
                            f"{_NPY_HINT}") from None
@@ -138,16 +139,49 @@ def _read_npy(fh, available: int, label: str) -> np.ndarray:
     return out
 
 
-def _pick_names(names, path: Path) -> tuple[str, str]:
+def _pick_names(names, path: Path) -> tuple[str | list[str], str]:
+    """The input and label names: x/y (and the usual aliases), or for records with several
+    inputs x0, x1, ... (in the order of the network's forward arguments) and y."""
     for xk, yk in (("x", "y"), ("X", "y"), ("images", "labels"), ("inputs", "targets")):
         if xk in names and yk in names:
             return xk, yk
-    raise DatasetError(f"{path} holds {sorted(names)}; name the arrays x (inputs) and y (labels)")
+    multi = [f"x{i}" for i in range(len(names)) if f"x{i}" in names]
+    if multi and "y" in names and multi == [f"x{i}" for i in range(len(multi))]:
+        return multi, "y"
+    raise DatasetError(f"{path} holds {sorted(names)}; name the arrays x (inputs) and y (labels), "
+                       "or x0, x1, ... and y for records with several inputs")
 
 
-def _pick(arrays: dict, path: Path) -> tuple[np.ndarray, np.ndarray]:
+def _input_names(xk: str | list[str]) -> list[str]:
+    return [xk] if isinstance(xk, str) else xk
+
+
+def _inputs(arrays: dict, xk: str | list[str]) -> np.ndarray | list[np.ndarray]:
+    return np.asarray(arrays[xk]) if isinstance(xk, str) else [np.asarray(arrays[k]) for k in xk]
+
+
+def _pick(arrays: dict, path: Path) -> tuple[np.ndarray | list[np.ndarray], np.ndarray]:
     xk, yk = _pick_names(arrays, path)
-    return np.asarray(arrays[xk]), np.asarray(arrays[yk])
+    return _inputs(arrays, xk), np.asarray(arrays[yk])
+
+
+#: x_dtype of a dataset whose records hold several inputs, stored packed (engine/packing.py)
+_PACKED = "packed:"
+
+
+def _pack_inputs(inputs: list[np.ndarray]) -> tuple[np.ndarray, str]:
+    """Several inputs per record -> one float32 word array (bit-exact) and the x_dtype naming
+    their layout; each keeps its dtype (token ids stay int64)."""
+    from ..engine.packing import pack_arrays
+    n = {len(a) for a in inputs}
+    if len(n) != 1 or any(a.ndim < 1 for a in inputs):
+        raise DatasetError(f"the inputs x0, x1, ... must have one row per record each; they have "
+                           f"{[list(a.shape) for a in inputs]}")
+    for i, a in enumerate(inputs):
+        if not (np.issubdtype(a.dtype, np.number) or a.dtype == np.bool_):
+            raise DatasetError(f"input x{i} is {a.dtype}; inputs must be numeric arrays")
+    packed, layout = pack_arrays(inputs)
+    return packed, _PACKED + json.dumps(layout.describe())
 
 
 def _read_image_folder(folder: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -281,6 +315,9 @@ def add_dataset(repo, name: str, files: Sequence[str | Path], message: str = "")
     if not _NAME.match(name or ""):
         raise DatasetError(f"dataset name {name!r} is not valid; use letters, digits, '_', '-' and '.'")
     x, y = read_arrays(files)
+    x_dtype = None
+    if isinstance(x, list):
+        x, x_dtype = _pack_inputs(x)
     if x.ndim < 1:
         raise DatasetError(f"the inputs x are a single value (shape {list(x.shape)}); give one row per record")
     if y.ndim != 1 or len(x) != len(y):
@@ -292,6 +329,7 @@ def add_dataset(repo, name: str, files: Sequence[str | Path], message: str = "")
     if not (np.issubdtype(x.dtype, np.number) and np.issubdtype(y.dtype, np.number)):
         raise DatasetError("inputs and labels must be numeric arrays; convert them before adding")
     x = x.astype(np.float32) if x.dtype != np.float32 else x
+    x_dtype = x_dtype or str(x.dtype)
     y = y.astype(np.int64) if np.issubdtype(y.dtype, np.integer) else y.astype(np.float32)
     x_blob, y_blob = _npy_bytes(x), _npy_bytes(y)
     with storage_errors():
@@ -310,13 +348,14 @@ def add_dataset(repo, name: str, files: Sequence[str | Path], message: str = "")
         shape = list(x.shape[1:])
         if row is None:
             con.execute("INSERT INTO datasets VALUES (?, ?, ?, ?, ?, ?)",
-                        [name, uuid.uuid4().hex, json.dumps(shape), str(x.dtype), str(y.dtype), now])
+                        [name, uuid.uuid4().hex, json.dumps(shape), x_dtype, str(y.dtype), now])
             version, start = 1, 0
         else:
-            if json.loads(row[0]) != shape or row[2] != str(y.dtype):
+            if json.loads(row[0]) != shape or row[1] != x_dtype or row[2] != str(y.dtype):
                 raise DatasetError(
-                    f"dataset {name} holds records of shape {json.loads(row[0])} with {row[2]} labels; the new "
-                    f"records are {shape} with {y.dtype} labels; convert them or use another name"
+                    f"dataset {name} holds records of shape {json.loads(row[0])} ({_describe_x(row[1])}) with "
+                    f"{row[2]} labels; the new records are {shape} ({_describe_x(x_dtype)}) with {y.dtype} labels; "
+                    "convert them or use another name"
                 )
             version, start = con.execute(
                 "SELECT max(version) + 1, max(n_records) FROM dataset_versions WHERE name = ?", [name]).fetchone()
@@ -328,6 +367,13 @@ def add_dataset(repo, name: str, files: Sequence[str | Path], message: str = "")
         msg = message or f"add {len(x)} records"
         con.execute("INSERT INTO dataset_versions VALUES (?, ?, ?, ?, ?)", [name, int(version), end, msg, now])
     return DatasetVersion(name, int(version), end, len(x), tuple(shape), msg, now.isoformat(timespec="seconds"))
+
+
+def _describe_x(x_dtype: str) -> str:
+    if x_dtype.startswith(_PACKED):
+        return "inputs " + ", ".join(f"x{i}: {dt} {shape}" for i, (shape, dt) in
+                                     enumerate(json.loads(x_dtype[len(_PACKED):])))
+    return x_dtype
 
 
 def parse_dataset_ref(ref: str) -> tuple[str, int | None]:
@@ -342,7 +388,7 @@ def parse_dataset_ref(ref: str) -> tuple[str, int | None]:
 def load_dataset(repo, ref: str) -> DataView:
     name, version = parse_dataset_ref(ref)
     with repo.catalog.read() as con:
-        ds = con.execute("SELECT uid FROM datasets WHERE name = ?", [name]).fetchone()
+        ds = con.execute("SELECT uid, x_dtype FROM datasets WHERE name = ?", [name]).fetchone()
         if ds is None:
             known = [r[0] for r in con.execute("SELECT name FROM datasets ORDER BY name").fetchall()]
             raise DatasetError(
@@ -364,7 +410,10 @@ def load_dataset(repo, ref: str) -> DataView:
         for _, part, blob_hash in chunks:
             parts[part].append(np.load(io.BytesIO(repo.store.get(blob_hash)), allow_pickle=False))
     x, y = np.concatenate(parts["x"]), np.concatenate(parts["y"])
-    return DataView(ds[0], int(version), x, y, name=name, meta={"ref": f"{name}@{version}"})
+    meta: dict = {"ref": f"{name}@{version}"}
+    if ds[1].startswith(_PACKED):
+        meta["layout"] = json.loads(ds[1][len(_PACKED):])
+    return DataView(ds[0], int(version), x, y, name=name, meta=meta)
 
 
 def list_datasets(repo) -> list[DatasetVersion]:
