@@ -19,6 +19,7 @@ import duckdb
 
 from ..errors import CatalogCorruptError, CatalogError, DiskFullError, ModelhubError
 from .lock import repo_lock
+from .maintenance import backup_due, backups_dir, take_backup
 from .schema import MIGRATIONS, SCHEMA_VERSION
 
 
@@ -33,6 +34,7 @@ class Catalog:
     @classmethod
     def create(cls, db_path: Path, lock_path: Path) -> "Catalog":
         cat = cls(db_path, lock_path)
+        backups_dir(db_path).mkdir(parents=True, exist_ok=True)  # its mtime starts the backup clock
         with cat.write() as con:
             _migrate(con, 0)
         return cat
@@ -63,6 +65,9 @@ class Catalog:
             self._conn = con
             try:
                 yield con
+            except duckdb.Error as exc:
+                _raise_if_storage(exc, self.db_path)
+                raise
             finally:
                 self._conn = None
                 try:
@@ -86,11 +91,13 @@ class Catalog:
                 con.begin()
                 try:
                     yield con
-                except BaseException:
+                except BaseException as exc:
                     try:
                         con.rollback()
                     except duckdb.Error:
                         _reset_engine()  # an invalidated database: nothing to roll back into
+                    if isinstance(exc, duckdb.Error):
+                        _raise_if_storage(exc, self.db_path)
                     raise
                 try:
                     con.commit()
@@ -115,6 +122,16 @@ class Catalog:
                     _reset_engine()
                     if not committed:
                         raise
+            if committed:
+                self.backup_if_due()
+
+    def backup_if_due(self) -> None:
+        """A verified copy of the catalog now and then (maintenance.py); never fails the write."""
+        try:
+            if backup_due(self.db_path):
+                take_backup(self.db_path)
+        except (duckdb.Error, OSError, ModelhubError):
+            pass  # the next write tries again; `dlv fsck` reports a damaged catalog
 
     def _connect(self, read_only: bool) -> duckdb.DuckDBPyConnection:
         try:
@@ -126,8 +143,16 @@ class Catalog:
             raise translate_error(exc, self.db_path, opening=True) from None
 
 
+def _raise_if_storage(exc: BaseException, db_path: Path) -> None:
+    """Damaged storage or a full disk met inside a scope: the modelhub error that says what to do."""
+    mapped = translate_error(exc, db_path)
+    if isinstance(mapped, (CatalogCorruptError, DiskFullError)):
+        _reset_engine()
+        raise mapped from None
+
+
 _CORRUPT_MARKERS = ("corrupt", "checksum", "not a valid duckdb database", "invalidated", "serializ",
-                    "internal error", "truncated", "could not read", "failed to read", "block")
+                    "internal error", "truncated", "could not read", "failed to read")
 _FULL_MARKERS = ("no space left", "disk full", "disk quota")
 
 
@@ -154,8 +179,8 @@ def translate_error(exc: BaseException, db_path: Path | str | None = None, *, op
 
 
 #: the way out of a damaged catalog, named in every corruption message
-RECOVERY_HINT = ("restore .dlv/catalog.duckdb from a backup, or clone the repository again from a remote "
-                 "(`dlv clone`)")
+RECOVERY_HINT = ("run `dlv fsck --restore-catalog` (it rebuilds the catalog from its readable rows, else restores "
+                 "the newest verified backup in .dlv/backups)")
 
 
 # -- one DuckDB instance per process; each scope attaches the catalog file -----------

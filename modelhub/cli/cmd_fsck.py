@@ -9,9 +9,20 @@ HELP = "verify the catalog against the object store and every blob checksum"
 def configure(p) -> None:
     p.add_argument("--repair", action="store_true", help="remove harmless leftovers (orphan blobs, temp files, stale rows)")
     p.add_argument("--deep", action="store_true", help="also decode every tensor and compare it with its hash")
+    p.add_argument("--restore-catalog", action="store_true",
+                   help="replace a damaged or missing catalog: salvage its readable rows, else restore the newest "
+                        "verified backup in .dlv/backups (then check the repository)")
 
 
 def run(args, ui) -> int:
+    if args.restore_catalog:
+        from ..repo.restore import restore_repo_catalog
+        restored = restore_repo_catalog(args.repo)
+        how = ("rebuilt from its own readable rows (nothing lost)" if restored.source == "salvaged"
+               else f"restored from the backup {restored.backup} (versions committed after it are lost; "
+                    "their blobs are orphans now)")
+        ui.warn(f"catalog {how}; {restored.versions} versions"
+                + (f"; the damaged file is kept as {restored.damaged_copy}" if restored.damaged_copy else ""))
     report = repo_of(args).fsck(repair=args.repair, deep=args.deep)
     if ui.json_mode:
         ui.json(report.to_dict() | {"ok": report.ok})

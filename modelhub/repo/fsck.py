@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from ..storage.errors import CorruptBlobError, MissingBlobError, StorageError
 from ..storage import tensors as codec
+from ..catalog.maintenance import check_catalog_storage
 from .liveness import compute_liveness
 from .records import Record
 
@@ -47,6 +48,10 @@ def check_repository(repo, *, repair: bool = False, deep: bool = False) -> FsckR
     problems: list[FsckProblem] = []
     scope = repo.catalog.write() if repair else repo.catalog.read()
     with scope as con:
+        # 0. the catalog's own storage: every row reads back (DuckDB checks each
+        # block's checksum) and a trial write on a scratch copy succeeds
+        # (indexes, free list); damage raises CatalogCorruptError (exit 65)
+        check_catalog_storage(con, repo.catalog.db_path)
         live = compute_liveness(con)
         versions_of_tensor = _versions_of_tensor(con)
         refs = {vid: f"{m}@{s}" for vid, m, s in con.execute("SELECT id, model, seq FROM versions").fetchall()}
@@ -133,6 +138,8 @@ def check_repository(repo, *, repair: bool = False, deep: bool = False) -> FsckR
                     pass
         problems.extend(_check_hot_copies(repo, con, refs, repair))
         n_versions = len(refs)
+        if not repair:   # a verified catalog: the moment for a backup, when one is due
+            repo.catalog.backup_if_due()
     return FsckReport(len(owners), tensors_checked, n_versions, tuple(problems))
 
 

@@ -46,9 +46,14 @@ def find_repo_root(start: Path | str | None = None) -> Path:
     """The nearest folder at or above ``start`` holding a ``.dlv`` repository."""
     here = Path(start or Path.cwd()).resolve()
     for candidate in (here, *here.parents):
-        if (candidate / DLV_DIR / "catalog.duckdb").is_file():
+        if is_repo_dir(candidate / DLV_DIR):
             return candidate
     raise RepoError(
         f"{here} is not inside a dlv repository (no .dlv folder found here or above); "
         "run `dlv init` to create one, or pass --repo PATH"
     )
+
+
+def is_repo_dir(dlv: Path) -> bool:
+    """A ``.dlv`` folder: its catalog, or (the catalog lost) its object store and catalog backups."""
+    return (dlv / "catalog.duckdb").is_file() or ((dlv / "objects").is_dir() and (dlv / "backups").is_dir())

@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 from ..catalog import Catalog
-from ..errors import InputError, RepoError, WeightsError
+from ..catalog.db import RECOVERY_HINT
+from ..errors import CatalogCorruptError, InputError, RepoError, WeightsError
 from ..netdef import Graph, rebuild
 from ..storage.objects import ObjectStore
 from . import commit as commit_op
@@ -26,7 +27,7 @@ from .diff import diff_versions
 from . import hotcopy
 from .hotcopy import HotCopies
 from .lineage import list_models
-from .paths import RepoPaths, find_repo_root
+from .paths import RepoPaths, find_repo_root, is_repo_dir
 from .reads import (all_versions, hparams_of, load_state_dict, refresh_hot_copy, snapshot_entries,
                     version_graph, version_header, version_info, weights_meta)
 from .records import Checkout, ModelSummary, RepoStats, VersionDescription, VersionDiff, VersionInfo
@@ -39,6 +40,9 @@ class Repo:
     def __init__(self, root: Path | str) -> None:
         self.paths = RepoPaths(Path(root).resolve())
         if not self.paths.catalog.is_file():
+            if is_repo_dir(self.paths.dlv):
+                raise CatalogCorruptError(
+                    f"the catalog {self.paths.catalog} is missing; {RECOVERY_HINT}")
             raise RepoError(f"{self.paths.root} is not a dlv repository (no .dlv/catalog.duckdb); run `dlv init {self.paths.root}`")
         self.catalog = Catalog(self.paths.catalog, self.paths.lock)
         self.store = ObjectStore(self.paths.objects)
@@ -210,7 +214,7 @@ class Repo:
         return Checkout(info, state, module, graph, hp, meta, count - 1 if snap is None else snap)
 
     def fsck(self, *, repair: bool = False, deep: bool = False):
-        """Verify catalog <-> objects consistency and checksums (see repo/fsck.py)."""
+        """Verify the catalog's own storage, catalog <-> objects consistency and checksums (see repo/fsck.py)."""
         from .fsck import check_repository
         return check_repository(self, repair=repair, deep=deep)
 
