@@ -206,3 +206,49 @@ def test_archived_delta_encoded_versions_round_trip(tmp_path, pair):
     for snap in range(3):
         assert_bit_exact(b.checkout(base.id, snapshot=snap).state_dict, a.checkout(base.id, snapshot=snap).state_dict)
 
+
+
+# -- bounded memory against a hostile remote (issue 16, item 4) ------------------------------------
+def test_a_blob_swapped_for_a_huge_sparse_file_is_refused_after_reading_only_its_declared_size(
+        tmp_path, pair, monkeypatch):
+    from modelhub.remote.transport import blob_path
+    a, b = pair
+    _commit_lineage(a)
+    publish(a, open_remote(a, str(tmp_path / "hub")))
+    blob = max(a.store, key=a.store.size)
+    declared = a.store.size(blob)
+    with open(tmp_path / "hub" / blob_path(blob), "r+b") as fh:
+        fh.truncate(64 << 20)   # sparse: costs no disk, would cost 64 MiB of memory if read whole
+    from fsspec.implementations.local import LocalFileSystem
+    read = []
+    real = LocalFileSystem.cat_file
+
+    def recording(self, path, *args, **kwargs):
+        data = real(self, path, *args, **kwargs)
+        if "/objects/" in str(path):
+            read.append(len(data))
+        return data
+
+    monkeypatch.setattr(LocalFileSystem, "cat_file", recording)
+    with pytest.raises(IntegrityError, match=f"has more than {declared} bytes but the catalog declares {declared}"):
+        pull(b, open_remote(b, str(tmp_path / "hub")), "lenet")
+    assert read and max(read) <= max(a.store.size(x) for x in a.store) + 1
+    assert b.log() == []
+
+
+def test_the_catalog_budget_caps_all_segments_read_together(tmp_path, pair, monkeypatch):
+    a, b = pair
+    remote = open_remote(a, str(tmp_path / "hub"))
+    a.commit(tiny_cnn(0), name="m", message="one")
+    publish(a, remote)
+    a.commit(tiny_cnn(1), name="n", message="two")
+    publish(a, remote)
+    segments = sorted((tmp_path / "hub" / "catalog" / "segments").iterdir())
+    assert len(segments) == 2
+    import zstandard
+    body = [len(zstandard.ZstdDecompressor().decompress(p.read_bytes(), max_output_size=1 << 26)) for p in segments]
+    monkeypatch.setenv("DLV_REMOTE_MAX_CATALOG_BYTES", str(max(body) + min(body) // 2))  # each fits, both do not
+    with pytest.raises(RemoteFormatError, match=r"the remote's catalog is larger than \d+ bytes uncompressed"):
+        search(open_remote(b, str(tmp_path / "hub")), "select m")
+    monkeypatch.setenv("DLV_REMOTE_MAX_CATALOG_BYTES", str(sum(body)))
+    assert len(search(open_remote(b, str(tmp_path / "hub")), "select m").rows) == 2

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import threading
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
@@ -26,6 +28,8 @@ from .errors import RemoteFormatError
 SEGMENT_FORMAT = 1
 #: a decompressed segment larger than this is refused (guards against zstd bombs)
 MAX_SEGMENT_BYTES = 1 << 30
+#: default cap on the uncompressed bytes of every segment read together (CatalogBudget)
+DEFAULT_MAX_CATALOG_BYTES = 512 << 20
 
 
 @dataclass(frozen=True)
@@ -105,15 +109,55 @@ def encode_segment(export: CatalogExport, *, publisher: str, schema_version: int
     return name, zstandard.ZstdCompressor(level=10).compress(body)
 
 
-def decode_segment(name: str, data: bytes) -> Segment:
+class CatalogBudget:
+    """The uncompressed bytes one read of a remote's catalog may decode, all segments together.
+
+    Decoded JSON takes several times its size in memory, so a remote with
+    many large segments (or one hostile one just under the per-segment cap)
+    could exhaust memory; past the budget the read stops with a message.
+    Shared by the threads that decode segments.
+    """
+
+    def __init__(self, limit: int | None = None) -> None:
+        self.limit = max_catalog_bytes() if limit is None else int(limit)
+        self.used = 0
+        self._guard = threading.Lock()
+
+    def left(self) -> int:
+        with self._guard:
+            return max(0, self.limit - self.used)
+
+    def take(self, n: int, where: str) -> None:
+        with self._guard:
+            self.used += n
+            over = self.used > self.limit
+        if over:
+            raise RemoteFormatError(
+                f"the remote's catalog is larger than {self.limit} bytes uncompressed (at {where}); refusing it, the "
+                "remote is damaged or hostile; if you trust it, raise DLV_REMOTE_MAX_CATALOG_BYTES")
+
+
+def max_catalog_bytes() -> int:
+    """DLV_REMOTE_MAX_CATALOG_BYTES (default 512 MiB): the budget of one read of a remote's catalog."""
+    try:
+        return max(1, int(os.environ.get("DLV_REMOTE_MAX_CATALOG_BYTES", DEFAULT_MAX_CATALOG_BYTES)))
+    except ValueError:
+        return DEFAULT_MAX_CATALOG_BYTES
+
+
+def decode_segment(name: str, data: bytes, budget: "CatalogBudget | None" = None) -> Segment:
+    """Decode one segment; ``budget`` caps the uncompressed bytes of all segments read together."""
     where = f"segment {name}"
+    limit = MAX_SEGMENT_BYTES if budget is None else min(MAX_SEGMENT_BYTES, budget.left())
     try:
         with zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data)) as reader:
-            body = reader.read(MAX_SEGMENT_BYTES + 1)
+            body = reader.read(limit + 1)
     except zstandard.ZstdError as exc:
         raise RemoteFormatError(f"{where} is not zstd data ({exc}); the remote is damaged: delete that segment and re-publish") from None
     if len(body) > MAX_SEGMENT_BYTES:
         raise RemoteFormatError(f"{where} is larger than {MAX_SEGMENT_BYTES} bytes uncompressed; refusing it, the remote is damaged or hostile")
+    if budget is not None:
+        budget.take(len(body), where)
     try:
         doc = json.loads(body)
     except (ValueError, UnicodeDecodeError):

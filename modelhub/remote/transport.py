@@ -116,12 +116,20 @@ class RemoteStore:
         names = {e.rstrip("/").rsplit("/", 1)[-1] for e in entries}
         return sorted(n for n in names if SEGMENT_RE.match(n))
 
-    def read_segment(self, name: str) -> bytes:
+    def read_segment(self, name: str, max_bytes: int | None = None) -> bytes:
+        """A segment's (compressed) bytes; more than ``max_bytes`` is refused before it is read."""
         if not SEGMENT_RE.match(name):
             raise RemoteFormatError(f"invalid segment name {name[:80]!r}; the remote is damaged")
         with self._io(f"reading segment {name}"):
             try:
-                return self.fs.cat_file(self._path(f"{SEGMENT_DIR}/{name}"))
+                if max_bytes is None:
+                    return self.fs.cat_file(self._path(f"{SEGMENT_DIR}/{name}"))
+                data = self.fs.cat_file(self._path(f"{SEGMENT_DIR}/{name}"), start=0, end=max_bytes + 1)
+                if len(data) > max_bytes:
+                    raise RemoteFormatError(
+                        f"segment {name} on remote {self.name} is larger than {max_bytes} bytes; refusing it, the "
+                        "remote is damaged or hostile (if you trust it, raise DLV_REMOTE_MAX_CATALOG_BYTES)")
+                return data
             except FileNotFoundError:
                 raise RemoteFormatError(
                     f"segment {name} disappeared from remote {self.name}; segments are immutable, "
@@ -145,14 +153,17 @@ class RemoteStore:
         path = blob_path(blob_hash)
         with self._io(f"downloading object {blob_hash[:16]}"):
             try:
-                data = self.fs.cat_file(self._path(path))
+                # At most one byte more than declared is read: a blob swapped for a
+                # huge (or sparse) file costs its declared size, not its real one.
+                data = self.fs.cat_file(self._path(path), start=0, end=int(size) + 1)
             except FileNotFoundError:
                 raise IntegrityError(
                     f"remote {self.name} lacks object {blob_hash[:16]} that its catalog references; "
                     f"run `dlv publish {self.name} REF --repair` from a repository that has the version") from None
         if len(data) != size:
+            found = f"more than {size} bytes" if len(data) > size else f"{len(data)} bytes"
             raise IntegrityError(
-                f"object {blob_hash[:16]} on remote {self.name} has {len(data)} bytes but the catalog declares {size}; "
+                f"object {blob_hash[:16]} on remote {self.name} has {found} but the catalog declares {size}; "
                 f"the remote copy is damaged: run `dlv publish {self.name} REF --repair` from a repository that has the version")
         if content_hash(data) != blob_hash:
             raise IntegrityError(

@@ -20,7 +20,7 @@ from ..catalog import Catalog
 from .errors import RemoteFormatError, RemoteUnavailableError
 from .importer import import_export
 from .progress import NULL_PROGRESS, Progress
-from .segments import Segment, decode_segment
+from .segments import CatalogBudget, Segment, decode_segment
 from .transport import HEADER_NAME, RemoteStore
 from .validate import validate_export
 
@@ -58,9 +58,11 @@ def read_index(store: RemoteStore, progress: Progress = NULL_PROGRESS, *, allow_
         raise RemoteFormatError(
             f"remote {store.name} has catalog segments but no modelhub-remote.json header; it is damaged: re-create the header by publishing to it")
 
+    budget = CatalogBudget()   # all segments together: bounded memory against a hostile remote
+
     def load(name: str) -> Segment:
-        data = store.read_segment(name)
-        seg = decode_segment(name, data)
+        data = store.read_segment(name, max_bytes=budget.limit)
+        seg = decode_segment(name, data, budget)
         validate_export(seg.export, f"remote {store.name}, segment {name}")
         task.advance(len(data))
         return seg
