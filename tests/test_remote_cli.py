@@ -20,9 +20,12 @@ def work(cli, tmp_path):
 def test_remote_add_list_remove(work):
     cli, _, _, hub = work
     assert cli("remote", "add", "hub", hub) == (0, f"added remote hub -> {hub}\n", "")
+    code, _, err = cli("remote", "add", "s3hub", "s3://bucket/models", "--option", "secret=hunter2")
+    assert code == 10 and "look like credentials, which are never stored in the catalog" in err
+    assert "AWS_SECRET_ACCESS_KEY" in err and "hunter2" not in err
     code, out, _ = cli("remote", "add", "s3hub", "s3://bucket/models", "--endpoint-url", "http://127.0.0.1:9",
-                       "--option", "secret=hunter2", "--json")
-    assert code == 0 and json.loads(out)["options"] == {"endpoint_url": "http://127.0.0.1:9", "secret": "***"}
+                       "--option", "anon=false", "--json")
+    assert code == 0 and json.loads(out)["options"] == {"anon": False, "endpoint_url": "http://127.0.0.1:9"}
     code, out, _ = cli("remote", "list", "--json")
     listed = json.loads(out)
     assert [(r["name"], r["url"]) for r in listed] == [("hub", hub), ("s3hub", "s3://bucket/models")]
@@ -85,3 +88,28 @@ def test_publish_search_pull_through_the_cli(work, tmp_path):
     assert code == 3 and "'lenet@7' does not exist" in err
     code, _, err = cli("search", str(tmp_path / "empty"), "select m")
     assert code == 10 and "holds no modelhub catalog (no modelhub-remote.json); check the URL, or publish" in err
+
+
+def test_credentials_stored_by_an_older_version_leave_the_catalog_file_and_its_backups(work, monkeypatch):
+    cli, repo, _, _ = work
+    assert cli("remote", "add", "s3hub", "s3://bucket/models", "--endpoint-url", "http://127.0.0.1:9")[0] == 0
+    with repo.catalog.write() as con:   # what `--option secret=...` stored before
+        con.execute("UPDATE remotes SET config = ? WHERE name = 's3hub'",
+                    [json.dumps({"endpoint_url": "http://127.0.0.1:9", "key": "AKIAHUNTER2", "secret": "hunter2hunter2"})])
+    monkeypatch.setenv("DLV_CATALOG_BACKUP_INTERVAL", "0")
+    repo.add([_write(cli.work / "n.txt", b"x")])          # a write: now a backup holds the secret too
+    backups = repo.paths.dlv / "backups"
+    assert any(b"hunter2hunter2" in p.read_bytes() for p in backups.iterdir())
+    code, _, err = cli("publish", "s3hub")
+    assert code == 10 and "had credentials stored in the catalog in plain text" in err and "AWS_PROFILE" in err
+    assert "hunter2" not in err
+    for path in [repo.paths.catalog, *backups.iterdir()]:
+        assert b"hunter2hunter2" not in path.read_bytes() and b"AKIAHUNTER2" not in path.read_bytes(), path
+    code, out, _ = cli("remote", "list", "--json")
+    assert json.loads(out)[0]["options"] == {"endpoint_url": "http://127.0.0.1:9"}
+    assert [v.ref for v in repo.log()] == ["lenet@1"] and repo.staged() == [("n.txt", 1)]
+
+
+def _write(path, data: bytes):
+    path.write_bytes(data)
+    return path

@@ -265,6 +265,32 @@ def restore_catalog(db_path: Path) -> RestoreReport:
     return RestoreReport(source, str(backup) if backup else None, str(damaged) if damaged else None, rows)
 
 
+def rewrite_catalog(db_path: Path) -> None:
+    """Copy every row into a freshly built file and drop the backups (the caller holds the exclusive lock).
+
+    DuckDB leaves the bytes of updated or deleted rows in free blocks, and
+    backups are full copies: after removing something that must not stay on
+    disk (credentials), this is how it goes for good.
+    """
+    db_path = Path(db_path)
+    folder = backups_dir(db_path)
+    folder.mkdir(exist_ok=True)
+    tmp = folder / f".tmp-rewrite-{os.getpid()}{_SUFFIX}"
+    try:
+        if not _salvage(db_path, tmp) or verify_catalog(tmp) is not None:
+            raise CatalogCorruptError(f"the catalog {db_path} could not be rewritten; run `dlv fsck`")
+        _fsync_file(tmp)
+        os.replace(tmp, db_path)
+        _fsync_dir(db_path.parent)
+    finally:
+        tmp.unlink(missing_ok=True)
+        tmp.with_name(tmp.name + ".wal").unlink(missing_ok=True)
+    for old in folder.iterdir():
+        if old.name.startswith((_PREFIX, "damaged-")):
+            old.unlink(missing_ok=True)
+    _fsync_dir(folder)
+
+
 def _salvage(damaged: Path, out: Path) -> bool:
     """Copy every row of ``damaged`` into a freshly built catalog at ``out``; False if any row is unreadable."""
     try:

@@ -12,8 +12,9 @@ DESCRIPTION = """Examples:
   dlv remote list
   dlv remote remove hub
 S3 credentials come from the usual AWS environment variables (AWS_ACCESS_KEY_ID,
-AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL, AWS_DEFAULT_REGION) or a profile, unless
-given with --option key=... --option secret=... (stored in the catalog)."""
+AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_ENDPOINT_URL, AWS_DEFAULT_REGION), a
+profile (AWS_PROFILE) or the AWS credential chain; they are never stored in the
+catalog (--option key=/secret=/token= is refused)."""
 
 
 def configure(p) -> None:

@@ -2,8 +2,10 @@
 
 Adding a remote does not contact it (like ``git remote add``): the first
 publish creates its layout. Options are fsspec storage options stored as
-JSON (for S3: endpoint_url, region, key, secret, ...); values of keys that
-look like credentials are masked when listed.
+JSON (for S3: endpoint_url, region, ...). Credentials are never stored
+(the catalog is a plain file, copied into backups): they come from the
+environment, an AWS profile or the credential chain; ones an older version
+stored are removed on first use, from the catalog file and its backups.
 """
 from __future__ import annotations
 
@@ -40,10 +42,23 @@ def check_remote_name(name: str) -> str:
     return name
 
 
+_CREDENTIALS_HINT = ("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN) in the environment, "
+                     "or use an AWS profile (AWS_PROFILE) or the AWS credential chain")
+
+
+def _credential_keys(options: Mapping[str, Any]) -> list[str]:
+    return sorted(k for k in options if _SECRET_KEY.search(k))
+
+
 def add_remote(repo, name: str, url: str, options: Mapping[str, Any] | None = None) -> RemoteConfig:
     check_remote_name(name)
     url = canonical_url(url)
     opts = dict(options or {})
+    secrets = _credential_keys(opts)
+    if secrets:
+        raise RemoteConfigError(
+            f"option(s) {', '.join(secrets)} look like credentials, which are never stored in the catalog "
+            f"(it is a plain file, copied into backups); drop them and {_CREDENTIALS_HINT}")
     if parse_url(url)[0] == "file" and opts:
         raise RemoteConfigError("folder remotes take no options; drop --option/--endpoint-url or use an s3:// URL")
     if parse_url(url)[0] == "file" and (url + "/").startswith(str(repo.paths.dlv) + "/"):
@@ -58,7 +73,35 @@ def add_remote(repo, name: str, url: str, options: Mapping[str, Any] | None = No
 def list_remotes(repo) -> list[RemoteConfig]:
     with repo.catalog.read() as con:
         rows = con.execute("SELECT name, url, config FROM remotes ORDER BY name").fetchall()
-    return [RemoteConfig(n, u, json.loads(c)) for n, u, c in rows]
+    configs = [RemoteConfig(n, u, json.loads(c)) for n, u, c in rows]
+    if any(_credential_keys(c.options) for c in configs):
+        scrub_credentials(repo)   # stored by an older version: never listed, never kept
+        configs = [RemoteConfig(c.name, c.url, {k: v for k, v in c.options.items() if not _SECRET_KEY.search(k)})
+                   for c in configs]
+    return configs
+
+
+def scrub_credentials(repo) -> list[str]:
+    """Remove credentials that older versions stored with remotes; returns the remotes affected.
+
+    The options are rewritten without them, then the catalog file is rebuilt
+    and its backups dropped, so the plain-text secrets leave the disk (DuckDB
+    keeps old row bytes in free blocks).
+    """
+    from ..catalog.lock import repo_lock
+    from ..catalog.maintenance import rewrite_catalog
+    with repo_lock(repo.catalog.lock_path, exclusive=True):
+        with repo.catalog.write() as con:
+            affected = []
+            for name, config in con.execute("SELECT name, config FROM remotes ORDER BY name").fetchall():
+                opts = json.loads(config)
+                if _credential_keys(opts):
+                    affected.append(name)
+                    kept = {k: v for k, v in opts.items() if not _SECRET_KEY.search(k)}
+                    con.execute("UPDATE remotes SET config = ? WHERE name = ?", [json.dumps(kept, sort_keys=True), name])
+        if affected:
+            rewrite_catalog(repo.catalog.db_path)
+    return affected
 
 
 def remove_remote(repo, name: str) -> RemoteConfig:
@@ -74,7 +117,14 @@ def get_remote(repo, name_or_url: str, *, allow_url: bool = True) -> RemoteConfi
         row = con.execute("SELECT name, url, config FROM remotes WHERE name = ?", [name_or_url]).fetchone()
         names = [r[0] for r in con.execute("SELECT name FROM remotes ORDER BY name").fetchall()]
     if row:
-        return RemoteConfig(row[0], row[1], json.loads(row[2]))
+        options = json.loads(row[2])
+        if _credential_keys(options):
+            scrubbed = scrub_credentials(repo)
+            raise RemoteConfigError(
+                f"remote {row[0]} had credentials stored in the catalog in plain text by an older modelhub; they "
+                f"were removed (from {len(scrubbed)} remote(s), the catalog file and its backups): {_CREDENTIALS_HINT}, "
+                "then run the command again")
+        return RemoteConfig(row[0], row[1], options)
     if allow_url and ("/" in name_or_url or "://" in name_or_url):
         return RemoteConfig(name_or_url, canonical_url(name_or_url), {})
     known = ", ".join(names) if names else "none configured"
