@@ -169,6 +169,8 @@ def translate_error(exc: BaseException, db_path: Path | str | None = None, *, op
     if (isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)) or any(m in low for m in _FULL_MARKERS):
         return DiskFullError(f"no space left on the device while writing {where}; nothing was committed — "
                              "free some space (`dlv gc` removes unreferenced blobs) and run the command again")
+    if "permission denied" in low:
+        return CatalogError(f"{where} cannot be accessed ({first}); check the permissions of the .dlv folder")
     if isinstance(exc, (duckdb.InternalException, duckdb.SerializationException, duckdb.FatalException)) or (
             isinstance(exc, (duckdb.IOException, duckdb.Error)) and any(m in low for m in _CORRUPT_MARKERS)
             and not isinstance(exc, duckdb.ResourceInUseException)):

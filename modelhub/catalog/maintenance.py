@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -136,14 +138,24 @@ def probe_catalog(db_path: Path) -> str | None:
     the file while it is copied).
     """
     db_path = Path(db_path)
-    folder = backups_dir(db_path)
-    folder.mkdir(exist_ok=True)
-    scratch = folder / f".tmp-probe-{os.getpid()}{_SUFFIX}"
     wal = db_path.with_name(db_path.name + ".wal")
+    scratch = None
+    # next to the catalog when we may write there, else in the system's temp folder (a read-only repository)
+    for folder in (backups_dir(db_path), Path(tempfile.gettempdir())):
+        candidate = folder / f".tmp-probe-{uuid.uuid4().hex}{_SUFFIX}"
+        try:
+            folder.mkdir(exist_ok=True)
+            shutil.copyfile(db_path, candidate)
+            if wal.exists():
+                shutil.copyfile(wal, candidate.with_name(candidate.name + ".wal"))
+            scratch = candidate
+            break
+        except OSError:
+            candidate.unlink(missing_ok=True)
+            candidate.with_name(candidate.name + ".wal").unlink(missing_ok=True)
+    if scratch is None:
+        return None   # nowhere to try a write; every row was read back by the caller
     try:
-        shutil.copyfile(db_path, scratch)
-        if wal.exists():
-            shutil.copyfile(wal, scratch.with_name(scratch.name + ".wal"))
         try:
             con = duckdb.connect(str(scratch))
         except duckdb.Error as exc:
@@ -156,6 +168,8 @@ def probe_catalog(db_path: Path) -> str | None:
             con.execute("CHECKPOINT")
             return None
         except duckdb.Error as exc:
+            if any(m in str(exc).lower() for m in ("no space left", "disk full", "disk quota")):
+                return None   # the scratch copy found no room: says nothing about the catalog
             return _first_line(exc)
         finally:
             try:
@@ -275,7 +289,7 @@ def rewrite_catalog(db_path: Path) -> None:
     db_path = Path(db_path)
     folder = backups_dir(db_path)
     folder.mkdir(exist_ok=True)
-    tmp = folder / f".tmp-rewrite-{os.getpid()}{_SUFFIX}"
+    tmp = folder / f".tmp-rewrite-{uuid.uuid4().hex}{_SUFFIX}"
     try:
         if not _salvage(db_path, tmp) or verify_catalog(tmp) is not None:
             raise CatalogCorruptError(f"the catalog {db_path} could not be rewritten; run `dlv fsck`")
