@@ -114,3 +114,24 @@ def test_disk_full_error_is_one_class_with_its_own_exit_code():
     assert exit_code_for(DiskFullError("x")) == 74
     with pytest.raises(DiskFullError, match="no space left"):
         raise catalog_db.translate_error(duckdb.IOException(FULL))
+
+
+def test_a_full_disk_during_archive_is_a_disk_full_error_and_changes_nothing(repo, monkeypatch):
+    from modelhub.repo.archive import archive
+    repo.commit(tiny_cnn(0), name="m", message="a")
+    tuned = tiny_cnn(0)
+    with torch.no_grad():
+        tuned.fc2.weight.add_(1e-3)
+    repo.commit(tuned, name="m", message="b")
+    before = repo.stats()
+
+    def full(_fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(atomic.os, "fsync", full)
+    with pytest.raises(DiskFullError, match="no space left on the device while writing"):
+        archive(repo, alpha=4.0)
+    monkeypatch.undo()
+    after = repo.stats()
+    assert (after.n_versions, after.stored_bytes) == (before.n_versions, before.stored_bytes)
+    assert repo.fsck(deep=True).ok

@@ -246,8 +246,9 @@ def run_archive(con, store, *, alpha: float = 2.0, scheme: str = "independent", 
 
     say(f"writing {len(new_blobs)} blobs for {len(new_manifests)} re-encoded tensors")
     sizes = {}
-    for blob in new_blobs:
-        sizes[store.put(blob)] = len(blob)  # durable before any catalog row names it
+    with storage_errors():   # a full disk is a DiskFullError; the transaction rolls back
+        for blob in new_blobs:
+            sizes[store.put(blob)] = len(blob)  # durable before any catalog row names it
     hit("blobs-written")
 
     # Verify every new manifest decodes to its tensor before the catalog changes.
