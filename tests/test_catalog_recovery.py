@@ -70,6 +70,8 @@ def test_a_deleted_catalog_is_named_and_restored_with_every_version(repo, cli, b
     repo.paths.catalog.unlink()
     code, _, err = cli("log", "--repo", str(repo.root))
     assert code == 65 and "catalog.duckdb is missing; run `dlv fsck --restore-catalog`" in err
+    code, _, err = cli("init", str(repo.root))   # never a fresh, empty catalog over the old objects
+    assert code == 65 and "whose catalog is missing; run `dlv fsck --restore-catalog`" in err
     code, _, err = cli("fsck", "--restore-catalog", "--repo", str(repo.root))
     assert code == 0 and "3 versions" in err, err
     assert [v.id for v in repo.log()] == ids[::-1]

@@ -55,5 +55,5 @@ def find_repo_root(start: Path | str | None = None) -> Path:
 
 
 def is_repo_dir(dlv: Path) -> bool:
-    """A ``.dlv`` folder: its catalog, or (the catalog lost) its object store and catalog backups."""
-    return (dlv / "catalog.duckdb").is_file() or ((dlv / "objects").is_dir() and (dlv / "backups").is_dir())
+    """A ``.dlv`` folder: its catalog, or (the catalog lost) its object store."""
+    return (dlv / "catalog.duckdb").is_file() or (dlv / "objects").is_dir()

@@ -296,6 +296,9 @@ def init_repo(path: Path | str = ".") -> Repo:
     paths = RepoPaths(Path(path).resolve())
     if paths.catalog.exists():
         raise RepoError(f"{paths.root} is already a dlv repository; use open_repo({str(paths.root)!r})")
+    if is_repo_dir(paths.dlv):
+        raise CatalogCorruptError(f"{paths.dlv} is a repository whose catalog is missing; {RECOVERY_HINT} "
+                                  "instead of creating a new one")
     if paths.dlv.exists() and any(paths.dlv.iterdir()):
         raise RepoError(f"{paths.dlv} exists but holds no catalog; move it away, then run `dlv init` again")
     try:
