@@ -55,5 +55,17 @@ def find_repo_root(start: Path | str | None = None) -> Path:
 
 
 def is_repo_dir(dlv: Path) -> bool:
-    """A ``.dlv`` folder: its catalog, or (the catalog lost) its object store."""
-    return (dlv / "catalog.duckdb").is_file() or (dlv / "objects").is_dir()
+    """A ``.dlv`` folder: its catalog, or (the catalog lost) blobs or catalog backups to restore from.
+
+    A ``.dlv`` left by an interrupted ``dlv init`` (empty folders) is not one.
+    """
+    if (dlv / "catalog.duckdb").is_file():
+        return True
+    return any(_entries(dlv / "objects")) or any(p.name.startswith("catalog-") for p in _entries(dlv / "backups"))
+
+
+def _entries(folder: Path):
+    try:
+        return list(folder.iterdir())
+    except OSError:
+        return []
