@@ -135,3 +135,34 @@ def test_a_full_disk_during_archive_is_a_disk_full_error_and_changes_nothing(rep
     after = repo.stats()
     assert (after.n_versions, after.stored_bytes) == (before.n_versions, before.stored_bytes)
     assert repo.fsck(deep=True).ok
+
+
+_LIMITED_COMMIT = """
+import os, resource, signal, sys
+from modelhub.cli import main
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # writes past the limit fail with EFBIG instead
+catalog, root, weights = sys.argv[1:4]
+limit = os.path.getsize(catalog)                 # the catalog file may not grow: its checkpoint fails
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+sys.exit(main(["commit", "-m", "big", "--name", "m", "--weights", weights, "--repo", root]))
+"""
+
+
+@pytest.mark.skipif(not hasattr(__import__("signal"), "SIGXFSZ"), reason="needs POSIX file size limits")
+def test_a_real_checkpoint_failure_after_commit_is_reported_as_committed(repo, tmp_path):
+    """No monkeypatching: DuckDB itself fails to grow the catalog file after COMMIT wrote the WAL."""
+    import subprocess
+    import sys
+    repo.commit({"w": torch.zeros(4)}, name="m", message="first")
+    weights = tmp_path / "big.safetensors"
+    save_file({f"t{i}": torch.randn(30_000) for i in range(40)}, str(weights))
+    env = dict(__import__("os").environ, DLV_HOT_COPIES="0")
+    proc = subprocess.run([sys.executable, "-c", _LIMITED_COMMIT, str(repo.paths.catalog), str(repo.root), str(weights)],
+                          capture_output=True, text=True, env=env)
+    assert (proc.returncode, proc.stderr) == (0, "") and proc.stdout.startswith("[m@2 ")
+    wal = repo.paths.catalog.with_name("catalog.duckdb.wal")
+    assert wal.exists() and wal.stat().st_size > 0          # the checkpoint really failed
+    assert [v.ref for v in repo.log()] == ["m@2", "m@1"]     # and the commit landed (the WAL is replayed)
+    repo.commit({"w": torch.ones(4)}, name="m", message="third")   # the next writer checkpoints
+    assert not wal.exists() or wal.stat().st_size == 0
+    assert repo.fsck(deep=True).ok
