@@ -119,9 +119,8 @@ class Catalog:
                 try:
                     con.close()
                 except duckdb.Error:
+                    # never masks the outcome: committed, or the error already raised
                     _reset_engine()
-                    if not committed:
-                        raise
             if committed:
                 self.backup_if_due()
 
