@@ -15,11 +15,12 @@ from torch import nn
 from modelhub.engine import CandidateModel, run_selection
 from modelhub.engine.chain import split_into_stages, trainable_part, run_stages
 from modelhub.engine.config import build_config
-from modelhub.engine.data import DataView
-from modelhub.engine.errors import ConfigError
+from modelhub.engine.data import DataView, Preprocessing
+from modelhub.engine.errors import ConfigError, SplitError
 from modelhub.engine.features import FeatureStore
 from modelhub.engine.packing import Layout
 from modelhub.engine.selection import frozen_prefix_length
+from modelhub.engine.train import frozen_layers
 
 torch.set_num_threads(1)
 
@@ -72,11 +73,12 @@ class Layer(nn.Module):
         super().__init__()
         self.attn = Attention(d, heads)
         self.ff1, self.act, self.ff2 = nn.Linear(d, 2 * d), nn.GELU(), nn.Linear(2 * d, d)
+        self.drop = nn.Dropout(0.1)
         self.norm = nn.LayerNorm(d)
 
     def forward(self, h, bias):
         h = self.attn(h, bias)
-        return self.norm(h + self.ff2(self.act(self.ff1(h))))
+        return self.norm(h + self.drop(self.ff2(self.act(self.ff1(h)))))
 
 
 class TinyEncoder(nn.Module):
@@ -171,8 +173,9 @@ def test_packing_round_trips_every_dtype_bit_exactly():
 
 
 # ---- equivalence with a plain loop ---------------------------------------------------------------
-def plain_train(model: nn.Module, cfg, d: DataView, inputs, frozen) -> nn.Module:
-    """What a user writes: full forward every step, frozen layers in eval mode, same shuffling."""
+def plain_train(model: nn.Module, cfg, d: DataView, inputs, frozen, frozen_blocks) -> nn.Module:
+    """What a user writes: full forward every step, frozen blocks in eval mode (their dropouts
+    off), same shuffling."""
     model = copy.deepcopy(model)
     train_idx, _ = d.split(cfg.val_fraction)
     xs = [torch.from_numpy(a[train_idx]) for a in inputs]
@@ -183,10 +186,8 @@ def plain_train(model: nn.Module, cfg, d: DataView, inputs, frozen) -> nn.Module
     gen = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     model.train()
-    for m in model.modules():
-        own = list(m.parameters(recurse=False))
-        if own and not any(p.requires_grad for p in own):
-            m.eval()
+    for name in frozen_blocks:
+        model.get_submodule(name).eval()
     for _ in range(cfg.epochs):
         perm = torch.randperm(len(train_idx), generator=gen)
         for i in range(0, len(perm), cfg.batch_size):
@@ -218,7 +219,7 @@ def test_residual_cnn_trains_like_a_plain_loop(tmp_path, memory_format, atol):
     assert out.frozen_stages >= 1 + 2 * 5        # the stem and both frozen blocks, up to their add
     assert r.reuse.records_extracted > 0
     frozen = lambda n: n.startswith(("stem", "blocks.0.", "blocks.1."))  # noqa: E731
-    ref = plain_train(model, cfg, d, [d.x], frozen)
+    ref = plain_train(model, cfg, d, [d.x], frozen, ["stem", "blocks.0", "blocks.1"])
     assert_same_weights(out.model, ref, atol)
     assert not torch.equal(out.model.state_dict()["blocks.2.proj.weight"], model.state_dict()["blocks.2.proj.weight"])
 
@@ -235,9 +236,14 @@ def test_transformer_encoder_with_two_inputs_trains_like_a_plain_loop(tmp_path):
     cands = [CandidateModel(f"c{i}", model, c) for i, c in enumerate(cfgs)]
     r = run_selection(cands, d, store=FeatureStore(tmp_path), extraction_batch_size=7)
     assert r.reuse.fused_groups == (2,) and r.reuse.materialized
+    # the frozen layers' dropouts belong to them: the prefix runs through both frozen layers
+    assert all(o.boundary == r.outcomes[0].boundary for o in r.outcomes)
+    stages = split_into_stages(model, d.example(Preprocessing()))
+    assert stages[r.outcomes[0].frozen_stages - 1].name == "layers.1.norm"
     frozen = lambda n: n.startswith(("tokens", "positions", "emb_norm", "layers.0.", "layers.1."))  # noqa: E731
     for cand, out in zip(cands, r.outcomes):
-        ref = plain_train(model, cand.config, d, [ids, mask], frozen)
+        ref = plain_train(model, cand.config, d, [ids, mask], frozen,
+                          ["tokens", "positions", "emb_norm", "layers.0", "layers.1"])
         assert_same_weights(out.model, ref, 1e-5)
         assert not torch.equal(out.model.state_dict()["layers.2.ff1.weight"], model.state_dict()["layers.2.ff1.weight"])
     # a second run reads the stored (packed) features: no record passes the prefix again
@@ -261,8 +267,9 @@ def test_frozen_prefix_of_a_transformer_ends_at_the_first_trainable_layer():
     stages = split_into_stages(model, (torch.from_numpy(ids), torch.from_numpy(mask)))
     cfg = build_config({"epochs": 1, "net": {"tokens": {"lr": 0}, "positions": {"lr": 0}, "emb_norm": {"lr": 0},
                                              "layers.0": {"lr": 0}}})
-    p = frozen_prefix_length(stages, cfg)
+    p = frozen_prefix_length(stages, cfg, frozen_layers(model, cfg))
     assert stages[p - 1].name == "layers.0.norm"
+    assert frozen_prefix_length(stages, cfg) < p      # without the frozen block, its dropout ends the prefix
     assert any(n.startswith("layers.1.") for n, _ in stages[p].named_parameters())
 
 
@@ -301,3 +308,40 @@ def test_evaluate_trains_from_the_latest_version_only(repo, tmp_path):
     assert {r[1] for r in chosen.rows} == {first.id[:12]}
     results = repo.query('select m where m.hparams.origin == "evaluate"')
     assert len(results.rows) == 5
+
+
+class Branchy(nn.Module):
+    """Python control flow on a tensor value: torch.fx cannot trace it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU())
+        self.gate = nn.Conv2d(4, 4, 1)
+        self.fc = nn.Linear(4 * 36, 3)
+
+    def forward(self, x):
+        h = self.body(x)
+        if h.mean() > 0:
+            h = self.gate(h)
+        return self.fc(h.flatten(1))
+
+
+def test_a_network_that_does_not_trace_still_trains_and_says_which_module_stopped_it(tmp_path):
+    cfg = build_config({"epochs": 1, "batch_size": 8, "net": {"body": {"lr": 0}}})
+    r = run_selection([CandidateModel("a", Branchy(), cfg)], image_data(32), store=FeatureStore(tmp_path))
+    assert r.outcomes[0].status == "finished" and r.outcomes[0].frozen_stages == 0
+    assert len(r.reuse.warnings) == 1
+    assert "cannot cut Branchy into stages" in r.reuse.warnings[0]
+    assert "its frozen layers are recomputed every step" in r.reuse.warnings[0]
+
+
+def test_the_untraceable_module_is_named():
+    class Outer(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = Branchy()
+
+        def forward(self, x):
+            return self.inner(x)
+    with pytest.raises(SplitError, match=r"torch.fx stops in inner \(Branchy\)"):
+        split_into_stages(Outer(), (torch.randn(2, 1, 6, 6),))

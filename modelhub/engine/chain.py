@@ -30,8 +30,9 @@ from torch import fx, nn
 from .errors import SplitError
 from .packing import Layout
 
-#: Layers that behave differently in training mode. A parameter-free one ends
-#: the frozen prefix: plain training would run it in training mode.
+#: Layers that behave differently in training mode. A parameter-free one ends the frozen
+#: prefix unless it belongs to a frozen block (train.frozen_layers): training runs it in
+#: training mode.
 MODE_SENSITIVE = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._NormBase, nn.RReLU)
 
 
@@ -42,6 +43,7 @@ class Segment:
     lo: int                      # the cut it starts after (-1: the network's inputs)
     hi: int                      # the cut it ends at (last body index: the network's output)
     sources: tuple[fx.Node, ...]  # the values flowing in across cut ``lo``
+    outs: tuple[fx.Node, ...]     # the values flowing out across cut ``hi``
 
 
 @dataclass(frozen=True, eq=False)
@@ -64,15 +66,11 @@ class Stage:
         """The network's names of every parameter and buffer the stage uses."""
         return [self.param_prefix + n for n in self.layers.state_dict()]
 
-    @property
-    def mode_sensitive(self) -> bool:
-        return any(isinstance(m, MODE_SENSITIVE) for m in self.module.modules())
-
 
 class PackedStage(nn.Module):
     """A traced segment whose input and/or output crosses a cut as several tensors."""
 
-    def __init__(self, body: fx.GraphModule, in_layout: Layout | None, out_layout: Layout | None) -> None:
+    def __init__(self, body: nn.Module, in_layout: Layout | None, out_layout: Layout | None) -> None:
         super().__init__()
         self.body = body
         self.in_layout = in_layout
@@ -97,6 +95,13 @@ def split_into_stages(model: nn.Module, example: Sequence[torch.Tensor] | None =
     return _split_graph(gm, example)
 
 
+def whole_network(model: nn.Module, layout: Layout | None) -> list[Stage]:
+    """One stage for a network the engine cannot cut: it still trains and validates, with
+    every layer recomputed each step (no prefix reuse)."""
+    module = PackedStage(model, layout, None) if layout is not None else model  # type: ignore[arg-type]
+    return [Stage(type(model).__name__, module, "")]
+
+
 def _split_sequential(seq: nn.Sequential, path: str) -> list[Stage]:
     stages: list[Stage] = []
     for name, child in seq.named_children():
@@ -116,8 +121,8 @@ def _trace(model: nn.Module) -> fx.GraphModule:
         raise SplitError(
             f"cannot cut {type(model).__name__} into stages: torch.fx stops"
             f"{f' in {where}' if where else ''} ({type(exc).__name__}: {str(exc)[:80]}); "
-            "evaluating and committing it still work, but frozen layers are recomputed every step: commit the "
-            "network as nn.Sequential or make that forward traceable by torch.fx"
+            "it still trains and evaluates, but its frozen layers are recomputed every step: make that "
+            "forward traceable by torch.fx (no Python branches on tensor values) to reuse them"
         ) from None
 
 
@@ -156,7 +161,31 @@ class _Recorder(fx.Interpreter):
         return out
 
 
+#: per-record analysis of a network: (generated code, example signature) -> node name ->
+#: example value (None: not a per-record tensor). Candidates copy their network and several
+#: versions share one architecture: the analysis runs once per architecture and input shape.
+_ANALYSED: dict[tuple[str, str], dict[str, torch.Tensor | None]] = {}
+
+
 def _per_record_values(gm: fx.GraphModule, example: Sequence[torch.Tensor]) -> dict[fx.Node, bool]:
+    signature = repr([(tuple(t.shape), t.dtype) for t in example])
+    known = _ANALYSED.get((gm.code, signature))
+    if known is None:
+        per_record = _analyse(gm, example)
+        known = {n.name: (n.meta["example_value"] if ok else None) for n, ok in per_record.items()}
+        if len(_ANALYSED) > 64:
+            _ANALYSED.clear()
+        _ANALYSED[(gm.code, signature)] = known
+    out: dict[fx.Node, bool] = {}
+    for n in gm.graph.nodes:
+        value = known.get(n.name)
+        out[n] = value is not None
+        if value is not None:
+            n.meta["example_value"] = value
+    return out
+
+
+def _analyse(gm: fx.GraphModule, example: Sequence[torch.Tensor]) -> dict[fx.Node, bool]:
     batch = int(example[0].shape[0])
     rec = _Recorder(gm, batch)
     modes = [(m, m.training) for m in gm.modules()]
@@ -247,7 +276,7 @@ def _segment_stage(gm: fx.GraphModule, lo: int, hi: int, sources: list[fx.Node],
     packed_out = not last and (not single_out or _needs_packing(outs[0]))
     if packed_in or packed_out:
         module = PackedStage(module, _layout(sources) if packed_in else None, _layout(outs) if packed_out else None)
-    return Stage(name, module, "", Segment(gm, lo, hi, tuple(sources)), packed_out)
+    return Stage(name, module, "", Segment(gm, lo, hi, tuple(sources), tuple(outs)), packed_out)
 
 
 def _needs_packing(value: fx.Node) -> bool:
@@ -257,6 +286,21 @@ def _needs_packing(value: fx.Node) -> bool:
 
 def _layout(values: list[fx.Node]) -> Layout:
     return Layout.of([v.meta["example_value"] for v in values])
+
+
+def join_stages(stages: list[Stage]) -> Stage:
+    """Consecutive stages as one (a prefix-tree edge that no candidate stops inside). Traced
+    stages are cut again from the network of the last one (candidates' copies share node names)."""
+    if len(stages) == 1:
+        return stages[0]
+    first, last = stages[0].segment, stages[-1].segment
+    if first is None or last is None:
+        return Stage(stages[-1].name, nn.Sequential(*(s.module for s in stages)), "", None, stages[-1].packed_out)
+    gm = last.graph_module
+    by_name = {n.name: n for n in gm.graph.nodes}
+    body = [n for n in gm.graph.nodes if n.op not in ("placeholder", "output", "get_attr")]
+    sources = [by_name[n.name] for n in first.sources]
+    return _segment_stage(gm, first.lo, last.hi, sources, list(last.outs), last=last.hi == len(body) - 1)
 
 
 def trainable_part(stages: list[Stage], frozen: int) -> list[Stage]:

@@ -41,6 +41,8 @@ class EvaluatedCandidate:
     overrides: str                 # the candidate's config overrides: base_lr=0.01, net["fc*"].lr=0
     metrics: dict[str, float]
     frozen_stages: int
+    steps: int = 0                 # optimizer steps it trained
+    step_seconds: float = 0.0      # wall time inside them (forward, backward, update)
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,8 @@ class EvaluateResult:
         for c in self.candidates:
             out.append({"version": c.ref or "-", "source": c.source_id[:12], "status": c.status,
                         "overrides": c.overrides, "val_loss": c.metrics.get("val_loss"),
-                        "val_accuracy": c.metrics.get("val_accuracy"), "frozen_stages": c.frozen_stages})
+                        "val_accuracy": c.metrics.get("val_accuracy"), "frozen_stages": c.frozen_stages,
+                        "steps": c.steps, "s_per_step": round(c.step_seconds / c.steps, 6) if c.steps else None})
         return out
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
@@ -174,6 +177,8 @@ def _progress_printer(progress: Callable | None) -> Callable[..., None] | None:
             progress(f"extracting {info['nodes']} layer output(s) for {info['records']} new record(s)")
         elif event == "epoch":
             progress(f"trained one epoch of {info['heads']} fused head(s)")
+        elif event == "warning":
+            progress(f"warning: {info['message']}")
         elif event == "keep":
             progress(f"keep top: continuing {len(info['kept'])}, pruned {len(info['pruned'])}")
     return emit
@@ -213,8 +218,9 @@ def run_evaluate(repo, spec: EvaluateSpec, progress: Callable | None = None, *,
     emit = _progress_printer(progress)
     data_cache: dict[str, DataView] = {}
     groups: dict[str, list[tuple[CandidateModel, Any, Any]]] = {}
+    checkouts: dict[str, Any] = {}      # one checkout per source version, shared by its candidates
     for i, cand in enumerate(spec.candidates):
-        co = repo.checkout(cand.version_id)
+        co = checkouts.get(cand.version_id) or checkouts.setdefault(cand.version_id, repo.checkout(cand.version_id))
         if co.module is None:
             raise ConfigError(
                 f"version {co.version.ref} has no rebuildable network graph, so it cannot be trained; "
@@ -267,7 +273,7 @@ def run_evaluate(repo, spec: EvaluateSpec, progress: Callable | None = None, *,
                 vid, ref = info.id, info.ref
                 committed.append(vid)
             results.append(EvaluatedCandidate(cand.version_id, vid, ref, out.status, overrides,
-                                              dict(out.metrics), out.frozen_stages))
+                                              dict(out.metrics), out.frozen_stages, out.steps, out.step_seconds))
     return EvaluateResult(tuple(results), tuple(reuse), tuple(committed))
 
 

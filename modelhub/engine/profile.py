@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -17,7 +19,8 @@ from .tree import PrefixTree
 class NodeProfile:
     compute_s: float          # seconds per record from the parent's output
     bytes_per_record: int     # output size at the feature dtype
-    activation_bytes: int     # float32 input + output bytes per record (for extraction batch size)
+    activation_bytes: int     # per record: input + output, or twice the largest layer output inside
+                              # the stage if larger (for the extraction batch size)
 
 
 def profile_tree(tree: PrefixTree, data: DataView, device: torch.device, feature_itemsize: int,
@@ -52,7 +55,8 @@ def _profile(tree: PrefixTree, data: DataView, device: torch.device, feature_ite
                 module.eval()
                 best = float("inf")
                 with torch.no_grad():
-                    y = module(x)
+                    with _largest_layer_output(module) as peak:
+                        y = module(x)
                     for _ in range(2):
                         if device.type == "cuda":
                             torch.cuda.synchronize()
@@ -62,9 +66,27 @@ def _profile(tree: PrefixTree, data: DataView, device: torch.device, feature_ite
                             torch.cuda.synchronize()
                         best = min(best, time.perf_counter() - t0)
                 per_out = y[0].numel()
-                out[child] = NodeProfile(best / n, per_out * feature_itemsize, (x[0].numel() + per_out) * 4)
+                act = max((x[0].numel() + per_out) * 4, 2 * peak[0] // n)
+                out[child] = NodeProfile(best / n, per_out * feature_itemsize, act)
                 stack.append((child, y))
     return out
+
+
+@contextmanager
+def _largest_layer_output(module: torch.nn.Module) -> Iterator[list[int]]:
+    """Bytes of the largest tensor any layer inside ``module`` produces (a joined stage of a
+    residual network holds activations far larger than its input and output)."""
+    peak = [0]
+
+    def hook(_m, _inputs, output) -> None:
+        if isinstance(output, torch.Tensor):
+            peak[0] = max(peak[0], output.numel() * output.element_size())
+    handles = [m.register_forward_hook(hook) for m in module.modules() if not list(m.children())]
+    try:
+        yield peak
+    finally:
+        for h in handles:
+            h.remove()
 
 
 @dataclass(frozen=True)

@@ -18,17 +18,17 @@ import torch
 from torch import nn
 
 from .backend import BackendOptions, open_executor, resolve_backend
-from .chain import Stage, split_into_stages, trainable_part
+from .chain import MODE_SENSITIVE, Stage, split_into_stages, trainable_part, whole_network
 from .config import EvalConfig
 from .data import DataView, Preprocessing, augment
-from .errors import ConfigError
+from .errors import ConfigError, SplitError
 from .extract import ChunkWriter, Collector, ExtractionStats, batch_size_for, extract
 from .features import FeatureStore
 from .fingerprint import input_fingerprint
 from .planner import Plan, PlanCosts, PlanNode, solve
 from .profile import DiskThroughput, NodeProfile, measure_disk, profile_tree
 from .spec import KeepRule
-from .train import CandidateTrainer, lower_is_better, metric_name
+from .train import CandidateTrainer, frozen_layers, lower_is_better, metric_name, stage_layers
 from .tree import PrefixTree
 
 Progress = Callable[..., None]
@@ -53,6 +53,7 @@ class CandidateOutcome:
     boundary: str                                 # prefix-tree node its head reads
     model: nn.Module                              # the trained network (a copy of the input)
     snapshots: tuple = ()                         # (step, {id(tensor): copy}) per epoch end, see train.py
+    step_seconds: float = 0.0                     # wall time inside its optimizer steps
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ class ReuseStats:
     workers: tuple[dict, ...] = ()    # ray: per worker chunks, records, bytes read/written, seconds
     extract_s: float = 0.0            # wall seconds of the extraction passes (step 3)
     train_s: float = 0.0              # wall seconds of training and validation (step 4)
+    warnings: tuple[str, ...] = ()    # e.g. a network trained without reuse because it does not trace
 
 
 @dataclass(frozen=True, eq=False)
@@ -108,16 +110,17 @@ def input_dtype(data: DataView) -> str:
     return str(data.x.dtype) if layout is None else f"packed{layout.describe()}"
 
 
-def frozen_prefix_length(stages: list[Stage], cfg: EvalConfig) -> int:
+def frozen_prefix_length(stages: list[Stage], cfg: EvalConfig, frozen: frozenset[str] = frozenset()) -> int:
     """Leading stages whose parameters all have lr 0; a parameter-free stage joins unless it
-    behaves differently in training mode (dropout, batch norm), which plain training would use."""
+    behaves differently in training mode (dropout, batch norm) and is not part of a frozen
+    block (``frozen``: frozen_layers of the network), since training would then use that mode."""
     p = 0
     for s in stages:
         params = s.named_parameters()
         if params:
             if any(cfg.lr_multiplier(_layer_of(n)) != 0 for n, _ in params):
                 break
-        elif s.mode_sensitive:
+        elif any(isinstance(m, MODE_SENSITIVE) and name not in frozen for name, m in stage_layers(s)):
             break
         p += 1
     return p
@@ -149,12 +152,14 @@ def _cached_profile(store: FeatureStore | None, tree: PrefixTree, data: DataView
     so later queries and labeling cycles do not pay for profiling again."""
     tag = f"{device.type}/{itemsize}"
     known = store.load_meta("profile") if store is not None else {}
-    cached = {k: known.get(f"{tag}/{k}") for k in tree.nodes}
+    # a node's compute time is from its parent in this (compressed) tree: the edge is the key
+    edge = {k: f"{tag}/{tree.nodes[k].parent}>{k}" for k in tree.nodes}
+    cached = {k: known.get(edge[k]) for k in tree.nodes}
     if all(v is not None for v in cached.values()):
         return {k: NodeProfile(*v) for k, v in cached.items()}
     prof = profile_tree(tree, data, device, itemsize)
     if store is not None:
-        known.update({f"{tag}/{k}": [p.compute_s, p.bytes_per_record, p.activation_bytes] for k, p in prof.items()})
+        known.update({edge[k]: [p.compute_s, p.bytes_per_record, p.activation_bytes] for k, p in prof.items()})
         store.save_meta("profile", known)
     return prof
 
@@ -209,13 +214,20 @@ def run_selection(candidates: list[CandidateModel], data: DataView, *, store: Fe
     # 1. the multi-model graph ---------------------------------------------------------
     tree = PrefixTree()
     prepared: list[_Prepared] = []
+    warnings: list[str] = []
     record_shape = tuple(int(s) for s in data.x.shape[1:])
     for cand in candidates:
         model = copy.deepcopy(cand.model)
         pre = Preprocessing.from_config(cand.config)
         data.check_preprocessing(pre, cand.config.augment)
-        stages = split_into_stages(model, data.example(pre))
-        p = frozen_prefix_length(stages, cand.config)
+        try:
+            stages = split_into_stages(model, data.example(pre))
+        except SplitError as exc:   # it still trains, without reuse: say why
+            warnings.append(f"candidate {cand.cid}: {exc}")
+            emit("warning", message=warnings[-1])
+            stages = whole_network(model, data.layout)
+        frozen = frozen_layers(model, cand.config)
+        p = frozen_prefix_length(stages, cand.config, frozen)
         if feature_dtype != "float32" and any(s.packed_out for s in stages[:p]):
             raise ConfigError(
                 f"feature_dtype {feature_dtype} would round the packed values (several tensors, or non-float "
@@ -223,16 +235,20 @@ def run_selection(candidates: list[CandidateModel], data: DataView, *, store: Fe
             )
         root = input_fingerprint(pre.describe(), record_shape, input_dtype(data))
         keys = tree.add_chain(root, pre, stages[:p])
-        trainer = CandidateTrainer(cand.cid, trainable_part(stages, p), cand.config, len(train_idx), device)
+        trainer = CandidateTrainer(cand.cid, trainable_part(stages, p), cand.config, len(train_idx), device,
+                                   frozen)
         epochs = math.ceil(trainer.total_steps / math.ceil(len(train_idx) / cand.config.batch_size))
         prepared.append(_Prepared(cand, model, stages, p, keys[-1], trainer, epochs))
+    prefix_nodes = len([k for k in tree.nodes if tree.nodes[k].parent])
+    stored = {k: (store.stored_records(k, data.uid, feature_dtype) if store and tree.nodes[k].parent else 0)
+              for k in tree.nodes}
+    # only where a candidate stops, a branch or stored features: fewer nodes to profile, plan and
+    # pass through (a residual block is not cut in three where no candidate stops inside it)
+    tree.compress({pr.boundary for pr in prepared} | {k for k, v in stored.items() if v})
+    stored = {k: stored[k] for k in tree.nodes}
     for node in tree.nodes.values():
         if node.stage is not None:
             node.stage.module.to(device).eval()
-    uses: dict[str, int] = {}
-    for pr in prepared:
-        for k in tree.path(pr.boundary)[1:]:
-            uses[k] = uses.get(k, 0) + 1
 
     # 2. plan ---------------------------------------------------------------------------
     itemsize = np.dtype(feature_dtype).itemsize
@@ -241,8 +257,6 @@ def run_selection(candidates: list[CandidateModel], data: DataView, *, store: Fe
     for pr in prepared:
         if not pr.cand.config.augment.active:
             demand[pr.boundary] = max(demand.get(pr.boundary, 0), pr.epochs)
-    stored = {k: (store.stored_records(k, data.uid, feature_dtype) if store and tree.nodes[k].parent else 0)
-              for k in tree.nodes}
     plan_nodes = [PlanNode(k, tree.nodes[k].parent, prof[k].compute_s, prof[k].bytes_per_record,
                            demand.get(k, 0), min(stored[k], n)) for k in tree.nodes]
     if materialize not in ("auto", "all", "none"):
@@ -396,9 +410,9 @@ def run_selection(candidates: list[CandidateModel], data: DataView, *, store: Fe
         pr.model.to(memory_format=torch.contiguous_format)     # trainers may have used channels_last
         outcomes.append(CandidateOutcome(
             pr.cand.cid, "pruned" if pr.cand.cid in pruned else "finished", latest, tuple(t.series),
-            t.step, t.epoch, pr.frozen, pr.boundary, pr.model, tuple(t.snapshots)))
+            t.step, t.epoch, pr.frozen, pr.boundary, pr.model, tuple(t.snapshots), t.step_seconds))
     reuse = ReuseStats(
-        prefix_nodes=len([k for k in tree.nodes if tree.nodes[k].parent]),
+        prefix_nodes=prefix_nodes,
         candidate_prefix_stages=sum(pr.frozen for pr in prepared),
         materialized=tuple(sorted(plan.materialize)),
         records_extracted=sum(ext.stage_records.values()),
@@ -411,6 +425,6 @@ def run_selection(candidates: list[CandidateModel], data: DataView, *, store: Fe
         extraction_batch_size=xbs, oom_backoffs=ext.oom_backoffs + rec.oom_backoffs,
         planned_s=plan.estimated_s, recompute_s=plan.recompute_s,
         backend=opts.name, workers=executor.worker_stats() if executor is not None else (),
-        extract_s=extract_s, train_s=train_s,
+        extract_s=extract_s, train_s=train_s, warnings=tuple(warnings),
     )
     return SelectionResult(tuple(outcomes), reuse, plan)

@@ -41,6 +41,7 @@ from .errors import FeatureStoreError
 from .features import ChunkInfo, FeatureStore
 from .fingerprint import input_fingerprint
 from .selection import frozen_prefix_length, input_dtype
+from .train import frozen_layers
 from .tree import PrefixTree
 
 INDEX = "prefix_index"
@@ -98,16 +99,21 @@ def record_prefixes(repo, store: FeatureStore, members: Iterable[tuple[str, nn.M
     prefixes: dict = dict(index.get("prefixes", {}))
     attested: dict = dict(index.get("exact_chunks", {}))
     record_shape = tuple(int(s) for s in data.x.shape[1:])
+    cut: dict[tuple[int, Preprocessing], list[Stage] | None] = {}     # candidates share source modules
     for version_id, module, cfg in members:
         graph_hash = _graph_hash(repo, version_id)
         if graph_hash is None:
             continue
         pre = Preprocessing.from_config(cfg)
-        try:
-            stages = split_into_stages(module, data.example(pre))
-        except Exception:  # noqa: BLE001 - a network the engine cannot cut has no stored prefix
+        if (id(module), pre) not in cut:
+            try:
+                cut[id(module), pre] = split_into_stages(module, data.example(pre))
+            except Exception:  # noqa: BLE001 - a network the engine cannot cut has no stored prefix
+                cut[id(module), pre] = None
+        stages = cut[id(module), pre]
+        if stages is None:
             continue
-        p = frozen_prefix_length(stages, cfg)
+        p = frozen_prefix_length(stages, cfg, frozen_layers(module, cfg))
         if p == 0:
             continue
         root = input_fingerprint(pre.describe(), record_shape, input_dtype(data))

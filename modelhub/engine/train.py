@@ -7,6 +7,7 @@ pass over the data train exactly as they would alone.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 
 import torch
@@ -50,13 +51,49 @@ def param_groups(stages: list[Stage], cfg: EvalConfig) -> list[dict]:
     return [{"params": ps, "lr": cfg.base_lr * m} for m, ps in sorted(by_mult.items())]
 
 
-def set_modes(stages: list[Stage]) -> None:
-    """Training mode, except leaf layers whose parameters are all frozen (eval mode)."""
+def _owner(param_name: str) -> str:
+    return param_name.rsplit(".", 1)[0] if "." in param_name else ""
+
+
+def frozen_layers(model: nn.Module, cfg: EvalConfig) -> frozenset[str]:
+    """Names of the network's modules that run in eval mode while it trains: every module whose
+    parameters all have lr 0 (a frozen layer or a whole frozen block), and every parameter-free
+    module (dropout, batch norm without weights) whose nearest enclosing module with parameters
+    is frozen -- a frozen block's own dropouts are part of the frozen block, as after a user's
+    ``model.encoder.eval()``. A parameter-free module whose enclosing module still trains (the
+    dropout before a head) keeps training-mode behaviour."""
+    frozen: dict[str, bool] = {}
+    for name, m in model.named_modules():
+        params = [n for n, _ in m.named_parameters(prefix=name)]
+        if params:
+            frozen[name] = all(cfg.lr_multiplier(_owner(n) or n) == 0 for n in params)
+    out = set()
+    for name, _ in model.named_modules():
+        enclosing = name
+        while enclosing not in frozen and enclosing:
+            enclosing = enclosing.rpartition(".")[0]
+        if frozen.get(enclosing, False):
+            out.add(name)
+    return frozenset(out)
+
+
+def stage_layers(stage: Stage) -> list[tuple[str, nn.Module]]:
+    """(network name, module) of every module inside a stage."""
+    out = []
+    for name, m in stage.layers.named_modules():
+        full = stage.param_prefix + name if name else stage.param_prefix.rstrip(".")
+        out.append((full, m))
+    return out
+
+
+def set_modes(stages: list[Stage], frozen: frozenset[str] = frozenset()) -> None:
+    """Training mode, except leaf layers whose parameters are all frozen and the modules
+    ``frozen`` names (see frozen_layers), which run in eval mode."""
     for s in stages:
         s.module.train()
-        for m in s.module.modules():
+        for name, m in stage_layers(s):
             params = list(m.parameters(recurse=False))
-            if params and not any(p.requires_grad for p in params):
+            if name in frozen or (params and not any(p.requires_grad for p in params)):
                 m.eval()
 
 
@@ -77,6 +114,7 @@ class CandidateTrainer:
     cfg: EvalConfig
     n_train: int
     device: torch.device
+    frozen: frozenset[str] = frozenset()    # modules in eval mode while training (frozen_layers)
     step: int = 0
     epoch: int = 0
     series: list[tuple[str, int, float]] = field(default_factory=list)
@@ -87,6 +125,7 @@ class CandidateTrainer:
     _perm: torch.Tensor | None = None
     _loss_sum: float = 0.0
     _loss_n: int = 0
+    step_seconds: float = 0.0       # wall time inside optimizer steps (forward, backward, update)
 
     def __post_init__(self) -> None:
         self.channels_last = uses_channels_last(self.suffix, self.cfg, self.device)
@@ -112,7 +151,7 @@ class CandidateTrainer:
                     val: tuple[torch.Tensor, torch.Tensor] | None) -> None:
         """Train until the end of the current epoch, the last step, or ``stop_at``."""
         limit = self.total_steps if stop_at is None else min(stop_at, self.total_steps)
-        set_modes(self.suffix)
+        set_modes(self.suffix, self.frozen)
         bs = self.cfg.batch_size
         with torch.random.fork_rng(devices=[]):
             torch.set_rng_state(self._rng)
@@ -121,6 +160,7 @@ class CandidateTrainer:
                     self._perm = torch.randperm(self.n_train, generator=self.shuffle)
                     self._pos = 0
                 idx = self._perm[self._pos:self._pos + bs]
+                t0 = time.perf_counter()
                 x = feats[idx].to(self.device)
                 if self.channels_last and x.dim() == 4:
                     x = x.contiguous(memory_format=torch.channels_last)
@@ -131,7 +171,8 @@ class CandidateTrainer:
                     self.optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     self.optimizer.step()
-                self._loss_sum += float(loss.detach()) * len(idx)
+                self._loss_sum += float(loss.detach()) * len(idx)    # waits for the device
+                self.step_seconds += time.perf_counter() - t0
                 self._loss_n += len(idx)
                 self.step += 1
                 self._pos += bs

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .chain import Stage
+from .chain import Stage, join_stages
 from .data import Preprocessing
 from .fingerprint import chain_hash, stage_fingerprint
 
@@ -53,3 +53,28 @@ class PrefixTree:
 
     def is_root(self, key: str) -> bool:
         return self.nodes[key].parent is None
+
+    def compress(self, keep: set[str]) -> None:
+        """Keep only the roots, ``keep`` (the nodes candidates read, nodes with stored features)
+        and branch points; every other node is folded into its child, whose stage then runs from
+        the nearest kept ancestor. Keys stay the fine-grained content keys, so features stored by
+        any earlier query, whatever it kept, are still found."""
+        kept = set(keep) | set(self.roots) | {k for k, n in self.nodes.items() if len(n.children) != 1}
+        nodes: dict[str, TreeNode] = {}
+        for key in sorted(self.nodes, key=lambda k: self.nodes[k].depth):
+            node = self.nodes[key]
+            if key not in kept:
+                continue
+            if node.parent is None:
+                nodes[key] = TreeNode(key, 0, None, None, node.root, node.preprocessing, label=node.label)
+                continue
+            chain, at = [], key
+            while True:
+                chain.append(self.nodes[at].stage)
+                at = self.nodes[at].parent  # type: ignore[assignment]
+                if at in kept:
+                    break
+            stage = join_stages(chain[::-1])  # type: ignore[arg-type]
+            nodes[key] = TreeNode(key, node.depth, at, stage, node.root, node.preprocessing, label=node.label)
+            nodes[at].children.append(key)
+        self.nodes = nodes
