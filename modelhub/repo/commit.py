@@ -15,7 +15,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import duckdb
 import torch
@@ -25,7 +25,7 @@ from ..errors import InputError, WeightsError
 from ..netdef import Graph, capture
 from ..tensorio import as_state_dict, tensor_to_raw
 from .refs import check_model_name, resolve
-from .tensorstore import put_blob, storage_errors, store_tensor
+from .tensorstore import put_blob, storage_errors, store_tensors
 
 #: default for ``parent``: the latest version of the committed model, if any (as a
 #: git commit's parent is the branch head). Pass ``parent=()`` to start a new lineage.
@@ -240,12 +240,12 @@ def write_commit(con: duckdb.DuckDBPyConnection, store, req: CommitRequest) -> s
     logical = 0
     for snap, state in enumerate(req.state_dicts):
         entries = []
-        for tname, tensor in state.items():
-            raw, dtype, shape = tensor_to_raw(tensor)
-            th, _ = store_tensor(con, store, raw, dtype, shape)
-            entries.append((tname, th))
+        for batch in _batches(list(state.items())):
+            raws = [tensor_to_raw(tensor) for _, tensor in batch]
+            hashes = store_tensors(con, store, raws)
+            entries.extend((tname, th) for (tname, _), th in zip(batch, hashes))
             if snap == len(req.state_dicts) - 1:
-                logical += len(raw)
+                logical += sum(len(raw) for raw, _, _ in raws)
         snapshot_rows.append((snap, entries))
     final = req.state_dicts[-1]
     n_params = int(sum(t.numel() for t in final.values() if t.is_floating_point() or t.is_complex()))
@@ -282,6 +282,21 @@ def write_commit(con: duckdb.DuckDBPyConnection, store, req: CommitRequest) -> s
         con.execute("INSERT INTO files VALUES (?, ?, ?, ?)", [version_id, path, blob_hash, size])
     con.execute("DELETE FROM staged")
     return version_id
+
+
+def _batches(items: list, max_bytes: int = 256 << 20) -> Iterator[list]:
+    """Tensors in groups of at most ``max_bytes`` (one catalog lookup per group, bounded memory)."""
+    group: list = []
+    size = 0
+    for item in items:
+        nbytes = item[1].numel() * item[1].element_size()
+        if group and size + nbytes > max_bytes:
+            yield group
+            group, size = [], 0
+        group.append(item)
+        size += nbytes
+    if group:
+        yield group
 
 
 def _parent_graph(con, parent_id: str, state) -> Graph | None:
