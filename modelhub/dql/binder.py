@@ -197,7 +197,12 @@ class _Binder:
     def evaluate(self, q: A.EvaluateQuery) -> P.EvaluatePlan:
         # `from NAME` naming a model: the candidates come from its versions and the query's own
         # variable (`evaluate m from NAME ... where m.seq == 1`) names them
-        model = q.source.var if isinstance(q.source, A.SourceAll) and q.source.var in self.vocab.models else None
+        model = None
+        if isinstance(q.source, A.SourceAll) and q.source.var in self.vocab.models:
+            model = q.source.var
+        elif isinstance(q.source, A.SourceSaved) and q.source.name not in self.vocab.saved \
+                and q.source.name in self.vocab.models:
+            model = q.source.name         # `from "digits-cnn"`: a model name that is no identifier
         source, var = (P.AllVersions(), q.var) if model is not None else self.source(q.source, q.var)
         cond = self.condition(q.where, var) if q.where is not None else None
         cols = tuple(P.OutputColumn(c, P.Prop(*PROPERTIES[c])) for c in DEFAULT_COLUMNS)
@@ -240,7 +245,7 @@ class _Binder:
                 raise BindError("keep top(k, ...): k must be at least 1")
             keep_k, keep_after = q.keep.k, q.keep.after
         text = self.text[q.span.start:q.span.end] if self.text else ""
-        latest = q.where is None and isinstance(q.source, A.SourceAll)
+        latest = q.where is None and (isinstance(q.source, A.SourceAll) or model is not None)
         return P.EvaluatePlan(rows, tuple(grid), keep_k, keep_metric, keep_after, config_name,
                               q.config.source if q.config else None, text, model, latest)
 

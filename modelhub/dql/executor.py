@@ -185,4 +185,5 @@ def run_evaluate(repo: Any, spec: EvaluateSpec, progress: Callable | None) -> Qu
     cols = tuple(outcome[0].keys()) if outcome and isinstance(outcome[0], dict) else ()
     committed = tuple(getattr(outcome, "committed", ()) or ())
     return QueryResult(cols, rows, kind="evaluate", spec=spec, committed=committed,
-                       text=f"evaluated {len(spec.candidates)} candidate(s), committed {len(committed)}")
+                       text=f"evaluated {len(spec.candidates)} candidate(s), committed {len(committed)}",
+                       stats=tuple(getattr(outcome, "reuse", ()) or ()))

@@ -28,6 +28,7 @@ class QueryResult:
     graphs: tuple[DerivedGraph, ...] = ()
     spec: Any = None        # EvaluateSpec for evaluate
     committed: tuple[str, ...] = field(default=())   # version ids created by --commit
+    stats: tuple[dict, ...] = ()                      # evaluate: reuse statistics per dataset (engine ReuseStats)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -55,6 +56,8 @@ class QueryResult:
             payload["text"] = self.text
         if self.committed:
             payload["committed"] = list(self.committed)
+        if self.stats:
+            payload["stats"] = list(self.stats)
         return json.dumps(payload, indent=None, sort_keys=False)
 
     def format_table(self, max_width: int = 48) -> str:
