@@ -4,7 +4,8 @@ Trains a small CNN on scikit-learn's digits (8x8 images, shipped with the
 package: nothing is downloaded), commits a version per training stage with
 hyperparameters, metric series and snapshots, fine-tunes a copy with frozen
 convolutions, and then walks through log, desc, diff, checkout, stats, archive,
-fsck and DQL queries -- through the same `dlv` commands a user types.
+fsck and DQL queries -- through the same `dlv` commands a user types -- and ends
+with two labeling cycles of model selection (`dlv data add`, `evaluate`).
 
     python examples/quickstart.py [--dir demo-repo]
 """
@@ -147,7 +148,35 @@ def main() -> None:
         'explain slice m2 from m1 where m1.name == "digits-cnn" mutate m2.input = m1["conv2"] and m2.output = m1["fc2"]',
     ):
         run(f"query {shlex.quote(query)}", root)
+    model_selection(root, data)
     print(f"\ndemo repository ready in {root}/ -- try: cd {root} && dlv log")
+
+
+EVAL_TOML = """\
+# the training recipe evaluate applies to every candidate (docs/ENGINE.md)
+dataset = "digits"
+optimizer = "adam"
+base_lr = 0.01
+batch_size = 64
+epochs = 3
+[net."conv*"]
+lr = 0          # frozen: computed once per record, then reused
+"""
+
+
+def model_selection(root: Path, data) -> None:
+    """Two labeling cycles of model selection: 4 candidates each, the frozen convolutions
+    computed once per record and reused across epochs, candidates and cycles."""
+    xtr, ytr, _, _ = data
+    half = len(ytr) // 2
+    for k, (lo, hi) in enumerate(((0, half), (half, len(ytr))), start=1):
+        np.savez(root / f"cycle{k}.npz", x=xtr[lo:hi].numpy(), y=ytr[lo:hi].numpy())
+    (root / "eval.toml").write_text(EVAL_TOML)
+    query = (f'evaluate m from "digits-cnn" with config = "{root / "eval.toml"}" '
+             'vary config.base_lr in [0.01, 0.001] and config.net["fc1"].lr in [0, 1]')
+    for k in (1, 2):
+        run(f"data add digits {root / f'cycle{k}.npz'}", root)
+        run(f"query {shlex.quote(query)}", root)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,9 @@ def configure(p) -> None:
     log.add_argument("name", help="dataset name")
     for s in (add, lst, log):
         s.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print machine-readable JSON")
+        # accepted after the action's arguments too (`dlv data add NAME FILE --repo DIR`)
+        s.add_argument("--repo", metavar="PATH", default=argparse.SUPPRESS,
+                       help="repository folder (default: nearest .dlv above the current folder)")
 
 
 def run(args, ui) -> int:
