@@ -292,7 +292,7 @@ def engine_candidates(out: dict, w: Workload) -> dict:
             unparsed.append(r.get("overrides"))
             continue
         losses[label(base, mult)] = float(vl)
-    steps = find_step_times(out)
+    steps = find_step_times(rows)      # the s_per_step column of each candidate
     return {"n": len(rows), "val_loss": losses, "unparsed_overrides": unparsed[:4],
             "per_step_s": (sum(steps) / len(steps)) if steps else None}
 

@@ -24,7 +24,7 @@ from .data import DataView, Preprocessing, augment
 from .errors import ConfigError, SplitError
 from .extract import ChunkWriter, Collector, ExtractionStats, batch_size_for, extract
 from .features import FeatureStore
-from .fingerprint import input_fingerprint
+from .fingerprint import input_fingerprint, stage_fingerprint
 from .planner import Plan, PlanCosts, PlanNode, solve
 from .profile import DiskThroughput, NodeProfile, measure_disk, profile_tree
 from .spec import KeepRule
@@ -215,6 +215,7 @@ def run_selection(candidates: list[CandidateModel], data: DataView, *, store: Fe
     tree = PrefixTree()
     prepared: list[_Prepared] = []
     warnings: list[str] = []
+    fingerprints: dict[int, list[str]] = {}
     record_shape = tuple(int(s) for s in data.x.shape[1:])
     for cand in candidates:
         model = copy.deepcopy(cand.model)
@@ -234,7 +235,10 @@ def run_selection(candidates: list[CandidateModel], data: DataView, *, store: Fe
                 "ones) that cross this network's frozen prefix; use feature_dtype = \"float32\""
             )
         root = input_fingerprint(pre.describe(), record_shape, input_dtype(data))
-        keys = tree.add_chain(root, pre, stages[:p])
+        # candidates copied from one source share its weights: hash each stage once
+        known = fingerprints.setdefault(id(cand.model), [])
+        known.extend(stage_fingerprint(s) for s in stages[len(known):p])
+        keys = tree.add_chain(root, pre, stages[:p], known[:p])
         trainer = CandidateTrainer(cand.cid, trainable_part(stages, p), cand.config, len(train_idx), device,
                                    frozen)
         epochs = math.ceil(trainer.total_steps / math.ceil(len(train_idx) / cand.config.batch_size))

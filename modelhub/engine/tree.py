@@ -30,14 +30,17 @@ class PrefixTree:
         self.nodes: dict[str, TreeNode] = {}
         self.roots: list[str] = []
 
-    def add_chain(self, root_key: str, pre: Preprocessing, stages: list[Stage]) -> list[str]:
-        """Insert a candidate's frozen stages; returns the node keys from the root down."""
+    def add_chain(self, root_key: str, pre: Preprocessing, stages: list[Stage],
+                  fingerprints: list[str] | None = None) -> list[str]:
+        """Insert a candidate's frozen stages; returns the node keys from the root down.
+        ``fingerprints``: the stages' stage_fingerprint values when already known."""
         if root_key not in self.nodes:
             self.nodes[root_key] = TreeNode(root_key, 0, None, None, root_key, pre, label="<input>")
             self.roots.append(root_key)
         keys = [root_key]
         for depth, stage in enumerate(stages, start=1):
-            key = chain_hash(keys[-1], stage_fingerprint(stage))
+            fp = fingerprints[depth - 1] if fingerprints is not None else stage_fingerprint(stage)
+            key = chain_hash(keys[-1], fp)
             if key not in self.nodes:
                 self.nodes[key] = TreeNode(key, depth, keys[-1], stage, root_key, pre, label=stage.name)
                 self.nodes[keys[-1]].children.append(key)
