@@ -11,7 +11,7 @@ import re
 from functools import lru_cache
 from importlib import resources
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
 
 from . import ast as A
@@ -35,6 +35,9 @@ def parse(text: str) -> A.Statement:
         tree = _parser().parse(text)
     except UnexpectedInput as exc:
         raise _syntax_error(text, exc) from None
+    except RecursionError:      # pragma: no cover - LALR parsing is iterative; a safety net
+        raise DQLSyntaxError(TOO_DEEP_HINT) from None
+    _check_nesting(text, tree)
     try:
         return _ToAst(text).transform(tree)
     except VisitError as exc:
@@ -42,6 +45,37 @@ def parse(text: str) -> A.Statement:
             raise exc.orig_exc from None
         # e.g. an integer literal too long for Python to convert
         raise DQLSyntaxError(f"cannot read the query: {exc.orig_exc}; shorten or fix the literal") from None
+    except RecursionError:      # pragma: no cover - _check_nesting bounds the depth; a safety net
+        raise DQLSyntaxError(TOO_DEEP_HINT) from None
+
+
+#: how deeply `not`, `and`/`or` groups in parentheses and nested `from (select ...)` may nest
+#: (docs/DQL.md, "Limits"); flat chains `a or b or c ...` count as one level however long
+MAX_NESTING = 200
+_NESTING_RULES = frozenset({"or_", "and_", "not_", "source_subquery"})
+TOO_DEEP_HINT = (f"the query nests deeper than {MAX_NESTING} levels; write `not not x` as x and "
+                 "long chains without parentheses (a or b or c ...)")
+
+
+def _check_nesting(text: str, tree) -> None:
+    """Refuse conditions nested deeper than MAX_NESTING, walking the tree without recursion
+    (the transformer, binder and SQL compiler recurse once per level)."""
+    stack = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if not isinstance(node, Tree):
+            continue
+        if node.data in _NESTING_RULES:
+            depth += 1
+            if depth > MAX_NESTING:
+                meta = node.meta
+                line = getattr(meta, "line", 1) or 1
+                column = getattr(meta, "column", 1) or 1
+                raise DQLSyntaxError(
+                    f"query too deeply nested at line {line}, column {column}: more than {MAX_NESTING} levels "
+                    f"of `not`, parentheses and sub-queries\n{caret_picture(text, line, column)}\n"
+                    "hint: `not not x` is x, and a chain a or b or c ... needs no parentheses", line, column)
+        stack.extend((c, depth) for c in node.children)
 
 
 # ---- tree -> AST ----------------------------------------------------------------
@@ -60,6 +94,14 @@ _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "0": "\0"}
 def unquote(token: str) -> str:
     body = token[1:-1]
     return re.sub(r"\\(.)", lambda m: _ESCAPES.get(m.group(1), m.group(1)), body)
+
+
+def unquote_like(token: str) -> str:
+    """A like pattern: string escapes as in :func:`unquote`, except that `\\%` and `\\_` keep their
+    backslash, the pattern's escape for a literal % or _ (`"a\\_b"` and `"a\\\\_b"` both match a_b)."""
+    body = token[1:-1]
+    return re.sub(r"\\(.)", lambda m: "\\" + m.group(1) if m.group(1) in "%_"
+                  else _ESCAPES.get(m.group(1), m.group(1)), body)
 
 
 @v_args(meta=True)
@@ -176,7 +218,7 @@ class _ToAst(Transformer):
 
     def like(self, meta, ch):
         negated = len(ch) == 3
-        return A.Like(ch[0], unquote(ch[-1]), negated, _span(meta))
+        return A.Like(ch[0], unquote_like(ch[-1]), negated, _span(meta))
 
     def in_list(self, meta, ch):
         negated = len(ch) == 3

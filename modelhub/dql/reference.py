@@ -148,7 +148,7 @@ def _cond(ref: ReferenceCatalog, row: dict, c: P.BoundCond) -> bool | None:
         val = _hp(ref, row, c.value.key, 2) if isinstance(c.value, P.HParam) else _value(ref, row, c.value)
         if val is None:
             return None
-        rx = "".join(".*" if ch == "%" else "." if ch == "_" else re.escape(ch) for ch in c.pattern)
+        rx = like_regex(c.pattern)
         hit = re.fullmatch(rx, val, re.DOTALL) is not None
         return not hit if c.negated else hit
     if isinstance(c, P.InP):
@@ -192,3 +192,14 @@ def _compare(ref: ReferenceCatalog, row: dict, left: P.BoundValue, op: str, righ
     if a is None or b is None:
         return None
     return _OPS[op](a, b)
+
+
+def like_regex(pattern: str) -> str:
+    """A like pattern as a regular expression: % any run, _ one character, `\\` escapes the next."""
+    out, chars = [], iter(pattern)
+    for ch in chars:
+        if ch == "\\":
+            out.append(re.escape(next(chars, "")))
+        else:
+            out.append(".*" if ch == "%" else "." if ch == "_" else re.escape(ch))
+    return "".join(out)
