@@ -7,12 +7,12 @@ queries over a fresh repository bind (and return nothing).
 """
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from . import ast as A
 from . import plan as P
-from .errors import BindError, PlanError, suggestion
+from .errors import BindError, PlanError, suggestion, unknown_name
 from .parser import parse
 from .patterns import compile_pattern, literal_hint
 from .templates import bind_template
@@ -30,6 +30,12 @@ PROPERTIES: dict[str, tuple[str, str]] = {
 DEFAULT_COLUMNS = ("id", "name", "seq", "creation_time")
 AGGREGATES = {"max": "max", "min": "min", "latest": "latest", "last": "latest"}
 COMPARE_OPS = {"==", "!=", "<", "<=", ">", ">="}
+
+#: integer literals in limit, keep top(k, ..., n) and comparisons with integer-valued properties
+#: (seq, n_params, layer counts ...) must fit DuckDB's BIGINT (docs/DQL.md, "Limits")
+INT_MIN, INT_MAX = -(2 ** 63), 2 ** 63 - 1
+#: properties whose values are integers
+INTEGER_PROPS = frozenset({"seq", "n_params", "n_layers", "n_tensors"})
 
 #: `auto` grids for evaluate's vary clause (documented in docs/DQL.md)
 LAYER_LR_MULTIPLIERS = (0.0, 0.1, 1.0)
@@ -93,8 +99,9 @@ class _Binder:
             raise BindError(f"duplicate result column {sorted(dup)[0]!r}; give one of them an alias with `as`")
         aliases = {c.name: c.value for c in columns}
         order = tuple(P.SortKey(self._order_value(o.value, var, aliases), o.descending) for o in q.order)
-        if q.limit is not None and q.limit < 0:
-            raise BindError("limit must be a non-negative integer")
+        if q.limit is not None and not 0 <= q.limit <= INT_MAX:
+            raise BindError(f"limit {q.limit}: the limit must be an integer from 0 to {INT_MAX}; "
+                            "leave out the limit clause to get every row")
         return P.SelectPlan(var, source, cond, tuple(columns), order, q.limit)
 
     def _head_var(self, items: tuple[A.SelectItem, ...]) -> str:
@@ -122,7 +129,7 @@ class _Binder:
         # saved query
         name = src.name
         if name not in self.vocab.saved:
-            raise BindError(f'unknown saved query "{name}": {suggestion(name, self.vocab.saved, "saved queries")} '
+            raise unknown_name(f'unknown saved query "{name}": {suggestion(name, self.vocab.saved, "saved queries")} '
                             "(save one with: save query NAME as select ...)")
         if name in self.saved_stack:
             raise BindError(f'saved query "{name}" refers to itself through {" -> ".join(self.saved_stack)}; '
@@ -241,8 +248,11 @@ class _Binder:
                 keep_metric = s.name if isinstance(s, A.Attr) else s.key
             else:
                 raise BindError(f'keep top(k, {mp.text()}, n): name the metric as {var}["loss"]')
-            if q.keep.k < 1:
-                raise BindError("keep top(k, ...): k must be at least 1")
+            if not 1 <= q.keep.k <= INT_MAX:
+                raise BindError(f"keep top({q.keep.k}, ...): k must be an integer from 1 to {INT_MAX}")
+            if not 0 <= q.keep.after <= INT_MAX:
+                raise BindError(f"keep top(k, ..., {q.keep.after}): the number of iterations must be an "
+                                f"integer from 0 to {INT_MAX}")
             keep_k, keep_after = q.keep.k, q.keep.after
         text = self.text[q.span.start:q.span.end] if self.text else ""
         latest = q.where is None and (isinstance(q.source, A.SourceAll) or model is not None)
@@ -274,12 +284,17 @@ class _Binder:
                 left, right, op = right, left, _FLIP[c.op]
             else:
                 op = c.op
-            self._check_compare(left, op, right, c.span)
+            right = self._check_compare(left, op, right, c.span)
             return P.Compare(left, op, right)
         if isinstance(c, A.Like):
             v = self.operand(c.operand, var)
             if isinstance(v, P.Const) or v.vtype not in (P.TEXT, P.ID, P.DYNAMIC):
                 raise BindError(f"line {c.span.line}: like applies to text such as {var}.name, not {P.value_text(v, var)}")
+            trailing = len(c.pattern) - len(c.pattern.rstrip("\\"))
+            if trailing % 2:
+                raise BindError(f'line {c.span.line}, column {c.span.column}: the like pattern "{c.pattern}" ends '
+                                'with a lone backslash, which escapes the next character; write "\\\\\\\\" in '
+                                'the query for a literal backslash')
             return P.LikeP(v, c.pattern, c.negated)
         if isinstance(c, A.InList):
             v = self.operand(c.operand, var)
@@ -291,49 +306,49 @@ class _Binder:
             kinds = {_lit_kind(i.value) for i in items}
             if len(kinds) > 1:
                 raise BindError(f"line {c.span.line}: the list after `in` mixes types; use only strings or only numbers")
-            for i in items:
-                self._check_compare(v, "==", i, c.span)
+            items = tuple(self._check_compare(v, "==", i, c.span) for i in items)
             return P.InP(v, items, c.negated)
         if isinstance(c, A.Between):
             v = self.operand(c.operand, var)
             lo, hi = self.operand(c.low, var), self.operand(c.high, var)
             if isinstance(v, P.Const):
                 raise BindError(f"line {c.span.line}: the left side of `between` must be a property of {var}")
-            self._check_compare(v, "<=", lo, c.span)
-            self._check_compare(v, "<=", hi, c.span)
+            lo = self._check_compare(v, "<=", lo, c.span)
+            hi = self._check_compare(v, "<=", hi, c.span)
             return P.BetweenP(v, lo, hi, c.negated)
         raise BindError(f"unsupported condition {type(c).__name__}")  # pragma: no cover - grammar prevents it
 
-    def _check_compare(self, left: P.BoundValue, op: str, right: P.BoundValue, span: A.Span) -> None:
+    def _check_compare(self, left: P.BoundValue, op: str, right: P.BoundValue, span: A.Span) -> P.BoundValue:
+        """Check that ``left op right`` makes sense; returns ``right``, a constant normalized for
+        the SQL (a time with an offset in UTC, a huge integer compared with a float as a float)."""
         where = f"line {span.line}, column {span.column}"
         if isinstance(right, P.Const):
             val = right.value
             if val is None:
                 if op not in ("==", "!="):
                     raise BindError(f"{where}: only == null and != null test for a missing value")
-                return
+                return right
             if left.vtype == P.DYNAMIC:
                 if isinstance(val, bool) and op not in ("==", "!="):
                     raise BindError(f"{where}: true/false compare only with == or !=")
-                return
+                return _number_const(right, where, P.value_text(left, "m"), integer=False)
             if left.vtype in (P.TEXT, P.ID) and not isinstance(val, str):
                 raise BindError(f'{where}: {P.value_text(left, "m")} is text; compare it with a quoted string, e.g. "{val}"')
             if left.vtype == P.NUMBER and (isinstance(val, (str, bool))):
                 raise BindError(f"{where}: {P.value_text(left, 'm')} is a number; compare it with a number, not {val!r}")
+            if left.vtype == P.NUMBER:
+                integer = isinstance(left, P.LayerCount) or (isinstance(left, P.Prop) and left.name in INTEGER_PROPS)
+                return _number_const(right, where, P.value_text(left, "m"), integer)
             if left.vtype == P.TIME:
                 if not isinstance(val, str):
                     raise BindError(f'{where}: creation_time compares with a date string such as "2015-11-22"')
-                try:
-                    datetime.fromisoformat(val)
-                except ValueError:
-                    raise BindError(f'{where}: "{val}" is not a date; write "YYYY-MM-DD" or '
-                                    '"YYYY-MM-DD HH:MM:SS"') from None
-            return
+                return P.Const(_utc_time(val, where), right.vtype)
+            return right
         types = {left.vtype, right.vtype}
         if P.DYNAMIC in types:
             raise BindError(f"{where}: compare a hyperparameter with a literal value, not with another property")
         if {P.TEXT, P.ID} >= types or len(types) == 1:
-            return
+            return right
         raise BindError(f"{where}: cannot compare {P.value_text(left, 'm')} ({left.vtype}) with {P.value_text(right, 'm')} ({right.vtype})")
 
     def operand(self, o: A.Operand, var: str) -> P.BoundValue:
@@ -370,13 +385,13 @@ class _Binder:
         if first.name == "hparams":
             key = _single_key(v, "hparams", f'{var}.hparams.lr')
             if self.vocab.has_versions and key not in self.vocab.hparam_keys:
-                raise BindError(f'unknown hyperparameter "{key}" in {v.text()}: '
+                raise unknown_name(f'unknown hyperparameter "{key}" in {v.text()}: '
                                 f'{suggestion(key, self.vocab.hparam_keys, "hyperparameters")}')
             return P.HParam(key)
         if first.name == "metrics":
             key = _single_key(v, "metrics", f'{var}.metrics["acc"]')
             if self.vocab.has_versions and key not in self.vocab.metric_names:
-                raise BindError(f'unknown metric "{key}" in {v.text()}: '
+                raise unknown_name(f'unknown metric "{key}" in {v.text()}: '
                                 f'{suggestion(key, self.vocab.metric_names, "metrics")}')
             return P.Metric(key)
         if len(steps) == 1 and first.name in PROPERTIES:
@@ -404,7 +419,7 @@ class _Binder:
                 names = names | {".".join(n.split(".")[:i]) for n in names for i in range(1, n.count(".") + 1)}
             if not any(rx.fullmatch(n) for n in names):
                 short = {n.rsplit(".", 1)[-1] for n in self.vocab.layer_names}
-                raise BindError(f'no layer in the catalog matches "{pattern.text}" ({p.text()}): '
+                raise unknown_name(f'no layer in the catalog matches "{pattern.text}" ({p.text()}): '
                                 f'{suggestion(literal_hint(pattern.text) or pattern.text, short, "layers")}')
         return P.LayerSelector(pattern, tuple(moves))
 
@@ -414,6 +429,42 @@ class _Binder:
                     if p.root in self.vocab.models else "")
             raise BindError(f"unknown model variable {p.root} at line {p.span.line}, column {p.span.column}; "
                             f"this query calls the model {var}{hint}")
+
+
+def _number_const(c: P.Const, where: str, what: str, integer: bool) -> P.Const:
+    """A numeric literal that DuckDB can take: integers compared with an integer-valued property
+    must fit BIGINT; compared with a float-valued one (metrics, hyperparameters) a huge integer
+    becomes a float, and must fit a double."""
+    val = c.value
+    if not isinstance(val, int) or isinstance(val, bool) or INT_MIN <= val <= INT_MAX:
+        return c
+    digits = str(abs(val))
+    shown = f"{'-' if val < 0 else ''}{digits[:6]}...({len(digits)} digits)" if len(digits) > 30 else str(val)
+    if integer:
+        raise BindError(f"{where}: {shown} is out of range for {what}, an integer from {INT_MIN} to {INT_MAX}; "
+                        "compare it with a number in that range")
+    try:
+        return P.Const(float(val), c.vtype)
+    except OverflowError:
+        raise BindError(f"{where}: {shown} is out of range for {what}: numbers are doubles, at most about 1.8e308 "
+                        "in size; write a smaller number") from None
+
+
+def _utc_time(val: str, where: str) -> str:
+    """A time literal as the catalog stores times: naive UTC. A literal with an offset
+    (`+02:00`, `Z`) is converted to UTC; one without is taken as UTC already."""
+    try:
+        t = datetime.fromisoformat(val)
+    except ValueError:
+        raise BindError(f'{where}: "{val}" is not a date; write "YYYY-MM-DD", "YYYY-MM-DD HH:MM:SS" or, with a '
+                        'time zone, "YYYY-MM-DDTHH:MM:SS+02:00"') from None
+    if t.tzinfo is None:
+        return val
+    try:
+        return t.astimezone(timezone.utc).replace(tzinfo=None).isoformat(sep=" ")
+    except OverflowError:
+        raise BindError(f'{where}: "{val}" lies outside the years 1 to 9999 once converted to UTC; '
+                        "write a time within them") from None
 
 
 _FLIP = {"==": "==", "!=": "!=", "<": ">", ">": "<", "<=": ">=", ">=": "<="}

@@ -17,7 +17,19 @@ class DQLSyntaxError(QueryError):
 
 
 class BindError(QueryError):
-    """A name, layer pattern, hyperparameter or metric does not exist or is misused."""
+    """A name, layer pattern, hyperparameter or metric does not exist or is misused.
+
+    ``unknown_name`` is true when the catalog does not know a name (yet): a commit that lands
+    while the query binds may bring it, so the executor checks once more on a fresh snapshot."""
+
+    unknown_name = False
+
+
+def unknown_name(message: str) -> BindError:
+    """A :class:`BindError` for a name the catalog does not know (yet)."""
+    err = BindError(message)
+    err.unknown_name = True
+    return err
 
 
 class PlanError(QueryError):

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import itertools
 import json
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import duckdb
 
@@ -14,7 +15,7 @@ from ..engine.spec import ORIGIN_EVALUATE, ORIGIN_KEY, Candidate, EvaluateSpec, 
 from ..netdef.graph import Graph
 from . import plan as P
 from .binder import bind
-from .errors import ExecutionError
+from .errors import BindError, DQLSyntaxError, ExecutionError
 from .explain import render
 from .graphs import evaluate_predicate, load_views
 from .graphops import construct_graph, slice_graph
@@ -27,8 +28,52 @@ from .vocabulary import Vocabulary
 def plan_text(text: str, catalog) -> P.StatementPlan:
     """Parse and bind ``text`` against ``catalog`` (no execution)."""
     stmt = parse(text)
-    with catalog.read() as con:
-        return bind(stmt, Vocabulary.load(con), text)
+    with catalog.read() as con, _snapshot(con) as own:
+        return _bind(stmt, con, text, own)
+
+
+@contextmanager
+def _snapshot(con) -> Iterator[bool]:
+    """One transaction around a statement's reads: the vocabulary it is bound against and the
+    rows it returns come from one snapshot of the catalog (inside a write scope, whose
+    transaction is already open, that transaction is the snapshot). Yields whether the
+    transaction is this statement's own."""
+    try:
+        con.execute("BEGIN TRANSACTION")
+    except duckdb.TransactionException:
+        yield False     # already inside the enclosing writer's transaction
+        return
+    try:
+        yield True
+    finally:
+        try:
+            con.execute("ROLLBACK")     # it only read
+        except duckdb.Error:
+            pass
+
+
+def _vocabulary_loaded(con) -> None:
+    """Hook between loading the vocabulary and binding (tests interleave a commit here)."""
+
+
+def _bind(stmt, con, text: str, own: bool) -> P.StatementPlan:
+    """Bind against the vocabulary of the snapshot ``con`` reads. A name the vocabulary lacks may
+    belong to a commit that landed while it loaded: the check is repeated on a fresh snapshot
+    before the query fails (the caller's snapshot, when ``own``, is then that fresh one)."""
+    try:
+        vocab = Vocabulary.load(con)
+        _vocabulary_loaded(con)
+        return bind(stmt, vocab, text)
+    except BindError as exc:
+        if not (exc.unknown_name and own):
+            raise       # inside a writer's transaction: there is nothing newer to see
+        con.execute("ROLLBACK")
+        con.execute("BEGIN TRANSACTION")
+        vocab = Vocabulary.load(con)
+        return bind(stmt, vocab, text)
+    except RecursionError:  # pragma: no cover - the parser bounds nesting; a safety net
+        raise DQLSyntaxError("the query is nested too deeply to bind; write `not not x` as x and long "
+                             "chains without parentheses (docs/DQL.md, Limits)") from None
 
 
 def execute(text: str, catalog, *, repo: Any = None, progress: Callable | None = None,
@@ -38,10 +83,14 @@ def execute(text: str, catalog, *, repo: Any = None, progress: Callable | None =
     (bytes of materialized features), ``backend`` (local | ray) and ``ray_address``
     override the evaluate config's."""
     stmt = parse(text)
-    with catalog.read() as con:
-        plan = bind(stmt, Vocabulary.load(con), text)
+    with catalog.read() as con, _snapshot(con) as own:
+        plan = _bind(stmt, con, text, own)
         if not isinstance(plan, (P.SavePlan, P.EvaluatePlan)):
-            return run_plan(con, plan)
+            try:
+                return run_plan(con, plan)
+            except RecursionError:  # pragma: no cover - the parser bounds nesting; a safety net
+                raise ExecutionError("the query is nested too deeply to run; write `not not x` as x and "
+                                     "long chains without parentheses (docs/DQL.md, Limits)") from None
         if isinstance(plan, P.EvaluatePlan):
             spec = evaluate_spec(con, plan)
             if storage_budget is not None:
