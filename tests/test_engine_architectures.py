@@ -55,7 +55,7 @@ class ResNetLike(nn.Module):
 class Attention(nn.Module):
     def __init__(self, d: int, heads: int) -> None:
         super().__init__()
-        self.heads = heads
+        self.heads, self.scale = heads, 1.0 / math.sqrt(d // heads)
         self.q, self.k, self.v, self.out = (nn.Linear(d, d) for _ in range(4))
         self.norm = nn.LayerNorm(d)
 
@@ -63,7 +63,7 @@ class Attention(nn.Module):
         b, t, d = h.size(0), h.size(1), h.size(2)
         def split(z):
             return z.view(b, t, self.heads, d // self.heads).transpose(1, 2)
-        scores = torch.matmul(split(self.q(h)), split(self.k(h)).transpose(-1, -2)) / math.sqrt(d // self.heads)
+        scores = torch.matmul(split(self.q(h)), split(self.k(h)).transpose(-1, -2)) * self.scale
         ctx = torch.matmul(torch.softmax(scores + bias, dim=-1), split(self.v(h)))
         return self.norm(h + self.out(ctx.transpose(1, 2).reshape(b, t, d)))
 
@@ -93,9 +93,9 @@ class TinyEncoder(nn.Module):
         self.head = nn.Linear(d, classes)
 
     def forward(self, input_ids, attention_mask):
-        pos = torch.arange(input_ids.size(1), device=input_ids.device)
+        pos = torch.arange(input_ids.size(1))
         h = self.emb_norm(self.tokens(input_ids) + self.positions(pos))
-        mask = attention_mask.to(h.dtype)
+        mask = attention_mask.float()
         bias = (1.0 - mask[:, None, None, :]) * -1e4
         for layer in self.layers:
             h = layer(h, bias)
@@ -345,3 +345,22 @@ def test_the_untraceable_module_is_named():
             return self.inner(x)
     with pytest.raises(SplitError, match=r"torch.fx stops in inner \(Branchy\)"):
         split_into_stages(Outer(), (torch.randn(2, 1, 6, 6),))
+
+
+def test_dlv_eval_runs_a_two_input_network_and_progressive_says_why_not(repo, tmp_path):
+    ids, mask, y = token_arrays(30)
+    np.savez(tmp_path / "t.npz", x0=ids, x1=mask, y=y)
+    repo.data_add("text", [tmp_path / "t.npz"])
+    torch.manual_seed(0)
+    v = repo.commit(TinyEncoder(), name="enc", message="tiny encoder")
+    report = repo.eval(v.id, data="text", split="all")
+    assert report.n_records == 30 and 0 <= report.metrics["accuracy"] <= 1
+    with pytest.raises(ConfigError, match="several inputs; progressive evaluation bounds networks of one float input"):
+        repo.eval(v.id, data="text", progressive=True)
+    cfg = tmp_path / "eval.json"
+    cfg.write_text('{"dataset": "text", "epochs": 1, "batch_size": 8, "optimizer": "adam", "base_lr": 0.01, '
+                   '"net": {"tokens": {"lr": 0}, "positions": {"lr": 0}, "emb_norm": {"lr": 0}, "layers": {"lr": 0}}}')
+    res = repo.query(f'evaluate m from enc with config = "{cfg}" vary config.net["layers.2"].lr in [0, 1]')
+    assert [r[2] for r in res.rows] == ["finished", "finished"] and res.stats[0]["materialized"]
+    trained = repo.checkout(res.rows[1][0]).state_dict
+    assert not torch.equal(trained["layers.2.ff1.weight"], repo.checkout(v.id).state_dict["layers.2.ff1.weight"])

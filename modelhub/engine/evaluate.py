@@ -311,6 +311,9 @@ def evaluate_version(repo, ref: str, data: str, *, split: str = "val", loss: str
     if progressive:  # issue 6: top-k labels from the fewest parameter bytes; never checks the weights out
         from ..progressive import evaluate_progressive
         view = _load_data(repo, data, {})
+        if view.layout is not None:
+            raise ConfigError(f"dataset {view.meta.get('ref', view.name)} has records with several inputs; "
+                              "progressive evaluation bounds networks of one float input: drop --progressive")
         train_idx, val_idx = view.split(cfg.val_fraction)
         idx = {"val": val_idx, "train": train_idx, "all": np.arange(view.n)}[split]
         x = Preprocessing.from_config(cfg).apply(view.x[idx])
