@@ -32,8 +32,6 @@ import torch
 from torch import nn
 
 from ..netdef import Graph, rebuild
-from ..storage.tensors import tensor_hash
-from ..tensorio import tensor_to_raw
 from .chain import Stage, split_into_stages
 from .config import EvalConfig
 from .data import DataView, Preprocessing
@@ -85,6 +83,14 @@ def _stage_tensor_names(stages: list[Stage]) -> list[list[str]]:
     return out
 
 
+def _catalog_hashes(repo, version_id: str) -> dict[str, str]:
+    """Tensor name -> catalog tensor hash of a version's weights (its last snapshot)."""
+    with repo.catalog.read() as con:
+        return dict(con.execute(
+            "SELECT name, tensor_hash FROM snapshot_tensors WHERE version_id = ? AND snap = "
+            "(SELECT max(snap) FROM snapshot_tensors WHERE version_id = ?)", [version_id, version_id]).fetchall())
+
+
 def _graph_hash(repo, version_id: str) -> str | None:
     with repo.catalog.read() as con:
         row = con.execute("SELECT graph_hash FROM versions WHERE id = ?", [version_id]).fetchone()
@@ -99,33 +105,28 @@ def record_prefixes(repo, store: FeatureStore, members: Iterable[tuple[str, nn.M
     prefixes: dict = dict(index.get("prefixes", {}))
     attested: dict = dict(index.get("exact_chunks", {}))
     record_shape = tuple(int(s) for s in data.x.shape[1:])
-    cut: dict[tuple[int, Preprocessing], list[Stage] | None] = {}     # candidates share source modules
+    # candidates of one source share its checked-out module: cut, hash and key it once
+    groups: dict[tuple[int, Preprocessing], list[tuple[str, nn.Module, EvalConfig]]] = {}
     for version_id, module, cfg in members:
+        groups.setdefault((id(module), Preprocessing.from_config(cfg)), []).append((version_id, module, cfg))
+    for (_, pre), group in groups.items():
+        version_id, module, _ = group[0]
         graph_hash = _graph_hash(repo, version_id)
         if graph_hash is None:
             continue
-        pre = Preprocessing.from_config(cfg)
-        if (id(module), pre) not in cut:
-            try:
-                cut[id(module), pre] = split_into_stages(module, data.example(pre))
-            except Exception:  # noqa: BLE001 - a network the engine cannot cut has no stored prefix
-                cut[id(module), pre] = None
-        stages = cut[id(module), pre]
-        if stages is None:
+        try:
+            stages = split_into_stages(module, data.example(pre))
+        except Exception:  # noqa: BLE001 - a network the engine cannot cut has no stored prefix
             continue
-        p = frozen_prefix_length(stages, cfg, frozen_layers(module, cfg))
-        if p == 0:
+        depth = max(frozen_prefix_length(stages, cfg, frozen_layers(module, cfg)) for _, _, cfg in group)
+        if depth == 0:
             continue
         root = input_fingerprint(pre.describe(), record_shape, input_dtype(data))
-        keys = PrefixTree().add_chain(root, pre, stages[:p])
-        state = module.state_dict()
-        hashes: dict[str, str] = {}
-        for d, names in enumerate(_stage_tensor_names(stages[:p]), start=1):
-            if any(n not in state for n in names):
+        keys = PrefixTree().add_chain(root, pre, stages[:depth])
+        hashes = _catalog_hashes(repo, version_id)       # the checkout's tensors, as the catalog names them
+        for d, names in enumerate(_stage_tensor_names(stages[:depth]), start=1):
+            if any(n not in hashes for n in names):
                 break
-            for n in names:
-                if n not in hashes:
-                    hashes[n] = tensor_hash(*tensor_to_raw(state[n]))
             ident = _identity(graph_hash, d, root, {n: hashes[n] for n in names})
             prefixes[ident] = {"key": keys[d], "stage": stages[d - 1].name}
     for info in written:
@@ -149,11 +150,9 @@ def find_stored_prefix(repo, store: FeatureStore, version_id: str, cfg: EvalConf
     with repo.catalog.read() as con:
         row = con.execute("SELECT v.graph_hash, g.definition FROM versions v JOIN graphs g USING (graph_hash) "
                           "WHERE v.id = ?", [version_id]).fetchone()
-        if row is None:
-            return "the version has no stored network graph"
-        snap = con.execute("SELECT max(snap) FROM snapshot_tensors WHERE version_id = ?", [version_id]).fetchone()[0]
-        catalog_hashes = dict(con.execute("SELECT name, tensor_hash FROM snapshot_tensors WHERE version_id = ? "
-                                          "AND snap = ?", [version_id, snap]).fetchall())
+    if row is None:
+        return "the version has no stored network graph"
+    catalog_hashes = _catalog_hashes(repo, version_id)
     graph = Graph.from_json(row[1])
     if not graph.rebuildable:
         return "the version's network cannot be rebuilt from its graph"

@@ -261,18 +261,17 @@ def write_commit(con: duckdb.DuckDBPyConnection, store, req: CommitRequest) -> s
     )
     for i, pid in enumerate(parent_ids):
         con.execute("INSERT INTO version_parents VALUES (?, ?, ?)", [version_id, pid, i])
-    for key, value in req.hparams.items():
-        num = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-        txt = value if isinstance(value, str) else None
-        con.execute("INSERT INTO hparams VALUES (?, ?, ?, ?, ?)", [version_id, key, json.dumps(value), num, txt])
-    if req.metrics:
-        con.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?)", [[version_id, n, s, v] for n, s, v in req.metrics])
-    for (snap, entries), step in zip(snapshot_rows, req.snapshot_steps):
-        con.execute("INSERT INTO snapshots VALUES (?, ?, ?, ?)", [version_id, snap, step, None])
-        con.executemany(
-            "INSERT INTO snapshot_tensors VALUES (?, ?, ?, ?, ?)",
-            [[version_id, snap, i, tname, th] for i, (tname, th) in enumerate(entries)],
-        )
+    # rows go in one statement per table (DuckDB runs executemany row by row, ~0.3 ms each)
+    _insert_rows(con, "hparams", [
+        [version_id, key, json.dumps(value),
+         float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None,
+         value if isinstance(value, str) else None]
+        for key, value in req.hparams.items()])
+    _insert_rows(con, "metrics", [[version_id, n, s, v] for n, s, v in req.metrics])
+    _insert_rows(con, "snapshots", [[version_id, snap, step, None]
+                                    for (snap, _), step in zip(snapshot_rows, req.snapshot_steps)])
+    _insert_rows(con, "snapshot_tensors", [[version_id, snap, i, tname, th] for snap, entries in snapshot_rows
+                                           for i, (tname, th) in enumerate(entries)])
     staged = con.execute("SELECT path, blob_hash, size FROM staged ORDER BY path").fetchall()
     attached = {p: (h, s) for p, h, s in staged}
     with storage_errors():
@@ -282,6 +281,14 @@ def write_commit(con: duckdb.DuckDBPyConnection, store, req: CommitRequest) -> s
         con.execute("INSERT INTO files VALUES (?, ?, ?, ?)", [version_id, path, blob_hash, size])
     con.execute("DELETE FROM staged")
     return version_id
+
+
+def _insert_rows(con: duckdb.DuckDBPyConnection, table: str, rows: list[list]) -> None:
+    """All ``rows`` in one INSERT (columns as lists, zipped back by unnest)."""
+    if rows:
+        width = len(rows[0])
+        con.execute(f"INSERT INTO {table} SELECT {', '.join(['unnest(?)'] * width)}",
+                    [list(col) for col in zip(*rows)])
 
 
 def _batches(items: list, max_bytes: int = 256 << 20) -> Iterator[list]:
