@@ -256,6 +256,9 @@ def run_evaluate(repo, spec: EvaluateSpec, progress: Callable | None = None, *,
         stats = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(result.reuse).items()}
         reuse.append({"dataset": data.meta.get("ref", data.name), **stats})
         by_cid = {o.cid: o for o in result.outcomes}
+        # the model's last committed candidate becomes its latest version: only it gets a hot copy
+        last_of_model = {co.version.model: cm.cid for cm, _, (co, _) in members
+                         if by_cid[cm.cid].status == "finished"}
         for cm, cand, (co, overrides) in members:
             out = by_cid[cm.cid]
             vid = ref = None
@@ -269,7 +272,8 @@ def run_evaluate(repo, spec: EvaluateSpec, progress: Callable | None = None, *,
                     model, name=co.version.model, parent=cand.version_id,
                     message=spec.query_text or f"evaluate on {dataset_ref}",
                     hparams=_hparams(cm.config, data), metrics=series, graph=co.graph,
-                    snapshots=snaps, snapshot_steps=[*steps, out.steps])
+                    snapshots=snaps, snapshot_steps=[*steps, out.steps],
+                    hot_copy=last_of_model.get(co.version.model) == cm.cid)
                 vid, ref = info.id, info.ref
                 committed.append(vid)
             results.append(EvaluatedCandidate(cand.version_id, vid, ref, out.status, overrides,

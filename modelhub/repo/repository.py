@@ -81,6 +81,7 @@ class Repo:
         snapshot_steps: Sequence[int | None] | None = None,
         graph: Graph | None = None,
         weights_meta: dict | None = None,
+        hot_copy: bool = True,
     ) -> VersionInfo:
         """Commit a module (graph captured) or a state dict as a new version of ``name``.
 
@@ -91,6 +92,8 @@ class Repo:
         ``metrics`` maps a name to a value, a list of values (steps 0..n-1) or
         a list of (step, value) pairs. ``snapshots`` are earlier checkpoints
         (oldest first); the committed weights are the last snapshot.
+        ``hot_copy=False`` skips writing the hot copy (a caller committing several versions of
+        one model in a row writes it for the last one only).
         """
         req = commit_op.build_request(
             model, name=name, message=message, parent=parent, hparams=hparams, metrics=metrics,
@@ -103,7 +106,8 @@ class Repo:
             info = version_info(con, vid)
             entries = snapshot_entries(con, vid)
             siblings = {r[0] for r in con.execute("SELECT id FROM versions WHERE model = ?", [info.model]).fetchall()}
-        refresh_hot_copy(self.hot, vid, entries, req.state_dicts[-1], siblings)
+        if hot_copy:
+            refresh_hot_copy(self.hot, vid, entries, req.state_dicts[-1], siblings)
         return info
 
     def add(self, paths: Iterable[str | os.PathLike]) -> list[tuple[str, int]]:
