@@ -44,6 +44,14 @@ DEFAULT_KEEP = 3
 _PREFIX, _SUFFIX = "catalog-", ".duckdb"
 
 
+def _close_quietly(con) -> None:
+    """Close a scratch or probe connection; a damaged file may fail even that, which says nothing new."""
+    try:
+        con.close()
+    except duckdb.Error:
+        pass
+
+
 def backup_interval_s() -> float:
     try:
         return max(0.0, float(os.environ.get("DLV_CATALOG_BACKUP_INTERVAL", DEFAULT_INTERVAL_S)))
@@ -108,10 +116,7 @@ def verify_catalog(path: Path) -> str | None:
     except duckdb.Error as exc:
         return _first_line(exc)
     finally:
-        try:
-            con.close()
-        except duckdb.Error:
-            pass
+        _close_quietly(con)
 
 
 def check_catalog_storage(con, db_path: Path) -> None:
@@ -172,10 +177,7 @@ def probe_catalog(db_path: Path) -> str | None:
                 return None   # the scratch copy found no room: says nothing about the catalog
             return _first_line(exc)
         finally:
-            try:
-                con.close()
-            except duckdb.Error:
-                pass
+            _close_quietly(con)
     finally:
         scratch.unlink(missing_ok=True)
         scratch.with_name(scratch.name + ".wal").unlink(missing_ok=True)
@@ -334,10 +336,7 @@ def _salvage(damaged: Path, out: Path) -> bool:
     except duckdb.Error:
         return False
     finally:
-        try:
-            con.close()
-        except duckdb.Error:
-            pass
+        _close_quietly(con)
 
 
 def _first_line(exc: BaseException) -> str:
