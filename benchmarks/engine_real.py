@@ -313,6 +313,19 @@ def train_modes(model: nn.Module) -> None:
             m.eval()
 
 
+def train_epoch(fn: Callable, xs: tuple[torch.Tensor, ...], y: torch.Tensor, opt: torch.optim.Optimizer,
+                gen: torch.Generator, batch: int = 32) -> int:
+    """One shuffled epoch of optimizer steps of ``fn(*inputs)``; returns the number of steps."""
+    steps = 0
+    for idx in torch.randperm(len(y), generator=gen).split(batch):
+        loss = F.cross_entropy(fn(*(x[idx] for x in xs)), y[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        steps += 1
+    return steps
+
+
 def batched_val(fn: Callable, xs: tuple[torch.Tensor, ...], y: torch.Tensor, batch: int = 1024) -> float:
     total = 0.0
     with torch.no_grad():
@@ -348,12 +361,7 @@ def plain_loop(w: Workload, xs: tuple[torch.Tensor, ...], y: torch.Tensor, train
         for _ in range(epochs):
             train_modes(model)
             t1 = time.perf_counter()
-            for idx in torch.randperm(len(ytr), generator=gen).split(32):
-                loss = F.cross_entropy(model(*(x[idx] for x in xtr)), ytr[idx])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                steps += 1
+            steps += train_epoch(model, xtr, ytr, opt, gen)
             train_s += time.perf_counter() - t1
             model.eval()
             vl = batched_val(model, xva, yva)
@@ -457,12 +465,7 @@ def lower_bound_cycle(w: Workload, base: nn.Module, xs: tuple[torch.Tensor, ...]
             for mod in suffix_mods:
                 mod.train()
             t1 = time.perf_counter()
-            for idx in torch.randperm(len(ytr), generator=gen).split(32):
-                loss = F.cross_entropy(suffix(ftr[idx], *(c[idx] for c in ctr)), ytr[idx])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                steps += 1
+            steps += train_epoch(suffix, (ftr, *ctr), ytr, opt, gen)
             train_s += time.perf_counter() - t1
             m.eval()
             t2 = time.perf_counter()
