@@ -213,7 +213,7 @@ def _split_graph(gm: fx.GraphModule, example: Sequence[torch.Tensor] | None) -> 
     if example is not None and len(example) != len(placeholders):
         raise SplitError(f"the network takes {len(placeholders)} input(s) but the dataset's records have "
                          f"{len(example)}; store one array per input (x0, x1, ...) in forward()'s order")
-    body = [n for n in nodes if n.op not in ("placeholder", "output", "get_attr")]
+    body = _body(gm)
     output = next(n for n in nodes if n.op == "output")
     position = {n: i for i, n in enumerate(body)}
     # last use of each value (get_attr constants are re-created per stage)
@@ -246,8 +246,7 @@ def _split_graph(gm: fx.GraphModule, example: Sequence[torch.Tensor] | None) -> 
 
 def _segment_stage(gm: fx.GraphModule, lo: int, hi: int, sources: list[fx.Node], outs: list[fx.Node],
                    last: bool) -> Stage:
-    body = [n for n in gm.graph.nodes if n.op not in ("placeholder", "output", "get_attr")]
-    segment = body[lo + 1:hi + 1]
+    segment = _body(gm)[lo + 1:hi + 1]
     graph = fx.Graph()
     single_in = len(sources) == 1
     env: dict[fx.Node, fx.Node] = {}
@@ -279,6 +278,11 @@ def _segment_stage(gm: fx.GraphModule, lo: int, hi: int, sources: list[fx.Node],
     return Stage(name, module, "", Segment(gm, lo, hi, tuple(sources), tuple(outs)), packed_out)
 
 
+def _body(gm: fx.GraphModule) -> list[fx.Node]:
+    """The nodes that compute (cut positions index this list)."""
+    return [n for n in gm.graph.nodes if n.op not in ("placeholder", "output", "get_attr")]
+
+
 def _needs_packing(value: fx.Node) -> bool:
     meta = value.meta.get("example_value")
     return meta is not None and meta.dtype != torch.float32
@@ -298,9 +302,8 @@ def join_stages(stages: list[Stage]) -> Stage:
         return Stage(stages[-1].name, nn.Sequential(*(s.module for s in stages)), "", None, stages[-1].packed_out)
     gm = last.graph_module
     by_name = {n.name: n for n in gm.graph.nodes}
-    body = [n for n in gm.graph.nodes if n.op not in ("placeholder", "output", "get_attr")]
     sources = [by_name[n.name] for n in first.sources]
-    return _segment_stage(gm, first.lo, last.hi, sources, list(last.outs), last=last.hi == len(body) - 1)
+    return _segment_stage(gm, first.lo, last.hi, sources, list(last.outs), last=last.hi == len(_body(gm)) - 1)
 
 
 def trainable_part(stages: list[Stage], frozen: int) -> list[Stage]:
@@ -310,10 +313,7 @@ def trainable_part(stages: list[Stage], frozen: int) -> list[Stage]:
     rest = stages[frozen:]
     if len(rest) <= 1 or any(s.segment is None for s in rest):
         return rest
-    first, last = rest[0].segment, rest[-1].segment
-    assert first is not None and last is not None
-    body = [n for n in first.graph_module.graph.nodes if n.op not in ("placeholder", "output", "get_attr")]
-    return [_segment_stage(first.graph_module, first.lo, last.hi, list(first.sources), [body[last.hi]], last=True)]
+    return [join_stages(rest)]
 
 
 def run_stages(stages: list[Stage], x: torch.Tensor) -> torch.Tensor:
