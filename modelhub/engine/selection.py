@@ -28,7 +28,7 @@ from .fingerprint import input_fingerprint, stage_fingerprint
 from .planner import Plan, PlanCosts, PlanNode, solve
 from .profile import DiskThroughput, NodeProfile, measure_disk, profile_tree
 from .spec import KeepRule
-from .train import CandidateTrainer, frozen_layers, lower_is_better, metric_name, stage_layers
+from .train import CandidateTrainer, frozen_layers, layer_of, lower_is_better, metric_name, stage_layers
 from .tree import PrefixTree
 
 Progress = Callable[..., None]
@@ -100,10 +100,6 @@ def pick_device(setting: str = "auto") -> torch.device:
     raise ConfigError(f"device {setting!r} is not available here; use device = \"auto\" or \"cpu\"")
 
 
-def _layer_of(param_name: str) -> str:
-    return param_name.rsplit(".", 1)[0] if "." in param_name else param_name
-
-
 def input_dtype(data: DataView) -> str:
     """The root fingerprint's dtype: packed inputs name their layout (different layouts, different roots)."""
     layout = data.layout
@@ -118,7 +114,7 @@ def frozen_prefix_length(stages: list[Stage], cfg: EvalConfig, frozen: frozenset
     for s in stages:
         params = s.named_parameters()
         if params:
-            if any(cfg.lr_multiplier(_layer_of(n)) != 0 for n, _ in params):
+            if any(cfg.lr_multiplier(layer_of(n)) != 0 for n, _ in params):
                 break
         elif any(isinstance(m, MODE_SENSITIVE) and name not in frozen for name, m in stage_layers(s)):
             break

@@ -38,21 +38,22 @@ def make_optimizer(cfg: EvalConfig, groups: list[dict]) -> torch.optim.Optimizer
     return torch.optim.AdamW(groups, lr=cfg.base_lr, weight_decay=cfg.weight_decay)
 
 
+def layer_of(param_name: str) -> str:
+    """The layer a parameter belongs to (``fc1`` of ``fc1.weight``): what lr rules match."""
+    return param_name.rsplit(".", 1)[0] if "." in param_name else param_name
+
+
 def param_groups(stages: list[Stage], cfg: EvalConfig) -> list[dict]:
     """One optimizer group per distinct multiplier; lr-0 parameters are frozen (no grad)."""
     by_mult: dict[float, list[nn.Parameter]] = {}
     for name, p in (np_ for s in stages for np_ in s.named_parameters()):
-        mult = cfg.lr_multiplier(name.rsplit(".", 1)[0] if "." in name else name)
+        mult = cfg.lr_multiplier(layer_of(name))
         if mult == 0:
             p.requires_grad_(False)
         else:
             p.requires_grad_(True)
             by_mult.setdefault(mult, []).append(p)
     return [{"params": ps, "lr": cfg.base_lr * m} for m, ps in sorted(by_mult.items())]
-
-
-def _owner(param_name: str) -> str:
-    return param_name.rsplit(".", 1)[0] if "." in param_name else ""
 
 
 def frozen_layers(model: nn.Module, cfg: EvalConfig) -> frozenset[str]:
@@ -66,7 +67,7 @@ def frozen_layers(model: nn.Module, cfg: EvalConfig) -> frozenset[str]:
     for name, m in model.named_modules():
         params = [n for n, _ in m.named_parameters(prefix=name)]
         if params:
-            frozen[name] = all(cfg.lr_multiplier(_owner(n) or n) == 0 for n in params)
+            frozen[name] = all(cfg.lr_multiplier(layer_of(n)) == 0 for n in params)
     out = set()
     for name, _ in model.named_modules():
         enclosing = name
