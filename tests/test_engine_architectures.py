@@ -364,3 +364,11 @@ def test_dlv_eval_runs_a_two_input_network_and_progressive_says_why_not(repo, tm
     assert [r[2] for r in res.rows] == ["finished", "finished"] and res.stats[0]["materialized"]
     trained = repo.checkout(res.rows[1][0]).state_dict
     assert not torch.equal(trained["layers.2.ff1.weight"], repo.checkout(v.id).state_dict["layers.2.ff1.weight"])
+
+
+def test_evaluate_from_a_mistyped_model_name_is_an_error_not_every_model(repo, tmp_path):
+    repo.commit(ResNetLike(), name="res", message="v1")
+    with pytest.raises(Exception, match=r'no model named "rse": did you mean "res"\?'):
+        repo.query('evaluate m from rse with config = "eval.toml"')
+    with pytest.raises(Exception, match=r'no saved query or model named "re-s": did you mean "res"\?'):
+        repo.query('evaluate m from "re-s" with config = "eval.toml"')

@@ -210,6 +210,15 @@ class _Binder:
         elif isinstance(q.source, A.SourceSaved) and q.source.name not in self.vocab.saved \
                 and q.source.name in self.vocab.models:
             model = q.source.name         # `from "digits-cnn"`: a model name that is no identifier
+        elif isinstance(q.source, A.SourceSaved) and q.source.name not in self.vocab.saved:
+            known = set(self.vocab.saved) | set(self.vocab.models)
+            raise BindError(f'no saved query or model named "{q.source.name}": '
+                            f'{suggestion(q.source.name, known, "saved queries and models")}')
+        elif isinstance(q.source, A.SourceAll) and q.where is None and q.source.var != q.var:
+            # `evaluate m from X` without a where clause means "the model X": a mistyped name
+            # must not silently train every model of the repository
+            raise BindError(f'no model named "{q.source.var}": {suggestion(q.source.var, self.vocab.models, "models")} '
+                            f'(to train the latest version of every model, write `evaluate {q.var} from {q.var}`)')
         source, var = (P.AllVersions(), q.var) if model is not None else self.source(q.source, q.var)
         cond = self.condition(q.where, var) if q.where is not None else None
         cols = tuple(P.OutputColumn(c, P.Prop(*PROPERTIES[c])) for c in DEFAULT_COLUMNS)
