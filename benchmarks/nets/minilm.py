@@ -109,10 +109,13 @@ class SelfAttention(nn.Module):
         return torch.matmul(probs, v).transpose(1, 2).flatten(2)            # B, L, H*D
 
 
-class SelfOutput(nn.Module):
-    def __init__(self) -> None:
+class ResidualOutput(nn.Module):
+    """BERT's "output" sublayers (after attention and after the feed-forward): dense, dropout,
+    add the residual, LayerNorm; only the input width differs."""
+
+    def __init__(self, width: int) -> None:
         super().__init__()
-        self.dense = nn.Linear(HIDDEN, HIDDEN)
+        self.dense = nn.Linear(width, HIDDEN)
         self.LayerNorm = nn.LayerNorm(HIDDEN, eps=LN_EPS)
         self.dropout = nn.Dropout(DROPOUT)
 
@@ -124,7 +127,7 @@ class Attention(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.self = SelfAttention()
-        self.output = SelfOutput()
+        self.output = ResidualOutput(HIDDEN)
 
     def forward(self, x: torch.Tensor, mask_add: torch.Tensor) -> torch.Tensor:
         return self.output(self.self(x, mask_add), x)
@@ -140,23 +143,12 @@ class Intermediate(nn.Module):
         return self.intermediate_act_fn(self.dense(x))
 
 
-class Output(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.dense = nn.Linear(INTERMEDIATE, HIDDEN)
-        self.LayerNorm = nn.LayerNorm(HIDDEN, eps=LN_EPS)
-        self.dropout = nn.Dropout(DROPOUT)
-
-    def forward(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-        return self.LayerNorm(self.dropout(self.dense(x)) + residual)
-
-
 class Layer(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.attention = Attention()
         self.intermediate = Intermediate()
-        self.output = Output()
+        self.output = ResidualOutput(INTERMEDIATE)
 
     def forward(self, x: torch.Tensor, mask_add: torch.Tensor) -> torch.Tensor:
         a = self.attention(x, mask_add)
