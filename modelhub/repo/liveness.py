@@ -1,9 +1,11 @@
 """Which blobs and tensors the catalog keeps alive (shared by gc and fsck).
 
 Any catalog column named ``blob_hash`` (files, staged, datasets, ...) keeps
-its blob alive, so a capability that adds a table with such a column is
-covered by gc and fsck without touching them. Tensor blobs are reached
-through ``tensor_data.encoding`` manifests, following delta bases.
+its blob alive, and any column named ``tensor_hash`` (snapshot_tensors,
+run_snapshot_tensors) keeps its tensor alive, so a capability that adds a
+table with such a column is covered by gc and fsck without touching them.
+Tensor blobs are reached through ``tensor_data.encoding`` manifests,
+following delta bases.
 """
 from __future__ import annotations
 
@@ -39,6 +41,16 @@ def blob_columns(con) -> list[str]:
     return [r[0] for r in rows]
 
 
+def tensor_columns(con) -> list[str]:
+    """Tables whose ``tensor_hash`` column keeps tensors alive: version snapshots, and the
+    snapshots of runs not yet committed (everything but tensor_data, which holds the tensors)."""
+    rows = con.execute(
+        "SELECT table_name FROM information_schema.columns WHERE column_name = 'tensor_hash' "
+        "AND table_name <> 'tensor_data' AND table_catalog = current_database() ORDER BY table_name"
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
 def compute_liveness(con) -> Liveness:
     manifests: dict[str, dict] = {}
     malformed: set[str] = set()
@@ -51,7 +63,10 @@ def compute_liveness(con) -> Liveness:
             malformed.add(th)
             continue
         manifests[th] = manifest
-    roots = {r[0] for r in con.execute("SELECT DISTINCT tensor_hash FROM snapshot_tensors").fetchall()}
+    roots: set[str] = set()
+    for table in tensor_columns(con):
+        # table names come from the catalog's own information_schema, never from users
+        roots.update(r[0] for r in con.execute(f'SELECT DISTINCT tensor_hash FROM "{table}"').fetchall())
     live: set[str] = set()
     stack = list(roots)
     while stack:  # a live tensor keeps its delta base (and that base's base) alive
