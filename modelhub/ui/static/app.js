@@ -8,9 +8,8 @@
     if (!cell) return "";
     return cell.dataset.value !== undefined ? cell.dataset.value : cell.textContent.trim();
   }
+  const empty = (v) => v === "" || v === undefined;
   function compare(a, b) {
-    const empty = (v) => v === "" || v === undefined;
-    if (empty(a) || empty(b)) return empty(a) - empty(b);
     const x = Number(a), y = Number(b);
     if (!Number.isNaN(x) && !Number.isNaN(y)) return x - y;
     return String(a).localeCompare(String(b));
@@ -26,7 +25,9 @@
         th.dataset.dir = descending ? "desc" : "asc";
         const rows = Array.from(body.rows);
         rows.sort((r1, r2) => {
-          const c = compare(cellValue(r1, index), cellValue(r2, index));
+          const a = cellValue(r1, index), b = cellValue(r2, index);
+          if (empty(a) || empty(b)) return empty(a) - empty(b);   // empty cells last either way
+          const c = compare(a, b);
           return descending ? -c : c;
         });
         rows.forEach((r) => body.appendChild(r));
