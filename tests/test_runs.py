@@ -214,3 +214,23 @@ def test_killed_run_can_be_resumed(repo):
     assert repo.desc(run.version.ref).n_snapshots == 2
     with pytest.raises(InputError, match="already ended"):
         repo.resume_run(run_id)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", ["train_run.py", "train_lightning.py"])
+def test_training_examples_commit_a_run(tmp_path, script):
+    if script == "train_lightning.py":
+        pytest.importorskip("lightning.pytorch", reason="the Lightning example needs the 'lightning' extra")
+    pytest.importorskip("sklearn", reason="the examples train on scikit-learn's digits")
+    examples = Path(__file__).parents[1] / "examples"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(Path(modelhub.__file__).parents[1]),
+                                                                     os.environ.get("PYTHONPATH")])))
+    out = subprocess.run([sys.executable, str(examples / script), "--repo", "demo", "--epochs", "2"],
+                         cwd=tmp_path, capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stderr
+    repo = modelhub.open_repo(tmp_path / "demo")
+    [run] = repo.runs()
+    assert run.state == "finished" and run.n_snapshots == 2
+    desc = repo.desc(run.version_id)
+    assert {"val_loss", "val_acc"} <= {m.name for m in desc.metrics}
+    assert f"committed {desc.version.ref}" in out.stdout
