@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import math
 import os
 import signal
@@ -234,3 +235,42 @@ def test_training_examples_commit_a_run(tmp_path, script):
     desc = repo.desc(run.version_id)
     assert {"val_loss", "val_acc"} <= {m.name for m in desc.metrics}
     assert f"committed {desc.version.ref}" in out.stdout
+
+
+def test_dlv_runs_lists_runs_and_commits_an_unfinished_one(cli):
+    cli("init")
+    repo = modelhub.open_repo(cli.work)
+    with repo.run("cnn", model=tiny_cnn(6)) as done:
+        done.log(loss=1.0)
+    orphan = repo.run("cnn", model=tiny_cnn(7))
+    orphan.log(step=3, loss=0.5)
+    orphan.snapshot()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    with repo.catalog.write() as con:
+        con.execute("UPDATE runs SET pid = ? WHERE id = ?", [dead.pid, orphan.id])
+    code, out, _ = cli("runs")
+    assert code == 0
+    rows = {line.split()[0]: line.split()[2] for line in out.splitlines()[2:]}
+    assert rows == {done.id[:8]: "finished", orphan.id[:8]: "unfinished"}
+    code, out, err = cli("runs", "--commit", orphan.id[:8], "--failed", "preempted")
+    assert code == 0, err
+    assert re.match(rf"committed cnn@2 \([0-9a-f]+\) from run {orphan.id[:8]}, failed", out)
+    code, out, _ = cli("runs", "--json", "cnn")
+    states = {r["id"]: (r["state"], r["status_message"]) for r in json.loads(out)}
+    assert states[orphan.id] == ("failed", "preempted")
+    code, _, err = cli("runs", "--commit", orphan.id)
+    assert code != 0 and "already ended" in err
+
+
+def test_a_repository_made_before_runs_is_upgraded_when_opened(tmp_path):
+    repo = modelhub.init_repo(tmp_path / "old")
+    repo.commit(tiny_cnn(0), name="cnn", message="before runs")
+    with repo.catalog.write() as con:   # back to schema version 1
+        for table in ("run_snapshot_tensors", "run_snapshots", "run_metrics", "runs"):
+            con.execute(f"DROP TABLE {table}")
+        con.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    reopened = modelhub.open_repo(tmp_path / "old")
+    with reopened.run("cnn", model=tiny_cnn(1)) as run:
+        run.log(loss=1.0)
+    assert run.version.ref == "cnn@2" and reopened.run_info(run.id).state == "finished"
