@@ -55,6 +55,7 @@ def test_run_commits_a_version_with_metrics_snapshots_and_status(repo):
         assert torch.equal(ck.state_dict[k], t)
     info = repo.run_info(run.id[:8])
     assert (info.state, info.version_id, info.n_snapshots) == ("finished", v.id, 3)
+    assert repo.run_of("cnn@1").id == run.id and set(repo.runs_of([v.id])) == {v.id}
     assert repo.run_metrics(run.id)["loss"] == [(0, 1.0), (1, 0.5), (2, 1 / 3)]
 
 
@@ -108,6 +109,7 @@ def test_run_parent_and_message(repo):
         _train(net)
         run.log(loss=0.5)
     assert run.version.parents == (base.id,) and run.version.message == "fine-tune of base"
+    assert repo.run_of("base") is None and repo.run_of("tuned").id == run.id
 
 
 def test_runs_refuse_bad_input(repo):

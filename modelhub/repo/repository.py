@@ -269,6 +269,19 @@ class Repo:
         with self.catalog.read() as con:
             return resolve_run(con, run)
 
+    def run_of(self, ref: str):
+        """The run a version was committed from (catalog.runs.RunRow), or None."""
+        from ..catalog import runs as run_queries
+        with self.catalog.read() as con:
+            vid = resolve(con, ref)
+            return run_queries.runs_of_versions(con, [vid]).get(vid)
+
+    def runs_of(self, version_ids) -> dict:
+        """{version id: RunRow} for the versions among ``version_ids`` committed from a run (for `dlv log`)."""
+        from ..catalog import runs as run_queries
+        with self.catalog.read() as con:
+            return run_queries.runs_of_versions(con, list(version_ids))
+
     def run_metrics(self, run: str) -> dict[str, list[tuple[int, float]]]:
         """{metric: [(step, value), ...]} flushed so far (a live run flushes every few seconds)."""
         from ..catalog import runs as run_queries
