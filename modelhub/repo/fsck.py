@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import Literal
 
 from ..storage.errors import CorruptBlobError, MissingBlobError, StorageError
 from ..storage import tensors as codec
@@ -24,8 +25,9 @@ from .records import Record
 
 @dataclass(frozen=True)
 class FsckProblem(Record):
-    severity: str      # error | warning
-    kind: str          # missing_blob, corrupt_blob, dangling_ref, bad_tensor, orphan_blob, temp_file, stale_row
+    severity: Literal["error", "warning"]
+    kind: Literal["missing_blob", "corrupt_blob", "dangling_ref", "bad_tensor", "orphan_blob", "temp_file",
+                  "stale_row", "stale_hot_copy", "bad_hot_copy"]
     subject: str       # blob / tensor / row identifier
     detail: str
     versions: tuple[str, ...] = ()   # refs of the versions affected
