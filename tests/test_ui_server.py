@@ -136,6 +136,7 @@ def test_runs_pages_show_state_failures_and_live_curves(ui_repo):
     root, runs = ui_repo
     html = page(root, "/runs")
     states = dict(re.findall(r'<tr data-run="([0-9a-f]+)">.*?<span class="state (\w+)"', html, re.S))
+    assert re.search(rf'<tr data-run="{runs["finished"]}">.*?>lenet@2</a></td></tr>', html, re.S)
     assert states == {runs["finished"]: "finished", runs["failed"]: "failed", runs["unfinished"]: "unfinished"}
     failed = page(root, f"/run/{runs['failed'][:8]}")
     assert "ValueError: NaN loss at step 1" in failed
@@ -228,3 +229,11 @@ def test_serve_reports_a_port_in_use(ui_repo):
         port = taken.getsockname()[1]
         with pytest.raises(InputError, match=f"cannot listen on 127.0.0.1:{port}"):
             server.serve(root, port=port, announce=lambda line: None)
+
+
+def test_an_empty_repository_has_pages_too(tmp_path):
+    modelhub.init_repo(tmp_path / "empty")
+    for status, html in fetch(tmp_path / "empty", "/", "/runs", "/lineage", "/stats"):
+        assert status == 200
+        assert "Traceback" not in html
+    assert "0 version(s)" in page(tmp_path / "empty", "/") and "no models yet" in page(tmp_path / "empty", "/lineage")

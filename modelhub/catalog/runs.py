@@ -44,6 +44,7 @@ class RunRow:
     n_snapshots: int = 0
     last_step: int | None = None
     metric_names: tuple[str, ...] = field(default_factory=tuple)
+    version_ref: str | None = None   # NAME@N of version_id
 
     @property
     def state(self) -> str:
@@ -65,6 +66,7 @@ class RunRow:
             "heartbeat_at": self.heartbeat_at.isoformat(),
             "ended_at": self.ended_at.isoformat() if self.ended_at else None, "version_id": self.version_id,
             "n_snapshots": self.n_snapshots, "last_step": self.last_step, "metrics": list(self.metric_names),
+            "version_ref": self.version_ref,
         }
 
 
@@ -212,7 +214,8 @@ def _select(con, where: str, params: list) -> list[RunRow]:
         f"SELECT {', '.join('r.' + c.strip() for c in _COLS.split(','))}, "
         "(SELECT count(*) FROM run_snapshots s WHERE s.run_id = r.id), "
         "(SELECT max(step) FROM run_metrics m WHERE m.run_id = r.id), "
-        "(SELECT list(DISTINCT name ORDER BY name) FROM run_metrics m WHERE m.run_id = r.id) "
+        "(SELECT list(DISTINCT name ORDER BY name) FROM run_metrics m WHERE m.run_id = r.id), "
+        "(SELECT v.model || '@' || v.seq FROM versions v WHERE v.id = r.version_id) "
         f"FROM runs r {where} ORDER BY r.started_at DESC, r.id", params,
     ).fetchall()
     return [
@@ -221,7 +224,7 @@ def _select(con, where: str, params: list) -> list[RunRow]:
             parents=None if r[4] is None else tuple(json.loads(r[4])), hparams=json.loads(r[5]),
             environment=json.loads(r[6]), graph_json=r[7], message=r[8], host=r[9], pid=int(r[10]),
             started_at=r[11], heartbeat_at=r[12], ended_at=r[13], version_id=r[14], n_snapshots=int(r[15]),
-            last_step=None if r[16] is None else int(r[16]), metric_names=tuple(r[17] or ()),
+            last_step=None if r[16] is None else int(r[16]), metric_names=tuple(r[17] or ()), version_ref=r[18],
         )
         for r in rows
     ]

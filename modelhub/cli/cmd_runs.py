@@ -42,7 +42,7 @@ def run(args, ui) -> int:
     ui.table(
         ["run", "model", "state", "started", "last step", "snapshots", "version", "note"],
         [(r.short_id, r.model, r.state, r.started_at, "-" if r.last_step is None else r.last_step, r.n_snapshots,
-          (r.version_id or "-")[:12], r.status_message or "")
+          r.version_ref or "-", r.status_message or "")
          for r in runs],
         align_right=(4, 5),
     )
