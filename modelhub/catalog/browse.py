@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any, Sequence
 
 from . import runs as run_queries
+from . import versions as version_queries
 from .runs import RunRow
 
 
@@ -131,8 +132,7 @@ def version_page(con, version_id: str) -> VersionPage:
         "SELECT s.name, t.dtype, t.shape, t.nbytes, s.tensor_hash FROM snapshot_tensors s "
         "JOIN tensor_data t USING (tensor_hash) WHERE s.version_id = ? AND s.snap = ? ORDER BY s.ord",
         [version_id, last]).fetchall())
-    hparams = {k: json.loads(v) for k, v in con.execute(
-        "SELECT key, value_json FROM hparams WHERE version_id = ? ORDER BY key", [version_id]).fetchall()}
+    hparams = version_queries.hparams(con, version_id)
     metrics = tuple(MetricSummary(r[0], int(r[1]), int(r[2]), r[3], r[4], r[5]) for r in con.execute(
         "SELECT name, count(*), max(step), arg_max(value, step), min(value), max(value) FROM metrics "
         "WHERE version_id = ? GROUP BY name ORDER BY name", [version_id]).fetchall())
@@ -163,7 +163,7 @@ def metric_series(con, version_ids: Sequence[str]) -> dict[str, dict[str, list[t
 
 
 def model_names(con) -> list[str]:
-    return [r[0] for r in con.execute("SELECT name FROM models ORDER BY name").fetchall()]
+    return version_queries.model_names(con)
 
 
 def lineage(con, model: str) -> tuple[list[VersionRow], list[tuple[str, str]]]:

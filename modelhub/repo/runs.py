@@ -38,11 +38,13 @@ import torch
 from torch import nn
 
 from ..catalog import runs as q
+from ..catalog import versions as catalog_versions
 from ..catalog.runs import FAILED, FINISHED, RUNNING, RunRow
 from ..errors import InputError, RefError
 from ..netdef import Graph, capture
 from ..tensorio import as_state_dict, raw_to_tensor, tensor_to_raw
 from . import commit as commit_op
+from . import hotcopy
 from .reads import refresh_hot_copy, snapshot_entries, version_info
 from .records import VersionInfo
 from .refs import check_model_name, resolve
@@ -246,6 +248,7 @@ def commit_run(repo, ref: str, *, status: str = FINISHED, status_message: str | 
         raise InputError(f"a run ends as {FINISHED!r} or {FAILED!r}, not {status!r}")
     if message is not None:
         message = commit_op.check_message(message)
+    hotcopy.max_bytes()  # a malformed DLV_HOT_MAX_BYTES is refused before anything is written
     with repo.catalog.write() as con:
         row = _unfinished(con, ref, "commit") if replay_journal else q.get_run(con, ref)
         if replay_journal:
@@ -277,7 +280,7 @@ def commit_run(repo, ref: str, *, status: str = FINISHED, status_message: str | 
             q.end_run(con, row.id, status=status, status_message=status_message, version_id=vid, now=now)
             info = version_info(con, vid)
             entries = snapshot_entries(con, vid)
-            siblings = {v.id for v in _versions_of(con, row.model)}
+            siblings = catalog_versions.ids_of_model(con, row.model)
     if info is not None:
         refresh_hot_copy(repo.hot, info.id, entries, states[-1], siblings)
     _journal_path(repo, row.id).unlink(missing_ok=True)   # the catalog holds every point now
@@ -324,11 +327,6 @@ def _replay_journal(con, repo, run_id: str) -> None:
 
 def _journal_path(repo, run_id: str) -> Path:
     return repo.paths.dlv / "runs" / f"{run_id}.jsonl"
-
-
-def _versions_of(con, model: str):
-    from .reads import all_versions
-    return all_versions(con, model)
 
 
 def _default_message(row: RunRow, status: str, status_message: str | None) -> str:
