@@ -18,7 +18,6 @@ from ..repo.commit import default_author
 from ..repo.reads import version_info
 from ..repo.records import Record
 from ..repo.refs import resolve
-from ..repo.tensorstore import storage_errors
 from .export import ancestors, export_versions
 from .progress import NULL_PROGRESS, Progress
 from .segments import encode_segment
@@ -77,8 +76,7 @@ def publish(repo, remote: RemoteStore, refs: Sequence[str] = (), *, repair: bool
     skipped = [b for b in sizes if b not in missing_set]
 
     def upload(blob: str) -> None:
-        with storage_errors():
-            data = repo.store.get(blob)  # verified: a corrupt local blob is never published
+        data = repo.store.get(blob)  # verified: a corrupt local blob is never published
         if len(data) != sizes[blob]:
             raise IntegrityError(f"local object {blob[:16]} has {len(data)} bytes but the catalog says {sizes[blob]}; run `dlv fsck`")
         remote.put_blob(blob, data)

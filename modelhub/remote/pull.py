@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from ..repo.reads import version_info
 from ..repo.records import Record
 from ..repo.refs import resolve
-from ..repo.tensorstore import load_tensor, storage_errors
+from ..repo.tensorstore import load_tensor
 from .export import ancestors, blobs_of, export_versions
 from .importer import import_export
 from .progress import NULL_PROGRESS, Progress
@@ -77,8 +77,7 @@ def pull(repo, remote: RemoteStore, ref: str, *, progress: Progress = NULL_PROGR
 
     def fetch(blob: str) -> None:
         data = remote.get_blob(blob, sizes[blob])  # size and hash checked before anything is stored
-        with storage_errors():
-            repo.store.put(data)
+        repo.store.put(data)
         task.advance(len(data))
 
     with progress.task(f"pull from {remote.name}", sum(sizes[b] for b in missing)) as task:
@@ -91,8 +90,7 @@ def pull(repo, remote: RemoteStore, ref: str, *, progress: Progress = NULL_PROGR
         for blob in needed:
             if not repo.store.has(blob):
                 data = remote.get_blob(blob, sizes[blob])
-                with storage_errors():
-                    repo.store.put(data)
+                repo.store.put(data)
         result = import_export(con, export, f"remote {remote.name}")
         for th in result.new_tensors:
             load_tensor(con, repo.store, th)  # decodes and checks the tensor hash; failure rolls back

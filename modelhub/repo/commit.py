@@ -25,7 +25,7 @@ from ..errors import InputError, WeightsError
 from ..netdef import Graph, capture
 from ..tensorio import as_state_dict, tensor_to_raw
 from .refs import check_model_name, resolve
-from .tensorstore import put_blob, storage_errors, store_tensors
+from .tensorstore import put_blob, store_tensors
 
 #: default for ``parent``: the latest version of the committed model, if any (as a
 #: git commit's parent is the branch head). Pass ``parent=()`` to start a new lineage.
@@ -274,9 +274,8 @@ def write_commit(con: duckdb.DuckDBPyConnection, store, req: CommitRequest) -> s
                                            for i, (tname, th) in enumerate(entries)])
     staged = con.execute("SELECT path, blob_hash, size FROM staged ORDER BY path").fetchall()
     attached = {p: (h, s) for p, h, s in staged}
-    with storage_errors():
-        for path, data in req.files:
-            attached[path] = (put_blob(con, store, data), len(data))
+    for path, data in req.files:
+        attached[path] = (put_blob(con, store, data), len(data))
     for path, (blob_hash, size) in sorted(attached.items()):
         con.execute("INSERT INTO files VALUES (?, ?, ?, ?)", [version_id, path, blob_hash, size])
     con.execute("DELETE FROM staged")

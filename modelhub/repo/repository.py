@@ -20,7 +20,7 @@ from ..catalog import Catalog
 from ..catalog.db import RECOVERY_HINT
 from ..errors import CatalogCorruptError, InputError, RepoError, WeightsError
 from ..netdef import Graph, rebuild
-from ..storage.objects import ObjectStore
+from ..storage_boundary import BlobStore
 from . import commit as commit_op
 from .describe import describe
 from .diff import diff_versions
@@ -33,7 +33,7 @@ from .reads import (all_versions, hparams_of, load_state_dict, refresh_hot_copy,
 from .records import Checkout, ModelSummary, RepoStats, VersionDescription, VersionDiff, VersionInfo
 from .refs import check_model_name, resolve
 from .stats import repo_stats
-from .tensorstore import put_blob, storage_errors
+from .tensorstore import put_blob
 
 
 class Repo:
@@ -45,7 +45,7 @@ class Repo:
                     f"the catalog {self.paths.catalog} is missing; {RECOVERY_HINT}")
             raise RepoError(f"{self.paths.root} is not a dlv repository (no .dlv/catalog.duckdb); run `dlv init {self.paths.root}`")
         self.catalog = Catalog(self.paths.catalog, self.paths.lock)
-        self.store = ObjectStore(self.paths.objects)
+        self.store = BlobStore(self.paths.objects)
         self.hot = HotCopies(self.paths.hot)
         self.catalog.ensure_schema()
 
@@ -116,7 +116,7 @@ class Repo:
         if not files:
             raise InputError("nothing to add; name one or more files")
         now = datetime.now(timezone.utc).replace(tzinfo=None)
-        with self.catalog.write() as con, storage_errors():
+        with self.catalog.write() as con:
             for path, data in files:
                 blob_hash = put_blob(con, self.store, data)
                 con.execute("INSERT OR REPLACE INTO staged VALUES (?, ?, ?, ?)", [path, blob_hash, len(data), now])
@@ -233,8 +233,7 @@ class Repo:
         with self.catalog.read() as con:
             vid = resolve(con, ref)
             rows = con.execute("SELECT path, blob_hash FROM files WHERE version_id = ? ORDER BY path", [vid]).fetchall()
-            with storage_errors():
-                return {p: self.store.get(h) for p, h in rows}
+            return {p: self.store.get(h) for p, h in rows}
 
     # -- datasets and evaluation (engine; see docs/ENGINE.md) -------------------------
     def data_add(self, name: str, files, *, message: str = ""):
