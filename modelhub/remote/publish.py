@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from ..catalog import SCHEMA_VERSION
+from ..catalog.remotes import version_ids_by_creation
 from ..errors import IntegrityError
 from ..repo.commit import default_author
 from ..repo.reads import version_info
@@ -53,7 +54,7 @@ def publish(repo, remote: RemoteStore, refs: Sequence[str] = (), *, repair: bool
         if refs:
             roots = [resolve(con, r) for r in refs]
         else:
-            roots = [r[0] for r in con.execute("SELECT id FROM versions ORDER BY created_at, model, seq").fetchall()]
+            roots = version_ids_by_creation(con)
         closure = ancestors(con, roots)
     remote.ensure_header()
     index = read_index(remote, progress, allow_new=True)
