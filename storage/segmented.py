@@ -30,6 +30,7 @@ Manifest (JSON, stored in the catalog)::
 """
 from __future__ import annotations
 
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -68,6 +69,15 @@ def _decode_pool() -> ThreadPoolExecutor:
         if _POOL is None:
             _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="storage-zstd")
         return _POOL
+
+
+def _forget_pool_in_child() -> None:
+    # A forked child inherits the pool object but not its threads: it builds its own on demand.
+    global _POOL, _POOL_LOCK
+    _POOL, _POOL_LOCK = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool_in_child)
 
 
 @dataclass(frozen=True)

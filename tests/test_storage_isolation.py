@@ -43,6 +43,12 @@ _ISOLATED = textwrap.dedent("""
     blobs = dict(zip(enc.manifest["segments"], enc.blobs))
     assert decode_tensor(enc.manifest, blobs.__getitem__, len(raw)) == raw
     print("threads", threads_before == threads_after, threads_before, threads_after)
+    print("pool", sorted({t.name.rsplit("_", 1)[0] for t in threading.enumerate()}))
+    import os
+    pid = os.fork()
+    if pid == 0:   # the child inherits the pool object, not its threads: its decode must still finish
+        os._exit(0 if decode_tensor(enc.manifest, blobs.__getitem__, len(raw)) == raw else 1)
+    print("child exit", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
     print("modelhub", sorted(m for m in sys.modules if m == "modelhub" or m.startswith("modelhub.")))
 """)
 
@@ -62,6 +68,11 @@ def test_storage_imports_and_works_with_modelhub_unimportable() -> None:
 def test_importing_storage_starts_no_threads() -> None:
     threads = next(line for line in _run_isolated() if line.startswith("threads"))
     assert threads.startswith("threads True"), threads
+
+
+def test_decode_threads_start_on_the_first_large_decode_and_a_forked_child_starts_its_own() -> None:
+    lines = _run_isolated()
+    assert "pool ['MainThread', 'storage-zstd']" in lines and "child exit 0" in lines
 
 
 def _storage_imports(path: Path) -> set[str]:
