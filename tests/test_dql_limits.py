@@ -16,9 +16,9 @@ from modelhub.dql import BindError, DQLSyntaxError, execute, parse, plan_text
 from modelhub.dql import executor
 from modelhub.dql import plan as P
 from modelhub.dql.parser import MAX_NESTING
-from modelhub.dql.reference import ReferenceCatalog, run_select
+from dqlref.reference import ReferenceCatalog, run_select
 from modelhub.dql.sqlgen import SqlContext, compile_select
-from modelhub.dql.synthetic import generate
+from dqlref.synthetic import generate
 
 BIG = "99999999999999999999"
 INT_RANGE = "from 0 to 9223372036854775807"
