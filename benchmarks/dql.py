@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT / "tests"))     # the catalog generator is test-only
 from dqlref.synthetic import generate                       # noqa: E402
 from modelhub.dql import execute, parse                    # noqa: E402
 from modelhub.dql.binder import bind                        # noqa: E402
-from modelhub.dql.sqlgen import SqlContext, compile_select  # noqa: E402
+from modelhub.dql.lowering import select_sql                # noqa: E402
 from modelhub.dql.vocabulary import Vocabulary              # noqa: E402
 from modelhub.netdef.graph import Graph                     # noqa: E402
 
@@ -93,10 +93,10 @@ def main() -> None:
             stmt = parse(SELECT_Q)
             with catalog.read() as con:
                 plan = bind(stmt, Vocabulary.load(con), SELECT_Q)
-            compile_select(plan, {}, SqlContext(), "rows")
+            select_sql(plan)
 
         def front_end_no_catalog() -> None:
-            compile_select(bind(parse(SELECT_Q), Vocabulary.empty(), SELECT_Q), {}, SqlContext(), "rows")
+            select_sql(bind(parse(SELECT_Q), Vocabulary.empty(), SELECT_Q))
 
         report: dict = {"versions": n, "runs": runs, "generate_s": round(gen_s, 2)}
         with catalog.read() as con:

@@ -1,8 +1,9 @@
 """Bound expressions and logical plan nodes (frozen dataclasses).
 
-The binder turns AST paths into these typed values; the SQL compiler
-(:mod:`.sqlgen`), the graph evaluator (:mod:`.graphs`) and the pure-Python
-reference evaluator (:mod:`.reference`) all read the same plan.
+The binder turns AST paths into these typed values; :mod:`.lowering` maps
+select plans onto the catalog's selection terms (the catalog writes the SQL),
+the graph evaluator (:mod:`.graphs`) and the pure-Python reference evaluator
+(tests/dqlref/reference.py) all read the same plan.
 """
 from __future__ import annotations
 

@@ -4,9 +4,26 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from enum import Enum
 from typing import Any, Iterator
 
 from ..netdef.graph import Graph
+
+
+class ResultKind(str, Enum):
+    """Which statement produced a result. A str, so ``result.kind == "select"`` and JSON
+    output keep working; printed, it is its value."""
+    SELECT = "select"
+    SLICE = "slice"
+    CONSTRUCT = "construct"
+    EVALUATE = "evaluate"
+    EXPLAIN = "explain"
+    SAVE = "save"
+
+    def __str__(self) -> str:
+        return self.value
+
+    __format__ = str.__format__
 
 
 @dataclass(frozen=True)
@@ -16,14 +33,14 @@ class DerivedGraph:
     source_name: str
     source_seq: int
     graph: Graph
-    operation: str          # 'slice' | 'construct'
+    operation: ResultKind   # SLICE | CONSTRUCT
 
 
 @dataclass(frozen=True)
 class QueryResult:
     columns: tuple[str, ...]
     rows: tuple[tuple, ...]
-    kind: str = "select"    # select | slice | construct | evaluate | explain | save
+    kind: ResultKind = ResultKind.SELECT
     text: str = ""          # explain output or a one-line message
     graphs: tuple[DerivedGraph, ...] = ()
     spec: Any = None        # EvaluateSpec for evaluate
