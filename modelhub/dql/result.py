@@ -5,9 +5,12 @@ import json
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import Enum
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from ..netdef.graph import Graph
+
+if TYPE_CHECKING:
+    from ..engine.spec import EvaluateSpec
 
 
 class ResultKind(str, Enum):
@@ -43,7 +46,7 @@ class QueryResult:
     kind: ResultKind = ResultKind.SELECT
     text: str = ""          # explain output or a one-line message
     graphs: tuple[DerivedGraph, ...] = ()
-    spec: Any = None        # EvaluateSpec for evaluate
+    spec: EvaluateSpec | None = None                  # evaluate: what was run
     committed: tuple[str, ...] = field(default=())   # version ids created by --commit
     stats: tuple[dict, ...] = ()                      # evaluate: reuse statistics per dataset (engine ReuseStats)
 
