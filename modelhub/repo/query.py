@@ -7,7 +7,7 @@ network (same name and shape), new layers start from torch's initialization.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, Callable
+from typing import Any
 
 from ..dql import Progress, execute
 from ..dql.errors import ExecutionError
@@ -19,7 +19,7 @@ from .reads import hparams_of, load_state_dict, version_info
 
 
 def run_query(repo, text: str, *, commit: bool = False, name: str | None = None,
-              progress: Callable | None = None, storage_budget: int | None = None,
+              progress: Progress | None = None, storage_budget: int | None = None,
               backend: str | None = None, ray_address: str | None = None) -> QueryResult:
     def evaluate(spec: EvaluateSpec, progress: Progress | None) -> QueryResult:
         return run_evaluate(repo, spec, progress)
@@ -51,7 +51,7 @@ def run_evaluate(repo, spec: EvaluateSpec, progress: Progress | None) -> QueryRe
     """Run an `evaluate` statement's spec with the engine (train, keep the best, commit) and
     show what it did as a query result: one row per candidate."""
     try:
-        from .. import engine       # torch: only when a query trains
+        from .. import engine       # training code: loaded when a query trains, not for every query
     except ImportError as exc:
         raise ExecutionError(f"the engine that runs `evaluate` cannot be imported ({exc}); "
                              "use `explain evaluate ...` to see the candidates") from None
