@@ -17,7 +17,16 @@ from typing import Any, Union
 OPERATION_KINDS = ("call_module", "call_function", "call_method")
 
 
-class FieldKind(str, Enum):
+class _Word(str, Enum):
+    """A str-valued enum that prints as its value (SQL text is built from these)."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    __format__ = str.__format__
+
+
+class FieldKind(_Word):
     """How a version field compares: ``ID`` fields match by unique prefix (as refs do everywhere
     in dlv), ``TIME`` fields compare with literals cast to timestamps, ``PLAIN`` ones as they are."""
     PLAIN = "plain"
@@ -33,14 +42,14 @@ VERSION_FIELDS: dict[str, FieldKind] = {
 }
 
 
-class Aggregate(str, Enum):
+class Aggregate(_Word):
     """Which value of a metric series stands for the version (NaN counts as no value)."""
     LATEST = "latest"
     MAX = "max"
     MIN = "min"
 
 
-class Comparator(str, Enum):
+class Comparator(_Word):
     EQ = "=="
     NE = "!="
     LT = "<"

@@ -481,13 +481,13 @@ def _utc_time(val: str, where: str) -> str:
 _FLIP = {"==": "==", "!=": "!=", "<": ">", ">": "<", "<=": ">=", ">=": "<="}
 
 
-def _lit_kind(v: Any) -> str:
+def _lit_kind(v: Any) -> P.ValueType:
     if isinstance(v, bool):
         return P.BOOL
     if isinstance(v, str):
         return P.TEXT
     if v is None:
-        return "null"
+        return P.NULL
     return P.NUMBER
 
 
