@@ -23,7 +23,7 @@ from ..catalog.db import RECOVERY_HINT
 from ..catalog.files import StagedFile
 from ..errors import CatalogCorruptError, InputError, RepoError, WeightsError
 from ..netdef import Graph, rebuild
-from ..storage.objects import ObjectStore
+from ..storage_boundary import BlobStore
 from . import commit as commit_op
 from .describe import describe
 from .diff import diff_versions
@@ -36,7 +36,7 @@ from .reads import (all_versions, hparams_of, load_state_dict, refresh_hot_copy,
 from .records import Checkout, ModelSummary, RepoStats, VersionDescription, VersionDiff, VersionInfo
 from .refs import check_model_name, resolve
 from .stats import repo_stats
-from .tensorstore import put_blob, storage_errors
+from .tensorstore import put_blob
 
 
 class Repo:
@@ -48,7 +48,7 @@ class Repo:
                     f"the catalog {self.paths.catalog} is missing; {RECOVERY_HINT}")
             raise RepoError(f"{self.paths.root} is not a dlv repository (no .dlv/catalog.duckdb); run `dlv init {self.paths.root}`")
         self.catalog = Catalog(self.paths.catalog, self.paths.lock)
-        self.store = ObjectStore(self.paths.objects)
+        self.store = BlobStore(self.paths.objects)
         self.hot = HotCopies(self.paths.hot)
         self.catalog.ensure_schema()
 
@@ -119,7 +119,7 @@ class Repo:
         if not files:
             raise InputError("nothing to add; name one or more files")
         now = datetime.now(timezone.utc).replace(tzinfo=None)
-        with self.catalog.write() as con, storage_errors():
+        with self.catalog.write() as con:
             for path, data in files:
                 blob_hash = put_blob(con, self.store, data)
                 catalog_files.stage_file(con, StagedFile(path, blob_hash, len(data), now))
@@ -231,8 +231,7 @@ class Repo:
         with self.catalog.read() as con:
             vid = resolve(con, ref)
             files = catalog_files.version_files(con, vid)
-            with storage_errors():
-                return {f.path: self.store.get(f.blob_hash) for f in files}
+            return {f.path: self.store.get(f.blob_hash) for f in files}
 
     # -- training runs (repo/runs.py; see docs/RUNS.md) --------------------------------
     def run(self, name: str, *, hparams: Mapping[str, Any] | None = None,
