@@ -25,7 +25,7 @@ from .errors import ConfigError, SplitError
 from .extract import ChunkWriter, Collector, ExtractionStats, batch_size_for, extract
 from .features import FeatureStore
 from .fingerprint import input_fingerprint, stage_fingerprint
-from .planner import Plan, PlanCosts, PlanNode, solve
+from .planner import ExtractionPlan, PlanCosts, PlanNode, solve
 from .profile import DiskThroughput, NodeProfile, measure_disk, profile_tree
 from .spec import KeepRule
 from .train import CandidateTrainer, frozen_layers, layer_of, lower_is_better, metric_name, stage_layers
@@ -83,7 +83,7 @@ class ReuseStats:
 class SelectionResult:
     outcomes: tuple[CandidateOutcome, ...]
     reuse: ReuseStats
-    plan: Plan
+    plan: ExtractionPlan
 
     def best(self, metric: str = "loss") -> CandidateOutcome:
         name = metric_name(metric)
@@ -263,7 +263,7 @@ def run_selection(candidates: list[CandidateModel], data: DataView, *, store: Fe
         raise ConfigError(f"materialize must be auto, all or none, got {materialize!r}")
     if store is not None and materialize == "all":
         every = frozenset(k for k in tree.nodes if tree.nodes[k].parent)
-        plan = Plan(every, 0.0, 0.0, sum(n * prof[k].bytes_per_record for k in every))
+        plan = ExtractionPlan(every, 0.0, 0.0, sum(n * prof[k].bytes_per_record for k in every))
     elif store is not None and materialize == "auto":
         disk = _cached_disk(store)
         plan = solve(plan_nodes, PlanCosts(disk.read_bytes_per_s, disk.write_bytes_per_s, n,
