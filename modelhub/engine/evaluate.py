@@ -19,17 +19,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from .backend import BackendOptions, open_executor, resolve_backend
+from .backend import open_executor, resolve_backend
 from .chain import split_into_stages
 from .config import AUTO, EvalConfig, LayerRule, build_config, load_config_file
 from .data import DataView, Preprocessing
 from .errors import ConfigError, DatasetError
+from .executor import BackendOptions
 from .features import ChunkInfo, FeatureStore
 from .fsstore import is_url, open_feature_store
 from .selection import CandidateModel, SelectionResult, pick_device, run_selection
 from .spec import ORIGIN_EVALUATE, ORIGIN_KEY, EvaluateSpec, overrides_text
 from .stored_prefix import StoredStart, find_stored_prefix, float32_exact, record_prefixes
-from .train import evaluate_stages
 
 
 @dataclass(frozen=True)
@@ -349,12 +349,7 @@ def evaluate_version(repo, ref: str, data: str, *, split: str = "val", loss: str
     view.check_preprocessing(pre, cfg.augment)
     stages = split_into_stages(module, view.example(pre))
     opts = resolve_backend(backend, address=ray_address, config_value=cfg.backend, config_address=cfg.ray_address)
-    executor = open_executor(opts)
-    if executor is not None:    # outputs from the cluster; loss and accuracy in the same batches here
-        out = executor.infer(stages, x).to(device)
-        m = evaluate_stages([], out, y, cfg, device)
-    else:
-        m = evaluate_stages(stages, x, y, cfg, device)
+    m = open_executor(opts).evaluate(stages, x, y, cfg, device)
     metrics = {("loss" if k == "val_loss" else "accuracy" if k == "val_accuracy" else k): v for k, v in m.items()}
     return EvalReport(co.version.ref, co.version.id, view.meta.get("ref", view.name), split, len(idx), metrics)
 
