@@ -20,7 +20,8 @@ from .reads import hparams_of, load_state_dict, version_info
 def run_query(repo, text: str, *, commit: bool = False, name: str | None = None,
               progress: Callable | None = None, storage_budget: int | None = None,
               backend: str | None = None, ray_address: str | None = None) -> QueryResult:
-    result = execute(text, repo.catalog, repo=repo, progress=progress, storage_budget=storage_budget,
+    from .engine_access import engine_access    # evaluate's view of the repository (engine/access.py)
+    result = execute(text, repo.catalog, repo=engine_access(repo), progress=progress, storage_budget=storage_budget,
                      backend=backend, ray_address=ray_address)
     if not commit:
         return result
