@@ -135,6 +135,21 @@ class _Prepared:
 
 
 @dataclass(frozen=True, eq=False)
+class _Run:
+    """What every stage of one run_selection call works with."""
+    data: DataView
+    store: FeatureStore | None
+    feature_dtype: str
+    device: torch.device
+    executor: Executor
+    emit: Progress
+
+    @property
+    def itemsize(self) -> int:
+        return np.dtype(self.feature_dtype).itemsize
+
+
+@dataclass(frozen=True, eq=False)
 class _Split:
     """One train/validation split for all candidates (heads compare on the same records)."""
     train_idx: torch.Tensor
@@ -217,19 +232,16 @@ def run_selection(candidates: list[CandidateModel], data: DataView, *, store: Fe
     """
     if not candidates:
         raise ConfigError("there are no candidates to evaluate; check the sub-query and the vary grid")
-    device = device or pick_device(candidates[0].config.device)
-    emit = progress or (lambda *a, **k: None)
-    executor = open_executor(resolve_backend(backend))
+    run = _Run(data, store, feature_dtype, device or pick_device(candidates[0].config.device),
+               open_executor(resolve_backend(backend)), progress or (lambda *a, **k: None))
     split = _split(candidates, data)
-    graph = _prefix_graph(candidates, data, store, feature_dtype, split, device, emit)
-    itemsize = np.dtype(feature_dtype).itemsize
-    prof = _cached_profile(store, graph.tree, data, device, itemsize)
-    plan = _plan(graph, prof, data.n, store, materialize, storage_budget, memory_cache)
-    emit("plan", plan=plan, nodes=len(graph.tree.nodes))
-    done = _materialize(graph, plan, prof, executor, data, store, feature_dtype, device, memory_budget,
-                        extraction_batch_size, chunk_records, emit)
-    trained = _train(graph, done, executor, data, store, split, keep, device, itemsize, memory_cache, emit)
-    return _report(graph, plan, done, trained, executor, store, data.n)
+    graph = _prefix_graph(run, candidates, split)
+    prof = _cached_profile(store, graph.tree, data, run.device, run.itemsize)
+    plan = _plan(run, graph, prof, materialize, storage_budget, memory_cache)
+    run.emit("plan", plan=plan, nodes=len(graph.tree.nodes))
+    done = _materialize(run, graph, plan, prof, memory_budget, extraction_batch_size, chunk_records)
+    trained = _train(run, graph, done, split, keep, memory_cache)
+    return _report(run, graph, plan, done, trained)
 
 
 def _split(candidates: list[CandidateModel], data: DataView) -> _Split:
@@ -249,10 +261,10 @@ def _split(candidates: list[CandidateModel], data: DataView) -> _Split:
     return _Split(torch.from_numpy(train_idx), torch.from_numpy(val_idx))
 
 
-def _prefix_graph(candidates: list[CandidateModel], data: DataView, store: FeatureStore | None,
-                  feature_dtype: str, split: _Split, device: torch.device, emit: Progress) -> _PrefixGraph:
+def _prefix_graph(run: _Run, candidates: list[CandidateModel], split: _Split) -> _PrefixGraph:
     """Stage 1: cut each candidate into stages, add its frozen prefix to one tree, and compress
     the tree to the nodes that matter."""
+    data, store, feature_dtype, device = run.data, run.store, run.feature_dtype, run.device
     tree = PrefixTree()
     prepared: list[_Prepared] = []
     warnings: list[str] = []
@@ -267,7 +279,7 @@ def _prefix_graph(candidates: list[CandidateModel], data: DataView, store: Featu
             stages = split_into_stages(model, data.example(pre))
         except SplitError as exc:   # it still trains, without reuse: say why
             warnings.append(f"candidate {cand.cid}: {exc}")
-            emit("warning", message=warnings[-1])
+            run.emit("warning", message=warnings[-1])
             stages = whole_network(model, data.layout)
         frozen = frozen_layers(model, cand.config)
         p = frozen_prefix_length(stages, cand.config, frozen)
@@ -297,10 +309,10 @@ def _prefix_graph(candidates: list[CandidateModel], data: DataView, store: Featu
     return _PrefixGraph(tree, prepared, stored, prefix_nodes, warnings)
 
 
-def _plan(graph: _PrefixGraph, prof: dict[str, NodeProfile], n: int, store: FeatureStore | None,
-          materialize: str, storage_budget: int | None, memory_cache: int) -> ExtractionPlan:
+def _plan(run: _Run, graph: _PrefixGraph, prof: dict[str, NodeProfile], materialize: str,
+          storage_budget: int | None, memory_cache: int) -> ExtractionPlan:
     """Stage 2: which prefix nodes to store, from the measured stage costs and the heads' demand."""
-    tree, stored = graph.tree, graph.stored
+    tree, stored, store, n = graph.tree, graph.stored, run.store, run.data.n
     demand: dict[str, int] = {}
     for pr in graph.prepared:
         if not pr.cand.config.augment.active:
@@ -319,14 +331,12 @@ def _plan(graph: _PrefixGraph, prof: dict[str, NodeProfile], n: int, store: Feat
     return solve(plan_nodes, PlanCosts(1e9, 1e9, n, 0, memory_cache))
 
 
-def _materialize(graph: _PrefixGraph, plan: ExtractionPlan, prof: dict[str, NodeProfile], executor: Executor,
-                 data: DataView, store: FeatureStore | None, feature_dtype: str, device: torch.device,
-                 memory_budget: int, extraction_batch_size: int | None, chunk_records: int,
-                 emit: Progress) -> _Materialized:
+def _materialize(run: _Run, graph: _PrefixGraph, plan: ExtractionPlan, prof: dict[str, NodeProfile],
+                 memory_budget: int, extraction_batch_size: int | None, chunk_records: int) -> _Materialized:
     """Stage 3: one staged extraction pass per root and starting record for the nodes the plan
     stores and the store does not hold yet."""
     t0 = time.perf_counter()
-    tree, stored, n = graph.tree, graph.stored, data.n
+    tree, stored, store, feature_dtype, n = graph.tree, graph.stored, run.store, run.feature_dtype, run.data.n
     stats = ExtractionStats()
     act = max((prof[k].activation_bytes for k in tree.nodes), default=4)
     xbs = extraction_batch_size or batch_size_for(act, memory_budget)
@@ -338,18 +348,18 @@ def _materialize(graph: _PrefixGraph, plan: ExtractionPlan, prof: dict[str, Node
                 if tree.nodes[k].root == root and stored[k] < n:
                     by_lo.setdefault(stored[k], set()).add(k)
             for lo, targets in sorted(by_lo.items()):
-                emit("extract", nodes=len(targets), records=n - lo)
-                executor.extract(tree, targets, data, lo, n, store=store, dtype=feature_dtype, batch_size=xbs,
-                                 chunk_records=chunk_records, stats=stats, available=available, device=device)
+                run.emit("extract", nodes=len(targets), records=n - lo)
+                run.executor.extract(tree, targets, run.data, lo, n, store=store, dtype=feature_dtype,
+                                     batch_size=xbs, chunk_records=chunk_records, stats=stats, available=available,
+                                     device=run.device)
                 xbs = stats.last_batch_size or xbs
         for k in plan.materialize:
             available[k] = feature_dtype
     return _Materialized(available, stats, xbs, time.perf_counter() - t0)
 
 
-def _train(graph: _PrefixGraph, done: _Materialized, executor: Executor, data: DataView,
-           store: FeatureStore | None, split: _Split, keep: KeepRule | None, device: torch.device,
-           itemsize: int, memory_cache: int, emit: Progress) -> _Trained:
+def _train(run: _Run, graph: _PrefixGraph, done: _Materialized, split: _Split, keep: KeepRule | None,
+           memory_cache: int) -> _Trained:
     """Stage 4: heads grouped by the node they read, each group trained in one pass per epoch;
     with a keep rule, every candidate trains to ``keep.after`` steps, the best ``keep.k`` go on."""
     t0 = time.perf_counter()
@@ -361,14 +371,14 @@ def _train(graph: _PrefixGraph, done: _Materialized, executor: Executor, data: D
                                                       pr.cand.config.seed))
         group.trainers[pr.cand.cid] = pr.trainer
     groups = list(by_key.values())
-    labels = data.labels(graph.prepared[0].cand.config.loss)
-    features = GroupFeatures(graph.tree, data, store, done.available, done.batch_size, device, split.train_idx,
-                             split.val_idx, labels[split.train_idx], labels[split.val_idx], itemsize,
-                             memory_cache)
+    labels = run.data.labels(graph.prepared[0].cand.config.loss)
+    features = GroupFeatures(graph.tree, run.data, run.store, done.available, done.batch_size, run.device,
+                             split.train_idx, split.val_idx, labels[split.train_idx], labels[split.val_idx],
+                             run.itemsize, memory_cache)
     alive = {pr.cand.cid for pr in graph.prepared}
     pruned: frozenset[str] = frozenset()
     if keep is not None and keep.k < len(graph.prepared):
-        executor.train(groups, features, alive, keep.after, emit)
+        run.executor.train(groups, features, alive, keep.after, run.emit)
         for g in groups:
             _, val = features.of(g)
             for trainer in g.trainers.values():
@@ -378,14 +388,15 @@ def _train(graph: _PrefixGraph, done: _Materialized, executor: Executor, data: D
         ranked = sorted(graph.prepared, key=lambda pr: sign * pr.trainer.latest(name))
         pruned = frozenset(pr.cand.cid for pr in ranked[keep.k:])
         alive -= pruned
-        emit("keep", kept=sorted(alive), pruned=sorted(pruned))
-    executor.train(groups, features, alive, None, emit)
+        run.emit("keep", kept=sorted(alive), pruned=sorted(pruned))
+    run.executor.train(groups, features, alive, None, run.emit)
     return _Trained(groups, features, pruned, time.perf_counter() - t0)
 
 
-def _report(graph: _PrefixGraph, plan: ExtractionPlan, done: _Materialized, trained: _Trained,
-            executor: Executor, store: FeatureStore | None, n: int) -> SelectionResult:
+def _report(run: _Run, graph: _PrefixGraph, plan: ExtractionPlan, done: _Materialized,
+            trained: _Trained) -> SelectionResult:
     """Stage 5: each candidate's outcome and what reuse saved."""
+    store, n = run.store, run.data.n
     outcomes = []
     for pr in graph.prepared:
         t = pr.trainer
@@ -396,7 +407,7 @@ def _report(graph: _PrefixGraph, plan: ExtractionPlan, done: _Materialized, trai
         outcomes.append(CandidateOutcome(
             pr.cand.cid, "pruned" if pr.cand.cid in trained.pruned else "finished", latest, tuple(t.series),
             t.step, t.epoch, pr.frozen, pr.boundary, pr.model, tuple(t.snapshots), t.step_seconds))
-    remote = executor.stats()
+    remote = run.executor.stats()
     recomputed = trained.features.recomputed
     reuse = ReuseStats(
         prefix_nodes=graph.prefix_nodes,
@@ -411,7 +422,7 @@ def _report(graph: _PrefixGraph, plan: ExtractionPlan, done: _Materialized, trai
         fused_groups=tuple(len(g.trainers) for g in trained.groups),
         extraction_batch_size=done.batch_size, oom_backoffs=done.stats.oom_backoffs + recomputed.oom_backoffs,
         planned_s=plan.estimated_s, recompute_s=plan.recompute_s,
-        backend=executor.name, workers=remote.workers,
+        backend=run.executor.name, workers=remote.workers,
         extract_s=done.seconds, train_s=trained.seconds, warnings=tuple(graph.warnings),
     )
     return SelectionResult(tuple(outcomes), reuse, plan)
