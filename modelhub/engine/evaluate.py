@@ -29,7 +29,7 @@ from .executor import BackendOptions
 from .features import ChunkInfo, FeatureStore
 from .fsstore import is_url, open_feature_store
 from .selection import CandidateModel, SelectionResult, pick_device, run_selection
-from .spec import ORIGIN_EVALUATE, ORIGIN_KEY, EvaluateSpec, overrides_text
+from .spec import ORIGIN_EVALUATE, ORIGIN_KEY, Candidate, EvaluateSpec, overrides_text
 from .stored_prefix import NoStoredStart, StoredStart, find_stored_prefix, float32_exact, record_prefixes
 
 
@@ -213,7 +213,8 @@ def run_evaluate(access: RepositoryAccess, spec: EvaluateSpec, progress: Callabl
         raw["storage_budget"] = spec.storage_budget
     emit = _progress_printer(progress)
     data_cache: dict[str, DataView] = {}
-    groups: dict[str, list[tuple[CandidateModel, Any, Any]]] = {}
+    # dataset -> (candidate network and config, its spec entry, (source checkout, overrides text))
+    groups: dict[str, list[tuple[CandidateModel, Candidate, tuple[SourceVersion, str]]]] = {}
     checkouts: dict[str, SourceVersion] = {}   # one checkout per source version, shared by its candidates
     for i, cand in enumerate(spec.candidates):
         co = checkouts.get(cand.version_id) or checkouts.setdefault(cand.version_id, access.checkout(cand.version_id))
