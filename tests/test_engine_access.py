@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from helpers import tiny_cnn
-from modelhub.catalog.features import forget_materializations
+from modelhub.catalog.materializations import forget_all
 from modelhub.engine.access import RepositoryAccess
 from modelhub.engine.config import build_config
 from modelhub.engine.data import DataView
@@ -89,7 +89,7 @@ def test_feature_chunks_are_indexed_in_the_catalog_and_forgotten_by_gc(repo):
         rows = con.execute("SELECT prefix_hash, start_record, end_record, path, nbytes FROM materializations").fetchall()
     assert rows == [("p" * 40, 0, 8, "ab/x/r0.npy", 128)]
     with repo.catalog.write() as con:
-        forget_materializations(con)
+        forget_all(con)
     with repo.catalog.read() as con:
         assert con.execute("SELECT count(*) FROM materializations").fetchone()[0] == 0
 

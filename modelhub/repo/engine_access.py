@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from torch import nn
 
@@ -25,14 +25,14 @@ from ..netdef import Graph
 from .reads import snapshot_entries, version_graph
 from .tensorstore import tensor_rows
 
-if TYPE_CHECKING:   # the facade imports this module lazily (evaluate only): no import loop
-    from .repository import Repo
-
 
 class RepoEngineAccess:
-    """:class:`RepositoryAccess` over a Repo (one catalog scope per call)."""
+    """:class:`RepositoryAccess` over a Repo (one catalog scope per call).
 
-    def __init__(self, repo: "Repo") -> None:
+    ``repo`` is a :class:`modelhub.repo.repository.Repo`; this module does not import it, since
+    the Repo facade imports this one (Repo.eval, repo.query)."""
+
+    def __init__(self, repo) -> None:
         self._repo = repo
 
     # -- VersionWeights (progressive evaluation) ----------------------------------------
@@ -97,7 +97,7 @@ class RepoEngineAccess:
             record_materialization(con, row)
 
 
-def engine_access(repo: "Repo") -> RepositoryAccess:
+def engine_access(repo) -> RepositoryAccess:
     """The engine's view of ``repo``: pass it to ``modelhub.engine.run_evaluate``,
     ``evaluate_version`` and ``modelhub.progressive.evaluate_progressive``."""
     return RepoEngineAccess(repo)
