@@ -4,8 +4,8 @@ The engine and progressive evaluation sit below the repository layer, so they
 never import it; `evaluate`, `dlv eval` and progressive evaluation receive
 ``engine_access(repo)`` instead. Each method is one repository operation or one
 catalog read scope, using the same reads as the rest of the repository
-(reads.py, tensorstore.py, catalog/objects.py, catalog/features.py), so the engine repeats none of
-them.
+(reads.py, tensorstore.py, catalog/objects.py, catalog/features.py), so the
+engine repeats none of them.
 """
 from __future__ import annotations
 

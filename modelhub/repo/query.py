@@ -21,8 +21,8 @@ def run_query(repo, text: str, *, commit: bool = False, name: str | None = None,
               progress: Callable | None = None, storage_budget: int | None = None,
               backend: str | None = None, ray_address: str | None = None) -> QueryResult:
     from .engine_access import engine_access    # evaluate's view of the repository (engine/access.py)
-    result = execute(text, repo.catalog, repo=engine_access(repo), progress=progress, storage_budget=storage_budget,
-                     backend=backend, ray_address=ray_address)
+    result = execute(text, repo.catalog, repo=engine_access(repo), progress=progress,
+                     storage_budget=storage_budget, backend=backend, ray_address=ray_address)
     if not commit:
         return result
     if result.kind not in ("slice", "construct"):
