@@ -258,7 +258,8 @@ class Repo:
         (``use_stored_features=False``: always from the raw inputs).
         ``backend="ray"``: forward passes on a Ray cluster (same numbers)."""
         from ..engine.evaluate import evaluate_version
-        return evaluate_version(self, ref, data, split=split, loss=loss, config=config,
+        from .engine_access import engine_access
+        return evaluate_version(engine_access(self), ref, data, split=split, loss=loss, config=config,
                                 progressive=progressive, top_k=top_k, compare=compare, backend=backend,
                                 ray_address=ray_address, use_stored_features=use_stored_features)
 
