@@ -263,6 +263,33 @@ class Repo:
                                 progressive=progressive, top_k=top_k, compare=compare, backend=backend,
                                 ray_address=ray_address, use_stored_features=use_stored_features)
 
+    # -- what the command line needs beyond the above (it calls Repo only) -------------
+    def commit_parent_weights(
+        self,
+        *,
+        name: str,
+        message: str | bytes,
+        parent: str | Sequence[str] | None = commit_op.LATEST,
+        hparams: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, Any] | None = None,
+        author: str | None = None,
+    ) -> VersionInfo:
+        """A new version of ``name`` that keeps its first parent's weights (and so its network):
+        new hyperparameters, metrics or a message for weights already stored.
+
+        ``parent`` as in :meth:`commit` (default: the latest version of ``name``);
+        it is chosen, and its weights read, inside the commit's write transaction.
+        Without a parent there are no weights to keep: InputError.
+        """
+        from .parent_weights import choose_parents, parent_state_dict
+        with self.catalog.write() as con:
+            parents = choose_parents(con, name, parent)
+            state = parent_state_dict(con, self.store, self.hot, parents[0])
+            # Nested, so the same transaction. Its hot copy is written before that commits:
+            # should the commit fail, the copy names no version and gc removes it.
+            return self.commit(state, name=name, message=message, parent=parents, hparams=hparams,
+                               metrics=metrics, author=author)
+
 
 def _load_into(module: nn.Module, state: "OrderedDict[str, torch.Tensor]", ref: str) -> nn.Module:
     if not isinstance(module, nn.Module):

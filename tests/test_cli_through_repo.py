@@ -1,0 +1,106 @@
+"""`dlv commit` lets the commit choose the parent inside its write transaction,
+and its metrics-file parser is public API (`modelhub.repo.load_metrics_file`).
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+import modelhub
+from helpers import assert_bit_exact, tiny_cnn
+from modelhub.errors import InputError, RefError
+from modelhub.repo import load_metrics_file
+
+def _weights(seed: int) -> dict[str, torch.Tensor]:
+    torch.manual_seed(seed)
+    return {"w": torch.randn(8, 8), "b": torch.randn(8)}
+
+
+# -- dlv commit --------------------------------------------------------------------------------
+
+def test_commit_takes_as_parent_the_latest_version_when_it_writes(cli, monkeypatch) -> None:
+    """A version committed by someone else while `dlv commit` starts up becomes its parent."""
+    assert cli("init")[0] == 0
+    save_file(_weights(0), str(cli.work / "w.safetensors"))
+    assert cli("commit", "-m", "one", "--name", "net", "--weights", "w.safetensors")[0] == 0
+    other = modelhub.open_repo(cli.work)
+    from modelhub.cli import cmd_commit
+    real_load = cmd_commit.load_weights_file
+
+    def load_while_another_process_commits(path):
+        other.commit(_weights(1), name="net", message="two, concurrent")
+        return real_load(path)
+
+    monkeypatch.setattr(cmd_commit, "load_weights_file", load_while_another_process_commits)
+    code, out, err = cli("commit", "-m", "three", "--name", "net", "--weights", "w.safetensors", "--json")
+    assert code == 0, err
+    assert json.loads(out)["parents"] == [other.version("net@2").id]
+
+
+def test_commit_without_weights_keeps_the_parents_weights_and_network(cli) -> None:
+    assert cli("init")[0] == 0
+    repo = modelhub.open_repo(cli.work)
+    repo.commit(tiny_cnn(0), name="cnn", message="trained")
+    code, out, err = cli("commit", "-m", "evaluated", "--name", "cnn", "--metric", "acc=0.9", "--hparam", "lr=0.1",
+                         "--json")
+    assert code == 0, err
+    v2 = json.loads(out)
+    assert v2["ref"] == "cnn@2" and v2["parents"] == [repo.version("cnn@1").id]
+    a, b = repo.checkout("cnn@1"), repo.checkout("cnn@2")
+    assert_bit_exact(a.state_dict, b.state_dict)
+    assert b.graph is not None and b.graph.hash == a.graph.hash and b.hparams == {"lr": 0.1}
+    # an explicit parent: its weights, not the latest version's
+    repo.commit(tiny_cnn(1), name="cnn", message="retrained")
+    assert cli("commit", "-m", "again", "--name", "cnn", "--parent", "cnn@1")[0] == 0
+    assert_bit_exact(repo.checkout("cnn@4").state_dict, a.state_dict)
+
+
+@pytest.mark.parametrize("extra", [(), ("--no-parent",)])
+def test_commit_without_weights_or_parent_is_refused(cli, extra) -> None:
+    assert cli("init")[0] == 0
+    code, _, err = cli("commit", "-m", "x", "--name", "fresh", *extra)
+    assert code == 2 and "nothing to commit: " in err and "give --weights FILE and/or --model FILE.py:Factory" in err
+    assert modelhub.open_repo(cli.work).log() == []
+
+
+# -- the Repo methods behind the commands -------------------------------------------------------
+
+def test_commit_parent_weights_from_the_api(repo) -> None:
+    with pytest.raises(InputError, match="nothing to commit: model 'cnn' has no version whose weights"):
+        repo.commit_parent_weights(name="cnn", message="no weights yet")
+    v1 = repo.commit(tiny_cnn(0), name="cnn", message="trained")
+    with pytest.raises(InputError, match="nothing to commit: give --weights"):
+        repo.commit_parent_weights(name="cnn", message="no parent", parent=())
+    with pytest.raises(RefError, match="unknown version reference 'nope'"):
+        repo.commit_parent_weights(name="cnn", message="bad parent", parent="nope")
+    v2 = repo.commit_parent_weights(name="cnn", message="metrics", metrics={"acc": 0.5})
+    assert v2.parents == (v1.id,) and [v.ref for v in repo.log("cnn")] == ["cnn@2", "cnn@1"]
+    assert repo.desc("cnn@2").metrics[0].last == 0.5
+
+
+# -- metrics files ------------------------------------------------------------------------------
+
+def test_load_metrics_file_reads_both_record_forms_after_the_given_points(tmp_path) -> None:
+    path = tmp_path / "m.jsonl"
+    path.write_text('{"step": 1, "loss": 0.9, "acc": 0.5}\n\n{"name": "loss", "step": 2, "value": 0.7}\n{"loss": 0.6}\n')
+    base = {"loss": [(0, 1.0)]}
+    assert load_metrics_file(path, base) == {"loss": [(0, 1.0), (1, 0.9), (2, 0.7), (3, 0.6)], "acc": [(1, 0.5)]}
+    assert base == {"loss": [(0, 1.0)]}  # the caller's series are not changed
+    with pytest.raises(InputError, match=r"m.jsonl:1: metric 'loss' has step 1 twice"):
+        load_metrics_file(path, {"loss": [(1, 1.0)]})
+
+
+@pytest.mark.parametrize("content, message", [
+    (b'{"step": 0, "loss": "high"}\n', r"bad.jsonl:1 is not a metrics record"),
+    (b'[1, 2]\n', r"bad.jsonl:1 is not a metrics record"),
+    (b'{"loss": 0.1}\n\xff\xfe\n', r"metrics file .*bad.jsonl is not UTF-8 text"),
+])
+def test_load_metrics_file_refuses_what_is_no_metrics_record(tmp_path, content, message) -> None:
+    (tmp_path / "bad.jsonl").write_bytes(content)
+    with pytest.raises(InputError, match=message):
+        load_metrics_file(tmp_path / "bad.jsonl")
+    with pytest.raises(InputError, match="metrics file .*missing.jsonl does not exist"):
+        load_metrics_file(tmp_path / "missing.jsonl")
