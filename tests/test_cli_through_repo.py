@@ -1,18 +1,26 @@
-"""`dlv commit` lets the commit choose the parent inside its write transaction,
+"""The CLI goes through `Repo` only: the methods it uses, and what moved behind them.
+
+`dlv commit` lets the commit choose the parent inside its write transaction,
 and its metrics-file parser is public API (`modelhub.repo.load_metrics_file`).
 """
 from __future__ import annotations
 
+import ast
 import json
+import re
+from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 import modelhub
 from helpers import assert_bit_exact, tiny_cnn
-from modelhub.errors import InputError, RefError
+from modelhub.errors import DataError, InputError, RefError
 from modelhub.repo import load_metrics_file
+
+PACKAGE = Path(modelhub.__file__).parent
+
 
 def _weights(seed: int) -> dict[str, torch.Tensor]:
     torch.manual_seed(seed)
@@ -81,6 +89,45 @@ def test_commit_parent_weights_from_the_api(repo) -> None:
     assert repo.desc("cnn@2").metrics[0].last == 0.5
 
 
+def test_write_checkout_writes_weights_and_files_and_refuses_to_overwrite(repo, tmp_path) -> None:
+    state = _weights(0)
+    repo.commit(state, name="net", message="one", files={"notes/readme.txt": b"hello"})
+    out = tmp_path / "out.safetensors"
+    w = repo.write_checkout("net", out, files_dir=tmp_path / "files")
+    assert (w.version.ref, w.snapshot, w.output, w.n_tensors, w.files) == ("net@1", 0, str(out), 2, ("notes/readme.txt",))
+    assert w.bytes == out.stat().st_size
+    assert_bit_exact(dict(sorted(load_file(str(out)).items())), dict(sorted(state.items())))
+    assert (tmp_path / "files" / "notes" / "readme.txt").read_bytes() == b"hello"
+    with pytest.raises(InputError, match="out.safetensors exists; pass --force"):
+        repo.write_checkout("net", out)
+    assert repo.write_checkout("net", out, overwrite=True).bytes == w.bytes
+    with pytest.raises(InputError, match="give a path ending in .safetensors"):
+        repo.write_checkout("net", tmp_path / "x.bin")
+
+
+def test_dataset_log_names_the_known_datasets_when_there_is_no_such_dataset(repo, tmp_path) -> None:
+    import numpy as np
+    np.savez(tmp_path / "d.npz", x=np.zeros((4, 2), np.float32), y=np.arange(4))
+    repo.data_add("digits", [tmp_path / "d.npz"])
+    repo.data_add("digits", [tmp_path / "d.npz"])
+    assert [v.ref for v in repo.dataset_log("digits")] == ["digits@1", "digits@2"]
+    with pytest.raises(DataError, match=r"no dataset named 'digit' \(known: digits\)"):
+        repo.dataset_log("digit")
+
+
+def test_vocabulary_lists_what_a_query_may_name(repo) -> None:
+    repo.commit(tiny_cnn(0), name="cnn", message="x", hparams={"lr": 0.1}, metrics={"acc": 0.5})
+    vocab = repo.vocabulary()
+    assert vocab.models == {"cnn"} and "lr" in vocab.hparam_keys and "acc" in vocab.metric_names
+
+
+def test_archive_and_its_dry_run_through_the_repo(repo) -> None:
+    repo.commit(_weights(0), name="net", message="one")
+    rows = repo.archive_dry_run([1.0, 2.0])
+    assert [r["alpha"] for r in rows] == [1.0, 2.0]
+    assert repo.archive(alpha=2.0).n_tensors == 2
+
+
 # -- metrics files ------------------------------------------------------------------------------
 
 def test_load_metrics_file_reads_both_record_forms_after_the_given_points(tmp_path) -> None:
@@ -104,3 +151,42 @@ def test_load_metrics_file_refuses_what_is_no_metrics_record(tmp_path, content, 
         load_metrics_file(tmp_path / "bad.jsonl")
     with pytest.raises(InputError, match="metrics file .*missing.jsonl does not exist"):
         load_metrics_file(tmp_path / "missing.jsonl")
+
+
+# -- layering -----------------------------------------------------------------------------------
+
+def _imports(path: Path) -> set[str]:
+    """The modelhub modules ``path`` imports, as absolute names."""
+    package = "modelhub." + path.parent.name
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+            names.update([f"{base}.{node.module}"] if node.module else [f"{base}.{a.name}" for a in node.names])
+        elif isinstance(node, ast.Import):
+            names.update(a.name for a in node.names if a.name.startswith("modelhub"))
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("modelhub"):
+            names.add(node.module)
+    return names
+
+
+# What the command line and the REPL may import besides their own modules: the Repo facade
+# (package modelhub.repo), errors, leaf utilities, the REPL, the remote layer above repo, DQL's
+# tokens for highlighting and completion, and DuckDB's error translation at the one exit-code
+# boundary.
+ALLOWED = {
+    "modelhub.__version__", "modelhub.repo", "modelhub.errors", "modelhub.tensorio", "modelhub.sizes", "modelhub.repl",
+    "modelhub.remote", "modelhub.remote.progress", "modelhub.dql.lexicon", "modelhub.dql.vocabulary",
+}
+BOUNDARY = {("exitcodes.py", "modelhub.catalog.db")}
+
+
+@pytest.mark.parametrize("folder", ["cli", "repl"])
+def test_the_cli_and_the_repl_reach_the_repository_through_repo_only(folder) -> None:
+    for path in sorted((PACKAGE / folder).glob("*.py")):
+        for name in _imports(path):
+            if name.startswith(f"modelhub.{folder}") or name in ALLOWED or (path.name, name) in BOUNDARY:
+                continue
+            pytest.fail(f"{folder}/{path.name} imports {name}; give Repo a method for what it needs instead")
+        text = path.read_text()
+        assert not re.search(r"catalog\.(read|write)\(|con\.execute", text), f"{folder}/{path.name} opens the catalog"

@@ -38,8 +38,7 @@ class ReplSession:
 
     def refresh_vocabulary(self) -> None:
         try:
-            with self.repo.catalog.read() as con:
-                self.completer.vocab = Vocabulary.load(con)
+            self.completer.vocab = self.repo.vocabulary()
         except ModelhubError as exc:
             self.print(f"warning: completion unavailable: {exc}")
 
