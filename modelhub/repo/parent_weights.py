@@ -14,10 +14,10 @@ from typing import Sequence
 import duckdb
 import torch
 
+from ..catalog import versions as catalog_versions
 from ..errors import InputError
 from .commit import LATEST
 from .hotcopy import HotCopies
-from .lineage import list_models
 from .reads import load_state_dict, version_header
 from .refs import resolve
 
@@ -32,11 +32,11 @@ def choose_parents(con: duckdb.DuckDBPyConnection, name: str,
     (merges); ``()`` or None: none, which leaves no weights to keep (InputError).
     """
     if parent == LATEST:
-        ids = tuple(m.latest_id for m in list_models(con) if m.name == name)
-        if not ids:
+        latest = catalog_versions.latest_id(con, name)
+        if latest is None:
             raise InputError(f"nothing to commit: model {name!r} has no version whose weights could be kept; "
                              + _GIVE_WEIGHTS)
-        return ids
+        return (latest,)
     refs = (parent,) if isinstance(parent, str) else tuple(parent or ())
     if not refs:
         raise InputError("nothing to commit: " + _GIVE_WEIGHTS)
