@@ -55,7 +55,8 @@ def run_evaluate(repo, spec: EvaluateSpec, progress: Progress | None) -> QueryRe
     except ImportError as exc:
         raise ExecutionError(f"the engine that runs `evaluate` cannot be imported ({exc}); "
                              "use `explain evaluate ...` to see the candidates") from None
-    outcome = engine.run_evaluate(repo, spec, progress=progress)
+    from .engine_access import engine_access    # evaluate's view of the repository (engine/access.py)
+    outcome = engine.run_evaluate(engine_access(repo), spec, progress=progress)
     rows = outcome.rows()
     return QueryResult(tuple(rows[0]) if rows else (), tuple(tuple(r.values()) for r in rows),
                        kind=ResultKind.EVALUATE, spec=spec, committed=tuple(outcome.committed),

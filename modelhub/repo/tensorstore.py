@@ -9,6 +9,7 @@ Storage errors arrive translated (``modelhub/storage_boundary.py``).
 from __future__ import annotations
 
 import json
+from typing import Iterable
 
 import duckdb
 
@@ -195,3 +196,9 @@ def count_tensors(con: duckdb.DuckDBPyConnection) -> int:
 def logical_bytes(con: duckdb.DuckDBPyConnection) -> int:
     """Raw bytes of every snapshot counted as a full copy."""
     return catalog_tensors.logical_bytes(con)
+
+
+def tensor_rows(con: duckdb.DuckDBPyConnection, tensor_hashes: Iterable[str]) -> dict[str, TensorRow]:
+    """The catalog rows (dtype, shape, manifest) of several tensors, without decoding them:
+    progressive evaluation reads their segments itself. Unknown hashes are absent."""
+    return catalog_tensors.tensor_rows(con, list(dict.fromkeys(tensor_hashes)))
