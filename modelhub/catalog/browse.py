@@ -17,7 +17,7 @@ from .runs import RunRow
 
 
 @dataclass(frozen=True)
-class VersionRow:
+class VersionListing:
     id: str
     model: str
     seq: int
@@ -61,7 +61,7 @@ class Tensor:
 
 
 @dataclass(frozen=True)
-class MetricSummary:
+class MetricOverview:
     name: str
     n_points: int
     last_step: int
@@ -72,12 +72,12 @@ class MetricSummary:
 
 @dataclass(frozen=True)
 class VersionPage:
-    version: VersionRow
+    version: VersionListing
     layers: tuple[Layer, ...]
     traced: bool | None
     tensors: tuple[Tensor, ...]
     hparams: dict
-    metrics: tuple[MetricSummary, ...]
+    metrics: tuple[MetricOverview, ...]
     files: tuple[tuple[str, int], ...]
     parents: tuple[tuple[str, str], ...]     # (id, ref)
     children: tuple[tuple[str, str], ...]
@@ -87,7 +87,7 @@ class VersionPage:
 _VCOLS = "v.id, v.model, v.seq, v.message, v.author, v.created_at, v.n_params, v.n_tensors, v.logical_bytes"
 
 
-def version_rows(con, ids: Sequence[str] | None = None) -> list[VersionRow]:
+def version_rows(con, ids: Sequence[str] | None = None) -> list[VersionListing]:
     """Versions (all, newest first; or those of ``ids`` in that order) with latest metrics and runs."""
     if ids is None:
         rows = con.execute(f"SELECT {_VCOLS} FROM versions v ORDER BY v.created_at DESC, v.model, v.seq DESC").fetchall()
@@ -111,8 +111,8 @@ def version_rows(con, ids: Sequence[str] | None = None) -> list[VersionRow]:
     return [_row(r, tuple(parents.get(r[0], ())), metrics.get(r[0], {}), runs.get(r[0])) for r in rows]
 
 
-def _row(r, parents, metrics, run) -> VersionRow:
-    return VersionRow(id=r[0], model=r[1], seq=int(r[2]), message=r[3], author=r[4], created_at=r[5],
+def _row(r, parents, metrics, run) -> VersionListing:
+    return VersionListing(id=r[0], model=r[1], seq=int(r[2]), message=r[3], author=r[4], created_at=r[5],
                       n_params=int(r[6]), n_tensors=int(r[7]), logical_bytes=int(r[8]), parents=parents,
                       metrics=metrics, run=run)
 
@@ -133,7 +133,7 @@ def version_page(con, version_id: str) -> VersionPage:
         "JOIN tensor_data t USING (tensor_hash) WHERE s.version_id = ? AND s.snap = ? ORDER BY s.ord",
         [version_id, last]).fetchall())
     hparams = version_queries.hparams(con, version_id)
-    metrics = tuple(MetricSummary(r[0], int(r[1]), int(r[2]), r[3], r[4], r[5]) for r in con.execute(
+    metrics = tuple(MetricOverview(r[0], int(r[1]), int(r[2]), r[3], r[4], r[5]) for r in con.execute(
         "SELECT name, count(*), max(step), arg_max(value, step), min(value), max(value) FROM metrics "
         "WHERE version_id = ? GROUP BY name ORDER BY name", [version_id]).fetchall())
     files = tuple((p, int(s)) for p, s in con.execute(
@@ -166,7 +166,7 @@ def model_names(con) -> list[str]:
     return version_queries.model_names(con)
 
 
-def lineage(con, model: str) -> tuple[list[VersionRow], list[tuple[str, str]]]:
+def lineage(con, model: str) -> tuple[list[VersionListing], list[tuple[str, str]]]:
     """A model's versions, the versions of other models they descend from or that descend from
     them (one step), and the parent -> child edges between all of these."""
     own = [r[0] for r in con.execute("SELECT id FROM versions WHERE model = ? ORDER BY seq", [model]).fetchall()]

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from html import escape
 from typing import Sequence
 
-from ..catalog.browse import VersionRow
+from ..catalog.browse import VersionListing
 
 BOX_W, BOX_H, GAP_X, GAP_Y, PAD = 150, 44, 60, 18, 12
 
@@ -19,12 +19,12 @@ STATE_CLASS = {"finished": "ok", "failed": "bad", "running": "live", "unfinished
 
 @dataclass(frozen=True)
 class Placed:
-    row: VersionRow
+    row: VersionListing
     x: int
     y: int
 
 
-def layout(rows: Sequence[VersionRow], edges: Sequence[tuple[str, str]]) -> list[Placed]:
+def layout(rows: Sequence[VersionListing], edges: Sequence[tuple[str, str]]) -> list[Placed]:
     ids = {r.id for r in rows}
     parents: dict[str, list[str]] = {}
     for p, c in edges:
@@ -33,7 +33,7 @@ def layout(rows: Sequence[VersionRow], edges: Sequence[tuple[str, str]]) -> list
     depth: dict[str, int] = {}
     for r in sorted(rows, key=lambda r: r.created_at):  # parents are always older than their children
         depth[r.id] = 1 + max((depth.get(p, 0) for p in parents.get(r.id, ())), default=-1)
-    columns: dict[int, list[VersionRow]] = {}
+    columns: dict[int, list[VersionListing]] = {}
     for r in sorted(rows, key=lambda r: (r.created_at, r.model, r.seq)):
         columns.setdefault(depth[r.id], []).append(r)
     return [
@@ -42,7 +42,7 @@ def layout(rows: Sequence[VersionRow], edges: Sequence[tuple[str, str]]) -> list
     ]
 
 
-def render_svg(rows: Sequence[VersionRow], edges: Sequence[tuple[str, str]], *, focus_model: str,
+def render_svg(rows: Sequence[VersionListing], edges: Sequence[tuple[str, str]], *, focus_model: str,
                href: callable) -> str:
     placed = layout(rows, edges)
     if not placed:

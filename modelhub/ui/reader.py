@@ -22,7 +22,7 @@ from ..repo.refs import resolve
 @dataclass(frozen=True)
 class QueryOutcome:
     text: str
-    rows: list[browse.VersionRow]
+    rows: list[browse.VersionListing]
     error: str | None = None       # the DQL error as the CLI prints it (with its caret picture)
 
 
@@ -64,12 +64,12 @@ class RepoReader:
         with self.catalog.read() as con:
             return browse.version_page(con, resolve(con, ref))
 
-    def curves(self, refs: Sequence[str]) -> tuple[list[browse.VersionRow], dict]:
+    def curves(self, refs: Sequence[str]) -> tuple[list[browse.VersionListing], dict]:
         with self.catalog.read() as con:
             ids = list(dict.fromkeys(resolve(con, r) for r in refs))
             return browse.version_rows(con, ids), browse.metric_series(con, ids)
 
-    def diff(self, a: str, b: str) -> tuple[browse.VersionRow, browse.VersionRow, dict]:
+    def diff(self, a: str, b: str) -> tuple[browse.VersionListing, browse.VersionListing, dict]:
         with self.catalog.read() as con:
             ia, ib = resolve(con, a), resolve(con, b)
             ra, rb = browse.version_rows(con, [ia, ib]) if ia != ib else browse.version_rows(con, [ia]) * 2
