@@ -160,7 +160,6 @@ class _Order:
 
     by_group: np.ndarray        # permutation: element indices sorted by context group (stable)
     group_sizes: np.ndarray     # elements per context group
-    gid_sorted: np.ndarray      # the context group of each element in by_group order
 
 
 def _context_order(ctx: np.ndarray, n_values: int, min_group: int) -> _Order:
@@ -168,16 +167,16 @@ def _context_order(ctx: np.ndarray, n_values: int, min_group: int) -> _Order:
     labels = merge_bins(hist, min_group)
     gid = labels.astype(np.uint8 if labels.max(initial=0) < 256 else np.uint16)[ctx]
     by_group = np.argsort(gid, kind="stable")
-    sizes = np.bincount(gid, minlength=1) if ctx.size else np.zeros(0, np.int64)
-    gid_sorted = np.repeat(np.arange(len(sizes), dtype=gid.dtype), sizes)
-    return _Order(by_group, sizes, gid_sorted)
+    sizes = _group_sizes(hist, min_group)  # = np.bincount(gid), without another pass over the elements
+    return _Order(by_group, sizes)
 
 
-def _count_blocks(counts_sorted: np.ndarray, gid_sorted: np.ndarray, n_groups: int, itemsize: int):
+def _count_blocks(counts_sorted: np.ndarray, group_sizes: np.ndarray, itemsize: int):
     """(permutation to (count, group, position) order, elements per count, per-count group histograms)."""
     by_count = np.argsort(counts_sorted, kind="stable")
-    key = counts_sorted.astype(np.int64) * max(n_groups, 1) + gid_sorted
-    hist2 = np.bincount(key, minlength=(itemsize + 1) * max(n_groups, 1)).reshape(itemsize + 1, max(n_groups, 1))
+    hist2 = np.zeros((itemsize + 1, max(len(group_sizes), 1)), dtype=np.int64)
+    for g, part in enumerate(_split(counts_sorted, group_sizes)):  # groups are contiguous here
+        hist2[:, g] = np.bincount(part, minlength=itemsize + 1)
     return by_count, hist2.sum(axis=1), hist2
 
 
@@ -296,7 +295,7 @@ def delta_streams(words: np.ndarray, base_words: np.ndarray, op: str, dtype: str
     order = _context_order(parent_exponent(base_words, dtype), 1 << FLOAT_FORMATS[dtype][0], min_group)
     counts_sorted = byte_counts(z)[order.by_group]
     out = [(pack_counts(part, s), False) for part in _split(counts_sorted, order.group_sizes)]
-    by_count, per_count, hist2 = _count_blocks(counts_sorted, order.gid_sorted, len(order.group_sizes), s)
+    by_count, per_count, hist2 = _count_blocks(counts_sorted, order.group_sizes, s)
     zz = z[order.by_group[by_count]].view(np.uint8).reshape(-1, s)
     starts = np.concatenate(([0], np.cumsum(per_count)))
     for c in range(1, s + 1):
@@ -385,7 +384,7 @@ def decode_delta_words(streams: _Streams, base_words: np.ndarray, dtype: str, mi
             raise CorruptBlobError(streams.blob_hash, "a byte-count code is out of range")
         parts.append(unpack_counts(packed, int(size), s))
     counts_sorted = np.concatenate(parts) if parts else np.zeros(0, np.uint8)
-    by_count, per_count, hist2 = _count_blocks(counts_sorted, order.gid_sorted, len(order.group_sizes), s)
+    by_count, per_count, hist2 = _count_blocks(counts_sorted, order.group_sizes, s)
     zz = np.zeros((n, s), dtype=np.uint8)
     starts = np.concatenate(([0], np.cumsum(per_count)))
     for c in range(1, s + 1):
