@@ -372,8 +372,13 @@ class _Streams:
             raise CorruptBlobError(self.blob_hash, "context-coded blob has more streams than the tensor needs")
 
 
-def decode_delta_words(streams: _Streams, base_words: np.ndarray, dtype: str, min_group: int) -> np.ndarray:
-    """The delta words ``z`` (inverse of :func:`delta_streams`)."""
+def decode_delta_words(streams: _Streams, base_words: np.ndarray, dtype: str,
+                       min_group: int) -> tuple[np.ndarray, np.ndarray]:
+    """(positions, delta words) of the elements whose delta word is not zero (inverse of :func:`delta_streams`).
+
+    Only those elements are placed and un-delta'd: an element with a zero delta equals its
+    parent (for every op), and fine-tuning leaves many unchanged (embedding rows of unseen tokens).
+    """
     s, n = base_words.itemsize, base_words.size
     order = _context_order(parent_exponent(base_words, dtype), 1 << FLOAT_FORMATS[dtype][0], min_group)
     limit = (s + 1) ** COUNTS_PER_BYTE[s]
@@ -384,18 +389,23 @@ def decode_delta_words(streams: _Streams, base_words: np.ndarray, dtype: str, mi
             raise CorruptBlobError(streams.blob_hash, "a byte-count code is out of range")
         parts.append(unpack_counts(packed, int(size), s))
     counts_sorted = np.concatenate(parts) if parts else np.zeros(0, np.uint8)
-    by_count, per_count, hist2 = _count_blocks(counts_sorted, order.group_sizes, s)
-    zz = np.zeros((n, s), dtype=np.uint8)
-    starts = np.concatenate(([0], np.cumsum(per_count)))
+    # The encoder's (count, group, position) order restricted to non-zero counts: zeros come first
+    # in it, so sorting only the non-zero ones by count gives the same order for the rest.
+    nonzero = np.flatnonzero(counts_sorted)
+    by_count = nonzero[np.argsort(counts_sorted[nonzero], kind="stable")]
+    hist2 = np.zeros((s + 1, max(len(order.group_sizes), 1)), dtype=np.int64)
+    for g, part in enumerate(_split(counts_sorted, order.group_sizes)):  # groups are contiguous here
+        hist2[:, g] = np.bincount(part, minlength=s + 1)
+    per_count = hist2.sum(axis=1)
+    zz = np.zeros((nonzero.size, s), dtype=np.uint8)
+    starts = np.concatenate(([0], np.cumsum(per_count[1:])))  # block of count c: starts[c-1]:starts[c]
     for c in range(1, s + 1):
-        zz[starts[c]:starts[c + 1], c - 1] = streams.take_groups(_group_sizes(hist2[c], min_group))
+        zz[starts[c - 1]:starts[c], c - 1] = streams.take_groups(_group_sizes(hist2[c], min_group))
     for c in range(2, s + 1):
         m = int(per_count[c])
-        zz[starts[c]:starts[c + 1], :c - 1] = np.frombuffer(streams.take(m * (c - 1)), dtype=np.uint8).reshape(m, c - 1)
+        zz[starts[c - 1]:starts[c], :c - 1] = np.frombuffer(streams.take(m * (c - 1)), dtype=np.uint8).reshape(m, c - 1)
     streams.finish()
-    z = np.empty(n, dtype=UINT_OF_SIZE[s])
-    z[order.by_group[by_count]] = zz.view(UINT_OF_SIZE[s]).reshape(n)
-    return z
+    return order.by_group[by_count], zz.view(UINT_OF_SIZE[s]).reshape(nonzero.size)
 
 
 def decode_context(manifest: Mapping, fetch: Callable[[str], bytes], nbytes: int, *,
@@ -416,8 +426,10 @@ def decode_context(manifest: Mapping, fetch: Callable[[str], bytes], nbytes: int
     (blob_hash,) = manifest["segments"]
     streams = _Streams(_unpack_container(fetch(blob_hash), blob_hash), blob_hash)
     base_words = np.frombuffer(base_raw, dtype=UINT_OF_SIZE[itemsize])
-    z = decode_delta_words(streams, base_words, manifest["dtype"], int(manifest["min_group"]))
-    return undo_delta(delta["op"], z, base_words).tobytes()
+    positions, z = decode_delta_words(streams, base_words, manifest["dtype"], int(manifest["min_group"]))
+    words = base_words.copy()
+    words[positions] = undo_delta(delta["op"], z, base_words[positions])
+    return words.tobytes()
 
 
 def context_blobs(manifest: Mapping) -> list[str]:
