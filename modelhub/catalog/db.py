@@ -19,7 +19,7 @@ import duckdb
 
 from ..errors import CatalogCorruptError, CatalogError, DiskFullError, ModelhubError
 from .lock import repo_lock
-from .maintenance import backup_due, backups_dir, take_backup
+from .maintenance import RECOVERY_HINT, backup_due, backups_dir, take_backup
 from .schema import MIGRATIONS, SCHEMA_VERSION
 
 
@@ -177,11 +177,6 @@ def translate_error(exc: BaseException, db_path: Path | str | None = None, *, op
     if opening:
         return CatalogError(f"cannot open {where}: {first}; run `dlv fsck`, or {RECOVERY_HINT}")
     return CatalogError(f"{where} failed: {first}; run `dlv fsck` to check it")
-
-
-#: the way out of a damaged catalog, named in every corruption message
-RECOVERY_HINT = ("run `dlv fsck --restore-catalog` (it rebuilds the catalog from its readable rows, else restores "
-                 "the newest verified backup in .dlv/backups)")
 
 
 # -- one DuckDB instance per process; each scope attaches the catalog file -----------

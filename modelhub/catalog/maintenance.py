@@ -43,6 +43,10 @@ DEFAULT_INTERVAL_S = 600.0
 DEFAULT_KEEP = 3
 _PREFIX, _SUFFIX = "catalog-", ".duckdb"
 
+#: the way out of a damaged catalog, named in every corruption message (here and in db.py)
+RECOVERY_HINT = ("run `dlv fsck --restore-catalog` (it rebuilds the catalog from its readable rows, else restores "
+                 "the newest verified backup in .dlv/backups)")
+
 
 def _close_quietly(con) -> None:
     """Close a scratch or probe connection; a damaged file may fail even that, which says nothing new."""
@@ -122,7 +126,6 @@ def verify_catalog(path: Path) -> str | None:
 def check_catalog_storage(con, db_path: Path) -> None:
     """Raise :class:`CatalogCorruptError` unless every row of the open catalog reads back and a
     trial write on a scratch copy succeeds (the caller's scope holds the repository lock)."""
-    from .db import RECOVERY_HINT
     try:
         read_every_row(con)
     except duckdb.Error as exc:

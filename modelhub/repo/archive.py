@@ -17,14 +17,18 @@ the new encodings, all readable; old blobs become garbage for `dlv gc`.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable, Optional
 
+from ..catalog import archive_tables
+from ..catalog import objects as catalog_objects
+from ..catalog import versions as catalog_versions
+from ..catalog.archive_tables import CostRow, PlanRow
 from ..errors import ArchiveError, InputError
 from ..storage import plan as planning
 from ..storage.tensors import decode_tensor, delta_base, encode_tensor, manifest_blobs, tensor_hash
+from . import tensorstore
 from .records import Record
 from .tensorstore import load_tensor, storage_errors
 
@@ -71,16 +75,13 @@ def _encoded_size(encoded) -> int:
 
 def _candidate_pairs(con) -> tuple[list[tuple[str, str]], dict[tuple[str, int], list[str]], dict[tuple[str, int], str]]:
     """(delta candidate pairs, snapshot -> tensor hashes, snapshot -> ref)."""
-    rows = con.execute(
-        "SELECT s.version_id, s.snap, s.name, s.tensor_hash, v.model, v.seq FROM snapshot_tensors s "
-        "JOIN versions v ON v.id = s.version_id ORDER BY v.model, v.seq, s.snap, s.ord").fetchall()
     by_snap: dict[tuple[str, int], dict[str, str]] = {}
     refs: dict[tuple[str, int], str] = {}
     last_snap: dict[str, int] = {}
-    for vid, snap, name, th, model, seq in rows:
-        by_snap.setdefault((vid, snap), {})[name] = th
-        refs[(vid, snap)] = f"{model}@{seq}"
-        last_snap[vid] = max(last_snap.get(vid, 0), snap)
+    for t in tensorstore.snapshot_tensors(con):
+        by_snap.setdefault((t.version_id, t.snap), {})[t.name] = t.tensor_hash
+        refs[(t.version_id, t.snap)] = f"{t.model}@{t.seq}"
+        last_snap[t.version_id] = max(last_snap.get(t.version_id, 0), t.snap)
     pairs: set[tuple[str, str]] = set()
 
     def link(a: dict[str, str], b: dict[str, str]) -> None:
@@ -92,7 +93,8 @@ def _candidate_pairs(con) -> tuple[list[tuple[str, str]], dict[tuple[str, int], 
     for (vid, snap), tensors in by_snap.items():
         if snap > 0 and (vid, snap - 1) in by_snap:
             link(by_snap[(vid, snap - 1)], tensors)
-    for vid, pid in con.execute("SELECT version_id, parent_id FROM version_parents").fetchall():
+    for parent_link in catalog_versions.parent_links(con):
+        vid, pid = parent_link.version_id, parent_link.parent_id
         if vid in last_snap and pid in last_snap:
             link(by_snap[(pid, last_snap[pid])], by_snap[(vid, 0)])
             link(by_snap[(pid, last_snap[pid])], by_snap[(vid, last_snap[vid])])
@@ -124,9 +126,8 @@ def measure(con, store, progress: Optional[Callable[[str], None]] = None) -> Mea
     pairs, groups, refs = _candidate_pairs(con)
     hashes = sorted({h for hs in groups.values() for h in hs})
     info: dict[str, _Tensor] = {}
-    for th, dtype, shape, nbytes, enc in con.execute(
-            "SELECT tensor_hash, dtype, shape, nbytes, encoding FROM tensor_data").fetchall():
-        info[th] = _Tensor(th, dtype, json.loads(shape), int(nbytes), json.loads(enc))
+    for row in tensorstore.all_tensor_rows(con):
+        info[row.tensor_hash] = _Tensor(row.tensor_hash, row.dtype, row.shape, row.nbytes, row.manifest)
     stored_before = _stored_bytes(con, [info[h].manifest for h in hashes])
 
     say(f"decoding {len(hashes)} tensors")
@@ -264,20 +265,18 @@ def run_archive(con, store, *, alpha: float = 2.0, scheme: str = "independent", 
     hit("verified")
 
     for h, manifest in new_manifests.items():
-        con.execute("UPDATE tensor_data SET encoding = ? WHERE tensor_hash = ?", [json.dumps(manifest, sort_keys=True), h])
-    if sizes:
-        con.executemany("INSERT OR IGNORE INTO objects VALUES (?, ?)", [[k, v] for k, v in sizes.items()])
+        tensorstore.set_manifest(con, h, manifest)
+    catalog_objects.add_blobs(con, sizes)
     hit("catalog-updated")
-    plan_id = int(con.execute("SELECT coalesce(max(plan_id), 0) + 1 FROM archive_plans").fetchone()[0])
-    con.execute("INSERT INTO archive_plans VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [plan_id, datetime.now(timezone.utc).replace(tzinfo=None), alpha, scheme, best.algorithm,
-                 int(best.storage), int(mst_plan.storage), int(spt_plan.storage)])
     snapshots = tuple(
         SnapshotCost(k[0], refs[k], k[1], float(best.group_cost[i]), float(spt_plan.group_cost[i]))
         for i, k in enumerate(group_keys))
-    if snapshots:
-        con.executemany("INSERT INTO archive_costs VALUES (?, ?, ?, ?, ?)",
-                        [[plan_id, s.version_id, s.snap, s.recreation_cost, s.spt_cost] for s in snapshots])
+    archive_tables.record_plan(
+        con,
+        PlanRow(created_at=datetime.now(timezone.utc).replace(tzinfo=None), alpha=alpha, scheme=scheme,
+                algorithm=best.algorithm, stored_bytes=int(best.storage), mst_bytes=int(mst_plan.storage),
+                spt_bytes=int(spt_plan.storage)),
+        [CostRow(s.version_id, s.snap, s.recreation_cost, s.spt_cost) for s in snapshots])
     return ArchiveResult(alpha=alpha, scheme=scheme, algorithm=best.algorithm, n_tensors=len(hashes),
                          n_edges=n_edges, n_reencoded=len(new_manifests), stored_before=stored_before,
                          stored_after=_stored_bytes(con, list(final.values())), mst_bytes=int(mst_plan.storage),
@@ -297,24 +296,14 @@ def _check_acyclic(manifests: dict[str, dict]) -> None:
 
 
 def _stored_bytes(con, manifests: list[dict]) -> int:
-    blobs = sorted({b for m in manifests for b in manifest_blobs(m)})
-    if not blobs:
-        return 0
-    total = 0
-    for i in range(0, len(blobs), 500):
-        chunk = blobs[i:i + 500]
-        total += int(con.execute(
-            f"SELECT coalesce(sum(size), 0) FROM objects WHERE blob_hash IN ({', '.join('?' * len(chunk))})",
-            chunk).fetchone()[0])
-    return total
+    return catalog_objects.total_size(con, sorted({b for m in manifests for b in manifest_blobs(m)}))
 
 
 def recreation_costs(con) -> dict[str, float]:
     """Each version's recreation cost now (latest snapshot, independent scheme): for every
     tensor, the compressed bytes read plus raw bytes produced along its delta chain."""
-    enc = {th: (int(nb), json.loads(e)) for th, nb, e in
-           con.execute("SELECT tensor_hash, nbytes, encoding FROM tensor_data").fetchall()}
-    blob_size = dict(con.execute("SELECT blob_hash, size FROM objects").fetchall())
+    enc = {row.tensor_hash: (row.nbytes, row.manifest) for row in tensorstore.all_tensor_rows(con)}
+    blob_size = catalog_objects.blob_sizes(con)
     memo: dict[str, float] = {}
 
     def cost(h: str) -> float:
@@ -329,13 +318,9 @@ def recreation_costs(con) -> dict[str, float]:
             memo[x] = acc
         return acc
 
-    rows = con.execute(
-        "SELECT s.version_id, s.tensor_hash FROM snapshot_tensors s JOIN "
-        "(SELECT version_id, max(snap) AS snap FROM snapshots GROUP BY version_id) l "
-        "ON l.version_id = s.version_id AND l.snap = s.snap").fetchall()
     out: dict[str, float] = {}
-    for vid, th in rows:
-        out[vid] = out.get(vid, 0.0) + cost(th)
+    for use in tensorstore.weights_tensors(con):
+        out[use.version_id] = out.get(use.version_id, 0.0) + cost(use.tensor_hash)
     return out
 
 

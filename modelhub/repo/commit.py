@@ -21,11 +21,18 @@ import duckdb
 import torch
 from torch import nn
 
+from ..catalog import files as catalog_files
+from ..catalog import graphs as catalog_graphs
+from ..catalog import snapshots as catalog_snapshots
+from ..catalog import versions as catalog_versions
+from ..catalog.files import StoredFile
+from ..catalog.graphs import GraphNodeRow, NewGraph
+from ..catalog.versions import NewVersion
 from ..errors import InputError, WeightsError
 from ..netdef import Graph, capture
 from ..tensorio import as_state_dict, tensor_to_raw
 from .refs import check_model_name, resolve
-from .tensorstore import put_blob, storage_errors, store_tensors
+from .tensorstore import put_blob, record_snapshots, storage_errors, store_tensors
 
 #: default for ``parent``: the latest version of the committed model, if any (as a
 #: git commit's parent is the branch head). Pass ``parent=()`` to start a new lineage.
@@ -227,8 +234,8 @@ def graph_fits(graph: Graph, state: Mapping[str, torch.Tensor]) -> bool:
 def write_commit(con: duckdb.DuckDBPyConnection, store, req: CommitRequest) -> str:
     """Apply a validated request inside the caller's write transaction; returns the version id."""
     if req.parents == (LATEST,):
-        row = con.execute("SELECT id FROM versions WHERE model = ? ORDER BY seq DESC LIMIT 1", [req.name]).fetchone()
-        parent_ids: tuple[str, ...] = (row[0],) if row else ()
+        latest = catalog_versions.latest_id(con, req.name)
+        parent_ids: tuple[str, ...] = (latest,) if latest is not None else ()
     else:
         parent_ids = tuple(resolve(con, p) for p in req.parents)
     graph = req.graph
@@ -251,44 +258,26 @@ def write_commit(con: duckdb.DuckDBPyConnection, store, req: CommitRequest) -> s
     n_params = int(sum(t.numel() for t in final.values() if t.is_floating_point() or t.is_complex()))
 
     version_id = _version_id(req, parent_ids, graph, snapshot_rows, now)
-    con.execute("INSERT OR IGNORE INTO models VALUES (?, ?)", [req.name, now])
-    seq = con.execute("SELECT coalesce(max(seq), 0) + 1 FROM versions WHERE model = ?", [req.name]).fetchone()[0]
+    catalog_versions.ensure_model(con, req.name, now)
+    seq = catalog_versions.next_seq(con, req.name)
     graph_hash = _store_graph(con, graph) if graph is not None else None
-    con.execute(
-        "INSERT INTO versions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [version_id, req.name, seq, req.message, req.author, now, graph_hash, n_params, len(final),
-         logical, json.dumps(req.weights_meta) if req.weights_meta is not None else None],
-    )
-    for i, pid in enumerate(parent_ids):
-        con.execute("INSERT INTO version_parents VALUES (?, ?, ?)", [version_id, pid, i])
+    catalog_versions.insert_version(con, NewVersion(
+        id=version_id, model=req.name, seq=seq, message=req.message, author=req.author, created_at=now,
+        graph_hash=graph_hash, n_params=n_params, n_tensors=len(final), logical_bytes=logical,
+        weights_meta=req.weights_meta), parent_ids)
     # rows go in one statement per table (DuckDB runs executemany row by row, ~0.3 ms each)
-    _insert_rows(con, "hparams", [
-        [version_id, key, json.dumps(value),
-         float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None,
-         value if isinstance(value, str) else None]
-        for key, value in req.hparams.items()])
-    _insert_rows(con, "metrics", [[version_id, n, s, v] for n, s, v in req.metrics])
-    _insert_rows(con, "snapshots", [[version_id, snap, step, None]
-                                    for (snap, _), step in zip(snapshot_rows, req.snapshot_steps)])
-    _insert_rows(con, "snapshot_tensors", [[version_id, snap, i, tname, th] for snap, entries in snapshot_rows
-                                           for i, (tname, th) in enumerate(entries)])
-    staged = con.execute("SELECT path, blob_hash, size FROM staged ORDER BY path").fetchall()
-    attached = {p: (h, s) for p, h, s in staged}
+    catalog_versions.insert_hparams(con, version_id, req.hparams)
+    catalog_versions.insert_metrics(con, version_id, req.metrics)
+    catalog_snapshots.insert_snapshots(con, version_id, list(req.snapshot_steps))
+    record_snapshots(con, version_id, snapshot_rows)
+    attached = {f.path: (f.blob_hash, f.size) for f in catalog_files.staged_files(con)}
     with storage_errors():
         for path, data in req.files:
             attached[path] = (put_blob(con, store, data), len(data))
-    for path, (blob_hash, size) in sorted(attached.items()):
-        con.execute("INSERT INTO files VALUES (?, ?, ?, ?)", [version_id, path, blob_hash, size])
-    con.execute("DELETE FROM staged")
+    catalog_files.attach_files(con, version_id, [StoredFile(path, blob_hash, size)
+                                                 for path, (blob_hash, size) in sorted(attached.items())])
+    catalog_files.clear_staged(con)
     return version_id
-
-
-def _insert_rows(con: duckdb.DuckDBPyConnection, table: str, rows: list[list]) -> None:
-    """All ``rows`` in one INSERT (columns as lists, zipped back by unnest)."""
-    if rows:
-        width = len(rows[0])
-        con.execute(f"INSERT INTO {table} SELECT {', '.join(['unnest(?)'] * width)}",
-                    [list(col) for col in zip(*rows)])
 
 
 def _batches(items: list, max_bytes: int = 256 << 20) -> Iterator[list]:
@@ -308,12 +297,10 @@ def _batches(items: list, max_bytes: int = 256 << 20) -> Iterator[list]:
 
 def _parent_graph(con, parent_id: str, state) -> Graph | None:
     """The parent's network, which weights-only commits inherit -- only if they fit it."""
-    row = con.execute(
-        "SELECT g.definition FROM versions v JOIN graphs g USING (graph_hash) WHERE v.id = ?", [parent_id]
-    ).fetchone()
-    if row is None:
+    definition = catalog_graphs.definition_of_version(con, parent_id)
+    if definition is None:
         return None
-    graph = Graph.from_json(row[0])
+    graph = Graph.from_json(definition)
     if graph_fits(graph, state):
         return graph
     check_weights_fit(graph, state)  # names the first missing or mis-shaped tensor
@@ -326,19 +313,15 @@ def _parent_graph(con, parent_id: str, state) -> Graph | None:
 
 def _store_graph(con, graph: Graph) -> str:
     gh = graph.hash
-    if con.execute("SELECT 1 FROM graphs WHERE graph_hash = ?", [gh]).fetchone():
+    if catalog_graphs.has_graph(con, gh):
         return gh
-    con.execute(
-        "INSERT INTO graphs VALUES (?, ?, ?, ?, ?)",
-        [gh, graph.traced, graph.rebuildable, len(graph.layers), graph.canonical()],
-    )
-    con.executemany(
-        "INSERT INTO graph_nodes VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [[gh, i, n.name, n.kind, n.op, json.dumps(n.attrs, sort_keys=True), n.n_params] for i, n in enumerate(graph.nodes)],
-    )
-    edges = graph.edges()
-    if edges:
-        con.executemany("INSERT INTO graph_edges VALUES (?, ?, ?)", [[gh, s, d] for s, d in edges])
+    catalog_graphs.insert_graph(con, NewGraph(
+        graph_hash=gh, traced=graph.traced, rebuildable=graph.rebuildable, n_layers=len(graph.layers),
+        definition=graph.canonical(),
+        nodes=tuple(GraphNodeRow(i, n.name, n.kind, n.op, json.dumps(n.attrs, sort_keys=True), n.n_params)
+                    for i, n in enumerate(graph.nodes)),
+        edges=tuple(graph.edges()),
+    ))
     return gh
 
 

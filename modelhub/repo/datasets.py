@@ -23,6 +23,9 @@ from typing import Sequence
 
 import numpy as np
 
+from ..catalog import datasets as catalog_datasets
+from ..catalog import objects as catalog_objects
+from ..catalog.datasets import DatasetRow
 from ..engine.data import DataView
 from ..engine.errors import DatasetError
 from .tensorstore import storage_errors
@@ -344,28 +347,26 @@ def add_dataset(repo, name: str, files: Sequence[str | Path], message: str = "")
         for blob_hash, blob in ((xh, x_blob), (yh, y_blob)):
             if not repo.store.has(blob_hash):
                 repo.store.put(blob)
-        row = con.execute("SELECT record_shape, x_dtype, y_dtype FROM datasets WHERE name = ?", [name]).fetchone()
+        existing = catalog_datasets.dataset(con, name)
         shape = list(x.shape[1:])
-        if row is None:
-            con.execute("INSERT INTO datasets VALUES (?, ?, ?, ?, ?, ?)",
-                        [name, uuid.uuid4().hex, json.dumps(shape), x_dtype, str(y.dtype), now])
+        if existing is None:
+            catalog_datasets.insert_dataset(
+                con, DatasetRow(name, uuid.uuid4().hex, tuple(shape), x_dtype, str(y.dtype)), now)
             version, start = 1, 0
         else:
-            if json.loads(row[0]) != shape or row[1] != x_dtype or row[2] != str(y.dtype):
+            if list(existing.record_shape) != shape or existing.x_dtype != x_dtype or existing.y_dtype != str(y.dtype):
                 raise DatasetError(
-                    f"dataset {name} holds records of shape {json.loads(row[0])} ({_describe_x(row[1])}) with "
-                    f"{row[2]} labels; the new records are {shape} ({_describe_x(x_dtype)}) with {y.dtype} labels; "
-                    "convert them or use another name"
+                    f"dataset {name} holds records of shape {list(existing.record_shape)} "
+                    f"({_describe_x(existing.x_dtype)}) with {existing.y_dtype} labels; the new records are "
+                    f"{shape} ({_describe_x(x_dtype)}) with {y.dtype} labels; convert them or use another name"
                 )
-            version, start = con.execute(
-                "SELECT max(version) + 1, max(n_records) FROM dataset_versions WHERE name = ?", [name]).fetchone()
+            version, start = catalog_datasets.next_version(con, name)
         end = int(start) + len(x)
         for part, blob_hash, blob in (("x", xh, x_blob), ("y", yh, y_blob)):
-            con.execute("INSERT OR IGNORE INTO objects VALUES (?, ?)", [blob_hash, len(blob)])
-            con.execute("INSERT INTO dataset_chunks VALUES (?, ?, ?, ?, ?, ?)",
-                        [name, int(start), end, part, blob_hash, len(blob)])
+            catalog_objects.add_blob(con, blob_hash, len(blob))
+            catalog_datasets.insert_chunk(con, name, int(start), end, part, blob_hash, len(blob))
         msg = message or f"add {len(x)} records"
-        con.execute("INSERT INTO dataset_versions VALUES (?, ?, ?, ?, ?)", [name, int(version), end, msg, now])
+        catalog_datasets.insert_version(con, name, int(version), end, msg, now)
     return DatasetVersion(name, int(version), end, len(x), tuple(shape), msg, now.isoformat(timespec="seconds"))
 
 
@@ -388,32 +389,28 @@ def parse_dataset_ref(ref: str) -> tuple[str, int | None]:
 def load_dataset(repo, ref: str) -> DataView:
     name, version = parse_dataset_ref(ref)
     with repo.catalog.read() as con:
-        ds = con.execute("SELECT uid, x_dtype FROM datasets WHERE name = ?", [name]).fetchone()
+        ds = catalog_datasets.dataset(con, name)
         if ds is None:
-            known = [r[0] for r in con.execute("SELECT name FROM datasets ORDER BY name").fetchall()]
+            known = catalog_datasets.dataset_names(con)
             raise DatasetError(
                 f"no dataset named {name!r} (known: {', '.join(known) or 'none'}); add it with `dlv data add {name} FILES`"
             )
         if version is None:
-            version = con.execute("SELECT max(version) FROM dataset_versions WHERE name = ?", [name]).fetchone()[0]
-        row = con.execute("SELECT n_records FROM dataset_versions WHERE name = ? AND version = ?",
-                          [name, version]).fetchone()
-        if row is None:
-            last = con.execute("SELECT max(version) FROM dataset_versions WHERE name = ?", [name]).fetchone()[0]
+            version = catalog_datasets.latest_version(con, name)
+        n = catalog_datasets.n_records(con, name, version)
+        if n is None:
+            last = catalog_datasets.latest_version(con, name)
             raise DatasetError(f"dataset {name} has versions 1 to {last}; choose one of them")
-        n = int(row[0])
-        chunks = con.execute(
-            "SELECT start_record, part, blob_hash FROM dataset_chunks WHERE name = ? AND end_record <= ? "
-            "ORDER BY start_record, part", [name, n]).fetchall()
+        chunks = catalog_datasets.chunks(con, name, n)
     parts: dict[str, list[np.ndarray]] = {"x": [], "y": []}
     with storage_errors():
-        for _, part, blob_hash in chunks:
-            parts[part].append(np.load(io.BytesIO(repo.store.get(blob_hash)), allow_pickle=False))
+        for chunk in chunks:
+            parts[chunk.part].append(np.load(io.BytesIO(repo.store.get(chunk.blob_hash)), allow_pickle=False))
     x, y = np.concatenate(parts["x"]), np.concatenate(parts["y"])
     meta: dict = {"ref": f"{name}@{version}"}
-    if ds[1].startswith(_PACKED):
-        meta["layout"] = json.loads(ds[1][len(_PACKED):])
-    return DataView(ds[0], int(version), x, y, name=name, meta=meta)
+    if ds.x_dtype.startswith(_PACKED):
+        meta["layout"] = json.loads(ds.x_dtype[len(_PACKED):])
+    return DataView(ds.uid, int(version), x, y, name=name, meta=meta)
 
 
 def list_datasets(repo) -> list[DatasetVersion]:
@@ -430,9 +427,6 @@ def dataset_versions(repo, name: str) -> list[DatasetVersion]:
 
 def _all_versions(repo) -> list[DatasetVersion]:
     with repo.catalog.read() as con:
-        rows = con.execute(
-            "SELECT d.name, v.version, v.n_records, d.record_shape, v.message, v.created_at, "
-            "v.n_records - coalesce(lag(v.n_records) OVER (PARTITION BY v.name ORDER BY v.version), 0) "
-            "FROM datasets d JOIN dataset_versions v ON v.name = d.name ORDER BY d.name, v.version").fetchall()
-    return [DatasetVersion(n, int(v), int(c), int(a), tuple(json.loads(s)), m, t.isoformat(timespec="seconds"))
-            for n, v, c, s, m, t, a in rows]
+        rows = catalog_datasets.version_history(con)
+    return [DatasetVersion(r.name, r.version, r.n_records, r.added, r.record_shape, r.message,
+                           r.created_at.isoformat(timespec="seconds")) for r in rows]

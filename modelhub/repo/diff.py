@@ -1,7 +1,6 @@
 """`dlv diff`: architecture, parameters, hyperparameters and metrics of two versions."""
 from __future__ import annotations
 
-import json
 import math
 
 import torch
@@ -10,7 +9,7 @@ from ..netdef import Graph, Node
 from ..tensorio import raw_to_tensor
 from .reads import hparams_of, latest_metrics, snapshot_entries, version_graph, version_info
 from .records import LayerChange, TensorChange, ValueChange, VersionDiff
-from .tensorstore import load_tensor
+from .tensorstore import load_tensor, tensor_shape
 
 
 def diff_versions(con, store, a_id: str, b_id: str, *, include_same: bool = False) -> VersionDiff:
@@ -55,12 +54,12 @@ def _tensor_changes(con, store, a_id: str, b_id: str) -> list[TensorChange]:
         ha, hb = ea.get(name), eb.get(name)
         if ha is None or hb is None:
             th = hb or ha
-            shape = _shape(con, th)
+            shape = tensor_shape(con, th)
             out.append(TensorChange(name, "added" if ha is None else "removed", None, None,
                                     None if ha is None else shape, shape if ha is None else None))
             continue
         if ha == hb:
-            shape = _shape(con, ha)
+            shape = tensor_shape(con, ha)
             out.append(TensorChange(name, "identical", 0.0, 0.0, shape, shape))
             continue
         ta = raw_to_tensor(*load_tensor(con, store, ha))
@@ -91,11 +90,6 @@ def _bits(t: torch.Tensor) -> torch.Tensor:
     view = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}.get(size)
     flat = t.reshape(-1)
     return flat.view(view) if view is not None else flat
-
-
-def _shape(con, th: str) -> tuple[int, ...]:
-    row = con.execute("SELECT shape FROM tensor_data WHERE tensor_hash = ?", [th]).fetchone()
-    return tuple(json.loads(row[0]))
 
 
 def _value_changes(a: dict, b: dict) -> list[ValueChange]:

@@ -10,18 +10,24 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import Literal
 
 from ..storage.errors import CorruptBlobError, MissingBlobError, StorageError
 from ..storage import tensors as codec
+from ..catalog import graphs as catalog_graphs
+from ..catalog import objects as catalog_objects
+from ..catalog import versions as catalog_versions
 from ..catalog.maintenance import check_catalog_storage
+from . import tensorstore
 from .liveness import compute_liveness
 from .records import Record
 
 
 @dataclass(frozen=True)
 class FsckProblem(Record):
-    severity: str      # error | warning
-    kind: str          # missing_blob, corrupt_blob, dangling_ref, bad_tensor, orphan_blob, temp_file, stale_row
+    severity: Literal["error", "warning"]
+    kind: Literal["missing_blob", "corrupt_blob", "dangling_ref", "bad_tensor", "orphan_blob", "temp_file",
+                  "stale_row", "stale_hot_copy", "bad_hot_copy"]
     subject: str       # blob / tensor / row identifier
     detail: str
     versions: tuple[str, ...] = ()   # refs of the versions affected
@@ -54,21 +60,18 @@ def check_repository(repo, *, repair: bool = False, deep: bool = False) -> FsckR
         check_catalog_storage(con, repo.catalog.db_path)
         live = compute_liveness(con)
         versions_of_tensor = _versions_of_tensor(con)
-        refs = {vid: f"{m}@{s}" for vid, m, s in con.execute("SELECT id, model, seq FROM versions").fetchall()}
+        refs = {v.id: v.ref for v in catalog_versions.version_refs(con)}
 
         # 1. references between catalog tables
-        for vid, th in con.execute(
-            "SELECT version_id, tensor_hash FROM snapshot_tensors WHERE tensor_hash NOT IN (SELECT tensor_hash FROM tensor_data)"
-        ).fetchall():
-            problems.append(FsckProblem("error", "dangling_ref", th, "snapshot references a tensor the catalog lacks", (refs.get(vid, vid),)))
-        for vid, pid in con.execute(
-            "SELECT version_id, parent_id FROM version_parents WHERE parent_id NOT IN (SELECT id FROM versions)"
-        ).fetchall():
-            problems.append(FsckProblem("error", "dangling_ref", pid, "parent version is missing", (refs.get(vid, vid),)))
-        for vid, gh in con.execute(
-            "SELECT id, graph_hash FROM versions WHERE graph_hash IS NOT NULL AND graph_hash NOT IN (SELECT graph_hash FROM graphs)"
-        ).fetchall():
-            problems.append(FsckProblem("error", "dangling_ref", gh, "network graph is missing", (refs.get(vid, vid),)))
+        for use in tensorstore.dangling_tensor_uses(con):
+            problems.append(FsckProblem("error", "dangling_ref", use.tensor_hash, "snapshot references a tensor the catalog lacks",
+                                        (refs.get(use.version_id, use.version_id),)))
+        for link in catalog_versions.dangling_parents(con):
+            problems.append(FsckProblem("error", "dangling_ref", link.parent_id, "parent version is missing",
+                                        (refs.get(link.version_id, link.version_id),)))
+        for missing in catalog_graphs.missing_graphs(con):
+            problems.append(FsckProblem("error", "dangling_ref", missing.graph_hash, "network graph is missing",
+                                        (refs.get(missing.version_id, missing.version_id),)))
         for th in sorted(live.malformed):
             problems.append(FsckProblem("error", "bad_tensor", th, "the catalog's manifest for this tensor is malformed",
                                         tuple(sorted(refs.get(v, v) for v in versions_of_tensor.get(th, ())))))
@@ -121,13 +124,13 @@ def check_repository(repo, *, repair: bool = False, deep: bool = False) -> FsckR
                                         repaired=repair))
             if repair:
                 repo.store.delete(blob)
-                con.execute("DELETE FROM objects WHERE blob_hash = ?", [blob])
-        for (blob,) in con.execute("SELECT blob_hash FROM objects").fetchall():
+                catalog_objects.delete_blob(con, blob)
+        for blob in catalog_objects.listed_blobs(con):
             if blob not in on_disk and blob not in live_blobs:
                 problems.append(FsckProblem("warning", "stale_row", blob, "catalog lists a blob that no version uses and that is absent",
                                             repaired=repair))
                 if repair:
-                    con.execute("DELETE FROM objects WHERE blob_hash = ?", [blob])
+                    catalog_objects.delete_blob(con, blob)
         for tmp in sorted(repo.paths.objects.glob("*/.tmp-*")):
             problems.append(FsckProblem("warning", "temp_file", str(tmp.relative_to(repo.paths.dlv)),
                                         "leftover of an interrupted write", repaired=repair))
@@ -171,8 +174,8 @@ def _check_hot_copies(repo, con, refs: dict[str, str], repair: bool) -> list[Fsc
 
 def _versions_of_tensor(con) -> dict[str, set[str]]:
     out: dict[str, set[str]] = {}
-    for vid, th in con.execute("SELECT DISTINCT version_id, tensor_hash FROM snapshot_tensors").fetchall():
-        out.setdefault(th, set()).add(vid)
+    for use in tensorstore.tensor_uses(con):
+        out.setdefault(use.tensor_hash, set()).add(use.version_id)
     return out
 
 

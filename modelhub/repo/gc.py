@@ -11,10 +11,13 @@ import os
 import time
 from dataclasses import dataclass
 
+from ..catalog import materializations
+from ..catalog import objects as catalog_objects
 from ..errors import IntegrityError
 from .liveness import compute_liveness
 from .reads import latest_version_ids
 from .records import Record
+from .tensorstore import forget_tensors
 
 DEFAULT_GRACE_S = 3600.0
 
@@ -66,10 +69,9 @@ def collect_garbage(repo, *, grace_s: float = DEFAULT_GRACE_S, dry_run: bool = F
             removed_bytes += st.st_size
         temp_files = [p for p in repo.paths.objects.glob("*/.tmp-*") if now - p.stat().st_mtime >= grace_s]
         if not dry_run:
-            for th in dead_tensors:
-                con.execute("DELETE FROM tensor_data WHERE tensor_hash = ?", [th])
+            forget_tensors(con, dead_tensors)
             for blob in doomed:
-                con.execute("DELETE FROM objects WHERE blob_hash = ?", [blob])
+                catalog_objects.delete_blob(con, blob)
             # Files are deleted while the lock is still held: once it is
             # released, a commit may deduplicate against an existing file
             # (ObjectStore.put skips present blobs), so a later delete could
@@ -92,7 +94,7 @@ def collect_garbage(repo, *, grace_s: float = DEFAULT_GRACE_S, dry_run: bool = F
                 except FileNotFoundError:
                     pass
             if features:
-                con.execute("DELETE FROM materializations")
+                materializations.forget_all(con)
         # hot copies: a cache of each model's latest version (hotcopy.py); a
         # stale one is never read (it names its version), only wastes space
         latest = latest_version_ids(con)

@@ -29,6 +29,7 @@ import mmap
 import os
 import tempfile
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -151,13 +152,13 @@ class HotCopies:
                 pass
         return tensors
 
-    def problem(self, version_id: str, entries: Sequence[tuple[str, str]]) -> str | None:
+    def problem(self, version_id: str, entries: Sequence[tuple[str, str]]) -> "HotCopyFault | None":
         """Why the hot copy of ``version_id`` is unusable (None: it verifies); for fsck."""
         try:
             mm = _map(self.path(version_id))
         except (OSError, ValueError) as exc:
-            return f"unreadable ({type(exc).__name__})"
-        return None if _verified(mm, version_id, entries) is not None else "does not verify"
+            return HotCopyFault(unreadable=True, cause=type(exc).__name__)
+        return None if _verified(mm, version_id, entries) is not None else HotCopyFault(unreadable=False)
 
     # -- eviction --------------------------------------------------------------------
     def retain(self, keep: set[str], among: set[str] | None = None) -> list[Path]:
@@ -207,6 +208,17 @@ class HotCopies:
             except FileNotFoundError:
                 pass
         return out
+
+
+@dataclass(frozen=True)
+class HotCopyFault:
+    """Why a hot copy cannot be used: it cannot be mapped at all (``cause``: the error's type),
+    or it maps but does not match its version's tensors and checksums."""
+    unreadable: bool
+    cause: str = ""
+
+    def __str__(self) -> str:
+        return f"unreadable ({self.cause})" if self.unreadable else "does not verify"
 
 
 def _map(path: Path) -> mmap.mmap:

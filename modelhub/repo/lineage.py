@@ -1,25 +1,18 @@
 """`dlv list`: models and how they descend from one another."""
 from __future__ import annotations
 
+from ..catalog import versions as catalog_versions
 from .records import ModelSummary
 
 
 def list_models(con) -> list[ModelSummary]:
-    rows = con.execute(
-        "SELECT model, count(*), arg_max(id, seq), max(seq), min(created_at), max(created_at) "
-        "FROM versions GROUP BY model ORDER BY model"
-    ).fetchall()
     derived: dict[str, set[str]] = {}
-    for model, parent_model, pid, pseq in con.execute(
-        "SELECT v.model, p.model, p.id, p.seq FROM version_parents vp "
-        "JOIN versions v ON v.id = vp.version_id JOIN versions p ON p.id = vp.parent_id "
-        "WHERE p.model <> v.model"
-    ).fetchall():
-        derived.setdefault(model, set()).add(f"{parent_model}@{pseq}")
+    for link in catalog_versions.cross_model_parents(con):
+        derived.setdefault(link.model, set()).add(f"{link.parent_model}@{link.parent_seq}")
     return [
         ModelSummary(
-            name=r[0], n_versions=int(r[1]), latest_id=r[2], latest_seq=int(r[3]), created_at=r[4],
-            updated_at=r[5], derived_from=tuple(sorted(derived.get(r[0], ()))),
+            name=m.name, n_versions=m.n_versions, latest_id=m.latest_id, latest_seq=m.latest_seq,
+            created_at=m.created_at, updated_at=m.updated_at, derived_from=tuple(sorted(derived.get(m.name, ()))),
         )
-        for r in rows
+        for m in catalog_versions.model_rows(con)
     ]

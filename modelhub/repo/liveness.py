@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from ..catalog import objects as catalog_objects
 from ..storage import tensors as codec
+from . import tensorstore
 
 
 @dataclass(frozen=True)
@@ -32,17 +34,14 @@ class Liveness:
 
 
 def blob_columns(con) -> list[str]:
-    rows = con.execute(
-        "SELECT table_name FROM information_schema.columns WHERE column_name = 'blob_hash' "
-        "AND table_name <> 'objects' AND table_catalog = current_database() ORDER BY table_name"
-    ).fetchall()
-    return [r[0] for r in rows]
+    """Tables (besides ``objects``) whose ``blob_hash`` column keeps blobs alive."""
+    return catalog_objects.blob_columns(con)
 
 
 def compute_liveness(con) -> Liveness:
     manifests: dict[str, dict] = {}
     malformed: set[str] = set()
-    for th, enc in con.execute("SELECT tensor_hash, encoding FROM tensor_data").fetchall():
+    for th, enc in tensorstore.tensor_encodings(con).items():
         try:
             manifest = json.loads(enc)
             codec.manifest_blobs(manifest)
@@ -51,7 +50,7 @@ def compute_liveness(con) -> Liveness:
             malformed.add(th)
             continue
         manifests[th] = manifest
-    roots = {r[0] for r in con.execute("SELECT DISTINCT tensor_hash FROM snapshot_tensors").fetchall()}
+    roots = tensorstore.referenced_tensors(con)
     live: set[str] = set()
     stack = list(roots)
     while stack:  # a live tensor keeps its delta base (and that base's base) alive
@@ -64,8 +63,7 @@ def compute_liveness(con) -> Liveness:
             stack.append(base)
     other = {}
     for table in blob_columns(con):
-        # table names come from the catalog's own information_schema, never from users
-        other[f"{table}.blob_hash"] = [r[0] for r in con.execute(f'SELECT DISTINCT blob_hash FROM "{table}"').fetchall()]
+        other[f"{table}.blob_hash"] = catalog_objects.blobs_in(con, table)
     return Liveness(
         live_tensors=frozenset(live),
         tensor_blobs={th: codec.manifest_blobs(m) for th, m in manifests.items()},

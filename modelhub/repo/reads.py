@@ -1,62 +1,51 @@
 """Catalog reads shared by the repository operations."""
 from __future__ import annotations
 
-import json
 from collections import OrderedDict
 from dataclasses import dataclass
 
 import duckdb
 import torch
 
-from ..errors import IntegrityError
+from ..catalog import graphs as catalog_graphs
+from ..catalog import snapshots as catalog_snapshots
+from ..catalog import versions as catalog_versions
+from ..catalog.versions import VersionRow
+from ..errors import IntegrityError, RefError
 from ..netdef import Graph
 from ..tensorio import raw_to_tensor
 from . import hotcopy
+from . import tensorstore
 from .hotcopy import HotCopies
 from .records import VersionInfo
 from .tensorstore import load_tensors
 
-_VERSION_COLS = "id, model, seq, message, author, created_at, n_params, n_tensors, logical_bytes"
 
-
-def version_info(con: duckdb.DuckDBPyConnection, version_id: str) -> VersionInfo:
-    row = con.execute(f"SELECT {_VERSION_COLS} FROM versions WHERE id = ?", [version_id]).fetchone()
-    return _info(con, row)
-
-
-def all_versions(con: duckdb.DuckDBPyConnection, model: str | None = None) -> list[VersionInfo]:
-    if model is None:
-        rows = con.execute(f"SELECT {_VERSION_COLS} FROM versions ORDER BY created_at DESC, model, seq DESC").fetchall()
-    else:
-        rows = con.execute(
-            f"SELECT {_VERSION_COLS} FROM versions WHERE model = ? ORDER BY seq DESC", [model]
-        ).fetchall()
-    parents: dict[str, list[str]] = {}
-    for vid, pid in con.execute("SELECT version_id, parent_id FROM version_parents ORDER BY version_id, ord").fetchall():
-        parents.setdefault(vid, []).append(pid)
-    return [_info(con, r, tuple(parents.get(r[0], ()))) for r in rows]
-
-
-def _info(con, row, parents: tuple[str, ...] | None = None) -> VersionInfo:
-    if parents is None:
-        parents = tuple(
-            r[0] for r in con.execute(
-                "SELECT parent_id FROM version_parents WHERE version_id = ? ORDER BY ord", [row[0]]
-            ).fetchall()
-        )
+def _info(row: VersionRow, parents: tuple[str, ...]) -> VersionInfo:
     return VersionInfo(
-        id=row[0], model=row[1], seq=int(row[2]), message=row[3], author=row[4], created_at=row[5],
-        parents=parents, n_params=int(row[6]), n_tensors=int(row[7]), logical_bytes=int(row[8]),
+        id=row.id, model=row.model, seq=row.seq, message=row.message, author=row.author, created_at=row.created_at,
+        parents=parents, n_params=row.n_params, n_tensors=row.n_tensors, logical_bytes=row.logical_bytes,
     )
 
 
+def version_info(con: duckdb.DuckDBPyConnection, version_id: str) -> VersionInfo:
+    row = catalog_versions.version_row(con, version_id)
+    if row is None:
+        raise RefError(f"version {version_id[:12]} is not in the catalog; `dlv log` lists the versions")
+    return _info(row, catalog_versions.parents_of(con, version_id))
+
+
+def all_versions(con: duckdb.DuckDBPyConnection, model: str | None = None) -> list[VersionInfo]:
+    rows = catalog_versions.version_rows(con, model)
+    parents = catalog_versions.parents_by_version(con)
+    return [_info(r, parents.get(r.id, ())) for r in rows]
+
+
 def version_graph(con: duckdb.DuckDBPyConnection, version_id: str) -> Graph | None:
-    row = con.execute(
-        "SELECT g.definition FROM versions v JOIN graphs g USING (graph_hash) WHERE v.id = ?", [version_id]
-    ).fetchone()
-    if not row:
+    definition = catalog_graphs.definition_of_version(con, version_id)
+    if definition is None:
         return None
-    return _parse_graph(row[0], version_id)
+    return _parse_graph(definition, version_id)
 
 
 def _parse_graph(definition: str, version_id: str) -> Graph:
@@ -70,24 +59,18 @@ def _parse_graph(definition: str, version_id: str) -> Graph:
 
 
 def hparams_of(con: duckdb.DuckDBPyConnection, version_id: str) -> dict:
-    rows = con.execute("SELECT key, value_json FROM hparams WHERE version_id = ? ORDER BY key", [version_id]).fetchall()
-    return {k: json.loads(v) for k, v in rows}
+    return catalog_versions.hparams(con, version_id)
 
 
 def n_snapshots(con: duckdb.DuckDBPyConnection, version_id: str) -> int:
-    return int(con.execute("SELECT count(*) FROM snapshots WHERE version_id = ?", [version_id]).fetchone()[0])
+    return catalog_snapshots.count(con, version_id)
 
 
 def snapshot_entries(con: duckdb.DuckDBPyConnection, version_id: str, snap: int | None = None) -> list[tuple[str, str]]:
     """(tensor name, tensor hash) of a snapshot in committed order; default: the last snapshot."""
     if snap is None:
         snap = n_snapshots(con, version_id) - 1
-    return [
-        (r[0], r[1]) for r in con.execute(
-            "SELECT name, tensor_hash FROM snapshot_tensors WHERE version_id = ? AND snap = ? ORDER BY ord",
-            [version_id, snap],
-        ).fetchall()
-    ]
+    return tensorstore.snapshot_entries(con, version_id, snap)
 
 
 @dataclass(frozen=True)
@@ -105,28 +88,12 @@ class VersionHeader:
 
 
 def version_header(con: duckdb.DuckDBPyConnection, version_id: str) -> VersionHeader:
-    # Four small statements instead of seven: each DuckDB query costs
-    # 0.5-1 ms, which is most of a checkout served from a hot copy (a single
-    # statement with correlated subqueries measured slower, ~9 ms).
-    row = con.execute(f"SELECT {_VERSION_COLS}, weights_meta, graph_hash FROM versions WHERE id = ?", [version_id]).fetchone()
-    count, latest_seq = con.execute(
-        "SELECT (SELECT count(*) FROM snapshots WHERE version_id = $1), (SELECT max(seq) FROM versions WHERE model = $2)",
-        [version_id, row[1]],
-    ).fetchone()
-    parents, hparams = [], {}
-    for kind, key, value in con.execute(
-        "SELECT 'p', parent_id, ord FROM version_parents WHERE version_id = $1 "
-        "UNION ALL SELECT 'h', key, value_json FROM hparams WHERE version_id = $1", [version_id]
-    ).fetchall():
-        if kind == "p":
-            parents.append((int(value), key))
-        else:
-            hparams[key] = json.loads(value)
-    graph_row = con.execute("SELECT definition FROM graphs WHERE graph_hash = ?", [row[10]]).fetchone() if row[10] else None
+    row = catalog_versions.version_header(con, version_id)
+    if row is None:
+        raise RefError(f"version {version_id[:12]} is not in the catalog; `dlv log` lists the versions")
     return VersionHeader(
-        info=_info(con, row[:9], tuple(p for _, p in sorted(parents))), graph_json=graph_row[0] if graph_row else None,
-        weights_meta=json.loads(row[9]) if row[9] else None, n_snapshots=int(count), is_latest=row[2] == latest_seq,
-        hparams=dict(sorted(hparams.items())),
+        info=_info(row.version, row.parents), graph_json=row.graph_json, hparams=row.hparams,
+        weights_meta=row.weights_meta, n_snapshots=row.n_snapshots, is_latest=row.is_latest,
     )
 
 
@@ -156,7 +123,7 @@ def load_state_dict(con, store, version_id: str, snap: int | None = None, *,
 
 def latest_version_ids(con) -> set[str]:
     """The newest version of every model (the ones that keep hot copies)."""
-    return {r[0] for r in con.execute("SELECT arg_max(id, seq) FROM versions GROUP BY model").fetchall()}
+    return catalog_versions.latest_version_ids(con)
 
 
 def refresh_hot_copy(hot: HotCopies, version_id: str, entries, tensors, evict: set[str]) -> None:
@@ -177,12 +144,8 @@ def refresh_hot_copy(hot: HotCopies, version_id: str, entries, tensors, evict: s
 
 
 def weights_meta(con, version_id: str) -> dict | None:
-    row = con.execute("SELECT weights_meta FROM versions WHERE id = ?", [version_id]).fetchone()
-    return json.loads(row[0]) if row and row[0] else None
+    return catalog_versions.weights_meta(con, version_id)
 
 
 def latest_metrics(con, version_id: str) -> dict[str, float]:
-    rows = con.execute(
-        "SELECT name, arg_max(value, step) FROM metrics WHERE version_id = ? GROUP BY name ORDER BY name", [version_id]
-    ).fetchall()
-    return {n: v for n, v in rows}
+    return catalog_versions.latest_metrics(con, version_id)

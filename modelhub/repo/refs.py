@@ -6,6 +6,7 @@ import re
 
 import duckdb
 
+from ..catalog import versions as catalog_versions
 from ..errors import InputError, RefError
 
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,127}$")
@@ -30,35 +31,31 @@ def resolve(con: duckdb.DuckDBPyConnection, ref: str) -> str:
     if at:
         if not seq_text.isdigit() or int(seq_text) < 1:
             raise RefError(f"bad reference {ref!r}: the part after '@' must be a version number from 1, e.g. {name}@1")
-        row = con.execute("SELECT id FROM versions WHERE model = ? AND seq = ?", [name, int(seq_text)]).fetchone()
-        if row:
-            return row[0]
-        seqs = [r[0] for r in con.execute("SELECT seq FROM versions WHERE model = ? ORDER BY seq", [name]).fetchall()]
+        vid = catalog_versions.id_at(con, name, int(seq_text))
+        if vid is not None:
+            return vid
+        seqs = catalog_versions.seqs_of(con, name)
         if seqs:
             # Pulled versions keep their numbers, so the numbers can have gaps.
             shown = f"{name}@{seqs[0]}..{name}@{seqs[-1]}" if seqs == list(range(seqs[0], seqs[-1] + 1)) else \
                 ", ".join(f"{name}@{s}" for s in seqs[:8]) + (" ..." if len(seqs) > 8 else "")
             raise RefError(f"model {name!r} has {len(seqs)} version(s); {ref!r} does not exist (use {shown})")
         raise RefError(_unknown(con, name))
-    row = con.execute(
-        "SELECT id FROM versions WHERE model = ? ORDER BY seq DESC LIMIT 1", [ref]
-    ).fetchone()
-    if row:
-        return row[0]
+    vid = catalog_versions.latest_id(con, ref)
+    if vid is not None:
+        return vid
     if _HEX.match(ref):
-        rows = con.execute(
-            "SELECT id, model, seq FROM versions WHERE starts_with(id, ?) ORDER BY model, seq LIMIT 11", [ref]
-        ).fetchall()
-        if len(rows) == 1:
-            return rows[0][0]
-        if len(rows) > 1:
-            shown = ", ".join(f"{r[0][:12]} ({r[1]}@{r[2]})" for r in rows[:10])
+        matches = catalog_versions.ids_with_prefix(con, ref, limit=11)
+        if len(matches) == 1:
+            return matches[0].id
+        if len(matches) > 1:
+            shown = ", ".join(f"{m.id[:12]} ({m.ref})" for m in matches[:10])
             raise RefError(f"reference {ref!r} is ambiguous: it matches {shown}; use a longer id prefix")
     raise RefError(_unknown(con, ref))
 
 
 def _unknown(con: duckdb.DuckDBPyConnection, ref: str) -> str:
-    names = [r[0] for r in con.execute("SELECT name FROM models ORDER BY name").fetchall()]
+    names = catalog_versions.model_names(con)
     close = difflib.get_close_matches(ref, names, n=3, cutoff=0.5)
     if close:
         return f"unknown version reference {ref!r}; did you mean {', '.join(close)}? (`dlv list` shows all models)"

@@ -17,7 +17,10 @@ import torch
 from torch import nn
 
 from ..catalog import Catalog
+from ..catalog import files as catalog_files
+from ..catalog import versions as catalog_versions
 from ..catalog.db import RECOVERY_HINT
+from ..catalog.files import StagedFile
 from ..errors import CatalogCorruptError, InputError, RepoError, WeightsError
 from ..netdef import Graph, rebuild
 from ..storage.objects import ObjectStore
@@ -105,7 +108,7 @@ class Repo:
             vid = commit_op.write_commit(con, self.store, req)
             info = version_info(con, vid)
             entries = snapshot_entries(con, vid)
-            siblings = {r[0] for r in con.execute("SELECT id FROM versions WHERE model = ?", [info.model]).fetchall()}
+            siblings = catalog_versions.ids_of_model(con, info.model)
         if hot_copy:
             refresh_hot_copy(self.hot, vid, entries, req.state_dicts[-1], siblings)
         return info
@@ -119,37 +122,32 @@ class Repo:
         with self.catalog.write() as con, storage_errors():
             for path, data in files:
                 blob_hash = put_blob(con, self.store, data)
-                con.execute("INSERT OR REPLACE INTO staged VALUES (?, ?, ?, ?)", [path, blob_hash, len(data), now])
+                catalog_files.stage_file(con, StagedFile(path, blob_hash, len(data), now))
         return [(p, len(d)) for p, d in files]
 
     def staged(self) -> list[tuple[str, int]]:
         with self.catalog.read() as con:
-            return [(p, int(s)) for p, s in con.execute("SELECT path, size FROM staged ORDER BY path").fetchall()]
+            return [(f.path, f.size) for f in catalog_files.staged_files(con)]
 
     def copy(self, ref: str, new_name: str, *, message: str | None = None, author: str | None = None) -> VersionInfo:
         """Start a new model from an existing version (same network, weights, hparams; lineage kept)."""
         check_model_name(new_name)
         with self.catalog.write() as con:
-            if con.execute("SELECT 1 FROM models WHERE name = ?", [new_name]).fetchone():
+            if catalog_versions.model_exists(con, new_name):
                 raise InputError(f"model {new_name!r} already exists; choose another name or commit to it directly")
             src = resolve(con, ref)
             info = version_info(con, src)
             state = load_state_dict(con, self.store, src)
-            files = {
-                p: self.store.get(h) for p, h in con.execute(
-                    "SELECT path, blob_hash FROM files WHERE version_id = ?", [src]
-                ).fetchall()
-            }
+            files = {f.path: self.store.get(f.blob_hash) for f in catalog_files.version_files(con, src)}
             req = commit_op.build_request(
                 state, name=new_name, message=message or f"copy of {info.ref}", parent=src,
                 hparams=hparams_of(con, src), files=files, author=author,
                 graph=version_graph(con, src), weights_meta=weights_meta(con, src),
             )
             # Staged files belong to the user's next commit, not to the copy.
-            staged = con.execute("SELECT * FROM staged").fetchall()
+            staged = catalog_files.staged_files(con)
             vid = commit_op.write_commit(con, self.store, req)
-            if staged:
-                con.executemany("INSERT INTO staged VALUES (?, ?, ?, ?)", staged)
+            catalog_files.restage(con, staged)
             return version_info(con, vid)
 
     def query(self, text: str, *, commit: bool = False, name: str | None = None, progress=None,
@@ -166,7 +164,7 @@ class Repo:
     # -- reads ------------------------------------------------------------------------
     def log(self, name: str | None = None) -> list[VersionInfo]:
         with self.catalog.read() as con:
-            if name is not None and not con.execute("SELECT 1 FROM models WHERE name = ?", [name]).fetchone():
+            if name is not None and not catalog_versions.model_exists(con, name):
                 resolve(con, name)  # raises a RefError with close matches
             return all_versions(con, name)
 
@@ -232,9 +230,9 @@ class Repo:
     def files(self, ref: str) -> dict[str, bytes]:
         with self.catalog.read() as con:
             vid = resolve(con, ref)
-            rows = con.execute("SELECT path, blob_hash FROM files WHERE version_id = ? ORDER BY path", [vid]).fetchall()
+            files = catalog_files.version_files(con, vid)
             with storage_errors():
-                return {p: self.store.get(h) for p, h in rows}
+                return {f.path: self.store.get(f.blob_hash) for f in files}
 
     # -- datasets and evaluation (engine; see docs/ENGINE.md) -------------------------
     def data_add(self, name: str, files, *, message: str = ""):

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..catalog import versions as catalog_versions
 from ..catalog.lock import repo_lock
 from ..catalog.maintenance import restore_catalog
 from ..errors import RepoError
@@ -34,5 +35,5 @@ def restore_repo_catalog(path: Path | str | None = None) -> CatalogRestore:
     from .repository import Repo
     repo = Repo(root)
     with repo.catalog.read() as con:
-        versions = int(con.execute("SELECT count(*) FROM versions").fetchone()[0])
+        versions = catalog_versions.count_versions(con)
     return CatalogRestore(report.source, report.backup, report.damaged_copy, versions)

@@ -1,7 +1,9 @@
-"""Tensors <-> the object store and the catalog's ``tensor_data`` table.
+"""Tensors <-> the object store and the catalog's tensor tables (``tensor_data``,
+``snapshot_tensors``).
 
-This is the only place the repository calls the storage codecs, so the
-parameter archive can change encodings without touching commit/checkout.
+This is the only place the repository calls the storage codecs or the
+catalog's tensor queries (:mod:`modelhub.catalog.tensors`), so the parameter
+archive can change encodings without touching commit, checkout, gc or fsck.
 Storage errors are translated into :class:`ArchiveError` here.
 """
 from __future__ import annotations
@@ -12,6 +14,9 @@ from typing import Iterator
 
 import duckdb
 
+from ..catalog import objects as catalog_objects
+from ..catalog import tensors as catalog_tensors
+from ..catalog.tensors import SnapshotTensor, TensorRow, TensorUse
 from ..errors import ArchiveError, DiskFullError, IntegrityError
 from ..storage import tensors as codec
 from ..storage.errors import CorruptBlobError, DiskFullError as StorageFullError, MissingBlobError, StorageError
@@ -33,7 +38,7 @@ def storage_errors() -> Iterator[None]:
 def put_blob(con: duckdb.DuckDBPyConnection, store: ObjectStore, data: bytes) -> str:
     """Write a blob (durable first) and list it in the caller's transaction; returns its hash."""
     blob_hash = store.put(data)  # fsynced and renamed before any catalog row references it
-    con.execute("INSERT OR IGNORE INTO objects VALUES (?, ?)", [blob_hash, len(data)])
+    catalog_objects.add_blob(con, blob_hash, len(data))
     return blob_hash
 
 
@@ -44,10 +49,9 @@ def store_tensors(con: duckdb.DuckDBPyConnection, store: ObjectStore,
     statement per table lists the new ones: single-row inserts cost ~2 ms each in DuckDB, which
     was most of an evaluate commit."""
     hashes = [codec.tensor_hash(raw, dtype, shape) for raw, dtype, shape in tensors]
-    known = {r[0] for r in con.execute("SELECT tensor_hash FROM tensor_data WHERE tensor_hash IN (SELECT unnest(?))",
-                                       [list(dict.fromkeys(hashes))]).fetchall()}
+    known = catalog_tensors.known_hashes(con, hashes)
     blobs: dict[str, int] = {}
-    rows: list[list] = []
+    rows: list[TensorRow] = []
     with storage_errors():
         for th, (raw, dtype, shape) in zip(hashes, tensors):
             if th in known:
@@ -55,13 +59,11 @@ def store_tensors(con: duckdb.DuckDBPyConnection, store: ObjectStore,
             encoded = codec.encode_tensor(raw, dtype, shape, config=codec.commit_config())
             for blob in encoded.blobs:
                 blobs[store.put(blob)] = len(blob)   # fsynced and renamed before the rows below name it
-            rows.append([th, dtype, json.dumps(list(shape)), len(raw), json.dumps(encoded.manifest, sort_keys=True)])
+            rows.append(TensorRow(th, dtype, json.dumps(list(shape)), len(raw),
+                                  json.dumps(encoded.manifest, sort_keys=True)))
             known.add(th)
-    if blobs:
-        con.execute("INSERT OR IGNORE INTO objects SELECT unnest(?), unnest(?)", [list(blobs), list(blobs.values())])
-    if rows:
-        con.execute("INSERT INTO tensor_data SELECT unnest(?), unnest(?), unnest(?), unnest(?), unnest(?)",
-                    [list(col) for col in zip(*rows)])
+    catalog_objects.add_blobs(con, blobs)
+    catalog_tensors.insert_tensors(con, rows)
     return hashes
 
 
@@ -73,12 +75,7 @@ def load_tensors(
     con: duckdb.DuckDBPyConnection, store: ObjectStore, tensor_hashes: list[str]
 ) -> dict[str, tuple[bytes, str, list[int]]]:
     """Decode several tensors; their catalog rows are read in one query (a checkout's hot path)."""
-    rows = {
-        r[0]: r[1:] for r in con.execute(
-            "SELECT tensor_hash, dtype, shape, nbytes, encoding FROM tensor_data WHERE tensor_hash IN (SELECT unnest(?))",
-            [list(dict.fromkeys(tensor_hashes))],
-        ).fetchall()
-    }
+    rows = catalog_tensors.tensor_rows(con, tensor_hashes)
     out: dict[str, tuple[bytes, str, list[int]]] = {}
     for tensor_hash in tensor_hashes:
         if tensor_hash in out:
@@ -89,7 +86,7 @@ def load_tensors(
                 f"tensor {tensor_hash[:16]} is referenced but not in the catalog; run `dlv fsck`"
             )
         try:
-            dtype, shape, nbytes, encoding = row[0], json.loads(row[1]), int(row[2]), json.loads(row[3])
+            dtype, shape, nbytes, encoding = row.dtype, row.shape, row.nbytes, row.manifest
             with storage_errors():
                 raw = _decode_verified(con, store, tensor_hash, dtype, shape, nbytes, encoding)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -127,3 +124,84 @@ def _decode_verified(con, store: ObjectStore, tensor_hash: str, dtype: str, shap
     if codec.tensor_hash(raw, dtype, shape) != tensor_hash:
         raise CorruptBlobError(tensor_hash, "decoded tensor does not match its hash")
     return raw
+
+
+# -- the catalog's tensor rows, for the operations that plan, count or check tensors -------------
+def snapshot_entries(con: duckdb.DuckDBPyConnection, version_id: str, snap: int) -> list[tuple[str, str]]:
+    """(tensor name, tensor hash) of one snapshot in committed order."""
+    return catalog_tensors.snapshot_entries(con, version_id, snap)
+
+
+def record_snapshots(con: duckdb.DuckDBPyConnection, version_id: str,
+                     snapshots: list[tuple[int, list[tuple[str, str]]]]) -> None:
+    """List which stored tensor each snapshot of a new version holds, under which name."""
+    catalog_tensors.insert_snapshot_entries(con, version_id, snapshots)
+
+
+def tensor_shape(con: duckdb.DuckDBPyConnection, tensor_hash: str) -> tuple[int, ...]:
+    """A stored tensor's shape, read from the catalog (no decoding)."""
+    shape = catalog_tensors.shape_json(con, tensor_hash)
+    if shape is None:
+        raise IntegrityError(f"tensor {tensor_hash[:16]} is referenced but not in the catalog; run `dlv fsck`")
+    return tuple(json.loads(shape))
+
+
+def version_tensor_types(con: duckdb.DuckDBPyConnection, version_id: str) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """(dtype, shape) of every tensor a version's snapshots hold, by hash (no decoding)."""
+    return {th: (dtype, tuple(json.loads(shape)))
+            for th, (dtype, shape) in catalog_tensors.dtypes_and_shapes_of_version(con, version_id).items()}
+
+
+def all_tensor_rows(con: duckdb.DuckDBPyConnection) -> list[TensorRow]:
+    """Every stored tensor's catalog row (the archive's planning input)."""
+    return catalog_tensors.all_tensor_rows(con)
+
+
+def tensor_encodings(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """Every stored tensor's manifest JSON, by hash (liveness)."""
+    return catalog_tensors.encodings(con)
+
+
+def set_manifest(con: duckdb.DuckDBPyConnection, tensor_hash: str, manifest: dict) -> None:
+    """Store a tensor under a new encoding (its blobs already durable and verified by the caller)."""
+    catalog_tensors.set_encoding(con, tensor_hash, json.dumps(manifest, sort_keys=True))
+
+
+def forget_tensors(con: duckdb.DuckDBPyConnection, tensor_hashes: list[str]) -> None:
+    """Drop the catalog rows of tensors no snapshot reaches (gc)."""
+    for th in tensor_hashes:
+        catalog_tensors.delete_tensor(con, th)
+
+
+def snapshot_tensors(con: duckdb.DuckDBPyConnection) -> list[SnapshotTensor]:
+    """Every snapshot's named tensors, by model, sequence number, snapshot and committed order."""
+    return catalog_tensors.all_snapshot_tensors(con)
+
+
+def weights_tensors(con: duckdb.DuckDBPyConnection) -> list[TensorUse]:
+    """The tensors of every version's last snapshot (its weights)."""
+    return catalog_tensors.weights_tensors(con)
+
+
+def tensor_uses(con: duckdb.DuckDBPyConnection) -> list[TensorUse]:
+    """Each distinct (version, tensor) pair over all snapshots."""
+    return catalog_tensors.tensor_uses(con)
+
+
+def referenced_tensors(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """Every tensor some snapshot holds."""
+    return catalog_tensors.referenced_hashes(con)
+
+
+def dangling_tensor_uses(con: duckdb.DuckDBPyConnection) -> list[TensorUse]:
+    """Snapshot entries naming a tensor the catalog lacks."""
+    return catalog_tensors.dangling_uses(con)
+
+
+def count_tensors(con: duckdb.DuckDBPyConnection) -> int:
+    return catalog_tensors.count_tensors(con)
+
+
+def logical_bytes(con: duckdb.DuckDBPyConnection) -> int:
+    """Raw bytes of every snapshot counted as a full copy."""
+    return catalog_tensors.logical_bytes(con)
