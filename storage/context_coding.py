@@ -148,15 +148,19 @@ def merge_bins(hist: np.ndarray, min_group: int) -> np.ndarray:
     return labels
 
 
-def _group_sizes(hist: np.ndarray, min_group: int) -> np.ndarray:
-    labels = merge_bins(hist, min_group)
+def _sizes_of(labels: np.ndarray, hist: np.ndarray) -> np.ndarray:
+    """Elements per group, in group order (no group is empty)."""
     sizes = np.bincount(labels, weights=hist, minlength=1).astype(np.int64)
-    return sizes[sizes > 0] if hist.sum() else np.zeros(0, np.int64)
+    return sizes[sizes > 0]
+
+
+def _group_sizes(hist: np.ndarray, min_group: int) -> np.ndarray:
+    return _sizes_of(merge_bins(hist, min_group), hist)
 
 
 @dataclass(frozen=True)
 class _Order:
-    """Elements in (context group, position) order, then in (count, context group, position) order."""
+    """Elements in (context group, position) order: the order of the counts streams."""
 
     by_group: np.ndarray        # permutation: element indices sorted by context group (stable)
     group_sizes: np.ndarray     # elements per context group
@@ -167,17 +171,15 @@ def _context_order(ctx: np.ndarray, n_values: int, min_group: int) -> _Order:
     labels = merge_bins(hist, min_group)
     gid = labels.astype(np.uint8 if labels.max(initial=0) < 256 else np.uint16)[ctx]
     by_group = np.argsort(gid, kind="stable")
-    sizes = _group_sizes(hist, min_group)  # = np.bincount(gid), without another pass over the elements
-    return _Order(by_group, sizes)
+    return _Order(by_group, _sizes_of(labels, hist))  # = np.bincount(gid), without a pass over the elements
 
 
-def _count_blocks(counts_sorted: np.ndarray, group_sizes: np.ndarray, itemsize: int):
-    """(permutation to (count, group, position) order, elements per count, per-count group histograms)."""
-    by_count = np.argsort(counts_sorted, kind="stable")
-    hist2 = np.zeros((itemsize + 1, max(len(group_sizes), 1)), dtype=np.int64)
-    for g, part in enumerate(_split(counts_sorted, group_sizes)):  # groups are contiguous here
-        hist2[:, g] = np.bincount(part, minlength=itemsize + 1)
-    return by_count, hist2.sum(axis=1), hist2
+def _count_histograms(counts_sorted: np.ndarray, group_sizes: np.ndarray, itemsize: int) -> np.ndarray:
+    """hist[c, g]: elements of context group g with c significant bytes (groups are contiguous here)."""
+    hist = np.zeros((itemsize + 1, max(len(group_sizes), 1)), dtype=np.int64)
+    for g, part in enumerate(_split(counts_sorted, group_sizes)):
+        hist[:, g] = np.bincount(part, minlength=itemsize + 1)
+    return hist
 
 
 def pack_counts(counts: np.ndarray, itemsize: int) -> bytes:
@@ -295,7 +297,9 @@ def delta_streams(words: np.ndarray, base_words: np.ndarray, op: str, dtype: str
     order = _context_order(parent_exponent(base_words, dtype), 1 << FLOAT_FORMATS[dtype][0], min_group)
     counts_sorted = byte_counts(z)[order.by_group]
     out = [(pack_counts(part, s), False) for part in _split(counts_sorted, order.group_sizes)]
-    by_count, per_count, hist2 = _count_blocks(counts_sorted, order.group_sizes, s)
+    by_count = np.argsort(counts_sorted, kind="stable")  # -> (count, context group, position) order
+    hist2 = _count_histograms(counts_sorted, order.group_sizes, s)
+    per_count = hist2.sum(axis=1)
     zz = z[order.by_group[by_count]].view(np.uint8).reshape(-1, s)
     starts = np.concatenate(([0], np.cumsum(per_count)))
     for c in range(1, s + 1):
@@ -393,9 +397,7 @@ def decode_delta_words(streams: _Streams, base_words: np.ndarray, dtype: str,
     # in it, so sorting only the non-zero ones by count gives the same order for the rest.
     nonzero = np.flatnonzero(counts_sorted)
     by_count = nonzero[np.argsort(counts_sorted[nonzero], kind="stable")]
-    hist2 = np.zeros((s + 1, max(len(order.group_sizes), 1)), dtype=np.int64)
-    for g, part in enumerate(_split(counts_sorted, order.group_sizes)):  # groups are contiguous here
-        hist2[:, g] = np.bincount(part, minlength=s + 1)
+    hist2 = _count_histograms(counts_sorted, order.group_sizes, s)
     per_count = hist2.sum(axis=1)
     zz = np.zeros((nonzero.size, s), dtype=np.uint8)
     starts = np.concatenate(([0], np.cumsum(per_count[1:])))  # block of count c: starts[c-1]:starts[c]
