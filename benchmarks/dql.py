@@ -4,7 +4,7 @@
     python benchmarks/dql.py --quick    # 2,000 versions, 5 runs
 
 Prints one JSON object. Both sides answer the same question on the same
-generated catalog (modelhub.dql.synthetic) in the same run; the loop is
+generated catalog (tests/dqlref/synthetic.py) in the same run; the loop is
 what a user scripts today: fetch the rows with plain SQL, filter in Python.
 "dql_cold_ms" is the first run in this process (graph views not cached yet).
 """
@@ -20,12 +20,14 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))     # the catalog generator is test-only code (tests/dqlref)
 
+from dqlref.synthetic import generate                       # noqa: E402
 from modelhub.dql import execute, parse                    # noqa: E402
 from modelhub.dql.binder import bind                        # noqa: E402
-from modelhub.dql.sqlgen import SqlContext, compile_select  # noqa: E402
-from modelhub.dql.synthetic import generate                 # noqa: E402
+from modelhub.dql.lowering import select_sql                # noqa: E402
 from modelhub.dql.vocabulary import Vocabulary              # noqa: E402
 from modelhub.netdef.graph import Graph                     # noqa: E402
 
@@ -91,10 +93,10 @@ def main() -> None:
             stmt = parse(SELECT_Q)
             with catalog.read() as con:
                 plan = bind(stmt, Vocabulary.load(con), SELECT_Q)
-            compile_select(plan, {}, SqlContext(), "rows")
+            select_sql(plan)
 
         def front_end_no_catalog() -> None:
-            compile_select(bind(parse(SELECT_Q), Vocabulary.empty(), SELECT_Q), {}, SqlContext(), "rows")
+            select_sql(bind(parse(SELECT_Q), Vocabulary.empty(), SELECT_Q))
 
         report: dict = {"versions": n, "runs": runs, "generate_s": round(gen_s, 2)}
         with catalog.read() as con:

@@ -5,7 +5,7 @@ holds the complete bytes. The directory is fsynced so the rename itself
 survives a power loss, and a directory created on the way (a new fan-out
 folder under ``objects/``) is fsynced into its parent for the same reason.
 
-A full disk (ENOSPC, EDQUOT) is raised as :class:`DiskFullError`, which is
+A full disk (ENOSPC, EDQUOT) is raised as :class:`StorageFullError`, which is
 both a storage error and an ``OSError``; nothing is left behind (the temp
 file is removed).
 """
@@ -16,7 +16,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from .errors import DiskFullError
+from .errors import StorageFullError
 
 #: errno values that mean "no room": the write may succeed once space is freed
 FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
@@ -80,6 +80,6 @@ def atomic_write(path: Path | str, data: bytes | memoryview, *, exist_ok_same: b
             raise
         fsync_dir(path.parent)
     except OSError as exc:
-        if exc.errno in FULL_ERRNOS and not isinstance(exc, DiskFullError):
-            raise DiskFullError(str(path)) from exc
+        if exc.errno in FULL_ERRNOS and not isinstance(exc, StorageFullError):
+            raise StorageFullError(str(path)) from exc
         raise

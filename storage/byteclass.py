@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from .bitfields import UINT_OF_SIZE
-from .errors import CodecError
+from .errors import DamagedEncodingError
 
 PACKING = "byteclass"
 
@@ -49,10 +49,10 @@ def expected_lengths(counts: np.ndarray, size: int) -> list[int]:
 
 def join_byteclass(segments: list[bytes], n: int, size: int) -> np.ndarray:
     if len(segments) != 1 + 2 * size or len(segments[0]) != n:
-        raise CodecError("byte-class segments do not match the tensor's size; the catalog entry is damaged — run `dlv fsck`")
+        raise DamagedEncodingError("byte-class segments do not match the tensor's size")
     counts = np.frombuffer(segments[0], dtype=np.uint8)
     if n and int(counts.max()) > size:
-        raise CodecError("byte-class counts exceed the element size; the blob is corrupt — run `dlv fsck`")
+        raise DamagedEncodingError("byte-class counts exceed the element size")
     out = np.zeros(n, dtype=UINT_OF_SIZE[size])
     columns = out.view(np.uint8).reshape(-1, size)
     for i, k in enumerate(reversed(range(size))):

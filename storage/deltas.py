@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import CodecError
+from .errors import CodecError, DamagedEncodingError, UnknownFormatError
 
 DELTA_OPS = ("xor", "sub", "osub")
 
@@ -68,8 +68,8 @@ def apply_delta(op: str, x: np.ndarray, base: np.ndarray) -> np.ndarray:
 
 def undo_delta(op: str, d: np.ndarray, base: np.ndarray) -> np.ndarray:
     if d.shape != base.shape or d.dtype != base.dtype:
-        raise CodecError("delta base has a different size than the delta; the base tensor "
-                         "named in the manifest is wrong or corrupt — run `dlv fsck`")
+        raise DamagedEncodingError("delta base has a different size than the delta; the base tensor "
+                                   "named in the manifest is wrong or corrupt")
     with np.errstate(over="ignore"):
         if op == "xor":
             return d ^ base
@@ -77,4 +77,4 @@ def undo_delta(op: str, d: np.ndarray, base: np.ndarray) -> np.ndarray:
             return _unzigzag(d) + base
         if op == "osub":
             return _from_ordered(_unzigzag(d) + _to_ordered(base))
-    raise CodecError(f"unknown delta op {op!r} in manifest; upgrade modelhub to read this repository")
+    raise UnknownFormatError(f"unknown delta op {op!r} in manifest")

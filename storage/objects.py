@@ -1,10 +1,10 @@
-"""Content-addressed, immutable blob store (``.dlv/objects``).
+"""Content-addressed, immutable blob store (a folder of files named by their hash).
 
 A blob's name is the BLAKE2b-256 digest of its bytes, stored under a two-level
-fan-out (``ab/cdef...``). Blobs are written atomically *before* any catalog row
-references them, so a crash leaves at worst an unreferenced blob, which
-``dlv gc`` collects. Every read verifies the digest: a corrupt blob is
-reported by name, never silently decoded.
+fan-out (``ab/cdef...``). Callers write blobs atomically *before* any index
+(modelhub: the catalog) references them, so a crash leaves at worst an
+unreferenced blob, which a garbage collection removes. Every read verifies the
+digest: a corrupt blob is reported by name, never silently decoded.
 """
 from __future__ import annotations
 
@@ -38,9 +38,9 @@ class ObjectStore:
         """Store ``data`` (durably) and return its name.
 
         A blob that is already present is not rewritten, but its mtime is
-        refreshed (git's "freshen"): ``dlv gc`` spares blobs younger than its
-        grace period, so a writer that reuses an old unreferenced blob before
-        taking the catalog lock keeps it alive until its transaction lands.
+        refreshed (git's "freshen"): a garbage collector that spares blobs
+        younger than a grace period then keeps an old unreferenced blob alive
+        for a writer that reuses it until that writer's index entry lands.
         """
         blob_hash = content_hash(data)
         if not self.touch(blob_hash):

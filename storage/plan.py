@@ -54,7 +54,7 @@ class StorageGraph:
 
 
 @dataclass(frozen=True)
-class Plan:
+class StoragePlan:
     algorithm: str
     parent_edge: tuple[Optional[Edge], ...]   # per vertex (None for 0)
     storage: float
@@ -86,7 +86,7 @@ def group_costs(g: StorageGraph, rc: Sequence[float], scheme: str) -> tuple[floa
     return tuple(max((rc[v] for v in grp), default=0.0) for grp in g.groups)
 
 
-def make_plan(g: StorageGraph, parent_edge: Sequence[Optional[Edge]], scheme: str, algorithm: str) -> Plan:
+def make_plan(g: StorageGraph, parent_edge: Sequence[Optional[Edge]], scheme: str, algorithm: str) -> StoragePlan:
     """Evaluate a tree given by each vertex's parent edge (must reach 0 from every vertex)."""
     rc: list[Optional[float]] = [None] * (g.n + 1)
     rc[0] = 0.0
@@ -109,7 +109,7 @@ def make_plan(g: StorageGraph, parent_edge: Sequence[Optional[Edge]], scheme: st
         cost(v)
     storage = sum(e.storage for e in parent_edge[1:])
     rcs = tuple(float(x) for x in rc)
-    return Plan(algorithm, tuple(parent_edge), storage, rcs, group_costs(g, rcs, scheme))
+    return StoragePlan(algorithm, tuple(parent_edge), storage, rcs, group_costs(g, rcs, scheme))
 
 
 def _tree_search(g: StorageGraph, key) -> list[Optional[Edge]]:
@@ -140,17 +140,17 @@ def _tree_search(g: StorageGraph, key) -> list[Optional[Edge]]:
     return parent
 
 
-def mst(g: StorageGraph, scheme: str = "independent") -> Plan:
+def mst(g: StorageGraph, scheme: str = "independent") -> StoragePlan:
     """Minimum storage: Prim's minimum spanning tree from the empty vertex."""
     return make_plan(g, _tree_search(g, lambda d, e: e.storage), scheme, "mst")
 
 
-def spt(g: StorageGraph, scheme: str = "independent") -> Plan:
+def spt(g: StorageGraph, scheme: str = "independent") -> StoragePlan:
     """Minimum recreation: Dijkstra's shortest-path tree on recreation cost."""
     return make_plan(g, _tree_search(g, lambda d, e: d + e.recreation), scheme, "spt")
 
 
-def feasible(plan: Plan, limits: Sequence[float]) -> bool:
+def feasible(plan: StoragePlan, limits: Sequence[float]) -> bool:
     return all(c <= lim * (1 + _EPS) + _EPS for c, lim in zip(plan.group_cost, limits))
 
 
@@ -181,7 +181,7 @@ def _subtree(children: list[set[int]], v: int) -> list[int]:
 
 
 def pas_mt(g: StorageGraph, alpha: float, scheme: str = "independent", max_swaps: int = 100_000,
-           group_alpha: Optional[Sequence[float]] = None) -> Optional[Plan]:
+           group_alpha: Optional[Sequence[float]] = None) -> Optional[StoragePlan]:
     """Start from the MST; while a snapshot is over its limit, re-parent the vertex whose
     swap buys the most violation reduction per extra stored byte. Each swap strictly
     lowers some path costs and raises none, so the loop ends (at worst in an SPT)."""
@@ -251,7 +251,7 @@ def _costs_after(g, cost, rc, sub, d, groups_of, scheme) -> list[float]:
 
 
 def pas_pt(g: StorageGraph, alpha: float, scheme: str = "independent",
-           group_alpha: Optional[Sequence[float]] = None) -> Optional[Plan]:
+           group_alpha: Optional[Sequence[float]] = None) -> Optional[StoragePlan]:
     """Grow from the empty vertex, cheapest storage edge first, accepting an edge only if
     the new vertex's path cost stays within alpha times its shortest-path cost (with
     per-snapshot alphas: the smallest alpha of its snapshots and of those below it on
@@ -314,11 +314,11 @@ def pas_pt(g: StorageGraph, alpha: float, scheme: str = "independent",
 
 
 def best_plan(g: StorageGraph, alpha: float, scheme: str = "independent",
-              group_alpha: Optional[Sequence[float]] = None) -> Plan:
+              group_alpha: Optional[Sequence[float]] = None) -> StoragePlan:
     """Cheapest feasible plan among MST, PAS-MT, PAS-PT and SPT."""
     check_graph(g)
     limits = limits_for(g, alpha, scheme, group_alpha)
-    candidates: Iterable[Optional[Plan]] = (mst(g, scheme), pas_mt(g, alpha, scheme, group_alpha=group_alpha),
+    candidates: Iterable[Optional[StoragePlan]] = (mst(g, scheme), pas_mt(g, alpha, scheme, group_alpha=group_alpha),
                                             pas_pt(g, alpha, scheme, group_alpha), spt(g, scheme))
     ok = [p for p in candidates if p is not None and feasible(p, limits)]
     return min(ok, key=lambda p: (p.storage, sum(p.group_cost)))

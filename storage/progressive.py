@@ -19,8 +19,8 @@ may be all ones, ``hi`` (or ``-lo``) is infinite.
 Delta-encoded tensors: the first segments of a *delta* say nothing about the
 value without the base, so a progressive read of a delta manifest requires
 ``base=`` (the resolved base tensor's raw bytes by hash); it then decodes the
-tensor exactly and returns the degenerate intervals ``[x, x]``. The archive
-keeps each version's latest snapshot materialized at alpha = 1, where
+tensor exactly and returns the degenerate intervals ``[x, x]``. Tensors
+stored whole (a storage plan with alpha = 1 keeps them so) are where
 progressive reads are cheap. Lossy manifests are refused (their bits are not
 the committed ones).
 """
@@ -104,8 +104,8 @@ def read_intervals(manifest: Mapping, fetch: Callable[[str], bytes], nbytes: int
                    base: Optional[Callable[[str], bytes]] = None) -> Intervals:
     """Read only the first ``k`` segments and bound every element (see module doc)."""
     if manifest.get("codec") != CODEC_ID:
-        raise CodecError("progressive reads need a segmented (format 2) tensor; run `dlv archive` "
-                         "to re-encode this repository's tensors")
+        raise CodecError("progressive reads need a segmented (format 2) tensor; re-encode it with "
+                         "the segmented codec first")
     if manifest.get("lossy"):
         raise CodecError("progressive reads are defined on lossless tensors only; this one is lossy-encoded")
     dtype = manifest["dtype"]
@@ -120,7 +120,7 @@ def read_intervals(manifest: Mapping, fetch: Callable[[str], bytes], nbytes: int
     if manifest.get("delta"):
         if base is None:
             raise CodecError("this tensor is stored as a delta, whose first segments do not bound its "
-                             "values; pass base= to decode it exactly, or archive with alpha=1")
+                             "values; pass base= to decode it exactly, or store the tensor whole")
         exact = patterns_to_float64(np.frombuffer(decode_segmented(manifest, fetch, nbytes, base=base),
                                                   dtype=UINT_OF_SIZE[itemsize]), dtype)
         return Intervals(exact, exact.copy(), np.isnan(exact), total, total, sum(manifest["sizes"]))

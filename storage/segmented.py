@@ -30,9 +30,11 @@ Manifest (JSON, stored in the catalog)::
 """
 from __future__ import annotations
 
+import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Optional, Sequence
+from typing import ClassVar, Callable, Mapping, Optional, Sequence
 
 import numpy as np
 import zstandard
@@ -40,10 +42,13 @@ import zstandard
 from .bitfields import (FLOAT_FORMATS, UINT_OF_SIZE, Layout, byte_layout, check_layout,
                         default_layout, join_fields, segment_length, split_fields)
 from .byteclass import PACKING as PACKING_BYTECLASS, expected_lengths, join_byteclass, split_byteclass
+from .codecs import register_codec
 from .deltas import DELTA_OPS, apply_delta, undo_delta
-from .errors import CodecError, CorruptBlobError
+from .dtypes import DTYPE_SIZES
+from .errors import CodecError, CorruptBlobError, DamagedEncodingError, UnknownFormatError
 from .lossy import (LOSSY_SOURCES, LossyConfig, bfloat16_bits, from_float64, quantization_table,
                     quantize, to_float64)
+from .objects import content_hash
 
 FORMAT = 2
 CODEC_ID = "segmented"
@@ -53,7 +58,26 @@ LAYOUT_CHOICES = ("exponent-first", "bytes")
 #: segments below this size are decompressed inline; above it, on threads
 #: (zstandard releases the GIL, so segments of one tensor decode in parallel)
 _PARALLEL_DECODE_BYTES = 1 << 20
-_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="modelhub-zstd")
+_POOL: Optional[ThreadPoolExecutor] = None
+_POOL_LOCK = threading.Lock()
+
+
+def _decode_pool() -> ThreadPoolExecutor:
+    """The decode threads, started by the first large decode (importing this module starts nothing)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="storage-zstd")
+        return _POOL
+
+
+def _forget_pool_in_child() -> None:
+    # A forked child inherits the pool object but not its threads: it builds its own on demand.
+    global _POOL, _POOL_LOCK
+    _POOL, _POOL_LOCK = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool_in_child)
 
 
 @dataclass(frozen=True)
@@ -159,8 +183,6 @@ def _compress(segments: Sequence[bytes], config: "SegmentedConfig") -> tuple[lis
 def encode_segmented(raw: bytes | memoryview, dtype: str, n: int, itemsize: int, *,
                      config: SegmentedConfig = SegmentedConfig(),
                      base_raw: bytes | memoryview | None = None, base_hash: str | None = None) -> EncodeResult:
-    from .objects import content_hash
-
     lossy_entry = None
     extra_blobs: list[bytes] = []
     stored_dtype = dtype
@@ -221,8 +243,6 @@ def encode_segmented(raw: bytes | memoryview, dtype: str, n: int, itemsize: int,
 
 
 def _apply_lossy(raw, dtype: str, lossy: LossyConfig):
-    from .objects import content_hash
-
     if dtype not in LOSSY_SOURCES:
         raise CodecError(f"lossy encoding {lossy.kind} applies to float tensors, not {dtype}; "
                          "drop the lossy option for this tensor")
@@ -254,7 +274,7 @@ def _decompress(fetch: Callable[[str], bytes], blob_hash: str, expected: int, co
         except zstandard.ZstdError as exc:
             raise CorruptBlobError(blob_hash, f"zstd: {exc}") from None
     else:
-        raise CodecError(f"unknown segment coding {coding!r} in manifest; upgrade modelhub")
+        raise UnknownFormatError(f"unknown segment coding {coding!r} in manifest")
     if len(out) != expected:
         raise CorruptBlobError(blob_hash, f"decoded {len(out)} bytes, expected {expected}")
     return out
@@ -267,11 +287,9 @@ def segment_codings(manifest: Mapping) -> list[str]:
 
 def stored_geometry(manifest: Mapping, nbytes: int) -> tuple[str, int, int, Layout]:
     """(stored dtype, element count, stored itemsize, layout) of a format-2 manifest."""
-    from .tensors import DTYPE_SIZES
-
     dtype = manifest["dtype"]
     if dtype not in DTYPE_SIZES:
-        raise CodecError(f"manifest names unsupported dtype {dtype!r}; upgrade modelhub")
+        raise UnknownFormatError(f"manifest names unsupported dtype {dtype!r}")
     n = nbytes // DTYPE_SIZES[dtype]
     lossy = manifest.get("lossy")
     stored_dtype = lossy["stored_dtype"] if lossy else dtype
@@ -288,7 +306,7 @@ def read_segments(manifest: Mapping, fetch: Callable[[str], bytes], n: int, layo
     expected = [segment_length(n, w) for _, w in layout][: len(hashes)]
     jobs = list(zip(hashes, expected, segment_codings(manifest)))
     if len(hashes) > 1 and sum(expected) >= _PARALLEL_DECODE_BYTES:
-        return list(_POOL.map(lambda job: _decompress(fetch, *job), jobs))
+        return list(_decode_pool().map(lambda job: _decompress(fetch, *job), jobs))
     return [_decompress(fetch, *job) for job in jobs]
 
 
@@ -299,11 +317,10 @@ def decode_segmented(manifest: Mapping, fetch: Callable[[str], bytes], nbytes: i
     if packing == PACKING_BYTECLASS:
         words = _read_byteclass(manifest, fetch, n, itemsize)
     elif packing != "fields":
-        raise CodecError(f"unknown segment packing {packing!r} in manifest; upgrade modelhub")
+        raise UnknownFormatError(f"unknown segment packing {packing!r} in manifest")
     else:
         if len(manifest["segments"]) != len(layout):
-            raise CodecError("manifest lists a different number of segments than its layout has fields; "
-                             "the catalog entry is damaged — run `dlv fsck`")
+            raise DamagedEncodingError("manifest lists a different number of segments than its layout has fields")
         words = join_fields(read_segments(manifest, fetch, n, layout), layout, n, itemsize)
     delta = manifest.get("delta")
     if delta:
@@ -321,7 +338,7 @@ def decode_segmented(manifest: Mapping, fetch: Callable[[str], bytes], nbytes: i
 def _read_byteclass(manifest: Mapping, fetch: Callable[[str], bytes], n: int, itemsize: int) -> np.ndarray:
     hashes = list(manifest["segments"])
     if len(hashes) != 1 + 2 * itemsize:
-        raise CodecError("byte-class manifest has the wrong number of segments; the catalog entry is damaged — run `dlv fsck`")
+        raise DamagedEncodingError("byte-class manifest has the wrong number of segments")
     codings = segment_codings(manifest)
     counts = _decompress(fetch, hashes[0], n, codings[0])
     counts_arr = np.frombuffer(counts, dtype=np.uint8)
@@ -344,7 +361,7 @@ def _undo_lossy(words: np.ndarray, lossy: Mapping, dtype: str, fetch: Callable[[
             raise CorruptBlobError(lossy["table"], "quantization table does not match the indices")
         values = table[words]
     else:
-        raise CodecError(f"unknown lossy encoding {kind!r} in manifest; upgrade modelhub")
+        raise UnknownFormatError(f"unknown lossy encoding {kind!r} in manifest")
     return from_float64(values, dtype)
 
 
@@ -354,3 +371,25 @@ def segmented_blobs(manifest: Mapping) -> list[str]:
     if lossy and lossy.get("table"):
         out.append(lossy["table"])
     return out
+
+
+class SegmentedCodec:
+    """Format 2: exponent-first bit-field segments, optional delta, zstd per segment."""
+
+    id: ClassVar[str] = CODEC_ID
+    config_type: ClassVar[type] = SegmentedConfig
+
+    def encode(self, raw, dtype, shape, config: SegmentedConfig, *, base_raw=None, base_hash=None):
+        itemsize = DTYPE_SIZES[dtype]
+        result = encode_segmented(raw, dtype, len(raw) // itemsize if itemsize else 0, itemsize,
+                                  config=config, base_raw=base_raw, base_hash=base_hash)
+        return result.manifest, result.blobs
+
+    def decode(self, manifest, fetch, nbytes, *, base=None):
+        return decode_segmented(manifest, fetch, nbytes, base=base)
+
+    def blobs(self, manifest):
+        return segmented_blobs(manifest)
+
+
+register_codec(SegmentedCodec())

@@ -38,6 +38,6 @@ def cli(tmp_path: Path, monkeypatch):
 
 @pytest.fixture(scope="session")
 def gen_catalog(tmp_path_factory):
-    """A generated catalog (modelhub.dql.synthetic, 400 versions, seed 7) shared by the DQL tests."""
-    from modelhub.dql.synthetic import generate
+    """A generated catalog (tests/dqlref/synthetic.py, 400 versions, seed 7) shared by the DQL tests."""
+    from dqlref.synthetic import generate
     return generate(tmp_path_factory.mktemp("dqlcat"), 400, seed=7)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import duckdb
 import pytest
-import torch
 
 from helpers import assert_bit_exact, tiny_cnn
 from modelhub.catalog.maintenance import list_backups, verify_catalog

@@ -7,7 +7,7 @@ import sys
 import modelhub
 from helpers import tiny_cnn
 from modelhub.repo.liveness import blob_columns
-from modelhub.remote.importer import _columns
+from modelhub.catalog.remotes import table_columns as _columns
 
 
 def test_nested_scopes_on_two_repositories_see_only_their_own_catalog(tmp_path):

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
+from dqlref.synthetic import generate
 from modelhub.dql import BindError, ExecutionError, PlanError, execute
 from modelhub.dql.plan import ConstructPlan
-from modelhub.dql.synthetic import generate
 from modelhub.dql import plan_text
 
 

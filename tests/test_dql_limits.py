@@ -11,14 +11,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dqlref.reference import ReferenceCatalog, run_select
+from dqlref.synthetic import generate
 from modelhub.cli.exitcodes import exit_code_for
 from modelhub.dql import BindError, DQLSyntaxError, execute, parse, plan_text
 from modelhub.dql import executor
 from modelhub.dql import plan as P
+from modelhub.dql.lowering import select_sql
 from modelhub.dql.parser import MAX_NESTING
-from modelhub.dql.reference import ReferenceCatalog, run_select
-from modelhub.dql.sqlgen import SqlContext, compile_select
-from modelhub.dql.synthetic import generate
 
 BIG = "99999999999999999999"
 INT_RANGE = "from 0 to 9223372036854775807"
@@ -78,7 +78,7 @@ def test_and_chain_of_three_thousand_terms_runs(cat) -> None:
 
 def test_long_chain_sql_is_grouped_so_duckdb_never_nests_deeply(cat) -> None:
     plan = plan_text("select m where " + " or ".join(f"m.seq == {i}" for i in range(5000)), cat)
-    sql = compile_select(plan, {}, SqlContext())
+    sql = select_sql(plan).sql
     depth = deepest = 0
     for ch in sql:
         depth += ch == "("
@@ -157,8 +157,8 @@ def test_like_backslash_escapes_underscore_and_percent(cat) -> None:
     assert wildcard > literal           # `_` alone still matches the `-` of alexnet-avgv1
     assert {r[0] for r in rows(cat, 'select m.name where m.name like "alexnet\\_%"')} == literal
     assert rows(cat, 'select m where m.name like "%\\\\%%"') == ()      # no name holds a %
-    sql = compile_select(plan_text('select m where m.name like "a\\\\_b"', cat), {}, (ctx := SqlContext()))
-    assert "LIKE $p0 ESCAPE '\\'" in sql and ctx.params == {"p0": "a\\_b"}
+    query = select_sql(plan_text('select m where m.name like "a\\\\_b"', cat))
+    assert "LIKE $p0 ESCAPE '\\'" in query.sql and query.params == {"p0": "a\\_b"}
 
 
 def test_like_reference_evaluator_agrees_on_escapes(cat) -> None:
@@ -178,10 +178,9 @@ def test_like_pattern_ending_in_a_lone_backslash_is_a_bind_error(cat) -> None:
 def test_in_list_of_twenty_thousand_values_is_one_bound_parameter(cat) -> None:
     values = list(range(20000))
     plan = plan_text("select m where m.seq in [" + ", ".join(map(str, values)) + "]", cat)
-    ctx = SqlContext()
-    sql = compile_select(plan, {}, ctx)
-    assert list(ctx.params.values()) == [values]
-    assert "(v.seq IN (SELECT unnest($p0)))" in sql and "19999" not in sql
+    query = select_sql(plan)
+    assert list(query.params.values()) == [values]
+    assert "(v.seq IN (SELECT unnest($p0)))" in query.sql and "19999" not in query.sql
     assert rows(cat, "select m where m.seq in [" + ", ".join(map(str, values)) + "]") == rows(cat, "select m")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from modelhub.dql import execute, plan_text
-from modelhub.dql.reference import ReferenceCatalog, run_select
+from dqlref.reference import ReferenceCatalog, run_select
 
 QUERIES = [
     'select m1 where m1.name like "alexnet_%" and m1.creation_time > "2015-11-22" '

@@ -14,6 +14,7 @@ from torch import nn
 from modelhub.engine import run_evaluate
 from modelhub.engine.errors import ConfigError
 from modelhub.engine.spec import Candidate, EvaluateSpec, KeepRule
+from modelhub.repo.engine_access import engine_access
 
 torch.set_num_threads(1)
 
@@ -57,7 +58,7 @@ def test_evaluate_commits_candidates_with_lineage_and_reuses_features(repo, tmp_
 
     spec = EvaluateSpec(candidates=tuple(Candidate(src.id, ((("base_lr",), lr),)) for lr in (0.1, 0.01, 0.001)),
                         base_config=CONFIG, query_text="evaluate test")
-    result = run_evaluate(repo, spec)
+    result = run_evaluate(engine_access(repo), spec)
     assert len(result.committed) == 3 and result.reuse[0]["fused_groups"] == [3]
     assert sum(calls) == 3 * 32 + 60                      # profile sample, then each record once
     for c in result.candidates:
@@ -75,11 +76,11 @@ def test_evaluate_commits_candidates_with_lineage_and_reuses_features(repo, tmp_
     assert series == 2   # one validation per epoch
 
     calls.clear()
-    run_evaluate(repo, spec)                              # a later query: no prefix work at all
+    run_evaluate(engine_access(repo), spec)               # a later query: no prefix work at all
     assert sum(calls) == 0
     add_data(repo, tmp_path, 25, 1)                       # a new labeling cycle
     calls.clear()
-    again = run_evaluate(repo, spec)
+    again = run_evaluate(engine_access(repo), spec)
     assert sum(calls) == 25                               # only the new records pass the prefix
     assert {repo.version(v).model for v in again.committed} == {"small"}
 
@@ -95,7 +96,7 @@ def test_keep_top_commits_only_the_kept(repo, tmp_path, monkeypatch):
     src = repo.commit(net(), name="small", message="init")
     spec = EvaluateSpec(candidates=tuple(Candidate(src.id, ((("base_lr",), lr),)) for lr in (0.1, 0.05, 1e-6)),
                         base_config=CONFIG, keep=KeepRule(1, "loss", 6))
-    result = run_evaluate(repo, spec)
+    result = run_evaluate(engine_access(repo), spec)
     assert [c.status for c in result.candidates].count("finished") == 1
     assert len(result.committed) == 1
     assert next(c for c in result.candidates if "1e-06" in c.overrides).status == "pruned"
@@ -115,7 +116,7 @@ def test_missing_dataset_in_config_is_reported(repo, tmp_path):
     src = repo.commit(net(), name="small", message="init")
     spec = EvaluateSpec(candidates=(Candidate(src.id, ()),), base_config={"epochs": 1})
     with pytest.raises(ConfigError, match='names no dataset; add dataset = "NAME'):
-        run_evaluate(repo, spec)
+        run_evaluate(engine_access(repo), spec)
 
 
 def test_auto_lr_in_a_config_expands_to_freezing_prefixes(repo, tmp_path):
@@ -123,7 +124,7 @@ def test_auto_lr_in_a_config_expands_to_freezing_prefixes(repo, tmp_path):
     src = repo.commit(net(), name="small", message="init")
     spec = EvaluateSpec(candidates=(Candidate(src.id, ()),),
                         base_config={**CONFIG, "epochs": 1, "net": {"*": {"lr": "auto"}}})
-    result = run_evaluate(repo, spec)
+    result = run_evaluate(engine_access(repo), spec)
     # layers with weights: conv1, fc1, fc2 -> freeze the first 3, 2, 1 or 0 of them
     assert sorted(c.frozen_stages for c in result.candidates) == [0, 4, 6, 7]
 
@@ -147,7 +148,7 @@ def test_storage_budget_of_the_spec_overrides_the_config(repo, tmp_path):
     add_data(repo, tmp_path, 40, 0)
     src = repo.commit(net(), name="small", message="init")
     spec = EvaluateSpec(candidates=(Candidate(src.id, ()),), base_config=CONFIG, storage_budget="0")
-    result = run_evaluate(repo, spec)
+    result = run_evaluate(engine_access(repo), spec)
     assert result.reuse[0]["materialized"] == [] and result.reuse[0]["records_recomputed"] > 0
     with repo.catalog.read() as con:
         assert con.execute("SELECT count(*) FROM materializations").fetchone()[0] == 0
@@ -157,7 +158,7 @@ def test_committed_candidates_keep_a_snapshot_per_epoch(repo, tmp_path):
     add_data(repo, tmp_path, 40, 0)
     src = repo.commit(net(), name="snap", message="init")
     spec = EvaluateSpec(candidates=(Candidate(src.id, ((("epochs",), 3),)),), base_config=CONFIG, query_text="snapshots")
-    (vid,) = run_evaluate(repo, spec).committed
+    (vid,) = run_evaluate(engine_access(repo), spec).committed
     assert repo.desc(vid).n_snapshots == 3                     # epochs 1 and 2, then the final weights
     states = [repo.checkout(vid, snapshot=i, rebuild_module=False).state_dict for i in range(3)]
     for a, b in zip(states, states[1:]):

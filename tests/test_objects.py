@@ -6,11 +6,10 @@ import torch
 
 from modelhub.errors import IntegrityError
 import errno
-import os
 
 from modelhub.storage import atomic
 from modelhub.storage.atomic import atomic_write, fsync_dir
-from modelhub.storage.errors import CorruptBlobError, DiskFullError, MissingBlobError
+from modelhub.storage.errors import CorruptBlobError, MissingBlobError, StorageFullError as DiskFullError
 from modelhub.storage.objects import ObjectStore, content_hash
 
 

@@ -14,6 +14,7 @@ from torch import nn
 from helpers import tiny_cnn
 from modelhub.progressive import (ProgressiveConfig, ProgressiveInputError, UnsupportedLayerError, build_plan,
                                   evaluate_module, evaluate_progressive)
+from modelhub.repo.engine_access import engine_access
 
 torch.set_num_threads(1)
 
@@ -138,7 +139,7 @@ def test_repo_version_progressive_matches_full_precision(repo):
     model = tiny_cnn(4, n_classes=3).eval()
     repo.commit(model, name="lenet", message="init")
     x = torch.randn(40, 1, 8, 8)
-    report = evaluate_progressive(repo, "lenet", x, top_k=1, compare=True)
+    report = evaluate_progressive(engine_access(repo), "lenet", x, top_k=1, compare=True)
     assert report.version == "lenet" and report.agreement == 1.0
     assert report.labels[:, 0].tolist() == torch.argmax(model(x), 1).tolist()
     assert report.bytes_read < report.bytes_total

@@ -16,6 +16,7 @@ from torch import nn
 from modelhub.engine import run_evaluate
 from modelhub.engine.features import FeatureStore
 from modelhub.engine.spec import Candidate, EvaluateSpec
+from modelhub.repo.engine_access import engine_access
 from modelhub.storage.tensors import manifest_blobs
 
 torch.set_num_threads(1)
@@ -39,7 +40,7 @@ def trained(repo, tmp_path):
     np.savez(tmp_path / "blobs.npz", x=x, y=y)
     repo.data_add("blobs", [tmp_path / "blobs.npz"])
     src = repo.commit(net(), name="small", message="init")
-    result = run_evaluate(repo, EvaluateSpec(candidates=(Candidate(src.id, ()),), base_config=CONFIG))
+    result = run_evaluate(engine_access(repo), EvaluateSpec(candidates=(Candidate(src.id, ()),), base_config=CONFIG))
     assert len(result.committed) == 1 and result.reuse[0]["materialized"], result.reuse
     with repo.catalog.read() as con:
         assert con.execute("SELECT count(*) FROM materializations WHERE dtype = 'float32'").fetchone()[0] > 0
@@ -168,7 +169,7 @@ def test_runs_without_exact_float32_arithmetic_attest_nothing(repo, tmp_path, mo
     np.savez(tmp_path / "b.npz", x=(rng.standard_normal((40, 1, 4, 4)) + y[:, None, None, None]).astype(np.float32), y=y)
     repo.data_add("blobs", [tmp_path / "b.npz"])
     src = repo.commit(net(), name="small", message="init")
-    result = run_evaluate(repo, EvaluateSpec(candidates=(Candidate(src.id, ()),), base_config=CONFIG))
+    result = run_evaluate(engine_access(repo), EvaluateSpec(candidates=(Candidate(src.id, ()),), base_config=CONFIG))
     assert result.reuse[0]["materialized"]
     rep = repo.eval(result.candidates[0].ref, data="blobs", split="all", progressive=True, compare=False)
     assert rep.head_from is None and "exact float32" in rep.stored_features_note
@@ -182,7 +183,7 @@ def test_head_without_a_bound_rule_runs_at_full_precision_from_the_raw_inputs(re
     model = net()
     model.relu2 = nn.GELU()                       # in the head: refused by the bound rules
     src = repo.commit(model, name="gelu", message="init")
-    ref = run_evaluate(repo, EvaluateSpec(candidates=(Candidate(src.id, ()),), base_config=CONFIG)).candidates[0].ref
+    ref = run_evaluate(engine_access(repo), EvaluateSpec(candidates=(Candidate(src.id, ()),), base_config=CONFIG)).candidates[0].ref
     rep = repo.eval(ref, data="blobs", split="all", progressive=True)
     assert rep.fallback and "GELU" in rep.fallback and rep.head_from is None and rep.stored_features is False
     assert rep.stored_features_note.startswith("stored features at flat not used") and rep.agreement == 1.0

@@ -27,6 +27,7 @@ from modelhub.engine.fsstore import open_feature_store
 from modelhub.engine.selection import CandidateModel, run_selection
 from modelhub.engine.spec import Candidate, EvaluateSpec, KeepRule
 from modelhub.engine.tree import PrefixTree
+from modelhub.repo.engine_access import engine_access
 from test_engine_evaluate import add_data, net
 from test_engine_reuse import FREEZE, backbone, candidate, data
 
@@ -167,7 +168,7 @@ def test_repository_query_and_eval_on_ray_commit_what_local_commits(cluster, rep
     # the same candidates on the local backend (a query `from small` would now also find the new versions)
     spec = EvaluateSpec(candidates=tuple(Candidate(src.id, ((("base_lr",), lr),)) for lr in (0.1, 0.01)),
                         config_source=str(cfg))
-    local = run_evaluate(repo, spec, backend="local")
+    local = run_evaluate(engine_access(repo), spec, backend="local")
     assert len(local.committed) == len(on_ray["committed"]) == 2
     for vr, vl in zip(on_ray["committed"], local.committed):
         a, b = repo.checkout(vr).state_dict, repo.checkout(vl).state_dict

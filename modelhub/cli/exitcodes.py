@@ -4,6 +4,7 @@ from __future__ import annotations
 import errno
 
 from .. import errors as E
+from ..storage.errors import StorageError
 
 OK = 0
 #: most specific class first; the first isinstance match wins
@@ -40,6 +41,9 @@ def as_modelhub_error(exc: BaseException) -> E.ModelhubError | None:
 
     None for anything else: a bug, which keeps its traceback.
     """
+    if isinstance(exc, StorageError):  # a plain file write's full disk (storage.atomic); the mapping is the boundary's
+        from ..storage_boundary import translate
+        return translate(exc)
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
         where = f" while writing {exc.filename}" if getattr(exc, "filename", None) else ""
         text = str(exc) if "no space left on the device" in str(exc) else (

@@ -12,7 +12,7 @@ from typing import Any
 
 from . import ast as A
 from . import plan as P
-from .errors import BindError, PlanError, suggestion, unknown_name
+from .errors import BindError, PlanError, suggestion
 from .parser import parse
 from .patterns import compile_pattern, literal_hint
 from .templates import bind_template
@@ -129,8 +129,8 @@ class _Binder:
         # saved query
         name = src.name
         if name not in self.vocab.saved:
-            raise unknown_name(f'unknown saved query "{name}": {suggestion(name, self.vocab.saved, "saved queries")} '
-                            "(save one with: save query NAME as select ...)")
+            raise BindError(f'unknown saved query "{name}": {suggestion(name, self.vocab.saved, "saved queries")} '
+                            "(save one with: save query NAME as select ...)", unknown_name=True)
         if name in self.saved_stack:
             raise BindError(f'saved query "{name}" refers to itself through {" -> ".join(self.saved_stack)}; '
                             "save it again without the cycle")
@@ -394,14 +394,15 @@ class _Binder:
         if first.name == "hparams":
             key = _single_key(v, "hparams", f'{var}.hparams.lr')
             if self.vocab.has_versions and key not in self.vocab.hparam_keys:
-                raise unknown_name(f'unknown hyperparameter "{key}" in {v.text()}: '
-                                f'{suggestion(key, self.vocab.hparam_keys, "hyperparameters")}')
+                raise BindError(f'unknown hyperparameter "{key}" in {v.text()}: '
+                                f'{suggestion(key, self.vocab.hparam_keys, "hyperparameters")}',
+                                unknown_name=True)
             return P.HParam(key)
         if first.name == "metrics":
             key = _single_key(v, "metrics", f'{var}.metrics["acc"]')
             if self.vocab.has_versions and key not in self.vocab.metric_names:
-                raise unknown_name(f'unknown metric "{key}" in {v.text()}: '
-                                f'{suggestion(key, self.vocab.metric_names, "metrics")}')
+                raise BindError(f'unknown metric "{key}" in {v.text()}: '
+                                f'{suggestion(key, self.vocab.metric_names, "metrics")}', unknown_name=True)
             return P.Metric(key)
         if len(steps) == 1 and first.name in PROPERTIES:
             return P.Prop(*PROPERTIES[first.name])
@@ -428,8 +429,9 @@ class _Binder:
                 names = names | {".".join(n.split(".")[:i]) for n in names for i in range(1, n.count(".") + 1)}
             if not any(rx.fullmatch(n) for n in names):
                 short = {n.rsplit(".", 1)[-1] for n in self.vocab.layer_names}
-                raise unknown_name(f'no layer in the catalog matches "{pattern.text}" ({p.text()}): '
-                                f'{suggestion(literal_hint(pattern.text) or pattern.text, short, "layers")}')
+                raise BindError(f'no layer in the catalog matches "{pattern.text}" ({p.text()}): '
+                                f'{suggestion(literal_hint(pattern.text) or pattern.text, short, "layers")}',
+                                unknown_name=True)
         return P.LayerSelector(pattern, tuple(moves))
 
     def _check_root(self, p: A.Path, var: str) -> None:
@@ -479,13 +481,13 @@ def _utc_time(val: str, where: str) -> str:
 _FLIP = {"==": "==", "!=": "!=", "<": ">", ">": "<", "<=": ">=", ">=": "<="}
 
 
-def _lit_kind(v: Any) -> str:
+def _lit_kind(v: Any) -> P.ValueType:
     if isinstance(v, bool):
         return P.BOOL
     if isinstance(v, str):
         return P.TEXT
     if v is None:
-        return "null"
+        return P.NULL
     return P.NUMBER
 
 

@@ -20,16 +20,12 @@ class BindError(QueryError):
     """A name, layer pattern, hyperparameter or metric does not exist or is misused.
 
     ``unknown_name`` is true when the catalog does not know a name (yet): a commit that lands
-    while the query binds may bring it, so the executor checks once more on a fresh snapshot."""
+    while the query binds may bring it, so the executor checks once more on a fresh snapshot.
+    (A flag, not a subclass: the error's type is what users and golden files see.)"""
 
-    unknown_name = False
-
-
-def unknown_name(message: str) -> BindError:
-    """A :class:`BindError` for a name the catalog does not know (yet)."""
-    err = BindError(message)
-    err.unknown_name = True
-    return err
+    def __init__(self, message: str, *, unknown_name: bool = False) -> None:
+        super().__init__(message)
+        self.unknown_name = unknown_name
 
 
 class PlanError(QueryError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 from ..engine.spec import overrides_text, path_text
 from . import plan as P
 from .plan import value_text
-from .sqlgen import SqlContext, compile_select
+from .lowering import select_sql
 
 
 def render(plan: P.StatementPlan, candidates: list | None = None) -> str:
@@ -108,8 +108,7 @@ def cond_text(c: P.BoundCond, var: str) -> str:
 
 
 def _sql(plan: P.SelectPlan, lines: list[str]) -> None:
-    ctx = SqlContext()
-    sql = compile_select(plan, {}, ctx, "rows")
-    lines.append("  sql: " + sql)
-    if ctx.params:
-        lines.append("  params: " + ", ".join(f"${k}={v!r}" for k, v in ctx.params.items()))
+    query = select_sql(plan)      # graph predicates not evaluated: placeholders
+    lines.append("  sql: " + query.sql)
+    if query.params:
+        lines.append("  params: " + ", ".join(f"${k}={v!r}" for k, v in query.params.items()))

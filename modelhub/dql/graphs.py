@@ -1,4 +1,4 @@
-"""Graph predicates evaluated over the stored graphs (graph_nodes / graph_edges).
+"""Graph predicates evaluated over the stored graphs (read by :mod:`modelhub.catalog.selection_graphs`).
 
 Graphs are content-addressed, so a loaded view and a predicate's answer for
 a graph hash never go stale: both are cached per process (bounded LRU),
@@ -10,8 +10,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Iterable
 
-import duckdb
-
+from ..catalog.selection_graphs import graph_structures
 from . import plan as P
 from .patterns import OPERATION_KINDS
 
@@ -34,7 +33,7 @@ class GraphView:
         return (i for i, k in enumerate(self.kinds) if k in OPERATION_KINDS)
 
 
-def load_views(con: duckdb.DuckDBPyConnection, hashes: Iterable[str]) -> dict[str, GraphView]:
+def load_views(con, hashes: Iterable[str]) -> dict[str, GraphView]:
     wanted = list(dict.fromkeys(hashes))
     out: dict[str, GraphView] = {}
     missing = []
@@ -46,28 +45,17 @@ def load_views(con: duckdb.DuckDBPyConnection, hashes: Iterable[str]) -> dict[st
             _VIEW_CACHE.move_to_end(h)
             out[h] = view
     if missing:
-        nodes: dict[str, list] = {h: [] for h in missing}
-        for h, idx, name, kind, op, attrs in con.execute(
-                "SELECT graph_hash, idx, name, kind, op, attrs FROM graph_nodes "
-                "WHERE graph_hash IN (SELECT unnest($hashes)) ORDER BY graph_hash, idx",
-                {"hashes": missing}).fetchall():
-            nodes[h].append((idx, name, kind, op, attrs))
-        edges: dict[str, list] = {h: [] for h in missing}
-        for h, s, d in con.execute(
-                "SELECT graph_hash, src, dst FROM graph_edges WHERE graph_hash IN (SELECT unnest($hashes))",
-                {"hashes": missing}).fetchall():
-            edges[h].append((s, d))
-        for h in missing:
-            rows = nodes[h]
-            pos = {idx: i for i, (idx, *_rest) in enumerate(rows)}
-            succ: list[list[int]] = [[] for _ in rows]
-            pred: list[list[int]] = [[] for _ in rows]
-            for s, d in edges[h]:
+        for h, structure in graph_structures(con, missing).items():
+            nodes = structure.nodes
+            pos = {n.idx: i for i, n in enumerate(nodes)}
+            succ: list[list[int]] = [[] for _ in nodes]
+            pred: list[list[int]] = [[] for _ in nodes]
+            for s, d in structure.edges:
                 if s in pos and d in pos:
                     succ[pos[s]].append(pos[d])
                     pred[pos[d]].append(pos[s])
-            view = GraphView(tuple(r[1] for r in rows), tuple(r[2] for r in rows), tuple(r[3] for r in rows),
-                             tuple(r[4] for r in rows), tuple(map(tuple, succ)), tuple(map(tuple, pred)))
+            view = GraphView(tuple(n.name for n in nodes), tuple(n.kind for n in nodes), tuple(n.op for n in nodes),
+                             tuple(n.attrs for n in nodes), tuple(map(tuple, succ)), tuple(map(tuple, pred)))
             out[h] = view
             _VIEW_CACHE[h] = view
             if len(_VIEW_CACHE) > _MAX_VIEWS:

@@ -11,10 +11,8 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
+from ..catalog.selection_terms import OPERATION_KINDS  # noqa: F401 - the kinds a pattern selects
 from .errors import BindError
-
-#: node kinds a layer pattern can select (placeholders and the output are not operations)
-OPERATION_KINDS = ("call_module", "call_function", "call_method")
 
 
 @dataclass(frozen=True)

@@ -1,51 +1,70 @@
 """Bound expressions and logical plan nodes (frozen dataclasses).
 
-The binder turns AST paths into these typed values; the SQL compiler
-(:mod:`.sqlgen`), the graph evaluator (:mod:`.graphs`) and the pure-Python
-reference evaluator (:mod:`.reference`) all read the same plan.
+The binder turns AST paths into these typed values; :mod:`.lowering` maps
+select plans onto the catalog's selection terms (the catalog writes the SQL),
+the graph evaluator (:mod:`.graphs`) and the pure-Python reference evaluator
+(tests/dqlref/reference.py) all read the same plan.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any, Union
 
 from .patterns import LayerPattern
 from .templates import TemplateSpec
 
-# value types of bound values
-TEXT, ID, NUMBER, TIME, DYNAMIC, BOOL = "text", "id", "number", "time", "dynamic", "bool"
+class ValueType(str, Enum):
+    """The type of a bound value: what it may be compared with (DYNAMIC: a hyperparameter,
+    whose type each version decides). A str that prints as its value (messages show it)."""
+    TEXT = "text"
+    ID = "id"
+    NUMBER = "number"
+    TIME = "time"
+    DYNAMIC = "dynamic"
+    BOOL = "bool"
+    NULL = "null"
+
+    def __str__(self) -> str:
+        return self.value
+
+    __format__ = str.__format__
+
+
+TEXT, ID, NUMBER, TIME, DYNAMIC, BOOL, NULL = (ValueType.TEXT, ValueType.ID, ValueType.NUMBER, ValueType.TIME,
+                                               ValueType.DYNAMIC, ValueType.BOOL, ValueType.NULL)
 
 
 @dataclass(frozen=True)
 class Prop:
     """A column of the version: name, id, parent, creation_time, seq, n_params, ..."""
     name: str
-    vtype: str
+    vtype: ValueType
 
 
 @dataclass(frozen=True)
 class HParam:
     key: str
-    vtype: str = DYNAMIC
+    vtype: ValueType = DYNAMIC
 
 
 @dataclass(frozen=True)
 class Metric:
     name: str
     agg: str = "latest"     # latest | max | min
-    vtype: str = NUMBER
+    vtype: ValueType = NUMBER
 
 
 @dataclass(frozen=True)
 class LayerCount:
     pattern: LayerPattern
-    vtype: str = NUMBER
+    vtype: ValueType = NUMBER
 
 
 @dataclass(frozen=True)
 class Const:
     value: Any
-    vtype: str
+    vtype: ValueType
 
 
 BoundValue = Union[Prop, HParam, Metric, LayerCount, Const]

@@ -4,9 +4,29 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, Iterator
+from enum import Enum
+from typing import TYPE_CHECKING, Any, Iterator
 
 from ..netdef.graph import Graph
+
+if TYPE_CHECKING:
+    from ..engine.spec import EvaluateSpec
+
+
+class ResultKind(str, Enum):
+    """Which statement produced a result. A str, so ``result.kind == "select"`` and JSON
+    output keep working; printed, it is its value."""
+    SELECT = "select"
+    SLICE = "slice"
+    CONSTRUCT = "construct"
+    EVALUATE = "evaluate"
+    EXPLAIN = "explain"
+    SAVE = "save"
+
+    def __str__(self) -> str:
+        return self.value
+
+    __format__ = str.__format__
 
 
 @dataclass(frozen=True)
@@ -16,17 +36,17 @@ class DerivedGraph:
     source_name: str
     source_seq: int
     graph: Graph
-    operation: str          # 'slice' | 'construct'
+    operation: ResultKind   # SLICE | CONSTRUCT
 
 
 @dataclass(frozen=True)
 class QueryResult:
     columns: tuple[str, ...]
     rows: tuple[tuple, ...]
-    kind: str = "select"    # select | slice | construct | evaluate | explain | save
+    kind: ResultKind = ResultKind.SELECT
     text: str = ""          # explain output or a one-line message
     graphs: tuple[DerivedGraph, ...] = ()
-    spec: Any = None        # EvaluateSpec for evaluate
+    spec: EvaluateSpec | None = None                  # evaluate: what was run
     committed: tuple[str, ...] = field(default=())   # version ids created by --commit
     stats: tuple[dict, ...] = ()                      # evaluate: reuse statistics per dataset (engine ReuseStats)
 

@@ -3,9 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import duckdb
-
-from .patterns import OPERATION_KINDS
+from ..catalog.selection_vocabulary import catalog_names
 
 
 @dataclass(frozen=True)
@@ -19,19 +17,11 @@ class Vocabulary:
     saved: dict = field(default_factory=dict)      # saved query name -> text
 
     @staticmethod
-    def load(con: duckdb.DuckDBPyConnection) -> "Vocabulary":
-        def col(sql: str, params: list | None = None) -> frozenset[str]:
-            return frozenset(r[0] for r in con.execute(sql, params or []).fetchall())
-        kinds = list(OPERATION_KINDS)
-        return Vocabulary(
-            has_versions=con.execute("SELECT count(*) > 0 FROM versions").fetchone()[0],
-            models=col("SELECT name FROM models"),
-            layer_names=col("SELECT DISTINCT name FROM graph_nodes WHERE list_contains(?, kind)", [kinds]),
-            ops=col("SELECT DISTINCT op FROM graph_nodes WHERE list_contains(?, kind)", [kinds]),
-            hparam_keys=col("SELECT DISTINCT key FROM hparams"),
-            metric_names=col("SELECT DISTINCT name FROM metrics"),
-            saved=dict(con.execute("SELECT name, text FROM saved_queries").fetchall()),
-        )
+    def load(con) -> "Vocabulary":
+        """The names in the catalog ``con`` reads (a connection of a read or write scope)."""
+        n = catalog_names(con)
+        return Vocabulary(has_versions=n.has_versions, models=n.models, layer_names=n.layer_names, ops=n.ops,
+                          hparam_keys=n.hparam_keys, metric_names=n.metric_names, saved=n.saved)
 
     @staticmethod
     def empty() -> "Vocabulary":

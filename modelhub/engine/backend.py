@@ -14,37 +14,14 @@ else a local cluster is started (or the one this process already joined is reuse
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
 from .errors import BackendError, ConfigError
+from .executor import BackendOptions, Executor, FaultInjection, LocalExecutor
+
+__all__ = ["BACKENDS", "BackendOptions", "FaultInjection", "open_executor", "resolve_backend"]
 
 BACKENDS = ("local", "ray")
 INSTALL_HINT = "pip install 'modelhub[ray]'"
-
-
-@dataclass(frozen=True)
-class BackendOptions:
-    name: str = "local"                   # local | ray
-    address: str | None = None            # ray://host:10001, host:6379, "auto"; None: RAY_ADDRESS or a local cluster
-    workers: int | None = None            # extraction actors; None: cluster CPUs (GPUs when present) / cpus_per_worker
-    cpus_per_worker: float = 1.0          # declared per actor and per training task
-    gpus_per_worker: float | None = None  # None: 1 when the cluster has GPUs, else 0
-    threads: int | None = None            # torch threads in workers; None: this process's (bit-identical floats)
-    fault: "FaultInjection | None" = None  # tests only: kill an extraction actor once
-
-    @property
-    def is_local(self) -> bool:
-        return self.name == "local"
-
-
-@dataclass(frozen=True)
-class FaultInjection:
-    """Make the extraction actor that handles the chunk starting at ``chunk_start`` exit
-    (``os._exit``) after ``after_writes`` chunk files of it are written, the first time
-    only: ``marker`` is created when it fires, so the retry runs normally."""
-    chunk_start: int
-    marker: str
-    after_writes: int = 1
 
 
 def resolve_backend(backend: "str | BackendOptions | None" = None, *, address: str | None = None,
@@ -68,10 +45,10 @@ def _checked(opts: BackendOptions) -> BackendOptions:
     return opts
 
 
-def open_executor(opts: BackendOptions):
-    """None for the local backend; a connected RayExecutor for ``ray``."""
+def open_executor(opts: BackendOptions) -> Executor:
+    """A LocalExecutor for the local backend; a connected RayExecutor for ``ray``."""
     if opts.is_local:
-        return None
+        return LocalExecutor()
     import importlib
     try:   # only probing that the optional extra (Ray with Ray Data) is installed
         importlib.import_module("ray")

@@ -1,8 +1,9 @@
 """`evaluate` against a repository: candidates -> run_selection -> committed versions.
 
-The engine sits below the repository layer, so it only uses the methods of
-the repository object it is given (checkout, commit, dataset, paths,
-catalog), never imports modelhub.repo.
+The engine sits below the repository layer: it sees the repository only through
+the :class:`~modelhub.engine.access.RepositoryAccess` it is given (checkout,
+commit, dataset, feature index; ``modelhub.repo.engine_access.engine_access(repo)``),
+never imports modelhub.repo and runs no SQL.
 """
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ import json
 import sys
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -19,17 +19,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from .backend import BackendOptions, open_executor, resolve_backend
+from .access import RepositoryAccess, SourceVersion
+from .backend import open_executor, resolve_backend
 from .chain import split_into_stages
 from .config import AUTO, EvalConfig, LayerRule, build_config, load_config_file
 from .data import DataView, Preprocessing
 from .errors import ConfigError, DatasetError
+from .executor import BackendOptions
 from .features import ChunkInfo, FeatureStore
 from .fsstore import is_url, open_feature_store
 from .selection import CandidateModel, SelectionResult, pick_device, run_selection
-from .spec import ORIGIN_EVALUATE, ORIGIN_KEY, EvaluateSpec, overrides_text
-from .stored_prefix import StoredStart, find_stored_prefix, float32_exact, record_prefixes
-from .train import evaluate_stages
+from .spec import ORIGIN_EVALUATE, ORIGIN_KEY, Candidate, EvaluateSpec, overrides_text
+from .stored_prefix import NoStoredStart, StoredStart, find_stored_prefix, float32_exact, record_prefixes
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,7 @@ def _layer_names(model: nn.Module) -> list[str]:
     return [n for n, m in model.named_modules() if n and any(True for _ in m.parameters(recurse=False))]
 
 
-def _load_data(repo, ref: str, cache: dict[str, DataView]) -> DataView:
+def _load_data(access: RepositoryAccess, ref: str, cache: dict[str, DataView]) -> DataView:
     if ref in cache:
         return cache[ref]
     path = Path(ref)
@@ -113,38 +114,31 @@ def _load_data(repo, ref: str, cache: dict[str, DataView]) -> DataView:
         uid = hashlib.blake2b(path.read_bytes(), digest_size=16).hexdigest()
         view = DataView(uid, 1, x, y, name=str(path))
     else:
-        loader = getattr(repo, "dataset", None)
-        if loader is None:
-            raise DatasetError(f"cannot load dataset {ref!r} without a repository; pass a .npz path instead")
-        view = loader(ref)
+        view = access.dataset(ref)
     cache[ref] = view
     return view
 
 
-def catalog_mirror(repo, location: str | None = None) -> Callable[[ChunkInfo], None]:
-    """Record each written feature chunk in the catalog's materializations table
+def catalog_mirror(access: RepositoryAccess, location: str | None = None) -> Callable[[ChunkInfo], None]:
+    """Record each written feature chunk in the catalog's feature index
     (its path relative to .dlv/features, or its full URL for a store at ``location``)."""
-    root = Path(repo.paths.features)
+    root = access.features_root
 
     def record(info: ChunkInfo) -> None:
-        now = datetime.now(timezone.utc).replace(tzinfo=None)
         if location is None:
             path = str(info.path.relative_to(root))
         else:
             path = location.rstrip("/") + "/" + "/".join(Path(str(info.path)).parts[-3:])
-        with repo.catalog.write() as con:
-            con.execute("INSERT OR REPLACE INTO materializations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        [info.prefix, info.dataset_uid, info.dtype, info.start, info.end,
-                         path, info.nbytes, info.checksum, now])
+        access.record_feature_chunk(info, path)
     return record
 
 
-def _feature_store(repo, url: str | None) -> FeatureStore:
+def _feature_store(access: RepositoryAccess, url: str | None) -> FeatureStore:
     """.dlv/features, or the fsspec location every worker of a cluster reads (config features_url)."""
     if url is None:
-        return FeatureStore(repo.paths.features, on_write=catalog_mirror(repo))
+        return FeatureStore(access.features_root, on_write=catalog_mirror(access))
     location = url if is_url(url) else str(Path(url).resolve())
-    return open_feature_store(location, on_write=catalog_mirror(repo, location))
+    return open_feature_store(location, on_write=catalog_mirror(access, location))
 
 
 def _collect_writes(store: FeatureStore) -> list[ChunkInfo]:
@@ -204,9 +198,11 @@ def _hparams(cfg: EvalConfig, data: DataView) -> dict[str, Any]:
     return hp
 
 
-def run_evaluate(repo, spec: EvaluateSpec, progress: Callable | None = None, *,
+def run_evaluate(access: RepositoryAccess, spec: EvaluateSpec, progress: Callable | None = None, *,
                  backend: str | BackendOptions | None = None) -> EvaluateResult:
     """Train and validate every candidate of ``spec``, keep the top k, commit the finished ones.
+
+    ``access``: the repository, as ``modelhub.repo.engine_access.engine_access(repo)`` gives it.
 
     ``backend`` ("local" | "ray" | BackendOptions) wins over ``spec.backend``, the config's
     ``backend`` key and DLV_BACKEND; the results are the same, only where the work runs differs."""
@@ -217,13 +213,14 @@ def run_evaluate(repo, spec: EvaluateSpec, progress: Callable | None = None, *,
         raw["storage_budget"] = spec.storage_budget
     emit = _progress_printer(progress)
     data_cache: dict[str, DataView] = {}
-    groups: dict[str, list[tuple[CandidateModel, Any, Any]]] = {}
-    checkouts: dict[str, Any] = {}      # one checkout per source version, shared by its candidates
+    # dataset -> (candidate network and config, its spec entry, (source checkout, overrides text))
+    groups: dict[str, list[tuple[CandidateModel, Candidate, tuple[SourceVersion, str]]]] = {}
+    checkouts: dict[str, SourceVersion] = {}   # one checkout per source version, shared by its candidates
     for i, cand in enumerate(spec.candidates):
-        co = checkouts.get(cand.version_id) or checkouts.setdefault(cand.version_id, repo.checkout(cand.version_id))
+        co = checkouts.get(cand.version_id) or checkouts.setdefault(cand.version_id, access.checkout(cand.version_id))
         if co.module is None:
             raise ConfigError(
-                f"version {co.version.ref} has no rebuildable network graph, so it cannot be trained; "
+                f"version {co.ref} has no rebuildable network graph, so it cannot be trained; "
                 "commit it as an nn.Module whose layers are standard torch layers"
             )
         base = build_config(raw, cand.overrides)
@@ -237,27 +234,27 @@ def run_evaluate(repo, spec: EvaluateSpec, progress: Callable | None = None, *,
     opts = resolve_backend(backend or spec.backend, address=spec.ray_address,
                            config_value=cfg0.backend if cfg0 else None,
                            config_address=cfg0.ray_address if cfg0 else None)
-    store = _feature_store(repo, cfg0.features_url if cfg0 else None)
+    store = _feature_store(access, cfg0.features_url if cfg0 else None)
     written = _collect_writes(store)
     results: list[EvaluatedCandidate] = []
     reuse: list[dict] = []
     committed: list[str] = []
     for dataset_ref, members in groups.items():
-        data = _load_data(repo, dataset_ref, data_cache)
+        data = _load_data(access, dataset_ref, data_cache)
         first = members[0][0].config
         result: SelectionResult = run_selection(
             [m[0] for m in members], data, store=store, keep=spec.keep,
             storage_budget=first.storage_budget, memory_budget=first.memory_budget,
             feature_dtype=first.feature_dtype, device=pick_device(first.device), progress=emit, backend=opts)
         # index the frozen prefixes by catalog content, so progressive eval finds their features
-        record_prefixes(repo, store, [(cand.version_id, cm.model, cm.config) for cm, cand, _ in members], data,
+        record_prefixes(access, store, [(cand.version_id, cm.model, cm.config) for cm, cand, _ in members], data,
                         written, opts.is_local and float32_exact(pick_device(first.device)))
         written.clear()
         stats = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(result.reuse).items()}
         reuse.append({"dataset": data.meta.get("ref", data.name), **stats})
         by_cid = {o.cid: o for o in result.outcomes}
         # the model's last committed candidate becomes its latest version: only it gets a hot copy
-        last_of_model = {co.version.model: cm.cid for cm, _, (co, _) in members
+        last_of_model = {co.model: cm.cid for cm, _, (co, _) in members
                          if by_cid[cm.cid].status == "finished"}
         for cm, cand, (co, overrides) in members:
             out = by_cid[cm.cid]
@@ -268,12 +265,12 @@ def run_evaluate(repo, spec: EvaluateSpec, progress: Callable | None = None, *,
                     series.setdefault(name, []).append((step, value))
                 model = out.model.to("cpu")
                 snaps, steps = epoch_snapshots(model, out.snapshots, out.steps)
-                info = repo.commit(
-                    model, name=co.version.model, parent=cand.version_id,
+                info = access.commit(
+                    model, name=co.model, parent=cand.version_id,
                     message=spec.query_text or f"evaluate on {dataset_ref}",
                     hparams=_hparams(cm.config, data), metrics=series, graph=co.graph,
                     snapshots=snaps, snapshot_steps=[*steps, out.steps],
-                    hot_copy=last_of_model.get(co.version.model) == cm.cid)
+                    hot_copy=last_of_model.get(co.model) == cm.cid)
                 vid, ref = info.id, info.ref
                 committed.append(vid)
             results.append(EvaluatedCandidate(cand.version_id, vid, ref, out.status, overrides,
@@ -294,7 +291,7 @@ class EvalReport:
         return asdict(self)
 
 
-def evaluate_version(repo, ref: str, data: str, *, split: str = "val", loss: str = "cross_entropy",
+def evaluate_version(access: RepositoryAccess, ref: str, data: str, *, split: str = "val", loss: str = "cross_entropy",
                      config: str | None = None, progressive: bool = False, top_k: int = 1,
                      compare: bool = True, backend: str | BackendOptions | None = None,
                      ray_address: str | None = None, use_stored_features: bool = True) -> EvalReport:
@@ -314,31 +311,32 @@ def evaluate_version(repo, ref: str, data: str, *, split: str = "val", loss: str
                           "drop --backend ray (or use --backend local) with --progressive")
     if progressive:  # issue 6: top-k labels from the fewest parameter bytes; never checks the weights out
         from ..progressive import evaluate_progressive
-        view = _load_data(repo, data, {})
+        view = _load_data(access, data, {})
         if view.layout is not None:
             raise ConfigError(f"dataset {view.meta.get('ref', view.name)} has records with several inputs; "
                               "progressive evaluation bounds networks of one float input: drop --progressive")
         train_idx, val_idx = view.split(cfg.val_fraction)
         idx = {"val": val_idx, "train": train_idx, "all": np.arange(view.n)}[split]
         x = Preprocessing.from_config(cfg).apply(view.x[idx])
-        found: StoredStart | str = "disabled: use_stored_features=False (--no-stored-features)"
+        found: StoredStart | NoStoredStart = NoStoredStart("disabled: use_stored_features=False "
+                                                           "(--no-stored-features)")
         if use_stored_features:   # a frozen prefix with exact materialized features: run the head only
-            found = find_stored_prefix(repo, _feature_store(repo, cfg.features_url), repo.resolve(ref), cfg,
+            found = find_stored_prefix(access, _feature_store(access, cfg.features_url), access.resolve(ref), cfg,
                                        view, idx)
         given = {found.node: found.features} if isinstance(found, StoredStart) else None
-        report = evaluate_progressive(repo, ref, x, top_k, compare=compare, given=given)
-        if given is not None and report.head_from is None:
-            found = f"stored features at {found.node} not used: {report.fallback}"
+        report = evaluate_progressive(access, ref, x, top_k, compare=compare, given=given)
+        if isinstance(found, StoredStart) and report.head_from is None:
+            found = NoStoredStart(f"stored features at {found.node} not used: {report.fallback}")
         if isinstance(found, StoredStart):
             return replace(report, stored_features=True, feature_bytes_read=found.bytes_read,
                            stored_features_note=f"prefix {found.key[:12]}, {found.depth} stage(s), "
                                                 f"{len(idx)} records")
-        return replace(report, stored_features=False, stored_features_note=found)
-    co = repo.checkout(ref)
+        return replace(report, stored_features=False, stored_features_note=found.reason)
+    co = access.checkout(ref)
     if co.module is None:
-        raise ConfigError(f"version {co.version.ref} has no rebuildable network graph; check it out "
+        raise ConfigError(f"version {co.ref} has no rebuildable network graph; check it out "
                           "with its model class and evaluate it in Python")
-    view = _load_data(repo, data, {})
+    view = _load_data(access, data, {})
     train_idx, val_idx = view.split(cfg.val_fraction)
     idx = {"val": val_idx, "train": train_idx, "all": np.arange(view.n)}[split]
     device = pick_device(cfg.device)
@@ -349,14 +347,9 @@ def evaluate_version(repo, ref: str, data: str, *, split: str = "val", loss: str
     view.check_preprocessing(pre, cfg.augment)
     stages = split_into_stages(module, view.example(pre))
     opts = resolve_backend(backend, address=ray_address, config_value=cfg.backend, config_address=cfg.ray_address)
-    executor = open_executor(opts)
-    if executor is not None:    # outputs from the cluster; loss and accuracy in the same batches here
-        out = executor.infer(stages, x).to(device)
-        m = evaluate_stages([], out, y, cfg, device)
-    else:
-        m = evaluate_stages(stages, x, y, cfg, device)
+    m = open_executor(opts).evaluate(stages, x, y, cfg, device)
     metrics = {("loss" if k == "val_loss" else "accuracy" if k == "val_accuracy" else k): v for k, v in m.items()}
-    return EvalReport(co.version.ref, co.version.id, view.meta.get("ref", view.name), split, len(idx), metrics)
+    return EvalReport(co.ref, co.id, view.meta.get("ref", view.name), split, len(idx), metrics)
 
 
 def epoch_snapshots(model: nn.Module, snapshots, final_step: int) -> tuple[list[dict], list[int]]:

@@ -41,7 +41,7 @@ class PlanCosts:
 
 
 @dataclass(frozen=True)
-class Plan:
+class ExtractionPlan:
     materialize: frozenset[str]
     estimated_s: float
     recompute_s: float                # estimate when nothing is materialized (for reporting)
@@ -49,7 +49,7 @@ class Plan:
     decisions: tuple[tuple[str, str], ...] = field(default=())   # (key, "store" | "recompute" | "pass")
 
 
-def solve(nodes: list[PlanNode], costs: PlanCosts, units: int = 128) -> Plan:
+def solve(nodes: list[PlanNode], costs: PlanCosts, units: int = 128) -> ExtractionPlan:
     by_key = {n.key: n for n in nodes}
     children: dict[str, list[str]] = {n.key: [] for n in nodes}
     for n in nodes:
@@ -147,7 +147,7 @@ def solve(nodes: list[PlanNode], costs: PlanCosts, units: int = 128) -> Plan:
         (n.key, "store" if n.key in chosen else ("recompute" if n.demand_epochs else "pass"))
         for n in nodes if n.parent is not None
     )
-    return Plan(frozenset(chosen), estimated, recompute, sum(size(k) for k in chosen), decisions)
+    return ExtractionPlan(frozenset(chosen), estimated, recompute, sum(size(k) for k in chosen), decisions)
 
 
 def _root_of(key: str, by_key: dict[str, PlanNode]) -> str:

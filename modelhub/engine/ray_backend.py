@@ -33,18 +33,21 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
-from .backend import BackendOptions, FaultInjection
 from .chain import Stage, run_stages
+from .config import EvalConfig
 from .data import DataView
 from .errors import BackendError
+from .executor import BackendOptions, ExecutorStats, FaultInjection
 from .extract import ChunkWriter, ExtractionStats, chunk_ranges, extract, source_node
 from .features import FeatureStore
 from .fsstore import open_feature_store
+from .groups import GroupFeatures, Progress, StoredFeatures, TrainingGroup, train_here
+from .train import evaluate_stages
 from .tree import PrefixTree, TreeNode
 
 
@@ -249,14 +252,6 @@ def adopt_trainer(trainer, state: dict) -> None:
 
 
 @dataclass(frozen=True)
-class StoredFeatures:
-    """A group whose node is materialized: the task reads it from the store itself."""
-    key: str
-    dtype: str
-    n: int
-
-
-@dataclass(frozen=True)
 class GroupJob:
     name: str
     trainers: list                                      # the driver's CandidateTrainers to advance
@@ -282,7 +277,7 @@ def _train_group_body(trainers: list, source: Any, location: str | None, uid: st
         train_f, val = source
         bytes_read = train_f.numel() * train_f.element_size() + val[0].numel() * val[0].element_size()
     rounds = 0
-    while True:                # the local backend's loop for one group (selection.run_groups)
+    while True:                # the local backend's loop for one group (groups.train_here)
         active = [t for t in trainers if not t.done and (stop_at is None or t.step < stop_at)]
         if not active:
             break
@@ -344,6 +339,13 @@ class RayExecutor:
         return cls(opts, float(res.get("CPU", 1.0)), float(res.get("GPU", 0.0)))
 
     @property
+    def name(self) -> str:
+        return "ray"
+
+    def stats(self) -> ExecutorStats:
+        return ExecutorStats(self.records_loaded, self.worker_bytes_read, self.worker_stats())
+
+    @property
     def threads(self) -> int:
         return self.opts.threads or torch.get_num_threads()
 
@@ -386,7 +388,8 @@ class RayExecutor:
     # -- extraction ----------------------------------------------------------------------
     def extract(self, tree: PrefixTree, targets: set[str], data: DataView, lo: int, hi: int, *,
                 store: FeatureStore, dtype: str, batch_size: int, chunk_records: int,
-                stats: ExtractionStats, available: dict[str, str]) -> None:
+                stats: ExtractionStats, available: dict[str, str], device: torch.device | None = None) -> None:
+        """The chunks the local pass would write, by a pool of actors (each picks its own device)."""
         import ray
         ranges = chunk_ranges(lo, hi, batch_size, chunk_records)
         if not ranges or not targets:
@@ -455,7 +458,27 @@ class RayExecutor:
             stats.last_batch_size = min(stats.last_batch_size or r["last_batch_size"], r["last_batch_size"])
 
     # -- training ------------------------------------------------------------------------
-    def train(self, jobs: list[GroupJob], *, store: FeatureStore | None, uid: str,
+    def train(self, groups: Sequence[TrainingGroup], features: GroupFeatures, alive: set[str],
+              stop_at: int | None, progress: Progress) -> None:
+        """One Ray task per fused group; augmented groups (fresh inputs every epoch) train here."""
+        jobs: list[tuple[TrainingGroup, GroupJob]] = []
+        for g in groups:
+            trainers = g.active(alive, stop_at)
+            if not trainers or g.augmentation is not None:
+                continue
+            stored = features.stored(g)     # read by the task; else the input or prefix outputs computed here
+            jobs.append((g, GroupJob(g.boundary, trainers, stored if stored is not None else features.of(g))))
+        self._train_jobs([j for _, j in jobs], store=features.store, uid=features.data.uid,
+                         split=(features.train_idx, features.val_idx, features.y_val), y_train=features.y_train,
+                         stop_at=stop_at, device=features.device)
+        for g, job in jobs:
+            progress("epoch", group=g.boundary, heads=len(job.trainers))
+        remote = {id(g) for g, _ in jobs}
+        for g in groups:
+            if id(g) not in remote:
+                train_here(g, features, alive, stop_at, progress)
+
+    def _train_jobs(self, jobs: list[GroupJob], *, store: FeatureStore | None, uid: str,
               split: tuple[torch.Tensor, torch.Tensor, torch.Tensor], y_train: torch.Tensor,
               stop_at: int | None, device: torch.device) -> None:
         import ray
@@ -491,6 +514,12 @@ class RayExecutor:
                 self.worker_bytes_read += info["bytes_read"]
 
     # -- whole-network inference (dlv eval) ----------------------------------------------
+    def evaluate(self, stages: list[Stage], x: torch.Tensor, y: torch.Tensor, cfg: EvalConfig,
+                 device: torch.device) -> dict[str, float]:
+        """Outputs from the cluster; loss and accuracy in the same batches here."""
+        out = self.infer(stages, x).to(device)
+        return evaluate_stages([], out, y, cfg, device)
+
     def infer(self, stages: list[Stage], x: torch.Tensor, batch_size: int = 1024,
               batches_per_chunk: int = 8) -> torch.Tensor:
         import ray

@@ -11,27 +11,27 @@ import copy
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from .backend import BackendOptions, open_executor, resolve_backend
+from .backend import open_executor, resolve_backend
 from .chain import MODE_SENSITIVE, Stage, split_into_stages, trainable_part, whole_network
 from .config import EvalConfig
-from .data import DataView, Preprocessing, augment
+from .data import DataView, Preprocessing
 from .errors import ConfigError, SplitError
-from .extract import ChunkWriter, Collector, ExtractionStats, batch_size_for, extract
+from .executor import BackendOptions, Executor
+from .extract import ExtractionStats, batch_size_for
 from .features import FeatureStore
+from .groups import GroupFeatures, Progress, TrainingGroup
 from .fingerprint import input_fingerprint, stage_fingerprint
-from .planner import Plan, PlanCosts, PlanNode, solve
+from .planner import ExtractionPlan, PlanCosts, PlanNode, solve
 from .profile import DiskThroughput, NodeProfile, measure_disk, profile_tree
 from .spec import KeepRule
 from .train import CandidateTrainer, frozen_layers, layer_of, lower_is_better, metric_name, stage_layers
 from .tree import PrefixTree
-
-Progress = Callable[..., None]
 
 
 @dataclass(frozen=True, eq=False)
@@ -83,7 +83,7 @@ class ReuseStats:
 class SelectionResult:
     outcomes: tuple[CandidateOutcome, ...]
     reuse: ReuseStats
-    plan: Plan
+    plan: ExtractionPlan
 
     def best(self, metric: str = "loss") -> CandidateOutcome:
         name = metric_name(metric)
@@ -124,6 +124,7 @@ def frozen_prefix_length(stages: list[Stage], cfg: EvalConfig, frozen: frozenset
 
 @dataclass(eq=False)
 class _Prepared:
+    """A candidate cut into stages, its frozen prefix in the tree and its trainer."""
     cand: CandidateModel
     model: nn.Module
     stages: list[Stage]
@@ -133,13 +134,54 @@ class _Prepared:
     epochs: int
 
 
+@dataclass(frozen=True, eq=False)
+class _Run:
+    """What every stage of one run_selection call works with."""
+    data: DataView
+    store: FeatureStore | None
+    feature_dtype: str
+    device: torch.device
+    executor: Executor
+    emit: Progress
+
+    @property
+    def itemsize(self) -> int:
+        return np.dtype(self.feature_dtype).itemsize
+
+
+@dataclass(frozen=True, eq=False)
+class _Split:
+    """One train/validation split for all candidates (heads compare on the same records)."""
+    train_idx: torch.Tensor
+    val_idx: torch.Tensor
+
+
 @dataclass(eq=False)
-class _Group:
-    boundary: str
-    members: list[_Prepared]
-    augmentation: Any = None
-    _cache: tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]] | None = None
-    epochs_served: int = 0
+class _PrefixGraph:
+    """Stage 1: every candidate's frozen prefix in one (compressed) prefix tree."""
+    tree: PrefixTree
+    prepared: list[_Prepared]
+    stored: dict[str, int]            # node -> records already in the store
+    prefix_nodes: int                 # distinct frozen-prefix nodes before compression
+    warnings: list[str]
+
+
+@dataclass(frozen=True, eq=False)
+class _Materialized:
+    """Stage 3: what the plan stored, and the extraction work it took."""
+    available: dict[str, str]         # node -> dtype of nodes fully stored
+    stats: ExtractionStats
+    batch_size: int                   # the extraction batch size after any out-of-memory backoff
+    seconds: float
+
+
+@dataclass(frozen=True, eq=False)
+class _Trained:
+    """Stage 4: the fused groups after training, and which candidates keep-top pruned."""
+    groups: list[TrainingGroup]
+    features: GroupFeatures
+    pruned: frozenset[str]
+    seconds: float
 
 
 def _cached_profile(store: FeatureStore | None, tree: PrefixTree, data: DataView, device: torch.device,
@@ -183,14 +225,26 @@ def run_selection(candidates: list[CandidateModel], data: DataView, *, store: Fe
     ``backend``: "local" (default; DLV_BACKEND when None) or "ray" / BackendOptions:
     extraction on a Ray actor pool, one Ray task per fused group (ray_backend.py);
     the plan and the results are the same. ``chunk_records``: records per feature chunk.
+
+    Stages: (1) the multi-model prefix graph, (2) the materialization plan, (3) extraction
+    of what the plan stores, (4) fused training of the candidates with keep-top pruning,
+    (5) the report.
     """
     if not candidates:
         raise ConfigError("there are no candidates to evaluate; check the sub-query and the vary grid")
-    device = device or pick_device(candidates[0].config.device)
-    emit = progress or (lambda *a, **k: None)
-    opts = resolve_backend(backend)
-    executor = open_executor(opts)     # None: everything runs here
-    n = data.n
+    run = _Run(data, store, feature_dtype, device or pick_device(candidates[0].config.device),
+               open_executor(resolve_backend(backend)), progress or (lambda *a, **k: None))
+    split = _split(candidates, data)
+    graph = _prefix_graph(run, candidates, split)
+    prof = _cached_profile(store, graph.tree, data, run.device, run.itemsize)
+    plan = _plan(run, graph, prof, materialize, storage_budget, memory_cache)
+    run.emit("plan", plan=plan, nodes=len(graph.tree.nodes))
+    done = _materialize(run, graph, plan, prof, memory_budget, extraction_batch_size, chunk_records)
+    trained = _train(run, graph, done, split, keep, memory_cache)
+    return _report(run, graph, plan, done, trained)
+
+
+def _split(candidates: list[CandidateModel], data: DataView) -> _Split:
     for field_name in ("loss", "val_fraction"):
         values = {getattr(c.config, field_name) for c in candidates}
         if len(values) > 1:
@@ -198,21 +252,25 @@ def run_selection(candidates: list[CandidateModel], data: DataView, *, store: Fe
                 f"candidates differ in {field_name} ({', '.join(map(str, sorted(values)))}); they are compared "
                 f"on one validation split, so vary {field_name} in separate evaluate queries"
             )
-    # one split for all candidates (heads compare on the same records)
     train_idx, val_idx = data.split(candidates[0].config.val_fraction)
     if len(train_idx) == 0 or len(val_idx) == 0:
         raise ConfigError(
-            f"dataset {data.name or data.uid} has {n} records, too few for a train/validation split; "
+            f"dataset {data.name or data.uid} has {data.n} records, too few for a train/validation split; "
             "add records or change val_fraction"
         )
-    t_idx, v_idx = torch.from_numpy(train_idx), torch.from_numpy(val_idx)
+    return _Split(torch.from_numpy(train_idx), torch.from_numpy(val_idx))
 
-    # 1. the multi-model graph ---------------------------------------------------------
+
+def _prefix_graph(run: _Run, candidates: list[CandidateModel], split: _Split) -> _PrefixGraph:
+    """Stage 1: cut each candidate into stages, add its frozen prefix to one tree, and compress
+    the tree to the nodes that matter."""
+    data, store, feature_dtype, device = run.data, run.store, run.feature_dtype, run.device
     tree = PrefixTree()
     prepared: list[_Prepared] = []
     warnings: list[str] = []
     fingerprints: dict[int, list[str]] = {}
     record_shape = tuple(int(s) for s in data.x.shape[1:])
+    n_train = len(split.train_idx)
     for cand in candidates:
         model = copy.deepcopy(cand.model)
         pre = Preprocessing.from_config(cand.config)
@@ -221,7 +279,7 @@ def run_selection(candidates: list[CandidateModel], data: DataView, *, store: Fe
             stages = split_into_stages(model, data.example(pre))
         except SplitError as exc:   # it still trains, without reuse: say why
             warnings.append(f"candidate {cand.cid}: {exc}")
-            emit("warning", message=warnings[-1])
+            run.emit("warning", message=warnings[-1])
             stages = whole_network(model, data.layout)
         frozen = frozen_layers(model, cand.config)
         p = frozen_prefix_length(stages, cand.config, frozen)
@@ -235,9 +293,8 @@ def run_selection(candidates: list[CandidateModel], data: DataView, *, store: Fe
         known = fingerprints.setdefault(id(cand.model), [])
         known.extend(stage_fingerprint(s) for s in stages[len(known):p])
         keys = tree.add_chain(root, pre, stages[:p], known[:p])
-        trainer = CandidateTrainer(cand.cid, trainable_part(stages, p), cand.config, len(train_idx), device,
-                                   frozen)
-        epochs = math.ceil(trainer.total_steps / math.ceil(len(train_idx) / cand.config.batch_size))
+        trainer = CandidateTrainer(cand.cid, trainable_part(stages, p), cand.config, n_train, device, frozen)
+        epochs = math.ceil(trainer.total_steps / math.ceil(n_train / cand.config.batch_size))
         prepared.append(_Prepared(cand, model, stages, p, keys[-1], trainer, epochs))
     prefix_nodes = len([k for k in tree.nodes if tree.nodes[k].parent])
     stored = {k: (store.stored_records(k, data.uid, feature_dtype) if store and tree.nodes[k].parent else 0)
@@ -249,12 +306,15 @@ def run_selection(candidates: list[CandidateModel], data: DataView, *, store: Fe
     for node in tree.nodes.values():
         if node.stage is not None:
             node.stage.module.to(device).eval()
+    return _PrefixGraph(tree, prepared, stored, prefix_nodes, warnings)
 
-    # 2. plan ---------------------------------------------------------------------------
-    itemsize = np.dtype(feature_dtype).itemsize
-    prof = _cached_profile(store, tree, data, device, itemsize)
+
+def _plan(run: _Run, graph: _PrefixGraph, prof: dict[str, NodeProfile], materialize: str,
+          storage_budget: int | None, memory_cache: int) -> ExtractionPlan:
+    """Stage 2: which prefix nodes to store, from the measured stage costs and the heads' demand."""
+    tree, stored, store, n = graph.tree, graph.stored, run.store, run.data.n
     demand: dict[str, int] = {}
-    for pr in prepared:
+    for pr in graph.prepared:
         if not pr.cand.config.augment.active:
             demand[pr.boundary] = max(demand.get(pr.boundary, 0), pr.epochs)
     plan_nodes = [PlanNode(k, tree.nodes[k].parent, prof[k].compute_s, prof[k].bytes_per_record,
@@ -263,23 +323,24 @@ def run_selection(candidates: list[CandidateModel], data: DataView, *, store: Fe
         raise ConfigError(f"materialize must be auto, all or none, got {materialize!r}")
     if store is not None and materialize == "all":
         every = frozenset(k for k in tree.nodes if tree.nodes[k].parent)
-        plan = Plan(every, 0.0, 0.0, sum(n * prof[k].bytes_per_record for k in every))
-    elif store is not None and materialize == "auto":
+        return ExtractionPlan(every, 0.0, 0.0, sum(n * prof[k].bytes_per_record for k in every))
+    if store is not None and materialize == "auto":
         disk = _cached_disk(store)
-        plan = solve(plan_nodes, PlanCosts(disk.read_bytes_per_s, disk.write_bytes_per_s, n,
+        return solve(plan_nodes, PlanCosts(disk.read_bytes_per_s, disk.write_bytes_per_s, n,
                                            storage_budget, memory_cache))
-    else:
-        plan = solve(plan_nodes, PlanCosts(1e9, 1e9, n, 0, memory_cache))
-    emit("plan", plan=plan, nodes=len(tree.nodes))
+    return solve(plan_nodes, PlanCosts(1e9, 1e9, n, 0, memory_cache))
 
-    # 3. staged extraction of what the plan stores and is not stored yet ----------------
-    t_extract = time.perf_counter()
-    ext = ExtractionStats()
-    rec = ExtractionStats()
+
+def _materialize(run: _Run, graph: _PrefixGraph, plan: ExtractionPlan, prof: dict[str, NodeProfile],
+                 memory_budget: int, extraction_batch_size: int | None, chunk_records: int) -> _Materialized:
+    """Stage 3: one staged extraction pass per root and starting record for the nodes the plan
+    stores and the store does not hold yet."""
+    t0 = time.perf_counter()
+    tree, stored, store, feature_dtype, n = graph.tree, graph.stored, run.store, run.feature_dtype, run.data.n
+    stats = ExtractionStats()
     act = max((prof[k].activation_bytes for k in tree.nodes), default=4)
     xbs = extraction_batch_size or batch_size_for(act, memory_budget)
     available = {k: feature_dtype for k in tree.nodes if stored[k] >= n}
-    records_loaded = 0
     if store is not None:
         for root in tree.roots:
             by_lo: dict[int, set[str]] = {}
@@ -287,144 +348,81 @@ def run_selection(candidates: list[CandidateModel], data: DataView, *, store: Fe
                 if tree.nodes[k].root == root and stored[k] < n:
                     by_lo.setdefault(stored[k], set()).add(k)
             for lo, targets in sorted(by_lo.items()):
-                emit("extract", nodes=len(targets), records=n - lo)
-                if executor is not None:   # the same chunks, written by a pool of Ray actors
-                    executor.extract(tree, targets, data, lo, n, store=store, dtype=feature_dtype,
-                                     batch_size=xbs, chunk_records=chunk_records, stats=ext,
-                                     available=available)
-                else:
-                    writer = ChunkWriter(store, data.uid, feature_dtype, chunk_records)
-                    extract(tree, targets, data, lo, n, sink=writer, batch_size=xbs, device=device,
-                            stats=ext, store=store, available=available)
-                    writer.close()
-                xbs = ext.last_batch_size or xbs
+                run.emit("extract", nodes=len(targets), records=n - lo)
+                run.executor.extract(tree, targets, run.data, lo, n, store=store, dtype=feature_dtype,
+                                     batch_size=xbs, chunk_records=chunk_records, stats=stats, available=available,
+                                     device=run.device)
+                xbs = stats.last_batch_size or xbs
         for k in plan.materialize:
             available[k] = feature_dtype
+    return _Materialized(available, stats, xbs, time.perf_counter() - t0)
 
-    extract_s = time.perf_counter() - t_extract
 
-    # 4. fused training groups ---------------------------------------------------------------
-    groups: dict[Any, _Group] = {}
-    for pr in prepared:
+def _train(run: _Run, graph: _PrefixGraph, done: _Materialized, split: _Split, keep: KeepRule | None,
+           memory_cache: int) -> _Trained:
+    """Stage 4: heads grouped by the node they read, each group trained in one pass per epoch;
+    with a keep rule, every candidate trains to ``keep.after`` steps, the best ``keep.k`` go on."""
+    t0 = time.perf_counter()
+    by_key: dict[Any, TrainingGroup] = {}
+    for pr in graph.prepared:
         aug = pr.cand.config.augment
         gkey: Any = pr.boundary if not aug.active else ("aug", pr.boundary, aug, pr.cand.config.seed)
-        groups.setdefault(gkey, _Group(pr.boundary, [], aug if aug.active else None)).members.append(pr)
-    labels = data.labels(candidates[0].config.loss)
-    y_train, y_val = labels[t_idx], labels[v_idx]
-
-    def group_features(g: _Group) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        nonlocal records_loaded
-        if g._cache is not None:
-            return g._cache
-        key = g.boundary
-        cacheable = True
-        if g.augmentation is not None:
-            seed = g.members[0].cand.config.seed
-            gen = torch.Generator().manual_seed(seed * 1_000_003 + g.epochs_served)
-            col = Collector()
-            extract(tree, {key}, data, 0, n, sink=col, batch_size=xbs, device=device, stats=rec,
-                    transform=lambda x, _a: augment(x, g.augmentation, gen))
-            feats_aug = col.result(key)
-            col = Collector()
-            extract(tree, {key}, data, 0, n, sink=col, batch_size=xbs, device=device, stats=rec,
-                    store=store, available=available)
-            clean = col.result(key)
-            g.epochs_served += 1
-            return feats_aug[t_idx], (clean[v_idx], y_val)
-        if tree.is_root(key):
-            feats = tree.nodes[key].preprocessing.apply(data.x)
-        elif key in available and store is not None:
-            feats = torch.from_numpy(store.read(key, data.uid, available[key], 0, n)).float()
-            records_loaded += n
-            cacheable = feats.numel() * itemsize <= memory_cache
-        else:
-            col = Collector()
-            extract(tree, {key}, data, 0, n, sink=col, batch_size=xbs, device=device, stats=rec,
-                    store=store, available=available)
-            feats = col.result(key).cpu()
-            cacheable = False    # not stored: recomputed every epoch (the planner's choice)
-        out = (feats[t_idx], (feats[v_idx], y_val))
-        if cacheable:
-            g._cache = out
-        return out
-
-    def remote_groups(members: set[str], stop_at: int | None) -> set[int]:
-        """Ray: one task per fused group; augmented groups (fresh inputs every epoch) stay here."""
-        from .ray_backend import GroupJob, StoredFeatures
-        jobs = []
-        for g in groups.values():
-            trainers = [pr.trainer for pr in g.members if pr.cand.cid in members and not pr.trainer.done
-                        and (stop_at is None or pr.trainer.step < stop_at)]
-            if not trainers or g.augmentation is not None:
-                continue
-            if g.boundary in available and store is not None and not tree.is_root(g.boundary):
-                source: Any = StoredFeatures(g.boundary, available[g.boundary], n)   # read by the task
-            else:
-                source = group_features(g)     # the input, or prefix outputs recomputed here
-            jobs.append((g, GroupJob(g.boundary, trainers, source)))
-        executor.train([j for _, j in jobs], store=store, uid=data.uid, split=(t_idx, v_idx, y_val),
-                       y_train=y_train, stop_at=stop_at, device=device)
-        for g, job in jobs:
-            emit("epoch", group=g.boundary, heads=len(job.trainers))
-        return {id(g) for g, _ in jobs}
-
-    def run_groups(members: set[str], stop_at: int | None) -> None:
-        done_remotely = remote_groups(members, stop_at) if executor is not None else set()
-        for g in groups.values():
-            if id(g) in done_remotely:
-                continue
-            while True:
-                active = [pr.trainer for pr in g.members if pr.cand.cid in members
-                          and not pr.trainer.done and (stop_at is None or pr.trainer.step < stop_at)]
-                if not active:
-                    break
-                train_f, val = group_features(g)
-                for t in active:
-                    t.train_round(train_f, y_train, stop_at, val)
-                emit("epoch", group=g.boundary, heads=len(active))
-
-    t_train = time.perf_counter()
-    alive = {pr.cand.cid for pr in prepared}
-    pruned: set[str] = set()
-    if keep is not None and keep.k < len(prepared):
-        run_groups(alive, keep.after)
-        for g in groups.values():
-            _, val = group_features(g)
-            for pr in g.members:
-                pr.trainer.record_validation(*val)
+        group = by_key.setdefault(gkey, TrainingGroup(pr.boundary, {}, aug if aug.active else None,
+                                                      pr.cand.config.seed))
+        group.trainers[pr.cand.cid] = pr.trainer
+    groups = list(by_key.values())
+    labels = run.data.labels(graph.prepared[0].cand.config.loss)
+    features = GroupFeatures(graph.tree, run.data, run.store, done.available, done.batch_size, run.device,
+                             split.train_idx, split.val_idx, labels[split.train_idx], labels[split.val_idx],
+                             run.itemsize, memory_cache)
+    alive = {pr.cand.cid for pr in graph.prepared}
+    pruned: frozenset[str] = frozenset()
+    if keep is not None and keep.k < len(graph.prepared):
+        run.executor.train(groups, features, alive, keep.after, run.emit)
+        for g in groups:
+            _, val = features.of(g)
+            for trainer in g.trainers.values():
+                trainer.record_validation(*val)
         name = metric_name(keep.metric)
         sign = 1 if lower_is_better(name) else -1
-        ranked = sorted(prepared, key=lambda pr: sign * pr.trainer.latest(name))
-        pruned = {pr.cand.cid for pr in ranked[keep.k:]}
+        ranked = sorted(graph.prepared, key=lambda pr: sign * pr.trainer.latest(name))
+        pruned = frozenset(pr.cand.cid for pr in ranked[keep.k:])
         alive -= pruned
-        emit("keep", kept=sorted(alive), pruned=sorted(pruned))
-    run_groups(alive, None)
+        run.emit("keep", kept=sorted(alive), pruned=sorted(pruned))
+    run.executor.train(groups, features, alive, None, run.emit)
+    return _Trained(groups, features, pruned, time.perf_counter() - t0)
 
-    train_s = time.perf_counter() - t_train
+
+def _report(run: _Run, graph: _PrefixGraph, plan: ExtractionPlan, done: _Materialized,
+            trained: _Trained) -> SelectionResult:
+    """Stage 5: each candidate's outcome and what reuse saved."""
+    store, n = run.store, run.data.n
     outcomes = []
-    for pr in prepared:
+    for pr in graph.prepared:
         t = pr.trainer
         latest: dict[str, float] = {}
         for name, _, v in t.series:
             latest[name] = v
         pr.model.to(memory_format=torch.contiguous_format)     # trainers may have used channels_last
         outcomes.append(CandidateOutcome(
-            pr.cand.cid, "pruned" if pr.cand.cid in pruned else "finished", latest, tuple(t.series),
+            pr.cand.cid, "pruned" if pr.cand.cid in trained.pruned else "finished", latest, tuple(t.series),
             t.step, t.epoch, pr.frozen, pr.boundary, pr.model, tuple(t.snapshots), t.step_seconds))
+    remote = run.executor.stats()
+    recomputed = trained.features.recomputed
     reuse = ReuseStats(
-        prefix_nodes=prefix_nodes,
-        candidate_prefix_stages=sum(pr.frozen for pr in prepared),
+        prefix_nodes=graph.prefix_nodes,
+        candidate_prefix_stages=sum(pr.frozen for pr in graph.prepared),
         materialized=tuple(sorted(plan.materialize)),
-        records_extracted=sum(ext.stage_records.values()),
-        records_recomputed=sum(rec.stage_records.values()),
-        records_loaded=records_loaded + (executor.records_loaded if executor is not None else 0),
-        records_preexisting=sum(min(stored[k], n) for k in plan.materialize),
+        records_extracted=sum(done.stats.stage_records.values()),
+        records_recomputed=sum(recomputed.stage_records.values()),
+        records_loaded=trained.features.records_loaded + remote.records_loaded,
+        records_preexisting=sum(min(graph.stored[k], n) for k in plan.materialize),
         bytes_written=store.bytes_written if store else 0,
-        bytes_read=(store.bytes_read if store else 0) + (executor.worker_bytes_read if executor is not None else 0),
-        fused_groups=tuple(len(g.members) for g in groups.values()),
-        extraction_batch_size=xbs, oom_backoffs=ext.oom_backoffs + rec.oom_backoffs,
+        bytes_read=(store.bytes_read if store else 0) + remote.bytes_read,
+        fused_groups=tuple(len(g.trainers) for g in trained.groups),
+        extraction_batch_size=done.batch_size, oom_backoffs=done.stats.oom_backoffs + recomputed.oom_backoffs,
         planned_s=plan.estimated_s, recompute_s=plan.recompute_s,
-        backend=opts.name, workers=executor.worker_stats() if executor is not None else (),
-        extract_s=extract_s, train_s=train_s, warnings=tuple(warnings),
+        backend=run.executor.name, workers=remote.workers,
+        extract_s=done.seconds, train_s=trained.seconds, warnings=tuple(graph.warnings),
     )
     return SelectionResult(tuple(outcomes), reuse, plan)

@@ -31,7 +31,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..netdef import Graph, rebuild
+from ..netdef import rebuild
+from ..progressive.access import VersionWeights
 from .chain import Stage, split_into_stages
 from .config import EvalConfig
 from .data import DataView, Preprocessing
@@ -53,6 +54,12 @@ class StoredStart:
     key: str                  # the engine's prefix hash (feature-store folder key)
     features: torch.Tensor    # [len(idx), ...] exact float32 features of the requested records
     bytes_read: int           # feature bytes read from the store
+
+
+@dataclass(frozen=True)
+class NoStoredStart:
+    """No stored prefix can be used: progressive evaluation starts from the raw inputs."""
+    reason: str               # why, for the report (e.g. "stored features at flat do not cover ...")
 
 
 def float32_exact(device: torch.device) -> bool:
@@ -83,22 +90,14 @@ def _stage_tensor_names(stages: list[Stage]) -> list[list[str]]:
     return out
 
 
-def _catalog_hashes(repo, version_id: str) -> dict[str, str]:
+def _catalog_hashes(weights: VersionWeights, version_id: str) -> dict[str, str]:
     """Tensor name -> catalog tensor hash of a version's weights (its last snapshot)."""
-    with repo.catalog.read() as con:
-        return dict(con.execute(
-            "SELECT name, tensor_hash FROM snapshot_tensors WHERE version_id = ? AND snap = "
-            "(SELECT max(snap) FROM snapshot_tensors WHERE version_id = ?)", [version_id, version_id]).fetchall())
+    return dict(weights.weight_hashes(version_id))
 
 
-def _graph_hash(repo, version_id: str) -> str | None:
-    with repo.catalog.read() as con:
-        row = con.execute("SELECT graph_hash FROM versions WHERE id = ?", [version_id]).fetchone()
-    return row[0] if row else None
-
-
-def record_prefixes(repo, store: FeatureStore, members: Iterable[tuple[str, nn.Module, EvalConfig]],
-                    data: DataView, written: list[ChunkInfo], exact: bool) -> None:
+def record_prefixes(weights: VersionWeights, store: FeatureStore,
+                    members: Iterable[tuple[str, nn.Module, EvalConfig]], data: DataView, written: list[ChunkInfo],
+                    exact: bool) -> None:
     """After an evaluate: index each candidate's frozen prefixes and attest the chunks it wrote.
     ``members``: (source version id, its checked-out network with weights, candidate config)."""
     index = store.load_meta(INDEX)
@@ -111,9 +110,10 @@ def record_prefixes(repo, store: FeatureStore, members: Iterable[tuple[str, nn.M
         groups.setdefault((id(module), Preprocessing.from_config(cfg)), []).append((version_id, module, cfg))
     for (_, pre), group in groups.items():
         version_id, module, _ = group[0]
-        graph_hash = _graph_hash(repo, version_id)
-        if graph_hash is None:
+        network = weights.stored_network(version_id)
+        if network is None:
             continue
+        graph_hash = network.graph_hash
         try:
             stages = split_into_stages(module, data.example(pre))
         except Exception:  # noqa: BLE001 - a network the engine cannot cut has no stored prefix
@@ -123,7 +123,7 @@ def record_prefixes(repo, store: FeatureStore, members: Iterable[tuple[str, nn.M
             continue
         root = input_fingerprint(pre.describe(), record_shape, input_dtype(data))
         keys = PrefixTree().add_chain(root, pre, stages[:depth])
-        hashes = _catalog_hashes(repo, version_id)       # the checkout's tensors, as the catalog names them
+        hashes = _catalog_hashes(weights, version_id)    # the checkout's tensors, as the catalog names them
         for d, names in enumerate(_stage_tensor_names(stages[:depth]), start=1):
             if any(n not in hashes for n in names):
                 break
@@ -137,31 +137,30 @@ def record_prefixes(repo, store: FeatureStore, members: Iterable[tuple[str, nn.M
     store.save_meta(INDEX, {"prefixes": prefixes, "exact_chunks": attested})
 
 
-def find_stored_prefix(repo, store: FeatureStore, version_id: str, cfg: EvalConfig, view: DataView,
-                       idx: np.ndarray) -> StoredStart | str:
+def find_stored_prefix(weights: VersionWeights, store: FeatureStore, version_id: str, cfg: EvalConfig,
+                       view: DataView, idx: np.ndarray) -> StoredStart | NoStoredStart:
     """The longest prefix of ``version_id``'s network with exact stored features of records
-    ``idx`` of ``view``, or the reason why none can be used."""
+    ``idx`` of ``view``, or why none can be used."""
     if len(idx) == 0:
-        return "no records requested"
+        return NoStoredStart("no records requested")
     index = store.load_meta(INDEX)
     prefixes, attested = index.get("prefixes", {}), index.get("exact_chunks", {})
     if not prefixes:
-        return "the feature store holds no indexed prefix (run an evaluate with frozen layers on this dataset)"
-    with repo.catalog.read() as con:
-        row = con.execute("SELECT v.graph_hash, g.definition FROM versions v JOIN graphs g USING (graph_hash) "
-                          "WHERE v.id = ?", [version_id]).fetchone()
-    if row is None:
-        return "the version has no stored network graph"
-    catalog_hashes = _catalog_hashes(repo, version_id)
-    graph = Graph.from_json(row[1])
+        return NoStoredStart("the feature store holds no indexed prefix "
+                             "(run an evaluate with frozen layers on this dataset)")
+    network = weights.stored_network(version_id)
+    if network is None:
+        return NoStoredStart("the version has no stored network graph")
+    catalog_hashes = _catalog_hashes(weights, version_id)
+    graph = network.graph
     if not graph.rebuildable:
-        return "the version's network cannot be rebuilt from its graph"
+        return NoStoredStart("the version's network cannot be rebuilt from its graph")
     pre = Preprocessing.from_config(cfg)
     try:
         gm = rebuild(graph)     # its weights are never read: cutting runs it on random ones
         stages = split_into_stages(gm, view.example(pre))
     except Exception as exc:  # noqa: BLE001 - no stages: nothing can have been stored
-        return f"the network cannot be cut into stages ({type(exc).__name__})"
+        return NoStoredStart(f"the network cannot be cut into stages ({type(exc).__name__})")
     root = input_fingerprint(pre.describe(), tuple(int(s) for s in view.x.shape[1:]), input_dtype(view))
     hi = int(np.max(idx)) + 1
     names_by_depth = _stage_tensor_names(stages)
@@ -171,7 +170,7 @@ def find_stored_prefix(repo, store: FeatureStore, version_id: str, cfg: EvalConf
         names = names_by_depth[d - 1]
         if any(n not in catalog_hashes for n in names):
             continue
-        entry = prefixes.get(_identity(row[0], d, root, {n: catalog_hashes[n] for n in names}))
+        entry = prefixes.get(_identity(network.graph_hash, d, root, {n: catalog_hashes[n] for n in names}))
         if entry is None or entry.get("stage") != stages[d - 1].name:
             continue
         key = entry["key"]
@@ -197,4 +196,4 @@ def find_stored_prefix(repo, store: FeatureStore, version_id: str, cfg: EvalConf
             continue
         feats = torch.from_numpy(np.ascontiguousarray(arr[idx]))
         return StoredStart(cut[0].name, d, key, feats, store.bytes_read - before)
-    return reasons[0] if reasons else reason
+    return NoStoredStart(reasons[0] if reasons else reason)

@@ -10,7 +10,7 @@ import torch
 import torch.fx
 from torch import nn
 
-from .driver import ProgressiveConfig, exact_module, run_plan
+from .driver import ProgressiveConfig, exact_module, run_refinement
 from .errors import ProgressiveInputError, UnsupportedLayerError
 from .plan import build_plan
 from .report import LevelStat, ProgressiveReport
@@ -58,7 +58,7 @@ def evaluate_module(module: nn.Module, inputs, *, top_k: int = 1, source: Option
         given = {k: _as_tensor(v) for k, v in given.items()}
     try:
         plan = build_plan(gm, fold_bn=cfg.fold_bn)
-        report = run_plan(gm, plan, x, src, cfg, given=given)
+        report = run_refinement(gm, plan, x, src, cfg, given=given)
     except UnsupportedLayerError as exc:
         if not fallback:
             raise

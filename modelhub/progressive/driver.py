@@ -26,7 +26,7 @@ from .certify import certify_topk
 from .errors import ProgressiveInputError
 from .linear import Futile, LinearPass
 from .params import affine_params, group_reader
-from .plan import Plan
+from .plan import RefinementPlan
 from .propagate import needed_nodes, propagate
 from .report import LevelStat, ProgressiveReport
 from .rules import AffineParams, Ctx
@@ -56,8 +56,8 @@ class ProgressiveConfig:
             raise ProgressiveInputError(f"refine_share must lie in (0, 1], got {self.refine_share}")
 
 
-def run_plan(gm: torch.fx.GraphModule, plan: Plan, x: torch.Tensor, source, config: ProgressiveConfig,
-             given: Optional[Mapping[str, torch.Tensor]] = None) -> ProgressiveReport:
+def run_refinement(gm: torch.fx.GraphModule, plan: RefinementPlan, x: torch.Tensor, source,
+                   config: ProgressiveConfig, given: Optional[Mapping[str, torch.Tensor]] = None) -> ProgressiveReport:
     t0 = time.perf_counter()
     n = int(x.shape[0]) if given is None else int(next(iter(given.values())).shape[0])
     needed = needed_nodes(plan, given or {})

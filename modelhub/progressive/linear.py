@@ -38,7 +38,7 @@ import torch.nn.grad
 
 from . import rules as R
 from .interval import TINY32, TINY64, U64, center_radius, down, gamma, iv_abs_max, up, widen
-from .plan import ActSpec, Plan, Step
+from .plan import ActSpec, RefinementPlan, Step
 from .propagate import _deps, _resolve, needed_nodes
 
 _INF = float("inf")
@@ -62,7 +62,7 @@ class LNode:
 class LinearPass:
     """Boxes, the coarse network and the linear error model of one batch of records."""
 
-    def __init__(self, plan: Plan, x: Optional[torch.Tensor], params: Mapping[str, R.AffineParams], ctx: R.Ctx,
+    def __init__(self, plan: RefinementPlan, x: Optional[torch.Tensor], params: Mapping[str, R.AffineParams], ctx: R.Ctx,
                  given: Optional[Mapping[str, torch.Tensor]] = None, tighten: bool = True, cut: bool = False,
                  max_straddle: float = 1.0) -> None:
         self.plan, self.params, self.ctx, self.tighten, self.cut = plan, params, ctx, tighten, cut

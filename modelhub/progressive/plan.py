@@ -74,7 +74,7 @@ class ActSpec:
 
 
 @dataclass(frozen=True)
-class Plan:
+class RefinementPlan:
     steps: tuple[Step, ...]
     groups: dict                    # name -> AffineGroup, in network order
     input_node: str
@@ -160,7 +160,7 @@ def _bn_names(target: str, m: nn.Module) -> tuple:
             f"{target}.running_mean", f"{target}.running_var")
 
 
-def build_plan(gm: torch.fx.GraphModule, fold_bn: bool = True) -> Plan:
+def build_plan(gm: torch.fx.GraphModule, fold_bn: bool = True) -> RefinementPlan:
     """The bound plan of a traced network; raises UnsupportedLayerError naming the first layer without a rule."""
     u_ref = _u_ref(gm)
     steps: list[Step] = []
@@ -190,7 +190,7 @@ def build_plan(gm: torch.fx.GraphModule, fold_bn: bool = True) -> Plan:
             steps.append(_method_step(node, args, kwargs))
         else:
             raise _refuse(node, node.op)
-    return Plan(tuple(steps), groups, placeholders[0].name, tuple(folded), u_ref)
+    return RefinementPlan(tuple(steps), groups, placeholders[0].name, tuple(folded), u_ref)
 
 
 def _module_step(gm, node, m, args, groups, folded, fold_bn=True) -> Step:

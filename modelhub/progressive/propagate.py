@@ -6,7 +6,7 @@ from typing import Any, Mapping, Optional
 import torch
 
 from . import rules as R
-from .plan import Plan, Step
+from .plan import RefinementPlan, Step
 
 
 def _resolve(a: Any, env: dict) -> Any:
@@ -17,7 +17,7 @@ def _resolve(a: Any, env: dict) -> Any:
     return a
 
 
-def propagate(plan: Plan, x: torch.Tensor, params: Mapping[str, R.AffineParams], ctx: R.Ctx,
+def propagate(plan: RefinementPlan, x: torch.Tensor, params: Mapping[str, R.AffineParams], ctx: R.Ctx,
               scales: Optional[Mapping[str, torch.Tensor]] = None,
               given: Optional[Mapping[str, torch.Tensor]] = None) -> R.Box:
     """The output box of every record in ``x``.
@@ -39,7 +39,7 @@ def propagate(plan: Plan, x: torch.Tensor, params: Mapping[str, R.AffineParams],
     raise AssertionError("plan without output")
 
 
-def _run(plan: Plan, step: Step, env: dict, x, params, ctx, scales):
+def _run(plan: RefinementPlan, step: Step, env: dict, x, params, ctx, scales):
     if step.kind == "input":
         return R.Box.exact(x)
     args = _resolve(step.args, env)
@@ -58,7 +58,7 @@ def _run(plan: Plan, step: Step, env: dict, x, params, ctx, scales):
     return step.fn(list(args), ctx)
 
 
-def needed_nodes(plan: Plan, given: Mapping[str, Any]) -> set[str]:
+def needed_nodes(plan: RefinementPlan, given: Mapping[str, Any]) -> set[str]:
     """Nodes on a path from the input (or a given node) to the output, walking back from the output."""
     deps = {s.node: _deps(s.args) for s in plan.steps}
     out = plan.steps[-1].node

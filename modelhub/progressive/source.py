@@ -23,7 +23,7 @@ import torch
 
 from ..storage import progressive as sp
 from ..storage import tensors as st
-from ..storage.errors import StorageError
+from ..storage_boundary import decode_tensor, encode_tensor, read_intervals
 from .errors import WeightSourceError
 
 
@@ -96,10 +96,7 @@ class ManifestSource:
         if not _progressive(e) or k >= self.levels(name):
             x = self.exact(name).to(torch.float64)
             return x, x
-        try:
-            iv = sp.read_intervals(e.manifest, self.fetch, e.nbytes, k)
-        except StorageError as exc:
-            raise WeightSourceError(f"cannot read tensor {name} progressively ({exc}); run `dlv fsck`") from None
+        iv = read_intervals(e.manifest, self.fetch, e.nbytes, k)
         lo = torch.from_numpy(iv.lo.reshape(e.shape))
         hi = torch.from_numpy(iv.hi.reshape(e.shape))
         if bool(iv.maybe_nan.any()):   # a possible NaN has no interval: say 'anything'
@@ -125,10 +122,7 @@ class ManifestSource:
     def _decode(self, e: TensorEntry) -> bytes:
         key = e.tensor_hash or e.name
         if key not in self._raw_by_hash:
-            try:
-                self._raw_by_hash[key] = st.decode_tensor(e.manifest, self.fetch, e.nbytes, base=self._base_raw)
-            except StorageError as exc:
-                raise WeightSourceError(f"cannot decode tensor {e.name} ({exc}); run `dlv fsck`") from None
+            self._raw_by_hash[key] = decode_tensor(e.manifest, self.fetch, e.nbytes, base=self._base_raw)
         return self._raw_by_hash[key]
 
     def _base_raw(self, tensor_hash: str) -> bytes:
@@ -161,7 +155,7 @@ def source_from_state_dict(state: Mapping[str, torch.Tensor]) -> ManifestSource:
     entries = {}
     for name, t in state.items():
         raw, dtype, shape = tensor_to_raw(t.detach().cpu())
-        enc = st.encode_tensor(raw, dtype, shape)
+        enc = encode_tensor(raw, dtype, shape)
         for b in enc.blobs:
             blobs[content_hash(b)] = b
         entries[name] = TensorEntry(name, enc.manifest, dtype, tuple(shape), len(raw),

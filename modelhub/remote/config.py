@@ -9,11 +9,12 @@ stored are removed on first use, from the catalog file and its backups.
 """
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from ..catalog import remotes as catalog_remotes
+from ..catalog.remotes import StoredRemote
 from ..repo.records import Record
 from .errors import RemoteConfigError
 from .transport import RemoteStore, canonical_url, open_store, parse_url
@@ -59,21 +60,21 @@ def add_remote(repo, name: str, url: str, options: Mapping[str, Any] | None = No
         raise RemoteConfigError(
             f"option(s) {', '.join(secrets)} look like credentials, which are never stored in the catalog "
             f"(it is a plain file, copied into backups); drop them and {_CREDENTIALS_HINT}")
-    if parse_url(url)[0] == "file" and opts:
+    if parse_url(url).is_folder and opts:
         raise RemoteConfigError("folder remotes take no options; drop --option/--endpoint-url or use an s3:// URL")
-    if parse_url(url)[0] == "file" and (url + "/").startswith(str(repo.paths.dlv) + "/"):
+    if parse_url(url).is_folder and (url + "/").startswith(str(repo.paths.dlv) + "/"):
         raise RemoteConfigError(f"{url} is inside this repository's .dlv folder; give a folder outside it, e.g. ../hub")
     with repo.catalog.write() as con:
-        if con.execute("SELECT 1 FROM remotes WHERE name = ?", [name]).fetchone():
+        if catalog_remotes.stored_remote(con, name) is not None:
             raise RemoteConfigError(f"remote {name!r} already exists; remove it first with `dlv remote remove {name}`")
-        con.execute("INSERT INTO remotes (name, url, config) VALUES (?, ?, ?)", [name, url, json.dumps(opts, sort_keys=True)])
+        catalog_remotes.add_stored_remote(con, StoredRemote(name, url, opts))
     return RemoteConfig(name, url, opts)
 
 
 def list_remotes(repo) -> list[RemoteConfig]:
     with repo.catalog.read() as con:
-        rows = con.execute("SELECT name, url, config FROM remotes ORDER BY name").fetchall()
-    configs = [RemoteConfig(n, u, json.loads(c)) for n, u, c in rows]
+        stored = catalog_remotes.stored_remotes(con)
+    configs = [RemoteConfig(r.name, r.url, dict(r.options)) for r in stored]
     if any(_credential_keys(c.options) for c in configs):
         scrub_credentials(repo)   # stored by an older version: never listed, never kept
         configs = [RemoteConfig(c.name, c.url, {k: v for k, v in c.options.items() if not _SECRET_KEY.search(k)})
@@ -93,12 +94,11 @@ def scrub_credentials(repo) -> list[str]:
     with repo_lock(repo.catalog.lock_path, exclusive=True):
         with repo.catalog.write() as con:
             affected = []
-            for name, config in con.execute("SELECT name, config FROM remotes ORDER BY name").fetchall():
-                opts = json.loads(config)
-                if _credential_keys(opts):
-                    affected.append(name)
-                    kept = {k: v for k, v in opts.items() if not _SECRET_KEY.search(k)}
-                    con.execute("UPDATE remotes SET config = ? WHERE name = ?", [json.dumps(kept, sort_keys=True), name])
+            for remote in catalog_remotes.stored_remotes(con):
+                if _credential_keys(remote.options):
+                    affected.append(remote.name)
+                    kept = {k: v for k, v in remote.options.items() if not _SECRET_KEY.search(k)}
+                    catalog_remotes.set_remote_options(con, remote.name, kept)
         if affected:
             rewrite_catalog(repo.catalog.db_path)
     return affected
@@ -107,24 +107,24 @@ def scrub_credentials(repo) -> list[str]:
 def remove_remote(repo, name: str) -> RemoteConfig:
     cfg = get_remote(repo, name, allow_url=False)
     with repo.catalog.write() as con:
-        con.execute("DELETE FROM remotes WHERE name = ?", [name])
+        catalog_remotes.delete_stored_remote(con, name)
     return cfg
 
 
 def get_remote(repo, name_or_url: str, *, allow_url: bool = True) -> RemoteConfig:
     """A configured remote by name; with ``allow_url`` a folder path or s3:// URL works directly."""
     with repo.catalog.read() as con:
-        row = con.execute("SELECT name, url, config FROM remotes WHERE name = ?", [name_or_url]).fetchone()
-        names = [r[0] for r in con.execute("SELECT name FROM remotes ORDER BY name").fetchall()]
-    if row:
-        options = json.loads(row[2])
+        stored = catalog_remotes.stored_remote(con, name_or_url)
+        names = catalog_remotes.remote_names(con)
+    if stored is not None:
+        options = dict(stored.options)
         if _credential_keys(options):
             scrubbed = scrub_credentials(repo)
             raise RemoteConfigError(
-                f"remote {row[0]} had credentials stored in the catalog in plain text by an older modelhub; they "
+                f"remote {stored.name} had credentials stored in the catalog in plain text by an older modelhub; they "
                 f"were removed (from {len(scrubbed)} remote(s), the catalog file and its backups): {_CREDENTIALS_HINT}, "
                 "then run the command again")
-        return RemoteConfig(row[0], row[1], options)
+        return RemoteConfig(stored.name, stored.url, options)
     if allow_url and ("/" in name_or_url or "://" in name_or_url):
         return RemoteConfig(name_or_url, canonical_url(name_or_url), {})
     known = ", ".join(names) if names else "none configured"

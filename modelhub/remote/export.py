@@ -13,9 +13,10 @@ from typing import Iterable, Sequence
 
 import duckdb
 
+from ..catalog.remotes import TableRows, all_version_ids, parent_links, select_rows, table_columns
 from ..errors import IntegrityError
 from ..storage import tensors as codec
-from .segments import CatalogExport, TableRows
+from .segments import CatalogExport
 
 #: the tables a segment carries, in import order (owners before the rows that refer to them)
 PUBLISHED_TABLES: tuple[str, ...] = (
@@ -32,10 +33,8 @@ GRAPH_CHILD_TABLES: tuple[str, ...] = ("graph_nodes", "graph_edges")
 
 def ancestors(con: duckdb.DuckDBPyConnection, version_ids: Iterable[str]) -> list[str]:
     """``version_ids`` and all their ancestors, parents before children (stable order)."""
-    parents: dict[str, list[str]] = {}
-    for vid, pid in con.execute("SELECT version_id, parent_id FROM version_parents ORDER BY version_id, ord").fetchall():
-        parents.setdefault(vid, []).append(pid)
-    known = {r[0] for r in con.execute("SELECT id FROM versions").fetchall()}
+    parents = parent_links(con)
+    known = all_version_ids(con)
     order: list[str] = []
     seen: set[str] = set()
     for root in version_ids:
@@ -55,12 +54,10 @@ def ancestors(con: duckdb.DuckDBPyConnection, version_ids: Iterable[str]) -> lis
 
 def _select(con: duckdb.DuckDBPyConnection, table: str, column: str, keys: Sequence[str]) -> TableRows:
     # table and column names are this module's constants, never input; keys are a bound parameter
-    cur = con.execute(f'SELECT * FROM "{table}" WHERE list_contains(?, "{column}")', [list(keys)])
-    cols = tuple(d[0] for d in cur.description)
-    rows = cur.fetchall()
-    if table in ("graph_nodes", "snapshot_tensors", "metrics"):
-        rows.sort(key=lambda r: tuple(str(v) for v in r[:3]))  # deterministic segments
-    return TableRows(table, cols, tuple(tuple(r) for r in rows))
+    found = select_rows(con, table, column, keys)
+    if table in ("graph_nodes", "snapshot_tensors", "metrics"):  # deterministic segments
+        return TableRows(table, found.columns, tuple(sorted(found.rows, key=lambda r: tuple(str(v) for v in r[:3]))))
+    return found
 
 
 def tensor_closure(con: duckdb.DuckDBPyConnection, roots: Iterable[str]) -> TableRows:
@@ -85,7 +82,7 @@ def tensor_closure(con: duckdb.DuckDBPyConnection, roots: Iterable[str]) -> Tabl
                 f"tensor {sorted(missing)[0][:16]} is referenced but has no tensor_data row; run `dlv fsck` on the source")
         wanted = {b for b in found if b not in rows}
     if not cols:
-        cols = tuple(d[0] for d in con.execute('SELECT * FROM tensor_data LIMIT 0').description)
+        cols = tuple(table_columns(con, "tensor_data"))
     return TableRows("tensor_data", cols, tuple(rows[k] for k in sorted(rows)))
 
 

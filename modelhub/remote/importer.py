@@ -18,11 +18,11 @@ from typing import Any, Sequence
 
 import duckdb
 
-from ..catalog import SCHEMA_VERSION
-
+from ..catalog.remotes import (RowsRejectedError, TableRows, ensure_model, insert_rows, next_seq, present_keys,
+                               seq_taken)
 from .errors import RemoteFormatError
 from .export import GRAPH_CHILD_TABLES, VERSION_CHILD_TABLES
-from .segments import CatalogExport, TableRows
+from .segments import CatalogExport
 
 
 @dataclass(frozen=True)
@@ -39,53 +39,19 @@ class ImportResult:
     new_tensors: tuple[str, ...]
 
 
-#: (schema version, table) -> column names; every catalog this process opens is migrated to
-#: SCHEMA_VERSION (Catalog.ensure_schema), so one lookup per table is enough
-_COLUMNS: dict[tuple[int, str], list[str]] = {}
-#: rows per INSERT statement (one multi-row VALUES list is far faster than executemany)
-_CHUNK = 256
-
-
-def _columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
-    key = (SCHEMA_VERSION, table)
-    if key not in _COLUMNS:
-        _COLUMNS[key] = [r[0] for r in con.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = ? "
-            "AND table_catalog = current_database() ORDER BY ordinal_position", [table]
-        ).fetchall()]
-    return _COLUMNS[key]
-
-
-def _present(con: duckdb.DuckDBPyConnection, table: str, column: str, keys: Sequence[Any]) -> set:
-    if not keys:
-        return set()
-    return {r[0] for r in con.execute(
-        f'SELECT "{column}" FROM "{table}" WHERE list_contains(?, "{column}")', [list(keys)]).fetchall()}
-
-
 class _Inserter:
-    """Inserts rows by column name; only columns the target table has are used (identifiers come
-    from the target's information_schema, never from the export)."""
+    """Inserts rows by column name (:func:`catalog.remotes.insert_rows`); rows that do not fit
+    are a :class:`RemoteFormatError` that says where they came from."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, where: str) -> None:
         self.con, self.where = con, where
 
     def insert(self, rows: TableRows, selected: Sequence[tuple[Any, ...]], *, ignore: bool = False) -> None:
-        if not selected:
-            return
-        target = _columns(self.con, rows.name)
-        use = [c for c in rows.columns if c in target]
-        idx = [rows.columns.index(c) for c in use]
-        head = f'INSERT {"OR IGNORE " if ignore else ""}INTO "{rows.name}" ({", ".join(chr(34) + c + chr(34) for c in use)}) VALUES '
-        one = "(" + ", ".join("?" * len(use)) + ")"
         try:
-            for start in range(0, len(selected), _CHUNK):
-                chunk = selected[start:start + _CHUNK]
-                self.con.execute(head + ", ".join([one] * len(chunk)), [r[i] for r in chunk for i in idx])
-        except duckdb.Error as exc:
+            insert_rows(self.con, rows, selected, ignore=ignore)
+        except RowsRejectedError as exc:
             raise RemoteFormatError(
-                f"{self.where}: rows of table {rows.name} do not fit this catalog ({str(exc).splitlines()[0][:160]}); "
-                "the publisher may run a newer modelhub: upgrade modelhub") from None
+                f"{self.where}: {exc}; the publisher may run a newer modelhub: upgrade modelhub") from None
 
 
 def import_export(con: duckdb.DuckDBPyConnection, export: CatalogExport, where: str) -> ImportResult:
@@ -97,7 +63,7 @@ def import_export(con: duckdb.DuckDBPyConnection, export: CatalogExport, where: 
     new_graphs: set[str] = set()
     if graphs.rows:
         gi = graphs.columns.index("graph_hash")
-        have = _present(con, "graphs", "graph_hash", [r[gi] for r in graphs.rows])
+        have = present_keys(con, "graphs", "graph_hash", [r[gi] for r in graphs.rows])
         fresh = _unique(graphs.rows, gi, have)
         new_graphs = {r[gi] for r in fresh}
         ins.insert(graphs, fresh)
@@ -111,7 +77,7 @@ def import_export(con: duckdb.DuckDBPyConnection, export: CatalogExport, where: 
     new_tensors: list[str] = []
     if tensors.rows:
         ti = tensors.columns.index("tensor_hash")
-        have = _present(con, "tensor_data", "tensor_hash", [r[ti] for r in tensors.rows])
+        have = present_keys(con, "tensor_data", "tensor_hash", [r[ti] for r in tensors.rows])
         fresh = _unique(tensors.rows, ti, have)
         new_tensors = [r[ti] for r in fresh]
         ins.insert(tensors, fresh)
@@ -121,13 +87,13 @@ def import_export(con: duckdb.DuckDBPyConnection, export: CatalogExport, where: 
     imported: list[ImportedVersion] = []
     if versions.rows:
         vi, mi, si = (versions.columns.index(c) for c in ("id", "model", "seq"))
-        have = _present(con, "versions", "id", [r[vi] for r in versions.rows])
+        have = present_keys(con, "versions", "id", [r[vi] for r in versions.rows])
         fresh = _unique(_parents_first(versions, export.table("version_parents")), vi, have)
         for r in fresh:
             model, seq = r[mi], r[si]
-            if con.execute("SELECT 1 FROM versions WHERE model = ? AND seq = ?", [model, seq]).fetchone():
-                seq = con.execute("SELECT coalesce(max(seq), 0) + 1 FROM versions WHERE model = ?", [model]).fetchone()[0]
-            con.execute("INSERT OR IGNORE INTO models (name, created_at) SELECT ?, now()::TIMESTAMP", [model])
+            if seq_taken(con, model, seq):
+                seq = next_seq(con, model)
+            ensure_model(con, model)
             row = list(r)
             row[si] = seq
             ins.insert(versions, [tuple(row)])

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from ..catalog import SCHEMA_VERSION
+from ..catalog.remotes import version_ids_by_creation
 from ..errors import IntegrityError
 from ..repo.commit import default_author
 from ..repo.reads import version_info
 from ..repo.records import Record
 from ..repo.refs import resolve
-from ..repo.tensorstore import storage_errors
 from .export import ancestors, export_versions
 from .progress import NULL_PROGRESS, Progress
 from .segments import encode_segment
@@ -54,7 +54,7 @@ def publish(repo, remote: RemoteStore, refs: Sequence[str] = (), *, repair: bool
         if refs:
             roots = [resolve(con, r) for r in refs]
         else:
-            roots = [r[0] for r in con.execute("SELECT id FROM versions ORDER BY created_at, model, seq").fetchall()]
+            roots = version_ids_by_creation(con)
         closure = ancestors(con, roots)
     remote.ensure_header()
     index = read_index(remote, progress, allow_new=True)
@@ -77,8 +77,7 @@ def publish(repo, remote: RemoteStore, refs: Sequence[str] = (), *, repair: bool
     skipped = [b for b in sizes if b not in missing_set]
 
     def upload(blob: str) -> None:
-        with storage_errors():
-            data = repo.store.get(blob)  # verified: a corrupt local blob is never published
+        data = repo.store.get(blob)  # verified: a corrupt local blob is never published
         if len(data) != sizes[blob]:
             raise IntegrityError(f"local object {blob[:16]} has {len(data)} bytes but the catalog says {sizes[blob]}; run `dlv fsck`")
         remote.put_blob(blob, data)

@@ -14,10 +14,11 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from ..catalog.remotes import present_tensor_hashes, present_version_ids
 from ..repo.reads import version_info
 from ..repo.records import Record
 from ..repo.refs import resolve
-from ..repo.tensorstore import load_tensor, storage_errors
+from ..repo.tensorstore import load_tensor
 from .export import ancestors, blobs_of, export_versions
 from .importer import import_export
 from .progress import NULL_PROGRESS, Progress
@@ -53,7 +54,7 @@ def pull(repo, remote: RemoteStore, ref: str, *, progress: Progress = NULL_PROGR
             closure = ancestors(rcon, [vid])
             remote_refs = {v: version_info(rcon, v).ref for v in closure}
             with repo.catalog.read() as lcon:
-                have = {r[0] for r in lcon.execute("SELECT id FROM versions WHERE list_contains(?, id)", [closure]).fetchall()}
+                have = present_version_ids(lcon, closure)
             wanted = [v for v in closure if v not in have]
             export = export_versions(rcon, wanted) if wanted else None
     if export is None:
@@ -63,9 +64,7 @@ def pull(repo, remote: RemoteStore, ref: str, *, progress: Progress = NULL_PROGR
 
     with repo.catalog.read() as lcon:
         tensors = export.table("tensor_data")
-        local_tensors = {r[0] for r in lcon.execute(
-            "SELECT tensor_hash FROM tensor_data WHERE list_contains(?, tensor_hash)", [tensors.column("tensor_hash")]
-        ).fetchall()}
+        local_tensors = present_tensor_hashes(lcon, tensors.column("tensor_hash"))
     # Tensors already here keep their local encoding: only the others' blobs are needed.
     new_rows = type(tensors)(tensors.name, tensors.columns,
                              tuple(r for r in tensors.rows if r[tensors.columns.index("tensor_hash")] not in local_tensors))
@@ -77,8 +76,7 @@ def pull(repo, remote: RemoteStore, ref: str, *, progress: Progress = NULL_PROGR
 
     def fetch(blob: str) -> None:
         data = remote.get_blob(blob, sizes[blob])  # size and hash checked before anything is stored
-        with storage_errors():
-            repo.store.put(data)
+        repo.store.put(data)
         task.advance(len(data))
 
     with progress.task(f"pull from {remote.name}", sum(sizes[b] for b in missing)) as task:
@@ -91,8 +89,7 @@ def pull(repo, remote: RemoteStore, ref: str, *, progress: Progress = NULL_PROGR
         for blob in needed:
             if not repo.store.has(blob):
                 data = remote.get_blob(blob, sizes[blob])
-                with storage_errors():
-                    repo.store.put(data)
+                repo.store.put(data)
         result = import_export(con, export, f"remote {remote.name}")
         for th in result.new_tensors:
             load_tensor(con, repo.store, th)  # decodes and checks the tensor hash; failure rolls back

@@ -23,6 +23,7 @@ from typing import Any
 
 import zstandard
 
+from ..catalog.remotes import TableRows
 from .errors import RemoteFormatError
 
 SEGMENT_FORMAT = 1
@@ -30,20 +31,6 @@ SEGMENT_FORMAT = 1
 MAX_SEGMENT_BYTES = 1 << 30
 #: default cap on the uncompressed bytes of every segment read together (CatalogBudget)
 DEFAULT_MAX_CATALOG_BYTES = 512 << 20
-
-
-@dataclass(frozen=True)
-class TableRows:
-    name: str
-    columns: tuple[str, ...]
-    rows: tuple[tuple[Any, ...], ...]
-
-    def column(self, name: str) -> list[Any]:
-        i = self.columns.index(name)
-        return [r[i] for r in self.rows]
-
-    def dicts(self) -> list[dict[str, Any]]:
-        return [dict(zip(self.columns, r)) for r in self.rows]
 
 
 @dataclass(frozen=True)
@@ -72,7 +59,9 @@ class CatalogExport:
 
 
 @dataclass(frozen=True)
-class Segment:
+class CatalogSegment:
+    """One decoded catalog segment: what a publish wrote (its rows, who and when)."""
+
     name: str
     id: str
     created_at: str
@@ -145,7 +134,7 @@ def max_catalog_bytes() -> int:
         return DEFAULT_MAX_CATALOG_BYTES
 
 
-def decode_segment(name: str, data: bytes, budget: "CatalogBudget | None" = None) -> Segment:
+def decode_segment(name: str, data: bytes, budget: "CatalogBudget | None" = None) -> CatalogSegment:
     """Decode one segment; ``budget`` caps the uncompressed bytes of all segments read together."""
     where = f"segment {name}"
     limit = MAX_SEGMENT_BYTES if budget is None else min(MAX_SEGMENT_BYTES, budget.left())
@@ -179,7 +168,7 @@ def decode_segment(name: str, data: bytes, budget: "CatalogBudget | None" = None
                 or not isinstance(rows, list) or not all(isinstance(r, list) and len(r) == len(cols) for r in rows)):
             raise RemoteFormatError(f"{where}: table {str(tname)[:40]!r} is malformed (columns/rows); the remote is damaged")
         out.append(TableRows(str(tname), tuple(cols), tuple(tuple(r) for r in rows)))
-    return Segment(
+    return CatalogSegment(
         name=name, id=str(doc.get("id", "")), created_at=str(doc.get("created_at", "")),
         publisher=str(doc.get("publisher", "")), schema_version=int(doc.get("schema_version") or 0),
         export=CatalogExport(tuple(out)),

@@ -13,7 +13,8 @@ import json
 import os
 import re
 from contextlib import contextmanager
-from typing import Any, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Iterator, Literal, Mapping
 
 from ..errors import IntegrityError, ModelhubError
 from ..storage.atomic import atomic_write
@@ -194,8 +195,25 @@ def _first_line(exc: BaseException) -> str:
 
 
 # -- opening a URL -------------------------------------------------------------------------------
-def parse_url(url: str) -> tuple[str, str]:
-    """(protocol, path) of a remote URL: 'file' + absolute path, or 's3' + 'bucket/prefix'."""
+@dataclass(frozen=True)
+class RemoteLocation:
+    """Where a remote lives: ``protocol`` 'file' with an absolute folder ``path``, or 's3' with 'bucket/prefix'."""
+
+    protocol: Literal["file", "s3"]
+    path: str
+
+    @property
+    def is_folder(self) -> bool:
+        return self.protocol == "file"
+
+    @property
+    def url(self) -> str:
+        """The canonical URL (what the catalog stores): the folder path, or s3://bucket/prefix."""
+        return f"s3://{self.path}" if self.protocol == "s3" else self.path
+
+
+def parse_url(url: str) -> RemoteLocation:
+    """The location a remote URL names (a folder path, file:///path or s3://bucket/prefix)."""
     if not isinstance(url, str) or not url.strip():
         raise RemoteConfigError("empty remote URL; give a folder path or s3://bucket/prefix")
     url = url.strip()
@@ -206,24 +224,24 @@ def parse_url(url: str) -> tuple[str, str]:
             raise RemoteConfigError(f"{url!r} does not name a valid S3 bucket; use s3://bucket/prefix")
         if any(part in ("", ".", "..") for part in path.split("/")):
             raise RemoteConfigError(f"{url!r} has an empty, '.' or '..' path part; use s3://bucket/prefix")
-        return "s3", path
+        return RemoteLocation("s3", path)
     if url.startswith("file://"):
         url = url[len("file://"):]
     elif "://" in url:
         raise RemoteConfigError(
             f"unsupported remote URL {url!r}; use a folder path, file:///path or s3://bucket/prefix")
-    return "file", os.path.abspath(os.path.expanduser(url))
+    return RemoteLocation("file", os.path.abspath(os.path.expanduser(url)))
 
 
 def canonical_url(url: str) -> str:
-    protocol, path = parse_url(url)
-    return f"s3://{path}" if protocol == "s3" else path
+    return parse_url(url).url
 
 
 def open_store(name: str, url: str, options: Mapping[str, Any] | None = None) -> RemoteStore:
-    protocol, path = parse_url(url)
+    location = parse_url(url)
+    path = location.path
     options = dict(options or {})
-    if protocol == "file":
+    if location.is_folder:
         import fsspec
 
         return RemoteStore(name, path, fsspec.filesystem("file"), path)

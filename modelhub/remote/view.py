@@ -20,7 +20,7 @@ from ..catalog import Catalog
 from .errors import RemoteFormatError, RemoteUnavailableError
 from .importer import import_export
 from .progress import NULL_PROGRESS, Progress
-from .segments import CatalogBudget, Segment, decode_segment
+from .segments import CatalogBudget, CatalogSegment, decode_segment
 from .transport import HEADER_NAME, RemoteStore
 from .validate import validate_export
 
@@ -31,7 +31,7 @@ WORKERS = 8
 @dataclass(frozen=True)
 class RemoteIndex:
     name: str
-    segments: tuple[Segment, ...]
+    segments: tuple[CatalogSegment, ...]
 
     @property
     def version_ids(self) -> set[str]:
@@ -60,7 +60,7 @@ def read_index(store: RemoteStore, progress: Progress = NULL_PROGRESS, *, allow_
 
     budget = CatalogBudget()   # all segments together: bounded memory against a hostile remote
 
-    def load(name: str) -> Segment:
+    def load(name: str) -> CatalogSegment:
         data = store.read_segment(name, max_bytes=budget.limit)
         seg = decode_segment(name, data, budget)
         validate_export(seg.export, f"remote {store.name}, segment {name}")

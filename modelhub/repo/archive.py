@@ -27,10 +27,11 @@ from ..catalog import versions as catalog_versions
 from ..catalog.archive_tables import CostRow, PlanRow
 from ..errors import ArchiveError, InputError
 from ..storage import plan as planning
-from ..storage.tensors import decode_tensor, delta_base, encode_tensor, manifest_blobs, tensor_hash
+from ..storage.tensors import delta_base, manifest_blobs, tensor_hash
+from ..storage_boundary import decode_tensor, encode_tensor
 from . import tensorstore
 from .records import Record
-from .tensorstore import load_tensor, storage_errors
+from .tensorstore import load_tensor
 
 #: alphas tried, smallest first, when a storage budget is given instead of alpha
 BUDGET_ALPHAS = (1.0, 1.1, 1.25, 1.5, 2.0, 3.0, 4.0, 8.0, 16.0, 1e9)
@@ -137,13 +138,12 @@ def measure(con, store, progress: Optional[Callable[[str], None]] = None) -> Mea
     say(f"measuring {len(hashes)} whole encodings and {len(pairs)} deltas")
     encodings: dict[tuple[Optional[str], str], object] = {}
     edges = []
-    with storage_errors():
-        for h in hashes:
-            t = info[h]
-            enc = encode_tensor(raw[h], t.dtype, t.shape, codec="segmented")
-            encodings[(None, h)] = enc
-            size = _encoded_size(enc)
-            edges.append(planning.Edge(0, index[h], size, size + t.nbytes))
+    for h in hashes:
+        t = info[h]
+        enc = encode_tensor(raw[h], t.dtype, t.shape, codec="segmented")
+        encodings[(None, h)] = enc
+        size = _encoded_size(enc)
+        edges.append(planning.Edge(0, index[h], size, size + t.nbytes))
         for a, b in pairs:
             ta, tb = info[a], info[b]
             if ta.dtype != tb.dtype or ta.shape != tb.shape:
@@ -165,7 +165,7 @@ def measure(con, store, progress: Optional[Callable[[str], None]] = None) -> Mea
 
 
 def choose_plan(m: Measured, *, alpha: float, scheme: str, budget: Optional[int] = None,
-                keep_latest_whole: bool = False) -> tuple[planning.Plan, float]:
+                keep_latest_whole: bool = False) -> tuple[planning.StoragePlan, float]:
     """The plan (and the alpha it was made with): min storage under alpha, or the
     smallest alpha of BUDGET_ALPHAS whose plan fits ``budget`` bytes."""
     if budget is None:
@@ -232,35 +232,32 @@ def run_archive(con, store, *, alpha: float = 2.0, scheme: str = "independent", 
     # Encodings the plan asks for; a vertex whose parent is 0 is stored whole.
     new_manifests: dict[str, dict] = {}
     new_blobs: list[bytes] = []
-    with storage_errors():
-        for h in hashes:
-            parent = best.parent(index[h])
-            base = None if parent == 0 else hashes[parent - 1]
-            enc = encodings.get((base, h))
-            if enc is None:  # the plan uses the edge in the other direction
-                t = info[h]
-                enc = encode_tensor(raw[h], t.dtype, t.shape, codec="segmented", base_raw=raw[base], base_hash=base)
-            if enc.manifest != info[h].manifest:
-                new_manifests[h] = enc.manifest
-                new_blobs.extend(enc.blobs)
+    for h in hashes:
+        parent = best.parent(index[h])
+        base = None if parent == 0 else hashes[parent - 1]
+        enc = encodings.get((base, h))
+        if enc is None:  # the plan uses the edge in the other direction
+            t = info[h]
+            enc = encode_tensor(raw[h], t.dtype, t.shape, codec="segmented", base_raw=raw[base], base_hash=base)
+        if enc.manifest != info[h].manifest:
+            new_manifests[h] = enc.manifest
+            new_blobs.extend(enc.blobs)
     hit("encoded")
 
     say(f"writing {len(new_blobs)} blobs for {len(new_manifests)} re-encoded tensors")
     sizes = {}
-    with storage_errors():   # a full disk is a DiskFullError; the transaction rolls back
-        for blob in new_blobs:
-            sizes[store.put(blob)] = len(blob)  # durable before any catalog row names it
+    for blob in new_blobs:   # a full disk is a DiskFullError; the transaction rolls back
+        sizes[store.put(blob)] = len(blob)  # durable before any catalog row names it
     hit("blobs-written")
 
     # Verify every new manifest decodes to its tensor before the catalog changes.
     final = {h: new_manifests.get(h, info[h].manifest) for h in hashes}
-    with storage_errors():
-        for h, manifest in new_manifests.items():
-            t = info[h]
-            out = decode_tensor(manifest, store.get, t.nbytes, base=lambda b: raw[b])
-            if tensor_hash(out, t.dtype, t.shape) != h:
-                raise ArchiveError(f"re-encoding tensor {h[:16]} did not round-trip; nothing was changed — "
-                                   "report this bug with `dlv fsck` output")
+    for h, manifest in new_manifests.items():
+        t = info[h]
+        out = decode_tensor(manifest, store.get, t.nbytes, base=lambda b: raw[b])
+        if tensor_hash(out, t.dtype, t.shape) != h:
+            raise ArchiveError(f"re-encoding tensor {h[:16]} did not round-trip; nothing was changed — "
+                               "report this bug with `dlv fsck` output")
     _check_acyclic(final)
     hit("verified")
 

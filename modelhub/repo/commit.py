@@ -32,7 +32,7 @@ from ..errors import InputError, WeightsError
 from ..netdef import Graph, capture
 from ..tensorio import as_state_dict, tensor_to_raw
 from .refs import check_model_name, resolve
-from .tensorstore import put_blob, record_snapshots, storage_errors, store_tensors
+from .tensorstore import put_blob, record_snapshots, store_tensors
 
 #: default for ``parent``: the latest version of the committed model, if any (as a
 #: git commit's parent is the branch head). Pass ``parent=()`` to start a new lineage.
@@ -271,9 +271,8 @@ def write_commit(con: duckdb.DuckDBPyConnection, store, req: CommitRequest) -> s
     catalog_snapshots.insert_snapshots(con, version_id, list(req.snapshot_steps))
     record_snapshots(con, version_id, snapshot_rows)
     attached = {f.path: (f.blob_hash, f.size) for f in catalog_files.staged_files(con)}
-    with storage_errors():
-        for path, data in req.files:
-            attached[path] = (put_blob(con, store, data), len(data))
+    for path, data in req.files:
+        attached[path] = (put_blob(con, store, data), len(data))
     catalog_files.attach_files(con, version_id, [StoredFile(path, blob_hash, size)
                                                  for path, (blob_hash, size) in sorted(attached.items())])
     catalog_files.clear_staged(con)

@@ -28,7 +28,6 @@ from ..catalog import objects as catalog_objects
 from ..catalog.datasets import DatasetRow
 from ..engine.data import DataView
 from ..engine.errors import DatasetError
-from .tensorstore import storage_errors
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -335,13 +334,12 @@ def add_dataset(repo, name: str, files: Sequence[str | Path], message: str = "")
     x_dtype = x_dtype or str(x.dtype)
     y = y.astype(np.int64) if np.issubdtype(y.dtype, np.integer) else y.astype(np.float32)
     x_blob, y_blob = _npy_bytes(x), _npy_bytes(y)
-    with storage_errors():
-        # Blobs first, then the catalog rows. ``put`` refreshes the mtime of a
-        # blob that is already here (an orphan of an earlier, killed add), so
-        # gc's grace period protects it until the rows below land.
-        xh, yh = repo.store.put(x_blob), repo.store.put(y_blob)
+    # Blobs first, then the catalog rows. ``put`` refreshes the mtime of a
+    # blob that is already here (an orphan of an earlier, killed add), so
+    # gc's grace period protects it until the rows below land.
+    xh, yh = repo.store.put(x_blob), repo.store.put(y_blob)
     now = datetime.now(timezone.utc).replace(tzinfo=None)
-    with repo.catalog.write() as con, storage_errors():
+    with repo.catalog.write() as con:
         # Under the lock no gc runs; one that ran between the puts above and
         # this point may have removed an old blob after all: write it again.
         for blob_hash, blob in ((xh, x_blob), (yh, y_blob)):
@@ -403,9 +401,8 @@ def load_dataset(repo, ref: str) -> DataView:
             raise DatasetError(f"dataset {name} has versions 1 to {last}; choose one of them")
         chunks = catalog_datasets.chunks(con, name, n)
     parts: dict[str, list[np.ndarray]] = {"x": [], "y": []}
-    with storage_errors():
-        for chunk in chunks:
-            parts[chunk.part].append(np.load(io.BytesIO(repo.store.get(chunk.blob_hash)), allow_pickle=False))
+    for chunk in chunks:
+        parts[chunk.part].append(np.load(io.BytesIO(repo.store.get(chunk.blob_hash)), allow_pickle=False))
     x, y = np.concatenate(parts["x"]), np.concatenate(parts["y"])
     meta: dict = {"ref": f"{name}@{version}"}
     if ds.x_dtype.startswith(_PACKED):

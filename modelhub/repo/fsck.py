@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ..storage.errors import CorruptBlobError, MissingBlobError, StorageError
+from ..storage_boundary import CorruptObjectError, MissingObjectError
 from ..storage import tensors as codec
 from ..catalog import graphs as catalog_graphs
 from ..catalog import objects as catalog_objects
@@ -92,11 +92,11 @@ def check_repository(repo, *, repair: bool = False, deep: bool = False) -> FsckR
         for blob in sorted(owners):
             try:
                 repo.store.verify(blob)
-            except MissingBlobError:
+            except MissingObjectError:
                 bad_blobs.add(blob)
                 problems.append(FsckProblem("error", "missing_blob", blob, "blob is referenced but absent",
                                             _affected_by_blob(owners[blob], live, versions_of_tensor, refs)))
-            except CorruptBlobError as exc:
+            except CorruptObjectError as exc:
                 bad_blobs.add(blob)
                 problems.append(FsckProblem("error", "corrupt_blob", blob, str(exc).split(";")[0],
                                             _affected_by_blob(owners[blob], live, versions_of_tensor, refs)))
@@ -112,7 +112,7 @@ def check_repository(repo, *, repair: bool = False, deep: bool = False) -> FsckR
                 tensors_checked += 1
                 try:
                     load_tensor(con, repo.store, th)
-                except (ModelhubError, StorageError) as exc:
+                except ModelhubError as exc:
                     problems.append(FsckProblem("error", "bad_tensor", th, str(exc).split(";")[0],
                                                 _affected(th, live, versions_of_tensor, refs)))
 

@@ -7,24 +7,28 @@ network (same name and shape), new layers start from torch's initialization.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, Callable
+from typing import Any
 
-from ..dql import execute
+from ..dql import Progress, execute
 from ..dql.errors import ExecutionError
-from ..dql.result import QueryResult
+from ..dql.result import QueryResult, ResultKind
+from ..engine.spec import EvaluateSpec
 from ..errors import GraphError
 from . import commit as commit_op
 from .reads import hparams_of, load_state_dict, version_info
 
 
 def run_query(repo, text: str, *, commit: bool = False, name: str | None = None,
-              progress: Callable | None = None, storage_budget: int | None = None,
+              progress: Progress | None = None, storage_budget: int | None = None,
               backend: str | None = None, ray_address: str | None = None) -> QueryResult:
-    result = execute(text, repo.catalog, repo=repo, progress=progress, storage_budget=storage_budget,
+    def evaluate(spec: EvaluateSpec, progress: Progress | None) -> QueryResult:
+        return run_evaluate(repo, spec, progress)
+
+    result = execute(text, repo.catalog, evaluate=evaluate, progress=progress, storage_budget=storage_budget,
                      backend=backend, ray_address=ray_address)
     if not commit:
         return result
-    if result.kind not in ("slice", "construct"):
+    if result.kind not in (ResultKind.SLICE, ResultKind.CONSTRUCT):
         raise ExecutionError(f"only slice and construct results can be committed, not {result.kind}; "
                              "drop --commit / commit=True")
     new_ids: list[str] = []
@@ -41,6 +45,23 @@ def run_query(repo, text: str, *, commit: bool = False, name: str | None = None,
     rows = tuple(r + (vid,) for r, vid in zip(result.rows, new_ids))
     return replace(result, columns=result.columns + ("new_version",), rows=rows, committed=tuple(new_ids),
                    text=f"committed {len(new_ids)} new version(s)")
+
+
+def run_evaluate(repo, spec: EvaluateSpec, progress: Progress | None) -> QueryResult:
+    """Run an `evaluate` statement's spec with the engine (train, keep the best, commit) and
+    show what it did as a query result: one row per candidate."""
+    try:
+        from .. import engine       # training code: loaded when a query trains, not for every query
+    except ImportError as exc:
+        raise ExecutionError(f"the engine that runs `evaluate` cannot be imported ({exc}); "
+                             "use `explain evaluate ...` to see the candidates") from None
+    from .engine_access import engine_access    # evaluate's view of the repository (engine/access.py)
+    outcome = engine.run_evaluate(engine_access(repo), spec, progress=progress)
+    rows = outcome.rows()
+    return QueryResult(tuple(rows[0]) if rows else (), tuple(tuple(r.values()) for r in rows),
+                       kind=ResultKind.EVALUATE, spec=spec, committed=tuple(outcome.committed),
+                       text=f"evaluated {len(spec.candidates)} candidate(s), committed {len(outcome.committed)}",
+                       stats=tuple(outcome.reuse))
 
 
 def _carry_weights(graph, source_state) -> dict[str, Any]:

@@ -23,10 +23,11 @@ from ..catalog.db import RECOVERY_HINT
 from ..catalog.files import StagedFile
 from ..errors import CatalogCorruptError, InputError, RepoError, WeightsError
 from ..netdef import Graph, rebuild
-from ..storage.objects import ObjectStore
+from ..storage_boundary import BlobStore
 from . import commit as commit_op
 from .describe import describe
 from .diff import diff_versions
+from .gc import DEFAULT_GRACE_S
 from . import hotcopy
 from .hotcopy import HotCopies
 from .lineage import list_models
@@ -36,7 +37,7 @@ from .reads import (all_versions, hparams_of, load_state_dict, refresh_hot_copy,
 from .records import Checkout, ModelSummary, RepoStats, VersionDescription, VersionDiff, VersionInfo
 from .refs import check_model_name, resolve
 from .stats import repo_stats
-from .tensorstore import put_blob, storage_errors
+from .tensorstore import put_blob
 
 
 class Repo:
@@ -48,7 +49,7 @@ class Repo:
                     f"the catalog {self.paths.catalog} is missing; {RECOVERY_HINT}")
             raise RepoError(f"{self.paths.root} is not a dlv repository (no .dlv/catalog.duckdb); run `dlv init {self.paths.root}`")
         self.catalog = Catalog(self.paths.catalog, self.paths.lock)
-        self.store = ObjectStore(self.paths.objects)
+        self.store = BlobStore(self.paths.objects)
         self.hot = HotCopies(self.paths.hot)
         self.catalog.ensure_schema()
 
@@ -119,7 +120,7 @@ class Repo:
         if not files:
             raise InputError("nothing to add; name one or more files")
         now = datetime.now(timezone.utc).replace(tzinfo=None)
-        with self.catalog.write() as con, storage_errors():
+        with self.catalog.write() as con:
             for path, data in files:
                 blob_hash = put_blob(con, self.store, data)
                 catalog_files.stage_file(con, StagedFile(path, blob_hash, len(data), now))
@@ -231,8 +232,7 @@ class Repo:
         with self.catalog.read() as con:
             vid = resolve(con, ref)
             files = catalog_files.version_files(con, vid)
-            with storage_errors():
-                return {f.path: self.store.get(f.blob_hash) for f in files}
+            return {f.path: self.store.get(f.blob_hash) for f in files}
 
     # -- datasets and evaluation (engine; see docs/ENGINE.md) -------------------------
     def data_add(self, name: str, files, *, message: str = ""):
@@ -259,9 +259,95 @@ class Repo:
         (``use_stored_features=False``: always from the raw inputs).
         ``backend="ray"``: forward passes on a Ray cluster (same numbers)."""
         from ..engine.evaluate import evaluate_version
-        return evaluate_version(self, ref, data, split=split, loss=loss, config=config,
+        from .engine_access import engine_access
+        return evaluate_version(engine_access(self), ref, data, split=split, loss=loss, config=config,
                                 progressive=progressive, top_k=top_k, compare=compare, backend=backend,
                                 ray_address=ray_address, use_stored_features=use_stored_features)
+
+    # -- what the command line needs beyond the above (it calls Repo only) -------------
+    #: ``gc`` keeps unreferenced blobs younger than this many seconds unless told otherwise
+    DEFAULT_GC_GRACE_S: float = DEFAULT_GRACE_S
+
+    def commit_parent_weights(
+        self,
+        *,
+        name: str,
+        message: str | bytes,
+        parent: str | Sequence[str] | None = commit_op.LATEST,
+        hparams: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, Any] | None = None,
+        author: str | None = None,
+    ) -> VersionInfo:
+        """A new version of ``name`` that keeps its first parent's weights (and so its network):
+        new hyperparameters, metrics or a message for weights already stored.
+
+        ``parent`` as in :meth:`commit` (default: the latest version of ``name``);
+        it is chosen, and its weights read, inside the commit's write transaction.
+        Without a parent there are no weights to keep: InputError.
+        """
+        from .parent_weights import choose_parents, parent_state_dict
+        with self.catalog.write() as con:
+            parents = choose_parents(con, name, parent)
+            state = parent_state_dict(con, self.store, self.hot, parents[0])
+            # Nested, so the same transaction. Its hot copy is written before that commits:
+            # should the commit fail, the copy names no version and gc removes it.
+            return self.commit(state, name=name, message=message, parent=parents, hparams=hparams,
+                               metrics=metrics, author=author)
+
+    def write_checkout(self, ref: str, output: str | os.PathLike | None = None, *, snapshot: int | None = None,
+                       files_dir: str | os.PathLike | None = None, overwrite: bool = False):
+        """Write version ``ref``'s weights (bit-exact) to the safetensors file ``output``
+        (default: NAME@N.safetensors in the current folder) and, with ``files_dir``, its attached
+        files under that folder; returns a WrittenCheckout. Existing files are refused unless
+        ``overwrite``."""
+        from .checkout_files import default_output, write_checkout
+        with self.catalog.read():  # one scope: the weights and the files of the same version
+            ck = self.checkout(ref, snapshot=snapshot, rebuild_module=False)
+            files = self.files(ck.version.id) if files_dir is not None else {}
+        out = Path(output) if output is not None else default_output(ck.version)
+        return write_checkout(ck, files, out, None if files_dir is None else Path(files_dir), overwrite=overwrite)
+
+    def archive(self, *, alpha: float = 2.0, scheme: str = "independent", budget: int | None = None,
+                keep_latest_whole: bool = False, progress: Callable[[str], None] | None = None):
+        """Re-encode every stored tensor under the cheapest storage plan whose snapshots each cost at
+        most ``alpha`` times their all-whole recreation cost (or the smallest alpha that fits in
+        ``budget`` bytes), in one write transaction; returns an ArchiveResult (see repo/archive.py)."""
+        from .archive import archive
+        return archive(self, alpha=alpha, scheme=scheme, budget=budget, keep_latest_whole=keep_latest_whole,
+                       progress=progress)
+
+    def archive_dry_run(self, alphas: Sequence[float], *, scheme: str = "independent",
+                        keep_latest_whole: bool = False, progress: Callable[[str], None] | None = None) -> list[dict]:
+        """What :meth:`archive` would store, and what recreation would cost, for each of ``alphas``
+        (nothing is written)."""
+        from .archive import archive_dry_run
+        return archive_dry_run(self, alphas, scheme=scheme, keep_latest_whole=keep_latest_whole, progress=progress)
+
+    def dataset_log(self, name: str):
+        """Every version of dataset ``name``, oldest first (DatasetVersion records); a DataError
+        naming the known datasets when there is no such dataset."""
+        from .datasets import dataset_versions, load_dataset
+        with self.catalog.read():
+            versions = dataset_versions(self, name)
+            if not versions:
+                load_dataset(self, name)  # raises the "no dataset named" error with the known names
+        return versions
+
+    def vocabulary(self):
+        """The names a query may mention (models, layers, hparam keys, metrics, saved queries):
+        what DQL completion offers."""
+        from ..dql.vocabulary import Vocabulary
+        with self.catalog.read() as con:
+            return Vocabulary.load(con)
+
+    @staticmethod
+    def restore_catalog(path: Path | str | None = None):
+        """Replace the damaged or missing catalog of the repository at ``path`` (or the nearest
+        above the current folder): its readable rows are salvaged, else the newest verified backup
+        is restored. Returns a CatalogRestore. A static method: the damaged repository cannot be
+        opened as a Repo."""
+        from .restore import restore_repo_catalog
+        return restore_repo_catalog(path)
 
 
 def _load_into(module: nn.Module, state: "OrderedDict[str, torch.Tensor]", ref: str) -> nn.Module:

@@ -4,45 +4,31 @@
 This is the only place the repository calls the storage codecs or the
 catalog's tensor queries (:mod:`modelhub.catalog.tensors`), so the parameter
 archive can change encodings without touching commit, checkout, gc or fsck.
-Storage errors are translated into :class:`ArchiveError` here.
+Storage errors arrive translated (``modelhub/storage_boundary.py``).
 """
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
-from typing import Iterator
+from typing import Iterable
 
 import duckdb
 
 from ..catalog import objects as catalog_objects
 from ..catalog import tensors as catalog_tensors
 from ..catalog.tensors import SnapshotTensor, TensorRow, TensorUse
-from ..errors import ArchiveError, DiskFullError, IntegrityError
+from ..errors import IntegrityError, ModelhubError
 from ..storage import tensors as codec
-from ..storage.errors import CorruptBlobError, DiskFullError as StorageFullError, MissingBlobError, StorageError
-from ..storage.objects import ObjectStore
+from ..storage_boundary import BlobStore, MissingObjectError, corrupt_object, decode_tensor, encode_tensor
 
 
-@contextmanager
-def storage_errors() -> Iterator[None]:
-    try:
-        yield
-    except (CorruptBlobError, MissingBlobError) as exc:
-        raise IntegrityError(str(exc)) from None
-    except StorageFullError as exc:
-        raise DiskFullError(str(exc)) from None
-    except StorageError as exc:
-        raise ArchiveError(str(exc)) from None
-
-
-def put_blob(con: duckdb.DuckDBPyConnection, store: ObjectStore, data: bytes) -> str:
+def put_blob(con: duckdb.DuckDBPyConnection, store: BlobStore, data: bytes) -> str:
     """Write a blob (durable first) and list it in the caller's transaction; returns its hash."""
     blob_hash = store.put(data)  # fsynced and renamed before any catalog row references it
     catalog_objects.add_blob(con, blob_hash, len(data))
     return blob_hash
 
 
-def store_tensors(con: duckdb.DuckDBPyConnection, store: ObjectStore,
+def store_tensors(con: duckdb.DuckDBPyConnection, store: BlobStore,
                   tensors: list[tuple[bytes, str, list[int]]]) -> list[str]:
     """Store several tensors once each; returns their hashes. One catalog query finds those
     already stored (a fine-tune's frozen tensors, an epoch snapshot's unchanged ones) and one
@@ -52,27 +38,26 @@ def store_tensors(con: duckdb.DuckDBPyConnection, store: ObjectStore,
     known = catalog_tensors.known_hashes(con, hashes)
     blobs: dict[str, int] = {}
     rows: list[TensorRow] = []
-    with storage_errors():
-        for th, (raw, dtype, shape) in zip(hashes, tensors):
-            if th in known:
-                continue
-            encoded = codec.encode_tensor(raw, dtype, shape, config=codec.commit_config())
-            for blob in encoded.blobs:
-                blobs[store.put(blob)] = len(blob)   # fsynced and renamed before the rows below name it
-            rows.append(TensorRow(th, dtype, json.dumps(list(shape)), len(raw),
-                                  json.dumps(encoded.manifest, sort_keys=True)))
-            known.add(th)
+    for th, (raw, dtype, shape) in zip(hashes, tensors):
+        if th in known:
+            continue
+        encoded = encode_tensor(raw, dtype, shape, config=codec.commit_config())
+        for blob in encoded.blobs:
+            blobs[store.put(blob)] = len(blob)   # fsynced and renamed before the rows below name it
+        rows.append(TensorRow(th, dtype, json.dumps(list(shape)), len(raw),
+                              json.dumps(encoded.manifest, sort_keys=True)))
+        known.add(th)
     catalog_objects.add_blobs(con, blobs)
     catalog_tensors.insert_tensors(con, rows)
     return hashes
 
 
-def load_tensor(con: duckdb.DuckDBPyConnection, store: ObjectStore, tensor_hash: str) -> tuple[bytes, str, list[int]]:
+def load_tensor(con: duckdb.DuckDBPyConnection, store: BlobStore, tensor_hash: str) -> tuple[bytes, str, list[int]]:
     return load_tensors(con, store, [tensor_hash])[tensor_hash]
 
 
 def load_tensors(
-    con: duckdb.DuckDBPyConnection, store: ObjectStore, tensor_hashes: list[str]
+    con: duckdb.DuckDBPyConnection, store: BlobStore, tensor_hashes: list[str]
 ) -> dict[str, tuple[bytes, str, list[int]]]:
     """Decode several tensors; their catalog rows are read in one query (a checkout's hot path)."""
     rows = catalog_tensors.tensor_rows(con, tensor_hashes)
@@ -87,8 +72,7 @@ def load_tensors(
             )
         try:
             dtype, shape, nbytes, encoding = row.dtype, row.shape, row.nbytes, row.manifest
-            with storage_errors():
-                raw = _decode_verified(con, store, tensor_hash, dtype, shape, nbytes, encoding)
+            raw = _decode_verified(con, store, tensor_hash, dtype, shape, nbytes, encoding)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             # A malformed catalog row (hand-edited or damaged): name it instead of crashing.
             raise IntegrityError(
@@ -99,7 +83,7 @@ def load_tensors(
     return out
 
 
-def _decode_verified(con, store: ObjectStore, tensor_hash: str, dtype: str, shape, nbytes: int, encoding) -> bytes:
+def _decode_verified(con, store: BlobStore, tensor_hash: str, dtype: str, shape, nbytes: int, encoding) -> bytes:
     """Decode a tensor and check the result against its content hash.
 
     The content hash covers the exact output bytes, so verifying each blob
@@ -109,20 +93,27 @@ def _decode_verified(con, store: ObjectStore, tensor_hash: str, dtype: str, shap
     """
     # archive deltas name their base tensor by hash; the storage plan is a
     # tree, so resolving bases recursively always ends at a whole tensor
+    failed_bases: list[str] = []
+
     def base(h: str) -> bytes:
-        return load_tensor(con, store, h)[0]
+        try:
+            return load_tensor(con, store, h)[0]
+        except ModelhubError:
+            failed_bases.append(h)  # the base's own error is final: raised as it is, not retried
+            raise
 
     try:
-        raw = codec.decode_tensor(encoding, lambda b: store.get(b, verify=False), nbytes, base=base)
+        raw = decode_tensor(encoding, lambda b: store.get(b, verify=False), nbytes, base=base)
         if codec.tensor_hash(raw, dtype, shape) == tensor_hash:
             return raw
-    except (MissingBlobError, IntegrityError):
+    except MissingObjectError:
         raise
     except Exception:  # noqa: BLE001 - damaged bytes can fail anywhere in a codec; the verified pass names them
-        pass
-    raw = codec.decode_tensor(encoding, store.get, nbytes, base=base)
+        if failed_bases:
+            raise
+    raw = decode_tensor(encoding, store.get, nbytes, base=base)
     if codec.tensor_hash(raw, dtype, shape) != tensor_hash:
-        raise CorruptBlobError(tensor_hash, "decoded tensor does not match its hash")
+        raise corrupt_object(tensor_hash, "decoded tensor does not match its hash")
     return raw
 
 
@@ -205,3 +196,9 @@ def count_tensors(con: duckdb.DuckDBPyConnection) -> int:
 def logical_bytes(con: duckdb.DuckDBPyConnection) -> int:
     """Raw bytes of every snapshot counted as a full copy."""
     return catalog_tensors.logical_bytes(con)
+
+
+def tensor_rows(con: duckdb.DuckDBPyConnection, tensor_hashes: Iterable[str]) -> dict[str, TensorRow]:
+    """The catalog rows (dtype, shape, manifest) of several tensors, without decoding them:
+    progressive evaluation reads their segments itself. Unknown hashes are absent."""
+    return catalog_tensors.tensor_rows(con, list(dict.fromkeys(tensor_hashes)))

@@ -4,7 +4,7 @@ It loads the whole catalog into dicts, walks graphs through
 :class:`modelhub.netdef.Graph` (parsed from the stored JSON definition, not
 from graph_nodes/graph_edges) and applies SQL's three-valued logic by hand.
 Tests compare its rows with :func:`modelhub.dql.execute` on generated
-catalogs; it is not used at run time.
+catalogs (:mod:`dqlref.synthetic`); it is not used at run time.
 """
 from __future__ import annotations
 
@@ -16,11 +16,11 @@ from typing import Any
 
 import duckdb
 
-from ..netdef.graph import Graph
-from . import plan as P
-from .graphops import view_of
-from .graphs import satisfying_nodes
-from .patterns import OPERATION_KINDS
+from modelhub.dql import plan as P
+from modelhub.dql.graphops import view_of
+from modelhub.dql.graphs import satisfying_nodes
+from modelhub.dql.patterns import OPERATION_KINDS
+from modelhub.netdef.graph import Graph
 
 
 class ReferenceCatalog:

@@ -16,8 +16,8 @@ import tempfile
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from ..catalog import Catalog
-from ..netdef.graph import CALL_FUNCTION, CALL_MODULE, OUTPUT, PLACEHOLDER, Graph, Node
+from modelhub.catalog import Catalog
+from modelhub.netdef.graph import CALL_FUNCTION, CALL_MODULE, OUTPUT, PLACEHOLDER, Graph, Node
 
 FAMILIES = (  # (name prefix, weight)
     ("alexnet_", 3), ("alexnet-origin", 2), ("alexnet-avgv1", 2), ("vgg", 2), ("lenet", 1), ("deepnet", 1),
