@@ -59,7 +59,7 @@ import zstandard
 from .bitfields import FLOAT_FORMATS, UINT_OF_SIZE
 from .byteclass import byte_counts
 from .deltas import apply_delta, undo_delta
-from .errors import CodecError, CorruptBlobError
+from .errors import CodecError, CorruptBlobError, DamagedEncodingError, UnknownFormatError
 
 FORMAT = 3
 CODEC_ID = "context"
@@ -416,19 +416,27 @@ def decode_context(manifest: Mapping, fetch: Callable[[str], bytes], nbytes: int
     if manifest.get("format") != FORMAT or manifest.get("codec") != CODEC_ID:
         raise CodecError(f"not a context-coded manifest (codec {manifest.get('codec')!r}); decode it with its own codec")
     if manifest.get("context") != CONTEXT_PARENT_EXPONENT:
-        raise CodecError(f"unknown context model {manifest.get('context')!r} in manifest; upgrade modelhub")
+        raise UnknownFormatError(f"unknown context model {manifest.get('context')!r} in manifest")
     delta = manifest["delta"]
     if delta["op"] not in OPS:
-        raise CodecError(f"unknown delta op {delta['op']!r} in manifest; upgrade modelhub to read this repository")
+        raise UnknownFormatError(f"unknown delta op {delta['op']!r} in a context-coded manifest")
+    dtype = manifest["dtype"]
+    if dtype not in ITEMSIZES:
+        raise DamagedEncodingError(f"context-coded manifest names dtype {dtype!r}, which this codec never writes")
+    if nbytes % ITEMSIZES[dtype]:
+        raise DamagedEncodingError(f"{nbytes} bytes are not a whole number of {dtype} elements")
     if base is None:
         raise CodecError("this tensor is stored as a delta; pass base= (a callback returning the "
                          f"base tensor {delta['base'][:16]}'s raw bytes) to decode it")
     base_raw = base(delta["base"])
-    itemsize = _itemsize(manifest["dtype"], nbytes, len(base_raw))
+    if len(base_raw) != nbytes:
+        raise DamagedEncodingError("the delta base has a different size than the tensor; the base named in "
+                                   "the manifest is wrong or damaged")
+    itemsize = ITEMSIZES[dtype]
     (blob_hash,) = manifest["segments"]
     streams = _Streams(_unpack_container(fetch(blob_hash), blob_hash), blob_hash)
     base_words = np.frombuffer(base_raw, dtype=UINT_OF_SIZE[itemsize])
-    positions, z = decode_delta_words(streams, base_words, manifest["dtype"], int(manifest["min_group"]))
+    positions, z = decode_delta_words(streams, base_words, dtype, int(manifest["min_group"]))
     words = base_words.copy()
     words[positions] = undo_delta(delta["op"], z, base_words[positions])
     return words.tobytes()

@@ -19,7 +19,7 @@ from hypothesis import given, settings, strategies as st
 
 from modelhub.storage.context_coding import (CODEC_ID, FORMAT, ContextCodec, ContextConfig, blob_streams,
                                              decode_context, encode_context, merge_bins, parent_exponent)
-from modelhub.storage.errors import CodecError, CorruptBlobError
+from modelhub.storage.errors import CodecError, CorruptBlobError, DamagedEncodingError, UnknownFormatError
 from modelhub.storage.objects import content_hash
 
 GOLDEN = Path(__file__).parent / "golden" / "context"
@@ -141,6 +141,27 @@ def test_decode_needs_the_base():
     enc = roundtrip(raw, base, "float32")
     with pytest.raises(CodecError, match="stored as a delta; pass base="):
         decode_context(enc.manifest, {content_hash(enc.blobs[0]): enc.blobs[0]}.__getitem__, len(raw))
+
+
+@pytest.mark.parametrize("change, error, message", [
+    ({"context": "neighbours"}, UnknownFormatError, "unknown context model"),
+    ({"delta": {"base": "b" * 64, "op": "sub"}}, UnknownFormatError, "unknown delta op"),
+    ({"dtype": "int32"}, DamagedEncodingError, "never writes"),
+])
+def test_manifests_it_cannot_read_say_why(change, error, message):
+    raw, base = trained_pair("float32", 600, seed=5)
+    enc = roundtrip(raw, base, "float32")
+    with pytest.raises(error, match=message):
+        decode_context({**enc.manifest, **change}, {content_hash(enc.blobs[0]): enc.blobs[0]}.__getitem__, len(raw),
+                       base=lambda h: base)
+
+
+def test_a_base_of_another_size_is_damage():
+    raw, base = trained_pair("float32", 600, seed=5)
+    enc = roundtrip(raw, base, "float32")
+    with pytest.raises(DamagedEncodingError, match="different size"):
+        decode_context(enc.manifest, {content_hash(enc.blobs[0]): enc.blobs[0]}.__getitem__, len(raw),
+                       base=lambda h: base[:-4])
 
 
 def test_codec_contract_refuses_whole_tensors():
