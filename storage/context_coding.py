@@ -383,7 +383,7 @@ def decode_delta_words(streams: _Streams, base_words: np.ndarray, dtype: str,
     Only those elements are placed and un-delta'd: an element with a zero delta equals its
     parent (for every op), and fine-tuning leaves many unchanged (embedding rows of unseen tokens).
     """
-    s, n = base_words.itemsize, base_words.size
+    s = base_words.itemsize
     order = _context_order(parent_exponent(base_words, dtype), 1 << FLOAT_FORMATS[dtype][0], min_group)
     limit = (s + 1) ** COUNTS_PER_BYTE[s]
     parts = []
