@@ -173,10 +173,12 @@ def _imports(path: Path) -> set[str]:
 # What the command line and the REPL may import besides their own modules: the Repo facade
 # (package modelhub.repo), errors, leaf utilities, the REPL, the remote layer above repo, DQL's
 # tokens for highlighting and completion, and the translation of DuckDB's and storage's errors at
-# the one exit-code boundary.
+# the one exit-code boundary; and the web UI (`dlv ui` starts it: a front end beside the CLI, which
+# reads through its own read-only reader).
 ALLOWED = {
     "modelhub.__version__", "modelhub.repo", "modelhub.errors", "modelhub.tensorio", "modelhub.sizes", "modelhub.repl",
     "modelhub.remote", "modelhub.remote.progress", "modelhub.dql.lexicon", "modelhub.dql.vocabulary",
+    "modelhub.ui.server",
 }
 BOUNDARY = {("exitcodes.py", "modelhub.catalog.db"), ("exitcodes.py", "modelhub.storage.errors"),
             ("exitcodes.py", "modelhub.storage_boundary")}

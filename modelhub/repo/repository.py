@@ -234,6 +234,62 @@ class Repo:
             files = catalog_files.version_files(con, vid)
             return {f.path: self.store.get(f.blob_hash) for f in files}
 
+    # -- training runs (repo/runs.py; see docs/RUNS.md) --------------------------------
+    def run(self, name: str, *, hparams: Mapping[str, Any] | None = None,
+            parent: str | Sequence[str] | None = commit_op.LATEST, model: nn.Module | None = None,
+            message: str | None = None, flush_every_s: float | None = None):
+        """Track a training as it happens: ``with repo.run("net", hparams={...}, model=net) as run:
+        run.log(step=..., loss=...); run.snapshot()``; commits a version of ``name`` at exit
+        (status finished, or failed with the exception's message)."""
+        from .runs import DEFAULT_FLUSH_EVERY_S, start_run
+        return start_run(self, name, hparams=hparams, parent=parent, model=model, message=message,
+                         flush_every_s=DEFAULT_FLUSH_EVERY_S if flush_every_s is None else flush_every_s)
+
+    def resume_run(self, run: str, *, model: nn.Module | None = None):
+        """Continue an unfinished run (its process died) by id or unique id prefix."""
+        from .runs import resume_run
+        return resume_run(self, run, model=model)
+
+    def commit_run(self, run: str, *, status: str = "finished", status_message: str | None = None,
+                   message: str | None = None) -> VersionInfo | None:
+        """Commit an unfinished run's snapshots and metrics as a version (None when it took no snapshot)."""
+        from .runs import commit_run
+        return commit_run(self, run, status=status, status_message=status_message, message=message)
+
+    def runs(self, name: str | None = None):
+        """Runs, newest first (catalog.runs.RunRow: state is running, unfinished, finished or failed)."""
+        from ..catalog import runs as run_queries
+        with self.catalog.read() as con:
+            return run_queries.list_runs(con, name)
+
+    def run_info(self, run: str):
+        from .runs import resolve_run
+        with self.catalog.read() as con:
+            return resolve_run(con, run)
+
+    def run_of(self, ref: str):
+        """The run a version was committed from (catalog.runs.RunRow), or None."""
+        from ..catalog import runs as run_queries
+        with self.catalog.read() as con:
+            vid = resolve(con, ref)
+            return run_queries.runs_of_versions(con, [vid]).get(vid)
+
+    def runs_of(self, version_ids) -> dict:
+        """{version id: RunRow} for the versions among ``version_ids`` committed from a run (for `dlv log`)."""
+        from ..catalog import runs as run_queries
+        with self.catalog.read() as con:
+            return run_queries.runs_of_versions(con, list(version_ids))
+
+    def run_metrics(self, run: str) -> dict[str, list[tuple[int, float]]]:
+        """{metric: [(step, value), ...]} flushed so far (a live run flushes every few seconds)."""
+        from ..catalog import runs as run_queries
+        from .runs import resolve_run
+        with self.catalog.read() as con:
+            series: dict[str, list[tuple[int, float]]] = {}
+            for name, step, value in run_queries.metric_points(con, resolve_run(con, run).id):
+                series.setdefault(name, []).append((step, value))
+            return series
+
     # -- datasets and evaluation (engine; see docs/ENGINE.md) -------------------------
     def data_add(self, name: str, files, *, message: str = ""):
         """Add records to dataset ``name`` (created if new) as a new dataset version."""
