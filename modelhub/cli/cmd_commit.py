@@ -5,17 +5,22 @@ from pathlib import Path
 
 from ..errors import InputError, WeightsError
 from ..tensorio import load_weights_file
+from ..weightfiles import is_streamable
 from .common import load_factory, parse_pairs, parse_value, repo_of
 
 HELP = "commit a model version (weights, network, hparams, metrics, staged files)"
 DESCRIPTION = (
     "Commit a new version of model NAME. Weights come from --weights (.safetensors, or .pt read with "
     "torch.load(weights_only=True)), the network from --model FILE.py:Factory (captured with torch.fx), "
-    "or both; with neither, the parent's weights are reused. Staged files (dlv add) are attached."
+    "or both; with neither, the parent's weights are reused. Staged files (dlv add) are attached. "
+    "A safetensors PATH (a file, a sharded checkpoint's index JSON, or a folder holding either) is streamed: "
+    "tensors are read one at a time from the mapped files, so memory stays near a few tensors."
 )
 
 
 def configure(p) -> None:
+    p.add_argument("path", nargs="?", metavar="PATH",
+                   help="weights to commit (same as --weights): .safetensors, *.safetensors.index.json, a folder, .pt")
     p.add_argument("-m", "--message", help="what this version is")
     p.add_argument("-F", "--message-file", metavar="FILE", help="read the message from FILE (UTF-8)")
     p.add_argument("--name", required=True, help="model name (new or existing)")
@@ -39,6 +44,10 @@ def run(args, ui) -> int:
         latest = repo.log(args.name) if args.name in {m.name for m in repo.models()} else []
         parents = [latest[0].id] if latest else []  # resolved now: the parent's weights may be reused below
     weights_meta = None
+    if args.path is not None:
+        if args.weights is not None:
+            raise InputError("give the weights once: either PATH or --weights FILE")
+        args.weights = args.path
     if args.model:
         model = load_factory(args.model)
         if args.weights:
@@ -52,6 +61,8 @@ def run(args, ui) -> int:
                     "commit weights saved from that architecture"
                 ) from None
         target = model
+    elif args.weights and is_streamable(args.weights):
+        target = args.weights   # streamed by the commit (the file's metadata comes along)
     elif args.weights:
         target, weights_meta = load_weights_file(args.weights)
     elif parents:
