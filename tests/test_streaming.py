@@ -167,3 +167,32 @@ def test_streaming_memory_stays_near_a_few_tensors(repo, tmp_path, monkeypatch):
     bound = 3 * (4 * largest) + (2 << 20)   # the codecs' temporaries over the 4 tensors in flight
     assert commit_peak < bound < model / 4, (commit_peak, bound, model)   # measured: ~1.8 MB of 25 MB
     assert checkout_peak < bound, (checkout_peak, bound)
+
+
+def test_mangled_files_are_refused_or_read_within_bounds(tmp_path):
+    """Cut or flipped bytes: open_weights raises WeightsError naming the file, or every tensor it
+    hands out lies inside the file with the size its dtype and shape need."""
+    import random
+
+    from modelhub.weightfiles import open_weights
+
+    good = tmp_path / "good.safetensors"
+    save_file(_state(7, n=2), good, metadata={"format": "pt"})
+    data = good.read_bytes()
+    rnd = random.Random(0)
+    for trial in range(60):
+        mangled = bytearray(data)
+        if trial % 2:
+            del mangled[rnd.randrange(len(mangled)):]
+        else:
+            for _ in range(3):
+                mangled[rnd.randrange(min(len(mangled), 400))] ^= 1 << rnd.randrange(8)
+        path = tmp_path / f"m{trial}.safetensors"
+        path.write_bytes(bytes(mangled))
+        try:
+            with open_weights(path) as src:
+                for spec in src.specs:
+                    assert 8 <= spec.start <= spec.end <= len(mangled)
+                    assert len(src.view(spec)) == spec.nbytes
+        except WeightsError as exc:
+            assert str(path) in str(exc)
