@@ -58,23 +58,23 @@ def test_a_streamed_commit_stores_what_a_state_dict_commit_stores(repo, tmp_path
     assert ck.weights_meta == {"format": "pt"}
 
 
-def test_checkout_to_writes_the_bytes_safetensors_writes(repo, tmp_path):
+def test_write_checkout_writes_the_bytes_safetensors_writes(repo, tmp_path):
     sd = _state(1)
     path = tmp_path / "w.safetensors"
     save_file(sd, path, metadata={"format": "pt"})
     v = repo.commit(path, name="m", message="one")
     repo.hot.path(v.id).unlink()   # cold: decoded from the archive
-    out = repo.checkout_to("m", tmp_path / "cold.safetensors")
+    out = repo.write_checkout("m", tmp_path / "cold.safetensors")
     assert Path(out.output).read_bytes() == path.read_bytes() and not out.sharded
     assert repo.hot.path(v.id).exists()   # a cold checkout of the latest version warms its hot copy
-    repo.checkout_to("m", tmp_path / "hot.safetensors")
+    repo.write_checkout("m", tmp_path / "hot.safetensors")
     assert (tmp_path / "hot.safetensors").read_bytes() == path.read_bytes()
     d = repo.commit(sd, name="d", message="tensors", weights_meta={"format": "pt"})
     repo.hot.path(d.id).unlink()
-    repo.checkout_to("d", tmp_path / "d.safetensors")
+    repo.write_checkout("d", tmp_path / "d.safetensors")
     assert (tmp_path / "d.safetensors").read_bytes() == safetensors_bytes(sd, {"format": "pt"})
     with pytest.raises(InputError, match="exists; pass --force"):
-        repo.checkout_to("m", tmp_path / "cold.safetensors")
+        repo.write_checkout("m", tmp_path / "cold.safetensors")
 
 
 @pytest.mark.parametrize("via", ["index", "folder", "folder-without-index"])
@@ -84,15 +84,15 @@ def test_a_sharded_checkpoint_commits_and_checks_out_as_the_same_shards(repo, tm
     v = repo.commit(src / "model.safetensors.index.json" if via == "index" else src, name="llm", message="sharded")
     assert v.n_tensors == len(sd)
     _exact(repo.checkout("llm", rebuild_module=False).state_dict, sd)
-    done = repo.checkout_to("llm", tmp_path / "out")
-    assert done.sharded and len(done.files) == 4
+    done = repo.write_checkout("llm", tmp_path / "out")
+    assert done.sharded and len(done.weight_files) == 4
     for f in sorted(src.glob("*.safetensors")):
         assert (tmp_path / "out" / f.name).read_bytes() == f.read_bytes()
     index = json.loads((tmp_path / "out" / "model.safetensors.index.json").read_text())
     assert index["metadata"]["total_size"] == sum(t.numel() * t.element_size() for t in sd.values())
     assert set(index["weight_map"]) == set(sd)
     # a single file when one is named
-    repo.checkout_to("llm", tmp_path / "one.safetensors")
+    repo.write_checkout("llm", tmp_path / "one.safetensors")
     one = load_file(tmp_path / "one.safetensors")
     _exact(one, sd)
     assert "dlv.shards" not in json.loads((tmp_path / "one.safetensors").read_bytes()[8:][
@@ -103,14 +103,14 @@ def test_any_version_shards_on_request(repo, tmp_path):
     sd = _state(3)
     repo.commit(sd, name="m", message="one")
     size = max(t.numel() * t.element_size() for t in sd.values())
-    done = repo.checkout_to("m", tmp_path / "shards", max_shard_bytes=size)
+    done = repo.write_checkout("m", tmp_path / "shards", max_shard_bytes=size)
     names = sorted(p.name for p in (tmp_path / "shards").iterdir())
     assert done.sharded and names[-1] == "model.safetensors.index.json" and len(names) > 3
     assert names[0] == f"model-00001-of-{len(names) - 1:05d}.safetensors"
     back = repo.commit(tmp_path / "shards", name="again", message="from shards")
     _exact(repo.checkout(back.id, rebuild_module=False).state_dict, sd)
     with pytest.raises(InputError, match="a sharded checkout writes a folder"):
-        repo.checkout_to("m", tmp_path / "x.safetensors", max_shard_bytes=size)
+        repo.write_checkout("m", tmp_path / "x.safetensors", max_shard_bytes=size)
 
 
 def test_broken_sharded_checkpoints_are_refused_with_the_reason(repo, tmp_path):
@@ -158,7 +158,7 @@ def test_streaming_memory_stays_near_a_few_tensors(repo, tmp_path, monkeypatch):
         v = repo.commit(path, name="big", message="many tensors")
         _, commit_peak = tracemalloc.get_traced_memory()
         tracemalloc.reset_peak()
-        repo.checkout_to("big", tmp_path / "out.safetensors")
+        repo.write_checkout("big", tmp_path / "out.safetensors")
         _, checkout_peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()

@@ -2,9 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import InputError
 from ..sizes import parse_size
-from ..storage.atomic import atomic_write
 from .common import repo_of
 from .ui import human_bytes
 
@@ -27,24 +25,16 @@ def configure(p) -> None:
 
 
 def run(args, ui) -> int:
-    repo = repo_of(args)
     max_shard = parse_size(args.max_shard_size) if args.max_shard_size else None
-    files = repo.files(args.ref) if args.files else {}
-    targets = [Path(args.files) / p for p in files]
-    if not args.force:
-        existing = [str(t) for t in targets if t.exists()]
-        if existing:
-            raise InputError(f"{existing[0]} exists; pass --force to overwrite or choose another path with --files")
-    done = repo.checkout_to(args.ref, args.output, snapshot=args.snapshot, max_shard_bytes=max_shard, force=args.force)
-    for rel, content in files.items():
-        atomic_write(Path(args.files) / rel, content)
+    w = repo_of(args).write_checkout(args.ref, args.output, snapshot=args.snapshot, files_dir=args.files,
+                                     overwrite=args.force, max_shard_bytes=max_shard)
     if ui.json_mode:
-        ui.json({"version": done.version.to_dict(), "snapshot": done.snapshot, "output": done.output,
-                 "bytes": done.bytes, "files": sorted(files), "shards": list(done.files) if done.sharded else []})
+        ui.json({"version": w.version.to_dict(), "snapshot": w.snapshot, "output": w.output, "bytes": w.bytes,
+                 "files": list(w.files), "shards": list(w.weight_files) if w.sharded else []})
     else:
-        what = f", {len(done.files) - 1} shards and {Path(done.files[-1]).name}" if done.sharded else ""
-        ui.print(f"wrote {done.output} ({human_bytes(done.bytes)}, {done.n_tensors} tensors{what}) "
-                 f"from {done.version.ref}" + (f", snapshot {done.snapshot}" if args.snapshot is not None else ""))
-        for rel in sorted(files):
+        shards = f", {len(w.weight_files) - 1} shards and {Path(w.weight_files[-1]).name}" if w.sharded else ""
+        ui.print(f"wrote {w.output} ({human_bytes(w.bytes)}, {w.n_tensors} tensors{shards}) from {w.version.ref}"
+                 + (f", snapshot {w.snapshot}" if args.snapshot is not None else ""))
+        for rel in w.files:
             ui.print(f"wrote {Path(args.files) / rel}")
     return 0

@@ -1,4 +1,5 @@
-"""Checkout to files, one tensor at a time: `dlv checkout` and :meth:`Repo.checkout_to`.
+"""Write a version out as files (`dlv checkout`, :meth:`Repo.write_checkout`): its weights as
+safetensors, one tensor at a time, and its attached files.
 
 Tensors are decoded in threads (bounded bytes in flight, see
 ``tensorstore.bounded_map``) and each is written straight to its offset in a
@@ -6,7 +7,8 @@ preallocated safetensors file, so a checkout never holds the model in memory.
 A version committed from a sharded checkpoint is written back as shards with
 the same file names plus ``model.safetensors.index.json``; any version can be
 sharded on request (``max_shard_bytes``). Every file is written under a
-temporary name, fsynced, and renamed into place only when all are complete.
+temporary name, fsynced, and renamed into place only when all are complete,
+so an interrupted checkout never leaves a half-written file under its name.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..catalog import files as catalog_files
 from ..errors import InputError
 from ..storage.atomic import atomic_write
 from ..tensorio import tensor_view
@@ -29,14 +32,20 @@ from .tensorstore import TensorReader, bounded_map
 
 
 @dataclass(frozen=True)
-class CheckoutFiles(Record):
+class WrittenCheckout(Record):
     version: VersionInfo
-    snapshot: int
-    output: str            # the file, or the folder of a sharded checkout
-    files: tuple[str, ...]  # every file written (shards, then the index)
-    bytes: int
+    snapshot: int               # the snapshot written (the last one unless one was asked for)
+    output: str                 # the safetensors file, or the folder of a sharded checkout
+    bytes: int                  # the weights files' size
     n_tensors: int
-    sharded: bool
+    files: tuple[str, ...]      # attached files written, relative to the files folder, sorted
+    weight_files: tuple[str, ...] = ()   # every weights file written (shards, then the index)
+    sharded: bool = False
+
+
+def default_output(version: VersionInfo, sharded: bool = False) -> Path:
+    """NAME@N.safetensors (a folder NAME@N when sharded) in the current folder."""
+    return Path(f"{version.model}@{version.seq}" + ("" if sharded else ".safetensors"))
 
 
 def shard_layout(weights_meta: dict | None) -> dict | None:
@@ -65,11 +74,12 @@ def wants_shards(output: Path | None, weights_meta: dict | None, max_shard_bytes
     return shard_layout(weights_meta) is not None and (output is None or output.suffix != ".safetensors")
 
 
-def checkout_to(repo, ref: str, output: Path | None = None, *, snapshot: int | None = None,
-                max_shard_bytes: int | None = None, force: bool = False,
-                workers: int | None = None) -> CheckoutFiles:
-    """Write a version's weights (bit-exact) to ``output``: a ``.safetensors`` file, or a folder of
-    shards. Default: ``NAME@N.safetensors`` (``NAME@N/`` when sharded) in the current folder."""
+def write_checkout(repo, ref: str, output: Path | None = None, *, snapshot: int | None = None,
+                   files_dir: Path | None = None, overwrite: bool = False, max_shard_bytes: int | None = None,
+                   workers: int | None = None) -> WrittenCheckout:
+    """Write version ``ref``'s weights (bit-exact) to ``output`` and its attached files under
+    ``files_dir``, in one catalog read scope. Refuses (InputError) a wrong output path and any
+    existing target unless ``overwrite``, before writing anything."""
     with repo.catalog.read() as con:
         vid = resolve(con, ref)
         header = version_header(con, vid)
@@ -79,7 +89,7 @@ def checkout_to(repo, ref: str, output: Path | None = None, *, snapshot: int | N
         snap = count - 1 if snapshot is None else snapshot % count
         info, meta = header.info, header.weights_meta
         sharded = wants_shards(output, meta, max_shard_bytes)
-        out = Path(output) if output is not None else Path(f"{info.model}@{info.seq}" + ("" if sharded else ".safetensors"))
+        out = Path(output) if output is not None else default_output(info, sharded)
         if not sharded and out.suffix != ".safetensors":
             raise InputError(f"{out}: checkout writes safetensors; give a path ending in .safetensors")
         if sharded and out.suffix == ".safetensors":
@@ -89,11 +99,13 @@ def checkout_to(repo, ref: str, output: Path | None = None, *, snapshot: int | N
         tensors = [OutTensor(name, reader.rows[th].dtype, tuple(reader.rows[th].shape), reader.rows[th].nbytes)
                    for name, th in entries]
         hashes = {name: th for name, th in entries}
+        attached = {f.path: f.blob_hash for f in catalog_files.version_files(con, vid)} if files_dir is not None else {}
         groups = _groups(tensors, meta, max_shard_bytes) if sharded else [(out.name, tensors, file_metadata(meta))]
         folder = out if sharded else out.parent
         targets = [folder / name for name, _, _ in groups] + ([folder / INDEX_NAME] if sharded else [])
-        if not force:
-            existing = [str(t) for t in targets if t.exists()]
+        attached_targets = [files_dir / rel for rel in attached] if files_dir is not None else []
+        if not overwrite:
+            existing = [str(t) for t in targets + attached_targets if t.exists()]
             if existing:
                 raise InputError(f"{existing[0]} exists; pass --force to overwrite or choose another path with -o")
         hot_tensors = None
@@ -120,6 +132,7 @@ def checkout_to(repo, ref: str, output: Path | None = None, *, snapshot: int | N
             for w in writers:
                 w.abort()
             raise
+        contents = {rel: repo.store.get(blob_hash) for rel, blob_hash in attached.items()}
     for w in writers:
         w.publish()
     total = sum(w.size for w in writers)
@@ -128,9 +141,13 @@ def checkout_to(repo, ref: str, output: Path | None = None, *, snapshot: int | N
         layout = shard_layout(meta)
         atomic_write(folder / INDEX_NAME, index_json(weight_map, layout.get("index_metadata") if layout else None,
                                                      sum(t.nbytes for t in tensors)))
+    for rel, content in contents.items():
+        atomic_write(files_dir / rel, content)
     if hot_tensors is None and header.is_latest and snap == count - 1:
         _warm_hot_copy(repo, vid, entries, targets[0] if not sharded else folder / INDEX_NAME)
-    return CheckoutFiles(info, snap, str(out), tuple(str(t) for t in targets), total, len(tensors), sharded)
+    return WrittenCheckout(version=info, snapshot=snap, output=str(out), bytes=total, n_tensors=len(tensors),
+                           files=tuple(sorted(attached)), weight_files=tuple(str(t) for t in targets),
+                           sharded=sharded)
 
 
 def _groups(tensors: list[OutTensor], meta: dict | None, max_shard_bytes: int | None):

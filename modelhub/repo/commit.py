@@ -30,8 +30,8 @@ from ..catalog.graphs import GraphNodeRow, NewGraph
 from ..catalog.versions import NewVersion
 from ..errors import InputError, WeightsError
 from ..netdef import Graph, capture
-from ..tensorio import as_state_dict, tensor_to_raw
-from ..weightfiles import WeightsSource, open_weights
+from ..tensorio import as_state_dict, load_weights_file, tensor_to_raw
+from ..weightfiles import WeightsSource, is_streamable, open_weights
 from .hotcopy import RawTensor
 from .refs import check_model_name, resolve
 from .tensorstore import StreamedTensor, put_blob, record_snapshots, store_streamed, store_tensors
@@ -79,7 +79,7 @@ def build_request(
 ) -> CommitRequest:
     check_model_name(name)
     message = check_message(message)
-    if isinstance(model, (str, os.PathLike)):
+    if isinstance(model, (str, os.PathLike)) and is_streamable(model):
         # a safetensors file, sharded checkpoint (index JSON) or folder: streamed, never loaded whole
         if snapshots:
             raise InputError("a commit from a weights file takes no snapshots; pass the snapshots and the "
@@ -87,6 +87,9 @@ def build_request(
         state = open_weights(model)
         if weights_meta is None:
             weights_meta = state.weights_meta()
+    elif isinstance(model, (str, os.PathLike)):   # .pt/.pth/.bin: a pickle is read whole
+        state, file_meta = load_weights_file(model)
+        weights_meta = file_meta if weights_meta is None else weights_meta
     elif isinstance(model, nn.Module):
         state = OrderedDict(model.state_dict())
         graph = graph or capture(model)

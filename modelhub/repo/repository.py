@@ -27,6 +27,7 @@ from ..storage_boundary import BlobStore
 from . import commit as commit_op
 from .describe import describe
 from .diff import diff_versions
+from .gc import DEFAULT_GRACE_S
 from . import hotcopy
 from .hotcopy import HotCopies
 from .lineage import list_models
@@ -93,7 +94,7 @@ class Repo:
         A path (a ``.safetensors`` file, a sharded checkpoint's ``*.safetensors.index.json``,
         or a folder holding either) is streamed: tensors are read one at a time from the mapped
         file(s) and hashed, encoded and written in threads, so memory stays near a few times the
-        largest tensor; a sharded source is checked out sharded again (:meth:`checkout_to`).
+        largest tensor; a sharded source is checked out sharded again (:meth:`write_checkout`).
 
         ``parent`` defaults to the latest version of ``name`` (none for a new
         model); give a reference or a list of them (merges), or ``()`` / None
@@ -226,15 +227,6 @@ class Repo:
             module = _load_into(rebuild(graph), state, ref)
         return Checkout(info, state, module, graph, hp, meta, count - 1 if snap is None else snap)
 
-    def checkout_to(self, ref: str, output: str | os.PathLike | None = None, *, snapshot: int | None = None,
-                    max_shard_bytes: int | None = None, force: bool = False):
-        """Write a version's weights (bit-exact) to a ``.safetensors`` file, or to a folder of shards
-        (when ``max_shard_bytes`` is given, or the version was committed from a sharded checkpoint and
-        ``output`` is not a ``.safetensors`` path), one tensor at a time; returns a CheckoutFiles."""
-        from .checkout_files import checkout_to
-        return checkout_to(self, ref, None if output is None else Path(output), snapshot=snapshot,
-                           max_shard_bytes=max_shard_bytes, force=force)
-
     def config(self, name: str | None = None) -> list:
         """Repository settings (settings.py) with their values: all of them, or ``name``'s."""
         with self.catalog.read() as con:
@@ -299,6 +291,93 @@ class Repo:
         return evaluate_version(engine_access(self), ref, data, split=split, loss=loss, config=config,
                                 progressive=progressive, top_k=top_k, compare=compare, backend=backend,
                                 ray_address=ray_address, use_stored_features=use_stored_features)
+
+    # -- what the command line needs beyond the above (it calls Repo only) -------------
+    #: ``gc`` keeps unreferenced blobs younger than this many seconds unless told otherwise
+    DEFAULT_GC_GRACE_S: float = DEFAULT_GRACE_S
+
+    def commit_parent_weights(
+        self,
+        *,
+        name: str,
+        message: str | bytes,
+        parent: str | Sequence[str] | None = commit_op.LATEST,
+        hparams: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, Any] | None = None,
+        author: str | None = None,
+    ) -> VersionInfo:
+        """A new version of ``name`` that keeps its first parent's weights (and so its network):
+        new hyperparameters, metrics or a message for weights already stored.
+
+        ``parent`` as in :meth:`commit` (default: the latest version of ``name``);
+        it is chosen, and its weights read, inside the commit's write transaction.
+        Without a parent there are no weights to keep: InputError.
+        """
+        from .parent_weights import choose_parents, parent_state_dict
+        with self.catalog.write() as con:
+            parents = choose_parents(con, name, parent)
+            state = parent_state_dict(con, self.store, self.hot, parents[0])
+            # Nested, so the same transaction. Its hot copy is written before that commits:
+            # should the commit fail, the copy names no version and gc removes it.
+            return self.commit(state, name=name, message=message, parent=parents, hparams=hparams,
+                               metrics=metrics, author=author)
+
+    def write_checkout(self, ref: str, output: str | os.PathLike | None = None, *, snapshot: int | None = None,
+                       files_dir: str | os.PathLike | None = None, overwrite: bool = False,
+                       max_shard_bytes: int | None = None):
+        """Write version ``ref``'s weights (bit-exact) to the safetensors file ``output``
+        (default: NAME@N.safetensors in the current folder) and, with ``files_dir``, its attached
+        files under that folder; returns a WrittenCheckout. Existing files are refused unless
+        ``overwrite``. Tensors are decoded and written one at a time (memory stays near a few
+        tensors). The weights go to a folder of shards plus ``model.safetensors.index.json`` when
+        ``max_shard_bytes`` is given, or when the version was committed from a sharded checkpoint
+        and ``output`` is not a ``.safetensors`` path (default then: a folder NAME@N)."""
+        from .checkout_files import write_checkout
+        return write_checkout(self, ref, None if output is None else Path(output), snapshot=snapshot,
+                              files_dir=None if files_dir is None else Path(files_dir), overwrite=overwrite,
+                              max_shard_bytes=max_shard_bytes)
+
+    def archive(self, *, alpha: float = 2.0, scheme: str = "independent", budget: int | None = None,
+                keep_latest_whole: bool = False, progress: Callable[[str], None] | None = None):
+        """Re-encode every stored tensor under the cheapest storage plan whose snapshots each cost at
+        most ``alpha`` times their all-whole recreation cost (or the smallest alpha that fits in
+        ``budget`` bytes), in one write transaction; returns an ArchiveResult (see repo/archive.py)."""
+        from .archive import archive
+        return archive(self, alpha=alpha, scheme=scheme, budget=budget, keep_latest_whole=keep_latest_whole,
+                       progress=progress)
+
+    def archive_dry_run(self, alphas: Sequence[float], *, scheme: str = "independent",
+                        keep_latest_whole: bool = False, progress: Callable[[str], None] | None = None) -> list[dict]:
+        """What :meth:`archive` would store, and what recreation would cost, for each of ``alphas``
+        (nothing is written)."""
+        from .archive import archive_dry_run
+        return archive_dry_run(self, alphas, scheme=scheme, keep_latest_whole=keep_latest_whole, progress=progress)
+
+    def dataset_log(self, name: str):
+        """Every version of dataset ``name``, oldest first (DatasetVersion records); a DataError
+        naming the known datasets when there is no such dataset."""
+        from .datasets import dataset_versions, load_dataset
+        with self.catalog.read():
+            versions = dataset_versions(self, name)
+            if not versions:
+                load_dataset(self, name)  # raises the "no dataset named" error with the known names
+        return versions
+
+    def vocabulary(self):
+        """The names a query may mention (models, layers, hparam keys, metrics, saved queries):
+        what DQL completion offers."""
+        from ..dql.vocabulary import Vocabulary
+        with self.catalog.read() as con:
+            return Vocabulary.load(con)
+
+    @staticmethod
+    def restore_catalog(path: Path | str | None = None):
+        """Replace the damaged or missing catalog of the repository at ``path`` (or the nearest
+        above the current folder): its readable rows are salvaged, else the newest verified backup
+        is restored. Returns a CatalogRestore. A static method: the damaged repository cannot be
+        opened as a Repo."""
+        from .restore import restore_repo_catalog
+        return restore_repo_catalog(path)
 
 
 def _load_into(module: nn.Module, state: "OrderedDict[str, torch.Tensor]", ref: str) -> nn.Module:
