@@ -111,7 +111,6 @@ def load_state_dict(con, store, version_id: str, snap: int | None = None, *,
     """
     use_hot = (hot is not None and header is not None and snap in (None, header.n_snapshots - 1)
                and hotcopy.enabled())
-    cap = hot_max_bytes(con) if use_hot else None
     entries = snapshot_entries(con, version_id, header.n_snapshots - 1 if use_hot else snap)
     if use_hot:
         state = hot.read(version_id, entries)
@@ -120,7 +119,7 @@ def load_state_dict(con, store, version_id: str, snap: int | None = None, *,
     decoded = load_tensors(con, store, [th for _, th in entries])
     state = OrderedDict((name, raw_to_tensor(*decoded[th])) for name, th in entries)
     if use_hot and header.is_latest:
-        refresh_hot_copy(hot, version_id, entries, state, set(), cap)
+        refresh_hot_copy(hot, version_id, entries, state, set(), hot_max_bytes(con))
     return state
 
 
