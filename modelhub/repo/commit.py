@@ -30,9 +30,11 @@ from ..catalog.graphs import GraphNodeRow, NewGraph
 from ..catalog.versions import NewVersion
 from ..errors import InputError, WeightsError
 from ..netdef import Graph, capture
-from ..tensorio import as_state_dict, tensor_to_raw
+from ..tensorio import as_state_dict, load_weights_file, tensor_to_raw
+from ..weightfiles import WeightsSource, is_streamable, open_weights
+from .hotcopy import RawTensor
 from .refs import check_model_name, resolve
-from .tensorstore import put_blob, record_snapshots, store_tensors
+from .tensorstore import StreamedTensor, put_blob, record_snapshots, store_streamed, store_tensors
 
 #: default for ``parent``: the latest version of the committed model, if any (as a
 #: git commit's parent is the branch head). Pass ``parent=()`` to start a new lineage.
@@ -47,7 +49,8 @@ class CommitRequest:
     name: str
     message: str
     author: str
-    state_dicts: tuple["OrderedDict[str, torch.Tensor]", ...]   # snapshots, oldest first; last = the weights
+    # snapshots, oldest first; last = the weights (a WeightsSource: read one tensor at a time)
+    state_dicts: tuple["OrderedDict[str, torch.Tensor] | WeightsSource", ...]
     snapshot_steps: tuple[int | None, ...]
     graph: Graph | None
     inherit_graph: bool                 # no graph given: reuse the parent's if the weights fit it
@@ -59,7 +62,7 @@ class CommitRequest:
 
 
 def build_request(
-    model: nn.Module | Mapping[str, torch.Tensor],
+    model: nn.Module | Mapping[str, torch.Tensor] | str | os.PathLike,
     *,
     name: str,
     message: str | bytes,
@@ -76,7 +79,18 @@ def build_request(
 ) -> CommitRequest:
     check_model_name(name)
     message = check_message(message)
-    if isinstance(model, nn.Module):
+    if isinstance(model, (str, os.PathLike)) and is_streamable(model):
+        # a safetensors file, sharded checkpoint (index JSON) or folder: streamed, never loaded whole
+        if snapshots:
+            raise InputError("a commit from a weights file takes no snapshots; pass the snapshots and the "
+                             "weights as state dicts, or commit them as versions of their own")
+        state = open_weights(model)
+        if weights_meta is None:
+            weights_meta = state.weights_meta()
+    elif isinstance(model, (str, os.PathLike)):   # .pt/.pth/.bin: a pickle is read whole
+        state, file_meta = load_weights_file(model)
+        weights_meta = file_meta if weights_meta is None else weights_meta
+    elif isinstance(model, nn.Module):
         state = OrderedDict(model.state_dict())
         graph = graph or capture(model)
     else:
@@ -246,6 +260,12 @@ def write_commit(con: duckdb.DuckDBPyConnection, store, req: CommitRequest) -> s
     snapshot_rows: list[tuple[int, list[tuple[str, str]]]] = []
     logical = 0
     for snap, state in enumerate(req.state_dicts):
+        if isinstance(state, WeightsSource):
+            hashes = store_streamed(con, store, streamed_tensors(state))
+            snapshot_rows.append((snap, list(zip(state, hashes))))
+            if snap == len(req.state_dicts) - 1:
+                logical += state.total_bytes
+            continue
         entries = []
         for batch in _batches(list(state.items())):
             raws = [tensor_to_raw(tensor) for _, tensor in batch]
@@ -255,7 +275,7 @@ def write_commit(con: duckdb.DuckDBPyConnection, store, req: CommitRequest) -> s
                 logical += sum(len(raw) for raw, _, _ in raws)
         snapshot_rows.append((snap, entries))
     final = req.state_dicts[-1]
-    n_params = int(sum(t.numel() for t in final.values() if t.is_floating_point() or t.is_complex()))
+    n_params = _n_params(final)
 
     version_id = _version_id(req, parent_ids, graph, snapshot_rows, now)
     catalog_versions.ensure_model(con, req.name, now)
@@ -277,6 +297,33 @@ def write_commit(con: duckdb.DuckDBPyConnection, store, req: CommitRequest) -> s
                                                  for path, (blob_hash, size) in sorted(attached.items())])
     catalog_files.clear_staged(con)
     return version_id
+
+
+def _n_params(state) -> int:
+    if isinstance(state, WeightsSource):
+        return sum(s.numel for s in state.specs if s.dtype.startswith(("float", "bfloat", "complex")))
+    return int(sum(t.numel() for t in state.values() if t.is_floating_point() or t.is_complex()))
+
+
+def streamed_tensors(source: WeightsSource) -> list[StreamedTensor]:
+    """The source's tensors as a streaming commit reads them (mapped, released after use)."""
+    return [StreamedTensor(s.dtype, s.shape, s.nbytes, lambda s=s: source.view(s), lambda s=s: source.release(s))
+            for s in source.specs]
+
+
+def hot_copy_items(state) -> "Mapping[str, torch.Tensor] | list[RawTensor]":
+    """What the hot copy writer takes for a request's final weights."""
+    if isinstance(state, WeightsSource):
+        return [RawTensor(s.dtype, s.shape, s.nbytes, lambda s=s: state.view(s), lambda s=s: state.release(s))
+                for s in state.specs]
+    return state
+
+
+def close_request(req: CommitRequest) -> None:
+    """Unmap the weights files a request streamed from."""
+    for state in req.state_dicts:
+        if isinstance(state, WeightsSource):
+            state.close()
 
 
 def _batches(items: list, max_bytes: int = 256 << 20) -> Iterator[list]:

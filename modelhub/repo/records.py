@@ -187,3 +187,12 @@ class RepoStats(Record):
     @property
     def ratio(self) -> float:
         return self.logical_bytes / self.stored_bytes if self.stored_bytes else float("inf")
+
+    @property
+    def footprint_bytes(self) -> int:
+        """What the repository's weights take on disk: the archive plus the hot copies."""
+        return self.stored_bytes + self.hot_bytes
+
+    @property
+    def ratio_with_hot_copies(self) -> float:
+        return self.logical_bytes / self.footprint_bytes if self.footprint_bytes else float("inf")

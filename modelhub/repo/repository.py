@@ -36,6 +36,8 @@ from .reads import (all_versions, hparams_of, load_state_dict, refresh_hot_copy,
                     version_graph, version_header, version_info, weights_meta)
 from .records import Checkout, ModelSummary, RepoStats, VersionDescription, VersionDiff, VersionInfo
 from .refs import check_model_name, resolve
+from . import settings
+from .settings import hot_max_bytes
 from .stats import repo_stats
 from .tensorstore import put_blob
 
@@ -72,7 +74,7 @@ class Repo:
     # -- writes -----------------------------------------------------------------------
     def commit(
         self,
-        model: nn.Module | Mapping[str, torch.Tensor],
+        model: nn.Module | Mapping[str, torch.Tensor] | str | os.PathLike,
         *,
         name: str,
         message: str | bytes,
@@ -87,7 +89,12 @@ class Repo:
         weights_meta: dict | None = None,
         hot_copy: bool = True,
     ) -> VersionInfo:
-        """Commit a module (graph captured) or a state dict as a new version of ``name``.
+        """Commit a module (graph captured), a state dict, or a weights path as a new version of ``name``.
+
+        A path (a ``.safetensors`` file, a sharded checkpoint's ``*.safetensors.index.json``,
+        or a folder holding either) is streamed: tensors are read one at a time from the mapped
+        file(s) and hashed, encoded and written in threads, so memory stays near a few times the
+        largest tensor; a sharded source is checked out sharded again (:meth:`write_checkout`).
 
         ``parent`` defaults to the latest version of ``name`` (none for a new
         model); give a reference or a list of them (merges), or ``()`` / None
@@ -104,14 +111,18 @@ class Repo:
             files=files, author=author, snapshots=snapshots, snapshot_steps=snapshot_steps,
             graph=graph, weights_meta=weights_meta, root=self.root,
         )
-        hotcopy.max_bytes()  # a malformed DLV_HOT_MAX_BYTES is refused before anything is written
-        with self.catalog.write() as con:
-            vid = commit_op.write_commit(con, self.store, req)
-            info = version_info(con, vid)
-            entries = snapshot_entries(con, vid)
-            siblings = catalog_versions.ids_of_model(con, info.model)
-        if hot_copy:
-            refresh_hot_copy(self.hot, vid, entries, req.state_dicts[-1], siblings)
+        try:
+            hotcopy.max_bytes()  # a malformed DLV_HOT_MAX_BYTES is refused before anything is written
+            with self.catalog.write() as con:
+                vid = commit_op.write_commit(con, self.store, req)
+                info = version_info(con, vid)
+                entries = snapshot_entries(con, vid)
+                siblings = catalog_versions.ids_of_model(con, info.model)
+                cap = hot_max_bytes(con)
+            if hot_copy:
+                refresh_hot_copy(self.hot, vid, entries, commit_op.hot_copy_items(req.state_dicts[-1]), siblings, cap)
+        finally:
+            commit_op.close_request(req)
         return info
 
     def add(self, paths: Iterable[str | os.PathLike]) -> list[tuple[str, int]]:
@@ -215,6 +226,23 @@ class Repo:
         elif rebuild_module and graph is not None and graph.rebuildable:
             module = _load_into(rebuild(graph), state, ref)
         return Checkout(info, state, module, graph, hp, meta, count - 1 if snap is None else snap)
+
+    def config(self, name: str | None = None) -> list:
+        """Repository settings (settings.py) with their values: all of them, or ``name``'s."""
+        with self.catalog.read() as con:
+            return settings.all_settings(con) if name is None else [settings.get_setting(con, name)]
+
+    def set_config(self, name: str, value: str | None):
+        """Set a repository setting (None: back to its default); a smaller hot copy cap applies at once."""
+        with self.catalog.write() as con:
+            result = settings.set_setting(con, name, value)
+            cap = hot_max_bytes(con)
+        if name == "hotcopy.max_bytes" and cap is not None:
+            if cap == 0:
+                self.hot.retain(set())
+            else:
+                self.hot.enforce_cap(cap, keep="")
+        return result
 
     def fsck(self, *, repair: bool = False, deep: bool = False):
         """Verify the catalog's own storage, catalog <-> objects consistency and checksums (see repo/fsck.py)."""
@@ -351,17 +379,19 @@ class Repo:
                                metrics=metrics, author=author)
 
     def write_checkout(self, ref: str, output: str | os.PathLike | None = None, *, snapshot: int | None = None,
-                       files_dir: str | os.PathLike | None = None, overwrite: bool = False):
+                       files_dir: str | os.PathLike | None = None, overwrite: bool = False,
+                       max_shard_bytes: int | None = None):
         """Write version ``ref``'s weights (bit-exact) to the safetensors file ``output``
         (default: NAME@N.safetensors in the current folder) and, with ``files_dir``, its attached
         files under that folder; returns a WrittenCheckout. Existing files are refused unless
-        ``overwrite``."""
-        from .checkout_files import default_output, write_checkout
-        with self.catalog.read():  # one scope: the weights and the files of the same version
-            ck = self.checkout(ref, snapshot=snapshot, rebuild_module=False)
-            files = self.files(ck.version.id) if files_dir is not None else {}
-        out = Path(output) if output is not None else default_output(ck.version)
-        return write_checkout(ck, files, out, None if files_dir is None else Path(files_dir), overwrite=overwrite)
+        ``overwrite``. Tensors are decoded and written one at a time (memory stays near a few
+        tensors). The weights go to a folder of shards plus ``model.safetensors.index.json`` when
+        ``max_shard_bytes`` is given, or when the version was committed from a sharded checkpoint
+        and ``output`` is not a ``.safetensors`` path (default then: a folder NAME@N)."""
+        from .checkout_files import write_checkout
+        return write_checkout(self, ref, None if output is None else Path(output), snapshot=snapshot,
+                              files_dir=None if files_dir is None else Path(files_dir), overwrite=overwrite,
+                              max_shard_bytes=max_shard_bytes)
 
     def archive(self, *, alpha: float = 2.0, scheme: str = "independent", budget: int | None = None,
                 keep_latest_whole: bool = False, progress: Callable[[str], None] | None = None):
