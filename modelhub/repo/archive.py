@@ -28,7 +28,7 @@ from ..catalog.archive_tables import CostRow, PlanRow
 from ..errors import ArchiveError, InputError
 from ..storage import plan as planning
 from ..storage.tensors import delta_base, manifest_blobs, tensor_hash
-from ..storage_boundary import decode_tensor, encode_tensor
+from ..storage_boundary import decode_tensor, encode_delta_best, encode_tensor
 from . import tensorstore
 from .records import Record
 from .tensorstore import load_tensor
@@ -149,7 +149,8 @@ def measure(con, store, progress: Optional[Callable[[str], None]] = None) -> Mea
             ta, tb = info[a], info[b]
             if ta.dtype != tb.dtype or ta.shape != tb.shape:
                 continue
-            enc = encode_tensor(raw[b], tb.dtype, tb.shape, codec="segmented", base_raw=raw[a], base_hash=a)
+            # segmented or context-coded (format 3), whichever is smaller: the plan sees real sizes
+            enc = encode_delta_best(raw[b], tb.dtype, tb.shape, base_raw=raw[a], base_hash=a)
             if enc.manifest.get("delta") is None:
                 continue  # no delta beats storing it whole: not a useful edge
             encodings[(a, b)] = enc
@@ -263,7 +264,7 @@ def run_archive(con, store, *, alpha: float = 2.0, scheme: str = "independent", 
         enc = encodings.get((base, h))
         if enc is None:  # the plan uses the edge in the other direction
             t = info[h]
-            enc = encode_tensor(raw[h], t.dtype, t.shape, codec="segmented", base_raw=raw[base], base_hash=base)
+            enc = encode_delta_best(raw[h], t.dtype, t.shape, base_raw=raw[base], base_hash=base)
         if enc.manifest != info[h].manifest and not _keep_current(info[h].manifest, enc, blob_size):
             new_manifests[h] = enc.manifest
             new_blobs.extend(enc.blobs)
