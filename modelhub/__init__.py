@@ -7,7 +7,23 @@
     ck = repo.checkout("lenet")                     # ck.module, ck.state_dict
 """
 from .errors import ModelhubError
-from .repo import Repo, init_repo, open_repo
 
 __version__ = "0.1.0"
 __all__ = ["Repo", "init_repo", "open_repo", "ModelhubError", "__version__"]
+
+# Exported lazily (PEP 562): `dlv --version` and `dlv log` import this package, and the
+# repository layer pulls in the catalog (DuckDB) that those need only when they use it.
+_LAZY = {"Repo": ".repo", "init_repo": ".repo", "open_repo": ".repo"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -31,12 +31,8 @@ from ..catalog.versions import NewVersion
 from ..errors import InputError, WeightsError
 from ..netdef import Graph, capture
 from ..tensorio import as_state_dict, tensor_to_raw
-from .refs import check_model_name, resolve
+from .refs import LATEST, check_model_name, resolve
 from .tensorstore import put_blob, record_snapshots, store_tensors
-
-#: default for ``parent``: the latest version of the committed model, if any (as a
-#: git commit's parent is the branch head). Pass ``parent=()`` to start a new lineage.
-LATEST = "<latest>"
 
 MetricsInput = Mapping[str, "float | Sequence[float] | Sequence[tuple[int, float]]"]
 

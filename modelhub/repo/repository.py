@@ -11,10 +11,7 @@ import os
 from collections import OrderedDict
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 from ..catalog import Catalog
 from ..catalog import files as catalog_files
@@ -22,9 +19,8 @@ from ..catalog import versions as catalog_versions
 from ..catalog.db import RECOVERY_HINT
 from ..catalog.files import StagedFile
 from ..errors import CatalogCorruptError, InputError, RepoError, WeightsError
-from ..netdef import Graph, rebuild
+from ..netdef import Graph
 from ..storage_boundary import BlobStore
-from . import commit as commit_op
 from .describe import describe
 from .diff import diff_versions
 from .gc import DEFAULT_GRACE_S
@@ -35,9 +31,16 @@ from .paths import RepoPaths, find_repo_root, is_repo_dir
 from .reads import (all_versions, hparams_of, load_state_dict, refresh_hot_copy, snapshot_entries,
                     version_graph, version_header, version_info, weights_meta)
 from .records import Checkout, ModelSummary, RepoStats, VersionDescription, VersionDiff, VersionInfo
-from .refs import check_model_name, resolve
+from .refs import LATEST, check_model_name, resolve
 from .stats import repo_stats
 from .tensorstore import put_blob
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+# Operations that need torch (commit, checkout) import it, and commit.py, when they run:
+# opening a repository to read its catalog (`dlv log`) must not pay for importing torch.
 
 
 class Repo:
@@ -76,7 +79,7 @@ class Repo:
         *,
         name: str,
         message: str | bytes,
-        parent: str | Sequence[str] | None = commit_op.LATEST,
+        parent: str | Sequence[str] | None = LATEST,
         hparams: Mapping[str, Any] | None = None,
         metrics: Mapping[str, Any] | None = None,
         files: Iterable[str | os.PathLike] | Mapping[str, bytes] | None = None,
@@ -99,6 +102,8 @@ class Repo:
         ``hot_copy=False`` skips writing the hot copy (a caller committing several versions of
         one model in a row writes it for the last one only).
         """
+        from . import commit as commit_op
+
         req = commit_op.build_request(
             model, name=name, message=message, parent=parent, hparams=hparams, metrics=metrics,
             files=files, author=author, snapshots=snapshots, snapshot_steps=snapshot_steps,
@@ -116,6 +121,8 @@ class Repo:
 
     def add(self, paths: Iterable[str | os.PathLike]) -> list[tuple[str, int]]:
         """Stage files to attach to the next commit; returns (path, size) pairs."""
+        from . import commit as commit_op
+
         files = commit_op.read_files(paths, self.root)
         if not files:
             raise InputError("nothing to add; name one or more files")
@@ -132,6 +139,8 @@ class Repo:
 
     def copy(self, ref: str, new_name: str, *, message: str | None = None, author: str | None = None) -> VersionInfo:
         """Start a new model from an existing version (same network, weights, hparams; lineage kept)."""
+        from . import commit as commit_op
+
         check_model_name(new_name)
         with self.catalog.write() as con:
             if catalog_versions.model_exists(con, new_name):
@@ -213,6 +222,8 @@ class Repo:
         if model_class is not None:
             module = _load_into(model_class(), state, ref)
         elif rebuild_module and graph is not None and graph.rebuildable:
+            from ..netdef import rebuild
+
             module = _load_into(rebuild(graph), state, ref)
         return Checkout(info, state, module, graph, hp, meta, count - 1 if snap is None else snap)
 
@@ -273,7 +284,7 @@ class Repo:
         *,
         name: str,
         message: str | bytes,
-        parent: str | Sequence[str] | None = commit_op.LATEST,
+        parent: str | Sequence[str] | None = LATEST,
         hparams: Mapping[str, Any] | None = None,
         metrics: Mapping[str, Any] | None = None,
         author: str | None = None,
@@ -351,6 +362,8 @@ class Repo:
 
 
 def _load_into(module: nn.Module, state: "OrderedDict[str, torch.Tensor]", ref: str) -> nn.Module:
+    from torch import nn
+
     if not isinstance(module, nn.Module):
         raise InputError("model_class must build an nn.Module when called without arguments")
     try:
