@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from .common import parse_size, repo_of
+from .common import parse_size, repo_of, show_result_table
 
 HELP = "run a DQL query (select, slice, construct, evaluate, explain; see docs/DQL.md)"
 DESCRIPTION = """Examples:
@@ -45,7 +45,7 @@ def run(args, ui) -> int:
         ui.print(result.text)
         return 0
     if result.columns:
-        ui.print(result.format_table())
+        show_result_table(ui, result)
     if result.text and result.kind != "select":
         ui.print(result.text)
     return 0

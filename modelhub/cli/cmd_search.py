@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..remote import open_remote, search
-from .common import repo_of
+from .common import repo_of, show_result_table
 from ..remote.progress import terminal_progress
 
 HELP = "run a DQL select query on a remote's catalog (no weights are downloaded)"
@@ -25,5 +25,5 @@ def run(args, ui) -> int:
     elif result.kind == "explain":
         ui.print(result.text)
     else:
-        ui.print(result.format_table())
+        show_result_table(ui, result)
     return 0

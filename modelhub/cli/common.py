@@ -72,4 +72,11 @@ def load_factory(spec: str) -> nn.Module:
     return model
 
 
+def show_result_table(ui, result) -> None:
+    """A query's rows (``QueryResult``) as ``ui.table``: colour on a terminal, else exactly
+    ``result.format_table()``."""
+    cells, numeric, footer = result.table_cells()
+    ui.table(result.columns, cells, align_right=numeric, footer=footer)
+
+
 parse_size = sizes.parse_size  # the commands' size arguments ('500M', '2G')

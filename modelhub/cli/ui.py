@@ -1,4 +1,9 @@
-"""Terminal output: aligned tables for people, JSON for machines."""
+"""Terminal output: aligned tables for people, JSON for machines.
+
+Tables have one layout (modelhub/tables.py); on a terminal rich draws it with
+colour, piped or redirected it is plain text, so scripts see the same columns.
+rich's console is imported only then: `dlv log | head` does not pay for it.
+"""
 from __future__ import annotations
 
 import json
@@ -7,6 +12,8 @@ import sys
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Iterable, Sequence, TextIO
+
+from .. import tables
 
 
 def human_bytes(n: float) -> str:
@@ -56,21 +63,33 @@ class UI:
     def warn(self, text: str) -> None:
         self.err.write(text + "\n")
 
-    def table(self, headers: Sequence[str], rows: Iterable[Sequence[Any]], *, align_right: Sequence[int] = ()) -> None:
+    def table(self, headers: Sequence[str], rows: Iterable[Sequence[Any]], *, align_right: Sequence[int] = (),
+              footer: str | None = None) -> None:
+        """Rows under ``headers`` (values formatted by :func:`fmt`), then ``footer`` (default: a
+        "(no rows)" line when there are none)."""
         cells = [[fmt(c) for c in r] for r in rows]
-        widths = [len(h) for h in headers]
-        for r in cells:
-            for i, c in enumerate(r):
-                widths[i] = max(widths[i], len(c))
-        def line(r: Sequence[str]) -> str:
-            parts = [c.rjust(widths[i]) if i in align_right else c.ljust(widths[i]) for i, c in enumerate(r)]
-            return "  ".join(parts).rstrip()
-        self.print(line(headers))
-        self.print("  ".join("-" * w for w in widths))
-        for r in cells:
-            self.print(line(r))
-        if not cells:
+        if self.terminal:
+            self._rich_table(list(headers), cells, align_right)
+        else:
+            for line in tables.render(list(headers), cells, align_right=align_right):
+                self.print(line)
+        if footer is not None:
+            self.print(footer)
+        elif not cells:
             self.print("(no rows)")
+
+    def _rich_table(self, headers: list[str], cells: list[list[str]], align_right: Sequence[int]) -> None:
+        from rich import box
+        from rich.console import Console
+        from rich.table import Table
+        from rich.text import Text
+
+        table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold cyan")
+        for i, h in enumerate(headers):
+            table.add_column(Text(h), justify="right" if i in align_right else "left", overflow="fold")
+        for r in cells:  # Text, not str: a '[' in a message or a name is not rich markup
+            table.add_row(*(Text(c, style="dim" if c == "-" else "") for c in r))
+        Console(file=self.out, highlight=False, soft_wrap=False).print(table)
 
     def kv(self, pairs: Iterable[tuple[str, Any]]) -> None:
         pairs = list(pairs)
@@ -81,3 +100,8 @@ class UI:
     @property
     def interactive(self) -> bool:
         return hasattr(self.err, "isatty") and self.err.isatty()
+
+    @property
+    def terminal(self) -> bool:
+        """Standard output is a terminal and no JSON was asked for: tables in colour."""
+        return not self.json_mode and hasattr(self.out, "isatty") and self.out.isatty()
