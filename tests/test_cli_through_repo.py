@@ -175,7 +175,7 @@ def _imports(path: Path) -> set[str]:
 # tokens for highlighting and completion, and the translation of DuckDB's and storage's errors at
 # the one exit-code boundary.
 ALLOWED = {
-    "modelhub.__version__", "modelhub.repo", "modelhub.errors", "modelhub.tensorio", "modelhub.sizes", "modelhub.tables", "modelhub.repl",
+    "modelhub.__version__", "modelhub.repo", "modelhub.errors", "modelhub.tensorio", "modelhub.sizes", "modelhub.tables", "modelhub.progress", "modelhub.repl",
     "modelhub.remote", "modelhub.remote.progress", "modelhub.dql.lexicon", "modelhub.dql.vocabulary",
 }
 BOUNDARY = {("exitcodes.py", "modelhub.catalog.db"), ("exitcodes.py", "modelhub.storage.errors"),

@@ -36,7 +36,7 @@ def configure(p) -> None:
 def run(args, ui) -> int:
     repo = repo_of(args)
     budget = parse_size(args.budget) if args.budget else None
-    progress = (lambda msg: ui.warn(msg)) if ui.interactive and not ui.json_mode else None
+    progress = ui.progress_messages()
     if args.dry_run:
         alphas = sorted({1.0, 1.25, 1.5, 2.0, 4.0, args.alpha})
         rows = repo.archive_dry_run(alphas, scheme=args.scheme, keep_latest_whole=args.keep_latest_whole,

@@ -18,7 +18,7 @@ def configure(p) -> None:
 
 def run(args, ui) -> int:
     w = repo_of(args).write_checkout(args.ref, args.output, snapshot=args.snapshot, files_dir=args.files,
-                                     overwrite=args.force)
+                                     overwrite=args.force, progress=ui.progress())
     if ui.json_mode:
         ui.json({"version": w.version.to_dict(), "snapshot": w.snapshot, "output": w.output, "bytes": w.bytes,
                  "files": list(w.files)})

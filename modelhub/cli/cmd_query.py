@@ -34,7 +34,7 @@ def run(args, ui) -> int:
     text = args.text
     if args.save:
         text = f"save query {json.dumps(args.save)} as {text}"
-    progress = (lambda msg: ui.warn(str(msg))) if getattr(ui, "interactive", False) else None
+    progress = ui.progress_messages()
     budget = parse_size(args.storage_budget) if args.storage_budget is not None else None
     result = repo.query(text, commit=args.commit, name=args.name, progress=progress, storage_budget=budget,
                         backend=args.backend, ray_address=args.ray_address)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from ..remote import open_remote, search
 from .common import repo_of, show_result_table
-from ..remote.progress import terminal_progress
 
 HELP = "run a DQL select query on a remote's catalog (no weights are downloaded)"
 DESCRIPTION = """Examples:
@@ -19,7 +18,7 @@ def configure(p) -> None:
 
 def run(args, ui) -> int:
     repo = repo_of(args)
-    result = search(open_remote(repo, args.remote), args.text, progress=terminal_progress(ui))
+    result = search(open_remote(repo, args.remote), args.text, progress=ui.progress())
     if ui.json_mode:
         ui.print(result.to_json())
     elif result.kind == "explain":

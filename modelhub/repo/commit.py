@@ -30,6 +30,7 @@ from ..catalog.graphs import GraphNodeRow, NewGraph
 from ..catalog.versions import NewVersion
 from ..errors import InputError, WeightsError
 from ..netdef import Graph, capture
+from ..progress import NULL_PROGRESS, Progress
 from ..tensorio import as_state_dict, tensor_to_raw
 from .refs import LATEST, check_model_name, resolve
 from .tensorstore import put_blob, record_snapshots, store_tensors
@@ -227,8 +228,10 @@ def graph_fits(graph: Graph, state: Mapping[str, torch.Tensor]) -> bool:
 
 # -- the transaction ---------------------------------------------------------------------------
 
-def write_commit(con: duckdb.DuckDBPyConnection, store, req: CommitRequest) -> str:
-    """Apply a validated request inside the caller's write transaction; returns the version id."""
+def write_commit(con: duckdb.DuckDBPyConnection, store, req: CommitRequest, *,
+                 progress: Progress = NULL_PROGRESS) -> str:
+    """Apply a validated request inside the caller's write transaction; returns the version id.
+    ``progress`` counts the tensor bytes encoded and stored (all snapshots)."""
     if req.parents == (LATEST,):
         latest = catalog_versions.latest_id(con, req.name)
         parent_ids: tuple[str, ...] = (latest,) if latest is not None else ()
@@ -241,15 +244,19 @@ def write_commit(con: duckdb.DuckDBPyConnection, store, req: CommitRequest) -> s
     now = datetime.now(timezone.utc).replace(tzinfo=None)
     snapshot_rows: list[tuple[int, list[tuple[str, str]]]] = []
     logical = 0
-    for snap, state in enumerate(req.state_dicts):
-        entries = []
-        for batch in _batches(list(state.items())):
-            raws = [tensor_to_raw(tensor) for _, tensor in batch]
-            hashes = store_tensors(con, store, raws)
-            entries.extend((tname, th) for (tname, _), th in zip(batch, hashes))
-            if snap == len(req.state_dicts) - 1:
-                logical += sum(len(raw) for raw, _, _ in raws)
-        snapshot_rows.append((snap, entries))
+    total = sum(t.numel() * t.element_size() for state in req.state_dicts for t in state.values())
+    with progress.task(f"commit {req.name}", total) as task:
+        for snap, state in enumerate(req.state_dicts):
+            entries = []
+            for batch in _batches(list(state.items())):
+                raws = [tensor_to_raw(tensor) for _, tensor in batch]
+                hashes = store_tensors(con, store, raws)
+                entries.extend((tname, th) for (tname, _), th in zip(batch, hashes))
+                size = sum(len(raw) for raw, _, _ in raws)
+                if snap == len(req.state_dicts) - 1:
+                    logical += size
+                task.advance(size)
+            snapshot_rows.append((snap, entries))
     final = req.state_dicts[-1]
     n_params = int(sum(t.numel() for t in final.values() if t.is_floating_point() or t.is_complex()))
 

@@ -14,6 +14,7 @@ from ..catalog import versions as catalog_versions
 from ..catalog.versions import VersionRow
 from ..errors import IntegrityError, RefError
 from ..netdef import Graph
+from ..progress import NULL_PROGRESS, Progress
 from . import hotcopy
 from . import tensorstore
 from .hotcopy import HotCopies
@@ -100,7 +101,7 @@ def version_header(con: duckdb.DuckDBPyConnection, version_id: str) -> VersionHe
 
 def load_state_dict(con, store, version_id: str, snap: int | None = None, *,
                     hot: HotCopies | None = None, header: VersionHeader | None = None,
-                    ) -> "OrderedDict[str, torch.Tensor]":
+                    progress: Progress = NULL_PROGRESS) -> "OrderedDict[str, torch.Tensor]":
     """A snapshot's tensors (default: the last one), bit-exact.
 
     With ``hot`` and the version's ``header``, the last snapshot of a model's
@@ -117,7 +118,7 @@ def load_state_dict(con, store, version_id: str, snap: int | None = None, *,
             return state
     from ..tensorio import raw_to_tensor
 
-    decoded = load_tensors(con, store, [th for _, th in entries])
+    decoded = load_tensors(con, store, [th for _, th in entries], progress=progress)
     state = OrderedDict((name, raw_to_tensor(*decoded[th])) for name, th in entries)
     if use_hot and header.is_latest:
         refresh_hot_copy(hot, version_id, entries, state, set())

@@ -20,6 +20,7 @@ from ..catalog.db import RECOVERY_HINT
 from ..catalog.files import StagedFile
 from ..errors import CatalogCorruptError, InputError, RepoError, WeightsError
 from ..netdef import Graph
+from ..progress import NULL_PROGRESS, Progress
 from ..storage_boundary import BlobStore
 from .describe import describe
 from .diff import diff_versions
@@ -89,6 +90,7 @@ class Repo:
         graph: Graph | None = None,
         weights_meta: dict | None = None,
         hot_copy: bool = True,
+        progress: Progress | None = None,
     ) -> VersionInfo:
         """Commit a module (graph captured) or a state dict as a new version of ``name``.
 
@@ -100,7 +102,8 @@ class Repo:
         a list of (step, value) pairs. ``snapshots`` are earlier checkpoints
         (oldest first); the committed weights are the last snapshot.
         ``hot_copy=False`` skips writing the hot copy (a caller committing several versions of
-        one model in a row writes it for the last one only).
+        one model in a row writes it for the last one only). ``progress`` (modelhub.progress)
+        counts the bytes stored.
         """
         from . import commit as commit_op
 
@@ -111,7 +114,7 @@ class Repo:
         )
         hotcopy.max_bytes()  # a malformed DLV_HOT_MAX_BYTES is refused before anything is written
         with self.catalog.write() as con:
-            vid = commit_op.write_commit(con, self.store, req)
+            vid = commit_op.write_commit(con, self.store, req, progress=progress or NULL_PROGRESS)
             info = version_info(con, vid)
             entries = snapshot_entries(con, vid)
             siblings = catalog_versions.ids_of_model(con, info.model)
@@ -202,11 +205,13 @@ class Repo:
         snapshot: int | None = None,
         model_class: type[nn.Module] | Callable[[], nn.Module] | None = None,
         rebuild_module: bool = True,
+        progress: Progress | None = None,
     ) -> Checkout:
         """Weights (bit-exact), network and hyperparameters of a version.
 
         ``module`` is the user's ``model_class()`` with the weights loaded when
-        given, else the network rebuilt from the stored graph when possible.
+        given, else the network rebuilt from the stored graph when possible. ``progress``
+        (modelhub.progress) counts the bytes decoded from the archive.
         """
         with self.catalog.read() as con:
             vid = resolve(con, ref)
@@ -215,7 +220,8 @@ class Repo:
             if snapshot is not None and not -count <= snapshot < count:
                 raise InputError(f"version {ref} has {count} snapshot(s); choose a snapshot from 0 to {count - 1}")
             snap = None if snapshot is None else snapshot % count
-            state = load_state_dict(con, self.store, vid, snap, hot=self.hot, header=header)
+            state = load_state_dict(con, self.store, vid, snap, hot=self.hot, header=header,
+                                    progress=progress or NULL_PROGRESS)
             graph = header.graph()
             info, hp, meta = header.info, header.hparams, header.weights_meta
         module = None
@@ -263,17 +269,19 @@ class Repo:
 
     def eval(self, ref: str, *, data: str, split: str = "val", loss: str = "cross_entropy", config: str | None = None,
              progressive: bool = False, top_k: int = 1, compare: bool = True, backend: str | None = None,
-             ray_address: str | None = None, use_stored_features: bool = True):
+             ray_address: str | None = None, use_stored_features: bool = True, progress: Progress | None = None):
         """Loss and accuracy of version ``ref`` on dataset ``data`` (NAME[@N]); returns an EvalReport.
         ``progressive=True``: exact top-k labels reading the fewest parameter bytes (a ProgressiveReport),
         starting from the exact stored features of a frozen prefix when the feature store holds them
         (``use_stored_features=False``: always from the raw inputs).
-        ``backend="ray"``: forward passes on a Ray cluster (same numbers)."""
+        ``backend="ray"``: forward passes on a Ray cluster (same numbers). ``progress``
+        (modelhub.progress) names each step."""
         from ..engine.evaluate import evaluate_version
         from .engine_access import engine_access
         return evaluate_version(engine_access(self), ref, data, split=split, loss=loss, config=config,
                                 progressive=progressive, top_k=top_k, compare=compare, backend=backend,
-                                ray_address=ray_address, use_stored_features=use_stored_features)
+                                ray_address=ray_address, use_stored_features=use_stored_features,
+                                progress=progress or NULL_PROGRESS)
 
     # -- what the command line needs beyond the above (it calls Repo only) -------------
     #: ``gc`` keeps unreferenced blobs younger than this many seconds unless told otherwise
@@ -288,6 +296,7 @@ class Repo:
         hparams: Mapping[str, Any] | None = None,
         metrics: Mapping[str, Any] | None = None,
         author: str | None = None,
+        progress: Progress | None = None,
     ) -> VersionInfo:
         """A new version of ``name`` that keeps its first parent's weights (and so its network):
         new hyperparameters, metrics or a message for weights already stored.
@@ -303,17 +312,18 @@ class Repo:
             # Nested, so the same transaction. Its hot copy is written before that commits:
             # should the commit fail, the copy names no version and gc removes it.
             return self.commit(state, name=name, message=message, parent=parents, hparams=hparams,
-                               metrics=metrics, author=author)
+                               metrics=metrics, author=author, progress=progress)
 
     def write_checkout(self, ref: str, output: str | os.PathLike | None = None, *, snapshot: int | None = None,
-                       files_dir: str | os.PathLike | None = None, overwrite: bool = False):
+                       files_dir: str | os.PathLike | None = None, overwrite: bool = False,
+                       progress: Progress | None = None):
         """Write version ``ref``'s weights (bit-exact) to the safetensors file ``output``
         (default: NAME@N.safetensors in the current folder) and, with ``files_dir``, its attached
         files under that folder; returns a WrittenCheckout. Existing files are refused unless
         ``overwrite``."""
         from .checkout_files import default_output, write_checkout
         with self.catalog.read():  # one scope: the weights and the files of the same version
-            ck = self.checkout(ref, snapshot=snapshot, rebuild_module=False)
+            ck = self.checkout(ref, snapshot=snapshot, rebuild_module=False, progress=progress)
             files = self.files(ck.version.id) if files_dir is not None else {}
         out = Path(output) if output is not None else default_output(ck.version)
         return write_checkout(ck, files, out, None if files_dir is None else Path(files_dir), overwrite=overwrite)
