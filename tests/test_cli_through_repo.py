@@ -176,7 +176,7 @@ def _imports(path: Path) -> set[str]:
 # the one exit-code boundary; and the web UI (`dlv ui` starts it: a front end beside the CLI, which
 # reads through its own read-only reader).
 ALLOWED = {
-    "modelhub.__version__", "modelhub.repo", "modelhub.errors", "modelhub.tensorio", "modelhub.sizes", "modelhub.repl",
+    "modelhub.__version__", "modelhub.repo", "modelhub.errors", "modelhub.tensorio", "modelhub.sizes", "modelhub.tables", "modelhub.progress", "modelhub.repl",
     "modelhub.remote", "modelhub.remote.progress", "modelhub.dql.lexicon", "modelhub.dql.vocabulary",
     "modelhub.ui.server",
 }

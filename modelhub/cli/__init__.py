@@ -3,14 +3,17 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import sys
 import textwrap
-from typing import Sequence, TextIO
+from collections.abc import Mapping
+from types import ModuleType
+from typing import Iterator, Sequence, TextIO
 
 from .. import __version__
 from ..errors import ModelhubError
 from .exitcodes import INTERRUPTED, USAGE, as_modelhub_error, exit_code_for
-from .registry import COMMANDS
+from .registry import COMMANDS, SUMMARIES
 from .ui import UI
 
 
@@ -35,24 +38,59 @@ class _HelpFormatter(argparse.HelpFormatter):
         )
 
 
-def build_parser() -> tuple[argparse.ArgumentParser, dict]:
+class _Commands(Mapping):
+    """The command modules present in this build, by name, each imported on first use.
+
+    Only the command that runs is imported: a command module may import heavy
+    packages (torch, fsspec, lark), and `dlv log` should not pay for `dlv eval`'s.
+    """
+
+    def __init__(self) -> None:
+        self._names = [n for n in COMMANDS if importlib.util.find_spec(f"{__name__}.cmd_{n}") is not None]
+        self._loaded: dict[str, ModuleType] = {}
+
+    def __getitem__(self, name: str) -> ModuleType:
+        if name not in self._names:
+            raise KeyError(name)
+        if name not in self._loaded:
+            self._loaded[name] = importlib.import_module(f"{__name__}.cmd_{name}")
+        return self._loaded[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def summary(self, name: str) -> str:
+        return SUMMARIES.get(name) or self[name].HELP
+
+
+class _LazySubcommands(argparse._SubParsersAction):
+    """Configures a command's parser (its module's ``configure``) only once that command is chosen."""
+
+    commands: _Commands
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        sub = self._name_parser_map.get(values[0])
+        if sub is not None and not getattr(sub, "_dlv_configured", False):
+            mod = self.commands[values[0]]
+            sub.description = getattr(mod, "DESCRIPTION", mod.HELP)
+            mod.configure(sub)
+            sub._dlv_configured = True
+        super().__call__(parser, namespace, values, option_string)
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, Mapping[str, ModuleType]]:
     parser = _Parser(prog="dlv", description="dlv: version, query, archive and evaluate PyTorch models.")
     parser.add_argument("--version", action="version", version=f"dlv {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    handlers = {}
-    for name in COMMANDS:
-        try:
-            mod = importlib.import_module(f"{__name__}.cmd_{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"{__name__}.cmd_{name}":
-                continue  # capability not present in this build
-            raise
-        p = sub.add_parser(name, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP),
-                           formatter_class=_HelpFormatter)
+    parser.register("action", "lazy_parsers", _LazySubcommands)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser, action="lazy_parsers")
+    handlers = sub.commands = _Commands()
+    for name in handlers:
+        p = sub.add_parser(name, help=handlers.summary(name), formatter_class=_HelpFormatter)
         p.add_argument("--repo", metavar="PATH", help="repository folder (default: nearest .dlv above the current folder)")
         p.add_argument("--json", action="store_true", help="print machine-readable JSON")
-        mod.configure(p)
-        handlers[name] = mod
     return parser, handlers
 
 

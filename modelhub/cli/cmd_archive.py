@@ -1,8 +1,7 @@
 from __future__ import annotations
 
-import re
-
 from ..errors import InputError
+from ..sizes import size_bytes
 from .common import repo_of
 from .ui import human_bytes
 
@@ -15,15 +14,12 @@ DESCRIPTION = (
     "Storage never grows with alpha (a plan that meets a smaller alpha meets every larger one)."
 )
 
-_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mb": 1 << 20,
-          "mib": 1 << 20, "g": 1 << 30, "gb": 1 << 30, "gib": 1 << 30}
-
-
 def parse_size(text: str) -> int:
-    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*", text)
-    if not m or m.group(2).lower() not in _UNITS:
-        raise InputError(f"--budget {text!r} is not a size; write e.g. 500000, 800K or 1.5M")
-    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+    """``--budget``: a size as everywhere in dlv (modelhub/sizes.py: binary units)."""
+    n = size_bytes(text)
+    if n is None:
+        raise InputError(f"--budget {text!r} is not a size; write e.g. 500000, 800K or 1.5M (1K = 1024 bytes)")
+    return n
 
 
 def configure(p) -> None:
@@ -42,7 +38,7 @@ def configure(p) -> None:
 def run(args, ui) -> int:
     repo = repo_of(args)
     budget = parse_size(args.budget) if args.budget else None
-    progress = (lambda msg: ui.warn(msg)) if ui.interactive and not ui.json_mode else None
+    progress = ui.progress_messages()
     if args.dry_run:
         alphas = sorted({1.0, 1.25, 1.5, 2.0, 4.0, args.alpha})
         rows = repo.archive_dry_run(alphas, scheme=args.scheme, keep_latest_whole=args.keep_latest_whole,

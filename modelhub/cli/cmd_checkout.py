@@ -27,7 +27,7 @@ def configure(p) -> None:
 def run(args, ui) -> int:
     max_shard = parse_size(args.max_shard_size) if args.max_shard_size else None
     w = repo_of(args).write_checkout(args.ref, args.output, snapshot=args.snapshot, files_dir=args.files,
-                                     overwrite=args.force, max_shard_bytes=max_shard)
+                                     overwrite=args.force, max_shard_bytes=max_shard, progress=ui.progress())
     if ui.json_mode:
         ui.json({"version": w.version.to_dict(), "snapshot": w.snapshot, "output": w.output, "bytes": w.bytes,
                  "files": list(w.files), "shards": list(w.weight_files) if w.sharded else []})

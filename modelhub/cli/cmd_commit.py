@@ -47,11 +47,11 @@ def run(args, ui) -> int:
         args.weights = args.path
     if not args.model and not args.weights:
         info = repo.commit_parent_weights(name=args.name, message=message, hparams=hparams, metrics=metrics,
-                                          author=args.author, **parent)
+                                          author=args.author, progress=ui.progress(), **parent)
     else:
         target, weights_meta = _weights(args)
         info = repo.commit(target, name=args.name, message=message, hparams=hparams, metrics=metrics,
-                           author=args.author, weights_meta=weights_meta, **parent)
+                           author=args.author, weights_meta=weights_meta, progress=ui.progress(), **parent)
     if ui.json_mode:
         ui.json(info.to_dict())
     else:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from ..remote import open_remote, pull
 from .common import repo_of
-from ..remote.progress import terminal_progress
 from .ui import human_bytes
 
 HELP = "fetch a version (with its ancestors) from a remote, keeping ids and lineage"
@@ -21,7 +20,7 @@ def configure(p) -> None:
 
 def run(args, ui) -> int:
     repo = repo_of(args)
-    report = pull(repo, open_remote(repo, args.remote), args.ref, progress=terminal_progress(ui))
+    report = pull(repo, open_remote(repo, args.remote), args.ref, progress=ui.progress())
     if ui.json_mode:
         ui.json(report.to_dict())
         return 0

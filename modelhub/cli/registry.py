@@ -9,3 +9,30 @@ COMMANDS: tuple[str, ...] = (
     "archive", "eval", "query", "repl", "runs", "ui", "data", "remote", "publish", "search", "pull", "gc", "fsck",
     "config",
 )
+
+#: each command's HELP, so that `dlv --help` lists the commands without importing their modules
+#: (only the command that runs is imported); tests/test_startup.py checks it against the modules.
+#: A command missing here is listed too: its module is imported for its HELP.
+SUMMARIES: dict[str, str] = {
+    "init": "create a repository (.dlv/) in PATH (default: the current folder)",
+    "add": "stage files to attach to the next commit",
+    "commit": "commit a model version (weights, network, hparams, metrics, staged files)",
+    "log": "list versions, newest first (of one model, or all)",
+    "list": "list models with their version counts and lineage",
+    "desc": "describe a version: network, parameters, hyperparameters, metrics, files",
+    "diff": "compare two versions: layers, parameters, hyperparameters, metrics",
+    "checkout": "write a version's weights (bit-exact) to a safetensors file, and optionally its files",
+    "copy": "start a new model NEWNAME from an existing version (lineage kept)",
+    "stats": "repository size: logical versus stored bytes, version counts",
+    "archive": "re-encode stored weights under a storage plan (deltas between snapshots and versions)",
+    "eval": "report the loss and accuracy of a version on a dataset (validation split by default)",
+    "query": "run a DQL query (select, slice, construct, evaluate, explain; see docs/DQL.md)",
+    "repl": "interactive DQL shell (highlighting, completion, history; end a query with ;)",
+    "data": "add records to a versioned dataset (each add = a new version) and list datasets",
+    "remote": "manage remote hubs (folders or s3:// buckets) for publish, search and pull",
+    "publish": "publish versions (and their ancestors) to a remote; only what it lacks is sent",
+    "search": "run a DQL select query on a remote's catalog (no weights are downloaded)",
+    "pull": "fetch a version (with its ancestors) from a remote, keeping ids and lineage",
+    "gc": "delete blobs and tensors that no version references",
+    "fsck": "verify the catalog against the object store and every blob checksum",
+}

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ..catalog import files as catalog_files
 from ..errors import InputError
+from ..progress import NULL_PROGRESS, Progress
 from ..storage.atomic import atomic_write
 from ..tensorio import tensor_view
 from ..weightfiles import (INDEX_NAME, SHARDS_KEY, OutTensor, SafetensorsWriter, index_json, open_weights,
@@ -76,7 +77,7 @@ def wants_shards(output: Path | None, weights_meta: dict | None, max_shard_bytes
 
 def write_checkout(repo, ref: str, output: Path | None = None, *, snapshot: int | None = None,
                    files_dir: Path | None = None, overwrite: bool = False, max_shard_bytes: int | None = None,
-                   workers: int | None = None) -> WrittenCheckout:
+                   workers: int | None = None, progress: Progress = NULL_PROGRESS) -> WrittenCheckout:
     """Write version ``ref``'s weights (bit-exact) to ``output`` and its attached files under
     ``files_dir``, in one catalog read scope. Refuses (InputError) a wrong output path and any
     existing target unless ``overwrite``, before writing anything."""
@@ -124,8 +125,9 @@ def write_checkout(repo, ref: str, output: Path | None = None, *, snapshot: int 
                 else:
                     writer.write(t.name, reader.decode(hashes[t.name]))
 
-            for _ in bounded_map(write_one, jobs, size=lambda job: job[1].nbytes, workers=workers):
-                pass
+            with progress.task(f"checkout {info.ref}", sum(t.nbytes for t in tensors)) as task:
+                for _, job in zip(bounded_map(write_one, jobs, size=lambda job: job[1].nbytes, workers=workers), jobs):
+                    task.advance(job[1].nbytes)
             for w in writers:
                 w.finish()
         except BaseException:

@@ -30,15 +30,12 @@ from ..catalog.graphs import GraphNodeRow, NewGraph
 from ..catalog.versions import NewVersion
 from ..errors import InputError, WeightsError
 from ..netdef import Graph, capture
+from ..progress import NULL_PROGRESS, Progress
 from ..tensorio import as_state_dict, load_weights_file, tensor_to_raw
 from ..weightfiles import WeightsSource, is_streamable, open_weights
 from .hotcopy import RawTensor
-from .refs import check_model_name, resolve
+from .refs import LATEST, check_model_name, resolve
 from .tensorstore import StreamedTensor, put_blob, record_snapshots, store_streamed, store_tensors
-
-#: default for ``parent``: the latest version of the committed model, if any (as a
-#: git commit's parent is the branch head). Pass ``parent=()`` to start a new lineage.
-LATEST = "<latest>"
 
 MetricsInput = Mapping[str, "float | Sequence[float] | Sequence[tuple[int, float]]"]
 
@@ -245,8 +242,10 @@ def graph_fits(graph: Graph, state: Mapping[str, torch.Tensor]) -> bool:
 
 # -- the transaction ---------------------------------------------------------------------------
 
-def write_commit(con: duckdb.DuckDBPyConnection, store, req: CommitRequest) -> str:
-    """Apply a validated request inside the caller's write transaction; returns the version id."""
+def write_commit(con: duckdb.DuckDBPyConnection, store, req: CommitRequest, *,
+                 progress: Progress = NULL_PROGRESS) -> str:
+    """Apply a validated request inside the caller's write transaction; returns the version id.
+    ``progress`` counts the tensor bytes encoded and stored (all snapshots)."""
     if req.parents == (LATEST,):
         latest = catalog_versions.latest_id(con, req.name)
         parent_ids: tuple[str, ...] = (latest,) if latest is not None else ()
@@ -259,21 +258,27 @@ def write_commit(con: duckdb.DuckDBPyConnection, store, req: CommitRequest) -> s
     now = datetime.now(timezone.utc).replace(tzinfo=None)
     snapshot_rows: list[tuple[int, list[tuple[str, str]]]] = []
     logical = 0
-    for snap, state in enumerate(req.state_dicts):
-        if isinstance(state, WeightsSource):
-            hashes = store_streamed(con, store, streamed_tensors(state))
-            snapshot_rows.append((snap, list(zip(state, hashes))))
-            if snap == len(req.state_dicts) - 1:
-                logical += state.total_bytes
-            continue
-        entries = []
-        for batch in _batches(list(state.items())):
-            raws = [tensor_to_raw(tensor) for _, tensor in batch]
-            hashes = store_tensors(con, store, raws)
-            entries.extend((tname, th) for (tname, _), th in zip(batch, hashes))
-            if snap == len(req.state_dicts) - 1:
-                logical += sum(len(raw) for raw, _, _ in raws)
-        snapshot_rows.append((snap, entries))
+    total = sum(state.total_bytes if isinstance(state, WeightsSource)
+                else sum(t.numel() * t.element_size() for t in state.values()) for state in req.state_dicts)
+    with progress.task(f"commit {req.name}", total) as task:
+        for snap, state in enumerate(req.state_dicts):
+            if isinstance(state, WeightsSource):
+                hashes = store_streamed(con, store, streamed_tensors(state))
+                snapshot_rows.append((snap, list(zip(state, hashes))))
+                if snap == len(req.state_dicts) - 1:
+                    logical += state.total_bytes
+                task.advance(state.total_bytes)
+                continue
+            entries = []
+            for batch in _batches(list(state.items())):
+                raws = [tensor_to_raw(tensor) for _, tensor in batch]
+                hashes = store_tensors(con, store, raws)
+                entries.extend((tname, th) for (tname, _), th in zip(batch, hashes))
+                size = sum(len(raw) for raw, _, _ in raws)
+                if snap == len(req.state_dicts) - 1:
+                    logical += size
+                task.advance(size)
+            snapshot_rows.append((snap, entries))
     final = req.state_dicts[-1]
     n_params = _n_params(final)
 

@@ -31,15 +31,16 @@ import tempfile
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
-import torch
 import xxhash
 
 from ..errors import InputError
 from ..sizes import parse_size
 from ..storage.tensors import DTYPE_SIZES
-from ..tensorio import dtype_name, tensor_view
+
+if TYPE_CHECKING:
+    import torch
 
 FORMAT = "dlv-hot-1"
 SUFFIX = ".safetensors"
@@ -112,6 +113,8 @@ class HotCopies:
         safetensors has no code for). Not fsynced: a torn file fails
         verification and is rebuilt, and the archive stays the durable copy.
         """
+        from ..tensorio import dtype_name, tensor_view  # torch: only when there are tensors to write
+
         items = []
         for name, _ in entries:
             t = tensors[name]
@@ -264,6 +267,8 @@ def _map(path: Path) -> mmap.mmap:
 
 
 def _verified(mm: mmap.mmap, version_id: str, entries: Sequence[tuple[str, str]]):
+    import torch  # here, not at the top: opening a repository must not import torch
+
     try:
         n = int.from_bytes(mm[:8], "little")
         if not 0 < n <= len(mm) - 8:

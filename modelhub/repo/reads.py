@@ -5,8 +5,9 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Mapping
 
+from typing import TYPE_CHECKING
+
 import duckdb
-import torch
 
 from ..catalog import graphs as catalog_graphs
 from ..catalog import snapshots as catalog_snapshots
@@ -14,13 +15,16 @@ from ..catalog import versions as catalog_versions
 from ..catalog.versions import VersionRow
 from ..errors import IntegrityError, RefError
 from ..netdef import Graph
-from ..tensorio import raw_to_tensor
+from ..progress import NULL_PROGRESS, Progress
 from . import hotcopy
 from . import tensorstore
 from .hotcopy import HotCopies
 from .records import VersionInfo
 from .settings import hot_max_bytes
 from .tensorstore import load_tensors
+
+if TYPE_CHECKING:  # reading metadata (log, desc, list) must not import torch
+    import torch
 
 
 def _info(row: VersionRow, parents: tuple[str, ...]) -> VersionInfo:
@@ -38,9 +42,7 @@ def version_info(con: duckdb.DuckDBPyConnection, version_id: str) -> VersionInfo
 
 
 def all_versions(con: duckdb.DuckDBPyConnection, model: str | None = None) -> list[VersionInfo]:
-    rows = catalog_versions.version_rows(con, model)
-    parents = catalog_versions.parents_by_version(con)
-    return [_info(r, parents.get(r.id, ())) for r in rows]
+    return [_info(row, parents) for row, parents in catalog_versions.version_log(con, model)]
 
 
 def version_graph(con: duckdb.DuckDBPyConnection, version_id: str) -> Graph | None:
@@ -101,7 +103,7 @@ def version_header(con: duckdb.DuckDBPyConnection, version_id: str) -> VersionHe
 
 def load_state_dict(con, store, version_id: str, snap: int | None = None, *,
                     hot: HotCopies | None = None, header: VersionHeader | None = None,
-                    ) -> "OrderedDict[str, torch.Tensor]":
+                    progress: Progress = NULL_PROGRESS) -> "OrderedDict[str, torch.Tensor]":
     """A snapshot's tensors (default: the last one), bit-exact.
 
     With ``hot`` and the version's ``header``, the last snapshot of a model's
@@ -116,7 +118,9 @@ def load_state_dict(con, store, version_id: str, snap: int | None = None, *,
         state = hot.read(version_id, entries)
         if state is not None:
             return state
-    decoded = load_tensors(con, store, [th for _, th in entries])
+    from ..tensorio import raw_to_tensor
+
+    decoded = load_tensors(con, store, [th for _, th in entries], progress=progress)
     state = OrderedDict((name, raw_to_tensor(*decoded[th])) for name, th in entries)
     if use_hot and header.is_latest:
         refresh_hot_copy(hot, version_id, entries, state, set(), hot_max_bytes(con))

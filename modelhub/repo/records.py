@@ -4,12 +4,13 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from ..netdef import Graph
+
+if TYPE_CHECKING:  # annotations only: reading the catalog must not import torch
+    import torch
+    from torch import nn
 
 
 def _jsonable(value: Any) -> Any:

@@ -12,6 +12,10 @@ from ..errors import InputError, RefError
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,127}$")
 _HEX = re.compile(r"^[0-9a-f]{4,64}$")
 
+#: default for a commit's ``parent``: the latest version of the committed model, if any (as a
+#: git commit's parent is the branch head). Pass ``parent=()`` to start a new lineage.
+LATEST = "<latest>"
+
 
 def check_model_name(name: str) -> str:
     if not isinstance(name, str) or not NAME_RE.match(name):

@@ -11,10 +11,7 @@ import os
 from collections import OrderedDict
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 from ..catalog import Catalog
 from ..catalog import files as catalog_files
@@ -22,9 +19,9 @@ from ..catalog import versions as catalog_versions
 from ..catalog.db import RECOVERY_HINT
 from ..catalog.files import StagedFile
 from ..errors import CatalogCorruptError, InputError, RepoError, WeightsError
-from ..netdef import Graph, rebuild
+from ..netdef import Graph
+from ..progress import NULL_PROGRESS, Progress
 from ..storage_boundary import BlobStore
-from . import commit as commit_op
 from .describe import describe
 from .diff import diff_versions
 from .gc import DEFAULT_GRACE_S
@@ -35,11 +32,18 @@ from .paths import RepoPaths, find_repo_root, is_repo_dir
 from .reads import (all_versions, hparams_of, load_state_dict, refresh_hot_copy, snapshot_entries,
                     version_graph, version_header, version_info, weights_meta)
 from .records import Checkout, ModelSummary, RepoStats, VersionDescription, VersionDiff, VersionInfo
-from .refs import check_model_name, resolve
+from .refs import LATEST, check_model_name, resolve
 from . import settings
 from .settings import hot_max_bytes
 from .stats import repo_stats
 from .tensorstore import put_blob
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+# Operations that need torch (commit, checkout) import it, and commit.py, when they run:
+# opening a repository to read its catalog (`dlv log`) must not pay for importing torch.
 
 
 class Repo:
@@ -78,7 +82,7 @@ class Repo:
         *,
         name: str,
         message: str | bytes,
-        parent: str | Sequence[str] | None = commit_op.LATEST,
+        parent: str | Sequence[str] | None = LATEST,
         hparams: Mapping[str, Any] | None = None,
         metrics: Mapping[str, Any] | None = None,
         files: Iterable[str | os.PathLike] | Mapping[str, bytes] | None = None,
@@ -88,6 +92,7 @@ class Repo:
         graph: Graph | None = None,
         weights_meta: dict | None = None,
         hot_copy: bool = True,
+        progress: Progress | None = None,
     ) -> VersionInfo:
         """Commit a module (graph captured), a state dict, or a weights path as a new version of ``name``.
 
@@ -104,8 +109,11 @@ class Repo:
         a list of (step, value) pairs. ``snapshots`` are earlier checkpoints
         (oldest first); the committed weights are the last snapshot.
         ``hot_copy=False`` skips writing the hot copy (a caller committing several versions of
-        one model in a row writes it for the last one only).
+        one model in a row writes it for the last one only). ``progress`` (modelhub.progress)
+        counts the bytes stored.
         """
+        from . import commit as commit_op
+
         req = commit_op.build_request(
             model, name=name, message=message, parent=parent, hparams=hparams, metrics=metrics,
             files=files, author=author, snapshots=snapshots, snapshot_steps=snapshot_steps,
@@ -114,7 +122,7 @@ class Repo:
         try:
             hotcopy.max_bytes()  # a malformed DLV_HOT_MAX_BYTES is refused before anything is written
             with self.catalog.write() as con:
-                vid = commit_op.write_commit(con, self.store, req)
+                vid = commit_op.write_commit(con, self.store, req, progress=progress or NULL_PROGRESS)
                 info = version_info(con, vid)
                 entries = snapshot_entries(con, vid)
                 siblings = catalog_versions.ids_of_model(con, info.model)
@@ -127,6 +135,8 @@ class Repo:
 
     def add(self, paths: Iterable[str | os.PathLike]) -> list[tuple[str, int]]:
         """Stage files to attach to the next commit; returns (path, size) pairs."""
+        from . import commit as commit_op
+
         files = commit_op.read_files(paths, self.root)
         if not files:
             raise InputError("nothing to add; name one or more files")
@@ -143,6 +153,8 @@ class Repo:
 
     def copy(self, ref: str, new_name: str, *, message: str | None = None, author: str | None = None) -> VersionInfo:
         """Start a new model from an existing version (same network, weights, hparams; lineage kept)."""
+        from . import commit as commit_op
+
         check_model_name(new_name)
         with self.catalog.write() as con:
             if catalog_versions.model_exists(con, new_name):
@@ -204,11 +216,13 @@ class Repo:
         snapshot: int | None = None,
         model_class: type[nn.Module] | Callable[[], nn.Module] | None = None,
         rebuild_module: bool = True,
+        progress: Progress | None = None,
     ) -> Checkout:
         """Weights (bit-exact), network and hyperparameters of a version.
 
         ``module`` is the user's ``model_class()`` with the weights loaded when
-        given, else the network rebuilt from the stored graph when possible.
+        given, else the network rebuilt from the stored graph when possible. ``progress``
+        (modelhub.progress) counts the bytes decoded from the archive.
         """
         with self.catalog.read() as con:
             vid = resolve(con, ref)
@@ -217,13 +231,16 @@ class Repo:
             if snapshot is not None and not -count <= snapshot < count:
                 raise InputError(f"version {ref} has {count} snapshot(s); choose a snapshot from 0 to {count - 1}")
             snap = None if snapshot is None else snapshot % count
-            state = load_state_dict(con, self.store, vid, snap, hot=self.hot, header=header)
+            state = load_state_dict(con, self.store, vid, snap, hot=self.hot, header=header,
+                                    progress=progress or NULL_PROGRESS)
             graph = header.graph()
             info, hp, meta = header.info, header.hparams, header.weights_meta
         module = None
         if model_class is not None:
             module = _load_into(model_class(), state, ref)
         elif rebuild_module and graph is not None and graph.rebuildable:
+            from ..netdef import rebuild
+
             module = _load_into(rebuild(graph), state, ref)
         return Checkout(info, state, module, graph, hp, meta, count - 1 if snap is None else snap)
 
@@ -264,7 +281,7 @@ class Repo:
 
     # -- training runs (repo/runs.py; see docs/RUNS.md) --------------------------------
     def run(self, name: str, *, hparams: Mapping[str, Any] | None = None,
-            parent: str | Sequence[str] | None = commit_op.LATEST, model: nn.Module | None = None,
+            parent: str | Sequence[str] | None = LATEST, model: nn.Module | None = None,
             message: str | None = None, flush_every_s: float | None = None):
         """Track a training as it happens: ``with repo.run("net", hparams={...}, model=net) as run:
         run.log(step=..., loss=...); run.snapshot()``; commits a version of ``name`` at exit
@@ -336,17 +353,19 @@ class Repo:
 
     def eval(self, ref: str, *, data: str, split: str = "val", loss: str = "cross_entropy", config: str | None = None,
              progressive: bool = False, top_k: int = 1, compare: bool = True, backend: str | None = None,
-             ray_address: str | None = None, use_stored_features: bool = True):
+             ray_address: str | None = None, use_stored_features: bool = True, progress: Progress | None = None):
         """Loss and accuracy of version ``ref`` on dataset ``data`` (NAME[@N]); returns an EvalReport.
         ``progressive=True``: exact top-k labels reading the fewest parameter bytes (a ProgressiveReport),
         starting from the exact stored features of a frozen prefix when the feature store holds them
         (``use_stored_features=False``: always from the raw inputs).
-        ``backend="ray"``: forward passes on a Ray cluster (same numbers)."""
+        ``backend="ray"``: forward passes on a Ray cluster (same numbers). ``progress``
+        (modelhub.progress) names each step."""
         from ..engine.evaluate import evaluate_version
         from .engine_access import engine_access
         return evaluate_version(engine_access(self), ref, data, split=split, loss=loss, config=config,
                                 progressive=progressive, top_k=top_k, compare=compare, backend=backend,
-                                ray_address=ray_address, use_stored_features=use_stored_features)
+                                ray_address=ray_address, use_stored_features=use_stored_features,
+                                progress=progress or NULL_PROGRESS)
 
     # -- what the command line needs beyond the above (it calls Repo only) -------------
     #: ``gc`` keeps unreferenced blobs younger than this many seconds unless told otherwise
@@ -357,10 +376,11 @@ class Repo:
         *,
         name: str,
         message: str | bytes,
-        parent: str | Sequence[str] | None = commit_op.LATEST,
+        parent: str | Sequence[str] | None = LATEST,
         hparams: Mapping[str, Any] | None = None,
         metrics: Mapping[str, Any] | None = None,
         author: str | None = None,
+        progress: Progress | None = None,
     ) -> VersionInfo:
         """A new version of ``name`` that keeps its first parent's weights (and so its network):
         new hyperparameters, metrics or a message for weights already stored.
@@ -376,11 +396,11 @@ class Repo:
             # Nested, so the same transaction. Its hot copy is written before that commits:
             # should the commit fail, the copy names no version and gc removes it.
             return self.commit(state, name=name, message=message, parent=parents, hparams=hparams,
-                               metrics=metrics, author=author)
+                               metrics=metrics, author=author, progress=progress)
 
     def write_checkout(self, ref: str, output: str | os.PathLike | None = None, *, snapshot: int | None = None,
                        files_dir: str | os.PathLike | None = None, overwrite: bool = False,
-                       max_shard_bytes: int | None = None):
+                       max_shard_bytes: int | None = None, progress: Progress | None = None):
         """Write version ``ref``'s weights (bit-exact) to the safetensors file ``output``
         (default: NAME@N.safetensors in the current folder) and, with ``files_dir``, its attached
         files under that folder; returns a WrittenCheckout. Existing files are refused unless
@@ -391,7 +411,7 @@ class Repo:
         from .checkout_files import write_checkout
         return write_checkout(self, ref, None if output is None else Path(output), snapshot=snapshot,
                               files_dir=None if files_dir is None else Path(files_dir), overwrite=overwrite,
-                              max_shard_bytes=max_shard_bytes)
+                              max_shard_bytes=max_shard_bytes, progress=progress or NULL_PROGRESS)
 
     def archive(self, *, alpha: float = 2.0, scheme: str = "independent", budget: int | None = None,
                 keep_latest_whole: bool = False, progress: Callable[[str], None] | None = None):
@@ -437,6 +457,8 @@ class Repo:
 
 
 def _load_into(module: nn.Module, state: "OrderedDict[str, torch.Tensor]", ref: str) -> nn.Module:
+    from torch import nn
+
     if not isinstance(module, nn.Module):
         raise InputError("model_class must build an nn.Module when called without arguments")
     try:

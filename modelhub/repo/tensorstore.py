@@ -21,6 +21,7 @@ from ..catalog import objects as catalog_objects
 from ..catalog import tensors as catalog_tensors
 from ..catalog.tensors import SnapshotTensor, TensorRow, TensorUse
 from ..errors import IntegrityError, ModelhubError
+from ..progress import NULL_PROGRESS, Progress
 from ..storage import tensors as codec
 from ..storage_boundary import BlobStore, MissingObjectError, corrupt_object, decode_tensor, encode_tensor
 
@@ -61,11 +62,19 @@ def load_tensor(con: duckdb.DuckDBPyConnection, store: BlobStore, tensor_hash: s
 
 
 def load_tensors(
-    con: duckdb.DuckDBPyConnection, store: BlobStore, tensor_hashes: list[str]
+    con: duckdb.DuckDBPyConnection, store: BlobStore, tensor_hashes: list[str], *,
+    progress: Progress = NULL_PROGRESS,
 ) -> dict[str, tuple[bytes, str, list[int]]]:
-    """Decode several tensors; their catalog rows are read in one query (a checkout's hot path)."""
+    """Decode several tensors; their catalog rows are read in one query (a checkout's hot path).
+    ``progress`` counts the bytes decoded."""
     rows = catalog_tensors.tensor_rows(con, tensor_hashes)
     out: dict[str, tuple[bytes, str, list[int]]] = {}
+    with progress.task("checkout", sum(r.nbytes for r in rows.values() if isinstance(r.nbytes, int))) as task:
+        _decode_into(con, store, tensor_hashes, rows, out, task)
+    return out
+
+
+def _decode_into(con, store: BlobStore, tensor_hashes: list[str], rows, out: dict, task) -> None:
     for tensor_hash in tensor_hashes:
         if tensor_hash in out:
             continue
@@ -85,7 +94,7 @@ def load_tensors(
                 "run `dlv fsck --deep` and restore the affected versions from a remote"
             ) from None
         out[tensor_hash] = (raw, dtype, shape)
-    return out
+        task.advance(len(raw))
 
 
 def _decode_verified(store: BlobStore, tensor_hash: str, dtype: str, shape, nbytes: int, encoding,
