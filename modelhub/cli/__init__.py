@@ -9,7 +9,9 @@ from typing import Sequence, TextIO
 
 from .. import __version__
 from ..errors import ModelhubError
-from .exitcodes import INTERRUPTED, USAGE, as_modelhub_error, exit_code_for
+from .error_report import report_error
+from .exitcodes import INTERRUPTED, USAGE, as_modelhub_error, exit_code_for, help_epilog
+from .global_options import add_global_options, merge_global_options, working_folder
 from .registry import COMMANDS
 from .ui import UI
 
@@ -18,7 +20,8 @@ class _Parser(argparse.ArgumentParser):
     """argparse that reports usage errors as one line and returns instead of exiting."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise _UsageError(f"{self.prog}: {message} (see `{self.prog} --help`)")
+        from .suggest import choice_hint
+        raise _UsageError(f"{self.prog}: {message}{choice_hint(message)} (see `{self.prog} --help`)")
 
 
 class _UsageError(Exception):
@@ -36,8 +39,10 @@ class _HelpFormatter(argparse.HelpFormatter):
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict]:
-    parser = _Parser(prog="dlv", description="dlv: version, query, archive and evaluate PyTorch models.")
+    parser = _Parser(prog="dlv", description="dlv: version, query, archive and evaluate PyTorch models.",
+                     epilog=help_epilog(), formatter_class=_HelpFormatter)
     parser.add_argument("--version", action="version", version=f"dlv {__version__}")
+    add_global_options(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     handlers = {}
     for name in COMMANDS:
@@ -58,24 +63,30 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
 
 def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: TextIO | None = None) -> int:
     ui = UI(out=out or sys.stdout, err=err or sys.stderr)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    ui.json_mode = "--json" in argv  # usage errors are reported before the arguments are parsed
     parser, handlers = build_parser()
     try:
-        args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+        args, extras = parser.parse_known_args(argv)
+        if extras:
+            from .suggest import subparser_of, unknown_arguments_message
+            sub = subparser_of(parser, args.command)
+            sub.error(unknown_arguments_message(extras, sub))
     except _UsageError as exc:
-        ui.warn(f"error: {exc}")
-        return USAGE
+        return report_error(ui, str(exc), USAGE, "UsageError")
     except SystemExit as exc:  # --help / --version
         return int(exc.code or 0)
     if not args.command:
         parser.print_help(ui.out)
         ui.warn("error: no command given; pick one of the commands above (dlv COMMAND --help for details)")
         return USAGE
-    ui.json_mode = bool(getattr(args, "json", False))
+    merge_global_options(args)
+    ui.json_mode = args.json
     try:
-        return int(handlers[args.command].run(args, ui) or 0)
+        with working_folder(args):
+            return int(handlers[args.command].run(args, ui) or 0)
     except ModelhubError as exc:
-        ui.warn(f"error: {exc}")
-        return exit_code_for(exc)
+        return report_error(ui, str(exc), exit_code_for(exc), type(exc).__name__)
     except KeyboardInterrupt:
         ui.warn("interrupted")
         return INTERRUPTED
@@ -85,8 +96,7 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
         mapped = as_modelhub_error(exc)
         if mapped is None:
             raise
-        ui.warn(f"error: {mapped}")
-        return exit_code_for(mapped)
+        return report_error(ui, str(mapped), exit_code_for(mapped), type(mapped).__name__)
 
 
 def entry_point() -> None:
