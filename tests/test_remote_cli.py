@@ -40,8 +40,9 @@ def test_remote_add_list_remove(work):
     (("remote", "add", "hub", "ftp://host/x"), 10, "unsupported remote URL 'ftp://host/x'; use a folder path"),
     (("remote", "add", "1bad", "/tmp/x"), 10, "invalid remote name '1bad'"),
     (("remote", "add", "hub"), 2, r"takes 2 argument\(s\); usage: dlv remote add NAME URL"),
-    (("remote", "remove", "nope"), 10, r"unknown remote 'nope' \(known: none configured\); add it with `dlv remote add nope URL`"),
-    (("publish", "nope"), 10, "unknown remote 'nope'"),
+    # an unknown remote is an unknown name: exit 3, as an unknown version (issue 15)
+    (("remote", "remove", "nope"), 3, r"unknown remote 'nope' \(known: none configured\); add it with `dlv remote add nope URL`"),
+    (("publish", "nope"), 3, "unknown remote 'nope'"),
     (("search", "./hub", "slice m2 from m1 where m1.name == \"x\" mutate m2.input = m1[\"a\"] and m2.output = m1[\"b\"]"),
      2, "dlv search runs select queries only, not 'slice'"),
 ])

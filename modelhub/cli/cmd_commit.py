@@ -43,7 +43,7 @@ def run(args, ui) -> int:
     else:
         target, weights_meta = _weights(args)
         info = repo.commit(target, name=args.name, message=message, hparams=hparams, metrics=metrics,
-                           author=args.author, weights_meta=weights_meta, **parent)
+                           author=args.author, weights_meta=weights_meta, inherit_hparams=True, **parent)
     if ui.json_mode:
         ui.json(info.to_dict())
     else:

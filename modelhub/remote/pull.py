@@ -50,7 +50,8 @@ def pull(repo, remote: RemoteStore, ref: str, *, progress: Progress = NULL_PROGR
     index = read_index(remote, progress)
     with RemoteView(index) as view:
         with view.catalog.read() as rcon:
-            vid = resolve(rcon, ref)
+            # the name is looked up on the remote, so the hint lists the remote, not this repository
+            vid = resolve(rcon, ref, listing=f"`dlv search {remote.name} 'select m'` lists the remote's versions")
             closure = ancestors(rcon, [vid])
             remote_refs = {v: version_info(rcon, v).ref for v in closure}
             with repo.catalog.read() as lcon:
