@@ -5,6 +5,6 @@ Each name maps to module ``modelhub.cli.cmd_<name>`` defining ``HELP``
 module that is absent (a capability not installed) is skipped.
 """
 COMMANDS: tuple[str, ...] = (
-    "init", "add", "commit", "log", "list", "desc", "diff", "checkout", "copy", "stats",
+    "init", "add", "status", "reset", "commit", "log", "list", "desc", "diff", "checkout", "copy", "tag", "rm", "mv", "stats",
     "archive", "eval", "query", "repl", "data", "remote", "publish", "search", "pull", "gc", "fsck",
 )
