@@ -114,3 +114,20 @@ def test_credentials_stored_by_an_older_version_leave_the_catalog_file_and_its_b
 def _write(path, data: bytes):
     path.write_bytes(data)
     return path
+
+
+def test_clone_and_pull_all_through_the_cli(work, tmp_path):
+    cli, repo, base, hub = work
+    assert cli("publish", hub)[0] == 0
+    code, out, _ = cli("clone", hub, str(tmp_path / "copy"))
+    assert code == 0 and f"cloned {hub} into {tmp_path / 'copy'}" in out and "lenet@1" in out
+    code, out, _ = cli("-C", str(tmp_path / "copy"), "pull", "origin")
+    assert code == 0 and out == "already up to date with origin\n"
+    code, _, err = cli("pull", hub, "lenet", "--all")
+    assert code == 2 and "give a REF or --all, not both" in err
+    new = repo.commit(tiny_cnn(1), name="lenet", message="two")
+    assert cli("publish", hub)[0] == 0
+    code, out, _ = cli("-C", str(tmp_path / "copy"), "--json", "pull", "origin", "--all")
+    assert code == 0 and [p["id"] for p in json.loads(out)["pulled"]] == [new.id]
+    code, _, err = cli("pull", hub, "nosuch@3")
+    assert code == 3 and "`dlv search" in err and "`dlv list`" not in err
