@@ -75,7 +75,7 @@ def test_publish_search_pull_through_the_cli(work, tmp_path):
 
     other = modelhub.init_repo(tmp_path / "other")
     code, out, _ = cli("search", hub, 'select m where m.metrics["acc"] > 0.5', "--repo", str(other.root), "--json")
-    assert code == 0 and [r[0] for r in json.loads(out)["rows"]] == [base.id]
+    assert code == 0 and [r["id"] for r in json.loads(out)["rows"]] == [base.id]
     code, out, _ = cli("search", hub, "select m", "--repo", str(other.root))
     assert code == 0 and "lenet" in out
 
