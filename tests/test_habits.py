@@ -199,3 +199,38 @@ def test_log_cuts_long_messages_with_an_ellipsis(work):
     repo.commit(tiny_cnn(0), name="net", message="m" * 80)
     line = cli("log")[1].splitlines()[2]
     assert line.endswith("m" * 59 + "…")
+
+
+# -- completion, query output ---------------------------------------------------------------
+
+def test_completion_scripts_list_every_command_and_option(cli, tmp_path):
+    import shutil
+    import subprocess
+    from modelhub.cli import build_parser
+    from modelhub.cli.completion import command_options
+    parser = build_parser()[0]
+    for shell in ("bash", "zsh", "fish"):
+        code, out, _ = cli("completion", shell)
+        assert code == 0
+        for command in command_options(parser):
+            assert command in out
+    code, out, _ = cli("completion", "bash")
+    assert "--limit" in out and "--recursive" in out
+    if shutil.which("bash"):
+        script = tmp_path / "dlv.bash"
+        script.write_text(out + '\nCOMP_WORDS=(dlv -C /tmp lo); COMP_CWORD=3; _dlv; echo "${COMPREPLY[@]}"\n'
+                          'COMP_WORDS=(dlv log --li); COMP_CWORD=2; _dlv; echo "${COMPREPLY[@]}"\n')
+        done = subprocess.run(["bash", str(script)], capture_output=True, text=True, check=True)
+        assert done.stdout.splitlines() == ["log", "--limit"]
+    code, _, err = cli("completion", "tcsh")
+    assert code == 2 and "invalid choice: 'tcsh'" in err
+
+
+def test_query_rows_are_objects_and_df(work):
+    cli, repo = work
+    repo.commit(tiny_cnn(0), name="net", message="one", hparams={"lr": 0.1})
+    code, out, _ = cli("query", "--json", "select m.name, m.hparams.lr")
+    assert code == 0 and json.loads(out)["rows"] == [{"name": "net", "hparams.lr": 0.1}]
+    pd = pytest.importorskip("pandas")
+    frame = repo.query("select m.name, m.hparams.lr").df()
+    assert isinstance(frame, pd.DataFrame) and list(frame.columns) == ["name", "hparams.lr"] and frame["hparams.lr"].tolist() == [0.1]

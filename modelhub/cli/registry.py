@@ -6,5 +6,5 @@ module that is absent (a capability not installed) is skipped.
 """
 COMMANDS: tuple[str, ...] = (
     "init", "add", "status", "reset", "commit", "log", "list", "desc", "diff", "checkout", "copy", "tag", "rm", "mv", "stats",
-    "archive", "eval", "query", "repl", "data", "remote", "publish", "search", "pull", "clone", "gc", "fsck",
+    "archive", "eval", "query", "repl", "data", "remote", "publish", "search", "pull", "clone", "gc", "fsck", "completion",
 )
