@@ -46,6 +46,8 @@ def test_errors_are_one_json_object_under_json(work):
     assert "unknown version reference 'nosuch'" in json.loads(err)["error"]["message"]
     code, _, err = cli("--json", "log", "--nosuch")
     assert code == 2 and json.loads(err)["error"]["kind"] == "UsageError"
+    code, _, err = cli("--json")
+    assert code == 2 and "no command given" in json.loads(err)["error"]["message"]
 
 
 def test_help_lists_every_exit_code(capsys):

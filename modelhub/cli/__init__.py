@@ -78,8 +78,8 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
         return int(exc.code or 0)
     if not args.command:
         parser.print_help(ui.out)
-        ui.warn("error: no command given; pick one of the commands above (dlv COMMAND --help for details)")
-        return USAGE
+        return report_error(ui, "no command given; pick one of the commands above (dlv COMMAND --help for details)",
+                            USAGE, "UsageError")
     merge_global_options(args)
     ui.json_mode = args.json
     try:
