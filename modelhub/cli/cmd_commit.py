@@ -51,7 +51,8 @@ def run(args, ui) -> int:
     else:
         target, weights_meta = _weights(args)
         info = repo.commit(target, name=args.name, message=message, hparams=hparams, metrics=metrics,
-                           author=args.author, weights_meta=weights_meta, progress=ui.progress(), **parent)
+                           author=args.author, weights_meta=weights_meta, inherit_hparams=True,
+                           progress=ui.progress(), **parent)
     if ui.json_mode:
         ui.json(info.to_dict())
     else:

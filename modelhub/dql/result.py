@@ -61,7 +61,8 @@ class QueryResult:
         return [dict(zip(self.columns, r)) for r in self.rows]
 
     def df(self):
-        """A pandas DataFrame (pandas is optional: install it to use this)."""
+        """The rows as a pandas DataFrame, one column per result column (pandas is an optional
+        extra: ``pip install 'modelhub[pandas]'``); ``to_dicts()`` needs nothing."""
         try:
             import pandas as pd
         except ImportError:
@@ -71,8 +72,10 @@ class QueryResult:
         return pd.DataFrame(list(self.rows), columns=list(self.columns))
 
     def to_json(self) -> str:
+        # rows as objects keyed by column, the shape every other `dlv ... --json` prints (issue 15);
+        # "columns" keeps their order
         payload: dict[str, Any] = {"kind": self.kind, "columns": list(self.columns),
-                                   "rows": [[_jsonable(v) for v in r] for r in self.rows]}
+                                   "rows": [{c: _jsonable(v) for c, v in zip(self.columns, r)} for r in self.rows]}
         if self.text:
             payload["text"] = self.text
         if self.committed:

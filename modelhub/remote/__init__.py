@@ -9,7 +9,8 @@ all segments. Layering: cli -> remote -> repo / dql -> catalog -> storage.
     add_remote(repo, "hub", "s3://bucket/models")
     publish(repo, open_remote(repo, "hub"))
     search(open_remote(repo, "hub"), 'select m where m.name like "resnet%"')
-    pull(repo, open_remote(repo, "hub"), "resnet@2")
+    pull(repo, open_remote(repo, "hub"), "resnet@2")     # None instead of a ref: every version
+    clone("s3://bucket/models", "models")                # a new repository with every version
 """
 import importlib
 
@@ -20,7 +21,7 @@ _EXPORTS = {
     "open_remote": ".config", "remove_remote": ".config",
     "RemoteConfigError": ".errors", "RemoteFormatError": ".errors", "RemoteUnavailableError": ".errors",
     "PublishReport": ".publish", "publish": ".publish", "PullReport": ".pull", "pull": ".pull",
-    "search": ".search",
+    "search": ".search", "CloneResult": ".clone", "clone": ".clone",
 }
 
 __all__ = list(_EXPORTS)

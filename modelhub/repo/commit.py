@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
@@ -56,6 +56,9 @@ class CommitRequest:
     metrics: tuple[tuple[str, int, float], ...]
     files: tuple[tuple[str, bytes], ...]
     weights_meta: dict | None
+    #: keys of the first parent's hparams that ``hparams`` does not name are kept (`dlv commit` of new weights:
+    #: otherwise `dlv diff` would report them removed); merged inside the transaction, where the parent is chosen
+    inherit_hparams: bool = False
 
 
 def build_request(
@@ -73,6 +76,7 @@ def build_request(
     graph: Graph | None = None,
     weights_meta: dict | None = None,
     root: Path | None = None,
+    inherit_hparams: bool = False,
 ) -> CommitRequest:
     check_model_name(name)
     message = check_message(message)
@@ -103,7 +107,7 @@ def build_request(
         name=name, message=message, author=author or default_author(), state_dicts=snaps,
         snapshot_steps=steps, graph=graph, inherit_graph=graph is None, parents=parents,
         hparams=check_hparams(hparams or {}), metrics=normalize_metrics(metrics or {}),
-        files=read_files(files, root), weights_meta=weights_meta,
+        files=read_files(files, root), weights_meta=weights_meta, inherit_hparams=inherit_hparams,
     )
 
 
@@ -251,6 +255,8 @@ def write_commit(con: duckdb.DuckDBPyConnection, store, req: CommitRequest, *,
         parent_ids: tuple[str, ...] = (latest,) if latest is not None else ()
     else:
         parent_ids = tuple(resolve(con, p) for p in req.parents)
+    if req.inherit_hparams and parent_ids:
+        req = replace(req, hparams={**catalog_versions.hparams(con, parent_ids[0]), **req.hparams})
     graph = req.graph
     if graph is None and req.inherit_graph and parent_ids:
         graph = _parent_graph(con, parent_ids[0], req.state_dicts[-1])

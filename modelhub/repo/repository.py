@@ -18,7 +18,7 @@ from ..catalog import files as catalog_files
 from ..catalog import versions as catalog_versions
 from ..catalog.db import RECOVERY_HINT
 from ..catalog.files import StagedFile
-from ..errors import CatalogCorruptError, InputError, RepoError, WeightsError
+from ..errors import CatalogCorruptError, InputError, RepoError, RepoExistsError, WeightsError
 from ..netdef import Graph
 from ..progress import NULL_PROGRESS, Progress
 from ..storage_boundary import BlobStore
@@ -93,6 +93,7 @@ class Repo:
         weights_meta: dict | None = None,
         hot_copy: bool = True,
         progress: Progress | None = None,
+        inherit_hparams: bool = False,
     ) -> VersionInfo:
         """Commit a module (graph captured), a state dict, or a weights path as a new version of ``name``.
 
@@ -111,13 +112,15 @@ class Repo:
         ``hot_copy=False`` skips writing the hot copy (a caller committing several versions of
         one model in a row writes it for the last one only). ``progress`` (modelhub.progress)
         counts the bytes stored.
+        ``inherit_hparams=True`` keeps the first parent's hyperparameters that ``hparams`` does not
+        override (what `dlv commit` does).
         """
         from . import commit as commit_op
 
         req = commit_op.build_request(
             model, name=name, message=message, parent=parent, hparams=hparams, metrics=metrics,
             files=files, author=author, snapshots=snapshots, snapshot_steps=snapshot_steps,
-            graph=graph, weights_meta=weights_meta, root=self.root,
+            graph=graph, weights_meta=weights_meta, root=self.root, inherit_hparams=inherit_hparams,
         )
         try:
             hotcopy.max_bytes()  # a malformed DLV_HOT_MAX_BYTES is refused before anything is written
@@ -387,7 +390,8 @@ class Repo:
 
         ``parent`` as in :meth:`commit` (default: the latest version of ``name``);
         it is chosen, and its weights read, inside the commit's write transaction.
-        Without a parent there are no weights to keep: InputError.
+        Without a parent there are no weights to keep: InputError. The first parent's hyperparameters
+        are kept unless ``hparams`` overrides them.
         """
         from .parent_weights import choose_parents, parent_state_dict
         with self.catalog.write() as con:
@@ -396,7 +400,7 @@ class Repo:
             # Nested, so the same transaction. Its hot copy is written before that commits:
             # should the commit fail, the copy names no version and gc removes it.
             return self.commit(state, name=name, message=message, parent=parents, hparams=hparams,
-                               metrics=metrics, author=author, progress=progress)
+                               metrics=metrics, author=author, progress=progress, inherit_hparams=True)
 
     def write_checkout(self, ref: str, output: str | os.PathLike | None = None, *, snapshot: int | None = None,
                        files_dir: str | os.PathLike | None = None, overwrite: bool = False,
@@ -446,6 +450,71 @@ class Repo:
         with self.catalog.read() as con:
             return Vocabulary.load(con)
 
+    # -- habits from git and MLflow: status, unstage, tags (docs/CLI.md) -------------
+    def status(self):
+        """What `dlv add` staged (and whether those files changed since), every model's latest version,
+        the number of tags and what cheap checks notice; a RepoStatus (see repo/status.py)."""
+        from .status import repo_status
+        with self.catalog.read() as con:
+            return repo_status(con, self.root, catalog_path=self.paths.catalog)
+
+    def unstage(self, paths: Iterable[str | os.PathLike]) -> list[str]:
+        """Take files out of the staging area (`dlv reset PATH`); the working copies are not touched.
+        A path that is not staged is an InputError naming the staged ones."""
+        from .commit import normalize_path
+        wanted = [normalize_path(_relative_to(Path(p), self.root)) for p in paths]
+        if not wanted:
+            raise InputError("nothing to unstage; name one or more staged files")
+        with self.catalog.write() as con:
+            staged = [f.path for f in catalog_files.staged_files(con)]
+            missing = [p for p in wanted if p not in staged]
+            if missing:
+                raise InputError(f"{', '.join(missing)} is not staged (staged: {', '.join(staged) or 'nothing'}); "
+                                 "`dlv status` lists what is staged")
+            for path in wanted:
+                catalog_files.unstage_file(con, path)
+        return wanted
+
+    def tag(self, ref: str, tag: str, *, author: str | None = None):
+        """Point tag ``tag`` of the version's model at version ``ref`` (moving it when it exists);
+        afterwards ``NAME:TAG`` works wherever a version reference does. Returns a TagChange."""
+        from .tags import set_tag
+        with self.catalog.write() as con:
+            return set_tag(con, ref, tag, author)
+
+    def untag(self, name: str, *, author: str | None = None):
+        """Delete tag ``NAME:TAG`` (its history keeps the deletion). Returns a TagChange."""
+        from .tags import delete_tag
+        with self.catalog.write() as con:
+            return delete_tag(con, name, author)
+
+    def tags(self, model: str | None = None):
+        """Every tag (of ``model``) as TagInfo records, by model and tag."""
+        from .tags import list_tags
+        with self.catalog.read() as con:
+            return list_tags(con, model)
+
+    def tag_history(self, model: str | None = None, tag: str | None = None):
+        """Every move of every tag (of ``model``, named ``tag``), oldest first: TagMoveInfo records."""
+        from .tags import tag_history
+        with self.catalog.read() as con:
+            return tag_history(con, model, tag)
+
+    def remove(self, refs: Sequence[str], *, model: bool = False, recursive: bool = False,
+               author: str | None = None):
+        """Remove versions (``model=True``: whole models, by name) in one write transaction; versions
+        descending from them are refused unless ``recursive`` (then removed too). Tags naming them are
+        deleted (their history keeps it). The space comes back with :meth:`gc`. Returns a Removed."""
+        from .removal import remove
+        with self.catalog.write() as con:
+            return remove(con, list(refs), model=model, recursive=recursive, author=author)
+
+    def rename_model(self, old: str, new: str) -> None:
+        """Model ``old`` is called ``new`` from now on (versions keep their ids and numbers, tags move along)."""
+        from .removal import rename_model
+        with self.catalog.write() as con:
+            rename_model(con, old, new)
+
     @staticmethod
     def restore_catalog(path: Path | str | None = None):
         """Replace the damaged or missing catalog of the repository at ``path`` (or the nearest
@@ -454,6 +523,14 @@ class Repo:
         opened as a Repo."""
         from .restore import restore_repo_catalog
         return restore_repo_catalog(path)
+
+
+def _relative_to(path: Path, root: Path) -> str:
+    """A path as given on the command line, relative to the working folder when it lies inside it."""
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return path.as_posix()
 
 
 def _load_into(module: nn.Module, state: "OrderedDict[str, torch.Tensor]", ref: str) -> nn.Module:
@@ -491,7 +568,7 @@ def init_repo(path: Path | str = ".") -> Repo:
     """Create a repository in ``path`` (created if missing)."""
     paths = RepoPaths(Path(path).resolve())
     if paths.catalog.exists():
-        raise RepoError(f"{paths.root} is already a dlv repository; use open_repo({str(paths.root)!r})")
+        raise RepoExistsError(f"{paths.root} is already a dlv repository; use open_repo({str(paths.root)!r})")
     if is_repo_dir(paths.dlv):
         raise CatalogCorruptError(f"{paths.dlv} is a repository whose catalog is missing; {RECOVERY_HINT} "
                                   "instead of creating a new one")
