@@ -15,7 +15,7 @@ COMMANDS: tuple[str, ...] = (
 #: A command missing here is listed too: its module is imported for its HELP.
 SUMMARIES: dict[str, str] = {
     "init": "create a repository (.dlv/) in PATH (default: the current folder)",
-    "add": "stage files to attach to the next commit",
+    "add": "stage files to attach to the next commit (--undo: unstage them)",
     "status": "show what the next commit takes (staged files), the models' latest versions and warnings",
     "reset": "unstage files staged by `dlv add` (the files in the folder are not touched)",
     "commit": "commit a model version (weights, network, hparams, metrics, staged files)",
@@ -39,7 +39,7 @@ SUMMARIES: dict[str, str] = {
     "remote": "manage remote hubs (folders or s3:// buckets) for publish, search and pull",
     "publish": "publish versions (and their ancestors) to a remote; only what it lacks is sent",
     "search": "run a DQL select query on a remote's catalog (no weights are downloaded)",
-    "pull": "fetch a version (with its ancestors) from a remote, keeping ids and lineage",
+    "pull": "fetch a version (with its ancestors), or every version, from a remote, keeping ids and lineage",
     "clone": "create a repository from a remote: every version, and the remote as `origin`",
     "gc": "delete blobs and tensors that no version references",
     "fsck": "verify the catalog against the object store and every blob checksum",
