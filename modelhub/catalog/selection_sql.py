@@ -157,6 +157,9 @@ class _Scope:
             hashes = list(c.graph_hashes) if c.graph_hashes is not None else None
             ref = self.params.param(hashes if hashes is not None else f"<graphs satisfying #{c.predicate_id}>")
             return f"(CASE WHEN v.graph_hash IS NULL THEN NULL ELSE list_contains({ref}, v.graph_hash) END)"
+        if isinstance(c, T.VersionIn):
+            ids = list(c.version_ids) if c.version_ids is not None else f"<versions of {c.label}>"
+            return f"list_contains({self.params.param(ids)}, v.id)"
         raise AssertionError(c)  # pragma: no cover
 
     def in_list(self, left: T.Value, items: tuple[Any, ...]) -> str:

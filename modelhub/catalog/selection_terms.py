@@ -138,6 +138,14 @@ class GraphMatch:
 
 
 @dataclass(frozen=True)
+class VersionIn:
+    """The version is one of ``version_ids`` (full ids, e.g. what a saved construct committed);
+    None: not resolved yet (explain shows a placeholder naming ``label``)."""
+    version_ids: tuple[str, ...] | None
+    label: str = ""
+
+
+@dataclass(frozen=True)
 class AllOf:
     items: tuple["Condition", ...]
 
@@ -152,7 +160,7 @@ class Not:
     operand: "Condition"
 
 
-Condition = Union[Comparison, Like, InList, Between, GraphMatch, AllOf, AnyOf, Not]
+Condition = Union[Comparison, Like, InList, Between, GraphMatch, VersionIn, AllOf, AnyOf, Not]
 
 
 def has_graph_match(cond: Condition | None) -> bool:

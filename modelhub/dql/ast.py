@@ -266,6 +266,7 @@ class KeepClause:
     metric: Path
     after: int
     span: Span
+    per: str | None = None          # `per dataset`: the top k of each dataset (default: over all)
 
 
 @dataclass(frozen=True)

@@ -62,9 +62,9 @@ class _Binder:
         if isinstance(stmt, A.Explain):
             return P.ExplainPlan(self.query(stmt.query))
         if isinstance(stmt, A.SaveQuery):
-            if not isinstance(stmt.query, A.SelectQuery):
-                raise BindError(f'save query "{stmt.name}": only select queries can be saved (they are '
-                                "used as sources: from \"name\"); save the select that picks the models")
+            if isinstance(stmt.query, A.EvaluateQuery):
+                raise BindError(f'save query "{stmt.name}": evaluate queries cannot be saved (they train and '
+                                "commit); save the select or construct that picks the models")
             return P.SavePlan(stmt.name, stmt.text, self.query(stmt.query))
         return self.query(stmt)
 
@@ -137,8 +137,12 @@ class _Binder:
         self.saved_stack.append(name)
         try:
             stmt = parse(self.vocab.saved[name])
+            if isinstance(stmt, (A.SliceQuery, A.ConstructQuery)):
+                # the versions committed from its networks (evaluate commits the missing ones)
+                derived = self.slice(stmt) if isinstance(stmt, A.SliceQuery) else self.construct(stmt)
+                return P.DerivedSource(derived, f'saved query "{name}"'), src.alias or default_var
             if not isinstance(stmt, A.SelectQuery):
-                raise BindError(f'saved query "{name}" is not a select query; save a select instead')
+                raise BindError(f'saved query "{name}" is not a select, slice or construct query; save one of those')
             inner = self.select(stmt)
         finally:
             self.saved_stack.pop()
@@ -177,7 +181,7 @@ class _Binder:
                     raise BindError(f"{m.target.text()}: insert after the matched layer itself, without .next/.prev")
                 tmpl = bind_template(m.template.name, tuple(a.value for a in m.template.args),
                                      tuple((k, v.value) for k, v in m.template.kwargs), set(self.vocab.ops), True)
-                restrict = tuple(p for p in top_preds if p.selector.pattern.text == sel.pattern.text)
+                restrict = _restricting(top_preds, sel)
                 ops.append(P.InsertOp(sel.pattern, tmpl, restrict))
             elif isinstance(m, A.DeleteEdge):
                 src, dst = self.selector(m.src, rows.var), self.selector(m.dst, rows.var)
@@ -188,12 +192,14 @@ class _Binder:
                 sel = self.selector(m.path, rows.var)
                 if sel.moves:
                     raise BindError("delete takes a layer: delete m[\"drop*\"]")
-                restrict = tuple(p for p in top_preds if p.selector.pattern.text == sel.pattern.text)
+                restrict = _restricting(top_preds, sel)
                 ops.append(P.DeleteNodeOp(sel.pattern, restrict))
         return P.ConstructPlan(q.target, rows, tuple(ops))
 
     def _rows(self, src: A.Source, where: A.Condition | None, target: str) -> P.SelectPlan:
         source, var = self.source(src, target)
+        if getattr(src, "alias", None) is None and isinstance(source, P.SubquerySource):
+            var = source.plan.var       # `construct m2 from (select m ...) mutate m[...]`: m names the sources
         if isinstance(src, A.SourceAll) and src.var == target:
             raise BindError(f"the new model {target} and the source model have the same name; "
                             f"write e.g. ... {target} from m1 ...")
@@ -262,10 +268,14 @@ class _Binder:
             if not 0 <= q.keep.after <= INT_MAX:
                 raise BindError(f"keep top(k, ..., {q.keep.after}): the number of iterations must be an "
                                 f"integer from 0 to {INT_MAX}")
+            if q.keep.per is not None and q.keep.per.lower() != "dataset":
+                raise BindError(f"keep top(...) per {q.keep.per}: only `per dataset` is known (without it the "
+                                "top k are kept over all candidates)")
             keep_k, keep_after = q.keep.k, q.keep.after
         text = self.text[q.span.start:q.span.end] if self.text else ""
         latest = q.where is None and (isinstance(q.source, A.SourceAll) or model is not None)
-        return P.EvaluatePlan(rows, tuple(grid), keep_k, keep_metric, keep_after, config_name,
+        per_dataset = q.keep is not None and q.keep.per is not None
+        return P.EvaluatePlan(rows, tuple(grid), keep_k, keep_metric, keep_after, per_dataset, config_name,
                               q.config.source if q.config else None, text, model, latest)
 
     # -- conditions -----------------------------------------------------------------
@@ -440,6 +450,13 @@ class _Binder:
                     if p.root in self.vocab.models else "")
             raise BindError(f"unknown model variable {p.root} at line {p.span.line}, column {p.span.column}; "
                             f"this query calls the model {var}{hint}")
+
+
+def _restricting(preds: list[P.GraphPredicate], sel: P.LayerSelector) -> tuple[P.GraphPredicate, ...]:
+    """The where clause's graph predicates that restrict a mutation of the layers ``sel`` names:
+    those over the same layers, whatever captures either spelling adds (`m1["conv*"].next has
+    POOL("AVG")` restricts `m1["conv*($1)"].insert`): the patterns' capture-free regexes agree."""
+    return tuple(p for p in preds if p.selector.pattern.sql_regex == sel.pattern.sql_regex)
 
 
 def _number_const(c: P.Const, where: str, what: str, integer: bool) -> P.Const:

@@ -13,7 +13,10 @@ def render(plan: P.StatementPlan, candidates: list | None = None) -> str:
         plan = plan.inner
     if isinstance(plan, P.SavePlan):
         lines.append(f'SaveQuery "{plan.name}"')
-        _select(plan.inner, lines, 1)
+        if isinstance(plan.inner, P.SelectPlan):
+            _select(plan.inner, lines, 1)
+        else:
+            lines += ["  " + line for line in render(plan.inner).splitlines()]
     elif isinstance(plan, P.SelectPlan):
         _select(plan, lines, 0)
         _sql(plan, lines)
@@ -71,6 +74,11 @@ def _select(plan: P.SelectPlan, lines: list[str], depth: int) -> None:
     if isinstance(plan.source, P.SubquerySource):
         lines.append(f"{pad}  source: {plan.source.label}")
         _select(plan.source.plan, lines, depth + 2)
+    elif isinstance(plan.source, P.DerivedSource):
+        lines.append(f"{pad}  source: the versions committed from the networks of {plan.source.label}")
+        lines += [f"{pad}    " + line for line in render(plan.source.plan).splitlines()]
+    elif isinstance(plan.source, P.IdsSource):
+        lines.append(f"{pad}  source: {len(plan.source.ids)} version(s) of {plan.source.label}")
     else:
         lines.append(f"{pad}  source: all versions")
     preds = P.graph_predicates(plan.filter)

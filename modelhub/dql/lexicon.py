@@ -15,7 +15,7 @@ KEYWORDS: dict[str, str] = {
     "_LIMIT": "limit", "_OR": "or", "_AND": "and", "NOT": "not", "_LIKE": "like", "_IN": "in",
     "_BETWEEN": "between", "_HAS": "has", "_TRUE": "true", "_FALSE": "false", "_NULL": "null",
     "_DELETE": "delete", "_EDGE": "edge", "_WITH": "with", "_VARY": "vary", "_AUTO": "auto",
-    "_KEEP": "keep", "_TOP": "top",
+    "_KEEP": "keep", "_TOP": "top", "_PER": "per",
 }
 KEYWORD_WORDS = sorted(set(KEYWORDS.values()) | {"asc", "desc"})
 

@@ -17,7 +17,13 @@ GraphSets = dict[int, list[str]]
 def to_selection(plan: P.SelectPlan, graph_sets: GraphSets | None = None) -> T.Selection:
     """``plan`` as a catalog selection; predicates missing from ``graph_sets`` stay unevaluated."""
     sets = graph_sets or {}
-    within = to_selection(plan.source.plan, sets) if isinstance(plan.source, P.SubquerySource) else None
+    within = None
+    if isinstance(plan.source, P.SubquerySource):
+        within = to_selection(plan.source.plan, sets)
+    elif isinstance(plan.source, P.IdsSource):
+        within = T.Selection(where=T.VersionIn(plan.source.ids, plan.source.label))
+    elif isinstance(plan.source, P.DerivedSource):     # explain: not resolved
+        within = T.Selection(where=T.VersionIn(None, plan.source.label))
     return T.Selection(
         columns=tuple(_value(c.value) for c in plan.columns),
         where=None if plan.filter is None else _cond(plan.filter, sets),

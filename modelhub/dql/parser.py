@@ -320,7 +320,8 @@ class _ToAst(Transformer):
         return A.VaryItem(ch[0], None, _span(meta))
 
     def keep_clause(self, meta, ch):
-        return A.KeepClause(int(ch[0]), ch[1], int(ch[2]), _span(meta))
+        per = None if ch[3] is None else str(ch[3])
+        return A.KeepClause(int(ch[0]), ch[1], int(ch[2]), _span(meta), per)
 
 
 def _clause(c):

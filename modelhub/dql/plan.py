@@ -184,7 +184,23 @@ class SubquerySource:
     label: str              # 'subquery' or 'saved query "name"'
 
 
-Source = Union[AllVersions, SubquerySource]
+@dataclass(frozen=True)
+class DerivedSource:
+    """A saved slice/construct used as a source: the versions committed from its networks
+    (a select reads those already committed; evaluate commits the missing ones first)."""
+    plan: "SlicePlan | ConstructPlan"
+    label: str              # 'saved query "name"'
+
+
+@dataclass(frozen=True)
+class IdsSource:
+    """A source resolved to version ids by the executor (a :class:`DerivedSource` after its
+    networks were derived and looked up or committed)."""
+    ids: tuple[str, ...]
+    label: str
+
+
+Source = Union[AllVersions, SubquerySource, DerivedSource, IdsSource]
 
 
 @dataclass(frozen=True)
@@ -248,6 +264,7 @@ class EvaluatePlan:
     keep_k: int | None
     keep_metric: str | None
     keep_after: int | None
+    keep_per_dataset: bool
     config_name: str | None
     config_source: str | None
     query_text: str
