@@ -48,7 +48,8 @@ def renew_snapshot(con: duckdb.DuckDBPyConnection) -> None:
 def select_rows(con: duckdb.DuckDBPyConnection, selection: T.Selection) -> list[tuple]:
     """The selection's rows, one value per column; hyperparameters decoded from their JSON."""
     q = rows_sql(selection)
-    decode = [isinstance(c, T.HParamValue) for c in selection.columns]
+    decode = [isinstance(c, T.HParamValue) or isinstance(c, T.Related) and isinstance(c.value, T.HParamValue)
+              for c in selection.columns]
     return [tuple(json.loads(v) if d and v is not None else v for v, d in zip(r, decode))
             for r in con.execute(q.sql, q.params).fetchall()]
 

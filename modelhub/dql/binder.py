@@ -7,6 +7,7 @@ queries over a fresh repository bind (and return nothing).
 """
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 from typing import Any
 
@@ -26,7 +27,13 @@ PROPERTIES: dict[str, tuple[str, str]] = {
     "seq": ("seq", P.NUMBER), "message": ("message", P.TEXT), "author": ("author", P.TEXT),
     "n_params": ("n_params", P.NUMBER), "n_layers": ("n_layers", P.NUMBER),
     "n_tensors": ("n_tensors", P.NUMBER),
+    "root": ("root", P.ID), "depth": ("depth", P.NUMBER),
 }
+#: `m.parent.X`, `m.root.X`: a value of a related version (one level)
+RELATIONS = ("parent", "root")
+#: aggregates over the versions of a group (`group by`); min/max without grouping keep their
+#: meaning over a metric series
+GROUP_FUNCTIONS = ("count", "min", "max", "avg", "sum")
 DEFAULT_COLUMNS = ("id", "name", "seq", "creation_time")
 AGGREGATES = {"max": "max", "min": "min", "latest": "latest", "last": "latest"}
 COMPARE_OPS = {"==", "!=", "<", "<=", ">", ">="}
@@ -35,7 +42,7 @@ COMPARE_OPS = {"==", "!=", "<", "<=", ">", ">="}
 #: (seq, n_params, layer counts ...) must fit DuckDB's BIGINT (docs/DQL.md, "Limits")
 INT_MIN, INT_MAX = -(2 ** 63), 2 ** 63 - 1
 #: properties whose values are integers
-INTEGER_PROPS = frozenset({"seq", "n_params", "n_layers", "n_tensors"})
+INTEGER_PROPS = frozenset({"seq", "n_params", "n_layers", "n_tensors", "depth"})
 
 #: `auto` grids for evaluate's vary clause (documented in docs/DQL.md)
 LAYER_LR_MULTIPLIERS = (0.0, 0.1, 1.0)
@@ -56,6 +63,7 @@ class _Binder:
         self.text = text
         self.next_pred = 1
         self.saved_stack: list[str] = []
+        self.grouping = False       # binding the columns of a select with aggregates over versions
 
     # -- statements -----------------------------------------------------------------
     def statement(self, stmt: A.Statement) -> P.StatementPlan:
@@ -83,26 +91,42 @@ class _Binder:
         if head_var != var:
             raise BindError(f"select names {head_var} but the source binds {var}; write select {var} ...")
         cond = self.condition(q.where, var) if q.where is not None else None
-        columns: list[P.OutputColumn] = []
-        for item in q.items:
-            if isinstance(item.value, A.Path) and not item.value.steps:
-                if item.alias:
-                    raise BindError(f"`{item.value.root} as {item.alias}`: a whole model cannot be renamed; "
-                                    "alias a property instead, e.g. m.name as model")
-                columns += [P.OutputColumn(c, P.Prop(*PROPERTIES[c])) for c in DEFAULT_COLUMNS]
-            else:
-                value = self.value(item.value, var)
-                columns.append(P.OutputColumn(item.alias or _column_name(item.value), value))
-        names = [c.name for c in columns]
-        dup = {n for n in names if names.count(n) > 1}
-        if dup:
-            raise BindError(f"duplicate result column {sorted(dup)[0]!r}; give one of them an alias with `as`")
-        aliases = {c.name: c.value for c in columns}
-        order = tuple(P.SortKey(self._order_value(o.value, var, aliases), o.descending) for o in q.order)
+        grouping = bool(q.group) or any(_aggregates_versions(i.value) for i in q.items)
+        outer, self.grouping = self.grouping, grouping
+        try:
+            group = tuple(self.value(g, var) for g in q.group)
+            columns: list[P.OutputColumn] = []
+            for item in q.items:
+                if isinstance(item.value, A.Path) and not item.value.steps:
+                    if grouping:
+                        raise BindError(f"select {var} with aggregates: name the columns, e.g. select {var}.name, "
+                                        f"count({var}) ... group by {var}.name")
+                    if item.alias:
+                        raise BindError(f"`{item.value.root} as {item.alias}`: a whole model cannot be renamed; "
+                                        "alias a property instead, e.g. m.name as model")
+                    columns += [P.OutputColumn(c, P.Prop(*PROPERTIES[c])) for c in DEFAULT_COLUMNS]
+                else:
+                    value = self.value(item.value, var)
+                    if grouping:
+                        _check_grouped(value, group, item.value, var)
+                    columns.append(P.OutputColumn(item.alias or _column_name(item.value), value))
+            names = [c.name for c in columns]
+            dup = {n for n in names if names.count(n) > 1}
+            if dup:
+                raise BindError(f"duplicate result column {sorted(dup)[0]!r}; give one of them an alias with `as`")
+            aliases = {c.name: c.value for c in columns}
+            order = []
+            for o in q.order:
+                value = self._order_value(o.value, var, aliases)
+                if grouping:
+                    _check_grouped(value, group, o.value, var)
+                order.append(P.SortKey(value, o.descending))
+        finally:
+            self.grouping = outer
         if q.limit is not None and not 0 <= q.limit <= INT_MAX:
             raise BindError(f"limit {q.limit}: the limit must be an integer from 0 to {INT_MAX}; "
                             "leave out the limit clause to get every row")
-        return P.SelectPlan(var, source, cond, tuple(columns), order, q.limit)
+        return P.SelectPlan(var, source, cond, tuple(columns), tuple(order), q.limit, group, grouping)
 
     def _head_var(self, items: tuple[A.SelectItem, ...]) -> str:
         roots = {(i.value.root if isinstance(i.value, A.Path) else i.value.arg.root) for i in items}
@@ -125,6 +149,9 @@ class _Binder:
             return P.AllVersions(), src.var
         if isinstance(src, A.SourceSubquery):
             inner = self.select(src.query)
+            if inner.aggregate:
+                raise BindError("a query with aggregates (count, avg, group by) returns groups, not versions, "
+                                "so it cannot be a source; select the versions in the sub-query instead")
             return P.SubquerySource(inner, "subquery"), src.alias or default_var
         # saved query
         name = src.name
@@ -315,6 +342,31 @@ class _Binder:
                                 'with a lone backslash, which escapes the next character; write "\\\\\\\\" in '
                                 'the query for a literal backslash')
             return P.LikeP(v, c.pattern, c.negated)
+        if isinstance(c, A.Matches):
+            v = self.operand(c.operand, var)
+            if isinstance(v, P.Const) or v.vtype not in (P.TEXT, P.ID, P.DYNAMIC):
+                raise BindError(f"line {c.span.line}: matches applies to text such as {var}.name, "
+                                f"not {P.value_text(v, var)}")
+            try:
+                re.compile(c.pattern)
+            except re.error as exc:
+                raise BindError(f'line {c.span.line}, column {c.span.column}: "{c.pattern}" is not a regular '
+                                f"expression ({exc}); e.g. matches \"alexnet[-_].*\"") from None
+            return P.MatchesP(v, c.pattern, c.negated)
+        if isinstance(c, A.Lineage):
+            if not isinstance(c.path, A.Path):
+                raise BindError(f"line {c.span.line}, column {c.span.column}: {c.relation} of relates versions; "
+                                f'write {var} {c.relation} of "NAME@N"')
+            self._check_root(c.path, var)
+            if c.path.steps:
+                raise BindError(f"{c.path.text()} {c.relation} of ...: lineage relates versions; write "
+                                f'{var} {c.relation} of "NAME@N"')
+            name, _, seq = c.ref.rpartition("@")
+            model = name if name and seq.isdigit() else c.ref
+            if self.vocab.has_versions and model not in self.vocab.models and not re.fullmatch(r"[0-9a-f]{4,64}", model):
+                raise BindError(f'{c.relation} of "{c.ref}": no model "{model}" (a ref is NAME, NAME@N or a version '
+                                f'id prefix): {suggestion(model, self.vocab.models, "models")}', unknown_name=True)
+            return P.LineageP(c.relation, c.ref, c.negated)
         if isinstance(c, A.InList):
             v = self.operand(c.operand, var)
             if isinstance(v, P.Const):
@@ -365,7 +417,11 @@ class _Binder:
             return right
         types = {left.vtype, right.vtype}
         if P.DYNAMIC in types:
-            raise BindError(f"{where}: compare a hyperparameter with a literal value, not with another property")
+            # two hyperparameters, or one with a number or text: compared as numbers or as text
+            if types <= {P.DYNAMIC, P.NUMBER, P.TEXT, P.ID}:
+                return right
+            raise BindError(f"{where}: a hyperparameter compares with numbers, text or another hyperparameter, "
+                            f"not with {P.value_text(left if left.vtype != P.DYNAMIC else right, 'm')}")
         if {P.TEXT, P.ID} >= types or len(types) == 1:
             return right
         raise BindError(f"{where}: cannot compare {P.value_text(left, 'm')} ({left.vtype}) with {P.value_text(right, 'm')} ({right.vtype})")
@@ -373,6 +429,19 @@ class _Binder:
     def operand(self, o: A.Operand, var: str) -> P.BoundValue:
         if isinstance(o, A.Literal):
             return self._const(o)
+        if isinstance(o, A.Arith):
+            left, right = self.operand(o.left, var), self.operand(o.right, var)
+            for side in (left, right):
+                if side.vtype not in (P.NUMBER, P.DYNAMIC) or isinstance(side, P.Const) and isinstance(
+                        side.value, bool):
+                    raise BindError(f"line {o.span.line}, column {o.span.column}: {o.op} works on numbers (metrics, "
+                                    f"counts, numeric hyperparameters), not {P.value_text(side, var)}")
+            if isinstance(left, P.Const) and isinstance(right, P.Const):
+                raise BindError(f"line {o.span.line}, column {o.span.column}: {o.op} of two constants; "
+                                "write the result instead")
+            left = _number_const(left, "arithmetic", "a number", False) if isinstance(left, P.Const) else left
+            right = _number_const(right, "arithmetic", "a number", False) if isinstance(right, P.Const) else right
+            return P.Arith(left, o.op, right)
         return self.value(o, var)
 
     def _const(self, lit: A.Literal) -> P.Const:
@@ -380,8 +449,26 @@ class _Binder:
 
     # -- values ---------------------------------------------------------------------
     def value(self, v: A.Value, var: str) -> P.BoundValue:
+        if isinstance(v, A.Call) and self.grouping and v.func.lower() in GROUP_FUNCTIONS:
+            func = v.func.lower()
+            if func == "count" and not v.arg.steps:
+                self._check_root(v.arg, var)
+                return P.GroupAggregate("count", None)
+            if func == "count" and isinstance(v.arg.steps[0], A.Subscript):
+                pass            # count(m["conv*"]): layers, per version
+            else:
+                inner = self.value(v.arg, var)
+                if func != "count" and inner.vtype not in (P.NUMBER, P.DYNAMIC, P.TIME):
+                    raise BindError(f"{v.func}({v.arg.text()}): {func} aggregates numbers (or times for min/max), "
+                                    f"not {inner.vtype}")
+                if func in ("avg", "sum") and inner.vtype == P.TIME:
+                    raise BindError(f"{v.func}({v.arg.text()}): {func} takes numbers, not times")
+                return P.GroupAggregate(func, inner, inner.vtype if func in ("min", "max") else P.NUMBER)
         if isinstance(v, A.Call):
             func = v.func.lower()
+            if func in ("avg", "sum") or (func == "count" and not v.arg.steps):
+                raise BindError(f"{v.func}(...) aggregates over versions: use it in the select list "
+                                f"(select {var}.name, {v.func}(...) ... group by {var}.name)")
             if func == "count":
                 sel = self.selector(v.arg, var)
                 if sel.moves:
@@ -392,7 +479,8 @@ class _Binder:
                 if not isinstance(inner, P.Metric):
                     raise BindError(f'{v.func}(...) aggregates a metric series, e.g. {v.func}({var}.metrics["acc"])')
                 return P.Metric(inner.name, AGGREGATES[func])
-            raise BindError(f"unknown function {v.func}: {suggestion(func, list(AGGREGATES) + ['count'], 'functions')}")
+            raise BindError(f"unknown function {v.func}: "
+                            f"{suggestion(func, list(AGGREGATES) + list(GROUP_FUNCTIONS), 'functions')}")
         self._check_root(v, var)
         steps = v.steps
         if not steps:
@@ -416,10 +504,19 @@ class _Binder:
             return P.Metric(key)
         if len(steps) == 1 and first.name in PROPERTIES:
             return P.Prop(*PROPERTIES[first.name])
+        if len(steps) == 1 and first.name == "ancestors":
+            return P.Ancestors()
+        if first.name in RELATIONS and len(steps) > 1:
+            inner = self.value(A.Path(v.root, steps[1:], v.span), var)
+            if isinstance(inner, (P.Related, P.Ancestors)) or (
+                    isinstance(inner, P.Prop) and inner.name in ("parent", "root", "depth")):
+                raise BindError(f"{v.text()}: one step of lineage at a time; {v.root}.{first.name} reaches "
+                                "the name, times, counts, hyperparameters and metrics of that version")
+            return P.Related(first.name, inner)
         if first.name in PROPERTIES:
             raise BindError(f"{v.text()}: {v.root}.{first.name} has no further fields")
         raise BindError(f"unknown property {v.root}.{first.name}: "
-                        f"{suggestion(first.name, list(PROPERTIES) + ['hparams', 'metrics'], 'properties')}")
+                        f"{suggestion(first.name, list(PROPERTIES) + ['hparams', 'metrics', 'ancestors'], 'properties')}")
 
     def selector(self, p: A.Path, var: str, module_prefixes: bool = False) -> P.LayerSelector:
         self._check_root(p, var)
@@ -450,6 +547,22 @@ class _Binder:
                     if p.root in self.vocab.models else "")
             raise BindError(f"unknown model variable {p.root} at line {p.span.line}, column {p.span.column}; "
                             f"this query calls the model {var}{hint}")
+
+
+def _aggregates_versions(v: A.Value) -> bool:
+    """`count(m)`, `avg(...)`, `sum(...)`: a select with one of these returns groups."""
+    if not isinstance(v, A.Call):
+        return False
+    func = v.func.lower()
+    return func in ("avg", "sum") or (func == "count" and not v.arg.steps)
+
+
+def _check_grouped(value: P.BoundValue, group: tuple[P.BoundValue, ...], text: A.Value, var: str) -> None:
+    if isinstance(value, P.GroupAggregate) or value in group or isinstance(value, P.Const):
+        return
+    shown = text.text() if isinstance(text, A.Path) else _column_name(text)
+    raise BindError(f"{shown} is neither grouped nor aggregated: add it to `group by` or aggregate it "
+                    f"(count({var}), min, max, avg, sum)")
 
 
 def _restricting(preds: list[P.GraphPredicate], sel: P.LayerSelector) -> tuple[P.GraphPredicate, ...]:

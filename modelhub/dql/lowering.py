@@ -28,7 +28,7 @@ def to_selection(plan: P.SelectPlan, graph_sets: GraphSets | None = None) -> T.S
         columns=tuple(_value(c.value) for c in plan.columns),
         where=None if plan.filter is None else _cond(plan.filter, sets),
         order=tuple(T.SortKey(_value(k.value), k.descending) for k in plan.order),
-        limit=plan.limit, within=within)
+        limit=plan.limit, within=within, group_by=tuple(_value(g) for g in plan.group), aggregate=plan.aggregate)
 
 
 def select_sql(plan: P.SelectPlan, graph_sets: GraphSets | None = None) -> CompiledQuery:
@@ -47,6 +47,14 @@ def _value(v: P.BoundValue) -> T.Value:
         return T.LayerCount(v.pattern.sql_regex)
     if isinstance(v, P.Const):
         return T.Literal(v.value)
+    if isinstance(v, P.Related):
+        return T.Related(T.Relation(v.relation), _value(v.inner))
+    if isinstance(v, P.Ancestors):
+        return T.Ancestors()
+    if isinstance(v, P.Arith):
+        return T.Arithmetic(_value(v.left), v.op, _value(v.right))
+    if isinstance(v, P.GroupAggregate):
+        return T.Aggregated(T.VersionAggregate(v.func), None if v.inner is None else _value(v.inner))
     raise AssertionError(v)  # pragma: no cover
 
 
@@ -61,6 +69,10 @@ def _cond(c: P.BoundCond, sets: GraphSets) -> T.Condition:
         return T.Comparison(_value(c.left), T.Comparator(c.op), _value(c.right))
     if isinstance(c, P.LikeP):
         return T.Like(_value(c.value), c.pattern, c.negated)
+    if isinstance(c, P.MatchesP):
+        return T.Matches(_value(c.value), c.pattern, c.negated)
+    if isinstance(c, P.LineageP):
+        return T.LineageOf(c.relation, T.VersionRef(c.ref), c.negated)
     if isinstance(c, P.InP):
         return T.InList(_value(c.value), tuple(i.value for i in c.items), c.negated)
     if isinstance(c, P.BetweenP):

@@ -52,7 +52,7 @@ def parse(text: str) -> A.Statement:
 #: how deeply `not`, `and`/`or` groups in parentheses and nested `from (select ...)` may nest
 #: (docs/DQL.md, "Limits"); flat chains `a or b or c ...` count as one level however long
 MAX_NESTING = 200
-_NESTING_RULES = frozenset({"or_", "and_", "not_", "source_subquery"})
+_NESTING_RULES = frozenset({"or_", "and_", "not_", "source_subquery", "arith"})
 TOO_DEEP_HINT = (f"the query nests deeper than {MAX_NESTING} levels; write `not not x` as x and "
                  "long chains without parentheses (a or b or c ...)")
 
@@ -130,6 +130,7 @@ class _ToAst(Transformer):
         items, rest = ch[0], ch[1:]
         source = where = limit = None
         order: tuple = ()
+        group: tuple = ()
         for c in rest:
             if c is None:
                 continue
@@ -142,7 +143,9 @@ class _ToAst(Transformer):
                 order = val
             elif kind == "limit":
                 limit = val
-        return A.SelectQuery(items, source, where, order, limit, _span(meta))
+            elif kind == "group":
+                group = val
+        return A.SelectQuery(items, source, where, order, limit, _span(meta), group)
 
     def slice_query(self, meta, ch):
         target, source, where, assigns = ch
@@ -184,6 +187,9 @@ class _ToAst(Transformer):
     def where_clause(self, meta, ch):
         return ("where", ch[0])
 
+    def group_clause(self, meta, ch):
+        return ("group", tuple(ch))
+
     def order_clause(self, meta, ch):
         return ("order", tuple(ch))
 
@@ -219,6 +225,20 @@ class _ToAst(Transformer):
     def like(self, meta, ch):
         negated = len(ch) == 3
         return A.Like(ch[0], unquote_like(ch[-1]), negated, _span(meta))
+
+    def matches(self, meta, ch):
+        negated = len(ch) == 3
+        return A.Matches(ch[0], unquote(ch[-1]), negated, _span(meta))
+
+    def descendant_of(self, meta, ch):
+        return A.Lineage(ch[0], "descendant", unquote(ch[-1]), len(ch) == 3, _span(meta))
+
+    def ancestor_of(self, meta, ch):
+        return A.Lineage(ch[0], "ancestor", unquote(ch[-1]), len(ch) == 3, _span(meta))
+
+    def arith(self, meta, ch):
+        left, op, right = ch
+        return A.Arith(left, str(op), right, _span(meta))
 
     def in_list(self, meta, ch):
         negated = len(ch) == 3

@@ -67,7 +67,41 @@ class Const:
     vtype: ValueType
 
 
-BoundValue = Union[Prop, HParam, Metric, LayerCount, Const]
+@dataclass(frozen=True)
+class Related:
+    """A value of a related version: ``m.parent.metrics["acc"]`` (the first parent, the
+    version-parent join) or ``m.root.name`` (the first version of m's first-parent chain)."""
+    relation: str           # "parent" | "root"
+    inner: "BoundValue"
+
+    @property
+    def vtype(self) -> ValueType:
+        return self.inner.vtype
+
+
+@dataclass(frozen=True)
+class Ancestors:
+    """Every version m descends from (all parents, transitively), nearest first: a list of ids."""
+    vtype: ValueType = ID
+
+
+@dataclass(frozen=True)
+class Arith:
+    left: "BoundValue"
+    op: str                 # + - * /
+    right: "BoundValue"
+    vtype: ValueType = NUMBER
+
+
+@dataclass(frozen=True)
+class GroupAggregate:
+    """An aggregate over the versions of a group (`count(m)`, `avg(m.metrics["acc"])` ...)."""
+    func: str               # count | min | max | avg | sum
+    inner: "BoundValue | None"      # None: count(m), the number of versions
+    vtype: ValueType = NUMBER
+
+
+BoundValue = Union[Prop, HParam, Metric, LayerCount, Const, Related, Ancestors, Arith, GroupAggregate]
 
 
 @dataclass(frozen=True)
@@ -101,6 +135,21 @@ class Compare:
 class LikeP:
     value: BoundValue
     pattern: str
+    negated: bool
+
+
+@dataclass(frozen=True)
+class MatchesP:
+    value: BoundValue
+    pattern: str            # a regular expression that must match the whole text
+    negated: bool
+
+
+@dataclass(frozen=True)
+class LineageP:
+    """m is a descendant (or an ancestor) of the version REF names."""
+    relation: str           # "descendant" | "ancestor"
+    ref: str
     negated: bool
 
 
@@ -139,7 +188,7 @@ class NotP:
     operand: "BoundCond"
 
 
-BoundCond = Union[Compare, LikeP, InP, BetweenP, GraphP, AndP, OrP, NotP]
+BoundCond = Union[Compare, LikeP, MatchesP, InP, BetweenP, GraphP, LineageP, AndP, OrP, NotP]
 
 
 def graph_predicates(cond: BoundCond | None) -> tuple[GraphPredicate, ...]:
@@ -211,6 +260,8 @@ class SelectPlan:
     columns: tuple[OutputColumn, ...]
     order: tuple[SortKey, ...]
     limit: int | None
+    group: tuple[BoundValue, ...] = ()      # `group by` keys (aggregate columns: GroupAggregate)
+    aggregate: bool = False                 # one row per group (the whole selection when no keys)
 
 
 @dataclass(frozen=True)
@@ -302,4 +353,12 @@ def value_text(v: BoundValue, var: str) -> str:
         return base if v.agg == "latest" else f"{v.agg}({base})"
     if isinstance(v, LayerCount):
         return f'count({var}["{v.pattern.text}"])'
+    if isinstance(v, Related):
+        return value_text(v.inner, f"{var}.{v.relation}")
+    if isinstance(v, Ancestors):
+        return f"{var}.ancestors"
+    if isinstance(v, Arith):
+        return f"({value_text(v.left, var)} {v.op} {value_text(v.right, var)})"
+    if isinstance(v, GroupAggregate):
+        return f"{v.func}({var if v.inner is None else value_text(v.inner, var)})"
     return repr(v.value)
