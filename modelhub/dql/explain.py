@@ -87,6 +87,9 @@ def _select(plan: P.SelectPlan, lines: list[str], depth: int) -> None:
     for p in preds:
         lines.append(f"{pad}  graph predicate #{p.id}: {p.text(plan.var)}  "
                      "[over stored graphs; only graphs passing the other conjuncts]")
+    if plan.aggregate:
+        keys = ", ".join(value_text(g, plan.var) for g in plan.group)
+        lines.append(f"{pad}  group by: {keys}" if keys else f"{pad}  aggregate: one row over all selected versions")
     if plan.order:
         lines.append(f"{pad}  order by: " + ", ".join(
             value_text(k.value, plan.var) + (" desc" if k.descending else "") for k in plan.order))
@@ -105,6 +108,10 @@ def cond_text(c: P.BoundCond, var: str) -> str:
         return f"{value_text(c.left, var)} {c.op} {value_text(c.right, var)}"
     if isinstance(c, P.LikeP):
         return f"{value_text(c.value, var)} {'not ' if c.negated else ''}like {c.pattern!r}"
+    if isinstance(c, P.MatchesP):
+        return f"{value_text(c.value, var)} {'not ' if c.negated else ''}matches {c.pattern!r}"
+    if isinstance(c, P.LineageP):
+        return f"{var} {'not ' if c.negated else ''}{c.relation} of {c.ref!r}"
     if isinstance(c, P.InP):
         return f"{value_text(c.value, var)} {'not ' if c.negated else ''}in [{', '.join(repr(i.value) for i in c.items)}]"
     if isinstance(c, P.BetweenP):
