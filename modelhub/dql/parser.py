@@ -7,10 +7,16 @@ for the usual mistakes; no other exception escapes :func:`parse`.
 """
 from __future__ import annotations
 
+import hashlib
+import os
 import re
+import sys
+import tempfile
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 
+import lark
 from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
 
@@ -21,8 +27,31 @@ from .lexicon import KEYWORDS, describe_terminal
 
 @lru_cache(maxsize=1)
 def _parser() -> Lark:
+    """The LALR parser. Building its tables takes most of a cold query (~100 ms), so the built
+    parser is kept in the user's cache folder, keyed by the grammar and the lark and Python
+    versions; a missing, stale or unreadable cache file only means building it again."""
     text = resources.files("modelhub.grammar").joinpath("dql.lark").read_text(encoding="utf-8")
-    return Lark(text, parser="lalr", propagate_positions=True, maybe_placeholders=True)
+    key = hashlib.sha256(f"{text}\0{lark.__version__}\0{sys.version_info[:2]}".encode()).hexdigest()[:24]
+    path = _cache_dir() / f"dql-parser-{key}.lark"
+    try:
+        with open(path, "rb") as fh:
+            return Lark.load(fh)
+    except Exception:       # noqa: BLE001 - no cache yet, or a damaged one: build the parser
+        pass
+    parser = Lark(text, parser="lalr", propagate_positions=True, maybe_placeholders=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with tempfile.NamedTemporaryFile("wb", dir=path.parent, delete=False) as tmp:
+            parser.save(tmp)
+        os.replace(tmp.name, path)      # readers see the whole file or none
+    except OSError:
+        pass                # a read-only home: build it each time
+    return parser
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "modelhub"
 
 
 def parse(text: str) -> A.Statement:
