@@ -212,10 +212,29 @@ class _Scope:
             hashes = list(c.graph_hashes) if c.graph_hashes is not None else None
             ref = self.params.param(hashes if hashes is not None else f"<graphs satisfying #{c.predicate_id}>")
             return f"(CASE WHEN v.graph_hash IS NULL THEN NULL ELSE list_contains({ref}, v.graph_hash) END)"
+        if isinstance(c, T.GraphStructure):
+            return self.graph_structure(c)
         if isinstance(c, T.VersionIn):
             ids = list(c.version_ids) if c.version_ids is not None else f"<versions of {c.label}>"
             return f"list_contains({self.params.param(ids)}, v.id)"
         raise AssertionError(c)  # pragma: no cover
+
+    def graph_structure(self, c: T.GraphStructure) -> str:
+        """One uncorrelated semi-join over graph_nodes/graph_edges: DuckDB answers it for every
+        graph at once, so no graph is read into Python."""
+        if not c.ops:       # no operation in the catalog fits the template
+            return "(CASE WHEN v.graph_hash IS NULL THEN NULL ELSE false END)"
+        kinds, rx = self.params.param(list(T.OPERATION_KINDS)), self.params.param(c.name_regex)
+        ops = self.params.param(list(c.ops))
+        joins, cur = [], "n0"
+        for i, move in enumerate(c.moves, 1):
+            near, far = ("src", "dst") if move == "next" else ("dst", "src")
+            joins.append(f" JOIN graph_edges e{i} ON e{i}.graph_hash = n0.graph_hash AND e{i}.{near} = {cur}.idx"
+                         f" JOIN graph_nodes n{i} ON n{i}.graph_hash = n0.graph_hash AND n{i}.idx = e{i}.{far}")
+            cur = f"n{i}"
+        sub = (f"SELECT n0.graph_hash FROM graph_nodes n0{''.join(joins)} WHERE list_contains({kinds}, n0.kind) "
+               f"AND regexp_full_match(n0.name, {rx}) AND list_contains({ops}, {cur}.op)")
+        return f"(CASE WHEN v.graph_hash IS NULL THEN NULL ELSE v.graph_hash IN ({sub}) END)"
 
     def version_ref(self, ref: T.VersionRef) -> str:
         """The ids a ref names, as a subquery: NAME@N; else NAME (its latest version); else an id prefix."""

@@ -210,6 +210,16 @@ class GraphMatch:
 
 
 @dataclass(frozen=True)
+class GraphStructure:
+    """The version's graph has an operation node whose name matches ``name_regex`` (RE2, full
+    match) from which following ``moves`` ("next": along edges, "prev": against them) reaches a
+    node whose op is one of ``ops``; NULL for a version without a graph."""
+    name_regex: str
+    moves: tuple[str, ...]
+    ops: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class VersionIn:
     """The version is one of ``version_ids`` (full ids, e.g. what a saved construct committed);
     None: not resolved yet (explain shows a placeholder naming ``label``)."""
@@ -232,7 +242,8 @@ class Not:
     operand: "Condition"
 
 
-Condition = Union[Comparison, Like, Matches, InList, Between, GraphMatch, VersionIn, LineageOf, AllOf, AnyOf, Not]
+Condition = Union[Comparison, Like, Matches, InList, Between, GraphMatch, GraphStructure, VersionIn, LineageOf,
+                  AllOf, AnyOf, Not]
 
 
 def has_graph_match(cond: Condition | None) -> bool:

@@ -318,7 +318,8 @@ class _Binder:
             t = c.template
             tmpl = bind_template(t.name, tuple(a.value for a in t.args), tuple((k, v.value) for k, v in t.kwargs),
                                  set(self.vocab.ops), False)
-            pred = P.GraphPredicate(self.next_pred, sel, tmpl)
+            ops = None if tmpl.kwargs else tuple(sorted(o for o in self.vocab.ops if re.fullmatch(tmpl.op_regex(), o)))
+            pred = P.GraphPredicate(self.next_pred, sel, tmpl, ops)
             self.next_pred += 1
             return P.GraphP(pred)
         if isinstance(c, A.Comparison):

@@ -153,7 +153,8 @@ def resolve_graph_sets(con, plan: P.SelectPlan, sets: GraphSets) -> GraphSets:
     """Evaluate every graph predicate of ``plan`` (and nested plans) over the candidate graphs."""
     if isinstance(plan.source, P.SubquerySource):
         resolve_graph_sets(con, plan.source.plan, sets)
-    preds = P.graph_predicates(plan.filter)
+    # predicates with attribute arguments; the others the catalog answers in SQL
+    preds = [p for p in P.graph_predicates(plan.filter) if p.ops is None]
     if preds:
         # Only graphs of versions that pass the graph-free conjuncts are loaded and walked.
         views = load_views(con, candidate_graph_hashes(con, to_selection(plan, sets)))

@@ -85,8 +85,9 @@ def _select(plan: P.SelectPlan, lines: list[str], depth: int) -> None:
     if plan.filter is not None:
         lines.append(f"{pad}  filter: {cond_text(plan.filter, plan.var)}")
     for p in preds:
-        lines.append(f"{pad}  graph predicate #{p.id}: {p.text(plan.var)}  "
-                     "[over stored graphs; only graphs passing the other conjuncts]")
+        how = ("[in SQL over graph_nodes/graph_edges]" if p.ops is not None
+               else "[over stored graphs; only graphs passing the other conjuncts]")
+        lines.append(f"{pad}  graph predicate #{p.id}: {p.text(plan.var)}  {how}")
     if plan.aggregate:
         keys = ", ".join(value_text(g, plan.var) for g in plan.group)
         lines.append(f"{pad}  group by: {keys}" if keys else f"{pad}  aggregate: one row over all selected versions")

@@ -77,6 +77,9 @@ def _cond(c: P.BoundCond, sets: GraphSets) -> T.Condition:
         return T.InList(_value(c.value), tuple(i.value for i in c.items), c.negated)
     if isinstance(c, P.BetweenP):
         return T.Between(_value(c.value), _value(c.low), _value(c.high), c.negated)
+    if isinstance(c, P.GraphP) and c.pred.ops is not None:
+        sel = c.pred.selector
+        return T.GraphStructure(sel.pattern.sql_regex, sel.moves, c.pred.ops)
     if isinstance(c, P.GraphP):
         hashes = sets.get(c.pred.id)
         return T.GraphMatch(c.pred.id, None if hashes is None else tuple(hashes))

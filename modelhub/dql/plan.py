@@ -118,6 +118,9 @@ class GraphPredicate:
     id: int
     selector: LayerSelector
     template: TemplateSpec
+    #: the catalog's operation names the template matches, when it has no attribute arguments:
+    #: then the catalog answers the predicate in SQL; None: evaluated over the loaded graphs
+    ops: tuple[str, ...] | None = None
 
     def text(self, var: str = "m") -> str:
         return f"{self.selector.text(var)} has {self.template.text()}"
