@@ -142,7 +142,10 @@ def resolve_sources(con, plan: P.SelectPlan) -> P.SelectPlan:
         inner = resolve_sources(con, src.plan)
         return plan if inner is src.plan else replace(plan, source=replace(src, plan=inner))
     if isinstance(src, P.DerivedSource):
-        graphs = derive(con, src.plan, False).graphs
+        try:
+            graphs = derive(con, src.plan, False).graphs
+        except ExecutionError:      # it derives nothing here, so nothing was committed from it
+            graphs = ()
         found = derived_versions(con, [(d.source_id, d.graph.hash) for d in graphs])
         ids = tuple(dict.fromkeys(found[k] for k in ((d.source_id, d.graph.hash) for d in graphs) if k in found))
         return replace(plan, source=P.IdsSource(ids, src.label))
