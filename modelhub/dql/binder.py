@@ -364,7 +364,8 @@ class _Binder:
                                 f'{var} {c.relation} of "NAME@N"')
             name, _, seq = c.ref.rpartition("@")
             model = name if name and seq.isdigit() else c.ref
-            if self.vocab.has_versions and model not in self.vocab.models and not re.fullmatch(r"[0-9a-f]{4,64}", model):
+            is_id = re.fullmatch(r"[0-9a-f]{4,64}", model) is not None
+            if self.vocab.has_versions and model not in self.vocab.models and not is_id:
                 raise BindError(f'{c.relation} of "{c.ref}": no model "{model}" (a ref is NAME, NAME@N or a version '
                                 f'id prefix): {suggestion(model, self.vocab.models, "models")}', unknown_name=True)
             return P.LineageP(c.relation, c.ref, c.negated)
@@ -517,7 +518,7 @@ class _Binder:
         if first.name in PROPERTIES:
             raise BindError(f"{v.text()}: {v.root}.{first.name} has no further fields")
         raise BindError(f"unknown property {v.root}.{first.name}: "
-                        f"{suggestion(first.name, list(PROPERTIES) + ['hparams', 'metrics', 'ancestors'], 'properties')}")
+                        f"{suggestion(first.name, [*PROPERTIES, 'hparams', 'metrics', 'ancestors'], 'properties')}")
 
     def selector(self, p: A.Path, var: str, module_prefixes: bool = False) -> P.LayerSelector:
         self._check_root(p, var)
