@@ -3,6 +3,7 @@ models: select, slice, construct (saved, skipping the model it cannot change) an
 the saved construct, keeping the top candidates over all of them."""
 from __future__ import annotations
 
+import json
 import uuid
 from collections import OrderedDict
 
@@ -175,3 +176,13 @@ def test_keep_top_per_dataset_keeps_k_of_each(hub, tmp_path) -> None:
     rows = [dict(zip(res.columns, r)) for r in res.rows]
     kept = [r["overrides"].split("input_data=")[1] for r in rows if r["status"] == "finished"]
     assert sorted(kept) == ["'path1'", "'path2'"]
+
+
+def test_cli_lists_skipped_versions_and_takes_all_or_nothing(hub, cli) -> None:
+    root = str(hub.paths.root)
+    code, out, err = cli("query", "--repo", root, "--json", QUERY3)
+    assert code == 0, err
+    payload = json.loads(out)
+    assert [s["source"] for s in payload["skipped"]] == ["alexnet-avgv1-relu@1"]
+    code, out, err = cli("query", "--repo", root, "--all-or-nothing", QUERY3)
+    assert code != 0 and "all-or-nothing" in err
