@@ -144,7 +144,8 @@ def measure(n: int, runs: int, cold_repeats: int, tmp: Path) -> dict:
     from dqlref.synthetic import generate
     folder = tmp / f"cat{n}"
     t0 = time.perf_counter()
-    generate(folder, n, seed=1)
+    if not (folder / "catalog.duckdb").exists():
+        generate(folder, n, seed=1)
     report: dict = {"versions": n, "generate_s": round(time.perf_counter() - t0, 1)}
     catalog = open_catalog(folder)
     with catalog.read() as con:
@@ -173,6 +174,9 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="2,000 versions, 5 warm runs, 1 cold process")
     ap.add_argument("--versions", type=int, nargs="*", default=None)
     ap.add_argument("--runs", type=int, default=None)
+    ap.add_argument("--cold-repeats", type=int, default=None, help="fresh processes per cold measurement")
+    ap.add_argument("--catalog-dir", type=Path, default=None,
+                    help="keep generated catalogs here and reuse them (they are deterministic per size)")
     ap.add_argument("--cold-child", nargs=3, metavar=("FOLDER", "CASE", "SIDE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.cold_child:
@@ -180,11 +184,11 @@ def main() -> None:
         return
     sizes = args.versions or ([2000] if args.quick else [10_000, 100_000])
     runs = args.runs or (5 if args.quick else 15)
-    cold_repeats = 1 if args.quick else 3
+    cold_repeats = args.cold_repeats or (1 if args.quick else 3)
     report: dict = {"runs": runs, "cold_processes": cold_repeats, "sizes": []}
     with tempfile.TemporaryDirectory() as tmp:
         for n in sizes:
-            report["sizes"].append(measure(n, runs, cold_repeats, Path(tmp)))
+            report["sizes"].append(measure(n, runs, cold_repeats, args.catalog_dir or Path(tmp)))
     big = report["sizes"][-1]
     target = big["metric_and_graph"]
     report["targets"] = {
