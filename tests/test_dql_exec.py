@@ -97,13 +97,17 @@ def test_auto_without_default_grid_is_a_plan_error(cat) -> None:
 
 @pytest.mark.parametrize("query, message", [
     ('select m where m.metrics["acc"] > "high"', r'metrics\["acc"\] is a number; compare it with a number'),
-    ('select m where m.hparams.lr > m.seq', r"compare a hyperparameter with a literal value"),
+    # comparing two hyperparameters, or one with a number, is allowed since issue 19; a time is not
+    ('select m where m.hparams.lr > m.creation_time',
+     r"a hyperparameter compares with numbers, text or another hyperparameter, not with m.creation_time"),
     ('select m where m.seq in []', r"the list after `in` is empty"),
     ('select m where m.seq in [1, "a"]', r"mixes types"),
     ('select m where m["conv1"].nxt has RELU', r"only .next and .prev follow edges, not nxt"),
     ('select m where m["conv1"] has POOL("MIN")', r'POOL takes "MAX" or "AVG"'),
     ('select m.name, m.name', r"duplicate result column 'name'"),
-    ('select m where avg(m.metrics["acc"]) > 1', r'unknown function avg: known functions: "count", "last", "latest", "max", "min"'),
+    # avg aggregates over versions since issue 19: only in a select list
+    ('select m where avg(m.metrics["acc"]) > 1', r'avg\(...\) aggregates over versions: use it in the select list'),
+    ('select m where mean(m.metrics["acc"]) > 1', r'unknown function mean: '),
     ('select m order by best', r"order by best: name a property"),
     ('select m where m.hparams.optimzer == "sgd"', r'unknown hyperparameter "optimzer".*did you mean "optimizer"'),
     ('construct m2 from m1 mutate m1["conv1"].insert = RELU', r'RELU needs the new layer\'s name'),

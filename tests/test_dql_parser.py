@@ -82,7 +82,9 @@ def test_tokenize_covers_text_exactly() -> None:
 
 WORDS = st.sampled_from(KEYWORD_WORDS + ["m", "m1", "m2", ".", ",", "(", ")", "[", "]", "==", "=", "<", ">=",
                                          '"conv*"', '"a%"', "'x'", "3", "-1.5e3", "has", "POOL", "RELU", "name",
-                                         "hparams", "metrics", "next", ";", "->", "$1", '"', "!", "count", "max"])
+                                         "hparams", "metrics", "next", ";", "->", "$1", '"', "!", "count", "max",
+                                         "+", "-", "*", "/", "avg", "parent", "root", "ancestors", "depth",
+                                         '"vgg@2"', '"a.*"'])
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -113,3 +115,52 @@ def test_fuzz_mutated_modelhub_queries(base, pos, op) -> None:
         parse(text)
     except DQLSyntaxError as exc:
         assert exc.line >= 1 and "^" in str(exc)
+
+
+# ---- the language beyond the paper (issue 19) ---------------------------------------------
+def _eval(node, env: dict) -> float:
+    """The value of a parsed arithmetic operand, paths looked up in ``env`` by their text."""
+    if isinstance(node, A.Arith):
+        a, b = _eval(node.left, env), _eval(node.right, env)
+        return {"+": a + b, "-": a - b, "*": a * b, "/": a / b}[node.op]
+    if isinstance(node, A.Literal):
+        return node.value
+    return env[node.text()]
+
+
+TERMS = st.sampled_from(['m.metrics["acc"]', "m.seq", 'm.parent.metrics["acc"]', "m.hparams.lr", "2", "3.5", "7"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["+", "-", "*", "/"]), TERMS), max_size=8), TERMS,
+       st.booleans())
+def test_arithmetic_parses_with_the_usual_precedence_and_left_associativity(rest, first, parens) -> None:
+    expr = first + "".join(f" {op} {t}" for op, t in rest)
+    if parens and rest:
+        expr = f"({expr})"
+    stmt = parse(f"select m where {expr} > 0")
+    env = {'m.metrics["acc"]': 0.75, "m.seq": 4, 'm.parent.metrics["acc"]': 0.5, "m.hparams.lr": 0.125}
+    python = expr
+    for k, v in env.items():
+        python = python.replace(k, repr(v))
+    assert _eval(stmt.where.left, env) == pytest.approx(eval(python))    # noqa: S307 - our own digits
+
+
+@pytest.mark.parametrize("text, kind", [
+    ('select m where m descendant of "alexnet@1"', A.Lineage),
+    ('select m where m not ancestor of "abc123"', A.Lineage),
+    ('select m where m.name matches "alex.*"', A.Matches),
+    ('select m where m.name not matches "alex.*"', A.Matches),
+    ('select m where m.seq not between 2 and 5', A.Between),
+    ('select m where m.hparams.lr > m.hparams.base_lr', A.Comparison),
+])
+def test_new_conditions_parse(text, kind) -> None:
+    assert isinstance(parse(text).where, kind)
+
+
+def test_group_by_and_keep_per_dataset_parse() -> None:
+    stmt = parse('select m.name, count(m) group by m.name, m.author order by count(m) desc')
+    assert [g.text() for g in stmt.group] == ["m.name", "m.author"]
+    ev = parse('evaluate m from "q" vary config.lr in [0.1] keep top(5, m["loss"], 100) per dataset')
+    assert ev.keep.per == "dataset"
+    assert parse('evaluate m from "q" keep top(5, m["loss"], 100)').keep.per is None

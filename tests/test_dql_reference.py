@@ -62,3 +62,50 @@ def test_modelhub_select_finds_conv_then_maxpool(gen_catalog, reference) -> None
             g = reference.graphs[gh]
             nexts = [g.node(s).op for c in ("conv1", "conv3", "conv5") if c in g.index() for s in g.successors(c)]
             assert "MaxPool2d" in nexts
+
+
+# lineage, aggregates over versions, regular expressions, arithmetic, two hyperparameters, the parent join
+EXTENDED = [
+    'select m.name, m.seq, m.depth, m.root where m.depth >= 2 order by m.depth desc, m.name limit 40',
+    'select m.name, m.root.name, m.root.seq where m.root.name != m.name',
+    'select m.name, m.seq, m.ancestors where count(m["conv*"]) > 6 and m.depth between 1 and 3',
+    'select m where m descendant of "lenet-3@12"',
+    'select m where m descendant of "vgg-4@9" or m ancestor of "deepnet-20"',
+    'select m where m not descendant of "alexnet_2@1" and m.name matches "alexnet_.*"',
+    'select m.name, m.metrics["acc"], m.parent.metrics["acc"] '
+    'where m.metrics["acc"] - m.parent.metrics["acc"] > 0.2 order by m.metrics["acc"] desc',
+    'select m where m.metrics["loss"] * 2 + 0.1 < m.parent.metrics["loss"] / 1.5',
+    'select m.name, m.parent.name, m.parent.hparams.lr where m.parent.hparams.lr > m.hparams.lr',
+    'select m.name, m.hparams.lr, m.hparams.weight_decay where m.hparams.lr > m.hparams.weight_decay * 100',
+    'select m where m.hparams.optimizer == m.parent.hparams.optimizer and m.parent.name != m.name',
+    'select m where m.name matches "alexnet[-_](origin|avgv1)?.*[0-9]" and not m.author matches "b.*"',
+    'select m where m.hparams.optimizer matches "(sgd|adam)" and m.n_layers - count(m["conv*"]) > 20',
+    'select m.name, count(m), avg(m.metrics["acc"]), max(m.metrics["acc"]), min(m.hparams.lr), sum(m.n_params) '
+    'group by m.name order by count(m) desc limit 15',
+    'select m.hparams.optimizer, m.author, count(m) as n, avg(m.depth) where m.seq > 2 '
+    'group by m.hparams.optimizer, m.author order by n desc',
+    'select count(m), min(m.creation_time), max(m.metrics["loss"]), avg(m.parent.metrics["loss"])',
+    'select m.root, count(m) as family group by m.root order by family desc, m.root limit 10',
+]
+
+
+def _same(got: list[tuple], expected: list[tuple]) -> bool:
+    """Rows equal; floats equal to 1e-9 (SQL sums in another order than Python)."""
+    return len(got) == len(expected) and all(
+        len(a) == len(b) and all(x == pytest.approx(y, rel=1e-9, abs=1e-12) if isinstance(x, float) else x == y
+                                 for x, y in zip(a, b)) for a, b in zip(got, expected))
+
+
+@pytest.mark.parametrize("query", EXTENDED)
+def test_extended_language_matches_reference(query, gen_catalog, reference) -> None:
+    got = execute(query, gen_catalog)
+    expected = run_select(reference, plan_text(query, gen_catalog))
+    assert _same([tuple(r) for r in got.rows], expected), (got.rows[:5], expected[:5])
+
+
+def test_extended_queries_are_selective(gen_catalog) -> None:
+    with gen_catalog.read() as con:
+        total = con.execute("SELECT count(*) FROM versions").fetchone()[0]
+    sizes = [len(execute(q, gen_catalog).rows) for q in EXTENDED]
+    assert all(s > 0 for s in sizes), sizes
+    assert sum(1 for s in sizes if s < total) >= len(EXTENDED) - 1, sizes

@@ -48,7 +48,8 @@ def renew_snapshot(con: duckdb.DuckDBPyConnection) -> None:
 def select_rows(con: duckdb.DuckDBPyConnection, selection: T.Selection) -> list[tuple]:
     """The selection's rows, one value per column; hyperparameters decoded from their JSON."""
     q = rows_sql(selection)
-    decode = [isinstance(c, T.HParamValue) for c in selection.columns]
+    decode = [isinstance(c, T.HParamValue) or isinstance(c, T.RelatedTerm) and isinstance(c.value, T.HParamValue)
+              for c in selection.columns]
     return [tuple(json.loads(v) if d and v is not None else v for v, d in zip(r, decode))
             for r in con.execute(q.sql, q.params).fetchall()]
 
@@ -102,3 +103,19 @@ def version_hparam(con: duckdb.DuckDBPyConnection, version_ids: list[str], key: 
         {"ids": version_ids, "key": key}).fetchall()
     return [VersionHParam(vid, model, seq, None if raw is None else json.loads(raw))
             for vid, model, seq, raw in rows]
+
+
+def derived_versions(con: duckdb.DuckDBPyConnection,
+                     pairs: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """For each (parent version id, graph hash): the newest version with that first parent and
+    that graph (what committing a slice/construct network of that parent made), if any."""
+    if not pairs:
+        return {}
+    rows = con.execute(
+        "SELECT p.parent_id, v.graph_hash, arg_max(v.id, v.created_at) FROM versions v "
+        "JOIN version_parents p ON p.version_id = v.id AND p.ord = 0 "
+        "WHERE p.parent_id IN (SELECT unnest($parents)) AND v.graph_hash IN (SELECT unnest($hashes)) "
+        "GROUP BY p.parent_id, v.graph_hash",
+        {"parents": sorted({a for a, _ in pairs}), "hashes": sorted({b for _, b in pairs})}).fetchall()
+    found = {(par, h): vid for par, h, vid in rows}
+    return {pair: found[pair] for pair in pairs if pair in found}

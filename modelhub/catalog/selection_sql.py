@@ -13,11 +13,26 @@ from typing import Any
 
 from . import selection_terms as T
 
-_FIELD_SQL = {
-    "name": "v.model", "id": "v.id", "parent": "par.parent_id", "creation_time": "v.created_at",
-    "seq": "v.seq", "message": "v.message", "author": "v.author", "n_params": "v.n_params",
-    "n_tensors": "v.n_tensors", "n_layers": "g.n_layers",
+#: version fields that are columns of `versions` (of the selected version or a related one)
+_COLUMN_SQL = {
+    "name": "model", "id": "id", "creation_time": "created_at", "seq": "seq", "message": "message",
+    "author": "author", "n_params": "n_params", "n_tensors": "n_tensors",
 }
+#: a version's first parent (its smallest `ord`)
+_FIRST_PARENT_SQL = ("(SELECT version_id, arg_min(parent_id, ord) AS parent_id FROM version_parents "
+                     "GROUP BY version_id)")
+#: every version's root (the end of its first-parent chain) and depth (steps to the root)
+_LINEAGE_SQL = (
+    "(WITH RECURSIVE chain(version_id, cur, d) AS (SELECT id, id, 0 FROM versions UNION ALL "
+    f"SELECT c.version_id, fp.parent_id, c.d + 1 FROM chain c JOIN {_FIRST_PARENT_SQL} fp ON fp.version_id = c.cur) "
+    "SELECT version_id, arg_max(cur, d) AS root_id, max(d) AS depth FROM chain GROUP BY version_id)")
+#: every version's ancestors through any parent, nearest first
+_ANCESTORS_SQL = (
+    "(WITH RECURSIVE anc(version_id, anc_id, d) AS (SELECT version_id, parent_id, 1 FROM version_parents UNION "
+    "SELECT a.version_id, p.parent_id, a.d + 1 FROM anc a JOIN version_parents p ON p.version_id = a.anc_id) "
+    "SELECT version_id, list(anc_id ORDER BY d, anc_id) AS ids FROM (SELECT version_id, anc_id, min(d) AS d "
+    "FROM anc GROUP BY version_id, anc_id) GROUP BY version_id)")
+_RELATED_ALIAS = {T.Relation.PARENT: "pv", T.Relation.ROOT: "rv"}
 
 # NaN (a diverged run) is "no usable value": NULL for the latest value, skipped by max/min.
 # DuckDB would otherwise order NaN above every number, so `> 0.65` would match it.
@@ -83,52 +98,86 @@ class _Scope:
         if key in self.joins:
             return self.joins[key][0]
         kind = key[0]
+        subj = key[-1] if kind in ("graphs", "hparam", "metric", "count") else "v"
         if kind == "graphs":
-            alias, sql = "g", "LEFT JOIN graphs g ON g.graph_hash = v.graph_hash"
+            alias = "g" if subj == "v" else f"g_{subj}"
+            sql = f"LEFT JOIN graphs {alias} ON {alias}.graph_hash = {subj}.graph_hash"
         elif kind == "parent":
             alias = "par"
-            sql = ("LEFT JOIN (SELECT version_id, arg_min(parent_id, ord) AS parent_id FROM version_parents "
-                   "GROUP BY version_id) par ON par.version_id = v.id")
+            sql = f"LEFT JOIN {_FIRST_PARENT_SQL} par ON par.version_id = v.id"
+        elif kind == "lineage":
+            alias, sql = "lin", f"LEFT JOIN {_LINEAGE_SQL} lin ON lin.version_id = v.id"
+        elif kind == "ancestors":
+            alias, sql = "an", f"LEFT JOIN {_ANCESTORS_SQL} an ON an.version_id = v.id"
+        elif kind == "related":
+            alias = _RELATED_ALIAS[key[1]]
+            ref = "par.parent_id" if key[1] is T.Relation.PARENT else "lin.root_id"
+            self.join(("parent",) if key[1] is T.Relation.PARENT else ("lineage",))
+            sql = f"LEFT JOIN versions {alias} ON {alias}.id = {ref}"
         elif kind == "hparam":
             alias = self.params.alias("hp")
             sql = (f"LEFT JOIN (SELECT version_id, value_json, value_num, value_str FROM hparams "
-                   f"WHERE key = {self.params.param(key[1])}) {alias} ON {alias}.version_id = v.id")
+                   f"WHERE key = {self.params.param(key[1])}) {alias} ON {alias}.version_id = {subj}.id")
         elif kind == "metric":
             alias = self.params.alias("mt")
             sql = (f"LEFT JOIN (SELECT version_id, {_AGGREGATE_SQL[key[2]]} AS val FROM metrics WHERE name = "
-                   f"{self.params.param(key[1])} GROUP BY version_id) {alias} ON {alias}.version_id = v.id")
+                   f"{self.params.param(key[1])} GROUP BY version_id) {alias} ON {alias}.version_id = {subj}.id")
         elif kind == "count":
             alias = self.params.alias("lc")
             sql = (f"LEFT JOIN (SELECT graph_hash, count(*) AS c FROM graph_nodes WHERE "
                    f"list_contains({self.params.param(list(T.OPERATION_KINDS))}, kind) AND "
                    f"regexp_full_match(name, {self.params.param(key[1])}) GROUP BY graph_hash) {alias} "
-                   f"ON {alias}.graph_hash = v.graph_hash")
+                   f"ON {alias}.graph_hash = {subj}.graph_hash")
         else:  # pragma: no cover
             raise AssertionError(kind)
         self.joins[key] = (alias, sql)
         return alias
 
     # -- values ---------------------------------------------------------------------
-    def value(self, v: T.Value, hparam_as: str = "value_json") -> str:
+    def field(self, name: str, subj: str = "v") -> str:
+        if name in _COLUMN_SQL:
+            return f"{subj}.{_COLUMN_SQL[name]}"
+        if name == "n_layers":
+            return f"{self.join(('graphs', subj))}.n_layers"
+        if subj != "v":  # pragma: no cover - DQL binds one level of relation only
+            raise AssertionError(f"{name} of a related version")
+        if name == "parent":
+            return f"{self.join(('parent',))}.parent_id"
+        if name == "root":
+            return f"{self.join(('lineage',))}.root_id"
+        if name == "depth":
+            return f"{self.join(('lineage',))}.depth"
+        raise AssertionError(name)  # pragma: no cover
+
+    def value(self, v: T.Value, hparam_as: str = "value_json", subj: str = "v") -> str:
         if isinstance(v, T.VersionField):
-            if v.name == "parent":
-                self.join(("parent",))
-            if v.name == "n_layers":
-                self.join(("graphs",))
-            return _FIELD_SQL[v.name]
+            return self.field(v.name, subj)
         if isinstance(v, T.HParamValue):
-            return f"{self.join(('hparam', v.key))}.{hparam_as}"
+            return f"{self.join(('hparam', v.key, subj))}.{hparam_as}"
         if isinstance(v, T.MetricValue):
-            return f"{self.join(('metric', v.name, T.Aggregate(v.aggregate)))}.val"
+            return f"{self.join(('metric', v.name, T.Aggregate(v.aggregate), subj))}.val"
         if isinstance(v, T.LayerCountTerm):
-            alias = self.join(("count", v.name_regex))
-            return f"(CASE WHEN v.graph_hash IS NULL THEN NULL ELSE coalesce({alias}.c, 0) END)"
+            alias = self.join(("count", v.name_regex, subj))
+            return f"(CASE WHEN {subj}.graph_hash IS NULL THEN NULL ELSE coalesce({alias}.c, 0) END)"
         if isinstance(v, T.LiteralTerm):
             return self.params.param(v.value)
+        if isinstance(v, T.RelatedTerm):
+            return self.value(v.value, hparam_as, self.join(("related", T.Relation(v.relation))))
+        if isinstance(v, T.AncestorsTerm):
+            return f"coalesce({self.join(('ancestors',))}.ids, CAST([] AS VARCHAR[]))"
+        if isinstance(v, T.Arithmetic):
+            left, right = self.value(v.left, "value_num", subj), self.value(v.right, "value_num", subj)
+            if v.op == "/":     # DuckDB gives inf for x / 0; no value is NULL, as in SQL's standard
+                return f"({left} / nullif({right}, 0))"
+            return f"({left} {v.op} {right})"
+        if isinstance(v, T.Aggregated):
+            if v.value is None:
+                return "count(*)"
+            return f"{v.func}({self.value(v.value, 'value_num', subj)})"
         raise AssertionError(v)  # pragma: no cover
 
     def sort_terms(self, v: T.Value) -> list[str]:
-        if isinstance(v, T.HParamValue):    # numbers first by value, then strings
+        if _is_hparam(v):    # numbers first by value, then strings
             return [self.value(v, "value_num"), self.value(v, "value_str")]
         return [self.value(v)]
 
@@ -142,6 +191,12 @@ class _Scope:
             return f"(NOT {self.cond(c.operand)})"
         if isinstance(c, T.ComparisonTerm):
             return self.compare(c.left, T.Comparator(c.op), c.right)
+        if isinstance(c, T.MatchesTerm):
+            col = self.value(c.value, "value_str")
+            test = f"regexp_full_match({col}, {self.params.param(c.pattern)})"
+            return f"(NOT {test})" if c.negated else f"({test})"
+        if isinstance(c, T.LineageOf):
+            return self.lineage(c)
         if isinstance(c, T.LikeTerm):
             col = self.value(c.value, "value_str")
             # `\` escapes % and _ (docs/DQL.md); the escape character is ours, not the user's
@@ -157,7 +212,50 @@ class _Scope:
             hashes = list(c.graph_hashes) if c.graph_hashes is not None else None
             ref = self.params.param(hashes if hashes is not None else f"<graphs satisfying #{c.predicate_id}>")
             return f"(CASE WHEN v.graph_hash IS NULL THEN NULL ELSE list_contains({ref}, v.graph_hash) END)"
+        if isinstance(c, T.GraphStructureTerm):
+            return self.graph_structure(c)
+        if isinstance(c, T.VersionIn):
+            ids = list(c.version_ids) if c.version_ids is not None else f"<versions of {c.label}>"
+            return f"list_contains({self.params.param(ids)}, v.id)"
         raise AssertionError(c)  # pragma: no cover
+
+    def graph_structure(self, c: T.GraphStructureTerm) -> str:
+        """One uncorrelated semi-join over graph_nodes/graph_edges: DuckDB answers it for every
+        graph at once, so no graph is read into Python."""
+        if not c.ops:       # no operation in the catalog fits the template
+            return "(CASE WHEN v.graph_hash IS NULL THEN NULL ELSE false END)"
+        kinds, rx = self.params.param(list(T.OPERATION_KINDS)), self.params.param(c.name_regex)
+        ops = self.params.param(list(c.ops))
+        joins, cur = [], "n0"
+        for i, move in enumerate(c.moves, 1):
+            near, far = ("src", "dst") if move == "next" else ("dst", "src")
+            joins.append(f" JOIN graph_edges e{i} ON e{i}.graph_hash = n0.graph_hash AND e{i}.{near} = {cur}.idx"
+                         f" JOIN graph_nodes n{i} ON n{i}.graph_hash = n0.graph_hash AND n{i}.idx = e{i}.{far}")
+            cur = f"n{i}"
+        sub = (f"SELECT n0.graph_hash FROM graph_nodes n0{''.join(joins)} WHERE list_contains({kinds}, n0.kind) "
+               f"AND regexp_full_match(n0.name, {rx}) AND list_contains({ops}, {cur}.op)")
+        return f"(CASE WHEN v.graph_hash IS NULL THEN NULL ELSE v.graph_hash IN ({sub}) END)"
+
+    def version_ref(self, ref: T.VersionRefTerm) -> str:
+        """The ids a ref names, as a subquery: NAME@N; else NAME (its latest version); else an id prefix."""
+        name, _, seq = ref.text.rpartition("@")
+        if name and seq.isdigit():
+            return (f"(SELECT id FROM versions WHERE model = {self.params.param(name)} "
+                    f"AND seq = {self.params.param(int(seq))})")
+        t = self.params.param(ref.text)
+        return (f"(SELECT id FROM versions WHERE model = {t} AND seq = (SELECT max(seq) FROM versions "
+                f"WHERE model = {t}) UNION ALL SELECT id FROM versions WHERE starts_with(id, {t}) "
+                f"AND NOT EXISTS (SELECT 1 FROM versions WHERE model = {t}))")
+
+    def lineage(self, c: T.LineageOf) -> str:
+        ref = self.version_ref(c.ref)
+        if c.relation == "descendant":
+            walk = (f"(WITH RECURSIVE d(id) AS (SELECT version_id FROM version_parents WHERE parent_id IN {ref} "
+                    "UNION SELECT p.version_id FROM version_parents p JOIN d ON p.parent_id = d.id) SELECT id FROM d)")
+        else:
+            walk = (f"(WITH RECURSIVE a(id) AS (SELECT parent_id FROM version_parents WHERE version_id IN {ref} "
+                    "UNION SELECT p.parent_id FROM version_parents p JOIN a ON p.version_id = a.id) SELECT id FROM a)")
+        return f"(v.id {'NOT IN' if c.negated else 'IN'} {walk})"
 
     def in_list(self, left: T.Value, items: tuple[Any, ...]) -> str:
         """`left in [items]` with the values bound as one list parameter, however many there are:
@@ -167,7 +265,7 @@ class _Scope:
             tests.append(self.compare(left, T.Comparator.EQ, T.LiteralTerm(None)))
         values = [i for i in items if i is not None]
         if values:
-            if isinstance(left, T.HParamValue):
+            if _is_hparam(left):
                 if isinstance(values[0], bool):
                     col, values = self.value(left, "value_json"), ["true" if v else "false" for v in values]
                 else:
@@ -178,7 +276,7 @@ class _Scope:
                     and any(isinstance(v, float) for v in values):
                 values = [float(v) for v in values]     # one element type for the list parameter
             ref = self.params.param(values)
-            kind = left.kind if isinstance(left, T.VersionField) else T.FieldKind.PLAIN
+            kind = _kind(left)
             if kind is T.FieldKind.ID:      # ids match by unique prefix, like ==
                 tests.append(f"(CASE WHEN {col} IS NULL THEN NULL ELSE "
                              f"EXISTS (SELECT 1 FROM unnest({ref}) AS u(x) WHERE starts_with({col}, u.x)) END)")
@@ -195,13 +293,13 @@ class _Scope:
             if val is None:
                 col = self.value(left)
                 return f"({col} IS {'NOT ' if op is T.Comparator.NE else ''}NULL)"
-            if isinstance(left, T.HParamValue):
+            if _is_hparam(left):
                 if isinstance(val, bool):
                     return f"({self.value(left, 'value_json')} {sql_op} {self.params.param('true' if val else 'false')})"
                 column = "value_str" if isinstance(val, str) else "value_num"
                 return f"({self.value(left, column)} {sql_op} {self.params.param(val)})"
             col = self.value(left)
-            kind = left.kind if isinstance(left, T.VersionField) else T.FieldKind.PLAIN
+            kind = _kind(left)
             if kind is T.FieldKind.ID and op in (T.Comparator.EQ, T.Comparator.NE):
                 # ids match by unique prefix, like everywhere in dlv
                 test = f"starts_with({col}, {self.params.param(val)})"
@@ -209,7 +307,37 @@ class _Scope:
             if kind is T.FieldKind.TIME:
                 return f"({col} {sql_op} CAST({self.params.param(val)} AS TIMESTAMP))"
             return f"({col} {sql_op} {self.params.param(val)})"
+        lh, rh = _is_hparam(left), _is_hparam(right)
+        if lh and rh:
+            # two hyperparameters: numbers by value, anything else by its JSON text
+            ln, rn = self.value(left, "value_num"), self.value(right, "value_num")
+            if op in (T.Comparator.EQ, T.Comparator.NE):
+                lj, rj = self.value(left, "value_json"), self.value(right, "value_json")
+                return (f"(CASE WHEN {ln} IS NOT NULL AND {rn} IS NOT NULL THEN {ln} {sql_op} {rn} "
+                        f"ELSE {lj} {sql_op} {rj} END)")
+            return f"({ln} {sql_op} {rn})"
+        if lh or rh:        # a hyperparameter and a value: as text when the value is text
+            other = right if lh else left
+            field = _field(other)
+            col = "value_str" if field is not None and field.name in T.TEXT_FIELDS else "value_num"
+            return f"({self.value(left, col)} {sql_op} {self.value(right, col)})"
         return f"({self.value(left)} {sql_op} {self.value(right)})"
+
+
+def _is_hparam(v: T.Value) -> bool:
+    """A hyperparameter (of the version or a related one): compared by its typed projections."""
+    return isinstance(v, T.HParamValue) or isinstance(v, T.RelatedTerm) and _is_hparam(v.value)
+
+
+def _field(v: T.Value) -> T.VersionField | None:
+    while isinstance(v, T.RelatedTerm):
+        v = v.value
+    return v if isinstance(v, T.VersionField) else None
+
+
+def _kind(v: T.Value) -> T.FieldKind:
+    f = _field(v)
+    return f.kind if f is not None else T.FieldKind.PLAIN
 
 
 def _balanced(op: str, parts: list[str], fan: int = 16) -> str:
@@ -229,6 +357,7 @@ def _compile(sel: T.Selection, params: _Params, mode: str) -> str:
     hashes passing the graph-free conjuncts: the prefilter)."""
     scope = _Scope(params)
     where: list[str] = []
+    group_sql = ""
     if sel.within is not None:
         where.append(f"v.id IN ({_compile(sel.within, params, 'ids')})")
     if mode == "graphs":
@@ -245,11 +374,17 @@ def _compile(sel: T.Selection, params: _Params, mode: str) -> str:
             select = "SELECT " + ", ".join(f"{scope.value(c)} AS c{i}" for i, c in enumerate(sel.columns))
         terms: list[str] = []
         for k in sel.order:
-            for t in scope.sort_terms(k.value):
+            # a grouped row sorts by what it shows (a hyperparameter key by its JSON text)
+            for t in ([scope.value(k.value)] if sel.aggregate else scope.sort_terms(k.value)):
                 terms.append(f"{t} {'DESC' if k.descending else 'ASC'} NULLS LAST")
-        terms += ["v.model ASC", "v.seq ASC"]
-        order_sql = " ORDER BY " + ", ".join(terms)
+        if sel.aggregate:       # groups come by their keys
+            keys = [scope.value(k) for k in sel.group_by]
+            terms += [f"{k} ASC NULLS LAST" for k in keys]
+            group_sql = (" GROUP BY " + ", ".join(keys)) if keys else ""
+        else:
+            terms += ["v.model ASC", "v.seq ASC"]
+        order_sql = (" ORDER BY " + ", ".join(terms)) if terms else ""
         limit_sql = f" LIMIT {params.param(sel.limit)}" if sel.limit is not None else ""
     joins = " ".join(sql for _, sql in scope.joins.values())
     where_sql = (" WHERE " + " AND ".join(where)) if where else ""
-    return f"{select} FROM versions v{(' ' + joins) if joins else ''}{where_sql}{order_sql}{limit_sql}"
+    return f"{select} FROM versions v{(' ' + joins) if joins else ''}{where_sql}{group_sql}{order_sql}{limit_sql}"

@@ -39,7 +39,10 @@ VERSION_FIELDS: dict[str, FieldKind] = {
     "name": FieldKind.PLAIN, "id": FieldKind.ID, "parent": FieldKind.ID, "creation_time": FieldKind.TIME,
     "seq": FieldKind.PLAIN, "message": FieldKind.PLAIN, "author": FieldKind.PLAIN,
     "n_params": FieldKind.PLAIN, "n_tensors": FieldKind.PLAIN, "n_layers": FieldKind.PLAIN,
+    "root": FieldKind.ID, "depth": FieldKind.PLAIN,
 }
+#: version fields holding text (a hyperparameter compared with one compares as text)
+TEXT_FIELDS = frozenset({"name", "id", "parent", "root", "message", "author"})
 
 
 class Aggregate(_Word):
@@ -47,6 +50,22 @@ class Aggregate(_Word):
     LATEST = "latest"
     MAX = "max"
     MIN = "min"
+
+
+class VersionAggregate(_Word):
+    """An aggregate over the versions of a group (NULL values are skipped; count(*) counts rows)."""
+    COUNT = "count"
+    MIN = "min"
+    MAX = "max"
+    AVG = "avg"
+    SUM = "sum"
+
+
+class Relation(_Word):
+    """A version related to the selected one: its first ``PARENT``, or the ``ROOT`` of its
+    first-parent chain (itself when it has no parent)."""
+    PARENT = "parent"
+    ROOT = "root"
 
 
 class Comparator(_Word):
@@ -93,7 +112,36 @@ class LiteralTerm:
     value: Any
 
 
-Value = Union[VersionField, HParamValue, MetricValue, LayerCountTerm, LiteralTerm]
+@dataclass(frozen=True)
+class RelatedTerm:
+    """``value`` of the related version (the version-parent join, or the root); NULL without one."""
+    relation: Relation
+    value: "Value"
+
+
+@dataclass(frozen=True)
+class AncestorsTerm:
+    """The ids of every version the version descends from (all parents, transitively),
+    nearest first (ties by id); an empty list for a version without parents."""
+
+
+@dataclass(frozen=True)
+class Arithmetic:
+    """``left op right`` over numbers (a hyperparameter by its numeric value); NULL if either
+    side is NULL or on division by zero."""
+    left: "Value"
+    op: str         # + - * /
+    right: "Value"
+
+
+@dataclass(frozen=True)
+class Aggregated:
+    """An aggregate over a group's versions; ``value`` None with COUNT: the number of versions."""
+    func: VersionAggregate
+    value: "Value | None" = None
+
+
+Value = Union[VersionField, HParamValue, MetricValue, LayerCountTerm, LiteralTerm, RelatedTerm, AncestorsTerm, Arithmetic, Aggregated]
 
 
 # ---- conditions -----------------------------------------------------------------------
@@ -109,6 +157,30 @@ class LikeTerm:
     """SQL LIKE with ``\\`` as the escape character; a hyperparameter matches by its text."""
     value: Value
     pattern: str
+    negated: bool = False
+
+
+@dataclass(frozen=True)
+class MatchesTerm:
+    """The value's whole text matches the regular expression ``pattern`` (RE2 syntax); a
+    hyperparameter matches by its text."""
+    value: Value
+    pattern: str
+    negated: bool = False
+
+
+@dataclass(frozen=True)
+class VersionRefTerm:
+    """The version a ref names: ``NAME`` (its latest), ``NAME@N`` or a unique id prefix."""
+    text: str
+
+
+@dataclass(frozen=True)
+class LineageOf:
+    """The version descends from (``descendant``) or is an ancestor of (``ancestor``) the
+    version ``ref`` names, through any parent; never NULL."""
+    relation: str
+    ref: VersionRefTerm
     negated: bool = False
 
 
@@ -138,6 +210,24 @@ class GraphMatch:
 
 
 @dataclass(frozen=True)
+class GraphStructureTerm:
+    """The version's graph has an operation node whose name matches ``name_regex`` (RE2, full
+    match) from which following ``moves`` ("next": along edges, "prev": against them) reaches a
+    node whose op is one of ``ops``; NULL for a version without a graph."""
+    name_regex: str
+    moves: tuple[str, ...]
+    ops: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class VersionIn:
+    """The version is one of ``version_ids`` (full ids, e.g. what a saved construct committed);
+    None: not resolved yet (explain shows a placeholder naming ``label``)."""
+    version_ids: tuple[str, ...] | None
+    label: str = ""
+
+
+@dataclass(frozen=True)
 class AllOf:
     items: tuple["Condition", ...]
 
@@ -152,7 +242,8 @@ class NotTerm:
     operand: "Condition"
 
 
-Condition = Union[ComparisonTerm, LikeTerm, InListTerm, BetweenTerm, GraphMatch, AllOf, AnyOf, NotTerm]
+Condition = Union[ComparisonTerm, LikeTerm, MatchesTerm, InListTerm, BetweenTerm, GraphMatch, GraphStructureTerm, VersionIn, LineageOf,
+                  AllOf, AnyOf, NotTerm]
 
 
 def has_graph_match(cond: Condition | None) -> bool:
@@ -190,3 +281,5 @@ class Selection:
     order: tuple[SortTerm, ...] = ()
     limit: int | None = None
     within: "Selection | None" = None
+    group_by: tuple[Value, ...] = ()    # with aggregate columns: one row per group
+    aggregate: bool = False             # rows are groups (the whole selection when no group_by)

@@ -26,7 +26,10 @@ def configure(p) -> None:
     p.add_argument("--ray-address", metavar="ADDR", default=None,
                    help="with --backend ray: ray://HOST:10001 or HOST:6379 (default: RAY_ADDRESS, else a local cluster)")
     p.add_argument("--save", metavar="NAME", default=None,
-                   help="save the select query under NAME (then use it as: from \"NAME\")")
+                   help="save the select, slice or construct query under NAME (then use it as: from \"NAME\")")
+    p.add_argument("--all-or-nothing", action="store_true",
+                   help="slice/construct: fail as a whole when one source version fails "
+                        "(default: skip it and list it)")
 
 
 def run(args, ui) -> int:
@@ -37,7 +40,7 @@ def run(args, ui) -> int:
     progress = ui.progress_messages()
     budget = parse_size(args.storage_budget) if args.storage_budget is not None else None
     result = repo.query(text, commit=args.commit, name=args.name, progress=progress, storage_budget=budget,
-                        backend=args.backend, ray_address=args.ray_address)
+                        backend=args.backend, ray_address=args.ray_address, all_or_nothing=args.all_or_nothing)
     if ui.json_mode:
         ui.print(result.to_json())
         return 0

@@ -68,7 +68,18 @@ class Call:
 
 
 Value = Union[Path, Call]
-Operand = Union[Path, Call, Literal]
+
+
+@dataclass(frozen=True)
+class Arith:
+    """``left op right`` with op one of + - * / (numbers; NULL if either side is)."""
+    left: "Operand"
+    op: str
+    right: "Operand"
+    span: Span
+
+
+Operand = Union[Path, Call, Literal, Arith]
 
 
 @dataclass(frozen=True)
@@ -107,6 +118,25 @@ class Comparison:
 class Like:
     operand: Operand
     pattern: str
+    negated: bool
+    span: Span
+
+
+@dataclass(frozen=True)
+class Matches:
+    """``operand matches "regex"``: the whole text matches the regular expression."""
+    operand: Operand
+    pattern: str
+    negated: bool
+    span: Span
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """``m descendant of "REF"`` / ``m ancestor of "REF"`` (REF: NAME, NAME@N or an id prefix)."""
+    path: Operand           # the model variable (the binder checks)
+    relation: str           # "descendant" | "ancestor"
+    ref: str
     negated: bool
     span: Span
 
@@ -153,7 +183,7 @@ class Not:
     span: Span
 
 
-Condition = Union[Comparison, Like, InList, Between, Has, And, Or, Not]
+Condition = Union[Comparison, Like, Matches, InList, Between, Has, Lineage, And, Or, Not]
 
 
 # ---- sources and clauses -----------------------------------------------------------
@@ -203,6 +233,7 @@ class SelectQuery:
     order: tuple[OrderItem, ...]
     limit: int | None
     span: Span
+    group: tuple[Value, ...] = ()       # `group by`: one row per group, aggregates over its versions
 
 
 @dataclass(frozen=True)
@@ -266,6 +297,7 @@ class KeepClause:
     metric: Path
     after: int
     span: Span
+    per: str | None = None          # `per dataset`: the top k of each dataset (default: over all)
 
 
 @dataclass(frozen=True)

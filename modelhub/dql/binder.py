@@ -7,6 +7,7 @@ queries over a fresh repository bind (and return nothing).
 """
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 from typing import Any
 
@@ -26,7 +27,13 @@ PROPERTIES: dict[str, tuple[str, str]] = {
     "seq": ("seq", P.NUMBER), "message": ("message", P.TEXT), "author": ("author", P.TEXT),
     "n_params": ("n_params", P.NUMBER), "n_layers": ("n_layers", P.NUMBER),
     "n_tensors": ("n_tensors", P.NUMBER),
+    "root": ("root", P.ID), "depth": ("depth", P.NUMBER),
 }
+#: `m.parent.X`, `m.root.X`: a value of a related version (one level)
+RELATIONS = ("parent", "root")
+#: aggregates over the versions of a group (`group by`); min/max without grouping keep their
+#: meaning over a metric series
+GROUP_FUNCTIONS = ("count", "min", "max", "avg", "sum")
 DEFAULT_COLUMNS = ("id", "name", "seq", "creation_time")
 AGGREGATES = {"max": "max", "min": "min", "latest": "latest", "last": "latest"}
 COMPARE_OPS = {"==", "!=", "<", "<=", ">", ">="}
@@ -35,7 +42,7 @@ COMPARE_OPS = {"==", "!=", "<", "<=", ">", ">="}
 #: (seq, n_params, layer counts ...) must fit DuckDB's BIGINT (docs/DQL.md, "Limits")
 INT_MIN, INT_MAX = -(2 ** 63), 2 ** 63 - 1
 #: properties whose values are integers
-INTEGER_PROPS = frozenset({"seq", "n_params", "n_layers", "n_tensors"})
+INTEGER_PROPS = frozenset({"seq", "n_params", "n_layers", "n_tensors", "depth"})
 
 #: `auto` grids for evaluate's vary clause (documented in docs/DQL.md)
 LAYER_LR_MULTIPLIERS = (0.0, 0.1, 1.0)
@@ -56,15 +63,16 @@ class _Binder:
         self.text = text
         self.next_pred = 1
         self.saved_stack: list[str] = []
+        self.grouping = False       # binding the columns of a select with aggregates over versions
 
     # -- statements -----------------------------------------------------------------
     def statement(self, stmt: A.Statement) -> P.StatementPlan:
         if isinstance(stmt, A.Explain):
             return P.ExplainPlan(self.query(stmt.query))
         if isinstance(stmt, A.SaveQuery):
-            if not isinstance(stmt.query, A.SelectQuery):
-                raise BindError(f'save query "{stmt.name}": only select queries can be saved (they are '
-                                "used as sources: from \"name\"); save the select that picks the models")
+            if isinstance(stmt.query, A.EvaluateQuery):
+                raise BindError(f'save query "{stmt.name}": evaluate queries cannot be saved (they train and '
+                                "commit); save the select or construct that picks the models")
             return P.SavePlan(stmt.name, stmt.text, self.query(stmt.query))
         return self.query(stmt)
 
@@ -83,26 +91,42 @@ class _Binder:
         if head_var != var:
             raise BindError(f"select names {head_var} but the source binds {var}; write select {var} ...")
         cond = self.condition(q.where, var) if q.where is not None else None
-        columns: list[P.OutputColumn] = []
-        for item in q.items:
-            if isinstance(item.value, A.Path) and not item.value.steps:
-                if item.alias:
-                    raise BindError(f"`{item.value.root} as {item.alias}`: a whole model cannot be renamed; "
-                                    "alias a property instead, e.g. m.name as model")
-                columns += [P.OutputColumn(c, P.Prop(*PROPERTIES[c])) for c in DEFAULT_COLUMNS]
-            else:
-                value = self.value(item.value, var)
-                columns.append(P.OutputColumn(item.alias or _column_name(item.value), value))
-        names = [c.name for c in columns]
-        dup = {n for n in names if names.count(n) > 1}
-        if dup:
-            raise BindError(f"duplicate result column {sorted(dup)[0]!r}; give one of them an alias with `as`")
-        aliases = {c.name: c.value for c in columns}
-        order = tuple(P.SortKey(self._order_value(o.value, var, aliases), o.descending) for o in q.order)
+        grouping = bool(q.group) or any(_aggregates_versions(i.value) for i in q.items)
+        outer, self.grouping = self.grouping, grouping
+        try:
+            group = tuple(self.value(g, var) for g in q.group)
+            columns: list[P.OutputColumn] = []
+            for item in q.items:
+                if isinstance(item.value, A.Path) and not item.value.steps:
+                    if grouping:
+                        raise BindError(f"select {var} with aggregates: name the columns, e.g. select {var}.name, "
+                                        f"count({var}) ... group by {var}.name")
+                    if item.alias:
+                        raise BindError(f"`{item.value.root} as {item.alias}`: a whole model cannot be renamed; "
+                                        "alias a property instead, e.g. m.name as model")
+                    columns += [P.OutputColumn(c, P.Prop(*PROPERTIES[c])) for c in DEFAULT_COLUMNS]
+                else:
+                    value = self.value(item.value, var)
+                    if grouping:
+                        _check_grouped(value, group, item.value, var)
+                    columns.append(P.OutputColumn(item.alias or _column_name(item.value), value))
+            names = [c.name for c in columns]
+            dup = {n for n in names if names.count(n) > 1}
+            if dup:
+                raise BindError(f"duplicate result column {sorted(dup)[0]!r}; give one of them an alias with `as`")
+            aliases = {c.name: c.value for c in columns}
+            order = []
+            for o in q.order:
+                value = self._order_value(o.value, var, aliases)
+                if grouping:
+                    _check_grouped(value, group, o.value, var)
+                order.append(P.SortKey(value, o.descending))
+        finally:
+            self.grouping = outer
         if q.limit is not None and not 0 <= q.limit <= INT_MAX:
             raise BindError(f"limit {q.limit}: the limit must be an integer from 0 to {INT_MAX}; "
                             "leave out the limit clause to get every row")
-        return P.SelectPlan(var, source, cond, tuple(columns), order, q.limit)
+        return P.SelectPlan(var, source, cond, tuple(columns), tuple(order), q.limit, group, grouping)
 
     def _head_var(self, items: tuple[A.SelectItem, ...]) -> str:
         roots = {(i.value.root if isinstance(i.value, A.Path) else i.value.arg.root) for i in items}
@@ -125,6 +149,9 @@ class _Binder:
             return P.AllVersions(), src.var
         if isinstance(src, A.SourceSubquery):
             inner = self.select(src.query)
+            if inner.aggregate:
+                raise BindError("a query with aggregates (count, avg, group by) returns groups, not versions, "
+                                "so it cannot be a source; select the versions in the sub-query instead")
             return P.SubquerySource(inner, "subquery"), src.alias or default_var
         # saved query
         name = src.name
@@ -137,8 +164,12 @@ class _Binder:
         self.saved_stack.append(name)
         try:
             stmt = parse(self.vocab.saved[name])
+            if isinstance(stmt, (A.SliceQuery, A.ConstructQuery)):
+                # the versions committed from its networks (evaluate commits the missing ones)
+                derived = self.slice(stmt) if isinstance(stmt, A.SliceQuery) else self.construct(stmt)
+                return P.DerivedSource(derived, f'saved query "{name}"'), src.alias or default_var
             if not isinstance(stmt, A.SelectQuery):
-                raise BindError(f'saved query "{name}" is not a select query; save a select instead')
+                raise BindError(f'saved query "{name}" is not a select, slice or construct query; save one of those')
             inner = self.select(stmt)
         finally:
             self.saved_stack.pop()
@@ -177,7 +208,7 @@ class _Binder:
                     raise BindError(f"{m.target.text()}: insert after the matched layer itself, without .next/.prev")
                 tmpl = bind_template(m.template.name, tuple(a.value for a in m.template.args),
                                      tuple((k, v.value) for k, v in m.template.kwargs), set(self.vocab.ops), True)
-                restrict = tuple(p for p in top_preds if p.selector.pattern.text == sel.pattern.text)
+                restrict = _restricting(top_preds, sel)
                 ops.append(P.InsertOp(sel.pattern, tmpl, restrict))
             elif isinstance(m, A.DeleteEdge):
                 src, dst = self.selector(m.src, rows.var), self.selector(m.dst, rows.var)
@@ -188,12 +219,14 @@ class _Binder:
                 sel = self.selector(m.path, rows.var)
                 if sel.moves:
                     raise BindError("delete takes a layer: delete m[\"drop*\"]")
-                restrict = tuple(p for p in top_preds if p.selector.pattern.text == sel.pattern.text)
+                restrict = _restricting(top_preds, sel)
                 ops.append(P.DeleteNodeOp(sel.pattern, restrict))
         return P.ConstructPlan(q.target, rows, tuple(ops))
 
     def _rows(self, src: A.Source, where: A.Condition | None, target: str) -> P.SelectPlan:
         source, var = self.source(src, target)
+        if getattr(src, "alias", None) is None and isinstance(source, P.SubquerySource):
+            var = source.plan.var       # `construct m2 from (select m ...) mutate m[...]`: m names the sources
         if isinstance(src, A.SourceAll) and src.var == target:
             raise BindError(f"the new model {target} and the source model have the same name; "
                             f"write e.g. ... {target} from m1 ...")
@@ -262,10 +295,14 @@ class _Binder:
             if not 0 <= q.keep.after <= INT_MAX:
                 raise BindError(f"keep top(k, ..., {q.keep.after}): the number of iterations must be an "
                                 f"integer from 0 to {INT_MAX}")
+            if q.keep.per is not None and q.keep.per.lower() != "dataset":
+                raise BindError(f"keep top(...) per {q.keep.per}: only `per dataset` is known (without it the "
+                                "top k are kept over all candidates)")
             keep_k, keep_after = q.keep.k, q.keep.after
         text = self.text[q.span.start:q.span.end] if self.text else ""
         latest = q.where is None and (isinstance(q.source, A.SourceAll) or model is not None)
-        return P.EvaluatePlan(rows, tuple(grid), keep_k, keep_metric, keep_after, config_name,
+        per_dataset = q.keep is not None and q.keep.per is not None
+        return P.EvaluatePlan(rows, tuple(grid), keep_k, keep_metric, keep_after, per_dataset, config_name,
                               q.config.source if q.config else None, text, model, latest)
 
     # -- conditions -----------------------------------------------------------------
@@ -281,7 +318,8 @@ class _Binder:
             t = c.template
             tmpl = bind_template(t.name, tuple(a.value for a in t.args), tuple((k, v.value) for k, v in t.kwargs),
                                  set(self.vocab.ops), False)
-            pred = P.GraphPredicate(self.next_pred, sel, tmpl)
+            ops = None if tmpl.kwargs else tuple(sorted(o for o in self.vocab.ops if re.fullmatch(tmpl.op_regex(), o)))
+            pred = P.GraphPredicate(self.next_pred, sel, tmpl, ops)
             self.next_pred += 1
             return P.GraphP(pred)
         if isinstance(c, A.Comparison):
@@ -305,6 +343,32 @@ class _Binder:
                                 'with a lone backslash, which escapes the next character; write "\\\\\\\\" in '
                                 'the query for a literal backslash')
             return P.LikeP(v, c.pattern, c.negated)
+        if isinstance(c, A.Matches):
+            v = self.operand(c.operand, var)
+            if isinstance(v, P.Const) or v.vtype not in (P.TEXT, P.ID, P.DYNAMIC):
+                raise BindError(f"line {c.span.line}: matches applies to text such as {var}.name, "
+                                f"not {P.value_text(v, var)}")
+            try:
+                re.compile(c.pattern)
+            except re.error as exc:
+                raise BindError(f'line {c.span.line}, column {c.span.column}: "{c.pattern}" is not a regular '
+                                f"expression ({exc}); e.g. matches \"alexnet[-_].*\"") from None
+            return P.MatchesP(v, c.pattern, c.negated)
+        if isinstance(c, A.Lineage):
+            if not isinstance(c.path, A.Path):
+                raise BindError(f"line {c.span.line}, column {c.span.column}: {c.relation} of relates versions; "
+                                f'write {var} {c.relation} of "NAME@N"')
+            self._check_root(c.path, var)
+            if c.path.steps:
+                raise BindError(f"{c.path.text()} {c.relation} of ...: lineage relates versions; write "
+                                f'{var} {c.relation} of "NAME@N"')
+            name, _, seq = c.ref.rpartition("@")
+            model = name if name and seq.isdigit() else c.ref
+            is_id = re.fullmatch(r"[0-9a-f]{4,64}", model) is not None
+            if self.vocab.has_versions and model not in self.vocab.models and not is_id:
+                raise BindError(f'{c.relation} of "{c.ref}": no model "{model}" (a ref is NAME, NAME@N or a version '
+                                f'id prefix): {suggestion(model, self.vocab.models, "models")}', unknown_name=True)
+            return P.LineageP(c.relation, c.ref, c.negated)
         if isinstance(c, A.InList):
             v = self.operand(c.operand, var)
             if isinstance(v, P.Const):
@@ -355,7 +419,11 @@ class _Binder:
             return right
         types = {left.vtype, right.vtype}
         if P.DYNAMIC in types:
-            raise BindError(f"{where}: compare a hyperparameter with a literal value, not with another property")
+            # two hyperparameters, or one with a number or text: compared as numbers or as text
+            if types <= {P.DYNAMIC, P.NUMBER, P.TEXT, P.ID}:
+                return right
+            raise BindError(f"{where}: a hyperparameter compares with numbers, text or another hyperparameter, "
+                            f"not with {P.value_text(left if left.vtype != P.DYNAMIC else right, 'm')}")
         if {P.TEXT, P.ID} >= types or len(types) == 1:
             return right
         raise BindError(f"{where}: cannot compare {P.value_text(left, 'm')} ({left.vtype}) with {P.value_text(right, 'm')} ({right.vtype})")
@@ -363,6 +431,19 @@ class _Binder:
     def operand(self, o: A.Operand, var: str) -> P.BoundValue:
         if isinstance(o, A.Literal):
             return self._const(o)
+        if isinstance(o, A.Arith):
+            left, right = self.operand(o.left, var), self.operand(o.right, var)
+            for side in (left, right):
+                if side.vtype not in (P.NUMBER, P.DYNAMIC) or isinstance(side, P.Const) and isinstance(
+                        side.value, bool):
+                    raise BindError(f"line {o.span.line}, column {o.span.column}: {o.op} works on numbers (metrics, "
+                                    f"counts, numeric hyperparameters), not {P.value_text(side, var)}")
+            if isinstance(left, P.Const) and isinstance(right, P.Const):
+                raise BindError(f"line {o.span.line}, column {o.span.column}: {o.op} of two constants; "
+                                "write the result instead")
+            left = _number_const(left, "arithmetic", "a number", False) if isinstance(left, P.Const) else left
+            right = _number_const(right, "arithmetic", "a number", False) if isinstance(right, P.Const) else right
+            return P.BoundArith(left, o.op, right)
         return self.value(o, var)
 
     def _const(self, lit: A.Literal) -> P.Const:
@@ -370,8 +451,26 @@ class _Binder:
 
     # -- values ---------------------------------------------------------------------
     def value(self, v: A.Value, var: str) -> P.BoundValue:
+        if isinstance(v, A.Call) and self.grouping and v.func.lower() in GROUP_FUNCTIONS:
+            func = v.func.lower()
+            if func == "count" and not v.arg.steps:
+                self._check_root(v.arg, var)
+                return P.GroupAggregate("count", None)
+            if func == "count" and isinstance(v.arg.steps[0], A.Subscript):
+                pass            # count(m["conv*"]): layers, per version
+            else:
+                inner = self.value(v.arg, var)
+                if func != "count" and inner.vtype not in (P.NUMBER, P.DYNAMIC, P.TIME):
+                    raise BindError(f"{v.func}({v.arg.text()}): {func} aggregates numbers (or times for min/max), "
+                                    f"not {inner.vtype}")
+                if func in ("avg", "sum") and inner.vtype == P.TIME:
+                    raise BindError(f"{v.func}({v.arg.text()}): {func} takes numbers, not times")
+                return P.GroupAggregate(func, inner, inner.vtype if func in ("min", "max") else P.NUMBER)
         if isinstance(v, A.Call):
             func = v.func.lower()
+            if func in ("avg", "sum") or (func == "count" and not v.arg.steps):
+                raise BindError(f"{v.func}(...) aggregates over versions: use it in the select list "
+                                f"(select {var}.name, {v.func}(...) ... group by {var}.name)")
             if func == "count":
                 sel = self.selector(v.arg, var)
                 if sel.moves:
@@ -382,7 +481,8 @@ class _Binder:
                 if not isinstance(inner, P.Metric):
                     raise BindError(f'{v.func}(...) aggregates a metric series, e.g. {v.func}({var}.metrics["acc"])')
                 return P.Metric(inner.name, AGGREGATES[func])
-            raise BindError(f"unknown function {v.func}: {suggestion(func, list(AGGREGATES) + ['count'], 'functions')}")
+            raise BindError(f"unknown function {v.func}: "
+                            f"{suggestion(func, list(AGGREGATES) + list(GROUP_FUNCTIONS), 'functions')}")
         self._check_root(v, var)
         steps = v.steps
         if not steps:
@@ -406,10 +506,19 @@ class _Binder:
             return P.Metric(key)
         if len(steps) == 1 and first.name in PROPERTIES:
             return P.Prop(*PROPERTIES[first.name])
+        if len(steps) == 1 and first.name == "ancestors":
+            return P.BoundAncestors()
+        if first.name in RELATIONS and len(steps) > 1:
+            inner = self.value(A.Path(v.root, steps[1:], v.span), var)
+            if isinstance(inner, (P.BoundRelated, P.BoundAncestors)) or (
+                    isinstance(inner, P.Prop) and inner.name in ("parent", "root", "depth")):
+                raise BindError(f"{v.text()}: one step of lineage at a time; {v.root}.{first.name} reaches "
+                                "the name, times, counts, hyperparameters and metrics of that version")
+            return P.BoundRelated(first.name, inner)
         if first.name in PROPERTIES:
             raise BindError(f"{v.text()}: {v.root}.{first.name} has no further fields")
         raise BindError(f"unknown property {v.root}.{first.name}: "
-                        f"{suggestion(first.name, list(PROPERTIES) + ['hparams', 'metrics'], 'properties')}")
+                        f"{suggestion(first.name, [*PROPERTIES, 'hparams', 'metrics', 'ancestors'], 'properties')}")
 
     def selector(self, p: A.Path, var: str, module_prefixes: bool = False) -> P.LayerSelector:
         self._check_root(p, var)
@@ -440,6 +549,29 @@ class _Binder:
                     if p.root in self.vocab.models else "")
             raise BindError(f"unknown model variable {p.root} at line {p.span.line}, column {p.span.column}; "
                             f"this query calls the model {var}{hint}")
+
+
+def _aggregates_versions(v: A.Value) -> bool:
+    """`count(m)`, `avg(...)`, `sum(...)`: a select with one of these returns groups."""
+    if not isinstance(v, A.Call):
+        return False
+    func = v.func.lower()
+    return func in ("avg", "sum") or (func == "count" and not v.arg.steps)
+
+
+def _check_grouped(value: P.BoundValue, group: tuple[P.BoundValue, ...], text: A.Value, var: str) -> None:
+    if isinstance(value, P.GroupAggregate) or value in group or isinstance(value, P.Const):
+        return
+    shown = text.text() if isinstance(text, A.Path) else _column_name(text)
+    raise BindError(f"{shown} is neither grouped nor aggregated: add it to `group by` or aggregate it "
+                    f"(count({var}), min, max, avg, sum)")
+
+
+def _restricting(preds: list[P.GraphPredicate], sel: P.LayerSelector) -> tuple[P.GraphPredicate, ...]:
+    """The where clause's graph predicates that restrict a mutation of the layers ``sel`` names:
+    those over the same layers, whatever captures either spelling adds (`m1["conv*"].next has
+    POOL("AVG")` restricts `m1["conv*($1)"].insert`): the patterns' capture-free regexes agree."""
+    return tuple(p for p in preds if p.selector.pattern.sql_regex == sel.pattern.sql_regex)
 
 
 def _number_const(c: P.Const, where: str, what: str, integer: bool) -> P.Const:

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Callable
 
 from ..catalog.saved_queries import save_query
-from ..catalog.selection import (candidate_graph_hashes, read_snapshot, renew_snapshot, select_ids, select_rows,
-                                 version_graphs, version_hparam)
+from ..catalog.selection import (candidate_graph_hashes, derived_versions, read_snapshot, renew_snapshot,
+                                 select_ids, select_rows, version_graphs, version_hparam)
 from ..engine.spec import ORIGIN_EVALUATE, ORIGIN_KEY, Candidate, EvaluateSpec, KeepRule
 from ..netdef.graph import Graph
 from . import plan as P
@@ -34,6 +34,10 @@ Progress = Callable[[str], None]
 #: runs an `evaluate` (trains the candidates, commits the kept ones) and says what it did;
 #: supplied by the caller that owns the repository (modelhub.repo.query)
 EvaluateRunner = Callable[[EvaluateSpec, "Progress | None"], QueryResult]
+#: commits the networks a saved slice/construct derives (an `evaluate` from it trains versions) and
+#: returns one version id per graph, in order, reusing a version already committed from the same
+#: parent with the same graph; supplied by the caller that owns the repository
+GraphCommitter = Callable[[tuple[DerivedGraph, ...]], list[str]]
 
 
 def plan_text(text: str, catalog) -> P.StatementPlan:
@@ -68,25 +72,42 @@ def _bind(stmt, con, text: str, own: bool) -> P.StatementPlan:
 
 def execute(text: str, catalog, *, evaluate: EvaluateRunner | None = None, progress: Progress | None = None,
             storage_budget: int | None = None, backend: str | None = None,
-            ray_address: str | None = None) -> QueryResult:
+            ray_address: str | None = None, commit_graphs: GraphCommitter | None = None,
+            all_or_nothing: bool = False) -> QueryResult:
     """Run one DQL statement. ``evaluate`` runs an `evaluate` statement (without one, such a
     statement is an error); ``storage_budget`` (bytes of materialized features), ``backend``
-    (local | ray) and ``ray_address`` override the evaluate config's."""
+    (local | ray) and ``ray_address`` override the evaluate config's. ``commit_graphs`` commits
+    the networks of a saved slice/construct an `evaluate` names as its source.
+    ``all_or_nothing``: a slice/construct that fails for one source version fails as a whole
+    (by default that version is skipped and listed in ``result.skipped``)."""
     stmt = parse(text)
     with catalog.read() as con, read_snapshot(con) as own:
         plan = _bind(stmt, con, text, own)
         if not isinstance(plan, (P.SavePlan, P.EvaluatePlan)):
             try:
-                return run_statement(con, plan)
+                return run_statement(con, plan, all_or_nothing=all_or_nothing)
             except RecursionError:  # pragma: no cover - the parser bounds nesting; a safety net
                 raise ExecutionError("the query is nested too deeply to run; write `not not x` as x and "
                                      "long chains without parentheses (docs/DQL.md, Limits)") from None
-        if isinstance(plan, P.EvaluatePlan):
+        spec = None
+        if isinstance(plan, P.EvaluatePlan) and isinstance(plan.rows.source, P.DerivedSource):
+            derived = derive(con, plan.rows.source.plan, all_or_nothing).graphs
+        elif isinstance(plan, P.EvaluatePlan):
             spec = evaluate_spec(con, plan)
-            if storage_budget is not None:
-                spec = replace(spec, storage_budget=storage_budget)
-            if backend is not None or ray_address is not None:
-                spec = replace(spec, backend=backend or spec.backend, ray_address=ray_address or spec.ray_address)
+    if isinstance(plan, P.EvaluatePlan) and spec is None:
+        # the source is a saved slice/construct: its networks become versions, then they are trained
+        if commit_graphs is None or evaluate is None:
+            raise ExecutionError("evaluate from a saved slice/construct commits its networks first, so it needs a "
+                                 "repository: run it through repo.query(...) or `dlv query`")
+        ids = tuple(dict.fromkeys(commit_graphs(derived))) if derived else ()
+        plan = replace(plan, rows=replace(plan.rows, source=P.IdsSource(ids, plan.rows.source.label)))
+        with catalog.read() as con, read_snapshot(con):
+            spec = evaluate_spec(con, plan)
+    if spec is not None:
+        if storage_budget is not None:
+            spec = replace(spec, storage_budget=storage_budget)
+        if backend is not None or ray_address is not None:
+            spec = replace(spec, backend=backend or spec.backend, ray_address=ray_address or spec.ray_address)
     if isinstance(plan, P.SavePlan):
         with catalog.write() as con:
             save_query(con, plan.name, plan.text, datetime.now())
@@ -98,7 +119,7 @@ def execute(text: str, catalog, *, evaluate: EvaluateRunner | None = None, progr
     return evaluate(spec, progress)
 
 
-def run_statement(con, plan: P.StatementPlan) -> QueryResult:
+def run_statement(con, plan: P.StatementPlan, *, all_or_nothing: bool = False) -> QueryResult:
     """Run a bound statement that only reads (select, slice, construct, explain) on ``con``."""
     if isinstance(plan, P.ExplainPlan):
         candidates = None
@@ -107,20 +128,36 @@ def run_statement(con, plan: P.StatementPlan) -> QueryResult:
         return QueryResult((), (), kind=ResultKind.EXPLAIN, text=render(plan, candidates))
     if isinstance(plan, P.SelectPlan):
         return select(con, plan)
-    if isinstance(plan, P.SlicePlan):
-        return _derive(con, plan.rows, ResultKind.SLICE,
-                       lambda g, label: slice_graph(g, plan.input, plan.output, label))
-    if isinstance(plan, P.ConstructPlan):
-        return _derive(con, plan.rows, ResultKind.CONSTRUCT, lambda g, label: construct_graph(g, plan.ops, label))
+    if isinstance(plan, (P.SlicePlan, P.ConstructPlan)):
+        return derive(con, plan, all_or_nothing)
     raise ExecutionError(f"cannot run a {type(plan).__name__} here")  # pragma: no cover
 
 
 # ---- select -------------------------------------------------------------------------
+def resolve_sources(con, plan: P.SelectPlan) -> P.SelectPlan:
+    """``plan`` with every saved slice/construct source (nested ones too) replaced by the versions
+    already committed from its networks: a select only reads."""
+    src = plan.source
+    if isinstance(src, P.SubquerySource):
+        inner = resolve_sources(con, src.plan)
+        return plan if inner is src.plan else replace(plan, source=replace(src, plan=inner))
+    if isinstance(src, P.DerivedSource):
+        try:
+            graphs = derive(con, src.plan, False).graphs
+        except ExecutionError:      # it derives nothing here, so nothing was committed from it
+            graphs = ()
+        found = derived_versions(con, [(d.source_id, d.graph.hash) for d in graphs])
+        ids = tuple(dict.fromkeys(found[k] for k in ((d.source_id, d.graph.hash) for d in graphs) if k in found))
+        return replace(plan, source=P.IdsSource(ids, src.label))
+    return plan
+
+
 def resolve_graph_sets(con, plan: P.SelectPlan, sets: GraphSets) -> GraphSets:
     """Evaluate every graph predicate of ``plan`` (and nested plans) over the candidate graphs."""
     if isinstance(plan.source, P.SubquerySource):
         resolve_graph_sets(con, plan.source.plan, sets)
-    preds = P.graph_predicates(plan.filter)
+    # predicates with attribute arguments; the others the catalog answers in SQL
+    preds = [p for p in P.graph_predicates(plan.filter) if p.ops is None]
     if preds:
         # Only graphs of versions that pass the graph-free conjuncts are loaded and walked.
         views = load_views(con, candidate_graph_hashes(con, to_selection(plan, sets)))
@@ -130,31 +167,60 @@ def resolve_graph_sets(con, plan: P.SelectPlan, sets: GraphSets) -> GraphSets:
 
 
 def select(con, plan: P.SelectPlan) -> QueryResult:
+    plan = resolve_sources(con, plan)
     rows = select_rows(con, to_selection(plan, resolve_graph_sets(con, plan, {})))
     return QueryResult(tuple(c.name for c in plan.columns), tuple(rows))
 
 
 def selected_ids(con, plan: P.SelectPlan) -> list[str]:
+    plan = resolve_sources(con, plan)
     return select_ids(con, to_selection(plan, resolve_graph_sets(con, plan, {})))
 
 
 # ---- slice / construct ----------------------------------------------------------------
-def _derive(con, rows: P.SelectPlan, operation: ResultKind,
-            transform: Callable[[Graph, str], Graph]) -> QueryResult:
+def derive(con, plan: P.SlicePlan | P.ConstructPlan, all_or_nothing: bool) -> QueryResult:
+    """The networks a slice or construct derives, one per selected version with a graph. A version
+    the surgery fails for is skipped and listed (``result.skipped``), unless ``all_or_nothing``;
+    when it fails for every version, that is an error."""
+    if isinstance(plan, P.SlicePlan):
+        kind = ResultKind.SLICE
+
+        def transform(g: Graph, label: str) -> Graph:
+            return slice_graph(g, plan.input, plan.output, label)
+    else:
+        kind = ResultKind.CONSTRUCT
+
+        def transform(g: Graph, label: str) -> Graph:
+            return construct_graph(g, plan.ops, label)
     derived: list[DerivedGraph] = []
     out_rows: list[tuple] = []
-    skipped = 0
-    for found in version_graphs(con, selected_ids(con, rows)):
+    no_graph = 0
+    failed: list[tuple[str, str]] = []
+    for found in version_graphs(con, selected_ids(con, plan.rows)):
         if found.definition is None:
-            skipped += 1           # a state-dict-only version has no graph to cut
+            no_graph += 1           # a state-dict-only version has no graph to cut
             continue
-        graph = transform(Graph.from_json(found.definition), f"{found.model}@{found.seq}")
-        derived.append(DerivedGraph(found.version_id, found.model, found.seq, graph, operation))
-        out_rows.append((found.version_id, f"{found.model}@{found.seq}", len(graph.layers), graph.n_params,
-                         graph.hash))
-    note = f"{len(derived)} new network(s)" + (f"; {skipped} version(s) without a graph skipped" if skipped else "")
+        label = f"{found.model}@{found.seq}"
+        try:
+            graph = transform(Graph.from_json(found.definition), label)
+        except ExecutionError as exc:
+            if all_or_nothing:
+                raise ExecutionError(f"{exc} (all-or-nothing: nothing was derived; without it the "
+                                     "versions that fail are skipped and listed)") from None
+            failed.append((label, str(exc)))
+            continue
+        derived.append(DerivedGraph(found.version_id, found.model, found.seq, graph, kind))
+        out_rows.append((found.version_id, label, len(graph.layers), graph.n_params, graph.hash))
+    if failed and not derived:      # nothing to show: the failure is the answer
+        more = f" ({len(failed) - 1} other version(s) failed too)" if len(failed) > 1 else ""
+        raise ExecutionError(failed[0][1] + more)
+    note = f"{len(derived)} new network(s)"
+    if no_graph:
+        note += f"; {no_graph} version(s) without a graph skipped"
+    if failed:
+        note += f"; {len(failed)} version(s) skipped:" + "".join(f"\n  {msg}" for _, msg in failed)
     return QueryResult(("source_id", "source", "n_layers", "n_params", "graph_hash"), tuple(out_rows),
-                       kind=operation, text=note, graphs=tuple(derived))
+                       kind=kind, text=note, graphs=tuple(derived), skipped=tuple(failed))
 
 
 # ---- evaluate ---------------------------------------------------------------------------
@@ -187,6 +253,7 @@ def evaluate_spec(con, plan: P.EvaluatePlan) -> EvaluateSpec:
             base_config = json.loads(Path(src).read_text())
         except (OSError, ValueError) as exc:
             raise ExecutionError(f"cannot read the config {src}: {exc}; fix the JSON file or the path") from None
-    keep = KeepRule(plan.keep_k, plan.keep_metric, plan.keep_after) if plan.keep_k is not None else None
+    keep = (KeepRule(plan.keep_k, plan.keep_metric, plan.keep_after, plan.keep_per_dataset)
+            if plan.keep_k is not None else None)
     return EvaluateSpec(candidates=candidates, base_config=base_config, config_source=src, keep=keep,
                         query_text=plan.query_text)

@@ -13,7 +13,10 @@ def render(plan: P.StatementPlan, candidates: list | None = None) -> str:
         plan = plan.inner
     if isinstance(plan, P.SavePlan):
         lines.append(f'SaveQuery "{plan.name}"')
-        _select(plan.inner, lines, 1)
+        if isinstance(plan.inner, P.SelectPlan):
+            _select(plan.inner, lines, 1)
+        else:
+            lines += ["  " + line for line in render(plan.inner).splitlines()]
     elif isinstance(plan, P.SelectPlan):
         _select(plan, lines, 0)
         _sql(plan, lines)
@@ -71,14 +74,23 @@ def _select(plan: P.SelectPlan, lines: list[str], depth: int) -> None:
     if isinstance(plan.source, P.SubquerySource):
         lines.append(f"{pad}  source: {plan.source.label}")
         _select(plan.source.plan, lines, depth + 2)
+    elif isinstance(plan.source, P.DerivedSource):
+        lines.append(f"{pad}  source: the versions committed from the networks of {plan.source.label}")
+        lines += [f"{pad}    " + line for line in render(plan.source.plan).splitlines()]
+    elif isinstance(plan.source, P.IdsSource):
+        lines.append(f"{pad}  source: {len(plan.source.ids)} version(s) of {plan.source.label}")
     else:
         lines.append(f"{pad}  source: all versions")
     preds = P.graph_predicates(plan.filter)
     if plan.filter is not None:
         lines.append(f"{pad}  filter: {cond_text(plan.filter, plan.var)}")
     for p in preds:
-        lines.append(f"{pad}  graph predicate #{p.id}: {p.text(plan.var)}  "
-                     "[over stored graphs; only graphs passing the other conjuncts]")
+        how = ("[in SQL over graph_nodes/graph_edges]" if p.ops is not None
+               else "[over stored graphs; only graphs passing the other conjuncts]")
+        lines.append(f"{pad}  graph predicate #{p.id}: {p.text(plan.var)}  {how}")
+    if plan.aggregate:
+        keys = ", ".join(value_text(g, plan.var) for g in plan.group)
+        lines.append(f"{pad}  group by: {keys}" if keys else f"{pad}  aggregate: one row over all selected versions")
     if plan.order:
         lines.append(f"{pad}  order by: " + ", ".join(
             value_text(k.value, plan.var) + (" desc" if k.descending else "") for k in plan.order))
@@ -97,6 +109,10 @@ def cond_text(c: P.BoundCond, var: str) -> str:
         return f"{value_text(c.left, var)} {c.op} {value_text(c.right, var)}"
     if isinstance(c, P.LikeP):
         return f"{value_text(c.value, var)} {'not ' if c.negated else ''}like {c.pattern!r}"
+    if isinstance(c, P.MatchesP):
+        return f"{value_text(c.value, var)} {'not ' if c.negated else ''}matches {c.pattern!r}"
+    if isinstance(c, P.LineageP):
+        return f"{var} {'not ' if c.negated else ''}{c.relation} of {c.ref!r}"
     if isinstance(c, P.InP):
         return f"{value_text(c.value, var)} {'not ' if c.negated else ''}in [{', '.join(repr(i.value) for i in c.items)}]"
     if isinstance(c, P.BetweenP):

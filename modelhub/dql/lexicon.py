@@ -15,15 +15,16 @@ KEYWORDS: dict[str, str] = {
     "_LIMIT": "limit", "_OR": "or", "_AND": "and", "NOT": "not", "_LIKE": "like", "_IN": "in",
     "_BETWEEN": "between", "_HAS": "has", "_TRUE": "true", "_FALSE": "false", "_NULL": "null",
     "_DELETE": "delete", "_EDGE": "edge", "_WITH": "with", "_VARY": "vary", "_AUTO": "auto",
-    "_KEEP": "keep", "_TOP": "top",
+    "_KEEP": "keep", "_TOP": "top", "_PER": "per",
+    "_GROUP": "group", "_MATCHES": "matches", "_DESCENDANT": "descendant", "_ANCESTOR": "ancestor", "_OF": "of",
 }
 KEYWORD_WORDS = sorted(set(KEYWORDS.values()) | {"asc", "desc"})
 
 #: words that are not keywords but have a meaning after a model variable
 PROPERTIES = ("name", "id", "parent", "creation_time", "seq", "message", "author",
               "n_params", "n_layers", "n_tensors", "hparams", "metrics", "next", "prev", "insert",
-              "input", "output")
-FUNCTIONS = ("max", "min", "count")
+              "input", "output", "root", "depth", "ancestors")
+FUNCTIONS = ("max", "min", "count", "avg", "sum")
 TEMPLATES = ("CONV", "POOL", "RELU", "FC", "BN", "DROPOUT", "SOFTMAX", "FLATTEN")
 
 _PUNCT = {
@@ -47,6 +48,10 @@ def describe_terminal(name: str, value: str | None = None) -> str:
         return f"number {value}" if value else "a number"
     if name == "COMP_OP":
         return f"`{value}`" if value else "a comparison (==, !=, <, <=, >, >=)"
+    if name == "ADD_OP":
+        return f"`{value}`" if value else "arithmetic (+, -)"
+    if name == "MUL_OP":
+        return f"`{value}`" if value else "arithmetic (*, /)"
     if name == "$END":
         return "end of query"
     return f"`{value}`" if value else name

@@ -7,10 +7,16 @@ for the usual mistakes; no other exception escapes :func:`parse`.
 """
 from __future__ import annotations
 
+import hashlib
+import os
 import re
+import sys
+import tempfile
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 
+import lark
 from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
 
@@ -21,8 +27,31 @@ from .lexicon import KEYWORDS, describe_terminal
 
 @lru_cache(maxsize=1)
 def _parser() -> Lark:
+    """The LALR parser. Building its tables takes most of a cold query (~100 ms), so the built
+    parser is kept in the user's cache folder, keyed by the grammar and the lark and Python
+    versions; a missing, stale or unreadable cache file only means building it again."""
     text = resources.files("modelhub.grammar").joinpath("dql.lark").read_text(encoding="utf-8")
-    return Lark(text, parser="lalr", propagate_positions=True, maybe_placeholders=True)
+    key = hashlib.sha256(f"{text}\0{lark.__version__}\0{sys.version_info[:2]}".encode()).hexdigest()[:24]
+    path = _cache_dir() / f"dql-parser-{key}.lark"
+    try:
+        with open(path, "rb") as fh:
+            return Lark.load(fh)
+    except Exception:       # noqa: BLE001 - no cache yet, or a damaged one: build the parser
+        pass
+    parser = Lark(text, parser="lalr", propagate_positions=True, maybe_placeholders=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with tempfile.NamedTemporaryFile("wb", dir=path.parent, delete=False) as tmp:
+            parser.save(tmp)
+        os.replace(tmp.name, path)      # readers see the whole file or none
+    except OSError:
+        pass                # a read-only home: build it each time
+    return parser
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "modelhub"
 
 
 def parse(text: str) -> A.Statement:
@@ -52,7 +81,7 @@ def parse(text: str) -> A.Statement:
 #: how deeply `not`, `and`/`or` groups in parentheses and nested `from (select ...)` may nest
 #: (docs/DQL.md, "Limits"); flat chains `a or b or c ...` count as one level however long
 MAX_NESTING = 200
-_NESTING_RULES = frozenset({"or_", "and_", "not_", "source_subquery"})
+_NESTING_RULES = frozenset({"or_", "and_", "not_", "source_subquery", "arith"})
 TOO_DEEP_HINT = (f"the query nests deeper than {MAX_NESTING} levels; write `not not x` as x and "
                  "long chains without parentheses (a or b or c ...)")
 
@@ -130,6 +159,7 @@ class _ToAst(Transformer):
         items, rest = ch[0], ch[1:]
         source = where = limit = None
         order: tuple = ()
+        group: tuple = ()
         for c in rest:
             if c is None:
                 continue
@@ -142,7 +172,9 @@ class _ToAst(Transformer):
                 order = val
             elif kind == "limit":
                 limit = val
-        return A.SelectQuery(items, source, where, order, limit, _span(meta))
+            elif kind == "group":
+                group = val
+        return A.SelectQuery(items, source, where, order, limit, _span(meta), group)
 
     def slice_query(self, meta, ch):
         target, source, where, assigns = ch
@@ -184,6 +216,9 @@ class _ToAst(Transformer):
     def where_clause(self, meta, ch):
         return ("where", ch[0])
 
+    def group_clause(self, meta, ch):
+        return ("group", tuple(ch))
+
     def order_clause(self, meta, ch):
         return ("order", tuple(ch))
 
@@ -219,6 +254,20 @@ class _ToAst(Transformer):
     def like(self, meta, ch):
         negated = len(ch) == 3
         return A.Like(ch[0], unquote_like(ch[-1]), negated, _span(meta))
+
+    def matches(self, meta, ch):
+        negated = len(ch) == 3
+        return A.Matches(ch[0], unquote(ch[-1]), negated, _span(meta))
+
+    def descendant_of(self, meta, ch):
+        return A.Lineage(ch[0], "descendant", unquote(ch[-1]), len(ch) == 3, _span(meta))
+
+    def ancestor_of(self, meta, ch):
+        return A.Lineage(ch[0], "ancestor", unquote(ch[-1]), len(ch) == 3, _span(meta))
+
+    def arith(self, meta, ch):
+        left, op, right = ch
+        return A.Arith(left, str(op), right, _span(meta))
 
     def in_list(self, meta, ch):
         negated = len(ch) == 3
@@ -320,7 +369,8 @@ class _ToAst(Transformer):
         return A.VaryItem(ch[0], None, _span(meta))
 
     def keep_clause(self, meta, ch):
-        return A.KeepClause(int(ch[0]), ch[1], int(ch[2]), _span(meta))
+        per = None if ch[3] is None else str(ch[3])
+        return A.KeepClause(int(ch[0]), ch[1], int(ch[2]), _span(meta), per)
 
 
 def _clause(c):

@@ -67,7 +67,41 @@ class Const:
     vtype: ValueType
 
 
-BoundValue = Union[Prop, HParam, Metric, LayerCount, Const]
+@dataclass(frozen=True)
+class BoundRelated:
+    """A value of a related version: ``m.parent.metrics["acc"]`` (the first parent, the
+    version-parent join) or ``m.root.name`` (the first version of m's first-parent chain)."""
+    relation: str           # "parent" | "root"
+    inner: "BoundValue"
+
+    @property
+    def vtype(self) -> ValueType:
+        return self.inner.vtype
+
+
+@dataclass(frozen=True)
+class BoundAncestors:
+    """Every version m descends from (all parents, transitively), nearest first: a list of ids."""
+    vtype: ValueType = ID
+
+
+@dataclass(frozen=True)
+class BoundArith:
+    left: "BoundValue"
+    op: str                 # + - * /
+    right: "BoundValue"
+    vtype: ValueType = NUMBER
+
+
+@dataclass(frozen=True)
+class GroupAggregate:
+    """An aggregate over the versions of a group (`count(m)`, `avg(m.metrics["acc"])` ...)."""
+    func: str               # count | min | max | avg | sum
+    inner: "BoundValue | None"      # None: count(m), the number of versions
+    vtype: ValueType = NUMBER
+
+
+BoundValue = Union[Prop, HParam, Metric, LayerCount, Const, BoundRelated, BoundAncestors, BoundArith, GroupAggregate]
 
 
 @dataclass(frozen=True)
@@ -84,6 +118,9 @@ class GraphPredicate:
     id: int
     selector: LayerSelector
     template: TemplateSpec
+    #: the catalog's operation names the template matches, when it has no attribute arguments:
+    #: then the catalog answers the predicate in SQL; None: evaluated over the loaded graphs
+    ops: tuple[str, ...] | None = None
 
     def text(self, var: str = "m") -> str:
         return f"{self.selector.text(var)} has {self.template.text()}"
@@ -101,6 +138,21 @@ class Compare:
 class LikeP:
     value: BoundValue
     pattern: str
+    negated: bool
+
+
+@dataclass(frozen=True)
+class MatchesP:
+    value: BoundValue
+    pattern: str            # a regular expression that must match the whole text
+    negated: bool
+
+
+@dataclass(frozen=True)
+class LineageP:
+    """m is a descendant (or an ancestor) of the version REF names."""
+    relation: str           # "descendant" | "ancestor"
+    ref: str
     negated: bool
 
 
@@ -139,7 +191,7 @@ class NotP:
     operand: "BoundCond"
 
 
-BoundCond = Union[Compare, LikeP, InP, BetweenP, GraphP, AndP, OrP, NotP]
+BoundCond = Union[Compare, LikeP, MatchesP, InP, BetweenP, GraphP, LineageP, AndP, OrP, NotP]
 
 
 def graph_predicates(cond: BoundCond | None) -> tuple[GraphPredicate, ...]:
@@ -184,7 +236,23 @@ class SubquerySource:
     label: str              # 'subquery' or 'saved query "name"'
 
 
-Source = Union[AllVersions, SubquerySource]
+@dataclass(frozen=True)
+class DerivedSource:
+    """A saved slice/construct used as a source: the versions committed from its networks
+    (a select reads those already committed; evaluate commits the missing ones first)."""
+    plan: "SlicePlan | ConstructPlan"
+    label: str              # 'saved query "name"'
+
+
+@dataclass(frozen=True)
+class IdsSource:
+    """A source resolved to version ids by the executor (a :class:`DerivedSource` after its
+    networks were derived and looked up or committed)."""
+    ids: tuple[str, ...]
+    label: str
+
+
+Source = Union[AllVersions, SubquerySource, DerivedSource, IdsSource]
 
 
 @dataclass(frozen=True)
@@ -195,6 +263,8 @@ class SelectPlan:
     columns: tuple[OutputColumn, ...]
     order: tuple[SortKey, ...]
     limit: int | None
+    group: tuple[BoundValue, ...] = ()      # `group by` keys (aggregate columns: GroupAggregate)
+    aggregate: bool = False                 # one row per group (the whole selection when no keys)
 
 
 @dataclass(frozen=True)
@@ -248,6 +318,7 @@ class EvaluatePlan:
     keep_k: int | None
     keep_metric: str | None
     keep_after: int | None
+    keep_per_dataset: bool
     config_name: str | None
     config_source: str | None
     query_text: str
@@ -285,4 +356,12 @@ def value_text(v: BoundValue, var: str) -> str:
         return base if v.agg == "latest" else f"{v.agg}({base})"
     if isinstance(v, LayerCount):
         return f'count({var}["{v.pattern.text}"])'
+    if isinstance(v, BoundRelated):
+        return value_text(v.inner, f"{var}.{v.relation}")
+    if isinstance(v, BoundAncestors):
+        return f"{var}.ancestors"
+    if isinstance(v, BoundArith):
+        return f"({value_text(v.left, var)} {v.op} {value_text(v.right, var)})"
+    if isinstance(v, GroupAggregate):
+        return f"{v.func}({var if v.inner is None else value_text(v.inner, var)})"
     return repr(v.value)

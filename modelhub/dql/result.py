@@ -50,6 +50,7 @@ class QueryResult:
     spec: EvaluateSpec | None = None                  # evaluate: what was run
     committed: tuple[str, ...] = field(default=())   # version ids created by --commit
     stats: tuple[dict, ...] = ()                      # evaluate: reuse statistics per dataset (engine ReuseStats)
+    skipped: tuple[tuple[str, str], ...] = ()          # slice/construct: (source NAME@N, why) per skipped version
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -82,6 +83,8 @@ class QueryResult:
             payload["committed"] = list(self.committed)
         if self.stats:
             payload["stats"] = list(self.stats)
+        if self.skipped:
+            payload["skipped"] = [{"source": src, "reason": why} for src, why in self.skipped]
         return json.dumps(payload, indent=None, sort_keys=False)
 
     def format_table(self, max_width: int = 48) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -29,7 +30,8 @@ from .executor import BackendOptions
 from .features import ChunkInfo, FeatureStore
 from .fsstore import is_url, open_feature_store
 from .selection import CandidateModel, SelectionResult, pick_device, run_selection
-from .spec import ORIGIN_EVALUATE, ORIGIN_KEY, Candidate, EvaluateSpec, overrides_text
+from .spec import ORIGIN_EVALUATE, ORIGIN_KEY, Candidate, EvaluateSpec, KeepRule, overrides_text
+from .train import lower_is_better, metric_name
 from .stored_prefix import NoStoredStart, StoredStart, find_stored_prefix, float32_exact, record_prefixes
 
 
@@ -237,11 +239,17 @@ def run_evaluate(access: RepositoryAccess, spec: EvaluateSpec, progress: Callabl
     results: list[EvaluatedCandidate] = []
     reuse: list[dict] = []
     committed: list[str] = []
+    # the paper's `keep top(k, ...)` keeps the k best over all candidates: each dataset's run keeps
+    # its own k best (a superset of the overall ones) and records the metric at the keep point,
+    # then the overall ranking prunes the rest before anything is committed
+    overall = spec.keep is not None and not spec.keep.per_dataset and len(groups) > 1
+    keep = spec.keep if overall or spec.keep is None else replace(spec.keep, per_dataset=True)
+    finished_groups = []
     for dataset_ref, members in groups.items():
         data = _load_data(access, dataset_ref, data_cache)
         first = members[0][0].config
         result: SelectionResult = run_selection(
-            [m[0] for m in members], data, store=store, keep=spec.keep,
+            [m[0] for m in members], data, store=store, keep=keep,
             storage_budget=first.storage_budget, memory_budget=first.memory_budget,
             feature_dtype=first.feature_dtype, device=pick_device(first.device), progress=emit, backend=opts)
         # index the frozen prefixes by catalog content, so progressive eval finds their features
@@ -250,14 +258,17 @@ def run_evaluate(access: RepositoryAccess, spec: EvaluateSpec, progress: Callabl
         written.clear()
         stats = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(result.reuse).items()}
         reuse.append({"dataset": data.meta.get("ref", data.name), **stats})
-        by_cid = {o.cid: o for o in result.outcomes}
+        finished_groups.append((dataset_ref, data, members, {o.cid: o for o in result.outcomes}))
+    pruned_overall = _pruned_overall(spec.keep, [(g[0], g[3]) for g in finished_groups]) if overall else set()
+    for dataset_ref, data, members, by_cid in finished_groups:
         # the model's last committed candidate becomes its latest version: only it gets a hot copy
         last_of_model = {co.model: cm.cid for cm, _, (co, _) in members
-                         if by_cid[cm.cid].status == "finished"}
+                         if by_cid[cm.cid].status == "finished" and (dataset_ref, cm.cid) not in pruned_overall}
         for cm, cand, (co, overrides) in members:
             out = by_cid[cm.cid]
+            status = "pruned" if (dataset_ref, cm.cid) in pruned_overall else out.status
             vid = ref = None
-            if out.status == "finished":
+            if status == "finished":
                 series: dict[str, list[tuple[int, float]]] = {}
                 for name, step, value in out.series:
                     series.setdefault(name, []).append((step, value))
@@ -271,9 +282,27 @@ def run_evaluate(access: RepositoryAccess, spec: EvaluateSpec, progress: Callabl
                     hot_copy=last_of_model.get(co.model) == cm.cid)
                 vid, ref = info.id, info.ref
                 committed.append(vid)
-            results.append(EvaluatedCandidate(cand.version_id, vid, ref, out.status, overrides,
+            results.append(EvaluatedCandidate(cand.version_id, vid, ref, status, overrides,
                                               dict(out.metrics), out.frozen_stages, out.steps, out.step_seconds))
     return EvaluateResult(tuple(results), tuple(reuse), tuple(committed))
+
+
+def _pruned_overall(keep: KeepRule, groups: list[tuple[str, dict]]) -> set[tuple[str, str]]:
+    """(dataset, candidate id) of the finished candidates outside the k best over all datasets,
+    ranked by the metric as it stood at the keep point (``keep.after`` iterations); a missing or
+    NaN value ranks last."""
+    name = metric_name(keep.metric)
+    sign = 1 if lower_is_better(name) else -1
+    ranked = []
+    for order, (dataset_ref, by_cid) in enumerate(groups):
+        for cid, out in by_cid.items():
+            if out.status != "finished":
+                continue
+            at_keep = [v for n, step, v in out.series if n == name and step <= keep.after]
+            value = at_keep[-1] if at_keep else math.nan
+            ranked.append((math.inf if math.isnan(value) else sign * value, order, cid, dataset_ref))
+    ranked.sort()
+    return {(dataset_ref, cid) for _, _, cid, dataset_ref in ranked[keep.k:]}
 
 
 @dataclass(frozen=True)

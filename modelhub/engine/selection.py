@@ -377,7 +377,9 @@ def _train(run: _Run, graph: _PrefixGraph, done: _Materialized, split: _Split, k
                              run.itemsize, memory_cache)
     alive = {pr.cand.cid for pr in graph.prepared}
     pruned: frozenset[str] = frozenset()
-    if keep is not None and keep.k < len(graph.prepared):
+    # ranked over all datasets (not per_dataset), the metric at the keep point is needed even
+    # when this dataset's candidates all fit in k
+    if keep is not None and (keep.k < len(graph.prepared) or not keep.per_dataset):
         run.executor.train(groups, features, alive, keep.after, run.emit)
         for g in groups:
             _, val = features.of(g)

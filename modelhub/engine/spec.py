@@ -42,6 +42,7 @@ class KeepRule:
     k: int          # keep the k best candidates ...
     metric: str     # ... by this metric (lower is better for names containing 'loss'/'error', else higher)
     after: int      # ... after this many training iterations; only the kept ones continue
+    per_dataset: bool = False   # the k best of each dataset; by default the k best over all candidates
 
 
 @dataclass(frozen=True)

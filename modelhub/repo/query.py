@@ -11,7 +11,8 @@ from typing import Any
 
 from ..dql import Progress, execute
 from ..dql.errors import ExecutionError
-from ..dql.result import QueryResult, ResultKind
+from ..catalog.selection import derived_versions
+from ..dql.result import DerivedGraph, QueryResult, ResultKind
 from ..engine.spec import EvaluateSpec
 from ..errors import GraphError
 from .reads import hparams_of, load_state_dict, version_info
@@ -19,22 +20,47 @@ from .reads import hparams_of, load_state_dict, version_info
 
 def run_query(repo, text: str, *, commit: bool = False, name: str | None = None,
               progress: Progress | None = None, storage_budget: int | None = None,
-              backend: str | None = None, ray_address: str | None = None) -> QueryResult:
+              backend: str | None = None, ray_address: str | None = None,
+              all_or_nothing: bool = False) -> QueryResult:
     def evaluate(spec: EvaluateSpec, progress: Progress | None) -> QueryResult:
         return run_evaluate(repo, spec, progress)
 
+    def commit_graphs(graphs: tuple[DerivedGraph, ...]) -> list[str]:
+        return commit_derived(repo, graphs, text, reuse=True)
+
     result = execute(text, repo.catalog, evaluate=evaluate, progress=progress, storage_budget=storage_budget,
-                     backend=backend, ray_address=ray_address)
+                     backend=backend, ray_address=ray_address, commit_graphs=commit_graphs,
+                     all_or_nothing=all_or_nothing)
     if not commit:
         return result
     if result.kind not in (ResultKind.SLICE, ResultKind.CONSTRUCT):
         raise ExecutionError(f"only slice and construct results can be committed, not {result.kind}; "
                              "drop --commit / commit=True")
-    from . import commit as commit_op  # torch: only when results are committed
+    new_ids = commit_derived(repo, result.graphs, text, name=name)
+    rows = tuple(r + (vid,) for r, vid in zip(result.rows, new_ids))
+    text_out = f"committed {len(new_ids)} new version(s)"
+    if result.skipped:
+        text_out += f"; {len(result.skipped)} source version(s) skipped:" + "".join(
+            f"\n  {why}" for _, why in result.skipped)
+    return replace(result, columns=result.columns + ("new_version",), rows=rows, committed=tuple(new_ids),
+                   text=text_out)
 
+
+def commit_derived(repo, graphs: tuple[DerivedGraph, ...], text: str, *, name: str | None = None,
+                   reuse: bool = False) -> list[str]:
+    """Commit slice/construct networks as new versions (parent: the source version; its
+    hyperparameters; its weights where layers survive), in one transaction. ``reuse``: a network
+    already committed from the same parent with the same graph is not committed again (an
+    `evaluate` from a saved construct, run twice, trains the same versions)."""
+    from . import commit as commit_op  # torch: only when results are committed
     new_ids: list[str] = []
     with repo.catalog.write() as con:
-        for d in result.graphs:
+        existing = derived_versions(con, [(d.source_id, d.graph.hash) for d in graphs]) if reuse else {}
+        for d in graphs:
+            found = existing.get((d.source_id, d.graph.hash))
+            if found is not None:
+                new_ids.append(found)
+                continue
             source_state = load_state_dict(con, repo.store, d.source_id)
             state = _carry_weights(d.graph, source_state)
             req = commit_op.build_request(
@@ -43,9 +69,7 @@ def run_query(repo, text: str, *, commit: bool = False, name: str | None = None,
                 parent=d.source_id, hparams=hparams_of(con, d.source_id), graph=d.graph)
             vid = commit_op.write_commit(con, repo.store, req)
             new_ids.append(version_info(con, vid).id)
-    rows = tuple(r + (vid,) for r, vid in zip(result.rows, new_ids))
-    return replace(result, columns=result.columns + ("new_version",), rows=rows, committed=tuple(new_ids),
-                   text=f"committed {len(new_ids)} new version(s)")
+    return new_ids
 
 
 def run_evaluate(repo, spec: EvaluateSpec, progress: Progress | None) -> QueryResult:

@@ -178,15 +178,18 @@ class Repo:
             return version_info(con, vid)
 
     def query(self, text: str, *, commit: bool = False, name: str | None = None, progress=None,
-              storage_budget: int | None = None, backend: str | None = None, ray_address: str | None = None):
+              storage_budget: int | None = None, backend: str | None = None, ray_address: str | None = None,
+              all_or_nothing: bool = False):
         """Run a DQL statement (see docs/DQL.md); ``commit=True`` stores slice/construct results
         as new versions (weights carried over for surviving layers); ``storage_budget`` caps the
         bytes of frozen-layer features an `evaluate` may materialize (docs/ENGINE.md);
         ``backend="ray"`` runs an `evaluate`'s extraction and training on a Ray cluster
-        (``ray_address``, else RAY_ADDRESS, else a local one; same results)."""
+        (``ray_address``, else RAY_ADDRESS, else a local one; same results). A slice/construct
+        skips (and lists in ``result.skipped``) the source versions it fails for, unless
+        ``all_or_nothing=True``."""
         from .query import run_query
         return run_query(self, text, commit=commit, name=name, progress=progress, storage_budget=storage_budget,
-                         backend=backend, ray_address=ray_address)
+                         backend=backend, ray_address=ray_address, all_or_nothing=all_or_nothing)
 
     # -- reads ------------------------------------------------------------------------
     def log(self, name: str | None = None) -> list[VersionInfo]:

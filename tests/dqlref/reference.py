@@ -38,6 +38,12 @@ class ReferenceCatalog:
         for vid, ps in parents.items():
             if vid in self.versions:
                 self.versions[vid]["parent"] = min(ps)[1]
+        self.parents = {vid: [p for _, p in sorted(ps)] for vid, ps in parents.items()}
+        for v in self.versions.values():      # the first-parent chain: root and depth
+            cur, depth = v["id"], 0
+            while self.versions.get(cur, {}).get("parent") is not None:
+                cur, depth = self.versions[cur]["parent"], depth + 1
+            v["root"], v["depth"] = cur, depth
         self.hparams: dict[str, dict[str, tuple]] = {}
         for vid, key, vj, vn, vs in con.execute(
                 "SELECT version_id, key, value_json, value_num, value_str FROM hparams").fetchall():
@@ -57,9 +63,115 @@ class ReferenceCatalog:
         return self._views[h]
 
 
+    def ancestors(self, vid: str) -> list[str]:
+        """Every ancestor through any parent, nearest first (ties by id)."""
+        depth: dict[str, int] = {}
+        frontier, d = [vid], 0
+        while frontier:
+            d += 1
+            nxt = []
+            for f in frontier:
+                for p in self.parents.get(f, []):
+                    if p not in depth:
+                        depth[p] = d
+                        nxt.append(p)
+            frontier = nxt
+        return sorted(depth, key=lambda a: (depth[a], a))
+
+    def ref_ids(self, text: str) -> set[str]:
+        name, _, seq = text.rpartition("@")
+        if name and seq.isdigit():
+            return {v["id"] for v in self.versions.values() if v["name"] == name and v["seq"] == int(seq)}
+        named = [v for v in self.versions.values() if v["name"] == text]
+        if named:
+            return {max(named, key=lambda v: v["seq"])["id"]}
+        return {i for i in self.versions if i.startswith(text)}
+
+
 def run_select(ref: ReferenceCatalog, plan: P.SelectPlan) -> list[tuple]:
+    if plan.aggregate:
+        return _grouped(ref, plan)
     ids = _ids(ref, plan)
     return [tuple(_output(ref, ref.versions[i], c.value) for c in plan.columns) for i in ids]
+
+
+def _grouped(ref: ReferenceCatalog, plan: P.SelectPlan) -> list[tuple]:
+    """One row per group: group keys by their output value (a hyperparameter by its JSON)."""
+    ids = [i for i in ref.versions if plan.filter is None or _cond(ref, ref.versions[i], plan.filter) is True]
+    groups: dict[tuple, list[str]] = {}
+    for i in ids:
+        key = tuple(_group_key(ref, ref.versions[i], g) for g in plan.group)
+        groups.setdefault(key, []).append(i)
+    if not plan.group and not groups:
+        groups[()] = []             # an aggregate over nothing is one row
+
+    def cell(key: tuple, members: list[str], v: P.BoundValue):
+        if isinstance(v, P.GroupAggregate):
+            return _aggregate(ref, members, v)
+        if isinstance(v, P.Const):
+            return v.value
+        raw = key[plan.group.index(v)]
+        return json.loads(raw) if isinstance(v, P.HParam) and raw is not None else raw
+
+    rows = [(key, members) for key, members in groups.items()]
+    rows.sort(key=lambda km: [(_none_last(x)) for x in km[0]])
+    for key in reversed(plan.order):     # stable sorts, least significant first; NULLs last
+        vals = [cell(k, m, key.value) for k, m in rows]
+        if isinstance(key.value, P.HParam):
+            vals = [None if v is None else json.dumps(v) for v in vals]
+        present = sorted((j for j in range(len(rows)) if vals[j] is not None), key=lambda j: vals[j],
+                         reverse=key.descending)
+        rows = [rows[j] for j in present] + [rows[j] for j in range(len(rows)) if vals[j] is None]
+    out = [tuple(cell(k, m, c.value) for c in plan.columns) for k, m in rows]
+    return out[: plan.limit] if plan.limit is not None else out
+
+
+def _none_last(x):
+    return (x is None, "" if x is None else x)
+
+
+def _group_key(ref: ReferenceCatalog, row: dict, v: P.BoundValue):
+    if isinstance(v, P.HParam):
+        return _hp(ref, row, v.key, 0)
+    return _value(ref, row, v)
+
+
+def _aggregate(ref: ReferenceCatalog, members: list[str], v: P.GroupAggregate):
+    if v.inner is None:
+        return len(members)
+    vals = [_numeric(ref, ref.versions[i], v.inner) for i in members]
+    vals = [x for x in vals if x is not None]
+    if v.func == "count":
+        return len(vals)
+    if not vals:
+        return None
+    return {"min": min, "max": max, "sum": sum, "avg": lambda xs: sum(xs) / len(xs)}[v.func](vals)
+
+
+def _numeric(ref: ReferenceCatalog, row: dict, v: P.BoundValue):
+    """A value where numbers are wanted: a hyperparameter by its numeric projection."""
+    if isinstance(v, P.HParam):
+        return _hp(ref, row, v.key, 1)
+    if isinstance(v, P.BoundRelated) and isinstance(v.inner, P.HParam):
+        other = _related(ref, row, v.relation)
+        return None if other is None else _hp(ref, other, v.inner.key, 1)
+    return _value(ref, row, v)
+
+
+def _is_hp(v: P.BoundValue) -> bool:
+    return isinstance(v, P.HParam) or isinstance(v, P.BoundRelated) and isinstance(v.inner, P.HParam)
+
+
+def _hp_of(ref: ReferenceCatalog, row: dict, v: P.BoundValue, slot: int) -> Any:
+    if isinstance(v, P.BoundRelated):
+        other = _related(ref, row, v.relation)
+        return None if other is None else _hp(ref, other, v.inner.key, slot)
+    return _hp(ref, row, v.key, slot)
+
+
+def _related(ref: ReferenceCatalog, row: dict, relation: str) -> dict | None:
+    target = row["parent"] if relation == "parent" else row["root"]
+    return None if target is None else ref.versions.get(target)
 
 
 def _ids(ref: ReferenceCatalog, plan: P.SelectPlan) -> list[str]:
@@ -94,6 +206,9 @@ def _output(ref: ReferenceCatalog, row: dict, v: P.BoundValue) -> Any:
     if isinstance(v, P.HParam):
         raw = _hp(ref, row, v.key, 0)
         return None if raw is None else json.loads(raw)
+    if isinstance(v, P.BoundRelated):
+        other = _related(ref, row, v.relation)
+        return None if other is None else _output(ref, other, v.inner)
     return _value(ref, row, v)
 
 
@@ -116,6 +231,16 @@ def _value(ref: ReferenceCatalog, row: dict, v: P.BoundValue) -> Any:
         return sum(1 for n in g.nodes if n.kind in OPERATION_KINDS and re.fullmatch(v.pattern.sql_regex, n.name))
     if isinstance(v, P.Const):
         return v.value
+    if isinstance(v, P.BoundRelated):
+        other = _related(ref, row, v.relation)
+        return None if other is None else _value(ref, other, v.inner)
+    if isinstance(v, P.BoundAncestors):
+        return ref.ancestors(row["id"])
+    if isinstance(v, P.BoundArith):
+        a, b = _numeric(ref, row, v.left), _numeric(ref, row, v.right)
+        if a is None or b is None or (v.op == "/" and b == 0):
+            return None
+        return {"+": a + b, "-": a - b, "*": a * b}[v.op] if v.op != "/" else a / b
     raise AssertionError(v)
 
 
@@ -151,6 +276,19 @@ def _cond(ref: ReferenceCatalog, row: dict, c: P.BoundCond) -> bool | None:
         rx = like_regex(c.pattern)
         hit = re.fullmatch(rx, val, re.DOTALL) is not None
         return not hit if c.negated else hit
+    if isinstance(c, P.MatchesP):
+        val = _hp(ref, row, c.value.key, 2) if isinstance(c.value, P.HParam) else _value(ref, row, c.value)
+        if val is None:
+            return None
+        hit = re.fullmatch(c.pattern, val) is not None
+        return not hit if c.negated else hit
+    if isinstance(c, P.LineageP):
+        targets = ref.ref_ids(c.ref)
+        if c.relation == "descendant":
+            hit = bool(targets & set(ref.ancestors(row["id"])))
+        else:
+            hit = any(row["id"] in ref.ancestors(t) for t in targets)
+        return not hit if c.negated else hit
     if isinstance(c, P.InP):
         r = _or([_compare(ref, row, c.value, "==", i) for i in c.items])
         return _not(r) if c.negated else r
@@ -173,6 +311,20 @@ def _compare(ref: ReferenceCatalog, row: dict, left: P.BoundValue, op: str, righ
     if isinstance(right, P.Const) and right.value is None:
         val = _output(ref, row, left) if isinstance(left, P.HParam) else _value(ref, row, left)
         return (val is None) if op == "==" else (val is not None)
+    if isinstance(left, P.BoundRelated) and isinstance(right, P.Const):
+        other = _related(ref, row, left.relation)
+        return None if other is None else _compare(ref, other, left.inner, op, right)
+    if _is_hp(left) and not isinstance(right, P.Const):
+        if _is_hp(right):      # two hyperparameters: numbers by value, else JSON text
+            an, bn = _hp_of(ref, row, left, 1), _hp_of(ref, row, right, 1)
+            if op in ("==", "!=") and (an is None or bn is None):
+                an, bn = _hp_of(ref, row, left, 0), _hp_of(ref, row, right, 0)
+            return None if an is None or bn is None else _OPS[op](an, bn)
+        slot = 2 if right.vtype in (P.TEXT, P.ID) else 1
+        a, b = _hp_of(ref, row, left, slot), _numeric(ref, row, right)
+        return None if a is None or b is None else _OPS[op](a, b)
+    if _is_hp(right) and not isinstance(left, P.Const):
+        return _compare(ref, row, right, {"<": ">", ">": "<", "<=": ">=", ">=": "<="}.get(op, op), left)
     if isinstance(left, P.HParam) and isinstance(right, P.Const):
         lit = right.value
         if isinstance(lit, bool):

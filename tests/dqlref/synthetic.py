@@ -113,6 +113,10 @@ def generate(path: Path, n_versions: int, seed: int = 0) -> Catalog:
     base = datetime(2015, 6, 1)
     fams, weights = zip(*FAMILIES)
     made, model_no = 0, 0
+    # lineage across models (a model started from another's version); its own generator, so the
+    # rest of a catalog is the same as before forks existed
+    forks = random.Random(seed + 7919)
+    all_ids: list[str] = []
     while made < n_versions:
         family = rng.choices(fams, weights)[0]
         model_no += 1
@@ -121,7 +125,7 @@ def generate(path: Path, n_versions: int, seed: int = 0) -> Catalog:
         t = base + timedelta(days=rng.randint(0, 900), seconds=rng.randint(0, 86400))
         rows["models"].append((model, t))
         graph = make_graph(rng, family)
-        prev_id = None
+        prev_id = forks.choice(all_ids) if all_ids and forks.random() < 0.3 else None
         for seq in range(1, n + 1):
             if seq > 1 and rng.random() < 0.08:
                 graph = make_graph(rng, family)          # an architecture change
@@ -137,6 +141,10 @@ def generate(path: Path, n_versions: int, seed: int = 0) -> Catalog:
                                      t, g.hash if g else None, n_params, n_tensors, 4 * n_params, None))
             if prev_id is not None:
                 rows["version_parents"].append((vid, prev_id, 0))
+                if len(all_ids) > 1 and forks.random() < 0.05:     # a merge: a second parent
+                    other = forks.choice(all_ids[:-1])
+                    if other != prev_id:
+                        rows["version_parents"].append((vid, other, 1))
             for k, v in sorted(_hparams(rng).items()):
                 num = float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
                 rows["hparams"].append((vid, k, json.dumps(v), num, v if isinstance(v, str) else None))
@@ -151,6 +159,7 @@ def generate(path: Path, n_versions: int, seed: int = 0) -> Catalog:
                     if s % 2 == 1 or s == steps - 1:
                         rows["metrics"].append((vid, "val_acc", s, round(acc - rng.uniform(0, 0.05), 6)))
             prev_id = vid
+            all_ids.append(vid)
             made += 1
     _bulk_load(cat, rows)
     return cat
