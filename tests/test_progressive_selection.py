@@ -193,3 +193,29 @@ def test_selection_without_an_id_column_is_refused(repo, tmp_path):
     lineage(repo, 1)
     with pytest.raises(InputError, match="no id column"):
         repo.eval_selection("select m.name where m.name == \"net\"", data="recs")
+
+
+def test_every_snapshot_of_a_run_is_evaluated(repo, tmp_path, cli):
+    import copy
+    model = tiny_cnn(8, n_classes=3).eval()
+    states = []
+    for i in range(3):                          # a run's checkpoints: only the head moves
+        with torch.no_grad():
+            model.fc2.weight.add_(0.05)
+        states.append(copy.deepcopy(model.state_dict()))
+    ref = repo.commit(model, name="run", message="trained", snapshots=states[:2]).ref
+    x = torch.randn(30, 1, 8, 8, generator=torch.Generator().manual_seed(3))
+    weights = engine_access(repo)
+    assert weights.snapshot_count(weights.resolve(ref)) == 3
+    report = evaluate_selection(weights, [ref], x, snapshots=True)
+    assert [v.snapshot for v in report.versions] == [0, 1, 2] and report.labels_equal is True
+    for v, state in zip(report.versions, states):
+        m = tiny_cnn(8, n_classes=3).eval()
+        m.load_state_dict(state)
+        with torch.no_grad():
+            assert v.report.labels[:, 0].tolist() == m(x).argmax(1).tolist()
+    # the body is shared by the three snapshots: fetched once
+    assert report.progressive.bytes_fetched < sum(v.report.bytes_read for v in report.versions)
+    add_data(repo, tmp_path)
+    code, out, err = cli("eval", ref, "--snapshots", "--data", "recs", "--progressive", "--repo", str(repo.root))
+    assert code == 0 and "run@1 snapshot 2" in out, err

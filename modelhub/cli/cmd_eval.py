@@ -37,6 +37,8 @@ def configure(p) -> None:
                    help="with --progressive: evaluate every version a DQL select returns (with the refs given)")
     p.add_argument("--remote", metavar="NAME", default=None,
                    help="with --progressive: read the weights from this remote without pulling them")
+    p.add_argument("--snapshots", action="store_true",
+                   help="with --progressive: every stored snapshot of each version (a run's checkpoints)")
     p.add_argument("--bandwidth", type=float, metavar="MB/S", default=None,
                    help="with --select/--remote: also report the fetches' time over a link of this throughput")
     p.add_argument("--latency-ms", type=float, default=20.0, metavar="MS",
@@ -44,9 +46,10 @@ def configure(p) -> None:
 
 
 def run(args, ui) -> int:
-    many = args.select is not None or args.remote is not None or len(args.ref) > 1
+    many = args.select is not None or args.remote is not None or len(args.ref) > 1 or args.snapshots
     if many and not args.progressive:
-        raise InputError("--select, --remote and several refs evaluate progressively: add --progressive")
+        raise InputError("--select, --remote, --snapshots and several refs evaluate progressively: "
+                         "add --progressive")
     if many:
         return _run_selection(args, ui)
     if len(args.ref) != 1:
@@ -80,5 +83,5 @@ def _run_selection(args, ui) -> int:
     report = repo_of(args).eval_selection(args.select, args.ref, data=args.data, remote=args.remote,
                                           split=args.split, config=args.config, top_k=args.top,
                                           compare=not args.no_compare, bandwidth=bandwidth,
-                                          progress=terminal_progress(ui))
+                                          progress=terminal_progress(ui), snapshots=args.snapshots)
     return show_selection(report, ui)

@@ -26,7 +26,8 @@ def evaluate_selection_progressive(access: RepositoryAccess, weights: VersionWei
                                    data: str, *, split: str = "val", config: str | None = None, top_k: int = 1,
                                    compare: bool = True, bandwidth: BandwidthModel | None = None,
                                    placement: Placement = Placement(),
-                                   progress: ProgressCallback | None = None) -> SelectionReport:
+                                   progress: ProgressCallback | None = None,
+                                   snapshots: bool = False) -> SelectionReport:
     """Progressive top-k labels of every version in ``refs`` on dataset ``data``'s ``split``."""
     if split not in ("val", "train", "all"):
         raise ConfigError(f"split must be val, train or all, got {split!r}")
@@ -41,4 +42,4 @@ def evaluate_selection_progressive(access: RepositoryAccess, weights: VersionWei
     idx = {"val": val_idx, "train": train_idx, "all": np.arange(view.n)}[split]
     x = Preprocessing.from_config(cfg).apply(view.x[idx])
     return evaluate_selection(weights, refs, x, top_k, compare=compare, bandwidth=bandwidth,
-                              placement=placement, progress=progress)
+                              placement=placement, progress=progress, snapshots=snapshots)

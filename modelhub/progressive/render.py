@@ -46,7 +46,7 @@ def show_selection(report, ui) -> int:
         ui.json(report.to_dict())
         return 0 if report.labels_equal is not False else 1
     ui.table(["version", "records", "bytes read", "of stored", "decided exactly", "equal to full precision"],
-             [[v.ref, v.report.n_records, v.report.bytes_read, v.report.bytes_total, v.report.exact_records,
+             [[v.label, v.report.n_records, v.report.bytes_read, v.report.bytes_total, v.report.exact_records,
                "-" if v.labels_equal is None else ("yes" if v.labels_equal else "NO")] for v in report.versions],
              align_right=(1, 2, 3, 4))
     ui.print()

@@ -29,10 +29,10 @@ def _entry(name: str, tensor_hash: str, stored: StoredTensor | None) -> TensorEn
 
 
 def version_source(weights: VersionWeights, version_id: str,
-                   fetch: Optional[Callable[[str], bytes]] = None) -> ManifestSource:
-    """Every tensor of the version's latest snapshot, read lazily through the object store
-    (``fetch``: another way to the same blobs, e.g. a FetchLedger shared by many versions)."""
-    names = weights.weight_hashes(version_id)
+                   fetch: Optional[Callable[[str], bytes]] = None, snapshot: Optional[int] = None) -> ManifestSource:
+    """Every tensor of the version's latest snapshot (or of ``snapshot``), read lazily through the
+    object store (``fetch``: another way to the same blobs, e.g. a FetchLedger shared by many versions)."""
+    names = weights.weight_hashes(version_id) if snapshot is None else weights.weight_hashes(version_id, snapshot)
     stored = weights.stored_tensors(th for _, th in names)
     entries = {name: _entry(name, th, stored.get(th)) for name, th in names}
     sizes: dict[str, int] = {}

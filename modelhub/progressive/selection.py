@@ -78,6 +78,23 @@ class VersionResult:
     version_id: str
     report: ProgressiveReport
     labels_equal: Optional[bool] = None     # equal to full precision on every record (None: not compared)
+    snapshot: Optional[int] = None          # which stored snapshot (None: the committed weights)
+
+    @property
+    def label(self) -> str:
+        return self.ref if self.snapshot is None else f"{self.ref} snapshot {self.snapshot}"
+
+
+@dataclass(frozen=True)
+class _Item:
+    """One set of weights to evaluate: a version's committed weights or one of its snapshots."""
+    ref: str
+    version_id: str
+    snapshot: Optional[int] = None
+
+    @property
+    def label(self) -> str:
+        return self.ref if self.snapshot is None else f"{self.ref} snapshot {self.snapshot}"
 
 
 @dataclass(frozen=True)
@@ -110,44 +127,45 @@ class SelectionReport:
                 "progressive": cost(self.progressive), "full_precision": cost(self.full),
                 "labels_equal": self.labels_equal, "warning": self.warning,
                 "remote": self.placement.remote, "hot_copy": self.placement.hot_copy,
-                "versions": [{"version": v.ref, "version_id": v.version_id, "labels_equal": v.labels_equal,
+                "versions": [{"version": v.ref, "version_id": v.version_id, "snapshot": v.snapshot,
+                              "labels_equal": v.labels_equal,
                               **v.report.summary(), "labels": v.report.labels.tolist()} for v in self.versions]}
 
 
 def evaluate_selection(weights: VersionWeights, refs: Sequence[str], inputs, top_k: int = 1, *,
                        config: Optional[ProgressiveConfig] = None, compare: bool = True,
                        bandwidth: Optional[BandwidthModel] = None, placement: Placement = Placement(),
-                       progress: Optional[ProgressCallback] = None) -> SelectionReport:
+                       progress: Optional[ProgressCallback] = None, snapshots: bool = False) -> SelectionReport:
     """Progressive top-k labels of every version in ``refs`` on the same preprocessed ``inputs``.
 
     ``weights``: the repository's reads, or a remote's (``modelhub.remote.weights``); ``bandwidth``:
     also report what the fetches would take over that link; ``placement``: where the weights live
-    (decides the warning); ``progress``: called after each version of each phase."""
+    (decides the warning); ``progress``: called after each version of each phase; ``snapshots``:
+    every stored snapshot of each version (a training run's checkpoints), not only its last."""
     if not refs:
         raise ProgressiveInputError("the selection holds no version; check the query or the refs")
     x = _as_tensor(inputs)
-    ids = list(dict.fromkeys(weights.resolve(r) for r in refs))
-    names = {weights.resolve(r): r for r in reversed(list(refs))}
-    networks = {vid: version_network(weights, vid) for vid in ids}
+    items = _items(weights, refs, snapshots)
+    networks = {it.version_id: version_network(weights, it.version_id) for it in items}
 
     ledger = FetchLedger(weights.fetch_blob, bandwidth)
     results, sources, read_s, run_s = [], {}, 0.0, 0.0
-    for i, vid in enumerate(ids):
-        src = version_source(weights, vid, fetch=ledger.fetch)
-        sources[vid] = src
+    for i, it in enumerate(items):
+        src = version_source(weights, it.version_id, fetch=ledger.fetch, snapshot=it.snapshot)
+        sources[it] = src
         t0 = time.perf_counter()
-        report = evaluate_module(networks[vid], x, top_k=top_k, source=src, config=config)
+        report = evaluate_module(networks[it.version_id], x, top_k=top_k, source=src, config=config)
         run_s += time.perf_counter() - t0
         read_s += src.read_s
-        results.append(VersionResult(names[vid], vid, replace(report, version=names[vid])))
-        _tell(progress, "progressive", i + 1, len(ids), names[vid], ledger.bytes_fetched)
+        results.append(VersionResult(it.ref, it.version_id, replace(report, version=it.label), snapshot=it.snapshot))
+        _tell(progress, "progressive", i + 1, len(items), it.label, ledger.bytes_fetched)
     progressive = _cost(ledger, read_s, run_s)
     stored, decoded = _stored_bytes(weights, networks, sources)
 
     full = None
     if compare:
-        full, labels = _full_precision(weights, ids, networks, x, top_k, bandwidth, progress, names)
-        results = [replace(r, labels_equal=_same_sets(r.report.labels, labels[r.version_id])) for r in results]
+        full, labels = _full_precision(weights, items, networks, x, top_k, bandwidth, progress)
+        results = [replace(r, labels_equal=_same_sets(r.report.labels, labels[i])) for i, r in enumerate(results)]
     return SelectionReport(int(x.shape[0]), top_k, tuple(results), stored, decoded, progressive, full,
                            cost_warning(placement, stored, decoded), placement)
 
@@ -167,21 +185,37 @@ def cost_warning(placement: Placement, stored: int, decoded: int) -> Optional[st
     return None
 
 
-def _full_precision(weights, ids, networks, x, top_k, bandwidth, progress, names):
+def _items(weights, refs, snapshots: bool) -> list[_Item]:
+    """The weights to evaluate, each once, in the order given."""
+    out: list[_Item] = []
+    seen: set[str] = set()
+    for ref in refs:
+        vid = weights.resolve(ref)
+        if vid in seen:
+            continue
+        seen.add(vid)
+        if snapshots:
+            out += [_Item(ref, vid, s) for s in range(weights.snapshot_count(vid))]
+        else:
+            out.append(_Item(ref, vid))
+    return out
+
+
+def _full_precision(weights, items, networks, x, top_k, bandwidth, progress):
     """Every version at full precision over the same storage: its blobs fetched once, decoded whole."""
     ledger = FetchLedger(weights.fetch_blob, bandwidth)
-    labels, read_s, run_s = {}, 0.0, 0.0
-    for i, vid in enumerate(ids):
-        src = version_source(weights, vid, fetch=ledger.fetch)
-        gm = networks[vid]
+    labels, read_s, run_s = [], 0.0, 0.0
+    for i, it in enumerate(items):
+        src = version_source(weights, it.version_id, fetch=ledger.fetch, snapshot=it.snapshot)
+        gm = networks[it.version_id]
         t0 = time.perf_counter()
         module = exact_module(gm, src, [t for t in gm.state_dict() if src.has(t)])
         with torch.no_grad():
             out = module(x)
-        labels[vid] = torch.topk(out, top_k, dim=1).indices.numpy()
+        labels.append(torch.topk(out, top_k, dim=1).indices.numpy())
         run_s += time.perf_counter() - t0
         read_s += src.read_s
-        _tell(progress, "full precision", i + 1, len(ids), names[vid], ledger.bytes_fetched)
+        _tell(progress, "full precision", i + 1, len(items), it.label, ledger.bytes_fetched)
     return _cost(ledger, read_s, run_s), labels
 
 
@@ -195,7 +229,8 @@ def _stored_bytes(weights, networks, sources) -> tuple[int, int]:
     """(union of stored blob bytes, decoded bytes of the distinct tensors) the versions need."""
     blobs: dict[str, Optional[int]] = {}
     decoded: dict[str, int] = {}
-    for vid, src in sources.items():
+    for it, src in sources.items():
+        vid = it.version_id
         for name in networks[vid].state_dict():
             if not src.has(name):
                 continue

@@ -33,7 +33,7 @@ def selected_refs(result, what: str) -> list[str]:
 def eval_selection(repo, select: str | None, refs: Sequence[str], *, data: str, remote: str | None = None,
                    split: str = "val", config: str | None = None, top_k: int = 1, compare: bool = True,
                    bandwidth: BandwidthModel | None = None,
-                   progress: ProgressCallback | None = None) -> SelectionReport:
+                   progress: ProgressCallback | None = None, snapshots: bool = False) -> SelectionReport:
     from ..dql import execute
     from ..engine.progressive_selection import evaluate_selection_progressive
     from .engine_access import engine_access
@@ -63,4 +63,4 @@ def eval_selection(repo, select: str | None, refs: Sequence[str], *, data: str, 
             placement = Placement(remote=False, hot_copy=hot)
         return evaluate_selection_progressive(access, weights, ids, data, split=split, config=config, top_k=top_k,
                                               compare=compare, bandwidth=bandwidth, placement=placement,
-                                              progress=progress)
+                                              progress=progress, snapshots=snapshots)

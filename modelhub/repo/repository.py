@@ -265,15 +265,17 @@ class Repo:
 
     def eval_selection(self, select: str | None = None, refs: Sequence[str] = (), *, data: str,
                        remote: str | None = None, split: str = "val", config: str | None = None, top_k: int = 1,
-                       compare: bool = True, bandwidth=None, progress=None):
+                       compare: bool = True, bandwidth=None, progress=None, snapshots: bool = False):
         """Progressive top-k labels of many versions -- those a DQL ``select`` returns and/or ``refs`` --
         on dataset ``data``, with their weights in this archive or on ``remote`` (not pulled): one
         fetch of each blob for all of them, segments only where labels are not yet certain, and
         full precision over the same storage beside it (``compare``). A SelectionReport
-        (docs/PROGRESSIVE.md, "Many versions"); ``bandwidth``: a progressive.fetch.BandwidthModel."""
+        (docs/PROGRESSIVE.md, "Many versions"); ``bandwidth``: a progressive.fetch.BandwidthModel;
+        ``snapshots``: every stored snapshot of each version (a run's checkpoints), not only the last."""
         from .progressive_eval import eval_selection
         return eval_selection(self, select, refs, data=data, remote=remote, split=split, config=config,
-                              top_k=top_k, compare=compare, bandwidth=bandwidth, progress=progress)
+                              top_k=top_k, compare=compare, bandwidth=bandwidth, progress=progress,
+                              snapshots=snapshots)
 
 
 def _load_into(module: nn.Module, state: "OrderedDict[str, torch.Tensor]", ref: str) -> nn.Module:
