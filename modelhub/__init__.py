@@ -7,7 +7,15 @@
     ck = repo.checkout("lenet")                     # ck.module, ck.state_dict
 """
 from .errors import ModelhubError
-from .repo import Repo, init_repo, open_repo
 
 __version__ = "0.1.0"
 __all__ = ["Repo", "init_repo", "open_repo", "ModelhubError", "__version__"]
+
+
+def __getattr__(name: str):
+    # The repository facade imports torch; importing it on first use lets the parts that
+    # only read the catalog (the web UI's pages) start without torch.
+    if name in ("Repo", "init_repo", "open_repo"):
+        from . import repo
+        return getattr(repo, name)
+    raise AttributeError(f"module 'modelhub' has no attribute {name!r}")

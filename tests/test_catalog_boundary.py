@@ -14,7 +14,6 @@ import ast
 import re
 from pathlib import Path
 
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "modelhub"
@@ -64,8 +63,6 @@ def test_repo_writes_no_sql() -> None:
     assert _sql_outside_catalog(PACKAGE / "repo") == []
 
 
-@pytest.mark.xfail(strict=False, reason="engine, progressive, remote, dql, cli and repl move their SQL into "
-                                        "modelhub/catalog in parallel branches of issue 14; strict once merged")
 def test_only_the_catalog_writes_sql() -> None:
     assert _sql_outside_catalog(PACKAGE) == []
 

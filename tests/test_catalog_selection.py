@@ -21,9 +21,9 @@ def cat(tmp_path_factory):
 def test_a_hand_built_selection_returns_what_the_same_dql_query_returns(cat) -> None:
     sel = T.Selection(
         columns=(T.VersionField("id"), T.HParamValue("lr"), T.MetricValue("acc", T.Aggregate.MAX)),
-        where=T.AllOf((T.Comparison(T.VersionField("seq"), T.Comparator.GE, T.Literal(2)),
-                       T.Not(T.InList(T.HParamValue("optimizer"), ("adam",))))),
-        order=(T.SortKey(T.MetricValue("acc", T.Aggregate.MAX), descending=True),), limit=5)
+        where=T.AllOf((T.ComparisonTerm(T.VersionField("seq"), T.Comparator.GE, T.LiteralTerm(2)),
+                       T.NotTerm(T.InListTerm(T.HParamValue("optimizer"), ("adam",))))),
+        order=(T.SortTerm(T.MetricValue("acc", T.Aggregate.MAX), descending=True),), limit=5)
     with cat.read() as con:
         rows = select_rows(con, sel)
     expected = execute('select m.id, m.hparams.lr, max(m.metrics["acc"]) where m.seq >= 2 and '
@@ -33,7 +33,7 @@ def test_a_hand_built_selection_returns_what_the_same_dql_query_returns(cat) -> 
 
 def test_user_values_travel_as_parameters_never_as_sql_text(cat) -> None:
     query = rows_sql(T.Selection(columns=(T.VersionField("name"),),
-                                 where=T.Like(T.VersionField("name"), "x'; DROP TABLE versions; --")))
+                                 where=T.LikeTerm(T.VersionField("name"), "x'; DROP TABLE versions; --")))
     assert "DROP" not in query.sql and query.params == {"p0": "x'; DROP TABLE versions; --"}
 
 
@@ -43,8 +43,8 @@ def test_a_graph_match_not_evaluated_yet_renders_a_placeholder_naming_the_predic
 
 
 def test_within_nests_a_selection_and_ids_come_in_model_seq_order(cat) -> None:
-    inner = T.Selection(where=T.Comparison(T.VersionField("seq"), T.Comparator.LE, T.Literal(2)))
-    outer = T.Selection(within=inner, where=T.Comparison(T.VersionField("seq"), T.Comparator.EQ, T.Literal(2)))
+    inner = T.Selection(where=T.ComparisonTerm(T.VersionField("seq"), T.Comparator.LE, T.LiteralTerm(2)))
+    outer = T.Selection(within=inner, where=T.ComparisonTerm(T.VersionField("seq"), T.Comparator.EQ, T.LiteralTerm(2)))
     with cat.read() as con:
         ids = select_ids(con, outer)
         seqs = [(r.model, r.seq) for r in version_hparam(con, ids, "lr")]

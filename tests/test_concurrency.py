@@ -4,6 +4,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import time
 
 import torch
 
@@ -40,21 +41,44 @@ def test_parallel_processes_commit_and_read_without_errors(tmp_path) -> None:
     assert all(sorted(v.seq for v in versions if v.model == m) == [1, 2, 3, 4] for m in ("w0", "w1", "w2", "w3"))
 
 
+# A `dlv` process whose flock calls are watched: the marker file appears once the lock was
+# refused to it, i.e. once it is provably running and blocked on a lock another process holds.
+# (catalog/lock.py waits by polling flock with LOCK_NB, so a refusal is a BlockingIOError.)
+WATCHED_CLI = textwrap.dedent(
+    """
+    import fcntl, sys
+    from pathlib import Path
+    marker = Path(sys.argv[1])
+    real_flock = fcntl.flock
+    def flock(fd, operation):
+        try:
+            return real_flock(fd, operation)
+        except BlockingIOError:
+            marker.touch()
+            raise
+    fcntl.flock = flock
+    from modelhub.cli import main
+    sys.exit(main(sys.argv[2:]))
+    """
+)
+
+
 def test_cli_processes_wait_for_the_lock(tmp_path) -> None:
     repo = modelhub.init_repo(tmp_path / "r")
-    holder = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(f"""
-            import time, modelhub
-            repo = modelhub.open_repo({str(repo.root)!r})
-            with repo.catalog.write():
-                print("locked", flush=True)
-                time.sleep(1.5)
-        """)], stdout=subprocess.PIPE, text=True)
-    assert holder.stdout.readline().strip() == "locked"
-    proc = subprocess.run([sys.executable, "-m", "modelhub", "log", "--repo", str(repo.root)], capture_output=True, text=True, timeout=60)
-    holder.wait(timeout=30)
-    assert proc.returncode == 0, proc.stderr
-    assert "(no rows)" in proc.stdout
+    blocked = tmp_path / "blocked"
+    with repo.catalog.write():  # this process holds the exclusive lock ...
+        waiter = subprocess.Popen([sys.executable, "-c", WATCHED_CLI, str(blocked), "log", "--repo", str(repo.root)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # ... until the CLI has started and been refused the lock (or has ended without waiting)
+        deadline = time.monotonic() + 300
+        while not blocked.exists() and waiter.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        ended_while_locked = waiter.poll() is not None
+    out, err = waiter.communicate(timeout=120)
+    assert blocked.exists(), f"the CLI never met the held lock (exit {waiter.returncode}): {err}"
+    assert not ended_while_locked, f"the CLI ended while the lock was held (exit {waiter.returncode}): {err}"
+    assert waiter.returncode == 0, err
+    assert "(no rows)" in out
 
 
 MIXED = textwrap.dedent(

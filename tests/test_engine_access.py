@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from helpers import tiny_cnn
-from modelhub.catalog.materializations import forget_all
+from modelhub.catalog.features import forget_all
 from modelhub.engine.access import RepositoryAccess
 from modelhub.engine.config import build_config
 from modelhub.engine.data import DataView

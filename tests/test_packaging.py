@@ -34,6 +34,8 @@ def test_wheel_maps_top_level_folders_into_the_package(tmp_path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "modelhub/storage/objects.py" in names
     assert "modelhub/grammar/__init__.py" in names
+    assert {"modelhub/ui/static/uPlot.iife.min.js", "modelhub/ui/static/uPlot.LICENSE",
+            "modelhub/ui/templates/index.html"} <= names   # the web UI's assets ship in the package
     assert not any(n.startswith(("storage/", "grammar/", "tests/")) for n in names)
     assert any(n.endswith("entry_points.txt") for n in names)
 

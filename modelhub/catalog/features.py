@@ -6,7 +6,7 @@ listed here, so the catalog knows which prefix outputs exist for which
 dataset records without walking the store. The engine reaches these
 functions only through the repository's adapter
 (``modelhub/repo/engine_access.py``); `dlv gc --features` empties the table
-together with the store (``catalog/materializations.py:forget_all``).
+together with the store (:func:`forget_all`).
 """
 from __future__ import annotations
 
@@ -39,3 +39,7 @@ def record_materialization(con: duckdb.DuckDBPyConnection, chunk: Materializatio
          chunk.path, chunk.nbytes, chunk.checksum, chunk.created_at],
     )
 
+
+def forget_all(con: duckdb.DuckDBPyConnection) -> None:
+    """Forget every materialized feature chunk (`dlv gc --features` deletes their files)."""
+    con.execute("DELETE FROM materializations")

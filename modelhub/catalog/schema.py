@@ -224,7 +224,61 @@ CREATE TABLE materializations (
 -- end engine ------------------------------------------------------------
 """
 
+# runs ------------------------------------------------------------------
+# Training runs tracked as they happen (modelhub/repo/runs.py, docs/RUNS.md).
+# A run writes here while it trains (metrics flushed every few seconds, each
+# snapshot's tensors as soon as it is taken); at exit one transaction commits
+# a version from it and records the status. A run whose process died keeps
+# status 'running' with a stale heartbeat: it can be resumed or committed.
+SCHEMA_V2_RUNS = """
+CREATE TABLE runs (
+    id            VARCHAR PRIMARY KEY, -- 32 hex chars (random)
+    model         VARCHAR NOT NULL,    -- the model the run commits a version of
+    status        VARCHAR NOT NULL,    -- running | finished | failed
+    status_message VARCHAR,            -- why a failed run failed (the exception)
+    parents       VARCHAR,             -- JSON list of version ids; NULL: the model's latest at commit time
+    hparams       VARCHAR NOT NULL,    -- JSON object
+    environment   VARCHAR NOT NULL,    -- JSON object: python, torch, device, git commit, host, argv
+    graph         VARCHAR,             -- canonical JSON of the network (modelhub.netdef.Graph), when known
+    message       VARCHAR,             -- commit message chosen at start (NULL: one is made at exit)
+    host          VARCHAR NOT NULL,
+    pid           INTEGER NOT NULL,
+    started_at    TIMESTAMP NOT NULL,
+    heartbeat_at  TIMESTAMP NOT NULL,  -- last time the run wrote here
+    ended_at      TIMESTAMP,
+    version_id    VARCHAR              -- the version committed from the run
+);
+
+CREATE TABLE run_metrics (
+    run_id      VARCHAR NOT NULL,
+    name        VARCHAR NOT NULL,
+    step        BIGINT NOT NULL,
+    value       DOUBLE NOT NULL,
+    PRIMARY KEY (run_id, name, step)
+);
+
+CREATE TABLE run_snapshots (
+    run_id      VARCHAR NOT NULL,
+    snap        INTEGER NOT NULL,      -- 0-based, in the order taken
+    step        BIGINT,
+    label       VARCHAR,
+    taken_at    TIMESTAMP NOT NULL,
+    PRIMARY KEY (run_id, snap)
+);
+
+-- Any column named tensor_hash keeps its tensor alive for gc (repo/liveness.py).
+CREATE TABLE run_snapshot_tensors (
+    run_id      VARCHAR NOT NULL,
+    snap        INTEGER NOT NULL,
+    ord         INTEGER NOT NULL,
+    name        VARCHAR NOT NULL,
+    tensor_hash VARCHAR NOT NULL,
+    PRIMARY KEY (run_id, snap, name)
+);
+"""
+# end runs --------------------------------------------------------------
+
 #: MIGRATIONS[i] takes schema version i to i + 1 (version 0 = empty database).
-MIGRATIONS: list[str] = [SCHEMA_V1]
+MIGRATIONS: list[str] = [SCHEMA_V1, SCHEMA_V2_RUNS]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -120,10 +120,10 @@ class _Scope:
             return f"{self.join(('hparam', v.key))}.{hparam_as}"
         if isinstance(v, T.MetricValue):
             return f"{self.join(('metric', v.name, T.Aggregate(v.aggregate)))}.val"
-        if isinstance(v, T.LayerCount):
+        if isinstance(v, T.LayerCountTerm):
             alias = self.join(("count", v.name_regex))
             return f"(CASE WHEN v.graph_hash IS NULL THEN NULL ELSE coalesce({alias}.c, 0) END)"
-        if isinstance(v, T.Literal):
+        if isinstance(v, T.LiteralTerm):
             return self.params.param(v.value)
         raise AssertionError(v)  # pragma: no cover
 
@@ -138,18 +138,18 @@ class _Scope:
             return _balanced("AND", [self.cond(i) for i in c.items])
         if isinstance(c, T.AnyOf):
             return _balanced("OR", [self.cond(i) for i in c.items])
-        if isinstance(c, T.Not):
+        if isinstance(c, T.NotTerm):
             return f"(NOT {self.cond(c.operand)})"
-        if isinstance(c, T.Comparison):
+        if isinstance(c, T.ComparisonTerm):
             return self.compare(c.left, T.Comparator(c.op), c.right)
-        if isinstance(c, T.Like):
+        if isinstance(c, T.LikeTerm):
             col = self.value(c.value, "value_str")
             # `\` escapes % and _ (docs/DQL.md); the escape character is ours, not the user's
             return f"({col} {'NOT LIKE' if c.negated else 'LIKE'} {self.params.param(c.pattern)} ESCAPE '\\')"
-        if isinstance(c, T.InList):
+        if isinstance(c, T.InListTerm):
             inner = self.in_list(c.value, c.items)
             return f"(NOT {inner})" if c.negated else inner
-        if isinstance(c, T.Between):
+        if isinstance(c, T.BetweenTerm):
             inner = (f"{self.compare(c.value, T.Comparator.GE, c.low)} AND "
                      f"{self.compare(c.value, T.Comparator.LE, c.high)}")
             return f"(NOT ({inner}))" if c.negated else f"({inner})"
@@ -164,7 +164,7 @@ class _Scope:
         true if some item equals left, NULL if left is NULL (as the chain of == it stands for)."""
         tests: list[str] = []
         if any(i is None for i in items):
-            tests.append(self.compare(left, T.Comparator.EQ, T.Literal(None)))
+            tests.append(self.compare(left, T.Comparator.EQ, T.LiteralTerm(None)))
         values = [i for i in items if i is not None]
         if values:
             if isinstance(left, T.HParamValue):
@@ -190,7 +190,7 @@ class _Scope:
 
     def compare(self, left: T.Value, op: T.Comparator, right: T.Value) -> str:
         sql_op = {T.Comparator.NE: "<>", T.Comparator.EQ: "="}.get(op, op.value)
-        if isinstance(right, T.Literal):
+        if isinstance(right, T.LiteralTerm):
             val = right.value
             if val is None:
                 col = self.value(left)

@@ -82,30 +82,30 @@ class MetricValue:
 
 
 @dataclass(frozen=True)
-class LayerCount:
+class LayerCountTerm:
     """How many operation nodes of the version's graph have a name matching ``name_regex``
     (RE2, full match); NULL for a version without a graph."""
     name_regex: str
 
 
 @dataclass(frozen=True)
-class Literal:
+class LiteralTerm:
     value: Any
 
 
-Value = Union[VersionField, HParamValue, MetricValue, LayerCount, Literal]
+Value = Union[VersionField, HParamValue, MetricValue, LayerCountTerm, LiteralTerm]
 
 
 # ---- conditions -----------------------------------------------------------------------
 @dataclass(frozen=True)
-class Comparison:
+class ComparisonTerm:
     left: Value
     op: Comparator
     right: Value
 
 
 @dataclass(frozen=True)
-class Like:
+class LikeTerm:
     """SQL LIKE with ``\\`` as the escape character; a hyperparameter matches by its text."""
     value: Value
     pattern: str
@@ -113,7 +113,7 @@ class Like:
 
 
 @dataclass(frozen=True)
-class InList:
+class InListTerm:
     """``value in [items]``: true if some item equals it (a None item tests for NULL)."""
     value: Value
     items: tuple[Any, ...]
@@ -121,7 +121,7 @@ class InList:
 
 
 @dataclass(frozen=True)
-class Between:
+class BetweenTerm:
     value: Value
     low: Value
     high: Value
@@ -148,11 +148,11 @@ class AnyOf:
 
 
 @dataclass(frozen=True)
-class Not:
+class NotTerm:
     operand: "Condition"
 
 
-Condition = Union[Comparison, Like, InList, Between, GraphMatch, AllOf, AnyOf, Not]
+Condition = Union[ComparisonTerm, LikeTerm, InListTerm, BetweenTerm, GraphMatch, AllOf, AnyOf, NotTerm]
 
 
 def has_graph_match(cond: Condition | None) -> bool:
@@ -163,7 +163,7 @@ def has_graph_match(cond: Condition | None) -> bool:
         return True
     if isinstance(cond, (AllOf, AnyOf)):
         return any(has_graph_match(c) for c in cond.items)
-    if isinstance(cond, Not):
+    if isinstance(cond, NotTerm):
         return has_graph_match(cond.operand)
     return False
 
@@ -176,7 +176,7 @@ def conjuncts(cond: Condition | None) -> tuple[Condition, ...]:
 
 # ---- a selection ----------------------------------------------------------------------
 @dataclass(frozen=True)
-class SortKey:
+class SortTerm:
     value: Value
     descending: bool = False
 
@@ -187,6 +187,6 @@ class Selection:
     then model and seq, at most ``limit``; each row holds ``columns``."""
     columns: tuple[Value, ...] = ()
     where: Condition | None = None
-    order: tuple[SortKey, ...] = ()
+    order: tuple[SortTerm, ...] = ()
     limit: int | None = None
     within: "Selection | None" = None

@@ -147,8 +147,17 @@ def tensor_uses(con: duckdb.DuckDBPyConnection) -> list[TensorUse]:
 
 
 def referenced_hashes(con: duckdb.DuckDBPyConnection) -> set[str]:
-    """Every tensor some snapshot holds (the roots of liveness)."""
-    return {r[0] for r in con.execute("SELECT DISTINCT tensor_hash FROM snapshot_tensors").fetchall()}
+    """Every tensor some snapshot holds (the roots of liveness): any table with a ``tensor_hash``
+    column besides tensor_data keeps its tensors alive -- version snapshots, and the snapshots of
+    runs not yet committed (run_snapshot_tensors)."""
+    tables = [r[0] for r in con.execute(
+        "SELECT table_name FROM information_schema.columns WHERE column_name = 'tensor_hash' "
+        "AND table_name <> 'tensor_data' AND table_catalog = current_database() ORDER BY table_name").fetchall()]
+    out: set[str] = set()
+    for table in tables:
+        # table names come from the catalog's own information_schema, never from users
+        out.update(r[0] for r in con.execute(f'SELECT DISTINCT tensor_hash FROM "{table}"').fetchall())
+    return out
 
 
 def dangling_uses(con: duckdb.DuckDBPyConnection) -> list[TensorUse]:

@@ -3,7 +3,6 @@ from __future__ import annotations
 import re
 
 from ..errors import InputError
-from ..repo.archive import archive, archive_dry_run
 from .common import repo_of
 from .ui import human_bytes
 
@@ -44,7 +43,7 @@ def run(args, ui) -> int:
     progress = (lambda msg: ui.warn(msg)) if ui.interactive and not ui.json_mode else None
     if args.dry_run:
         alphas = sorted({1.0, 1.25, 1.5, 2.0, 4.0, args.alpha})
-        rows = archive_dry_run(repo, alphas, scheme=args.scheme, keep_latest_whole=args.keep_latest_whole,
+        rows = repo.archive_dry_run(alphas, scheme=args.scheme, keep_latest_whole=args.keep_latest_whole,
                                progress=progress)
         if ui.json_mode:
             ui.json({"scheme": args.scheme, "plans": rows})
@@ -54,7 +53,7 @@ def run(args, ui) -> int:
                        r["latest_recreation_cost"], f"{r['max_recreation_over_spt']:.2f}x") for r in rows],
                      align_right=(2, 3, 4, 5))
         return 0
-    r = archive(repo, alpha=args.alpha, scheme=args.scheme, budget=budget,
+    r = repo.archive(alpha=args.alpha, scheme=args.scheme, budget=budget,
                 keep_latest_whole=args.keep_latest_whole, progress=progress)
     if ui.json_mode:
         ui.json(r.to_dict())

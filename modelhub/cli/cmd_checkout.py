@@ -2,9 +2,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import InputError
-from ..storage.atomic import atomic_write
-from ..tensorio import safetensors_bytes
 from .common import repo_of
 from .ui import human_bytes
 
@@ -20,28 +17,14 @@ def configure(p) -> None:
 
 
 def run(args, ui) -> int:
-    repo = repo_of(args)
-    ck = repo.checkout(args.ref, snapshot=args.snapshot, rebuild_module=False)
-    out = Path(args.output or f"{ck.version.model}@{ck.version.seq}.safetensors")
-    if out.suffix != ".safetensors":
-        raise InputError(f"{out}: checkout writes safetensors; give a path ending in .safetensors")
-    targets = [out]
-    files = repo.files(args.ref) if args.files else {}
-    targets += [Path(args.files) / p for p in files]
-    if not args.force:
-        existing = [str(t) for t in targets if t.exists()]
-        if existing:
-            raise InputError(f"{existing[0]} exists; pass --force to overwrite or choose another path with -o")
-    data = safetensors_bytes(ck.state_dict, ck.weights_meta)
-    atomic_write(out, data)
-    for rel, content in files.items():
-        atomic_write(Path(args.files) / rel, content)
+    w = repo_of(args).write_checkout(args.ref, args.output, snapshot=args.snapshot, files_dir=args.files,
+                                     overwrite=args.force)
     if ui.json_mode:
-        ui.json({"version": ck.version.to_dict(), "snapshot": ck.snapshot, "output": str(out), "bytes": len(data),
-                 "files": sorted(files)})
+        ui.json({"version": w.version.to_dict(), "snapshot": w.snapshot, "output": w.output, "bytes": w.bytes,
+                 "files": list(w.files)})
     else:
-        ui.print(f"wrote {out} ({human_bytes(len(data))}, {len(ck.state_dict)} tensors) from {ck.version.ref}"
-                 + (f", snapshot {ck.snapshot}" if args.snapshot is not None else ""))
-        for rel in sorted(files):
+        ui.print(f"wrote {w.output} ({human_bytes(w.bytes)}, {w.n_tensors} tensors) from {w.version.ref}"
+                 + (f", snapshot {w.snapshot}" if args.snapshot is not None else ""))
+        for rel in w.files:
             ui.print(f"wrote {Path(args.files) / rel}")
     return 0

@@ -1,9 +1,9 @@
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ..errors import InputError, WeightsError
+from ..repo import load_metrics_file
 from ..tensorio import load_weights_file
 from .common import load_factory, parse_pairs, parse_value, repo_of
 
@@ -34,39 +34,40 @@ def run(args, ui) -> int:
     hparams = {k: parse_value(v) for k, v in parse_pairs(args.hparam, "hparam")}
     metrics = _metrics(args)
     repo = repo_of(args)
-    parents = args.parent
-    if parents is None and not args.no_parent:
-        latest = repo.log(args.name) if args.name in {m.name for m in repo.models()} else []
-        parents = [latest[0].id] if latest else []  # resolved now: the parent's weights may be reused below
-    weights_meta = None
-    if args.model:
-        model = load_factory(args.model)
-        if args.weights:
-            state, weights_meta = load_weights_file(args.weights)
-            try:
-                model.load_state_dict(state, strict=True)
-            except RuntimeError as exc:
-                detail = " ".join(line.strip() for line in str(exc).splitlines()[1:3])
-                raise WeightsError(
-                    f"{args.weights} does not fit the network of {args.model}: {detail}; "
-                    "commit weights saved from that architecture"
-                ) from None
-        target = model
-    elif args.weights:
-        target, weights_meta = load_weights_file(args.weights)
-    elif parents:
-        target = repo.checkout(parents[0], rebuild_module=False).state_dict
+    # Only an explicit choice is passed on: by default the commit itself takes the model's
+    # latest version as the parent, inside its write transaction (no other commit can slip in).
+    parent = {} if args.parent is None and not args.no_parent else {"parent": args.parent or ()}
+    if not args.model and not args.weights:
+        info = repo.commit_parent_weights(name=args.name, message=message, hparams=hparams, metrics=metrics,
+                                          author=args.author, **parent)
     else:
-        raise InputError("nothing to commit: give --weights FILE and/or --model FILE.py:Factory")
-    info = repo.commit(
-        target, name=args.name, message=message, parent=parents or (), hparams=hparams,
-        metrics=metrics, author=args.author, weights_meta=weights_meta,
-    )
+        target, weights_meta = _weights(args)
+        info = repo.commit(target, name=args.name, message=message, hparams=hparams, metrics=metrics,
+                           author=args.author, weights_meta=weights_meta, **parent)
     if ui.json_mode:
         ui.json(info.to_dict())
     else:
         ui.print(f"[{info.ref} {info.short_id}] {info.message.splitlines()[0]}")
     return 0
+
+
+def _weights(args):
+    """What --model and/or --weights name: (an nn.Module or a state dict, the weights file's metadata)."""
+    weights_meta = None
+    if not args.model:
+        return load_weights_file(args.weights)
+    model = load_factory(args.model)
+    if args.weights:
+        state, weights_meta = load_weights_file(args.weights)
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            detail = " ".join(line.strip() for line in str(exc).splitlines()[1:3])
+            raise WeightsError(
+                f"{args.weights} does not fit the network of {args.model}: {detail}; "
+                "commit weights saved from that architecture"
+            ) from None
+    return model, weights_meta
 
 
 def _message(args) -> str:
@@ -93,30 +94,5 @@ def _metrics(args) -> dict[str, list[tuple[int, float]]]:
         points = series.setdefault(key, [])
         points.append((len(points), v))
     if args.metrics_file:
-        path = Path(args.metrics_file)
-        if not path.is_file():
-            raise InputError(f"metrics file {path} does not exist")
-        for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-                if "name" in rec and "value" in rec:
-                    pairs = [(rec["name"], rec["value"])]
-                else:
-                    pairs = [(k, v) for k, v in rec.items() if k != "step"]
-                step = int(rec.get("step", lineno - 1))
-                for name, value in pairs:
-                    v = float(value)
-                    if not isinstance(name, str):
-                        raise ValueError
-                    points = series.setdefault(name, [])
-                    if any(s == step for s, _ in points):
-                        raise InputError(f"{path}:{lineno}: metric {name!r} has step {step} twice")
-                    points.append((step, v))
-            except (json.JSONDecodeError, TypeError, ValueError, AttributeError):
-                raise InputError(
-                    f'{path}:{lineno} is not a metrics record; write {{"name": "loss", "step": 1, "value": 0.5}} '
-                    'or {"step": 1, "loss": 0.5}'
-                ) from None
+        return load_metrics_file(args.metrics_file, series)
     return series

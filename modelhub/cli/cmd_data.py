@@ -32,7 +32,6 @@ def configure(p) -> None:
 
 
 def run(args, ui) -> int:
-    from ..repo.datasets import dataset_versions
     ui.json_mode = bool(getattr(args, "json", False))
     repo = repo_of(args)
     if args.action == "add":
@@ -43,9 +42,7 @@ def run(args, ui) -> int:
             ui.print(f"{v.ref}: added {v.added} record(s), {v.n_records} in all")
         return 0
     if args.action == "log":
-        versions = dataset_versions(repo, args.name)
-        if not versions:
-            repo.dataset(args.name)   # raises the "no dataset named" error with the known names
+        versions = repo.dataset_log(args.name)
     else:
         versions = repo.datasets()
     if ui.json_mode:

@@ -39,7 +39,7 @@ def configure(p) -> None:
                    help="with --progressive: read the weights from this remote without pulling them")
     p.add_argument("--snapshots", action="store_true",
                    help="with --progressive: every stored snapshot of each version (a run's checkpoints)")
-    p.add_argument("--bandwidth", type=float, metavar="MB/S", default=None,
+    p.add_argument("--bandwidth", type=float, metavar="MBIT/S", default=None,
                    help="with --select/--remote: also report the fetches' time over a link of this throughput")
     p.add_argument("--latency-ms", type=float, default=20.0, metavar="MS",
                    help="with --bandwidth: the link's latency per request (default 20)")
@@ -57,8 +57,7 @@ def run(args, ui) -> int:
                          "--progressive")
     args.ref = args.ref[0]
     if args.progressive:
-        from ..progressive.render import show_report
-        return show_report(repo_of(args).eval(args.ref, data=args.data, split=args.split, config=args.config,
+        return _show_progressive(repo_of(args).eval(args.ref, data=args.data, split=args.split, config=args.config,
                                               progressive=True, top_k=args.top, compare=not args.no_compare,
                                               backend=args.backend,
                                               use_stored_features=not args.no_stored_features), ui)
@@ -72,16 +71,42 @@ def run(args, ui) -> int:
     return 0
 
 
+def _show_progressive(report, ui) -> int:
+    """A ProgressiveReport: what was read, per refinement step, and how many records it decided."""
+    if ui.json_mode:
+        ui.json(report.to_dict())
+        return 0
+    pairs = [("version", report.version), ("records", str(report.n_records)), ("top", str(report.top_k)),
+             ("bytes read", f"{report.bytes_read} / {report.bytes_total} ({100 * report.bytes_fraction:.1f}%)"),
+             ("bytes per record", f"{100 * report.record_bytes_fraction:.1f}% on average"),
+             ("decided exactly", f"{report.exact_records} records (full precision)"),
+             ("time", f"{report.time_s:.3f}s"),
+             ("start", f"node {report.head_from} (exact features)" if report.head_from else "raw inputs")]
+    if report.stored_features:
+        pairs.append(("features from the store", f"yes ({report.stored_features_note}; "
+                                                 f"{report.feature_bytes_read} bytes of features read)"))
+    elif report.stored_features_note is not None:
+        pairs.append(("features from the store", f"no ({report.stored_features_note})"))
+    if report.full_time_s is not None:
+        pairs.append(("full precision", f"{report.full_time_s:.3f}s, agreement {100 * (report.agreement or 0):.1f}%"))
+    if report.fallback:
+        pairs.append(("fallback", report.fallback))
+    if report.exact_only:
+        pairs.append(("read whole", ", ".join(report.exact_only)))
+    ui.kv(pairs)
+    ui.table(["step", "segments", "bytes %", "undecided", "certified", "cumulative %"],
+             [[s.step, f"{s.mean_segments:.2f}", f"{100 * s.bytes_fraction:.1f}", s.records, s.certified,
+               f"{100 * s.certified_fraction:.1f}"] for s in report.levels], align_right=(0, 1, 2, 3, 4, 5))
+    return 0
+
+
 def _run_selection(args, ui) -> int:
-    from ..progressive.fetch import BandwidthModel
-    from ..progressive.render import show_selection, terminal_progress
-    bandwidth = None
-    if args.bandwidth is not None:
-        if args.bandwidth <= 0 or args.latency_ms < 0:
-            raise InputError("--bandwidth must be positive and --latency-ms not negative")
-        bandwidth = BandwidthModel(args.latency_ms / 1000.0, args.bandwidth * 1e6)
+    from .selection_view import selection_progress, show_selection
+    if args.bandwidth is not None and (args.bandwidth <= 0 or args.latency_ms < 0):
+        raise InputError("--bandwidth must be positive and --latency-ms not negative")
     report = repo_of(args).eval_selection(args.select, args.ref, data=args.data, remote=args.remote,
                                           split=args.split, config=args.config, top_k=args.top,
-                                          compare=not args.no_compare, bandwidth=bandwidth,
-                                          progress=terminal_progress(ui), snapshots=args.snapshots)
+                                          compare=not args.no_compare, link_mbps=args.bandwidth,
+                                          link_latency_ms=args.latency_ms,
+                                          progress=selection_progress(ui), snapshots=args.snapshots)
     return show_selection(report, ui)

@@ -1,7 +1,8 @@
 from __future__ import annotations
 
-from .common import repo_of
 from ..errors import IntegrityError
+from ..repo import Repo
+from .common import repo_of
 
 HELP = "verify the catalog against the object store and every blob checksum"
 
@@ -16,8 +17,7 @@ def configure(p) -> None:
 
 def run(args, ui) -> int:
     if args.restore_catalog:
-        from ..repo.restore import restore_repo_catalog
-        restored = restore_repo_catalog(args.repo)
+        restored = Repo.restore_catalog(args.repo)
         how = ("rebuilt from its own readable rows (nothing lost)" if restored.source == "salvaged"
                else f"restored from the backup {restored.backup} (versions committed after it are lost; "
                     "their blobs are orphans now)")

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from ..repo.gc import DEFAULT_GRACE_S, collect_garbage
+from ..repo import Repo
 from .common import repo_of
 from .ui import human_bytes
 
@@ -9,16 +9,16 @@ HELP = "delete blobs and tensors that no version references"
 
 def configure(p) -> None:
     p.add_argument("--dry-run", action="store_true", help="report what would be removed, remove nothing")
-    p.add_argument("--grace", type=float, default=DEFAULT_GRACE_S, metavar="SECONDS",
-                   help=f"keep unreferenced blobs younger than this (default {DEFAULT_GRACE_S:.0f}s: protects writes in flight)")
+    p.add_argument("--grace", type=float, default=Repo.DEFAULT_GC_GRACE_S, metavar="SECONDS",
+                   help=f"keep unreferenced blobs younger than this (default {Repo.DEFAULT_GC_GRACE_S:.0f}s: "
+                        "protects writes in flight)")
     p.add_argument("--now", action="store_true", help="no grace period (only when no other dlv process is running)")
     p.add_argument("--features", action="store_true",
                    help="also drop every materialized frozen-layer feature (recomputed by the next evaluate)")
 
 
 def run(args, ui) -> int:
-    report = collect_garbage(repo_of(args), grace_s=0.0 if args.now else args.grace, dry_run=args.dry_run,
-                             features=args.features)
+    report = repo_of(args).gc(grace_s=0.0 if args.now else args.grace, dry_run=args.dry_run, features=args.features)
     if ui.json_mode:
         ui.json(report.to_dict())
         return 0

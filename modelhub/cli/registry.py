@@ -6,5 +6,5 @@ module that is absent (a capability not installed) is skipped.
 """
 COMMANDS: tuple[str, ...] = (
     "init", "add", "commit", "log", "list", "desc", "diff", "checkout", "copy", "stats",
-    "archive", "eval", "query", "repl", "data", "remote", "publish", "search", "pull", "gc", "fsck",
+    "archive", "eval", "query", "repl", "runs", "ui", "data", "remote", "publish", "search", "pull", "gc", "fsck",
 )

@@ -21,7 +21,7 @@ def to_selection(plan: P.SelectPlan, graph_sets: GraphSets | None = None) -> T.S
     return T.Selection(
         columns=tuple(_value(c.value) for c in plan.columns),
         where=None if plan.filter is None else _cond(plan.filter, sets),
-        order=tuple(T.SortKey(_value(k.value), k.descending) for k in plan.order),
+        order=tuple(T.SortTerm(_value(k.value), k.descending) for k in plan.order),
         limit=plan.limit, within=within)
 
 
@@ -38,9 +38,9 @@ def _value(v: P.BoundValue) -> T.Value:
     if isinstance(v, P.Metric):
         return T.MetricValue(v.name, T.Aggregate(v.agg))
     if isinstance(v, P.LayerCount):
-        return T.LayerCount(v.pattern.sql_regex)
+        return T.LayerCountTerm(v.pattern.sql_regex)
     if isinstance(v, P.Const):
-        return T.Literal(v.value)
+        return T.LiteralTerm(v.value)
     raise AssertionError(v)  # pragma: no cover
 
 
@@ -50,15 +50,15 @@ def _cond(c: P.BoundCond, sets: GraphSets) -> T.Condition:
     if isinstance(c, P.OrP):
         return T.AnyOf(tuple(_cond(i, sets) for i in c.items))
     if isinstance(c, P.NotP):
-        return T.Not(_cond(c.operand, sets))
+        return T.NotTerm(_cond(c.operand, sets))
     if isinstance(c, P.Compare):
-        return T.Comparison(_value(c.left), T.Comparator(c.op), _value(c.right))
+        return T.ComparisonTerm(_value(c.left), T.Comparator(c.op), _value(c.right))
     if isinstance(c, P.LikeP):
-        return T.Like(_value(c.value), c.pattern, c.negated)
+        return T.LikeTerm(_value(c.value), c.pattern, c.negated)
     if isinstance(c, P.InP):
-        return T.InList(_value(c.value), tuple(i.value for i in c.items), c.negated)
+        return T.InListTerm(_value(c.value), tuple(i.value for i in c.items), c.negated)
     if isinstance(c, P.BetweenP):
-        return T.Between(_value(c.value), _value(c.low), _value(c.high), c.negated)
+        return T.BetweenTerm(_value(c.value), _value(c.low), _value(c.high), c.negated)
     if isinstance(c, P.GraphP):
         hashes = sets.get(c.pred.id)
         return T.GraphMatch(c.pred.id, None if hashes is None else tuple(hashes))

@@ -38,8 +38,7 @@ class ReplSession:
 
     def refresh_vocabulary(self) -> None:
         try:
-            with self.repo.catalog.read() as con:
-                self.completer.vocab = Vocabulary.load(con)
+            self.completer.vocab = self.repo.vocabulary()
         except ModelhubError as exc:
             self.print(f"warning: completion unavailable: {exc}")
 
@@ -70,7 +69,7 @@ class ReplSession:
             if not text.endswith(";"):
                 continue
             pending = []
-            self.execute(text)
+            self.run_statement(text)
 
     def command(self, cmd: str) -> bool:
         """Run a backslash command; True means quit."""
@@ -91,7 +90,9 @@ class ReplSession:
             self.print(f"unknown command {name}; try \\help")
         return False
 
-    def execute(self, text: str) -> None:
+    def run_statement(self, text: str) -> None:
+        """Run one DQL statement through the repository and print its result; an error is printed
+        and the session goes on."""
         try:
             result = self.repo.query(text)
         except ModelhubError as exc:

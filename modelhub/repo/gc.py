@@ -11,7 +11,7 @@ import os
 import time
 from dataclasses import dataclass
 
-from ..catalog import materializations
+from ..catalog import features as catalog_features
 from ..catalog import objects as catalog_objects
 from ..errors import IntegrityError
 from .liveness import compute_liveness
@@ -94,7 +94,7 @@ def collect_garbage(repo, *, grace_s: float = DEFAULT_GRACE_S, dry_run: bool = F
                 except FileNotFoundError:
                     pass
             if features:
-                materializations.forget_all(con)
+                catalog_features.forget_all(con)
         # hot copies: a cache of each model's latest version (hotcopy.py); a
         # stale one is never read (it names its version), only wastes space
         latest = latest_version_ids(con)

@@ -1,9 +1,11 @@
 """Which blobs and tensors the catalog keeps alive (shared by gc and fsck).
 
 Any catalog column named ``blob_hash`` (files, staged, datasets, ...) keeps
-its blob alive, so a capability that adds a table with such a column is
-covered by gc and fsck without touching them. Tensor blobs are reached
-through ``tensor_data.encoding`` manifests, following delta bases.
+its blob alive, and any column named ``tensor_hash`` (snapshot_tensors,
+run_snapshot_tensors) keeps its tensor alive, so a capability that adds a
+table with such a column is covered by gc and fsck without touching them.
+Tensor blobs are reached through ``tensor_data.encoding`` manifests,
+following delta bases.
 """
 from __future__ import annotations
 

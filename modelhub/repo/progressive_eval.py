@@ -32,7 +32,7 @@ def selected_refs(result, what: str) -> list[str]:
 
 def eval_selection(repo, select: str | None, refs: Sequence[str], *, data: str, remote: str | None = None,
                    split: str = "val", config: str | None = None, top_k: int = 1, compare: bool = True,
-                   bandwidth: BandwidthModel | None = None,
+                   link_mbps: float | None = None, link_latency_ms: float = 20.0,
                    progress: ProgressCallback | None = None, snapshots: bool = False) -> SelectionReport:
     from ..dql import execute
     from ..engine.progressive_selection import evaluate_selection_progressive
@@ -43,6 +43,7 @@ def eval_selection(repo, select: str | None, refs: Sequence[str], *, data: str, 
     if select and not select.lstrip().lower().startswith("select"):
         raise InputError(f"--select takes a select query, not {select.split(None, 1)[0]!r}; "
                          "e.g. --select 'select m where m.name == \"lenet\"'")
+    bandwidth = None if link_mbps is None else BandwidthModel(link_latency_ms / 1000.0, link_mbps * 1e6 / 8)
     access = engine_access(repo)
     with ExitStack() as stack:
         if remote is not None:
@@ -59,7 +60,7 @@ def eval_selection(repo, select: str | None, refs: Sequence[str], *, data: str, 
         if not ids:
             raise InputError(f"the selection {select!r} matched no version; check it with `dlv query`")
         if placement is None:
-            hot = hotcopy.enabled() and bool(set(weights.resolve(r) for r in ids) & repo.hot.version_ids())
+            hot = hotcopy.enabled() and bool({weights.resolve(r) for r in ids} & repo.hot.version_ids())
             placement = Placement(remote=False, hot_copy=hot)
         return evaluate_selection_progressive(access, weights, ids, data, split=split, config=config, top_k=top_k,
                                               compare=compare, bandwidth=bandwidth, placement=placement,

@@ -27,6 +27,7 @@ from ..storage_boundary import BlobStore
 from . import commit as commit_op
 from .describe import describe
 from .diff import diff_versions
+from .gc import DEFAULT_GRACE_S
 from . import hotcopy
 from .hotcopy import HotCopies
 from .lineage import list_models
@@ -233,6 +234,62 @@ class Repo:
             files = catalog_files.version_files(con, vid)
             return {f.path: self.store.get(f.blob_hash) for f in files}
 
+    # -- training runs (repo/runs.py; see docs/RUNS.md) --------------------------------
+    def run(self, name: str, *, hparams: Mapping[str, Any] | None = None,
+            parent: str | Sequence[str] | None = commit_op.LATEST, model: nn.Module | None = None,
+            message: str | None = None, flush_every_s: float | None = None):
+        """Track a training as it happens: ``with repo.run("net", hparams={...}, model=net) as run:
+        run.log(step=..., loss=...); run.snapshot()``; commits a version of ``name`` at exit
+        (status finished, or failed with the exception's message)."""
+        from .runs import DEFAULT_FLUSH_EVERY_S, start_run
+        return start_run(self, name, hparams=hparams, parent=parent, model=model, message=message,
+                         flush_every_s=DEFAULT_FLUSH_EVERY_S if flush_every_s is None else flush_every_s)
+
+    def resume_run(self, run: str, *, model: nn.Module | None = None):
+        """Continue an unfinished run (its process died) by id or unique id prefix."""
+        from .runs import resume_run
+        return resume_run(self, run, model=model)
+
+    def commit_run(self, run: str, *, status: str = "finished", status_message: str | None = None,
+                   message: str | None = None) -> VersionInfo | None:
+        """Commit an unfinished run's snapshots and metrics as a version (None when it took no snapshot)."""
+        from .runs import commit_run
+        return commit_run(self, run, status=status, status_message=status_message, message=message)
+
+    def runs(self, name: str | None = None):
+        """Runs, newest first (catalog.runs.RunRow: state is running, unfinished, finished or failed)."""
+        from ..catalog import runs as run_queries
+        with self.catalog.read() as con:
+            return run_queries.list_runs(con, name)
+
+    def run_info(self, run: str):
+        from .runs import resolve_run
+        with self.catalog.read() as con:
+            return resolve_run(con, run)
+
+    def run_of(self, ref: str):
+        """The run a version was committed from (catalog.runs.RunRow), or None."""
+        from ..catalog import runs as run_queries
+        with self.catalog.read() as con:
+            vid = resolve(con, ref)
+            return run_queries.runs_of_versions(con, [vid]).get(vid)
+
+    def runs_of(self, version_ids) -> dict:
+        """{version id: RunRow} for the versions among ``version_ids`` committed from a run (for `dlv log`)."""
+        from ..catalog import runs as run_queries
+        with self.catalog.read() as con:
+            return run_queries.runs_of_versions(con, list(version_ids))
+
+    def run_metrics(self, run: str) -> dict[str, list[tuple[int, float]]]:
+        """{metric: [(step, value), ...]} flushed so far (a live run flushes every few seconds)."""
+        from ..catalog import runs as run_queries
+        from .runs import resolve_run
+        with self.catalog.read() as con:
+            series: dict[str, list[tuple[int, float]]] = {}
+            for name, step, value in run_queries.metric_points(con, resolve_run(con, run).id):
+                series.setdefault(name, []).append((step, value))
+            return series
+
     # -- datasets and evaluation (engine; see docs/ENGINE.md) -------------------------
     def data_add(self, name: str, files, *, message: str = ""):
         """Add records to dataset ``name`` (created if new) as a new dataset version."""
@@ -265,17 +322,105 @@ class Repo:
 
     def eval_selection(self, select: str | None = None, refs: Sequence[str] = (), *, data: str,
                        remote: str | None = None, split: str = "val", config: str | None = None, top_k: int = 1,
-                       compare: bool = True, bandwidth=None, progress=None, snapshots: bool = False):
+                       compare: bool = True, link_mbps: float | None = None, link_latency_ms: float = 20.0,
+                       progress=None, snapshots: bool = False):
         """Progressive top-k labels of many versions -- those a DQL ``select`` returns and/or ``refs`` --
         on dataset ``data``, with their weights in this archive or on ``remote`` (not pulled): one
         fetch of each blob for all of them, segments only where labels are not yet certain, and
         full precision over the same storage beside it (``compare``). A SelectionReport
-        (docs/PROGRESSIVE.md, "Many versions"); ``bandwidth``: a progressive.fetch.BandwidthModel;
+        (docs/PROGRESSIVE.md, "Many versions"); ``link_mbps``: also price the fetches over a link of
+        that many Mbit/s and ``link_latency_ms`` per request;
         ``snapshots``: every stored snapshot of each version (a run's checkpoints), not only the last."""
         from .progressive_eval import eval_selection
         return eval_selection(self, select, refs, data=data, remote=remote, split=split, config=config,
-                              top_k=top_k, compare=compare, bandwidth=bandwidth, progress=progress,
+                              top_k=top_k, compare=compare, link_mbps=link_mbps,
+                              link_latency_ms=link_latency_ms, progress=progress,
                               snapshots=snapshots)
+
+    # -- what the command line needs beyond the above (it calls Repo only) -------------
+    #: ``gc`` keeps unreferenced blobs younger than this many seconds unless told otherwise
+    DEFAULT_GC_GRACE_S: float = DEFAULT_GRACE_S
+
+    def commit_parent_weights(
+        self,
+        *,
+        name: str,
+        message: str | bytes,
+        parent: str | Sequence[str] | None = commit_op.LATEST,
+        hparams: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, Any] | None = None,
+        author: str | None = None,
+    ) -> VersionInfo:
+        """A new version of ``name`` that keeps its first parent's weights (and so its network):
+        new hyperparameters, metrics or a message for weights already stored.
+
+        ``parent`` as in :meth:`commit` (default: the latest version of ``name``);
+        it is chosen, and its weights read, inside the commit's write transaction.
+        Without a parent there are no weights to keep: InputError.
+        """
+        from .parent_weights import choose_parents, parent_state_dict
+        with self.catalog.write() as con:
+            parents = choose_parents(con, name, parent)
+            state = parent_state_dict(con, self.store, self.hot, parents[0])
+            # Nested, so the same transaction. Its hot copy is written before that commits:
+            # should the commit fail, the copy names no version and gc removes it.
+            return self.commit(state, name=name, message=message, parent=parents, hparams=hparams,
+                               metrics=metrics, author=author)
+
+    def write_checkout(self, ref: str, output: str | os.PathLike | None = None, *, snapshot: int | None = None,
+                       files_dir: str | os.PathLike | None = None, overwrite: bool = False):
+        """Write version ``ref``'s weights (bit-exact) to the safetensors file ``output``
+        (default: NAME@N.safetensors in the current folder) and, with ``files_dir``, its attached
+        files under that folder; returns a WrittenCheckout. Existing files are refused unless
+        ``overwrite``."""
+        from .checkout_files import default_output, write_checkout
+        with self.catalog.read():  # one scope: the weights and the files of the same version
+            ck = self.checkout(ref, snapshot=snapshot, rebuild_module=False)
+            files = self.files(ck.version.id) if files_dir is not None else {}
+        out = Path(output) if output is not None else default_output(ck.version)
+        return write_checkout(ck, files, out, None if files_dir is None else Path(files_dir), overwrite=overwrite)
+
+    def archive(self, *, alpha: float = 2.0, scheme: str = "independent", budget: int | None = None,
+                keep_latest_whole: bool = False, progress: Callable[[str], None] | None = None):
+        """Re-encode every stored tensor under the cheapest storage plan whose snapshots each cost at
+        most ``alpha`` times their all-whole recreation cost (or the smallest alpha that fits in
+        ``budget`` bytes), in one write transaction; returns an ArchiveResult (see repo/archive.py)."""
+        from .archive import archive
+        return archive(self, alpha=alpha, scheme=scheme, budget=budget, keep_latest_whole=keep_latest_whole,
+                       progress=progress)
+
+    def archive_dry_run(self, alphas: Sequence[float], *, scheme: str = "independent",
+                        keep_latest_whole: bool = False, progress: Callable[[str], None] | None = None) -> list[dict]:
+        """What :meth:`archive` would store, and what recreation would cost, for each of ``alphas``
+        (nothing is written)."""
+        from .archive import archive_dry_run
+        return archive_dry_run(self, alphas, scheme=scheme, keep_latest_whole=keep_latest_whole, progress=progress)
+
+    def dataset_log(self, name: str):
+        """Every version of dataset ``name``, oldest first (DatasetVersion records); a DataError
+        naming the known datasets when there is no such dataset."""
+        from .datasets import dataset_versions, load_dataset
+        with self.catalog.read():
+            versions = dataset_versions(self, name)
+            if not versions:
+                load_dataset(self, name)  # raises the "no dataset named" error with the known names
+        return versions
+
+    def vocabulary(self):
+        """The names a query may mention (models, layers, hparam keys, metrics, saved queries):
+        what DQL completion offers."""
+        from ..dql.vocabulary import Vocabulary
+        with self.catalog.read() as con:
+            return Vocabulary.load(con)
+
+    @staticmethod
+    def restore_catalog(path: Path | str | None = None):
+        """Replace the damaged or missing catalog of the repository at ``path`` (or the nearest
+        above the current folder): its readable rows are salvaged, else the newest verified backup
+        is restored. Returns a CatalogRestore. A static method: the damaged repository cannot be
+        opened as a Repo."""
+        from .restore import restore_repo_catalog
+        return restore_repo_catalog(path)
 
 
 def _load_into(module: nn.Module, state: "OrderedDict[str, torch.Tensor]", ref: str) -> nn.Module:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..catalog import Catalog
 from ..catalog import versions as catalog_versions
 from ..catalog.lock import repo_lock
 from ..catalog.maintenance import restore_catalog
@@ -32,8 +33,8 @@ def restore_repo_catalog(path: Path | str | None = None) -> CatalogRestore:
         raise RepoError(f"{root} is not a dlv repository; pass --repo PATH")
     with repo_lock(paths.lock, exclusive=True):
         report = restore_catalog(paths.catalog)
-    from .repository import Repo
-    repo = Repo(root)
-    with repo.catalog.read() as con:
+    catalog = Catalog(paths.catalog, paths.lock)
+    catalog.ensure_schema()  # a backup may predate a migration (as opening a Repo would)
+    with catalog.read() as con:
         versions = catalog_versions.count_versions(con)
     return CatalogRestore(report.source, report.backup, report.damaged_copy, versions)

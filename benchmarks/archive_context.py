@@ -1,0 +1,243 @@
+"""Does context modeling pay? The context coder (storage/context_coding.py) against ZipNN and the archive.
+
+On three real trajectories made by benchmarks/context_trajectories.py (EfficientNet-Lite0
+fine-tune, a from-scratch CNN, MiniLM fine-tuned and saved in bfloat16), total stored bytes of:
+
+  zipnn        - ZipNN on every snapshot (the snapshot's tensors concatenated, as a file);
+  zipnn_delta  - ZipNN on the first snapshot, then on the XOR of each snapshot with the one before;
+  segmented    - the archive today: storage.tensors.encode_tensor per tensor, the first snapshot
+                 whole, every later tensor with the previous snapshot's as delta base
+                 (SegmentedConfig(): delta op and packing chosen per tensor);
+  context      - the same, but a delta tensor is stored with the context coder when that is
+                 smaller (how it would be wired in: see docs/CONTEXT_CODER.md).
+
+Tensors equal to their parent cost 0 bytes in segmented/context (the repository stores a tensor
+once per content hash); ZipNN-delta pays a few bytes for their all-zero XOR. Decode throughput:
+every delta tensor of the trajectory decoded from its parent, MB/s of decoded tensor bytes, on one
+thread and on a thread pool, for the context coder (tensors where it was chosen), the segmented
+codec (same tensors) and ZipNN decompressing the XOR snapshots. Every decode is checked bit-exact.
+Also: one model, all-MiniLM-L6-v2 cast to bfloat16, segmented vs ZipNN (and the bit fields the
+segmented codec uses for bfloat16 and float16).
+
+    python benchmarks/archive_context.py [--quick] [--threads N] [--out results.json]
+
+``--quick`` trains shorter trajectories (fewer epochs/steps, fewer images); a full run trains once
+and caches the snapshots under <tmp>/modelhub-bench-cache/archive-context/.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import context_trajectories as ct  # noqa: E402
+
+from modelhub.storage.bitfields import default_layout  # noqa: E402
+from modelhub.storage.context_coding import ContextConfig, decode_context, encode_context  # noqa: E402
+from modelhub.storage.objects import content_hash  # noqa: E402
+from modelhub.storage.segmented import SegmentedConfig  # noqa: E402
+from modelhub.storage.tensors import decode_tensor, encode_tensor, tensor_hash  # noqa: E402
+
+TARGET_VS_ZIPNN_DELTA = 1.1
+TARGET_DECODE_MBS = 300.0
+UINT = {1: "<u1", 2: "<u2", 4: "<u4", 8: "<u8"}
+
+
+def zipnn_compress(data: bytes, dtype: str) -> bytes:
+    from zipnn import ZipNN
+
+    return ZipNN(bytearray_dtype=dtype, input_format="byte").compress(bytearray(data))  # it overwrites its input
+
+
+def zipnn_decompress(blob: bytes, dtype: str) -> bytes:
+    from zipnn import ZipNN
+
+    return bytes(ZipNN(bytearray_dtype=dtype, input_format="byte").decompress(blob))
+
+
+def flat(snap) -> bytes:
+    return b"".join(raw for _, _, raw in snap.values())
+
+
+def snapshot_dtype(snap) -> str:
+    dtypes = {dtype for dtype, _, _ in snap.values()}
+    if len(dtypes) != 1:
+        raise SystemExit(f"a trajectory snapshot mixes dtypes {sorted(dtypes)}; ZipNN needs one")
+    return dtypes.pop()
+
+
+def zipnn_sizes(snaps) -> dict:
+    dtype = snapshot_dtype(snaps[0])
+    itemsize = UINT[{"bfloat16": 2, "float16": 2, "float32": 4, "float64": 8}[dtype]]
+    whole = delta = 0
+    xor_blobs = []
+    prev = None
+    for snap in snaps:
+        data = flat(snap)
+        blob = zipnn_compress(data, dtype)
+        whole += len(blob)
+        if prev is None:
+            delta += len(blob)
+        else:
+            xor = (np.frombuffer(data, itemsize) ^ np.frombuffer(prev, itemsize)).tobytes()
+            xblob = zipnn_compress(xor, dtype)
+            delta += len(xblob)
+            xor_blobs.append((xblob, xor))
+        prev = data
+    return {"zipnn": whole, "zipnn_delta": delta, "xor_blobs": xor_blobs}
+
+
+def archive_sizes(snaps, ctx_config: ContextConfig) -> dict:
+    """Stored bytes of segmented and segmented+context, and the encoded delta tensors for the decode timing."""
+    seg_total = ctx_total = context_only = 0
+    chosen = considered = 0
+    ops: dict[str, int] = {}
+    deltas = []  # (manifest, blobs, raw, base_raw, codec) of every changed tensor
+    for name, (dtype, shape, raw) in snaps[0].items():
+        enc = encode_tensor(raw, dtype, shape, config=SegmentedConfig())
+        size = sum(len(b) for b in enc.blobs)
+        seg_total += size
+        ctx_total += size
+    for t in range(1, len(snaps)):
+        for name, (dtype, shape, raw) in snaps[t].items():
+            base_raw = snaps[t - 1][name][2]
+            if raw == base_raw:
+                continue  # stored once: same content hash as the parent's tensor
+            base_hash = tensor_hash(base_raw, dtype, shape)
+            seg = encode_tensor(raw, dtype, shape, config=SegmentedConfig(), base_raw=base_raw, base_hash=base_hash)
+            seg_size = sum(len(b) for b in seg.blobs)
+            seg_total += seg_size
+            ctx = encode_context(raw, dtype, shape, base_raw=base_raw, base_hash=base_hash, config=ctx_config)
+            if ctx is not None:
+                considered += 1
+                context_only += ctx.nbytes
+            if ctx is not None and ctx.nbytes < seg_size:
+                chosen += 1
+                ops[ctx.manifest["delta"]["op"]] = ops.get(ctx.manifest["delta"]["op"], 0) + 1
+                ctx_total += ctx.nbytes
+                deltas.append((ctx.manifest, ctx.blobs, seg.manifest, seg.blobs, raw, base_raw))
+            else:
+                ctx_total += seg_size
+    return {"segmented": seg_total, "context": ctx_total, "tensors_considered": considered,
+            "tensors_context_chosen": chosen, "context_ops": ops, "deltas": deltas}
+
+
+def _timed(fn, jobs, threads: int) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process): on a machine shared with other work the CPU
+    time of a single-threaded run is the better estimate of its speed on an idle machine."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    if threads <= 1:
+        for job in jobs:
+            fn(job)
+    else:
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            list(pool.map(fn, jobs))
+    return time.perf_counter() - t0, time.process_time() - c0
+
+
+def decode_throughput(deltas, xor_blobs, dtype: str, threads: int) -> dict:
+    def run_context(job):
+        manifest, blobs, _, _, raw, base_raw = job
+        store = {content_hash(b): b for b in blobs}
+        out = decode_context(manifest, store.__getitem__, len(raw), base=lambda _h: base_raw)
+        if out != raw:
+            raise SystemExit("context coder: decoded bytes differ from the original")
+
+    def run_segmented(job):
+        _, _, manifest, blobs, raw, base_raw = job
+        store = {content_hash(b): b for b in blobs}
+        out = decode_tensor(manifest, store.__getitem__, len(raw), base=lambda _h: base_raw)
+        if out != raw:
+            raise SystemExit("segmented codec: decoded bytes differ from the original")
+
+    def run_zipnn(job):
+        blob, xor = job
+        if zipnn_decompress(blob, dtype) != xor:
+            raise SystemExit("ZipNN: decoded bytes differ from the original")
+
+    nbytes = sum(len(job[4]) for job in deltas)
+    xbytes = sum(len(x) for _, x in xor_blobs)
+    out = {"decoded_bytes": nbytes}
+    if not deltas:
+        return out
+    for label, fn, jobs, size in (("context", run_context, deltas, nbytes), ("segmented", run_segmented, deltas, nbytes),
+                                  ("zipnn_xor", run_zipnn, xor_blobs, xbytes)):
+        wall, cpu = _timed(fn, jobs, 1)
+        out[f"{label}_mbs_1thread"] = round(size / wall / 1e6, 1)
+        out[f"{label}_mbs_1thread_cpu_time"] = round(size / cpu / 1e6, 1)
+        out[f"{label}_mbs_{threads}threads"] = round(size / _timed(fn, jobs, threads)[0] / 1e6, 1)
+    return out
+
+
+def run_workload(name: str, quick: bool, threads: int, ctx_config: ContextConfig) -> dict:
+    t0 = time.perf_counter()
+    snaps = ct.trajectory(name, quick=quick)
+    t_train = time.perf_counter() - t0
+    dtype = snapshot_dtype(snaps[0])
+    raw = sum(len(flat(s)) for s in snaps)
+    z = zipnn_sizes(snaps)
+    a = archive_sizes(snaps, ctx_config)
+    speed = decode_throughput(a["deltas"], z["xor_blobs"], dtype, threads)
+    ratio = round(z["zipnn_delta"] / a["context"], 4)
+    return {
+        "workload": name, "dtype": dtype, "snapshots": len(snaps), "tensors": len(snaps[0]), "raw_bytes": raw,
+        "bytes": {"zipnn": z["zipnn"], "zipnn_delta": z["zipnn_delta"], "segmented": a["segmented"], "context": a["context"]},
+        "ratio_vs_raw": {k: round(raw / v, 3) for k, v in
+                         (("zipnn", z["zipnn"]), ("zipnn_delta", z["zipnn_delta"]), ("segmented", a["segmented"]),
+                          ("context", a["context"]))},
+        "segmented_vs_zipnn_delta": round(z["zipnn_delta"] / a["segmented"], 4),
+        "context_vs_zipnn_delta": ratio,
+        "context_vs_segmented": round(a["segmented"] / a["context"], 4),
+        "target_vs_zipnn_delta": TARGET_VS_ZIPNN_DELTA,
+        "target_reached": ratio >= TARGET_VS_ZIPNN_DELTA,
+        "delta_tensors_considered": a["tensors_considered"], "delta_tensors_context_chosen": a["tensors_context_chosen"],
+        "context_ops": a["context_ops"],
+        "decode": speed,
+        "decode_target_mbs": TARGET_DECODE_MBS,
+        "decode_target_reached": bool(speed.get("context_mbs_1thread_cpu_time", 0) >= TARGET_DECODE_MBS),
+        "seconds": {"trajectory": round(t_train, 1), "total": round(time.perf_counter() - t0, 1)},
+    }
+
+
+def single_bf16(quick: bool) -> dict:
+    """One model: all-MiniLM-L6-v2 cast to bfloat16 (the bf16 trajectory's first snapshot)."""
+    snap = ct.trajectory("bf16", quick=quick)[0]
+    raw = flat(snap)
+    zipnn = len(zipnn_compress(raw, "bfloat16"))
+    seg = sum(sum(len(b) for b in encode_tensor(r, d, s, config=SegmentedConfig()).blobs) for d, s, r in snap.values())
+    return {"model": "all-MiniLM-L6-v2 (bfloat16)", "raw_bytes": len(raw), "zipnn": zipnn, "segmented": seg,
+            "ratio_zipnn": round(len(raw) / zipnn, 4), "ratio_segmented": round(len(raw) / seg, 4),
+            "segmented_vs_zipnn": round(zipnn / seg, 4),
+            "layouts": {d: [list(f) for f in default_layout(d, 2)] for d in ("bfloat16", "float16")}}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="shorter trajectories (a few minutes on 2 cores)")
+    ap.add_argument("--threads", type=int, default=min(4, os.cpu_count() or 1))
+    ap.add_argument("--workloads", default=",".join(ct.WORKLOADS))
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args(argv)
+    ctx_config = ContextConfig()
+    results = {"quick": args.quick, "threads": args.threads, "context_config": ctx_config.to_json(), "workloads": []}
+    for name in args.workloads.split(","):
+        res = run_workload(name, args.quick, args.threads, ctx_config)
+        results["workloads"].append(res)
+        print(json.dumps(res), file=sys.stderr, flush=True)
+    results["single_bf16"] = single_bf16(args.quick)
+    text = json.dumps(results, indent=1)
+    if args.out:
+        args.out.write_text(text + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
