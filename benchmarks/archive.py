@@ -20,6 +20,17 @@ in {1, 1.25, 1.5, 2, 4} (also with every version's last snapshot kept whole),
 from one measured storage graph. Every checkout is verified bit-exact.
 
     python benchmarks/archive.py [--quick] [--out results.json]
+
+``--large`` measures streaming instead, on a synthetic bf16 transformer checkpoint
+of ``--large-gb`` GB (default 1.2; 0.25 with --quick) saved sharded as Hugging Face
+does (model-0000k-of-0000N.safetensors + model.safetensors.index.json): `dlv
+commit DIR` and a cold `dlv checkout` (no hot copy) run as subprocesses, timed,
+with their peak RSS (wait4), against ZipNN compressing the same bytes (its own
+threads) and safetensors loading them. Targets: commit >= 0.75x ZipNN's
+throughput, cold checkout >= 1 GB/s, peak RSS a few times the largest tensor
++ 256 MB.
+
+    python benchmarks/archive.py --large [--large-gb 1.2] [--quick] [--out results.json]
 """
 from __future__ import annotations
 
@@ -291,6 +302,126 @@ def large_checkout(tmp: Path, repeats: int, mb: int) -> dict:
     return out
 
 
+def make_checkpoint(folder: Path, gb: float, shard_gb: float = 0.5) -> dict:
+    """A bf16 transformer-shaped checkpoint of ~``gb`` GB (weights ~ N(0, 0.02) like an
+    initialized or lightly trained LLM), sharded by ``shard_gb``, with its index JSON."""
+    hidden, inter, vocab = 2048, 5632, 32000
+    per_layer = (4 * hidden * hidden + 3 * hidden * inter + 2 * hidden) * 2
+    n_layers = max(1, round((gb * 1e9 - vocab * hidden * 2) / per_layer))
+    g = torch.Generator().manual_seed(0)
+
+    def w(*shape):
+        return (torch.randn(*shape, generator=g) * 0.02).to(torch.bfloat16)
+
+    tensors = [("model.embed_tokens.weight", (vocab, hidden))]
+    for i in range(n_layers):
+        pre = f"model.layers.{i}."
+        tensors += [(pre + f"self_attn.{p}_proj.weight", (hidden, hidden)) for p in "qkvo"]
+        tensors += [(pre + "mlp.gate_proj.weight", (inter, hidden)), (pre + "mlp.up_proj.weight", (inter, hidden)),
+                    (pre + "mlp.down_proj.weight", (hidden, inter)),
+                    (pre + "input_layernorm.weight", (hidden,)), (pre + "post_attention_layernorm.weight", (hidden,))]
+    shards, cur, size = [], {}, 0
+    for name, shape in tensors:
+        t = w(*shape) if len(shape) > 1 else (1 + w(*shape))
+        if cur and size + t.numel() * 2 > shard_gb * 1e9:
+            shards.append(cur)
+            cur, size = {}, 0
+        cur[name] = t
+        size += t.numel() * 2
+    shards.append(cur)
+    folder.mkdir(parents=True)
+    weight_map, total, largest = {}, 0, 0
+    for k, shard in enumerate(shards, 1):
+        fname = f"model-{k:05d}-of-{len(shards):05d}.safetensors"
+        from safetensors.torch import save_file
+        save_file(shard, folder / fname, metadata={"format": "pt"})
+        for name, t in shard.items():
+            weight_map[name] = fname
+            total += t.numel() * 2
+            largest = max(largest, t.numel() * 2)
+    (folder / "model.safetensors.index.json").write_text(
+        json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2))
+    return {"bytes": total, "tensors": len(weight_map), "shards": len(shards), "largest_tensor_bytes": largest,
+            "layers": n_layers}
+
+
+def _timed_subprocess(argv: list[str], env: dict | None = None) -> tuple[float, int]:
+    """(seconds, peak RSS bytes) of a command. The peak comes from GNU time's own child: a
+    child forked from this (large) process would report this process's size as its peak."""
+    import subprocess
+
+    with tempfile.NamedTemporaryFile("r", suffix=".rss") as rss:
+        t = time.perf_counter()
+        proc = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", rss.name, *argv], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        seconds = time.perf_counter() - t
+        if proc.returncode != 0:
+            raise RuntimeError(f"{argv} failed: {proc.stderr.decode()[-2000:]}")
+        peak_kb = int(rss.read().split()[-1])
+    return seconds, peak_kb * 1024
+
+
+def large_streaming(tmp: Path, gb: float) -> dict:
+    """Streaming commit and cold checkout of a sharded bf16 checkpoint versus ZipNN and safetensors."""
+    import os
+
+    ckpt = tmp / "ckpt"
+    info = make_checkpoint(ckpt, gb)
+    files = sorted(ckpt.glob("*.safetensors"))
+    mb = info["bytes"] / 1e6
+    # ZipNN compressing the same tensor bytes, shard by shard (its default threads)
+    from zipnn import ZipNN
+    from safetensors.torch import load as st_load
+
+    z = ZipNN(bytearray_dtype="bfloat16", input_format="byte")
+    zipnn_s = zipnn_out = 0
+    for f in files:
+        data = bytearray(f.read_bytes())
+        t = time.perf_counter()
+        zipnn_out += len(z.compress(data))
+        zipnn_s += time.perf_counter() - t
+        del data
+    t = time.perf_counter()
+    for f in files:
+        st_load(f.read_bytes())   # read and materialize every tensor (load_file only maps the file)
+    st_load_s = time.perf_counter() - t
+    env = dict(os.environ, DLV_AUTHOR="bench", PYTHONPATH=os.pathsep.join(
+        [str(Path(modelhub.__file__).resolve().parents[1])] + [p for p in sys.path if p]))
+    repo = tmp / "repo"
+    modelhub.init_repo(repo)
+    dlv = [sys.executable, "-m", "modelhub"]
+    commit_s, commit_rss = _timed_subprocess(dlv + ["commit", str(ckpt), "--name", "llm", "-m", "large",
+                                                    "--repo", str(repo)], env)
+    cold_env = dict(env, DLV_HOT_COPIES="0")
+    out = tmp / "out"
+    checkout_s, checkout_rss = _timed_subprocess(dlv + ["checkout", "llm", "-o", str(out), "--repo", str(repo)],
+                                                 cold_env)
+    for f in files:
+        assert (out / f.name).read_bytes() == f.read_bytes(), f"{f.name} differs after checkout"
+    idle_s, idle_rss = _timed_subprocess([sys.executable, "-c", "import modelhub.cli, modelhub.repo.repository, torch"], env)
+    r = modelhub.Repo(repo).stats()
+    commit_mbps, zipnn_mbps, checkout_mbps = mb / commit_s, mb / zipnn_s, mb / checkout_s
+    # the CLI's start-up (imports) is paid by both commands; ZipNN's figure has none
+    commit_work_mbps, checkout_work_mbps = mb / max(commit_s - idle_s, 1e-9), mb / max(checkout_s - idle_s, 1e-9)
+    bound = 4 * info["largest_tensor_bytes"] + (256 << 20) + idle_rss
+    return {
+        **info, "cpu_cores": os.cpu_count(),
+        "zipnn_ratio": round(info["bytes"] / zipnn_out, 4), "archive_ratio": round(info["bytes"] / r.stored_bytes, 4),
+        "zipnn_compress_MBps": round(zipnn_mbps, 1), "commit_MBps": round(commit_mbps, 1),
+        "commit_over_zipnn": round(commit_mbps / zipnn_mbps, 3),
+        "startup_s": round(idle_s, 2), "commit_MBps_without_startup": round(commit_work_mbps, 1),
+        "commit_over_zipnn_without_startup": round(commit_work_mbps / zipnn_mbps, 3),
+        "cold_checkout_MBps": round(checkout_mbps, 1), "cold_checkout_MBps_without_startup": round(checkout_work_mbps, 1),
+        "safetensors_load_MBps": round(mb / st_load_s, 1), "zipnn_threads": "library default",
+        "peak_rss_commit_MB": round(commit_rss / 1e6), "peak_rss_checkout_MB": round(checkout_rss / 1e6),
+        "peak_rss_import_only_MB": round(idle_rss / 1e6), "rss_bound_MB": round(bound / 1e6),
+        "hot_copy_bytes": r.hot_bytes,
+        "targets": {"commit >= 0.75x zipnn (without start-up)": commit_work_mbps >= 0.75 * zipnn_mbps,
+                    "cold checkout >= 1 GB/s (without start-up)": checkout_work_mbps >= 1000,
+                    "peak RSS <= 4 x largest tensor + 256 MB (+ interpreter)": max(commit_rss, checkout_rss) <= bound},
+    }
+
+
 def estimate_agreement(versions, limit: int = 60) -> dict:
     """How often the entropy estimate picks the op that zstd really makes smallest."""
     agree = total = 0
@@ -380,7 +511,21 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer epochs and repeats (CI smoke run)")
     ap.add_argument("--out", help="also write the JSON here")
+    ap.add_argument("--large", action="store_true", help="streaming commit/checkout of a sharded checkpoint instead")
+    ap.add_argument("--large-gb", type=float, help="size of the --large checkpoint in GB (default 1.2: above the 1 GiB hot copy cap; 0.25 with --quick)")
     args = ap.parse_args(argv)
+    if args.large:
+        tmp = Path(tempfile.mkdtemp(prefix="mh-archive-large-"))
+        try:
+            report = {"benchmark": "archive --large", "quick": args.quick,
+                      "streaming": large_streaming(tmp, args.large_gb or (0.25 if args.quick else 1.2))}
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        text = json.dumps(report, indent=1)
+        print(text)
+        if args.out:
+            Path(args.out).write_text(text + "\n")
+        return 0
     torch.set_num_threads(2)
     epochs = 3 if args.quick else 6
     repeats = 3 if args.quick else 5

@@ -11,11 +11,19 @@ from .errors import ModelhubError
 __version__ = "0.1.0"
 __all__ = ["Repo", "init_repo", "open_repo", "ModelhubError", "__version__"]
 
+# Exported lazily (PEP 562): `dlv --version` and `dlv log` import this package, and the
+# repository layer pulls in the catalog (DuckDB) that those need only when they use it.
+_LAZY = {"Repo": ".repo", "init_repo": ".repo", "open_repo": ".repo"}
+
 
 def __getattr__(name: str):
-    # The repository facade imports torch; importing it on first use lets the parts that
-    # only read the catalog (the web UI's pages) start without torch.
-    if name in ("Repo", "init_repo", "open_repo"):
-        from . import repo
-        return getattr(repo, name)
-    raise AttributeError(f"module 'modelhub' has no attribute {name!r}")
+    if name in _LAZY:
+        import importlib
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -15,6 +15,10 @@ class RepoError(ModelhubError):
     """The repository is missing, malformed, or cannot be opened."""
 
 
+class RepoExistsError(RepoError):
+    """`init` of a folder that already holds a repository."""
+
+
 class LockTimeoutError(RepoError):
     """Another process held the repository lock for too long."""
 

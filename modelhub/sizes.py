@@ -1,17 +1,44 @@
-"""Human-readable byte sizes in arguments and settings ('500M', '2G', '1048576')."""
+"""Byte sizes in arguments, settings and configs: the ONE parser ('500M', '2GiB', '1048576').
+
+Units are binary everywhere, as in git's config (``core.bigFileThreshold = 512m``)
+and as `dlv stats` prints them (KiB, MiB): K = 1024, M = 1024**2, G = 1024**3,
+T = 1024**4. Each may be written bare, with B or with iB, in any case (``500M``,
+``500MB``, ``500MiB``, ``500mb`` are all 524,288,000 bytes); a plain number is
+bytes and may have a fraction (``1.5G``). The same text therefore means the same
+size in ``dlv archive --budget``, ``dlv query --storage-budget``, an evaluate
+config's ``storage_budget`` / ``memory_budget`` and ``DLV_HOT_MAX_BYTES``.
+
+(``humanfriendly.parse_size`` was considered: it reads ``500M`` as decimal and
+``500MiB`` as binary, the very ambiguity this module removes, and would add a
+dependency for a dozen lines.)
+"""
 from __future__ import annotations
 
 import re
 
 from .errors import InputError
 
-_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1024**2, "mb": 1024**2, "mib": 1024**2,
-          "g": 1024**3, "gb": 1024**3, "gib": 1024**3, "t": 1024**4, "tb": 1024**4, "tib": 1024**4}
+#: multiplier of each unit prefix ('' = bytes)
+_PREFIXES = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+_SIZE = re.compile(r"\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([kmgt]?)(i?b?)\s*", re.IGNORECASE)
+
+SIZE_HINT = "write bytes or a number with K, M, G or T (binary: 1K = 1024 bytes), e.g. 500M or 2GiB"
+
+
+def size_bytes(text: str) -> int | None:
+    """Bytes of a size text, or None when it is not one (callers word their own error)."""
+    m = _SIZE.fullmatch(text or "")
+    if not m:
+        return None
+    prefix, suffix = m.group(2).lower(), m.group(3).lower()
+    if suffix in ("i", "ib") and not prefix:  # 'Mi' and 'MiB' are units, 'i' and 'iB' alone are not
+        return None
+    return int(float(m.group(1)) * _PREFIXES[prefix])
 
 
 def parse_size(text: str) -> int:
-    """'500MB', '2G', '1048576' -> bytes (binary units)."""
-    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*", text or "")
-    if not m or m.group(2).lower() not in _UNITS:
-        raise InputError(f"size {text!r} is not understood; write bytes or a number with K, M, G or T (e.g. 500M)")
-    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+    """'500M', '500MB', '500MiB' (all 524,288,000), '2G', '1048576' -> bytes (binary units)."""
+    n = size_bytes(text)
+    if n is None:
+        raise InputError(f"size {text!r} is not understood; {SIZE_HINT}")
+    return n

@@ -154,6 +154,8 @@ class BlobStore:
 
 #: encode one tensor (see storage.tensors.encode_tensor)
 encode_tensor = _translated(_tensors.encode_tensor)
+#: the smaller of the segmented and the context-coded delta (see storage.tensors.encode_delta_best)
+encode_delta_best = _translated(_tensors.encode_delta_best)
 #: the exact bytes of a tensor from its manifest (see storage.tensors.decode_tensor)
 decode_tensor = _translated(_tensors.decode_tensor)
 #: bounds of every element from a tensor's first k segments (see storage.progressive.read_intervals)

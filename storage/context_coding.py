@@ -59,6 +59,7 @@ import zstandard
 from .bitfields import FLOAT_FORMATS, UINT_OF_SIZE
 from .byteclass import byte_counts
 from .deltas import apply_delta, undo_delta
+from .codecs import register_codec
 from .errors import CodecError, CorruptBlobError, DamagedEncodingError, UnknownFormatError
 
 FORMAT = 3
@@ -447,7 +448,8 @@ def context_blobs(manifest: Mapping) -> list[str]:
 
 
 class ContextCodec:
-    """The ``storage.codecs.Codec`` contract for format 3 (not registered yet: see docs/CONTEXT_CODER.md)."""
+    """The ``storage.codecs.Codec`` contract for format 3 (registered below: a repository that holds a
+    format-3 manifest must be able to read it forever)."""
 
     id = CODEC_ID
     config_type = ContextConfig
@@ -466,3 +468,6 @@ class ContextCodec:
 
     def blobs(self, manifest):
         return context_blobs(manifest)
+
+
+register_codec(ContextCodec())

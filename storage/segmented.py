@@ -213,7 +213,9 @@ def encode_segmented(raw: bytes | memoryview, dtype: str, n: int, itemsize: int,
         if op is not None:  # deltas are mostly small words: try byte-class packing too
             options.append((PACKING_BYTECLASS, (), split_byteclass(data)))
         for packing, lay, segments in options:
-            bits = sum(entropy_bits(s) for s in segments)
+            # a single candidate (a tensor stored whole) has nothing to choose between:
+            # its estimate would cost ~40% of a commit's encoding time for nothing
+            bits = sum(entropy_bits(s) for s in segments) if len(ops) > 1 or len(options) > 1 else 0.0
             candidates[(op or "none") + ("" if packing == "fields" else "+" + packing)] = bits
             options_all.append((bits, op, lay, segments, packing))
     options_all.sort(key=lambda o: o[0])

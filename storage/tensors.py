@@ -21,10 +21,11 @@ from .dtypes import DTYPE_SIZES
 from .errors import CodecError
 # The built-in codecs register themselves into the registry when imported (format 1, then 2).
 from . import whole as _whole  # noqa: F401  (format 1: read forever)
+from . import context_coding
 from .segmented import SegmentedConfig
 
 __all__ = ["DTYPE_SIZES", "DEFAULT_CODEC", "EncodedTensor", "tensor_hash", "check_size", "commit_config",
-           "encode_tensor", "decode_tensor", "manifest_blobs", "delta_base", "delta_op", "config_codec"]
+           "encode_tensor", "encode_delta_best", "decode_tensor", "manifest_blobs", "delta_base", "delta_op", "config_codec"]
 
 
 def tensor_hash(raw: bytes | memoryview, dtype: str, shape: Sequence[int]) -> str:
@@ -89,6 +90,24 @@ def encode_tensor(raw: bytes, dtype: str, shape: Sequence[int], *, level: int = 
         check_size(len(base_raw), dtype, shape)
     manifest, blobs = impl.encode(raw, dtype, shape, config, base_raw=base_raw, base_hash=base_hash)
     return EncodedTensor(manifest=manifest, blobs=blobs)
+
+
+def encode_delta_best(raw: bytes, dtype: str, shape: Sequence[int], *, base_raw: bytes | memoryview,
+                      base_hash: str, config: SegmentedConfig | None = None) -> EncodedTensor:
+    """The smaller of the segmented encoding (whole or delta, its own choice) and the context-coded
+    delta (format 3) of a float tensor against ``base_raw``.
+
+    Used where the archive sizes and writes delta edges; commits store tensors whole and never
+    reach it. The context coder only applies to float deltas of enough elements; it wins where
+    a delta's magnitude follows the parent's exponent (docs/CONTEXT_CODER.md has the figures).
+    """
+    seg = encode_tensor(raw, dtype, shape, codec="segmented", config=config, base_raw=base_raw, base_hash=base_hash)
+    if seg.manifest.get("delta") is None or dtype not in context_coding.ITEMSIZES:
+        return seg
+    ctx = context_coding.encode_context(raw, dtype, shape, base_raw=base_raw, base_hash=base_hash)
+    if ctx is not None and sum(len(b) for b in ctx.blobs) < sum(len(b) for b in seg.blobs):
+        return EncodedTensor(manifest=ctx.manifest, blobs=tuple(ctx.blobs))
+    return seg
 
 
 def config_codec(config) -> str:

@@ -6,6 +6,7 @@ another exception, never a traceback) and leaves the repository unchanged.
 from __future__ import annotations
 
 import io
+import json
 
 import pytest
 import torch
@@ -75,7 +76,11 @@ def test_random_command_lines_never_crash(fuzz_repo, monkeypatch, argv) -> None:
     assert isinstance(code, int)
     if code != 0:
         lines = err.getvalue().strip().splitlines()
-        assert lines and lines[0].startswith("error: ") and "Traceback" not in err.getvalue()
+        assert lines and "Traceback" not in err.getvalue()
+        if "--json" in argv:  # under --json an error is one JSON object on stderr (issue 15)
+            assert len(lines) == 1 and json.loads(lines[0])["error"]["code"] == code, lines
+        else:
+            assert lines[0].startswith("error: ")
         if not argv or argv[0] != "query":  # parse errors add the source line and a caret
             assert len(lines) == 1, lines
         assert fuzz_repo.stats() == before

@@ -68,7 +68,8 @@ def test_init_commit_log_list_desc(work) -> None:
     for expected in ("conv1", "Conv2d", "out_channels=4", "lr", "0.1", "loss", "traced, rebuildable", "fc.weight", "10x256"):
         assert expected in out, expected
     desc = json.loads(work("desc", "net@2", "--json")[1])
-    assert desc["hparams"] == {} and desc["rebuildable"] is True  # graph inherited from the parent
+    # graph and hparams inherited from the parent (issue 15: a weights-only commit keeps the parent's hparams)
+    assert desc["hparams"] == {"lr": 0.1, "opt": "sgd"} and desc["rebuildable"] is True
 
 
 def test_add_attaches_staged_files_to_the_next_commit(work) -> None:

@@ -35,14 +35,14 @@ def test_commit_takes_as_parent_the_latest_version_when_it_writes(cli, monkeypat
     save_file(_weights(0), str(cli.work / "w.safetensors"))
     assert cli("commit", "-m", "one", "--name", "net", "--weights", "w.safetensors")[0] == 0
     other = modelhub.open_repo(cli.work)
-    from modelhub.cli import cmd_commit
-    real_load = cmd_commit.load_weights_file
+    from modelhub.repo import commit as commit_op   # a safetensors file is opened (streamed) by the commit
+    real_load = commit_op.open_weights
 
     def load_while_another_process_commits(path):
         other.commit(_weights(1), name="net", message="two, concurrent")
         return real_load(path)
 
-    monkeypatch.setattr(cmd_commit, "load_weights_file", load_while_another_process_commits)
+    monkeypatch.setattr(commit_op, "open_weights", load_while_another_process_commits)
     code, out, err = cli("commit", "-m", "three", "--name", "net", "--weights", "w.safetensors", "--json")
     assert code == 0, err
     assert json.loads(out)["parents"] == [other.version("net@2").id]
@@ -176,7 +176,7 @@ def _imports(path: Path) -> set[str]:
 # the one exit-code boundary; and the web UI (`dlv ui` starts it: a front end beside the CLI, which
 # reads through its own read-only reader).
 ALLOWED = {
-    "modelhub.__version__", "modelhub.repo", "modelhub.errors", "modelhub.tensorio", "modelhub.sizes", "modelhub.repl",
+    "modelhub.__version__", "modelhub.repo", "modelhub.errors", "modelhub.tensorio", "modelhub.sizes", "modelhub.tables", "modelhub.progress", "modelhub.repl",
     "modelhub.remote", "modelhub.remote.progress", "modelhub.dql.lexicon", "modelhub.dql.vocabulary",
     "modelhub.ui.server",
 }

@@ -57,7 +57,7 @@ def test_cli_query_json_and_errors(cli) -> None:
     import modelhub
     _commit_tiny(modelhub.open_repo(cli.work))
     code, out, err = cli("query", "--json", 'select m.name, m.hparams.lr')
-    assert code == 0 and json.loads(out)["rows"] == [["tiny", 0.1]]
+    assert code == 0 and json.loads(out)["rows"] == [{"name": "tiny", "hparams.lr": 0.1}]   # objects, as every --json
     code, out, err = cli("query", 'select m where m.name = "tiny"')
     assert code != 0 and "to compare use `==`" in err and "^" in err
     code, out, err = cli("query", "--save", "fast", 'select m where m.hparams.lr >= 0.1')

@@ -190,7 +190,8 @@ def test_config_errors_say_how_to_fix(tmp_path):
     bad.write_text("{oops")
     with pytest.raises(ConfigError, match="is not valid JSON"):
         load_config_file(bad)
-    assert parse_size("2GiB") == 2 * 2**30 and parse_size("500MB") == 500 * 10**6 and parse_size("unlimited") is None
+    # binary units, as everywhere in dlv (modelhub/sizes.py; issue 15: "500M" means one thing)
+    assert parse_size("2GiB") == 2 * 2**30 and parse_size("500MB") == 500 * 2**20 and parse_size("unlimited") is None
     with pytest.raises(ConfigError, match="write a size such as 500MB"):
         parse_size("lots")
 

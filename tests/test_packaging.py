@@ -1,11 +1,17 @@
 """`pip install .` ships storage/ and grammar/ as modelhub.storage / modelhub.grammar."""
 from __future__ import annotations
 
+import ast
+import shutil
 import subprocess
 import sys
-import tomllib
 import zipfile
 from pathlib import Path
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser as a package (pyproject: tomli; python_version < "3.11")
+    import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,11 +31,21 @@ def test_every_package_folder_is_declared() -> None:
 
 
 def test_wheel_maps_top_level_folders_into_the_package(tmp_path) -> None:
+    # Built from a copy: setuptools writes build/ and *.egg-info next to pyproject.toml,
+    # and a test must leave nothing in the source tree.
+    src = tmp_path / "src"
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "build")
+    for name in ("modelhub", "storage", "grammar"):
+        shutil.copytree(ROOT / name, src / name, ignore=ignore)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, src / name)
+    had_build = (ROOT / "build").exists()
     proc = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(src)],
         capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
+    assert had_build or not (ROOT / "build").exists()
     (wheel,) = tmp_path.glob("modelhub-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "modelhub/storage/objects.py" in names
@@ -52,3 +68,14 @@ def test_only_the_dql_package_imports_lark() -> None:
             continue
         text = path.read_text()
         assert "import lark" not in text and "from lark" not in text, path
+
+
+def test_sources_parse_as_python_3_10() -> None:
+    """requires-python says 3.10: no 3.11-only syntax, and tomllib only with its tomli fallback."""
+    assert tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"] == ">=3.10"
+    for top in ("modelhub", "storage", "grammar", "tests"):
+        for path in (ROOT / top).rglob("*.py"):
+            text = path.read_text()
+            ast.parse(text, str(path), feature_version=(3, 10))
+            if "import tomllib" in text:
+                assert "import tomli as tomllib" in text, f"{path}: tomllib is 3.11+; fall back to tomli"

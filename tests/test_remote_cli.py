@@ -40,8 +40,9 @@ def test_remote_add_list_remove(work):
     (("remote", "add", "hub", "ftp://host/x"), 10, "unsupported remote URL 'ftp://host/x'; use a folder path"),
     (("remote", "add", "1bad", "/tmp/x"), 10, "invalid remote name '1bad'"),
     (("remote", "add", "hub"), 2, r"takes 2 argument\(s\); usage: dlv remote add NAME URL"),
-    (("remote", "remove", "nope"), 10, r"unknown remote 'nope' \(known: none configured\); add it with `dlv remote add nope URL`"),
-    (("publish", "nope"), 10, "unknown remote 'nope'"),
+    # an unknown remote is an unknown name: exit 3, as an unknown version (issue 15)
+    (("remote", "remove", "nope"), 3, r"unknown remote 'nope' \(known: none configured\); add it with `dlv remote add nope URL`"),
+    (("publish", "nope"), 3, "unknown remote 'nope'"),
     (("search", "./hub", "slice m2 from m1 where m1.name == \"x\" mutate m2.input = m1[\"a\"] and m2.output = m1[\"b\"]"),
      2, "dlv search runs select queries only, not 'slice'"),
 ])
@@ -74,7 +75,7 @@ def test_publish_search_pull_through_the_cli(work, tmp_path):
 
     other = modelhub.init_repo(tmp_path / "other")
     code, out, _ = cli("search", hub, 'select m where m.metrics["acc"] > 0.5', "--repo", str(other.root), "--json")
-    assert code == 0 and [r[0] for r in json.loads(out)["rows"]] == [base.id]
+    assert code == 0 and [r["id"] for r in json.loads(out)["rows"]] == [base.id]
     code, out, _ = cli("search", hub, "select m", "--repo", str(other.root))
     assert code == 0 and "lenet" in out
 
@@ -113,3 +114,20 @@ def test_credentials_stored_by_an_older_version_leave_the_catalog_file_and_its_b
 def _write(path, data: bytes):
     path.write_bytes(data)
     return path
+
+
+def test_clone_and_pull_all_through_the_cli(work, tmp_path):
+    cli, repo, base, hub = work
+    assert cli("publish", hub)[0] == 0
+    code, out, _ = cli("clone", hub, str(tmp_path / "copy"))
+    assert code == 0 and f"cloned {hub} into {tmp_path / 'copy'}" in out and "lenet@1" in out
+    code, out, _ = cli("-C", str(tmp_path / "copy"), "pull", "origin")
+    assert code == 0 and out == "already up to date with origin\n"
+    code, _, err = cli("pull", hub, "lenet", "--all")
+    assert code == 2 and "give a REF or --all, not both" in err
+    new = repo.commit(tiny_cnn(1), name="lenet", message="two")
+    assert cli("publish", hub)[0] == 0
+    code, out, _ = cli("-C", str(tmp_path / "copy"), "--json", "pull", "origin", "--all")
+    assert code == 0 and [p["id"] for p in json.loads(out)["pulled"]] == [new.id]
+    code, _, err = cli("pull", hub, "nosuch@3")
+    assert code == 3 and "`dlv search" in err and "`dlv list`" not in err

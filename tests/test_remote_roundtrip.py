@@ -298,3 +298,37 @@ def test_pull_fetches_again_a_blob_that_gc_removed_before_it_took_the_lock(tmp_p
     pull(b, open_remote(b, hub), "m")
     monkeypatch.setattr(b.catalog, "write", real_write)
     assert b.fsck(deep=True).ok and b.files("m") == {"notes.md": b"# notes\n"}
+
+
+def test_clone_and_pull_everything(tmp_path, hub):
+    """`dlv clone` and `dlv pull REMOTE` without a ref (issue 15): every version, ids and lineage kept."""
+    from modelhub.remote import clone
+    src = modelhub.init_repo(tmp_path / "src")
+    versions = _lineage(src, n_ft=2)
+    other = src.commit(tiny_cnn(5), name="other", message="x", parent=())
+    publish(src, open_remote(src, hub))
+    result = clone(hub, tmp_path / "copy")
+    assert {v.id for v in result.repo.log()} == {v.id for v in versions} | {other.id}
+    assert [r.name for r in modelhub.remote.list_remotes(result.repo)] == ["origin"]
+    assert_bit_exact(result.repo.checkout(other.id).state_dict, src.checkout(other.id).state_dict)
+    assert result.repo.fsck().ok
+    later = src.commit(tiny_cnn(6), name="other", message="y")
+    publish(src, open_remote(src, hub))
+    report = pull(result.repo, open_remote(result.repo, "origin"), None)
+    assert [p.id for p in report.pulled] == [later.id] and report.id == ""
+    assert pull(result.repo, open_remote(result.repo, "origin"), None).pulled == ()
+    with pytest.raises(modelhub.errors.InputError, match="already exists and is not an empty folder"):
+        clone(hub, tmp_path / "copy")
+    with pytest.raises(modelhub.errors.ModelhubError):
+        clone(str(tmp_path / "no-hub-here"), tmp_path / "failed")
+    assert not (tmp_path / "failed").exists()  # nothing half-cloned stays behind
+
+
+def test_pull_of_an_unknown_name_points_at_the_remotes_listing(tmp_path, hub):
+    src = modelhub.init_repo(tmp_path / "src")
+    _lineage(src, n_ft=0)
+    publish(src, open_remote(src, hub))
+    dst = modelhub.init_repo(tmp_path / "dst")
+    add_remote(dst, "hub", hub)
+    with pytest.raises(modelhub.errors.RefError, match=r"did you mean lenet\? \(`dlv search hub 'select m'`"):
+        pull(dst, open_remote(dst, "hub"), "lenett@3")

@@ -55,3 +55,10 @@ def restage(con: duckdb.DuckDBPyConnection, files: list[StagedFile]) -> None:
 def clear_staged(con: duckdb.DuckDBPyConnection) -> None:
     """Empty the staging area (a commit took its files)."""
     con.execute("DELETE FROM staged")
+
+
+def unstage_file(con: duckdb.DuckDBPyConnection, path: str) -> bool:
+    """Take ``path`` out of the staging area; False when it was not staged. Its blob becomes garbage for gc."""
+    found = con.execute("SELECT count(*) FROM staged WHERE path = ?", [path]).fetchone()[0]
+    con.execute("DELETE FROM staged WHERE path = ?", [path])
+    return bool(found)

@@ -278,7 +278,28 @@ CREATE TABLE run_snapshot_tensors (
 """
 # end runs --------------------------------------------------------------
 
+SCHEMA_V3_TAGS = """
+-- Tags (aliases): NAME:TAG names a version of model NAME, e.g. resnet:production (modelhub/catalog/tags.py).
+CREATE TABLE tags (
+    model       VARCHAR NOT NULL,
+    tag         VARCHAR NOT NULL,
+    version_id  VARCHAR NOT NULL,
+    PRIMARY KEY (model, tag)
+);
+
+-- Every move of a tag, oldest first: who pointed it where, and when (version_id NULL: deleted).
+CREATE TABLE tag_history (
+    model       VARCHAR NOT NULL,
+    tag         VARCHAR NOT NULL,
+    version_id  VARCHAR,
+    author      VARCHAR NOT NULL,
+    moved_at    TIMESTAMP NOT NULL,
+    seq         INTEGER NOT NULL,      -- 1-based per (model, tag)
+    PRIMARY KEY (model, tag, seq)
+);
+"""
+
 #: MIGRATIONS[i] takes schema version i to i + 1 (version 0 = empty database).
-MIGRATIONS: list[str] = [SCHEMA_V1, SCHEMA_V2_RUNS]
+MIGRATIONS: list[str] = [SCHEMA_V1, SCHEMA_V2_RUNS, SCHEMA_V3_TAGS]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -3,14 +3,19 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import sys
 import textwrap
-from typing import Sequence, TextIO
+from collections.abc import Mapping
+from types import ModuleType
+from typing import Iterator, Sequence, TextIO
 
 from .. import __version__
 from ..errors import ModelhubError
-from .exitcodes import INTERRUPTED, USAGE, as_modelhub_error, exit_code_for
-from .registry import COMMANDS
+from .error_report import report_error
+from .exitcodes import INTERRUPTED, USAGE, as_modelhub_error, exit_code_for, help_epilog
+from .global_options import add_global_options, merge_global_options, working_folder
+from .registry import COMMANDS, SUMMARIES
 from .ui import UI
 
 
@@ -18,7 +23,8 @@ class _Parser(argparse.ArgumentParser):
     """argparse that reports usage errors as one line and returns instead of exiting."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise _UsageError(f"{self.prog}: {message} (see `{self.prog} --help`)")
+        from .suggest import choice_hint
+        raise _UsageError(f"{self.prog}: {message}{choice_hint(message)} (see `{self.prog} --help`)")
 
 
 class _UsageError(Exception):
@@ -35,47 +41,98 @@ class _HelpFormatter(argparse.HelpFormatter):
         )
 
 
-def build_parser() -> tuple[argparse.ArgumentParser, dict]:
-    parser = _Parser(prog="dlv", description="dlv: version, query, archive and evaluate PyTorch models.")
+class _Commands(Mapping):
+    """The command modules present in this build, by name, each imported on first use.
+
+    Only the command that runs is imported: a command module may import heavy
+    packages (torch, fsspec, lark), and `dlv log` should not pay for `dlv eval`'s.
+    """
+
+    def __init__(self) -> None:
+        self._names = [n for n in COMMANDS if importlib.util.find_spec(f"{__name__}.cmd_{n}") is not None]
+        self._loaded: dict[str, ModuleType] = {}
+
+    def __getitem__(self, name: str) -> ModuleType:
+        if name not in self._names:
+            raise KeyError(name)
+        if name not in self._loaded:
+            self._loaded[name] = importlib.import_module(f"{__name__}.cmd_{name}")
+        return self._loaded[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def summary(self, name: str) -> str:
+        return SUMMARIES.get(name) or self[name].HELP
+
+
+class _LazySubcommands(argparse._SubParsersAction):
+    """Configures a command's parser (its module's ``configure``) only once that command is chosen."""
+
+    commands: _Commands
+
+    def configure(self, name: str) -> None:
+        sub = self._name_parser_map.get(name)
+        if sub is not None and not getattr(sub, "_dlv_configured", False):
+            mod = self.commands[name]
+            sub.description = getattr(mod, "DESCRIPTION", mod.HELP)
+            mod.configure(sub)
+            sub._dlv_configured = True
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        self.configure(values[0])
+        super().__call__(parser, namespace, values, option_string)
+
+
+def build_parser(*, every_command: bool = False) -> tuple[argparse.ArgumentParser, Mapping[str, ModuleType]]:
+    """The `dlv` parser and its command modules. Commands are configured when chosen;
+    ``every_command`` configures all of them now (what shell completion walks)."""
+    parser = _Parser(prog="dlv", description="dlv: version, query, archive and evaluate PyTorch models.",
+                     epilog=help_epilog(), formatter_class=_HelpFormatter)
     parser.add_argument("--version", action="version", version=f"dlv {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    handlers = {}
-    for name in COMMANDS:
-        try:
-            mod = importlib.import_module(f"{__name__}.cmd_{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"{__name__}.cmd_{name}":
-                continue  # capability not present in this build
-            raise
-        p = sub.add_parser(name, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP),
-                           formatter_class=_HelpFormatter)
+    add_global_options(parser)
+    parser.register("action", "lazy_parsers", _LazySubcommands)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser, action="lazy_parsers")
+    handlers = sub.commands = _Commands()
+    for name in handlers:
+        p = sub.add_parser(name, help=handlers.summary(name), formatter_class=_HelpFormatter)
         p.add_argument("--repo", metavar="PATH", help="repository folder (default: nearest .dlv above the current folder)")
         p.add_argument("--json", action="store_true", help="print machine-readable JSON")
-        mod.configure(p)
-        handlers[name] = mod
+    if every_command:
+        for name in handlers:
+            sub.configure(name)
     return parser, handlers
 
 
 def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: TextIO | None = None) -> int:
     ui = UI(out=out or sys.stdout, err=err or sys.stderr)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    ui.json_mode = "--json" in argv  # usage errors are reported before the arguments are parsed
     parser, handlers = build_parser()
     try:
-        args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+        args, extras = parser.parse_known_args(argv)
+        if extras:
+            from .suggest import subparser_of, unknown_arguments_message
+            sub = subparser_of(parser, args.command)
+            sub.error(unknown_arguments_message(extras, sub))
     except _UsageError as exc:
-        ui.warn(f"error: {exc}")
-        return USAGE
+        return report_error(ui, str(exc), USAGE, "UsageError")
     except SystemExit as exc:  # --help / --version
         return int(exc.code or 0)
     if not args.command:
         parser.print_help(ui.out)
-        ui.warn("error: no command given; pick one of the commands above (dlv COMMAND --help for details)")
-        return USAGE
-    ui.json_mode = bool(getattr(args, "json", False))
+        return report_error(ui, "no command given; pick one of the commands above (dlv COMMAND --help for details)",
+                            USAGE, "UsageError")
+    merge_global_options(args)
+    ui.json_mode = args.json
     try:
-        return int(handlers[args.command].run(args, ui) or 0)
+        with working_folder(args):
+            return int(handlers[args.command].run(args, ui) or 0)
     except ModelhubError as exc:
-        ui.warn(f"error: {exc}")
-        return exit_code_for(exc)
+        return report_error(ui, str(exc), exit_code_for(exc), type(exc).__name__)
     except KeyboardInterrupt:
         ui.warn("interrupted")
         return INTERRUPTED
@@ -85,8 +142,7 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
         mapped = as_modelhub_error(exc)
         if mapped is None:
             raise
-        ui.warn(f"error: {mapped}")
-        return exit_code_for(mapped)
+        return report_error(ui, str(mapped), exit_code_for(mapped), type(mapped).__name__)
 
 
 def entry_point() -> None:

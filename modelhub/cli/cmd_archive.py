@@ -1,8 +1,7 @@
 from __future__ import annotations
 
-import re
-
 from ..errors import InputError
+from ..sizes import size_bytes
 from .common import repo_of
 from .ui import human_bytes
 
@@ -10,18 +9,17 @@ HELP = "re-encode stored weights under a storage plan (deltas between snapshots 
 DESCRIPTION = (
     "Compute the storage plan over every snapshot of every version (ModelHub PAS: MST, SPT, PAS-MT, PAS-PT) "
     "with minimum storage such that each snapshot's recreation cost is at most ALPHA times its cost with "
-    "every tensor stored whole, then re-encode tensors atomically. Old blobs are left for `dlv gc`."
+    "every tensor stored whole, then re-encode tensors atomically. Old blobs are left for `dlv gc`. "
+    "Recreation cost is in bytes: compressed bytes read plus raw bytes decoded, along each delta chain. "
+    "Storage never grows with alpha (a plan that meets a smaller alpha meets every larger one)."
 )
 
-_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mb": 1 << 20,
-          "mib": 1 << 20, "g": 1 << 30, "gb": 1 << 30, "gib": 1 << 30}
-
-
 def parse_size(text: str) -> int:
-    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*", text)
-    if not m or m.group(2).lower() not in _UNITS:
-        raise InputError(f"--budget {text!r} is not a size; write e.g. 500000, 800K or 1.5M")
-    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+    """``--budget``: a size as everywhere in dlv (modelhub/sizes.py: binary units)."""
+    n = size_bytes(text)
+    if n is None:
+        raise InputError(f"--budget {text!r} is not a size; write e.g. 500000, 800K or 1.5M (1K = 1024 bytes)")
+    return n
 
 
 def configure(p) -> None:
@@ -40,7 +38,7 @@ def configure(p) -> None:
 def run(args, ui) -> int:
     repo = repo_of(args)
     budget = parse_size(args.budget) if args.budget else None
-    progress = (lambda msg: ui.warn(msg)) if ui.interactive and not ui.json_mode else None
+    progress = ui.progress_messages()
     if args.dry_run:
         alphas = sorted({1.0, 1.25, 1.5, 2.0, 4.0, args.alpha})
         rows = repo.archive_dry_run(alphas, scheme=args.scheme, keep_latest_whole=args.keep_latest_whole,
@@ -48,22 +46,39 @@ def run(args, ui) -> int:
         if ui.json_mode:
             ui.json({"scheme": args.scheme, "plans": rows})
         else:
-            ui.table(["alpha", "plan", "storage", "recreation (all snapshots)", "recreation (latest)", "worst / all-whole"],
-                     [(f"{r['alpha']:g}", r["algorithm"], human_bytes(r["plan_storage_bytes"]), r["total_recreation_cost"],
-                       r["latest_recreation_cost"], f"{r['max_recreation_over_spt']:.2f}x") for r in rows],
-                     align_right=(2, 3, 4, 5))
+            ui.table(["alpha", "plan", "storage", "ratio", "recreation, all snapshots", "recreation, latest",
+                      "worst / all-whole"],
+                     [(f"{r['alpha']:g}", r["algorithm"], human_bytes(r["plan_storage_bytes"]),
+                       "-" if r["ratio"] is None else f"{r['ratio']:.2f}x", human_bytes(r["total_recreation_cost"]),
+                       human_bytes(r["latest_recreation_cost"]), f"{r['max_recreation_over_spt']:.2f}x") for r in rows],
+                     align_right=(2, 3, 4, 5, 6))
+            ui.print("recreation: bytes read + bytes decoded to rebuild the snapshots (the planner's cost); "
+                     "ratio: raw tensor bytes / plan storage")
         return 0
     r = repo.archive(alpha=args.alpha, scheme=args.scheme, budget=budget,
                 keep_latest_whole=args.keep_latest_whole, progress=progress)
     if ui.json_mode:
         ui.json(r.to_dict())
         return 0
+    if r.budget is None:
+        plan = f"{r.algorithm} (alpha {r.alpha:g}, {r.scheme})"
+    elif r.alpha == 1:
+        plan = (f"{r.algorithm}: every tensor stored whole, the fastest recreation, already fits the "
+                f"{human_bytes(r.budget)} budget ({r.scheme}); a smaller --budget trades recreation time for space")
+    else:
+        plan = (f"{r.algorithm} (alpha {r.alpha:g}: the smallest alpha whose plan fits the "
+                f"{human_bytes(r.budget)} budget, {r.scheme})")
     ui.kv([
-        ("plan", f"{r.algorithm} (alpha {r.alpha:g}, {r.scheme})"),
+        ("plan", plan),
         ("tensors", f"{r.n_tensors} ({r.n_reencoded} re-encoded, {r.n_edges} candidate edges)"),
         ("stored", f"{human_bytes(r.stored_before)} -> {human_bytes(r.stored_after)}"),
         ("bounds", f"min storage {human_bytes(r.mst_bytes)}, all whole {human_bytes(r.spt_bytes)}"),
     ])
     worst = max((s.recreation_cost / s.spt_cost for s in r.snapshots if s.spt_cost), default=1.0)
-    ui.print(f"worst snapshot recreation: {worst:.2f}x its all-whole cost; old blobs are reclaimed by `dlv gc`")
+    total = sum(s.recreation_cost for s in r.snapshots)
+    ui.print(f"recreation cost: {human_bytes(int(total))} read + decoded for all snapshots; the worst snapshot "
+             f"costs {worst:.2f}x its all-whole cost")
+    if r.n_reencoded:
+        ui.print("the replaced blobs stay on disk until `dlv gc` (after its grace period; `dlv gc --now` "
+                 "when no other dlv process runs)")
     return 0

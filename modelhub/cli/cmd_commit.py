@@ -11,11 +11,15 @@ HELP = "commit a model version (weights, network, hparams, metrics, staged files
 DESCRIPTION = (
     "Commit a new version of model NAME. Weights come from --weights (.safetensors, or .pt read with "
     "torch.load(weights_only=True)), the network from --model FILE.py:Factory (captured with torch.fx), "
-    "or both; with neither, the parent's weights are reused. Staged files (dlv add) are attached."
+    "or both; with neither, the parent's weights are reused. Staged files (dlv add) are attached. "
+    "A safetensors PATH (a file, a sharded checkpoint's index JSON, or a folder holding either) is streamed: "
+    "tensors are read one at a time from the mapped files, so memory stays near a few tensors."
 )
 
 
 def configure(p) -> None:
+    p.add_argument("path", nargs="?", metavar="PATH",
+                   help="weights to commit (same as --weights): .safetensors, *.safetensors.index.json, a folder, .pt")
     p.add_argument("-m", "--message", help="what this version is")
     p.add_argument("-F", "--message-file", metavar="FILE", help="read the message from FILE (UTF-8)")
     p.add_argument("--name", required=True, help="model name (new or existing)")
@@ -37,13 +41,18 @@ def run(args, ui) -> int:
     # Only an explicit choice is passed on: by default the commit itself takes the model's
     # latest version as the parent, inside its write transaction (no other commit can slip in).
     parent = {} if args.parent is None and not args.no_parent else {"parent": args.parent or ()}
+    if args.path is not None:
+        if args.weights is not None:
+            raise InputError("give the weights once: either PATH or --weights FILE")
+        args.weights = args.path
     if not args.model and not args.weights:
         info = repo.commit_parent_weights(name=args.name, message=message, hparams=hparams, metrics=metrics,
-                                          author=args.author, **parent)
+                                          author=args.author, progress=ui.progress(), **parent)
     else:
         target, weights_meta = _weights(args)
         info = repo.commit(target, name=args.name, message=message, hparams=hparams, metrics=metrics,
-                           author=args.author, weights_meta=weights_meta, **parent)
+                           author=args.author, weights_meta=weights_meta, inherit_hparams=True,
+                           progress=ui.progress(), **parent)
     if ui.json_mode:
         ui.json(info.to_dict())
     else:
@@ -55,7 +64,7 @@ def _weights(args):
     """What --model and/or --weights name: (an nn.Module or a state dict, the weights file's metadata)."""
     weights_meta = None
     if not args.model:
-        return load_weights_file(args.weights)
+        return args.weights, None   # a path: the commit streams safetensors and loads .pt files
     model = load_factory(args.model)
     if args.weights:
         state, weights_meta = load_weights_file(args.weights)

@@ -60,9 +60,10 @@ def run(args, ui) -> int:
         return _show_progressive(repo_of(args).eval(args.ref, data=args.data, split=args.split, config=args.config,
                                               progressive=True, top_k=args.top, compare=not args.no_compare,
                                               backend=args.backend,
-                                              use_stored_features=not args.no_stored_features), ui)
+                                              use_stored_features=not args.no_stored_features,
+                                              progress=ui.progress()), ui)
     report = repo_of(args).eval(args.ref, data=args.data, split=args.split, loss=args.loss, config=args.config,
-                                backend=args.backend, ray_address=args.ray_address)
+                                backend=args.backend, ray_address=args.ray_address, progress=ui.progress())
     if ui.json_mode:
         ui.json(report.to_dict())
         return 0

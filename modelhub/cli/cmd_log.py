@@ -10,6 +10,12 @@ def configure(p) -> None:
     p.add_argument("-n", "--limit", type=int, default=None, help="show at most N versions")
 
 
+def first_line(message: str, width: int) -> str:
+    """The message's first line (as `git log --oneline`), at most ``width`` characters; a cut one ends in '…'."""
+    line = (message.splitlines() or [""])[0]
+    return line[: width - 1].rstrip() + "…" if len(line) > width else line
+
+
 def run(args, ui) -> int:
     versions = repo_of(args).log(args.name)
     if args.limit is not None:
@@ -21,7 +27,7 @@ def run(args, ui) -> int:
         ["ref", "id", "created", "author", "parents", "message"],
         [
             (v.ref, v.short_id, v.created_at, v.author, ",".join(p[:12] for p in v.parents) or "-",
-             v.message.splitlines()[0][:60])
+             first_line(v.message, 60))
             for v in versions
         ],
     )

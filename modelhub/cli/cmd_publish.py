@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from ..remote import open_remote, publish
 from .common import repo_of
-from ..remote.progress import terminal_progress
 from .ui import human_bytes
 
 HELP = "publish versions (and their ancestors) to a remote; only what it lacks is sent"
@@ -22,7 +21,7 @@ def configure(p) -> None:
 
 def run(args, ui) -> int:
     repo = repo_of(args)
-    report = publish(repo, open_remote(repo, args.remote), args.refs, repair=args.repair, progress=terminal_progress(ui))
+    report = publish(repo, open_remote(repo, args.remote), args.refs, repair=args.repair, progress=ui.progress())
     if ui.json_mode:
         ui.json(report.to_dict() | {"total_bytes": report.total_bytes})
         return 0

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from .common import parse_size, repo_of
+from .common import parse_size, repo_of, show_result_table
 
 HELP = "run a DQL query (select, slice, construct, evaluate, explain; see docs/DQL.md)"
 DESCRIPTION = """Examples:
@@ -34,7 +34,7 @@ def run(args, ui) -> int:
     text = args.text
     if args.save:
         text = f"save query {json.dumps(args.save)} as {text}"
-    progress = (lambda msg: ui.warn(str(msg))) if getattr(ui, "interactive", False) else None
+    progress = ui.progress_messages()
     budget = parse_size(args.storage_budget) if args.storage_budget is not None else None
     result = repo.query(text, commit=args.commit, name=args.name, progress=progress, storage_budget=budget,
                         backend=args.backend, ray_address=args.ray_address)
@@ -45,7 +45,7 @@ def run(args, ui) -> int:
         ui.print(result.text)
         return 0
     if result.columns:
-        ui.print(result.format_table())
+        show_result_table(ui, result)
     if result.text and result.kind != "select":
         ui.print(result.text)
     return 0

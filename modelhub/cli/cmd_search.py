@@ -2,8 +2,7 @@
 from __future__ import annotations
 
 from ..remote import open_remote, search
-from .common import repo_of
-from ..remote.progress import terminal_progress
+from .common import repo_of, show_result_table
 
 HELP = "run a DQL select query on a remote's catalog (no weights are downloaded)"
 DESCRIPTION = """Examples:
@@ -19,11 +18,11 @@ def configure(p) -> None:
 
 def run(args, ui) -> int:
     repo = repo_of(args)
-    result = search(open_remote(repo, args.remote), args.text, progress=terminal_progress(ui))
+    result = search(open_remote(repo, args.remote), args.text, progress=ui.progress())
     if ui.json_mode:
         ui.print(result.to_json())
     elif result.kind == "explain":
         ui.print(result.text)
     else:
-        ui.print(result.format_table())
+        show_result_table(ui, result)
     return 0

@@ -5,16 +5,20 @@ import importlib.util
 import json
 import sys
 from pathlib import Path
-from typing import Any
-
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError
-from ..repo import Repo, open_repo
 from .. import sizes
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from ..repo import Repo
 
 
 def repo_of(args) -> Repo:
+    from ..repo import open_repo  # here: `dlv --help` and `dlv init --help` never open a repository
+
     return open_repo(args.repo)
 
 
@@ -61,9 +65,18 @@ def load_factory(spec: str) -> nn.Module:
         model = factory()
     except Exception as exc:  # noqa: BLE001
         raise InputError(f"{attr}() in {path} failed: {type(exc).__name__}: {exc}") from None
+    from torch import nn  # the user's model is a torch module: only commit --model pays for torch
+
     if not isinstance(model, nn.Module):
         raise InputError(f"{attr}() in {path} returned {type(model).__name__}, not an nn.Module")
     return model
+
+
+def show_result_table(ui, result) -> None:
+    """A query's rows (``QueryResult``) as ``ui.table``: colour on a terminal, else exactly
+    ``result.format_table()``."""
+    cells, numeric, footer = result.table_cells()
+    ui.table(result.columns, cells, align_right=numeric, footer=footer)
 
 
 parse_size = sizes.parse_size  # the commands' size arguments ('500M', '2G')

@@ -28,6 +28,30 @@ EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
 USAGE = 2          # argparse's own code for bad command lines
 INTERRUPTED = 130
 
+#: what each exit code means, for `dlv --help` (the codes come from the table above)
+MEANINGS: tuple[tuple[int, str], ...] = (
+    (OK, "success"),
+    (1, "other error"),
+    (USAGE, "bad command line or input"),
+    (3, "unknown version, model, tag or remote name"),
+    (4, "no repository here, or the catalog cannot be used"),
+    (5, "weights or data do not fit"),
+    (6, "query error"),
+    (7, "network graph error"),
+    (8, "archive error"),
+    (9, "engine (training/evaluation) error"),
+    (10, "remote error"),
+    (65, "stored data is damaged (see `dlv fsck`)"),
+    (74, "no space left on the device"),
+    (75, "the repository is locked by another process; try again"),
+    (INTERRUPTED, "interrupted"),
+)
+
+
+def help_epilog() -> str:
+    """The exit-code table as `dlv --help` prints it."""
+    return "exit codes:\n" + "\n".join(f"  {code:>3}  {text}" for code, text in MEANINGS)
+
 
 def exit_code_for(exc: BaseException) -> int:
     for cls, code in EXIT_CODES:

@@ -8,6 +8,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any, Iterator
 
 from ..netdef.graph import Graph
+from ..tables import render as render_table
 
 if TYPE_CHECKING:
     from ..engine.spec import EvaluateSpec
@@ -60,7 +61,8 @@ class QueryResult:
         return [dict(zip(self.columns, r)) for r in self.rows]
 
     def df(self):
-        """A pandas DataFrame (pandas is optional: install it to use this)."""
+        """The rows as a pandas DataFrame, one column per result column (pandas is an optional
+        extra: ``pip install 'modelhub[pandas]'``); ``to_dicts()`` needs nothing."""
         try:
             import pandas as pd
         except ImportError:
@@ -70,8 +72,10 @@ class QueryResult:
         return pd.DataFrame(list(self.rows), columns=list(self.columns))
 
     def to_json(self) -> str:
+        # rows as objects keyed by column, the shape every other `dlv ... --json` prints (issue 15);
+        # "columns" keeps their order
         payload: dict[str, Any] = {"kind": self.kind, "columns": list(self.columns),
-                                   "rows": [[_jsonable(v) for v in r] for r in self.rows]}
+                                   "rows": [{c: _jsonable(v) for c, v in zip(self.columns, r)} for r in self.rows]}
         if self.text:
             payload["text"] = self.text
         if self.committed:
@@ -82,6 +86,11 @@ class QueryResult:
 
     def format_table(self, max_width: int = 48) -> str:
         return format_table(self.columns, self.rows, max_width) if self.columns else self.text
+
+    def table_cells(self, max_width: int = 48) -> tuple[list[list[str]], tuple[int, ...], str]:
+        """(rows as display strings, numeric column indexes, row-count footer): the table that
+        :meth:`format_table` lays out, for a renderer of its own (the CLI's, in colour)."""
+        return table_cells(self.columns, self.rows, max_width)
 
 
 def _jsonable(v: Any) -> Any:
@@ -108,18 +117,16 @@ def format_cell(v: Any, max_width: int = 48) -> str:
     return s if len(s) <= max_width else s[: max_width - 1] + "…"
 
 
-def format_table(columns: tuple[str, ...], rows: tuple[tuple, ...], max_width: int = 48) -> str:
+def table_cells(columns: tuple[str, ...], rows: tuple[tuple, ...], max_width: int = 48,
+                ) -> tuple[list[list[str]], tuple[int, ...], str]:
+    """Rows as display strings, the numeric columns (right-aligned) and the row-count footer:
+    what both the plain text below and the CLI's coloured table show."""
     cells = [[format_cell(v, max_width) for v in r] for r in rows]
-    widths = [len(c) for c in columns]
-    for r in cells:
-        widths = [max(w, len(c)) for w, c in zip(widths, r)]
-    numeric = [all(isinstance(r[i], (int, float)) and not isinstance(r[i], bool) or r[i] is None for r in rows)
-               and bool(rows) for i in range(len(columns))]
+    numeric = tuple(i for i in range(len(columns)) if rows and all(
+        isinstance(r[i], (int, float)) and not isinstance(r[i], bool) or r[i] is None for r in rows))
+    return cells, numeric, f"({len(rows)} row{'s' if len(rows) != 1 else ''})"
 
-    def line(vals: list[str]) -> str:
-        return "  ".join(v.rjust(w) if num else v.ljust(w) for v, w, num in zip(vals, widths, numeric)).rstrip()
 
-    out = [line(list(columns)), "  ".join("-" * w for w in widths)]
-    out += [line(r) for r in cells]
-    out.append(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
-    return "\n".join(out)
+def format_table(columns: tuple[str, ...], rows: tuple[tuple, ...], max_width: int = 48) -> str:
+    cells, numeric, footer = table_cells(columns, rows, max_width)
+    return "\n".join([*render_table(list(columns), cells, align_right=numeric), footer])

@@ -6,8 +6,23 @@ Entry points: :func:`run_evaluate` (DQL `evaluate`), :func:`run_selection`
 """
 from __future__ import annotations
 
-from .evaluate import EvaluateResult, EvalReport, evaluate_version, expand_auto, run_evaluate
-from .selection import CandidateModel, SelectionResult, run_selection
+import importlib
+
+# Exported lazily (PEP 562): the query language imports engine.spec (plain dataclasses) for
+# every query, and a select must not pay for importing torch through evaluate/selection.
+_EXPORTS = {
+    "EvaluateResult": ".evaluate", "EvalReport": ".evaluate", "evaluate_version": ".evaluate",
+    "expand_auto": ".evaluate", "run_evaluate": ".evaluate",
+    "CandidateModel": ".selection", "SelectionResult": ".selection", "run_selection": ".selection",
+}
 
 __all__ = ["run_evaluate", "run_selection", "evaluate_version", "expand_auto", "EvaluateResult",
            "EvalReport", "CandidateModel", "SelectionResult"]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

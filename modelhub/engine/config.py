@@ -7,12 +7,15 @@ docs/ENGINE.md for the format.
 from __future__ import annotations
 
 import json
-import re
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser as a package (pyproject: tomli; python_version < "3.11")
+    import tomli as tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
+from ..sizes import size_bytes
 from .errors import ConfigError
 from .selectors import layer_matches
 
@@ -110,24 +113,19 @@ class EvalConfig:
         return self
 
 
-_SIZE = re.compile(r"^\s*([0-9.]+)\s*([kmgt]?i?b?)\s*$", re.IGNORECASE)
-_UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
-          "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
-
-
 def parse_size(value: Any, what: str = "storage_budget") -> int | None:
-    """'500MB', '2GiB', 1048576, None/'unlimited' -> bytes."""
+    """'500MB', '2GiB', 1048576, None/'unlimited' -> bytes; units are binary, as everywhere in dlv
+    (modelhub/sizes.py: '500MB' is 500 * 1024**2 bytes)."""
     if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "unlimited")):
         return None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if value < 0:
             raise ConfigError(f"{what} must be >= 0, got {value}")
         return int(value)
-    m = _SIZE.match(str(value))
-    if not m:
-        raise ConfigError(f"cannot read {what} {value!r}; write a size such as 500MB, 2GiB or 0")
-    unit = m.group(2).lower().rstrip("b")
-    return int(float(m.group(1)) * _UNITS[unit])
+    n = size_bytes(str(value))
+    if n is None:
+        raise ConfigError(f"cannot read {what} {value!r}; write a size such as 500MB, 2GiB or 0 (1K = 1024 bytes)")
+    return n
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..progress import NULL_PROGRESS, Progress
 from .access import RepositoryAccess, SourceVersion
 from .backend import open_executor, resolve_backend
 from .chain import split_into_stages
@@ -155,12 +155,10 @@ def _collect_writes(store: FeatureStore) -> list[ChunkInfo]:
 
 
 def _progress_printer(progress: Callable | None) -> Callable[..., None] | None:
+    """The engine's events as one-line messages to ``progress`` (the CLI shows them on a terminal,
+    modelhub.progress); None: nothing is reported."""
     if progress is None:
-        if not sys.stderr.isatty():
-            return None
-        from rich.console import Console
-        console = Console(stderr=True)
-        progress = lambda msg: console.log(msg)  # noqa: E731
+        return None
 
     def emit(event: str, **info: Any) -> None:
         if event == "plan":
@@ -294,12 +292,14 @@ class EvalReport:
 def evaluate_version(access: RepositoryAccess, ref: str, data: str, *, split: str = "val", loss: str = "cross_entropy",
                      config: str | None = None, progressive: bool = False, top_k: int = 1,
                      compare: bool = True, backend: str | BackendOptions | None = None,
-                     ray_address: str | None = None, use_stored_features: bool = True) -> EvalReport:
+                     ray_address: str | None = None, use_stored_features: bool = True,
+                     progress: Progress = NULL_PROGRESS) -> EvalReport:
     """Loss (and accuracy) of one version on a dataset version's split.
     With the ray backend the forward passes run on a Ray actor pool (same batches, same numbers).
     ``progressive=True``: a ProgressiveReport; it starts from the exact stored features of the
     longest frozen prefix the feature store holds for these records (``use_stored_features=False``:
-    always from the raw inputs), see stored_prefix.py and docs/PROGRESSIVE.md."""
+    always from the raw inputs), see stored_prefix.py and docs/PROGRESSIVE.md.
+    ``progress`` (modelhub.progress) is told each step."""
     if split not in ("val", "train", "all"):
         raise ConfigError(f"split must be val, train or all, got {split!r}")
     raw: dict[str, Any] = load_config_file(config) if config else {}
@@ -311,6 +311,7 @@ def evaluate_version(access: RepositoryAccess, ref: str, data: str, *, split: st
                           "drop --backend ray (or use --backend local) with --progressive")
     if progressive:  # issue 6: top-k labels from the fewest parameter bytes; never checks the weights out
         from ..progressive import evaluate_progressive
+        progress.message(f"loading dataset {data}")
         view = _load_data(access, data, {})
         if view.layout is not None:
             raise ConfigError(f"dataset {view.meta.get('ref', view.name)} has records with several inputs; "
@@ -324,6 +325,8 @@ def evaluate_version(access: RepositoryAccess, ref: str, data: str, *, split: st
             found = find_stored_prefix(access, _feature_store(access, cfg.features_url), access.resolve(ref), cfg,
                                        view, idx)
         given = {found.node: found.features} if isinstance(found, StoredStart) else None
+        progress.message(f"progressive evaluation of {ref} on {len(idx)} records"
+                         + (f", from stored features at {found.node}" if given else ""))
         report = evaluate_progressive(access, ref, x, top_k, compare=compare, given=given)
         if isinstance(found, StoredStart) and report.head_from is None:
             found = NoStoredStart(f"stored features at {found.node} not used: {report.fallback}")
@@ -332,10 +335,12 @@ def evaluate_version(access: RepositoryAccess, ref: str, data: str, *, split: st
                            stored_features_note=f"prefix {found.key[:12]}, {found.depth} stage(s), "
                                                 f"{len(idx)} records")
         return replace(report, stored_features=False, stored_features_note=found.reason)
+    progress.message(f"checking out {ref}")
     co = access.checkout(ref)
     if co.module is None:
         raise ConfigError(f"version {co.ref} has no rebuildable network graph; check it out "
                           "with its model class and evaluate it in Python")
+    progress.message(f"loading dataset {data}")
     view = _load_data(access, data, {})
     train_idx, val_idx = view.split(cfg.val_fraction)
     idx = {"val": val_idx, "train": train_idx, "all": np.arange(view.n)}[split]
@@ -347,6 +352,7 @@ def evaluate_version(access: RepositoryAccess, ref: str, data: str, *, split: st
     view.check_preprocessing(pre, cfg.augment)
     stages = split_into_stages(module, view.example(pre))
     opts = resolve_backend(backend, address=ray_address, config_value=cfg.backend, config_address=cfg.ray_address)
+    progress.message(f"evaluating {co.ref} on {len(idx)} records ({split})")
     m = open_executor(opts).evaluate(stages, x, y, cfg, device)
     metrics = {("loss" if k == "val_loss" else "accuracy" if k == "val_accuracy" else k): v for k, v in m.items()}
     return EvalReport(co.ref, co.id, view.meta.get("ref", view.name), split, len(idx), metrics)

@@ -9,16 +9,31 @@ all segments. Layering: cli -> remote -> repo / dql -> catalog -> storage.
     add_remote(repo, "hub", "s3://bucket/models")
     publish(repo, open_remote(repo, "hub"))
     search(open_remote(repo, "hub"), 'select m where m.name like "resnet%"')
-    pull(repo, open_remote(repo, "hub"), "resnet@2")
+    pull(repo, open_remote(repo, "hub"), "resnet@2")     # None instead of a ref: every version
+    clone("s3://bucket/models", "models")                # a new repository with every version
 """
-from .config import RemoteConfig, add_remote, get_remote, list_remotes, open_remote, remove_remote
-from .errors import RemoteConfigError, RemoteFormatError, RemoteUnavailableError
-from .publish import PublishReport, publish
-from .pull import PullReport, pull
-from .search import search
+import importlib
 
-__all__ = [
-    "RemoteConfig", "add_remote", "get_remote", "list_remotes", "open_remote", "remove_remote",
-    "RemoteConfigError", "RemoteFormatError", "RemoteUnavailableError",
-    "PublishReport", "publish", "PullReport", "pull", "search",
-]
+# Exported lazily (PEP 562): `dlv remote list` reads the config only, while publish, pull
+# and search import the query language and the repository's weight paths.
+_EXPORTS = {
+    "RemoteConfig": ".config", "add_remote": ".config", "get_remote": ".config", "list_remotes": ".config",
+    "open_remote": ".config", "remove_remote": ".config",
+    "RemoteConfigError": ".errors", "RemoteFormatError": ".errors", "RemoteUnavailableError": ".errors",
+    "PublishReport": ".publish", "publish": ".publish", "PullReport": ".pull", "pull": ".pull",
+    "search": ".search", "CloneResult": ".clone", "clone": ".clone",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

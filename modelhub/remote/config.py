@@ -16,7 +16,7 @@ from typing import Any, Mapping
 from ..catalog import remotes as catalog_remotes
 from ..catalog.remotes import StoredRemote
 from ..repo.records import Record
-from .errors import RemoteConfigError
+from .errors import RemoteConfigError, UnknownRemoteError
 from .transport import RemoteStore, canonical_url, open_store, parse_url
 
 REMOTE_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.\-]{0,63}$")
@@ -128,7 +128,7 @@ def get_remote(repo, name_or_url: str, *, allow_url: bool = True) -> RemoteConfi
     if allow_url and ("/" in name_or_url or "://" in name_or_url):
         return RemoteConfig(name_or_url, canonical_url(name_or_url), {})
     known = ", ".join(names) if names else "none configured"
-    raise RemoteConfigError(
+    raise UnknownRemoteError(
         f"unknown remote {name_or_url!r} (known: {known}); add it with `dlv remote add {name_or_url} URL`")
 
 

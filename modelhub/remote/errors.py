@@ -5,11 +5,15 @@ instead (exit code 65), wherever they came from.
 """
 from __future__ import annotations
 
-from ..errors import RemoteError
+from ..errors import RefError, RemoteError
 
 
 class RemoteConfigError(RemoteError):
     """Unknown remote name, malformed URL, missing optional dependency."""
+
+
+class UnknownRemoteError(RemoteConfigError, RefError):
+    """No remote of that name: exit code 3, as every other unknown name."""
 
 
 class RemoteUnavailableError(RemoteError):

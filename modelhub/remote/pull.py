@@ -1,4 +1,5 @@
-"""`dlv pull REMOTE REF`: fetch a version and its ancestors, keeping ids and lineage.
+"""`dlv pull REMOTE REF`: fetch a version and its ancestors, keeping ids and lineage
+(`dlv pull REMOTE` without a REF, and `dlv clone`: every version of the remote).
 
 Ancestors come whole (rows and blobs), so every local version can be
 checked out and ``dlv fsck`` stays clean; blobs already in the local store
@@ -14,6 +15,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from ..catalog import versions as catalog_versions
 from ..catalog.remotes import present_tensor_hashes, present_version_ids
 from ..repo.reads import version_info
 from ..repo.records import Record
@@ -38,20 +40,26 @@ class PulledVersion(Record):
 class PullReport(Record):
     remote: str
     url: str
-    id: str                                 # the version asked for
-    ref: str                                # its local reference
+    id: str                                 # the version asked for ('' when everything was asked for)
+    ref: str                                # its local reference ('' when everything was asked for)
     pulled: tuple[PulledVersion, ...]       # versions added (ancestors first); empty: already here
     blobs_fetched: int
     bytes_fetched: int
     blobs_reused: int                       # blobs of the pulled versions already here (not fetched)
 
 
-def pull(repo, remote: RemoteStore, ref: str, *, progress: Progress = NULL_PROGRESS) -> PullReport:
+def pull(repo, remote: RemoteStore, ref: str | None, *, progress: Progress = NULL_PROGRESS) -> PullReport:
+    """Pull version ``ref`` (resolved on the remote) and its ancestors; ``ref=None``: every version there."""
     index = read_index(remote, progress)
     with RemoteView(index) as view:
         with view.catalog.read() as rcon:
-            vid = resolve(rcon, ref)
-            closure = ancestors(rcon, [vid])
+            if ref is None:
+                vid = ""
+                closure = ancestors(rcon, [v.id for v in catalog_versions.version_refs(rcon)])
+            else:
+                # the name is looked up on the remote, so the hint lists the remote, not this repository
+                vid = resolve(rcon, ref, listing=f"`dlv search {remote.name} 'select m'` lists the remote's versions")
+                closure = ancestors(rcon, [vid])
             remote_refs = {v: version_info(rcon, v).ref for v in closure}
             with repo.catalog.read() as lcon:
                 have = present_version_ids(lcon, closure)
@@ -59,7 +67,7 @@ def pull(repo, remote: RemoteStore, ref: str, *, progress: Progress = NULL_PROGR
             export = export_versions(rcon, wanted) if wanted else None
     if export is None:
         with repo.catalog.read() as lcon:
-            return PullReport(remote.name, remote.url, vid, version_info(lcon, vid).ref, (), 0, 0, 0)
+            return PullReport(remote.name, remote.url, vid, version_info(lcon, vid).ref if vid else "", (), 0, 0, 0)
     validate_export(export, f"remote {remote.name}")
 
     with repo.catalog.read() as lcon:
@@ -93,7 +101,7 @@ def pull(repo, remote: RemoteStore, ref: str, *, progress: Progress = NULL_PROGR
         result = import_export(con, export, f"remote {remote.name}")
         for th in result.new_tensors:
             load_tensor(con, repo.store, th)  # decodes and checks the tensor hash; failure rolls back
-        local_ref = version_info(con, vid).ref
+        local_ref = version_info(con, vid).ref if vid else ""
     pulled = tuple(PulledVersion(v.id, remote_refs[v.id], f"{v.model}@{v.seq}") for v in result.versions)
     return PullReport(remote.name, remote.url, vid, local_ref, pulled, len(missing),
                       sum(sizes[b] for b in missing), len(blobs_of(tensors, export.table("files"))) - len(missing))

@@ -1,19 +1,27 @@
-"""Repository operations, one module each; :class:`Repo` is their facade."""
+"""Repository operations, one module each; :class:`Repo` is their facade.
 
-__all__ = [
-    "Repo", "init_repo", "open_repo", "Checkout", "ModelSummary", "RepoStats",
-    "VersionDescription", "VersionDiff", "VersionInfo", "load_metrics_file",
-]
+Names are exported lazily (PEP 562) so that importing the facade does not
+import what only some operations need.
+"""
+import importlib
 
-_FROM = {"Repo": "repository", "init_repo": "repository", "open_repo": "repository",
-         "load_metrics_file": "metrics_file"}
+_EXPORTS = {
+    "Repo": ".repository", "init_repo": ".repository", "open_repo": ".repository",
+    "Checkout": ".records", "ModelSummary": ".records", "RepoStats": ".records",
+    "VersionDescription": ".records", "VersionDiff": ".records", "VersionInfo": ".records",
+    "load_metrics_file": ".metrics_file",
+}
+
+__all__ = list(_EXPORTS)
 
 
 def __getattr__(name: str):
-    # Imported on first use: the facade and the records import torch, while some modules
-    # of this package (paths, refs, the run records the web UI reads) do not need it.
-    if name in __all__:
-        import importlib
-        module = importlib.import_module(f".{_FROM.get(name, 'records')}", __name__)
-        return getattr(module, name)
-    raise AttributeError(f"module 'modelhub.repo' has no attribute {name!r}")
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

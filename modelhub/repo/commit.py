@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
@@ -30,13 +30,12 @@ from ..catalog.graphs import GraphNodeRow, NewGraph
 from ..catalog.versions import NewVersion
 from ..errors import InputError, WeightsError
 from ..netdef import Graph, capture
-from ..tensorio import as_state_dict, tensor_to_raw
-from .refs import check_model_name, resolve
-from .tensorstore import put_blob, record_snapshots, store_tensors
-
-#: default for ``parent``: the latest version of the committed model, if any (as a
-#: git commit's parent is the branch head). Pass ``parent=()`` to start a new lineage.
-LATEST = "<latest>"
+from ..progress import NULL_PROGRESS, Progress
+from ..tensorio import as_state_dict, load_weights_file, tensor_to_raw
+from ..weightfiles import WeightsSource, is_streamable, open_weights
+from .hotcopy import RawTensor
+from .refs import LATEST, check_model_name, resolve
+from .tensorstore import StreamedTensor, put_blob, record_snapshots, store_streamed, store_tensors
 
 MetricsInput = Mapping[str, "float | Sequence[float] | Sequence[tuple[int, float]]"]
 
@@ -47,7 +46,8 @@ class CommitRequest:
     name: str
     message: str
     author: str
-    state_dicts: tuple["OrderedDict[str, torch.Tensor]", ...]   # snapshots, oldest first; last = the weights
+    # snapshots, oldest first; last = the weights (a WeightsSource: read one tensor at a time)
+    state_dicts: tuple["OrderedDict[str, torch.Tensor] | WeightsSource", ...]
     snapshot_steps: tuple[int | None, ...]
     graph: Graph | None
     inherit_graph: bool                 # no graph given: reuse the parent's if the weights fit it
@@ -56,10 +56,13 @@ class CommitRequest:
     metrics: tuple[tuple[str, int, float], ...]
     files: tuple[tuple[str, bytes], ...]
     weights_meta: dict | None
+    #: keys of the first parent's hparams that ``hparams`` does not name are kept (`dlv commit` of new weights:
+    #: otherwise `dlv diff` would report them removed); merged inside the transaction, where the parent is chosen
+    inherit_hparams: bool = False
 
 
 def build_request(
-    model: nn.Module | Mapping[str, torch.Tensor],
+    model: nn.Module | Mapping[str, torch.Tensor] | str | os.PathLike,
     *,
     name: str,
     message: str | bytes,
@@ -73,10 +76,22 @@ def build_request(
     graph: Graph | None = None,
     weights_meta: dict | None = None,
     root: Path | None = None,
+    inherit_hparams: bool = False,
 ) -> CommitRequest:
     check_model_name(name)
     message = check_message(message)
-    if isinstance(model, nn.Module):
+    if isinstance(model, (str, os.PathLike)) and is_streamable(model):
+        # a safetensors file, sharded checkpoint (index JSON) or folder: streamed, never loaded whole
+        if snapshots:
+            raise InputError("a commit from a weights file takes no snapshots; pass the snapshots and the "
+                             "weights as state dicts, or commit them as versions of their own")
+        state = open_weights(model)
+        if weights_meta is None:
+            weights_meta = state.weights_meta()
+    elif isinstance(model, (str, os.PathLike)):   # .pt/.pth/.bin: a pickle is read whole
+        state, file_meta = load_weights_file(model)
+        weights_meta = file_meta if weights_meta is None else weights_meta
+    elif isinstance(model, nn.Module):
         state = OrderedDict(model.state_dict())
         graph = graph or capture(model)
     else:
@@ -92,7 +107,7 @@ def build_request(
         name=name, message=message, author=author or default_author(), state_dicts=snaps,
         snapshot_steps=steps, graph=graph, inherit_graph=graph is None, parents=parents,
         hparams=check_hparams(hparams or {}), metrics=normalize_metrics(metrics or {}),
-        files=read_files(files, root), weights_meta=weights_meta,
+        files=read_files(files, root), weights_meta=weights_meta, inherit_hparams=inherit_hparams,
     )
 
 
@@ -231,13 +246,17 @@ def graph_fits(graph: Graph, state: Mapping[str, torch.Tensor]) -> bool:
 
 # -- the transaction ---------------------------------------------------------------------------
 
-def write_commit(con: duckdb.DuckDBPyConnection, store, req: CommitRequest) -> str:
-    """Apply a validated request inside the caller's write transaction; returns the version id."""
+def write_commit(con: duckdb.DuckDBPyConnection, store, req: CommitRequest, *,
+                 progress: Progress = NULL_PROGRESS) -> str:
+    """Apply a validated request inside the caller's write transaction; returns the version id.
+    ``progress`` counts the tensor bytes encoded and stored (all snapshots)."""
     if req.parents == (LATEST,):
         latest = catalog_versions.latest_id(con, req.name)
         parent_ids: tuple[str, ...] = (latest,) if latest is not None else ()
     else:
         parent_ids = tuple(resolve(con, p) for p in req.parents)
+    if req.inherit_hparams and parent_ids:
+        req = replace(req, hparams={**catalog_versions.hparams(con, parent_ids[0]), **req.hparams})
     graph = req.graph
     if graph is None and req.inherit_graph and parent_ids:
         graph = _parent_graph(con, parent_ids[0], req.state_dicts[-1])
@@ -245,17 +264,29 @@ def write_commit(con: duckdb.DuckDBPyConnection, store, req: CommitRequest) -> s
     now = datetime.now(timezone.utc).replace(tzinfo=None)
     snapshot_rows: list[tuple[int, list[tuple[str, str]]]] = []
     logical = 0
-    for snap, state in enumerate(req.state_dicts):
-        entries = []
-        for batch in _batches(list(state.items())):
-            raws = [tensor_to_raw(tensor) for _, tensor in batch]
-            hashes = store_tensors(con, store, raws)
-            entries.extend((tname, th) for (tname, _), th in zip(batch, hashes))
-            if snap == len(req.state_dicts) - 1:
-                logical += sum(len(raw) for raw, _, _ in raws)
-        snapshot_rows.append((snap, entries))
+    total = sum(state.total_bytes if isinstance(state, WeightsSource)
+                else sum(t.numel() * t.element_size() for t in state.values()) for state in req.state_dicts)
+    with progress.task(f"commit {req.name}", total) as task:
+        for snap, state in enumerate(req.state_dicts):
+            if isinstance(state, WeightsSource):
+                hashes = store_streamed(con, store, streamed_tensors(state))
+                snapshot_rows.append((snap, list(zip(state, hashes))))
+                if snap == len(req.state_dicts) - 1:
+                    logical += state.total_bytes
+                task.advance(state.total_bytes)
+                continue
+            entries = []
+            for batch in _batches(list(state.items())):
+                raws = [tensor_to_raw(tensor) for _, tensor in batch]
+                hashes = store_tensors(con, store, raws)
+                entries.extend((tname, th) for (tname, _), th in zip(batch, hashes))
+                size = sum(len(raw) for raw, _, _ in raws)
+                if snap == len(req.state_dicts) - 1:
+                    logical += size
+                task.advance(size)
+            snapshot_rows.append((snap, entries))
     final = req.state_dicts[-1]
-    n_params = int(sum(t.numel() for t in final.values() if t.is_floating_point() or t.is_complex()))
+    n_params = _n_params(final)
 
     version_id = _version_id(req, parent_ids, graph, snapshot_rows, now)
     catalog_versions.ensure_model(con, req.name, now)
@@ -277,6 +308,33 @@ def write_commit(con: duckdb.DuckDBPyConnection, store, req: CommitRequest) -> s
                                                  for path, (blob_hash, size) in sorted(attached.items())])
     catalog_files.clear_staged(con)
     return version_id
+
+
+def _n_params(state) -> int:
+    if isinstance(state, WeightsSource):
+        return sum(s.numel for s in state.specs if s.dtype.startswith(("float", "bfloat", "complex")))
+    return int(sum(t.numel() for t in state.values() if t.is_floating_point() or t.is_complex()))
+
+
+def streamed_tensors(source: WeightsSource) -> list[StreamedTensor]:
+    """The source's tensors as a streaming commit reads them (mapped, released after use)."""
+    return [StreamedTensor(s.dtype, s.shape, s.nbytes, lambda s=s: source.view(s), lambda s=s: source.release(s))
+            for s in source.specs]
+
+
+def hot_copy_items(state) -> "Mapping[str, torch.Tensor] | list[RawTensor]":
+    """What the hot copy writer takes for a request's final weights."""
+    if isinstance(state, WeightsSource):
+        return [RawTensor(s.dtype, s.shape, s.nbytes, lambda s=s: state.view(s), lambda s=s: state.release(s))
+                for s in state.specs]
+    return state
+
+
+def close_request(req: CommitRequest) -> None:
+    """Unmap the weights files a request streamed from."""
+    for state in req.state_dicts:
+        if isinstance(state, WeightsSource):
+            state.close()
 
 
 def _batches(items: list, max_bytes: int = 256 << 20) -> Iterator[list]:

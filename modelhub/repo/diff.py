@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 import math
-
-import torch
+from typing import TYPE_CHECKING
 
 from ..netdef import Graph, Node
-from ..tensorio import raw_to_tensor
 from .reads import hparams_of, latest_metrics, snapshot_entries, version_graph, version_info
 from .records import LayerChange, TensorChange, ValueChange, VersionDiff
 from .tensorstore import load_tensor, tensor_shape
+
+if TYPE_CHECKING:  # weights are decoded only for tensors that changed: a metadata diff needs no torch
+    import torch
 
 
 def diff_versions(con, store, a_id: str, b_id: str, *, include_same: bool = False) -> VersionDiff:
@@ -62,6 +63,8 @@ def _tensor_changes(con, store, a_id: str, b_id: str) -> list[TensorChange]:
             shape = tensor_shape(con, ha)
             out.append(TensorChange(name, "identical", 0.0, 0.0, shape, shape))
             continue
+        from ..tensorio import raw_to_tensor
+
         ta = raw_to_tensor(*load_tensor(con, store, ha))
         tb = raw_to_tensor(*load_tensor(con, store, hb))
         out.append(compare_tensors(name, ta, tb))
@@ -78,6 +81,8 @@ def compare_tensors(name: str, ta: torch.Tensor, tb: torch.Tensor) -> TensorChan
     frac = float((bits_a != bits_b).float().mean()) if ta.numel() else 0.0
     rel = None
     if ta.is_floating_point():
+        import torch
+
         a64, b64 = ta.double(), tb.double()
         norm = float(torch.linalg.vector_norm(a64))
         delta = float(torch.linalg.vector_norm(b64 - a64))
@@ -86,6 +91,8 @@ def compare_tensors(name: str, ta: torch.Tensor, tb: torch.Tensor) -> TensorChan
 
 
 def _bits(t: torch.Tensor) -> torch.Tensor:
+    import torch
+
     size = t.element_size()
     view = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}.get(size)
     flat = t.reshape(-1)

@@ -31,15 +31,16 @@ import tempfile
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
-import torch
 import xxhash
 
 from ..errors import InputError
 from ..sizes import parse_size
 from ..storage.tensors import DTYPE_SIZES
-from ..tensorio import dtype_name, tensor_view
+
+if TYPE_CHECKING:
+    import torch
 
 FORMAT = "dlv-hot-1"
 SUFFIX = ".safetensors"
@@ -57,17 +58,29 @@ def enabled() -> bool:
     return os.environ.get("DLV_HOT_COPIES", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
-def max_bytes() -> int | None:
-    """``DLV_HOT_MAX_BYTES`` (e.g. 20G): a cap on all hot copies together, least recently used evicted
-    first; unset, each model's latest version keeps one."""
+#: ``env_max_bytes()`` when DLV_HOT_MAX_BYTES is not set (the repository setting applies)
+UNSET = object()
+
+
+def env_max_bytes():
+    """``DLV_HOT_MAX_BYTES`` (e.g. 20G, 0, none): overrides the repository's ``hotcopy.max_bytes``
+    (settings.py) for this process; :data:`UNSET` when not set."""
     text = os.environ.get("DLV_HOT_MAX_BYTES", "").strip()
     if not text:
+        return UNSET
+    if text.lower() in ("none", "unlimited", "off"):
         return None
     try:
         return parse_size(text)
     except InputError:
         raise InputError(f"DLV_HOT_MAX_BYTES={text!r} is not a size; write bytes or a number with K, M, G or T "
-                         "(e.g. 20G), or unset it") from None
+                         "(e.g. 20G), 0 for no hot copies, none for no cap, or unset it") from None
+
+
+def max_bytes() -> int | None:
+    """``DLV_HOT_MAX_BYTES`` as a cap (None when unset or 'none'); raises InputError when malformed."""
+    cap = env_max_bytes()
+    return None if cap is UNSET else cap
 
 
 def _checksum(dtype: str, shape: Sequence[int], data) -> str:
@@ -100,20 +113,32 @@ class HotCopies:
         safetensors has no code for). Not fsynced: a torn file fails
         verification and is rebuilt, and the archive stays the durable copy.
         """
-        header: dict = {}
-        datas: list[memoryview] = []
-        checks: list[str] = []
-        offset = 0
+        from ..tensorio import dtype_name, tensor_view  # torch: only when there are tensors to write
+
+        items = []
         for name, _ in entries:
             t = tensors[name]
-            dtype = dtype_name(t.dtype)
-            if dtype not in _ST_CODES:
+            items.append(RawTensor(dtype_name(t.dtype), tuple(t.shape), t.numel() * t.element_size(),
+                                   lambda t=t: tensor_view(t), lambda: None))
+        return self.write_raw(version_id, entries, items)
+
+    def write_raw(self, version_id: str, entries: Sequence[tuple[str, str]], items: Sequence["RawTensor"]) -> int:
+        """:meth:`write` from raw bytes read one tensor at a time (a streaming commit's mapped
+        file): each tensor is read twice (checksum, then copy) and released in between."""
+        header: dict = {}
+        checks: list[str] = []
+        offset = 0
+        for (name, _), item in zip(entries, items):
+            if item.dtype not in _ST_CODES:
                 return 0
-            data = tensor_view(t)
-            header[name] = {"dtype": _ST_CODES[dtype], "shape": list(t.shape), "data_offsets": [offset, offset + data.nbytes]}
-            checks.append(_checksum(dtype, t.shape, data))
-            datas.append(data)
-            offset += data.nbytes
+            try:
+                data = memoryview(item.read())
+                header[name] = {"dtype": _ST_CODES[item.dtype], "shape": list(item.shape),
+                                "data_offsets": [offset, offset + data.nbytes]}
+                checks.append(_checksum(item.dtype, item.shape, data))
+                offset += data.nbytes
+            finally:
+                item.done()
         header["__metadata__"] = {
             "dlv.format": FORMAT, "dlv.version": version_id,
             "dlv.tensors": json.dumps([[n, th, c] for (n, th), c in zip(entries, checks)]),
@@ -126,8 +151,11 @@ class HotCopies:
             with os.fdopen(fd, "wb") as f:
                 f.write(len(head).to_bytes(8, "little"))
                 f.write(head)
-                for data in datas:
-                    f.write(data)
+                for item in items:
+                    try:
+                        f.write(item.read())
+                    finally:
+                        item.done()
             os.replace(tmp, self.path(version_id))
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -211,6 +239,16 @@ class HotCopies:
 
 
 @dataclass(frozen=True)
+class RawTensor:
+    """A tensor as the hot copy writer reads it: ``read()`` its bytes, ``done()`` when finished with them."""
+    dtype: str
+    shape: tuple[int, ...]
+    nbytes: int
+    read: Callable[[], "memoryview | bytes"]
+    done: Callable[[], None]
+
+
+@dataclass(frozen=True)
 class HotCopyFault:
     """Why a hot copy cannot be used: it cannot be mapped at all (``cause``: the error's type),
     or it maps but does not match its version's tensors and checksums."""
@@ -229,6 +267,8 @@ def _map(path: Path) -> mmap.mmap:
 
 
 def _verified(mm: mmap.mmap, version_id: str, entries: Sequence[tuple[str, str]]):
+    import torch  # here, not at the top: opening a repository must not import torch
+
     try:
         n = int.from_bytes(mm[:8], "little")
         if not 0 < n <= len(mm) - 8:

@@ -16,7 +16,7 @@ import torch
 
 from ..catalog import versions as catalog_versions
 from ..errors import InputError
-from .commit import LATEST
+from .refs import LATEST
 from .hotcopy import HotCopies
 from .reads import load_state_dict, version_header
 from .refs import resolve

@@ -14,7 +14,6 @@ from ..dql.errors import ExecutionError
 from ..dql.result import QueryResult, ResultKind
 from ..engine.spec import EvaluateSpec
 from ..errors import GraphError
-from . import commit as commit_op
 from .reads import hparams_of, load_state_dict, version_info
 
 
@@ -31,6 +30,8 @@ def run_query(repo, text: str, *, commit: bool = False, name: str | None = None,
     if result.kind not in (ResultKind.SLICE, ResultKind.CONSTRUCT):
         raise ExecutionError(f"only slice and construct results can be committed, not {result.kind}; "
                              "drop --commit / commit=True")
+    from . import commit as commit_op  # torch: only when results are committed
+
     new_ids: list[str] = []
     with repo.catalog.write() as con:
         for d in result.graphs:

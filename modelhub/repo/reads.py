@@ -3,9 +3,11 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Mapping
+
+from typing import TYPE_CHECKING
 
 import duckdb
-import torch
 
 from ..catalog import graphs as catalog_graphs
 from ..catalog import snapshots as catalog_snapshots
@@ -13,12 +15,16 @@ from ..catalog import versions as catalog_versions
 from ..catalog.versions import VersionRow
 from ..errors import IntegrityError, RefError
 from ..netdef import Graph
-from ..tensorio import raw_to_tensor
+from ..progress import NULL_PROGRESS, Progress
 from . import hotcopy
 from . import tensorstore
 from .hotcopy import HotCopies
 from .records import VersionInfo
+from .settings import hot_max_bytes
 from .tensorstore import load_tensors
+
+if TYPE_CHECKING:  # reading metadata (log, desc, list) must not import torch
+    import torch
 
 
 def _info(row: VersionRow, parents: tuple[str, ...]) -> VersionInfo:
@@ -36,9 +42,7 @@ def version_info(con: duckdb.DuckDBPyConnection, version_id: str) -> VersionInfo
 
 
 def all_versions(con: duckdb.DuckDBPyConnection, model: str | None = None) -> list[VersionInfo]:
-    rows = catalog_versions.version_rows(con, model)
-    parents = catalog_versions.parents_by_version(con)
-    return [_info(r, parents.get(r.id, ())) for r in rows]
+    return [_info(row, parents) for row, parents in catalog_versions.version_log(con, model)]
 
 
 def version_graph(con: duckdb.DuckDBPyConnection, version_id: str) -> Graph | None:
@@ -99,7 +103,7 @@ def version_header(con: duckdb.DuckDBPyConnection, version_id: str) -> VersionHe
 
 def load_state_dict(con, store, version_id: str, snap: int | None = None, *,
                     hot: HotCopies | None = None, header: VersionHeader | None = None,
-                    ) -> "OrderedDict[str, torch.Tensor]":
+                    progress: Progress = NULL_PROGRESS) -> "OrderedDict[str, torch.Tensor]":
     """A snapshot's tensors (default: the last one), bit-exact.
 
     With ``hot`` and the version's ``header``, the last snapshot of a model's
@@ -114,10 +118,12 @@ def load_state_dict(con, store, version_id: str, snap: int | None = None, *,
         state = hot.read(version_id, entries)
         if state is not None:
             return state
-    decoded = load_tensors(con, store, [th for _, th in entries])
+    from ..tensorio import raw_to_tensor
+
+    decoded = load_tensors(con, store, [th for _, th in entries], progress=progress)
     state = OrderedDict((name, raw_to_tensor(*decoded[th])) for name, th in entries)
     if use_hot and header.is_latest:
-        refresh_hot_copy(hot, version_id, entries, state, set())
+        refresh_hot_copy(hot, version_id, entries, state, set(), hot_max_bytes(con))
     return state
 
 
@@ -126,21 +132,35 @@ def latest_version_ids(con) -> set[str]:
     return catalog_versions.latest_version_ids(con)
 
 
-def refresh_hot_copy(hot: HotCopies, version_id: str, entries, tensors, evict: set[str]) -> None:
+def refresh_hot_copy(hot: HotCopies, version_id: str, entries, tensors, evict: set[str], cap: int | None) -> None:
     """Write ``version_id``'s hot copy and drop those of ``evict`` (other versions of its model).
 
-    A cache: failing to write it (disk full, read-only repository) never
-    fails the operation that asked for it.
+    ``tensors``: name -> tensor, or a list of :class:`hotcopy.RawTensor` in
+    ``entries`` order (a streaming commit). ``cap``: the bytes all hot copies
+    may take (:func:`settings.hot_max_bytes`); a version larger than that
+    gets none. A cache: failing to write it (disk full, read-only repository)
+    never fails the operation that asked for it.
     """
     if not hotcopy.enabled():
         return
-    cap = hotcopy.max_bytes()
     try:
-        hot.write(version_id, entries, tensors)  # removes its temp file if it fails
-        hot.retain({version_id}, among=evict)
+        hot.retain(set(), among=evict - {version_id})
+        if cap is not None and (cap == 0 or _raw_size(tensors) > cap):
+            hot.retain(set(), among={version_id})
+            return
+        if isinstance(tensors, Mapping):
+            hot.write(version_id, entries, tensors)  # removes its temp file if it fails
+        else:
+            hot.write_raw(version_id, entries, tensors)
         hot.enforce_cap(cap, keep=version_id)
     except OSError:
         pass  # the next checkout decodes from the archive and tries again
+
+
+def _raw_size(tensors) -> int:
+    if isinstance(tensors, Mapping):
+        return sum(t.numel() * t.element_size() for t in tensors.values())
+    return sum(t.nbytes for t in tensors)
 
 
 def weights_meta(con, version_id: str) -> dict | None:

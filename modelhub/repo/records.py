@@ -4,12 +4,13 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from ..netdef import Graph
+
+if TYPE_CHECKING:  # annotations only: reading the catalog must not import torch
+    import torch
+    from torch import nn
 
 
 def _jsonable(value: Any) -> Any:
@@ -187,3 +188,12 @@ class RepoStats(Record):
     @property
     def ratio(self) -> float:
         return self.logical_bytes / self.stored_bytes if self.stored_bytes else float("inf")
+
+    @property
+    def footprint_bytes(self) -> int:
+        """What the repository's weights take on disk: the archive plus the hot copies."""
+        return self.stored_bytes + self.hot_bytes
+
+    @property
+    def ratio_with_hot_copies(self) -> float:
+        return self.logical_bytes / self.footprint_bytes if self.footprint_bytes else float("inf")

@@ -11,20 +11,17 @@ import os
 from collections import OrderedDict
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 from ..catalog import Catalog
 from ..catalog import files as catalog_files
 from ..catalog import versions as catalog_versions
 from ..catalog.db import RECOVERY_HINT
 from ..catalog.files import StagedFile
-from ..errors import CatalogCorruptError, InputError, RepoError, WeightsError
-from ..netdef import Graph, rebuild
+from ..errors import CatalogCorruptError, InputError, RepoError, RepoExistsError, WeightsError
+from ..netdef import Graph
+from ..progress import NULL_PROGRESS, Progress
 from ..storage_boundary import BlobStore
-from . import commit as commit_op
 from .describe import describe
 from .diff import diff_versions
 from .gc import DEFAULT_GRACE_S
@@ -35,9 +32,18 @@ from .paths import RepoPaths, find_repo_root, is_repo_dir
 from .reads import (all_versions, hparams_of, load_state_dict, refresh_hot_copy, snapshot_entries,
                     version_graph, version_header, version_info, weights_meta)
 from .records import Checkout, ModelSummary, RepoStats, VersionDescription, VersionDiff, VersionInfo
-from .refs import check_model_name, resolve
+from .refs import LATEST, check_model_name, resolve
+from . import settings
+from .settings import hot_max_bytes
 from .stats import repo_stats
 from .tensorstore import put_blob
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+# Operations that need torch (commit, checkout) import it, and commit.py, when they run:
+# opening a repository to read its catalog (`dlv log`) must not pay for importing torch.
 
 
 class Repo:
@@ -72,11 +78,11 @@ class Repo:
     # -- writes -----------------------------------------------------------------------
     def commit(
         self,
-        model: nn.Module | Mapping[str, torch.Tensor],
+        model: nn.Module | Mapping[str, torch.Tensor] | str | os.PathLike,
         *,
         name: str,
         message: str | bytes,
-        parent: str | Sequence[str] | None = commit_op.LATEST,
+        parent: str | Sequence[str] | None = LATEST,
         hparams: Mapping[str, Any] | None = None,
         metrics: Mapping[str, Any] | None = None,
         files: Iterable[str | os.PathLike] | Mapping[str, bytes] | None = None,
@@ -86,8 +92,15 @@ class Repo:
         graph: Graph | None = None,
         weights_meta: dict | None = None,
         hot_copy: bool = True,
+        progress: Progress | None = None,
+        inherit_hparams: bool = False,
     ) -> VersionInfo:
-        """Commit a module (graph captured) or a state dict as a new version of ``name``.
+        """Commit a module (graph captured), a state dict, or a weights path as a new version of ``name``.
+
+        A path (a ``.safetensors`` file, a sharded checkpoint's ``*.safetensors.index.json``,
+        or a folder holding either) is streamed: tensors are read one at a time from the mapped
+        file(s) and hashed, encoded and written in threads, so memory stays near a few times the
+        largest tensor; a sharded source is checked out sharded again (:meth:`write_checkout`).
 
         ``parent`` defaults to the latest version of ``name`` (none for a new
         model); give a reference or a list of them (merges), or ``()`` / None
@@ -97,25 +110,36 @@ class Repo:
         a list of (step, value) pairs. ``snapshots`` are earlier checkpoints
         (oldest first); the committed weights are the last snapshot.
         ``hot_copy=False`` skips writing the hot copy (a caller committing several versions of
-        one model in a row writes it for the last one only).
+        one model in a row writes it for the last one only). ``progress`` (modelhub.progress)
+        counts the bytes stored.
+        ``inherit_hparams=True`` keeps the first parent's hyperparameters that ``hparams`` does not
+        override (what `dlv commit` does).
         """
+        from . import commit as commit_op
+
         req = commit_op.build_request(
             model, name=name, message=message, parent=parent, hparams=hparams, metrics=metrics,
             files=files, author=author, snapshots=snapshots, snapshot_steps=snapshot_steps,
-            graph=graph, weights_meta=weights_meta, root=self.root,
+            graph=graph, weights_meta=weights_meta, root=self.root, inherit_hparams=inherit_hparams,
         )
-        hotcopy.max_bytes()  # a malformed DLV_HOT_MAX_BYTES is refused before anything is written
-        with self.catalog.write() as con:
-            vid = commit_op.write_commit(con, self.store, req)
-            info = version_info(con, vid)
-            entries = snapshot_entries(con, vid)
-            siblings = catalog_versions.ids_of_model(con, info.model)
-        if hot_copy:
-            refresh_hot_copy(self.hot, vid, entries, req.state_dicts[-1], siblings)
+        try:
+            hotcopy.max_bytes()  # a malformed DLV_HOT_MAX_BYTES is refused before anything is written
+            with self.catalog.write() as con:
+                vid = commit_op.write_commit(con, self.store, req, progress=progress or NULL_PROGRESS)
+                info = version_info(con, vid)
+                entries = snapshot_entries(con, vid)
+                siblings = catalog_versions.ids_of_model(con, info.model)
+                cap = hot_max_bytes(con)
+            if hot_copy:
+                refresh_hot_copy(self.hot, vid, entries, commit_op.hot_copy_items(req.state_dicts[-1]), siblings, cap)
+        finally:
+            commit_op.close_request(req)
         return info
 
     def add(self, paths: Iterable[str | os.PathLike]) -> list[tuple[str, int]]:
         """Stage files to attach to the next commit; returns (path, size) pairs."""
+        from . import commit as commit_op
+
         files = commit_op.read_files(paths, self.root)
         if not files:
             raise InputError("nothing to add; name one or more files")
@@ -132,6 +156,8 @@ class Repo:
 
     def copy(self, ref: str, new_name: str, *, message: str | None = None, author: str | None = None) -> VersionInfo:
         """Start a new model from an existing version (same network, weights, hparams; lineage kept)."""
+        from . import commit as commit_op
+
         check_model_name(new_name)
         with self.catalog.write() as con:
             if catalog_versions.model_exists(con, new_name):
@@ -193,11 +219,13 @@ class Repo:
         snapshot: int | None = None,
         model_class: type[nn.Module] | Callable[[], nn.Module] | None = None,
         rebuild_module: bool = True,
+        progress: Progress | None = None,
     ) -> Checkout:
         """Weights (bit-exact), network and hyperparameters of a version.
 
         ``module`` is the user's ``model_class()`` with the weights loaded when
-        given, else the network rebuilt from the stored graph when possible.
+        given, else the network rebuilt from the stored graph when possible. ``progress``
+        (modelhub.progress) counts the bytes decoded from the archive.
         """
         with self.catalog.read() as con:
             vid = resolve(con, ref)
@@ -206,15 +234,35 @@ class Repo:
             if snapshot is not None and not -count <= snapshot < count:
                 raise InputError(f"version {ref} has {count} snapshot(s); choose a snapshot from 0 to {count - 1}")
             snap = None if snapshot is None else snapshot % count
-            state = load_state_dict(con, self.store, vid, snap, hot=self.hot, header=header)
+            state = load_state_dict(con, self.store, vid, snap, hot=self.hot, header=header,
+                                    progress=progress or NULL_PROGRESS)
             graph = header.graph()
             info, hp, meta = header.info, header.hparams, header.weights_meta
         module = None
         if model_class is not None:
             module = _load_into(model_class(), state, ref)
         elif rebuild_module and graph is not None and graph.rebuildable:
+            from ..netdef import rebuild
+
             module = _load_into(rebuild(graph), state, ref)
         return Checkout(info, state, module, graph, hp, meta, count - 1 if snap is None else snap)
+
+    def config(self, name: str | None = None) -> list:
+        """Repository settings (settings.py) with their values: all of them, or ``name``'s."""
+        with self.catalog.read() as con:
+            return settings.all_settings(con) if name is None else [settings.get_setting(con, name)]
+
+    def set_config(self, name: str, value: str | None):
+        """Set a repository setting (None: back to its default); a smaller hot copy cap applies at once."""
+        with self.catalog.write() as con:
+            result = settings.set_setting(con, name, value)
+            cap = hot_max_bytes(con)
+        if name == "hotcopy.max_bytes" and cap is not None:
+            if cap == 0:
+                self.hot.retain(set())
+            else:
+                self.hot.enforce_cap(cap, keep="")
+        return result
 
     def fsck(self, *, repair: bool = False, deep: bool = False):
         """Verify the catalog's own storage, catalog <-> objects consistency and checksums (see repo/fsck.py)."""
@@ -236,7 +284,7 @@ class Repo:
 
     # -- training runs (repo/runs.py; see docs/RUNS.md) --------------------------------
     def run(self, name: str, *, hparams: Mapping[str, Any] | None = None,
-            parent: str | Sequence[str] | None = commit_op.LATEST, model: nn.Module | None = None,
+            parent: str | Sequence[str] | None = LATEST, model: nn.Module | None = None,
             message: str | None = None, flush_every_s: float | None = None):
         """Track a training as it happens: ``with repo.run("net", hparams={...}, model=net) as run:
         run.log(step=..., loss=...); run.snapshot()``; commits a version of ``name`` at exit
@@ -308,17 +356,19 @@ class Repo:
 
     def eval(self, ref: str, *, data: str, split: str = "val", loss: str = "cross_entropy", config: str | None = None,
              progressive: bool = False, top_k: int = 1, compare: bool = True, backend: str | None = None,
-             ray_address: str | None = None, use_stored_features: bool = True):
+             ray_address: str | None = None, use_stored_features: bool = True, progress: Progress | None = None):
         """Loss and accuracy of version ``ref`` on dataset ``data`` (NAME[@N]); returns an EvalReport.
         ``progressive=True``: exact top-k labels reading the fewest parameter bytes (a ProgressiveReport),
         starting from the exact stored features of a frozen prefix when the feature store holds them
         (``use_stored_features=False``: always from the raw inputs).
-        ``backend="ray"``: forward passes on a Ray cluster (same numbers)."""
+        ``backend="ray"``: forward passes on a Ray cluster (same numbers). ``progress``
+        (modelhub.progress) names each step."""
         from ..engine.evaluate import evaluate_version
         from .engine_access import engine_access
         return evaluate_version(engine_access(self), ref, data, split=split, loss=loss, config=config,
                                 progressive=progressive, top_k=top_k, compare=compare, backend=backend,
-                                ray_address=ray_address, use_stored_features=use_stored_features)
+                                ray_address=ray_address, use_stored_features=use_stored_features,
+                                progress=progress or NULL_PROGRESS)
 
     def eval_selection(self, select: str | None = None, refs: Sequence[str] = (), *, data: str,
                        remote: str | None = None, split: str = "val", config: str | None = None, top_k: int = 1,
@@ -346,17 +396,19 @@ class Repo:
         *,
         name: str,
         message: str | bytes,
-        parent: str | Sequence[str] | None = commit_op.LATEST,
+        parent: str | Sequence[str] | None = LATEST,
         hparams: Mapping[str, Any] | None = None,
         metrics: Mapping[str, Any] | None = None,
         author: str | None = None,
+        progress: Progress | None = None,
     ) -> VersionInfo:
         """A new version of ``name`` that keeps its first parent's weights (and so its network):
         new hyperparameters, metrics or a message for weights already stored.
 
         ``parent`` as in :meth:`commit` (default: the latest version of ``name``);
         it is chosen, and its weights read, inside the commit's write transaction.
-        Without a parent there are no weights to keep: InputError.
+        Without a parent there are no weights to keep: InputError. The first parent's hyperparameters
+        are kept unless ``hparams`` overrides them.
         """
         from .parent_weights import choose_parents, parent_state_dict
         with self.catalog.write() as con:
@@ -365,20 +417,22 @@ class Repo:
             # Nested, so the same transaction. Its hot copy is written before that commits:
             # should the commit fail, the copy names no version and gc removes it.
             return self.commit(state, name=name, message=message, parent=parents, hparams=hparams,
-                               metrics=metrics, author=author)
+                               metrics=metrics, author=author, progress=progress, inherit_hparams=True)
 
     def write_checkout(self, ref: str, output: str | os.PathLike | None = None, *, snapshot: int | None = None,
-                       files_dir: str | os.PathLike | None = None, overwrite: bool = False):
+                       files_dir: str | os.PathLike | None = None, overwrite: bool = False,
+                       max_shard_bytes: int | None = None, progress: Progress | None = None):
         """Write version ``ref``'s weights (bit-exact) to the safetensors file ``output``
         (default: NAME@N.safetensors in the current folder) and, with ``files_dir``, its attached
         files under that folder; returns a WrittenCheckout. Existing files are refused unless
-        ``overwrite``."""
-        from .checkout_files import default_output, write_checkout
-        with self.catalog.read():  # one scope: the weights and the files of the same version
-            ck = self.checkout(ref, snapshot=snapshot, rebuild_module=False)
-            files = self.files(ck.version.id) if files_dir is not None else {}
-        out = Path(output) if output is not None else default_output(ck.version)
-        return write_checkout(ck, files, out, None if files_dir is None else Path(files_dir), overwrite=overwrite)
+        ``overwrite``. Tensors are decoded and written one at a time (memory stays near a few
+        tensors). The weights go to a folder of shards plus ``model.safetensors.index.json`` when
+        ``max_shard_bytes`` is given, or when the version was committed from a sharded checkpoint
+        and ``output`` is not a ``.safetensors`` path (default then: a folder NAME@N)."""
+        from .checkout_files import write_checkout
+        return write_checkout(self, ref, None if output is None else Path(output), snapshot=snapshot,
+                              files_dir=None if files_dir is None else Path(files_dir), overwrite=overwrite,
+                              max_shard_bytes=max_shard_bytes, progress=progress or NULL_PROGRESS)
 
     def archive(self, *, alpha: float = 2.0, scheme: str = "independent", budget: int | None = None,
                 keep_latest_whole: bool = False, progress: Callable[[str], None] | None = None):
@@ -413,6 +467,71 @@ class Repo:
         with self.catalog.read() as con:
             return Vocabulary.load(con)
 
+    # -- habits from git and MLflow: status, unstage, tags (docs/CLI.md) -------------
+    def status(self):
+        """What `dlv add` staged (and whether those files changed since), every model's latest version,
+        the number of tags and what cheap checks notice; a RepoStatus (see repo/status.py)."""
+        from .status import repo_status
+        with self.catalog.read() as con:
+            return repo_status(con, self.root, catalog_path=self.paths.catalog)
+
+    def unstage(self, paths: Iterable[str | os.PathLike]) -> list[str]:
+        """Take files out of the staging area (`dlv reset PATH`); the working copies are not touched.
+        A path that is not staged is an InputError naming the staged ones."""
+        from .commit import normalize_path
+        wanted = [normalize_path(_relative_to(Path(p), self.root)) for p in paths]
+        if not wanted:
+            raise InputError("nothing to unstage; name one or more staged files")
+        with self.catalog.write() as con:
+            staged = [f.path for f in catalog_files.staged_files(con)]
+            missing = [p for p in wanted if p not in staged]
+            if missing:
+                raise InputError(f"{', '.join(missing)} is not staged (staged: {', '.join(staged) or 'nothing'}); "
+                                 "`dlv status` lists what is staged")
+            for path in wanted:
+                catalog_files.unstage_file(con, path)
+        return wanted
+
+    def tag(self, ref: str, tag: str, *, author: str | None = None):
+        """Point tag ``tag`` of the version's model at version ``ref`` (moving it when it exists);
+        afterwards ``NAME:TAG`` works wherever a version reference does. Returns a TagChange."""
+        from .tags import set_tag
+        with self.catalog.write() as con:
+            return set_tag(con, ref, tag, author)
+
+    def untag(self, name: str, *, author: str | None = None):
+        """Delete tag ``NAME:TAG`` (its history keeps the deletion). Returns a TagChange."""
+        from .tags import delete_tag
+        with self.catalog.write() as con:
+            return delete_tag(con, name, author)
+
+    def tags(self, model: str | None = None):
+        """Every tag (of ``model``) as TagInfo records, by model and tag."""
+        from .tags import list_tags
+        with self.catalog.read() as con:
+            return list_tags(con, model)
+
+    def tag_history(self, model: str | None = None, tag: str | None = None):
+        """Every move of every tag (of ``model``, named ``tag``), oldest first: TagMoveInfo records."""
+        from .tags import tag_history
+        with self.catalog.read() as con:
+            return tag_history(con, model, tag)
+
+    def remove(self, refs: Sequence[str], *, model: bool = False, recursive: bool = False,
+               author: str | None = None):
+        """Remove versions (``model=True``: whole models, by name) in one write transaction; versions
+        descending from them are refused unless ``recursive`` (then removed too). Tags naming them are
+        deleted (their history keeps it). The space comes back with :meth:`gc`. Returns a Removed."""
+        from .removal import remove
+        with self.catalog.write() as con:
+            return remove(con, list(refs), model=model, recursive=recursive, author=author)
+
+    def rename_model(self, old: str, new: str) -> None:
+        """Model ``old`` is called ``new`` from now on (versions keep their ids and numbers, tags move along)."""
+        from .removal import rename_model
+        with self.catalog.write() as con:
+            rename_model(con, old, new)
+
     @staticmethod
     def restore_catalog(path: Path | str | None = None):
         """Replace the damaged or missing catalog of the repository at ``path`` (or the nearest
@@ -423,7 +542,17 @@ class Repo:
         return restore_repo_catalog(path)
 
 
+def _relative_to(path: Path, root: Path) -> str:
+    """A path as given on the command line, relative to the working folder when it lies inside it."""
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
 def _load_into(module: nn.Module, state: "OrderedDict[str, torch.Tensor]", ref: str) -> nn.Module:
+    from torch import nn
+
     if not isinstance(module, nn.Module):
         raise InputError("model_class must build an nn.Module when called without arguments")
     try:
@@ -456,7 +585,7 @@ def init_repo(path: Path | str = ".") -> Repo:
     """Create a repository in ``path`` (created if missing)."""
     paths = RepoPaths(Path(path).resolve())
     if paths.catalog.exists():
-        raise RepoError(f"{paths.root} is already a dlv repository; use open_repo({str(paths.root)!r})")
+        raise RepoExistsError(f"{paths.root} is already a dlv repository; use open_repo({str(paths.root)!r})")
     if is_repo_dir(paths.dlv):
         raise CatalogCorruptError(f"{paths.dlv} is a repository whose catalog is missing; {RECOVERY_HINT} "
                                   "instead of creating a new one")

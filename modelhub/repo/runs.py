@@ -48,6 +48,7 @@ from . import hotcopy
 from .reads import refresh_hot_copy, snapshot_entries, version_info
 from .records import VersionInfo
 from .refs import check_model_name, resolve
+from .settings import hot_max_bytes
 from .tensorstore import load_tensors, store_tensors
 
 #: seconds between two catalog flushes of logged metrics (the journal has every point at once)
@@ -281,8 +282,9 @@ def commit_run(repo, ref: str, *, status: str = FINISHED, status_message: str | 
             info = version_info(con, vid)
             entries = snapshot_entries(con, vid)
             siblings = catalog_versions.ids_of_model(con, row.model)
+            cap = hot_max_bytes(con)
     if info is not None:
-        refresh_hot_copy(repo.hot, info.id, entries, states[-1], siblings)
+        refresh_hot_copy(repo.hot, info.id, entries, states[-1], siblings, cap)
     _journal_path(repo, row.id).unlink(missing_ok=True)   # the catalog holds every point now
     return info
 

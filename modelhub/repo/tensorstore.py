@@ -9,7 +9,11 @@ Storage errors arrive translated (``modelhub/storage_boundary.py``).
 from __future__ import annotations
 
 import json
-from typing import Iterable
+import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
 import duckdb
 
@@ -17,6 +21,7 @@ from ..catalog import objects as catalog_objects
 from ..catalog import tensors as catalog_tensors
 from ..catalog.tensors import SnapshotTensor, TensorRow, TensorUse
 from ..errors import IntegrityError, ModelhubError
+from ..progress import NULL_PROGRESS, Progress
 from ..storage import tensors as codec
 from ..storage_boundary import BlobStore, MissingObjectError, corrupt_object, decode_tensor, encode_tensor
 
@@ -57,11 +62,19 @@ def load_tensor(con: duckdb.DuckDBPyConnection, store: BlobStore, tensor_hash: s
 
 
 def load_tensors(
-    con: duckdb.DuckDBPyConnection, store: BlobStore, tensor_hashes: list[str]
+    con: duckdb.DuckDBPyConnection, store: BlobStore, tensor_hashes: list[str], *,
+    progress: Progress = NULL_PROGRESS,
 ) -> dict[str, tuple[bytes, str, list[int]]]:
-    """Decode several tensors; their catalog rows are read in one query (a checkout's hot path)."""
+    """Decode several tensors; their catalog rows are read in one query (a checkout's hot path).
+    ``progress`` counts the bytes decoded."""
     rows = catalog_tensors.tensor_rows(con, tensor_hashes)
     out: dict[str, tuple[bytes, str, list[int]]] = {}
+    with progress.task("checkout", sum(r.nbytes for r in rows.values() if isinstance(r.nbytes, int))) as task:
+        _decode_into(con, store, tensor_hashes, rows, out, task)
+    return out
+
+
+def _decode_into(con, store: BlobStore, tensor_hashes: list[str], rows, out: dict, task) -> None:
     for tensor_hash in tensor_hashes:
         if tensor_hash in out:
             continue
@@ -72,7 +85,8 @@ def load_tensors(
             )
         try:
             dtype, shape, nbytes, encoding = row.dtype, row.shape, row.nbytes, row.manifest
-            raw = _decode_verified(con, store, tensor_hash, dtype, shape, nbytes, encoding)
+            raw = _decode_verified(store, tensor_hash, dtype, shape, nbytes, encoding,
+                                   lambda h: load_tensor(con, store, h)[0])
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             # A malformed catalog row (hand-edited or damaged): name it instead of crashing.
             raise IntegrityError(
@@ -80,10 +94,11 @@ def load_tensors(
                 "run `dlv fsck --deep` and restore the affected versions from a remote"
             ) from None
         out[tensor_hash] = (raw, dtype, shape)
-    return out
+        task.advance(len(raw))
 
 
-def _decode_verified(con, store: BlobStore, tensor_hash: str, dtype: str, shape, nbytes: int, encoding) -> bytes:
+def _decode_verified(store: BlobStore, tensor_hash: str, dtype: str, shape, nbytes: int, encoding,
+                     load_base: Callable[[str], bytes]) -> bytes:
     """Decode a tensor and check the result against its content hash.
 
     The content hash covers the exact output bytes, so verifying each blob
@@ -97,7 +112,7 @@ def _decode_verified(con, store: BlobStore, tensor_hash: str, dtype: str, shape,
 
     def base(h: str) -> bytes:
         try:
-            return load_tensor(con, store, h)[0]
+            return load_base(h)
         except ModelhubError:
             failed_bases.append(h)  # the base's own error is final: raised as it is, not retried
             raise
@@ -115,6 +130,138 @@ def _decode_verified(con, store: BlobStore, tensor_hash: str, dtype: str, shape,
     if codec.tensor_hash(raw, dtype, shape) != tensor_hash:
         raise corrupt_object(tensor_hash, "decoded tensor does not match its hash")
     return raw
+
+
+# -- streaming: one tensor at a time, encoded and decoded in threads ------------------------------
+#: bytes of tensors being hashed, encoded or decoded at once (at least one tensor, however large):
+#: with the codecs' temporaries this bounds a streaming commit's or checkout's memory
+STREAM_BYTES = 256 << 20
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+
+def stream_workers() -> int:
+    """Threads for streaming encode/decode: zstd, hashing and numpy release the GIL."""
+    return max(1, min(16, os.cpu_count() or 1))
+
+
+def bounded_map(fn: Callable[[_T], _R], items: Iterable[_T], *, size: Callable[[_T], int],
+                budget: int | None = None, workers: int | None = None) -> Iterator[_R]:
+    """``map(fn, items)`` in a thread pool, results in order, with at most ``budget`` bytes
+    (``size(item)``; one item at least) in flight, so memory stays bounded whatever the model."""
+    budget = STREAM_BYTES if budget is None else budget
+    workers = workers or stream_workers()
+    with ThreadPoolExecutor(workers, thread_name_prefix="dlv-stream") as pool:
+        pending: deque = deque()
+        inflight = 0
+        try:
+            for item in items:
+                weight = size(item)
+                while pending and (inflight + weight > budget or len(pending) >= 2 * workers):
+                    future, w = pending.popleft()
+                    inflight -= w
+                    yield future.result()
+                pending.append((pool.submit(fn, item), weight))
+                inflight += weight
+            while pending:
+                future, w = pending.popleft()
+                inflight -= w
+                yield future.result()
+        finally:
+            for future, _ in pending:
+                future.cancel()
+
+
+@dataclass(frozen=True)
+class StreamedTensor:
+    """A tensor a streaming commit reads when it gets to it: ``read()`` returns its raw bytes
+    (a zero-copy view of a mapped file), ``done()`` lets the caller drop them."""
+    dtype: str
+    shape: tuple[int, ...]
+    nbytes: int
+    read: Callable[[], "bytes | memoryview"]
+    done: Callable[[], None]
+
+
+def store_streamed(con: duckdb.DuckDBPyConnection, store: BlobStore, tensors: Sequence[StreamedTensor], *,
+                   budget: int | None = None, workers: int | None = None) -> list[str]:
+    """:func:`store_tensors` for tensors read one at a time: hashes in threads, one catalog
+    query for the ones already stored, then the new ones encoded and written in threads."""
+    def hash_one(t: StreamedTensor) -> str:
+        try:
+            return codec.tensor_hash(t.read(), t.dtype, list(t.shape))
+        finally:
+            t.done()
+
+    def nbytes(t: StreamedTensor) -> int:
+        return t.nbytes
+
+    hashes = list(bounded_map(hash_one, tensors, size=nbytes, budget=budget, workers=workers))
+    known = catalog_tensors.known_hashes(con, hashes)
+    todo: dict[str, StreamedTensor] = {}
+    for th, t in zip(hashes, tensors):
+        if th not in known:
+            todo.setdefault(th, t)
+
+    def encode_one(item: tuple[str, StreamedTensor]) -> tuple[TensorRow, dict[str, int]]:
+        th, t = item
+        try:
+            raw = t.read()
+            encoded = encode_tensor(raw, t.dtype, list(t.shape), config=codec.commit_config())
+        finally:
+            t.done()
+        sizes = {store.put(blob): len(blob) for blob in encoded.blobs}  # durable before any row names them
+        return (TensorRow(th, t.dtype, json.dumps(list(t.shape)), t.nbytes,
+                          json.dumps(encoded.manifest, sort_keys=True)), sizes)
+
+    rows: list[TensorRow] = []
+    blobs: dict[str, int] = {}
+    for row, sizes in bounded_map(encode_one, list(todo.items()), size=lambda item: item[1].nbytes,
+                                  budget=budget, workers=workers):
+        rows.append(row)
+        blobs.update(sizes)
+    catalog_objects.add_blobs(con, blobs)
+    catalog_tensors.insert_tensors(con, rows)
+    return hashes
+
+
+class TensorReader:
+    """Decodes a set of tensors without the catalog connection, so from several threads: their
+    rows, and those of every delta base they need, are read up front."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, store: BlobStore, tensor_hashes: Iterable[str]) -> None:
+        self.store = store
+        self.rows: dict[str, TensorRow] = {}
+        wanted = list(dict.fromkeys(tensor_hashes))
+        while wanted:
+            found = catalog_tensors.tensor_rows(con, wanted)
+            missing = [h for h in wanted if h not in found]
+            if missing:
+                raise IntegrityError(f"tensor {missing[0][:16]} is referenced but not in the catalog; run `dlv fsck`")
+            self.rows.update(found)
+            bases = set()
+            for h in wanted:
+                try:
+                    base = codec.delta_base(found[h].manifest)
+                except (ValueError, TypeError, AttributeError):
+                    base = None  # a malformed row: decode() names it
+                if base is not None and base not in self.rows:
+                    bases.add(base)
+            wanted = sorted(bases)
+
+    def decode(self, tensor_hash: str) -> bytes:
+        row = self.rows.get(tensor_hash)
+        if row is None:
+            raise IntegrityError(f"tensor {tensor_hash[:16]} is referenced but not in the catalog; run `dlv fsck`")
+        try:
+            return _decode_verified(self.store, tensor_hash, row.dtype, row.shape, row.nbytes, row.manifest,
+                                    self.decode)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise IntegrityError(
+                f"tensor {tensor_hash[:16]} has a malformed catalog entry ({type(exc).__name__}); "
+                "run `dlv fsck --deep` and restore the affected versions from a remote"
+            ) from None
 
 
 # -- the catalog's tensor rows, for the operations that plan, count or check tensors -------------

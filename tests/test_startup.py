@@ -1,0 +1,122 @@
+"""Commands that only read the catalog start without importing torch (issue 15).
+
+Each command runs as a fresh process, as a shell runs it; at exit the process
+asserts which heavy packages it imported. Importing torch costs about a second
+before a command does anything, and people run `dlv log` in loops.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import modelhub
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: runs `dlv ARGS` in-process, then fails (exit 99) naming any forbidden module that was imported
+PROBE = """
+import sys
+from modelhub.cli import main
+forbidden = sys.argv[1].split(",")
+code = main(sys.argv[2:])
+sys.stdout.flush()
+loaded = sorted(m for m in forbidden if m in sys.modules)
+if loaded:
+    sys.stderr.write("imported: " + ",".join(loaded) + "\\n")
+    sys.exit(99)
+sys.exit(code)
+"""
+
+#: numpy is not listed: the archive's codecs (storage/) import it, and every catalog read
+#: opens the object store; it costs a tenth of torch
+HEAVY = ("torch", "ray", "transformers", "pandas", "prompt_toolkit")
+
+#: (arguments, what may NOT be imported); only a query needs the DQL parser (lark)
+READ_ONLY_COMMANDS = [
+    (["--help"], HEAVY + ("numpy", "lark", "duckdb")),
+    (["--version"], HEAVY + ("numpy", "lark", "duckdb")),
+    (["log", "--help"], HEAVY + ("numpy", "lark", "duckdb")),
+    (["log"], HEAVY + ("lark",)),
+    (["log", "m", "--json"], HEAVY + ("lark",)),
+    (["list"], HEAVY + ("lark",)),
+    (["desc", "m"], HEAVY + ("lark",)),
+    (["desc", "m@1", "--json"], HEAVY + ("lark",)),
+    (["diff", "m@2", "m@3"], HEAVY + ("lark",)),   # metadata only: the same weights
+    (["stats"], HEAVY + ("lark",)),
+    (["remote", "list"], HEAVY + ("lark",)),
+    (["query", "select m where m.name like 'm%' and m.metrics['acc'] > 0.1"], HEAVY),
+    (["search", "hub", "select m where m.name == 'm'"], HEAVY),
+    (["status"], HEAVY + ("lark",)),
+]
+
+
+@pytest.fixture(scope="module")
+def small_repo(tmp_path_factory) -> Path:
+    import torch
+
+    root = tmp_path_factory.mktemp("startup") / "repo"
+    repo = modelhub.init_repo(root)
+    for step in range(2):
+        state = {"fc.weight": torch.full((2, 2), float(step)), "fc.bias": torch.zeros(2)}
+        repo.commit(state, name="m", message=f"step {step}", hparams={"lr": 0.1}, metrics={"acc": 0.5 + step / 10})
+    repo.commit_parent_weights(name="m", message="same weights, new lr", hparams={"lr": 0.2})  # m@3
+    hub = root.parent / "hub"
+    env = _env()
+    for argv in (["remote", "add", "hub", str(hub)], ["publish", "hub"]):
+        proc = subprocess.run([sys.executable, "-m", "modelhub", *argv], cwd=root, env=env,
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+    return root
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
+    return env
+
+
+def _run(argv: list[str], forbidden: tuple[str, ...], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", PROBE, ",".join(forbidden), *argv], cwd=cwd, env=_env(),
+                          capture_output=True, text=True, timeout=300)
+
+
+def _has_command(name: str) -> bool:
+    return (ROOT / "modelhub" / "cli" / f"cmd_{name}.py").is_file()
+
+
+@pytest.mark.parametrize(("argv", "forbidden"), READ_ONLY_COMMANDS, ids=lambda v: " ".join(v) if isinstance(v, list) else "")
+def test_read_only_commands_import_no_heavy_package(small_repo, argv, forbidden) -> None:
+    if argv[0] not in ("--help", "--version") and not _has_command(argv[0]):
+        pytest.skip(f"no `dlv {argv[0]}` in this build")
+    proc = _run(argv, forbidden, small_repo)
+    assert proc.returncode == 0, (argv, proc.stderr)
+    assert proc.stdout.strip()
+
+
+def test_the_probe_sees_an_import(small_repo) -> None:
+    """The check itself works: a command that needs torch (checkout) is caught."""
+    proc = _run(["checkout", "m", "-o", str(small_repo.parent / "w.safetensors"), "--force"], ("torch",), small_repo)
+    assert proc.returncode == 99 and "imported: torch" in proc.stderr
+
+
+def test_import_modelhub_is_light() -> None:
+    """`import modelhub` exports Repo, init_repo and open_repo lazily (PEP 562)."""
+    code = ("import sys, modelhub; assert 'torch' not in sys.modules and 'duckdb' not in sys.modules; "
+            "r = modelhub.Repo; assert 'torch' not in sys.modules; print(r.__name__)")
+    proc = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "Repo", proc.stderr
+
+
+def test_registry_summaries_match_the_command_modules() -> None:
+    """`dlv --help` lists each command from the registry; the text is the module's own HELP."""
+    from modelhub.cli import build_parser
+    from modelhub.cli.registry import SUMMARIES
+
+    _, commands = build_parser()
+    for name in commands:
+        if name in SUMMARIES:
+            assert SUMMARIES[name] == commands[name].HELP, name
