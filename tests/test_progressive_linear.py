@@ -142,3 +142,24 @@ def test_tightening_gives_up_when_too_many_neurons_straddle():
 def test_bound_option_is_checked():
     with pytest.raises(ProgressiveInputError, match=r"bound must be 'interval' or 'linear'"):
         ProgressiveConfig(bound="zonotope")
+
+
+@settings(max_examples=20, deadline=None, derandomize=True)
+@given(seed=st.integers(0, 10_000), c=st.integers(1, 4), bn=st.booleans(), act=st.sampled_from(["relu", "relu6"]),
+       residual=st.booleans(), k=st.integers(2, 4), share=st.sampled_from([0.3, 0.9, 1.0]))
+def test_focused_tightening_is_sound(seed, c, bn, act, residual, k, share):
+    # issue 20: only the neurons that make up `share` of each record's binding bound are tightened
+    torch.manual_seed(seed)
+    module = RandomNet(c, False, bn, act, "max", residual, False).eval()
+    x = torch.randn(3, 2, 4, 4)
+    coarse, _, _, _, _ = linear_pass(module, x, k, tighten=False)
+    with torch.no_grad():
+        coarse.certify(1)
+        focus = coarse.focus(torch.arange(3), share)
+    assert all(m.dtype == torch.bool and m.shape[0] == 3 for m in focus.values())
+    check_linear_sound(module, x, k, seed, tighten=True, focus=focus)
+
+
+def test_focus_share_is_checked():
+    with pytest.raises(ProgressiveInputError, match=r"focus_share must lie in \(0, 1\]"):
+        ProgressiveConfig(focus_share=0.0)

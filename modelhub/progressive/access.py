@@ -42,8 +42,13 @@ class VersionWeights(Protocol):
         """The version's network graph, or None when only a state dict was committed."""
         ...
 
-    def weight_hashes(self, version_id: str) -> list[tuple[str, str]]:
-        """(tensor name, tensor hash) of the version's weights (its last snapshot), in committed order."""
+    def weight_hashes(self, version_id: str, snapshot: int | None = None) -> list[tuple[str, str]]:
+        """(tensor name, tensor hash) of the version's weights in committed order: snapshot
+        ``snapshot`` (0 = the oldest), by default the last one (the committed weights)."""
+        ...
+
+    def snapshot_count(self, version_id: str) -> int:
+        """How many weight snapshots the version stores (1 unless it was committed with snapshots)."""
         ...
 
     def stored_tensors(self, tensor_hashes: Iterable[str]) -> dict[str, StoredTensor]:

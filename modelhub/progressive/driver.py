@@ -44,6 +44,8 @@ class ProgressiveConfig:
     bound: str = "linear"            # "interval": boxes only; "linear": boxes, then linear bounds (linear.py)
     tighten: bool = True             # linear: narrow residual merges and straddling pre-activations too
     max_straddle: float = 0.25       # linear: give tightening up at a level where more of a layer straddles
+    focus_share: Optional[float] = 0.9   # linear: tighten only the neurons making up this share of each
+                                     # undecided record's binding bound (None: every straddling neuron)
 
     def __post_init__(self) -> None:
         if self.top_k < 1:
@@ -52,6 +54,8 @@ class ProgressiveConfig:
             raise ProgressiveInputError(f"start_segments must be at least 1, got {self.start_segments}")
         if self.bound not in ("interval", "linear"):
             raise ProgressiveInputError(f"bound must be 'interval' or 'linear', got {self.bound!r}")
+        if self.focus_share is not None and not 0.0 < self.focus_share <= 1.0:
+            raise ProgressiveInputError(f"focus_share must lie in (0, 1] or be None, got {self.focus_share}")
         if not 0.0 < self.refine_share <= 1.0:
             raise ProgressiveInputError(f"refine_share must lie in (0, 1], got {self.refine_share}")
 
@@ -91,7 +95,7 @@ def run_refinement(gm: torch.fx.GraphModule, plan: RefinementPlan, x: torch.Tens
         params = _params(groups, source, levels, plan.u_ref, cache)
         certain_all, labels_all = [], []
         contrib: dict[str, float] = {}
-        linear_stats = {"linear": 0, "tightened": 0, "futile": None}
+        linear_stats = {"linear": 0, "tightened": 0, "futile": None, "neurons": 0}
         with torch.no_grad():
             for lo in range(0, len(remaining), config.batch_size):
                 idx = remaining[lo:lo + config.batch_size]
@@ -141,6 +145,7 @@ def _linear_certify(plan, x, given, idx, ok, lab, params, ctx, config, contrib, 
     at a level where too many neurons straddle a kink). Accumulates the weights' share of each
     undecided record's binding margin per group into ``contrib`` (the refinement's guide)."""
     ok, lab = ok.clone(), lab.clone()
+    focus = None
     for tighten in ((False, True) if config.tighten else (False,)):
         rest = (~ok).nonzero(as_tuple=True)[0]
         if not len(rest) or (tighten and log["futile"]):
@@ -148,14 +153,18 @@ def _linear_certify(plan, x, given, idx, ok, lab, params, ctx, config, contrib, 
         rows = idx[rest]
         try:
             lp = LinearPass(plan, _rows(x, rows), params, ctx, _rows_given(given, rows), tighten=tighten,
-                            max_straddle=config.max_straddle)
+                            max_straddle=config.max_straddle, focus=focus)
         except Futile as exc:
             log["futile"] = str(exc)
             break
         c, labels, _, parts = lp.certify(config.top_k, want_contrib=not tighten)
         ok[rest] = c
         lab[rest[c]] = labels[c]
+        if not tighten and config.tighten and config.focus_share is not None:
+            # the next pass tightens, for the records still open (in this order), only what can matter
+            focus = lp.focus((~c).nonzero(as_tuple=True)[0], config.focus_share)
         log["tightened" if tighten else "linear"] += int(c.sum())
+        log["neurons"] += lp.tightened
         for g, v in parts.items():          # the attribution of the untightened pass guides refinement
             contrib[g] = contrib.get(g, 0.0) + float(v[~c].sum())
     return ok, lab

@@ -42,6 +42,9 @@ from .plan import ActSpec, RefinementPlan, Step
 from .propagate import _deps, _resolve, needed_nodes
 
 _INF = float("inf")
+#: node kinds whose tightening :meth:`LinearPass.focus` restricts; merges are narrowed whole (measured:
+#: a merge's elements feed every later layer, so their direct share of the bound undervalues them)
+FOCUS_KINDS = ("act",)
 _ROWS_BUDGET = 1 << 22            # elements of one adjoint tensor per chunk (32 MiB in float64)
 _SMOOTH_REL = 1e-9                # widening of computed derivative bounds (a few ulps is the real error)
 
@@ -57,6 +60,7 @@ class LNode:
     rho: Optional[torch.Tensor] = None      # [N, ...] bound of the injected error |e_n|
     wrho: Optional[torch.Tensor] = None     # the part of rho due to the weights' read intervals
     group: Optional[str] = None
+    kind: str = ""                          # "act" (an activation) | "merge" (a residual add) | ""
 
 
 class LinearPass:
@@ -64,9 +68,12 @@ class LinearPass:
 
     def __init__(self, plan: RefinementPlan, x: Optional[torch.Tensor], params: Mapping[str, R.AffineParams], ctx: R.Ctx,
                  given: Optional[Mapping[str, torch.Tensor]] = None, tighten: bool = True, cut: bool = False,
-                 max_straddle: float = 1.0) -> None:
+                 max_straddle: float = 1.0, focus: Optional[Mapping[str, torch.Tensor]] = None) -> None:
+        """``focus``: node -> bool [N, numel], the only elements worth tightening there (see
+        :meth:`focus`); a node it does not list is not tightened. None: tighten every candidate."""
         self.plan, self.params, self.ctx, self.tighten, self.cut = plan, params, ctx, tighten, cut
         self.max_straddle = max_straddle
+        self.focus_mask = focus
         self.env: dict[str, Any] = {}       # node -> Box (or a python value: sizes)
         self.p: dict[str, torch.Tensor] = {}
         self.nodes: dict[str, LNode] = {}
@@ -128,7 +135,7 @@ class LinearPass:
         return step.call(*sub(step.args), **{k: sub(v) for k, v in step.kwargs.items()})
 
     def _add(self, name: str, inputs, box: R.Box, p: torch.Tensor, adj, rho, absA, wrho=None, group=None,
-             terms: Optional[int] = None) -> None:
+             terms: Optional[int] = None, kind: str = "") -> None:
         """``terms``: products summed per element by this node's adjoint (default: the output size,
         a bound for any linear map); with the inputs' fan-out it is gamma_K's K for this node."""
         numel = max([int(p[0].numel())] + [int(self.p[i][0].numel()) for i in inputs])
@@ -142,7 +149,7 @@ class LinearPass:
         if rho is not None:
             rho = torch.nan_to_num(rho, nan=_INF)
         self.env[name], self.p[name] = box, p
-        self.nodes[name] = LNode(tuple(inputs), adj, rho, wrho, group)
+        self.nodes[name] = LNode(tuple(inputs), adj, rho, wrho, group, kind)
         self.order.append(name)
 
     def _step(self, step: Step) -> None:
@@ -237,7 +244,8 @@ class LinearPass:
                         + spec.our_ulps * (U64 * p.abs() + TINY64))
         rho = widen(relax + rounding, 4)
         absA = s0.abs() * Rz
-        self._add(step.node, [z], box, p, lambda lam, rows, s0=s0: [lam * _take(s0, rows)], rho, absA, terms=1)
+        self._add(step.node, [z], box, p, lambda lam, rows, s0=s0: [lam * _take(s0, rows)], rho, absA, terms=1,
+                  kind="act" if spec.kinks else "")
 
     def _maxpool(self, step: Step, src: str, args) -> None:
         box = step.fn(list(args), self.ctx)
@@ -303,17 +311,20 @@ class LinearPass:
                 out = self._apply(step, zs)
                 grads = torch.autograd.grad(out, [zs[n] for n in inputs], lam, allow_unused=True)
             return list(grads)
-        self._add(step.node, inputs, box, p, adj, rho, absA)
-        if self.tighten and step.lin == "add" and len(occurrences) > 1:
+        merge = step.lin == "add" and len(occurrences) > 1
+        self._add(step.node, inputs, box, p, adj, rho, absA, kind="merge" if merge else "")
+        if self.tighten and merge:
             self._tighten_all(step.node)
 
     # ------------------------------------------------------------------ bounds
     def bound(self, target: str, rows, lam: torch.Tensor, want_contrib: bool = False,
-              cut: bool = False) -> tuple[torch.Tensor, dict]:
+              cut: bool = False, node_parts: Optional[dict] = None) -> tuple[torch.Tensor, dict]:
         """Upper bound of ``|lam^T delta_target|`` for each row; ``rows`` indexes the records (a tensor of
         record indices, or one int when every row belongs to that record). ``cut``: stop at the
         checkpoints (residual merges already tightened), bounding ``lam^T delta`` there by the box.
-        Returns (bound[rows], group -> the weights' part of it[rows])."""
+        Returns (bound[rows], group -> the weights' part of it[rows]). ``node_parts``: filled with
+        node -> |lam_n| * rho_n [rows, numel] at activations and |lam_n| * R_n at residual merges
+        (what each element's uncertainty adds to the bound; guides :meth:`focus`)."""
         pending: dict[str, torch.Tensor] = {target: lam}
         total = torch.zeros(lam.shape[0], dtype=torch.float64)
         terms = 0
@@ -328,6 +339,8 @@ class LinearPass:
                 total = total + _dot(L.abs(), self._radius(name), rows)
                 terms += int(L[0].numel())
                 continue
+            if node_parts is not None and node.kind:
+                node_parts[name] = _times(L.abs(), node.rho if node.kind == "act" else self._radius(name), rows)
             if node.rho is not None:
                 a = L.abs()
                 total = total + _dot(a, node.rho, rows)
@@ -357,14 +370,26 @@ class LinearPass:
         for k in kinks:
             straddle |= (L < k) & (H > k)
         straddle &= torch.isfinite(L) & torch.isfinite(H)
+        # judged on every straddling neuron, focused or not: a level where most of a layer is in
+        # doubt does not certify, and giving up early is what keeps such levels cheap
         if float(straddle.float().mean()) > self.max_straddle:
             raise Futile(f"{float(straddle.float().mean()):.0%} of {z} straddles a kink")
-        self._narrow(z, straddle.flatten(1))
+        self._narrow(z, self._focused(z, straddle.flatten(1)))
 
     def _tighten_all(self, z: str) -> None:
-        """Narrow every element of a residual merge and make it a checkpoint."""
-        self._narrow(z, torch.isfinite(self.env[z].r).flatten(1))
-        self.checkpoints.add(z)
+        """Narrow every element of a residual merge (the focused ones) and make it a checkpoint."""
+        self._narrow(z, self._focused(z, torch.isfinite(self.env[z].r).flatten(1), default=True))
+        if self.focus_mask is None:
+            self.checkpoints.add(z)
+
+    def _focused(self, z: str, which: torch.Tensor, default: bool = False) -> torch.Tensor:
+        """``which`` restricted to the focus; a node the focus does not list: all of it (``default``) or none."""
+        if self.focus_mask is None:
+            return which
+        mask = self.focus_mask.get(z)
+        if mask is None:
+            return which if default else torch.zeros_like(which)
+        return which & mask
 
     def _narrow(self, z: str, which: torch.Tensor) -> None:
         box, p = self.env[z], self.p[z]
@@ -419,15 +444,61 @@ class LinearPass:
             parts.append(part)
         worst = worst.scatter_reduce(0, rec, ub_all, "amax")
         certain = worst < 0
+        is_worst = ub_all == worst[rec]
+        arg = torch.zeros(n, dtype=torch.long).scatter_reduce(
+            0, rec[is_worst], torch.arange(len(rec))[is_worst], "amax", include_self=False)
+        self.worst_pair = (t[arg], j[arg])       # each record's binding (chosen, other) pair
         if want_contrib and parts and parts[0]:
             # attribution of each record's binding pair (every chunk reaches the same groups)
-            is_worst = ub_all == worst[rec]
-            arg = torch.zeros(n, dtype=torch.long).scatter_reduce(
-                0, rec[is_worst], torch.arange(len(rec))[is_worst], "amax", include_self=False)
             for gname in parts[0]:
                 full = torch.cat([part[gname] for part in parts])
                 contrib_rows[gname] = torch.nan_to_num(full[arg], nan=0.0, posinf=0.0)
         return certain, labels, worst, contrib_rows
+
+
+    def focus(self, records: torch.Tensor, share: float) -> dict[str, torch.Tensor]:
+        """Where tightening can change a label: for each of ``records`` (indices into this pass's
+        batch, after :meth:`certify`), the pre-activation neurons and residual-merge elements whose
+        uncertainty makes up ``share`` of its binding pair's bound (largest first), each kind apart.
+        Returns node -> bool [len(records), numel], in the order of ``records``; tightening only
+        these is as sound as tightening all (any subset only narrows boxes that hold)."""
+        if not len(records):
+            return {}
+        c = self.p[self.out].shape[1]
+        t, j = self.worst_pair
+        lam = torch.zeros((len(records), c), dtype=torch.float64)
+        lam[torch.arange(len(records)), j[records]] = 1.0
+        lam[torch.arange(len(records)), t[records]] = -1.0
+        parts: dict[str, torch.Tensor] = {}
+        self.bound(self.out, records, lam, node_parts=parts)
+        out: dict[str, torch.Tensor] = {}
+        for kind in FOCUS_KINDS:
+            names = [nm for nm in parts if self.nodes[nm].kind == kind]
+            if not names:
+                continue
+            flat = torch.nan_to_num(torch.cat([parts[nm] for nm in names], 1), nan=_INF, posinf=_INF)
+            order = flat.sort(1, descending=True)
+            cum = order.values.cumsum(1)
+            total = cum[:, -1:]
+            # keep the largest terms until they cover the share (an infinite term: all finite ones too)
+            keep_sorted = ((cum - order.values) < share * total) | torch.isinf(order.values)
+            keep_sorted &= order.values > 0
+            keep = torch.zeros_like(keep_sorted).scatter(1, order.indices, keep_sorted)
+            start = 0
+            for nm in names:
+                width = parts[nm].shape[1]
+                target = self.nodes[nm].inputs[0] if kind == "act" else nm
+                mask = keep[:, start:start + width]
+                out[target] = out[target] | mask if target in out else mask
+                start += width
+        return out
+
+
+def _times(a: torch.Tensor, rho: torch.Tensor, rows) -> torch.Tensor:
+    """a[row, k] * rho[record(row), k] per element, with 0 * inf = 0 ([rows, numel])."""
+    a = a.reshape(a.shape[0], -1)
+    rr = rho[rows].reshape(1, -1) if isinstance(rows, int) else rho[rows].reshape(a.shape[0], -1)
+    return torch.where(a == 0, torch.zeros_like(a), a * rr)
 
 
 def _slope_range(spec: ActSpec, L: torch.Tensor, H: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

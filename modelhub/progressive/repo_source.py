@@ -8,7 +8,7 @@ reads are exactly the segments it asked for.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Mapping, Optional
+from typing import Callable, Mapping, Optional
 
 import torch
 
@@ -28,9 +28,11 @@ def _entry(name: str, tensor_hash: str, stored: StoredTensor | None) -> TensorEn
     return TensorEntry(name, stored.manifest, stored.dtype, stored.shape, stored.nbytes, tensor_hash)
 
 
-def version_source(weights: VersionWeights, version_id: str) -> ManifestSource:
-    """Every tensor of the version's latest snapshot, read lazily through the object store."""
-    names = weights.weight_hashes(version_id)
+def version_source(weights: VersionWeights, version_id: str,
+                   fetch: Optional[Callable[[str], bytes]] = None, snapshot: Optional[int] = None) -> ManifestSource:
+    """Every tensor of the version's latest snapshot (or of ``snapshot``), read lazily through the
+    object store (``fetch``: another way to the same blobs, e.g. a FetchLedger shared by many versions)."""
+    names = weights.weight_hashes(version_id) if snapshot is None else weights.weight_hashes(version_id, snapshot)
     stored = weights.stored_tensors(th for _, th in names)
     entries = {name: _entry(name, th, stored.get(th)) for name, th in names}
     sizes: dict[str, int] = {}
@@ -49,7 +51,7 @@ def version_source(weights: VersionWeights, version_id: str) -> ManifestSource:
             sizes[blob_hash] = len(weights.fetch_blob(blob_hash))
         return sizes[blob_hash]
 
-    return ManifestSource(entries, weights.fetch_blob, resolve_base, blob_size=blob_size)
+    return ManifestSource(entries, fetch or weights.fetch_blob, resolve_base, blob_size=blob_size)
 
 
 def version_network(weights: VersionWeights, version_id: str) -> torch.fx.GraphModule:

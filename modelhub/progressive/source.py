@@ -15,6 +15,7 @@ deltas, whose blobs are counted too), and the report lists them.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Callable, Mapping, Optional
 
@@ -58,6 +59,8 @@ class ManifestSource:
         self._exact: dict[str, torch.Tensor] = {}
         self._raw_by_hash: dict[str, bytes] = {}
         self.bytes_read = 0
+        self.read_s = 0.0          # seconds inside intervals()/exact(): fetching and decoding
+        self._reading = False
 
     # ----------------------------------------------------------------- geometry
     def has(self, name: str) -> bool:
@@ -92,6 +95,23 @@ class ManifestSource:
 
     def intervals(self, name: str, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """float64 (lo, hi) shaped like the tensor, from its first k levels; exact when k is the last."""
+        return self._timed(self._intervals, name, k)
+
+    def exact(self, name: str) -> torch.Tensor:
+        return self._timed(self._exact_tensor, name)
+
+    def _timed(self, read, *args):
+        if self._reading:               # a read inside a read (intervals of an exact-only tensor)
+            return read(*args)
+        self._reading = True
+        t0 = time.perf_counter()
+        try:
+            return read(*args)
+        finally:
+            self.read_s += time.perf_counter() - t0
+            self._reading = False
+
+    def _intervals(self, name: str, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         e = self._entry(name)
         if not _progressive(e) or k >= self.levels(name):
             x = self.exact(name).to(torch.float64)
@@ -105,7 +125,7 @@ class ManifestSource:
             hi = torch.where(nan, torch.full_like(hi, np.inf), hi)
         return lo, hi
 
-    def exact(self, name: str) -> torch.Tensor:
+    def _exact_tensor(self, name: str) -> torch.Tensor:
         if name not in self._exact:
             e = self._entry(name)
             raw = self._decode(e)

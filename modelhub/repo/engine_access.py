@@ -22,7 +22,7 @@ from ..engine.data import DataView
 from ..engine.features import ChunkInfo
 from ..errors import IntegrityError
 from ..netdef import Graph
-from .reads import snapshot_entries, version_graph
+from .reads import n_snapshots, snapshot_entries, version_graph
 from .tensorstore import tensor_rows
 
 
@@ -45,9 +45,13 @@ class RepoEngineAccess:
         # versions.graph_hash is graph.hash of the stored definition (commit.py, remote/validate.py)
         return None if graph is None else StoredNetwork(graph.hash, graph)
 
-    def weight_hashes(self, version_id: str) -> list[tuple[str, str]]:
+    def weight_hashes(self, version_id: str, snapshot: int | None = None) -> list[tuple[str, str]]:
         with self._repo.catalog.read() as con:
-            return snapshot_entries(con, version_id)
+            return snapshot_entries(con, version_id, snapshot)
+
+    def snapshot_count(self, version_id: str) -> int:
+        with self._repo.catalog.read() as con:
+            return n_snapshots(con, version_id)
 
     def stored_tensors(self, tensor_hashes: Iterable[str]) -> dict[str, StoredTensor]:
         with self._repo.catalog.read() as con:

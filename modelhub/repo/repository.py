@@ -373,6 +373,23 @@ class Repo:
                                 ray_address=ray_address, use_stored_features=use_stored_features,
                                 progress=progress or NULL_PROGRESS)
 
+    def eval_selection(self, select: str | None = None, refs: Sequence[str] = (), *, data: str,
+                       remote: str | None = None, split: str = "val", config: str | None = None, top_k: int = 1,
+                       compare: bool = True, link_mbps: float | None = None, link_latency_ms: float = 20.0,
+                       progress=None, snapshots: bool = False):
+        """Progressive top-k labels of many versions -- those a DQL ``select`` returns and/or ``refs`` --
+        on dataset ``data``, with their weights in this archive or on ``remote`` (not pulled): one
+        fetch of each blob for all of them, segments only where labels are not yet certain, and
+        full precision over the same storage beside it (``compare``). A SelectionReport
+        (docs/PROGRESSIVE.md, "Many versions"); ``link_mbps``: also price the fetches over a link of
+        that many Mbit/s and ``link_latency_ms`` per request;
+        ``snapshots``: every stored snapshot of each version (a run's checkpoints), not only the last."""
+        from .progressive_eval import eval_selection
+        return eval_selection(self, select, refs, data=data, remote=remote, split=split, config=config,
+                              top_k=top_k, compare=compare, link_mbps=link_mbps,
+                              link_latency_ms=link_latency_ms, progress=progress,
+                              snapshots=snapshots)
+
     # -- what the command line needs beyond the above (it calls Repo only) -------------
     #: ``gc`` keeps unreferenced blobs younger than this many seconds unless told otherwise
     DEFAULT_GC_GRACE_S: float = DEFAULT_GRACE_S
