@@ -152,18 +152,6 @@ def main() -> None:
     print(f"\ndemo repository ready in {root}/ -- try: cd {root} && dlv log")
 
 
-EVAL_TOML = """\
-# the training recipe evaluate applies to every candidate (docs/ENGINE.md)
-dataset = "digits"
-optimizer = "adam"
-base_lr = 0.01
-batch_size = 64
-epochs = 3
-[net."conv*"]
-lr = 0          # frozen: computed once per record, then reused
-"""
-
-
 def model_selection(root: Path, data) -> None:
     """Two labeling cycles of model selection: 4 candidates each, the frozen convolutions
     computed once per record and reused across epochs, candidates and cycles."""
@@ -171,7 +159,7 @@ def model_selection(root: Path, data) -> None:
     half = len(ytr) // 2
     for k, (lo, hi) in enumerate(((0, half), (half, len(ytr))), start=1):
         np.savez(root / f"cycle{k}.npz", x=xtr[lo:hi].numpy(), y=ytr[lo:hi].numpy())
-    (root / "eval.toml").write_text(EVAL_TOML)
+    shutil.copy(Path(__file__).with_name("eval.toml"), root / "eval.toml")   # the recipe the README shows
     query = (f'evaluate m from "digits-cnn" with config = "{root / "eval.toml"}" '
              'vary config.base_lr in [0.01, 0.001] and config.net["fc1"].lr in [0, 1]')
     for k in (1, 2):

@@ -3,7 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import InputError, WeightsError
-from ..repo import load_metrics_file
+from ..repo import load_metrics_file, with_final_values
 from ..tensorio import load_weights_file
 from .common import load_factory, parse_pairs, parse_value, repo_of
 
@@ -28,7 +28,8 @@ def configure(p) -> None:
     p.add_argument("--parent", action="append", metavar="REF", help="parent version (repeat for merges); default: latest version of NAME")
     p.add_argument("--no-parent", action="store_true", help="start a new lineage even if NAME has versions")
     p.add_argument("--hparam", action="append", metavar="K=V", help="hyperparameter (JSON value or string); repeatable")
-    p.add_argument("--metric", action="append", metavar="K=V", help="metric value; repeat a key for a series (steps 0, 1, ...)")
+    p.add_argument("--metric", action="append", metavar="K=V", help="metric value; repeat a key for a series (steps 0, 1, ...); with --metrics-file, final "
+                        "values placed after the file's last step")
     p.add_argument("--metrics-file", metavar="F.jsonl", help='JSON lines: {"name": .., "step": .., "value": ..} or {"step": .., "loss": .., ...}')
     p.add_argument("--author", help="author (default: $DLV_AUTHOR or the user name)")
 
@@ -94,14 +95,16 @@ def _message(args) -> str:
 
 
 def _metrics(args) -> dict[str, list[tuple[int, float]]]:
-    series: dict[str, list[tuple[int, float]]] = {}
+    """--metric values (steps 0, 1, ... per name), after the --metrics-file's last step when there is one.
+
+    A --metric has no step: next to a file of per-step points it is a final value
+    (e.g. the accuracy measured after training), not the file's step 0.
+    """
+    values: dict[str, list[float]] = {}
     for key, value in parse_pairs(args.metric, "metric"):
         try:
-            v = float(value)
+            values.setdefault(key, []).append(float(value))
         except ValueError:
             raise InputError(f"metric {key}={value!r} is not a number") from None
-        points = series.setdefault(key, [])
-        points.append((len(points), v))
-    if args.metrics_file:
-        return load_metrics_file(args.metrics_file, series)
-    return series
+    series = load_metrics_file(args.metrics_file) if args.metrics_file else {}
+    return with_final_values(series, values)

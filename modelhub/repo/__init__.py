@@ -9,7 +9,7 @@ _EXPORTS = {
     "Repo": ".repository", "init_repo": ".repository", "open_repo": ".repository",
     "Checkout": ".records", "ModelSummary": ".records", "RepoStats": ".records",
     "VersionDescription": ".records", "VersionDiff": ".records", "VersionInfo": ".records",
-    "load_metrics_file": ".metrics_file",
+    "load_metrics_file": ".metrics_file", "with_final_values": ".metrics_file",
 }
 
 __all__ = list(_EXPORTS)

@@ -185,8 +185,9 @@ def read_files(
 ) -> tuple[tuple[str, bytes], ...]:
     """Files as (path relative to the working folder ``root``, bytes), sorted by path.
 
-    Paths on disk are taken relative to ``root`` (like git, a file outside
-    the working folder is refused); a mapping gives relative paths directly.
+    Paths on disk are opened as given (a relative one from the current folder)
+    and stored relative to ``root`` (like git, a file outside the working folder
+    is refused); a mapping gives relative paths directly.
     """
     if not files:
         return ()

@@ -10,6 +10,11 @@ Each non-empty line is one record, either one point of one metric
 ``{"step": 2, "loss": 0.7, "acc": 0.81}``. A record without ``step`` is at
 step (line number - 1). The result is what ``Repo.commit(metrics=...)``
 takes: ``{name: [(step, value), ...]}``.
+
+Values given without a step next to such a file (``dlv commit --metric val_acc=0.91
+--metrics-file train.jsonl``) are final values: ``with_final_values`` places them after
+the file's last step, so they never collide with the file's points and are what
+queries see as the metric's latest value.
 """
 from __future__ import annotations
 
@@ -65,3 +70,19 @@ def load_metrics_file(path: str | os.PathLike,
                 'or {"step": 1, "loss": 0.5}'
             ) from None
     return series
+
+
+def with_final_values(series: Mapping[str, Sequence[tuple[int, float]]],
+                      finals: Mapping[str, Sequence[float]]) -> MetricSeries:
+    """``series`` plus ``finals`` (values without a step, in order) after its last step.
+
+    Every final value comes after all of ``series`` (the run a metrics file logs): the
+    first value of each name at the step following the highest step of any metric in
+    ``series`` (0 when it is empty), a repeated name at the steps after that. So a final
+    value is the latest point of its metric and never lands on a step the file gives.
+    """
+    out: MetricSeries = {name: list(points) for name, points in series.items()}
+    first = max((step for points in series.values() for step, _ in points), default=-1) + 1
+    for name, values in finals.items():
+        out.setdefault(name, []).extend((first + i, float(v)) for i, v in enumerate(values))
+    return out

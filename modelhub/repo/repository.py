@@ -109,6 +109,9 @@ class Repo:
         ``metrics`` maps a name to a value, a list of values (steps 0..n-1) or
         a list of (step, value) pairs. ``snapshots`` are earlier checkpoints
         (oldest first); the committed weights are the last snapshot.
+        ``files`` are paths as ``open()`` takes them (a relative one from the
+        current folder) that must lie inside the repository's folder, or a
+        mapping {relative path: bytes}.
         ``hot_copy=False`` skips writing the hot copy (a caller committing several versions of
         one model in a row writes it for the last one only). ``progress`` (modelhub.progress)
         counts the bytes stored.
