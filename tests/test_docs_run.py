@@ -113,7 +113,7 @@ def check_conventions(path: Path) -> list[str]:
                             "so that the docs test knows whether to run it")
         if b.illustration == "":
             problems.append(f"{b.where}: say why the block is only an illustration (```{b.lang} illustration: why)")
-        if b.lang == "dql":
+        if b.lang == "dql" and path.name != "DQL.md":   # DQL.md's blocks run in tests/test_dql_docs.py
             problems.extend(_dql_problems(b))
         if b.shows_file:
             shown = ROOT / b.shows_file
@@ -303,7 +303,10 @@ def test_the_blocks_run_as_written(path: Path, tmp_path: Path) -> None:
 def test_illustrations_are_few() -> None:
     """Shown-only blocks are the exception: each one is a block the docs test cannot check."""
     shown = [f"{b.where}: {b.illustration}" for p in DOCS for b in parse_blocks(p) if b.illustration is not None]
-    assert len(shown) <= 5, "more blocks are only illustrations than expected:\n" + "\n".join(shown)
+    # installs, benchmarks, a Ray cluster, servers (dlv ui), the suite itself, and RUNS.md's sketches of a
+    # user's own training loop (their complete versions are examples/train_*.py, run by tests/test_runs.py
+    # and tests/test_integrations.py) cannot run inside this test
+    assert len(shown) <= 11, "more blocks are only illustrations than expected:\n" + "\n".join(shown)
 
 
 # -- the runner itself ----------------------------------------------------------------------------
