@@ -42,3 +42,12 @@ def parse_size(text: str) -> int:
     if n is None:
         raise InputError(f"size {text!r} is not understood; {SIZE_HINT}")
     return n
+
+
+def human_bytes(n: float) -> str:
+    """A byte count the way dlv prints one (binary units, as :func:`parse_size` reads them)."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"

@@ -17,14 +17,7 @@ from typing import Any, Iterable, Iterator, Sequence, TextIO
 
 from .. import tables
 from ..progress import NULL_PROGRESS, Progress
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
+from ..sizes import human_bytes  # noqa: F401 - the commands import it from here
 
 
 def fmt(value: Any) -> str:

@@ -27,6 +27,7 @@ from aiohttp import web
 
 from .. import __version__
 from ..errors import InputError, ModelhubError, RefError
+from ..sizes import human_bytes
 from . import lineage as lineage_svg
 from .reader import RepoReader
 
@@ -214,14 +215,6 @@ def _templates() -> jinja2.Environment:
     env.filters.update(bytes=human_bytes, num=fmt_number, when=fmt_time, json_script=json_script,
                        vref=lambda ref: "/version/" + quote(ref, safe="@"), value=fmt_value)
     return env
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
 
 
 def fmt_number(value: Any) -> str:
