@@ -7,6 +7,7 @@
     ck = repo.checkout("lenet")                     # ck.module, ck.state_dict
 """
 from .errors import ModelhubError
+from .lazy import lazy_exports
 
 __version__ = "0.1.0"
 __all__ = ["Repo", "init_repo", "open_repo", "ModelhubError", "__version__"]
@@ -16,14 +17,4 @@ __all__ = ["Repo", "init_repo", "open_repo", "ModelhubError", "__version__"]
 _LAZY = {"Repo": ".repo", "init_repo": ".repo", "open_repo": ".repo"}
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

@@ -6,7 +6,7 @@ Entry points: :func:`run_evaluate` (DQL `evaluate`), :func:`run_selection`
 """
 from __future__ import annotations
 
-import importlib
+from ..lazy import lazy_exports
 
 # Exported lazily (PEP 562): the query language imports engine.spec (plain dataclasses) for
 # every query, and a select must not pay for importing torch through evaluate/selection.
@@ -20,9 +20,4 @@ __all__ = ["run_evaluate", "run_selection", "evaluate_version", "expand_auto", "
            "EvalReport", "CandidateModel", "SelectionResult"]
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

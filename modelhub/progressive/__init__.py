@@ -12,8 +12,8 @@ The names below are imported on first use: the engine imports ``progressive.acce
 """
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from ..lazy import lazy_exports
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:   # the same names, for type checkers and readers
     from .access import StoredNetwork, StoredTensor, VersionWeights
@@ -40,14 +40,4 @@ __all__ = ["evaluate_module", "evaluate_progressive", "version_source", "Progres
            "VersionWeights"]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, {name: f".{module}" for name, module in _EXPORTS.items()})

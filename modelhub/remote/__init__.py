@@ -12,7 +12,7 @@ all segments. Layering: cli -> remote -> repo / dql -> catalog -> storage.
     pull(repo, open_remote(repo, "hub"), "resnet@2")     # None instead of a ref: every version
     clone("s3://bucket/models", "models")                # a new repository with every version
 """
-import importlib
+from ..lazy import lazy_exports
 
 # Exported lazily (PEP 562): `dlv remote list` reads the config only, while publish, pull
 # and search import the query language and the repository's weight paths.
@@ -27,13 +27,4 @@ _EXPORTS = {
 __all__ = list(_EXPORTS)
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

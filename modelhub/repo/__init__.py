@@ -3,7 +3,7 @@
 Names are exported lazily (PEP 562) so that importing the facade does not
 import what only some operations need.
 """
-import importlib
+from ..lazy import lazy_exports
 
 _EXPORTS = {
     "Repo": ".repository", "init_repo": ".repository", "open_repo": ".repository",
@@ -15,13 +15,4 @@ _EXPORTS = {
 __all__ = list(_EXPORTS)
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
