@@ -276,3 +276,41 @@ def test_a_repository_made_before_runs_is_upgraded_when_opened(tmp_path):
     with reopened.run("cnn", model=tiny_cnn(1)) as run:
         run.log(loss=1.0)
     assert run.version.ref == "cnn@2" and reopened.run_info(run.id).state == "finished"
+
+
+def test_log_desc_and_dql_show_the_run_a_version_came_from(cli):
+    cli("init")
+    repo = modelhub.open_repo(cli.work)
+    with repo.run("cnn", model=tiny_cnn(8)) as done:
+        done.log(step=0, loss=1.0)
+        done.snapshot()
+    with pytest.raises(RuntimeError, match="diverged"):
+        with repo.run("cnn", model=tiny_cnn(9)) as failed:
+            failed.log(step=0, loss=math.inf)
+            failed.snapshot()
+            raise RuntimeError("loss diverged")
+    repo.commit(tiny_cnn(10), name="cnn", message="by hand")
+
+    code, out, err = cli("log", "cnn")
+    assert code == 0, err
+    assert re.search(r"\brun\s+message\s*$", out.splitlines()[0])
+    status = {m.group(1): m.group(2) for m in re.finditer(r"^(cnn@\d)\s.*\s(finished|failed|-)\s+(?:run|by)", out, re.M)}
+    assert status == {"cnn@1": "finished", "cnn@2": "failed", "cnn@3": "-"}
+    code, out, _ = cli("--json", "log", "cnn")
+    assert {v["ref"]: v["run_status"] for v in json.loads(out)} == {"cnn@1": "finished", "cnn@2": "failed",
+                                                                   "cnn@3": None}
+
+    code, out, err = cli("desc", "cnn@2")
+    assert code == 0, err
+    assert re.search(rf"run\s+failed \(run {failed.id[:8]}, last step 0\): RuntimeError: loss diverged", out)
+    assert re.search(rf"environment\s+torch {re.escape(torch.__version__)}, device cpu", out)
+    code, out, _ = cli("--json", "desc", "cnn@1")
+    assert json.loads(out)["run"]["id"] == done.id
+    code, out, _ = cli("desc", "cnn@3")
+    assert "environment" not in out
+
+    code, out, err = cli("--json", "query", 'select m.name, m.seq, m.run_status where m.run_status == "failed"')
+    assert code == 0, err
+    assert [(r["name"], r["seq"], r["run_status"]) for r in json.loads(out)["rows"]] == [("cnn", 2, "failed")]
+    code, out, _ = cli("--json", "query", "select m.seq where m.run_status == null")
+    assert [r["seq"] for r in json.loads(out)["rows"]] == [3]

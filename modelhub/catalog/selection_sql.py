@@ -139,6 +139,8 @@ class _Scope:
             return f"{subj}.{_COLUMN_SQL[name]}"
         if name == "n_layers":
             return f"{self.join(('graphs', subj))}.n_layers"
+        if name == "run_status":  # finished | failed for a version a run committed, else NULL
+            return f"(SELECT min(r.status) FROM runs r WHERE r.version_id = {subj}.id)"
         if subj != "v":  # pragma: no cover - DQL binds one level of relation only
             raise AssertionError(f"{name} of a related version")
         if name == "parent":

@@ -39,10 +39,10 @@ VERSION_FIELDS: dict[str, FieldKind] = {
     "name": FieldKind.PLAIN, "id": FieldKind.ID, "parent": FieldKind.ID, "creation_time": FieldKind.TIME,
     "seq": FieldKind.PLAIN, "message": FieldKind.PLAIN, "author": FieldKind.PLAIN,
     "n_params": FieldKind.PLAIN, "n_tensors": FieldKind.PLAIN, "n_layers": FieldKind.PLAIN,
-    "root": FieldKind.ID, "depth": FieldKind.PLAIN,
+    "root": FieldKind.ID, "depth": FieldKind.PLAIN, "run_status": FieldKind.PLAIN,
 }
 #: version fields holding text (a hyperparameter compared with one compares as text)
-TEXT_FIELDS = frozenset({"name", "id", "parent", "root", "message", "author"})
+TEXT_FIELDS = frozenset({"name", "id", "parent", "root", "message", "author", "run_status"})
 
 
 class Aggregate(_Word):

@@ -134,18 +134,27 @@ def version_rows(con: duckdb.DuckDBPyConnection, model: str | None = None) -> li
     return [_row(r) for r in rows]
 
 
-def version_log(con: duckdb.DuckDBPyConnection, model: str | None = None) -> list[tuple[VersionRow, tuple[str, ...]]]:
-    """Every version with its parents in order, newest first as :func:`version_rows`, in ONE
-    query (`dlv log` on thousands of versions: no round trip per version)."""
+def version_log(con: duckdb.DuckDBPyConnection,
+                model: str | None = None) -> list[tuple[VersionRow, tuple[str, ...], str | None]]:
+    """Every version with its parents in order and the status of the run it was committed from
+    (None: committed otherwise), newest first as :func:`version_rows`, in ONE query (`dlv log` on
+    thousands of versions: no round trip per version)."""
     cols = ", ".join(f"v.{c.strip()}" for c in _VERSION_COLS.split(","))
-    parents = ("(SELECT list(p.parent_id ORDER BY p.ord) FROM version_parents p WHERE p.version_id = v.id)")
+    parents = "(SELECT list(p.parent_id ORDER BY p.ord) FROM version_parents p WHERE p.version_id = v.id)"
+    run_status = "(SELECT min(r.status) FROM runs r WHERE r.version_id = v.id)"
     if model is None:
-        rows = con.execute(f"SELECT {cols}, {parents} FROM versions v ORDER BY v.created_at DESC, v.model, v.seq DESC"
-                           ).fetchall()
+        rows = con.execute(f"SELECT {cols}, {parents}, {run_status} FROM versions v "
+                           "ORDER BY v.created_at DESC, v.model, v.seq DESC").fetchall()
     else:
-        rows = con.execute(f"SELECT {cols}, {parents} FROM versions v WHERE v.model = ? ORDER BY v.seq DESC",
-                           [model]).fetchall()
-    return [(_row(r), tuple(r[9] or ())) for r in rows]
+        rows = con.execute(f"SELECT {cols}, {parents}, {run_status} FROM versions v WHERE v.model = ? "
+                           "ORDER BY v.seq DESC", [model]).fetchall()
+    return [(_row(r), tuple(r[9] or ()), r[10]) for r in rows]
+
+
+def run_status_of(con: duckdb.DuckDBPyConnection, version_id: str) -> str | None:
+    """finished or failed for a version committed from a run; None otherwise."""
+    row = con.execute("SELECT min(status) FROM runs WHERE version_id = ?", [version_id]).fetchone()
+    return row[0] if row else None
 
 
 def parents_of(con: duckdb.DuckDBPyConnection, version_id: str) -> tuple[str, ...]:

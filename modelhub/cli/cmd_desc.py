@@ -11,9 +11,11 @@ def configure(p) -> None:
 
 
 def run(args, ui) -> int:
-    d = repo_of(args).desc(args.ref)
+    repo = repo_of(args)
+    d = repo.desc(args.ref)
+    run = repo.run_of(d.version.id) if d.version.run_status else None
     if ui.json_mode:
-        ui.json(d.to_dict())
+        ui.json(d.to_dict() | ({"run": run.to_dict()} if run is not None else {}))
         return 0
     v = d.version
     ui.kv([
@@ -28,7 +30,7 @@ def run(args, ui) -> int:
         ("network", "none stored" if d.traced is None else
          f"{len(d.layers)} layers, " + ("traced, rebuildable" if d.rebuildable else
                                          "traced" if d.traced else "module tree (not rebuildable)")),
-    ])
+    ] + (_run_rows(run) if run is not None else []))
     if d.layers:
         ui.print()
         ui.table(["layer", "type", "params", "attributes"],
@@ -47,6 +49,19 @@ def run(args, ui) -> int:
         ui.print()
         ui.table(["file", "size"], [(f.path, human_bytes(f.size)) for f in d.files])
     return 0
+
+
+def _run_rows(run) -> list[tuple[str, str]]:
+    """Where the version came from when a run committed it: its status and the environment it ran in."""
+    status = f"{run.status} (run {run.short_id}" + (f", last step {run.last_step}" if run.last_step is not None else "") + ")"
+    if run.status_message:
+        status += f": {run.status_message}"
+    env = run.environment or {}
+    parts = [f"{k} {env[k]}" for k in ("torch", "device", "python") if env.get(k)]
+    git = env.get("git_commit") or env.get("git")
+    if git:
+        parts.append(f"git {str(git)[:12]}" + (" (dirty)" if env.get("git_dirty") else ""))
+    return [("run", status), ("environment", ", ".join(parts) or "-")]
 
 
 # Shape-defining attributes first, so a truncated line still says what the layer is.

@@ -23,11 +23,14 @@ def run(args, ui) -> int:
     if ui.json_mode:
         ui.json([v.to_dict() for v in versions])
         return 0
+    # The run column appears once some version came from a run (repo.run, the Lightning or
+    # Hugging Face callbacks); a repository without runs keeps git's plain log.
+    with_runs = any(v.run_status for v in versions)
     ui.table(
-        ["ref", "id", "created", "author", "parents", "message"],
+        ["ref", "id", "created", "author", "parents"] + (["run"] if with_runs else []) + ["message"],
         [
-            (v.ref, v.short_id, v.created_at, v.author, ",".join(p[:12] for p in v.parents) or "-",
-             first_line(v.message, 60))
+            (v.ref, v.short_id, v.created_at, v.author, ",".join(p[:12] for p in v.parents) or "-")
+            + ((v.run_status or "-",) if with_runs else ()) + (first_line(v.message, 60),)
             for v in versions
         ],
     )

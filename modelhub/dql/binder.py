@@ -28,6 +28,7 @@ PROPERTIES: dict[str, tuple[str, str]] = {
     "n_params": ("n_params", P.NUMBER), "n_layers": ("n_layers", P.NUMBER),
     "n_tensors": ("n_tensors", P.NUMBER),
     "root": ("root", P.ID), "depth": ("depth", P.NUMBER),
+    "run_status": ("run_status", P.TEXT),
 }
 #: `m.parent.X`, `m.root.X`: a value of a related version (one level)
 RELATIONS = ("parent", "root")

@@ -23,7 +23,7 @@ KEYWORD_WORDS = sorted(set(KEYWORDS.values()) | {"asc", "desc"})
 #: words that are not keywords but have a meaning after a model variable
 PROPERTIES = ("name", "id", "parent", "creation_time", "seq", "message", "author",
               "n_params", "n_layers", "n_tensors", "hparams", "metrics", "next", "prev", "insert",
-              "input", "output", "root", "depth", "ancestors")
+              "input", "output", "root", "depth", "ancestors", "run_status")
 FUNCTIONS = ("max", "min", "count", "avg", "sum")
 TEMPLATES = ("CONV", "POOL", "RELU", "FC", "BN", "DROPOUT", "SOFTMAX", "FLATTEN")
 

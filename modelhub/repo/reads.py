@@ -27,10 +27,11 @@ if TYPE_CHECKING:  # reading metadata (log, desc, list) must not import torch
     import torch
 
 
-def _info(row: VersionRow, parents: tuple[str, ...]) -> VersionInfo:
+def _info(row: VersionRow, parents: tuple[str, ...], run_status: str | None = None) -> VersionInfo:
     return VersionInfo(
         id=row.id, model=row.model, seq=row.seq, message=row.message, author=row.author, created_at=row.created_at,
         parents=parents, n_params=row.n_params, n_tensors=row.n_tensors, logical_bytes=row.logical_bytes,
+        run_status=run_status,
     )
 
 
@@ -38,11 +39,11 @@ def version_info(con: duckdb.DuckDBPyConnection, version_id: str) -> VersionInfo
     row = catalog_versions.version_row(con, version_id)
     if row is None:
         raise RefError(f"version {version_id[:12]} is not in the catalog; `dlv log` lists the versions")
-    return _info(row, catalog_versions.parents_of(con, version_id))
+    return _info(row, catalog_versions.parents_of(con, version_id), catalog_versions.run_status_of(con, version_id))
 
 
 def all_versions(con: duckdb.DuckDBPyConnection, model: str | None = None) -> list[VersionInfo]:
-    return [_info(row, parents) for row, parents in catalog_versions.version_log(con, model)]
+    return [_info(row, parents, status) for row, parents, status in catalog_versions.version_log(con, model)]
 
 
 def version_graph(con: duckdb.DuckDBPyConnection, version_id: str) -> Graph | None:

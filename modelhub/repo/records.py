@@ -40,6 +40,8 @@ class VersionInfo(Record):
     n_params: int
     n_tensors: int
     logical_bytes: int
+    #: finished or failed when the version was committed from a run (repo.run), else None
+    run_status: str | None = None
 
     @property
     def ref(self) -> str:

@@ -31,7 +31,11 @@ class ReferenceCatalog:
         ).fetchall():
             self.versions[vid] = {"id": vid, "name": model, "seq": seq, "message": msg, "author": author,
                                   "creation_time": created, "graph_hash": gh, "n_params": n_params,
-                                  "n_tensors": n_tensors, "parent": None, "n_layers": None}
+                                  "n_tensors": n_tensors, "parent": None, "n_layers": None, "run_status": None}
+        for vid, status in con.execute(
+                "SELECT version_id, min(status) FROM runs WHERE version_id IS NOT NULL GROUP BY version_id").fetchall():
+            if vid in self.versions:
+                self.versions[vid]["run_status"] = status
         parents: dict[str, list] = {}
         for vid, pid, ord_ in con.execute("SELECT version_id, parent_id, ord FROM version_parents").fetchall():
             parents.setdefault(vid, []).append((ord_, pid))
