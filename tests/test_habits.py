@@ -233,6 +233,13 @@ def test_query_rows_are_objects_and_df(work):
     repo.commit(tiny_cnn(0), name="net", message="one", hparams={"lr": 0.1})
     code, out, _ = cli("query", "--json", "select m.name, m.hparams.lr")
     assert code == 0 and json.loads(out)["rows"] == [{"name": "net", "hparams.lr": 0.1}]
+    # select m: the default columns and the values it filters and orders on, as keys
+    repo.commit(tiny_cnn(1), name="net", message="two", hparams={"lr": 0.01}, metrics={"acc": 0.95})
+    code, out, _ = cli("query", "--json", 'select m where m.metrics["acc"] > 0.9 order by m.hparams.lr')
+    assert code == 0 and [{k: r[k] for k in ("name", "seq", "metrics[acc]", "hparams.lr")} for r in json.loads(out)["rows"]] \
+        == [{"name": "net", "seq": 2, "metrics[acc]": 0.95, "hparams.lr": 0.01}]
+    code, out, _ = cli("query", 'select m where m.metrics["acc"] > 0.9 order by m.hparams.lr')
+    assert code == 0 and out.split()[:6] == ["id", "name", "seq", "creation_time", "metrics[acc]", "hparams.lr"]
     pd = pytest.importorskip("pandas")
     frame = repo.query("select m.name, m.hparams.lr").df()
-    assert isinstance(frame, pd.DataFrame) and list(frame.columns) == ["name", "hparams.lr"] and frame["hparams.lr"].tolist() == [0.1]
+    assert isinstance(frame, pd.DataFrame) and list(frame.columns) == ["name", "hparams.lr"] and frame["hparams.lr"].tolist() == [0.1, 0.01]
