@@ -74,8 +74,9 @@ def _timed_subprocess(argv: list[str], env: dict) -> tuple[float, float, int]:
     """(wall seconds, CPU seconds, peak RSS bytes) of a command, from GNU time's own child."""
     with tempfile.NamedTemporaryFile("r", suffix=".time") as out:
         t = time.perf_counter()
+        # cwd: `python -m` puts the working folder first on sys.path, which must not shadow PYTHONPATH's modelhub
         proc = subprocess.run(["/usr/bin/time", "-f", "%M %U %S", "-o", out.name, *argv], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                              cwd=tempfile.gettempdir(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         wall = time.perf_counter() - t
         if proc.returncode != 0:
             raise RuntimeError(f"{argv} failed: {proc.stderr.decode()[-2000:]}")
