@@ -378,7 +378,7 @@ def _safetensors_order(tensors: Sequence[OutTensor], metadata: Mapping[str, str]
     from safetensors import serialize
 
     try:
-        from safetensors import TensorSpec as EmptySpec   # safetensors >= 0.7
+        from safetensors import TensorSpec as EmptySpec   # recent safetensors (0.8 here); older ones take dicts
         empty = {t.name: EmptySpec(dtype=t.dtype, shape=(0,), data_ptr=0, data_len=0) for t in tensors}
     except ImportError:
         empty = {t.name: {"dtype": t.dtype, "shape": [0], "data": b""} for t in tensors}
