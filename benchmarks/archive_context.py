@@ -19,7 +19,7 @@ codec (same tensors) and ZipNN decompressing the XOR snapshots. Every decode is 
 Also: one model, all-MiniLM-L6-v2 cast to bfloat16, segmented vs ZipNN (and the bit fields the
 segmented codec uses for bfloat16 and float16).
 
-    python benchmarks/archive_context.py [--quick] [--threads N] [--out results.json]
+    python benchmarks/archive_context.py [--quick] [--threads N] [--seeds 0,1] [--out results.json]
 
 ``--quick`` trains shorter trajectories (fewer epochs/steps, fewer images); a full run trains once
 and caches the snapshots under <tmp>/modelhub-bench-cache/archive-context/.
@@ -176,9 +176,9 @@ def decode_throughput(deltas, xor_blobs, dtype: str, threads: int) -> dict:
     return out
 
 
-def run_workload(name: str, quick: bool, threads: int, ctx_config: ContextConfig) -> dict:
+def run_workload(name: str, quick: bool, threads: int, ctx_config: ContextConfig, seed: int = 0) -> dict:
     t0 = time.perf_counter()
-    snaps = ct.trajectory(name, quick=quick)
+    snaps = ct.trajectory(name, quick=quick, seed=seed)
     t_train = time.perf_counter() - t0
     dtype = snapshot_dtype(snaps[0])
     raw = sum(len(flat(s)) for s in snaps)
@@ -187,7 +187,7 @@ def run_workload(name: str, quick: bool, threads: int, ctx_config: ContextConfig
     speed = decode_throughput(a["deltas"], z["xor_blobs"], dtype, threads)
     ratio = round(z["zipnn_delta"] / a["context"], 4)
     return {
-        "workload": name, "dtype": dtype, "snapshots": len(snaps), "tensors": len(snaps[0]), "raw_bytes": raw,
+        "workload": name, "seed": seed, "dtype": dtype, "snapshots": len(snaps), "tensors": len(snaps[0]), "raw_bytes": raw,
         "bytes": {"zipnn": z["zipnn"], "zipnn_delta": z["zipnn_delta"], "segmented": a["segmented"], "context": a["context"]},
         "ratio_vs_raw": {k: round(raw / v, 3) for k, v in
                          (("zipnn", z["zipnn"]), ("zipnn_delta", z["zipnn_delta"]), ("segmented", a["segmented"]),
@@ -223,12 +223,13 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="shorter trajectories (a few minutes on 2 cores)")
     ap.add_argument("--threads", type=int, default=min(4, os.cpu_count() or 1))
     ap.add_argument("--workloads", default=",".join(ct.WORKLOADS))
+    ap.add_argument("--seeds", default="0", help="training runs of each workload, e.g. 0,1 (1: a held-out run)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
     ctx_config = ContextConfig()
     results = {"quick": args.quick, "threads": args.threads, "context_config": ctx_config.to_json(), "workloads": []}
-    for name in args.workloads.split(","):
-        res = run_workload(name, args.quick, args.threads, ctx_config)
+    for name, seed in [(n, int(s)) for s in args.seeds.split(",") for n in args.workloads.split(",")]:
+        res = run_workload(name, args.quick, args.threads, ctx_config, seed)
         results["workloads"].append(res)
         print(json.dumps(res), file=sys.stderr, flush=True)
     results["single_bf16"] = single_bf16(args.quick)

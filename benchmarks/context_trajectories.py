@@ -206,10 +206,14 @@ def _load(path: Path) -> list[Snapshot]:
                 for i, entry in enumerate(meta)]
 
 
-def trajectory(name: str, quick: bool = False) -> list[Snapshot]:
-    """The named workload's snapshots (trained once, then read from the cache)."""
+def trajectory(name: str, quick: bool = False, seed: int = 0) -> list[Snapshot]:
+    """The named workload's snapshots (trained once, then read from the cache). Another ``seed``
+    is another run of the same workload (initialization of new layers, data order, data drawn):
+    a held-out check that a coder was not tuned to one trajectory."""
     fn, full, small = WORKLOADS[name]
     kwargs = small if quick else full
+    if seed:
+        kwargs = dict(kwargs, seed=seed)
     key = hashlib.sha256(json.dumps([name, kwargs]).encode()).hexdigest()[:12]
     path = CACHE / f"{name}-{key}.npz"
     if path.exists():
@@ -227,9 +231,10 @@ if __name__ == "__main__":
     import time
 
     quick = "--quick" in sys.argv
+    seed = int(next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--seed=")), 0))
     for wl in [a for a in sys.argv[1:] if not a.startswith("--")] or list(WORKLOADS):
         t0 = time.perf_counter()
-        snaps = trajectory(wl, quick=quick)
+        snaps = trajectory(wl, quick=quick, seed=seed)
         nbytes = sum(len(r) for _, _, r in snaps[0].values())
-        print(json.dumps({"workload": wl, "snapshots": len(snaps), "tensors": len(snaps[0]),
+        print(json.dumps({"workload": wl, "seed": seed, "snapshots": len(snaps), "tensors": len(snaps[0]),
                           "bytes_per_snapshot": nbytes, "seconds": round(time.perf_counter() - t0, 1)}), flush=True)

@@ -31,8 +31,9 @@ from .errors import ArchiveError, DiskFullError, IntegrityError, ModelhubError
 from .storage.errors import (CorruptBlobError, DamagedEncodingError, MissingBlobError, StorageError,
                              StorageFullError)
 from .storage.objects import ObjectStore as _ObjectStore
+from .storage.objects import PendingBlobs
 
-__all__ = ["BlobStore", "CorruptObjectError", "MissingObjectError", "translate", "corrupt_object",
+__all__ = ["BlobStore", "PendingBlobs", "CorruptObjectError", "MissingObjectError", "translate", "corrupt_object",
            "encode_tensor", "decode_tensor", "read_intervals"]
 
 _F = TypeVar("_F", bound=Callable)
@@ -111,8 +112,14 @@ class BlobStore:
         return self._objects.path_of(blob_hash)
 
     @_translated
-    def put(self, data: bytes | memoryview) -> str:
-        return self._objects.put(data)
+    def put(self, data: bytes | memoryview, *, pending: PendingBlobs | None = None,
+            blob_hash: str | None = None) -> str:
+        return self._objects.put(data, pending=pending, blob_hash=blob_hash)
+
+    @_translated
+    def sync(self, pending: PendingBlobs) -> None:
+        """Make the blobs put with ``pending`` durable (before any catalog row names them)."""
+        pending.sync()
 
     @_translated
     def touch(self, blob_hash: str) -> bool:

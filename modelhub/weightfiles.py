@@ -371,14 +371,18 @@ class SafetensorsWriter:
 
 def _safetensors_order(tensors: Sequence[OutTensor], metadata: Mapping[str, str] | None) -> dict:
     """The header safetensors itself would write for these tensors (its key order: metadata,
-    then by dtype and name), shapes and offsets still to fill in: asked of safetensors with
-    empty tensors of the same names and dtypes, so a checkout writes the bytes
-    ``safetensors.torch.save`` would."""
-    import torch
-    from safetensors.torch import save
+    then by dtype and name), shapes and offsets still to fill in: asked of safetensors'
+    serializer with empty tensors of the same names and dtypes, so a checkout writes the bytes
+    ``safetensors.torch.save`` would. Its torch-free entry point: importing torch was most of
+    a cold checkout's start-up."""
+    from safetensors import serialize
 
-    dummy = save({t.name: torch.empty(0, dtype=getattr(torch, t.dtype)) for t in tensors},
-                 metadata=dict(metadata) if metadata else None)
+    try:
+        from safetensors import TensorSpec as EmptySpec   # recent safetensors (0.8 here); older ones take dicts
+        empty = {t.name: EmptySpec(dtype=t.dtype, shape=(0,), data_ptr=0, data_len=0) for t in tensors}
+    except ImportError:
+        empty = {t.name: {"dtype": t.dtype, "shape": [0], "data": b""} for t in tensors}
+    dummy = bytes(serialize(empty, metadata=dict(metadata) if metadata else None))
     n = int.from_bytes(dummy[:8], "little")
     return json.loads(dummy[8:8 + n])
 

@@ -19,6 +19,7 @@ from typing import Callable, Mapping, Sequence
 from .codecs import CODECS, codec_of_config, get_codec
 from .dtypes import DTYPE_SIZES
 from .errors import CodecError
+from .objects import content_hash
 # The built-in codecs register themselves into the registry when imported (format 1, then 2).
 from . import whole as _whole  # noqa: F401  (format 1: read forever)
 from . import context_coding
@@ -50,6 +51,15 @@ def check_size(raw_len: int, dtype: str, shape: Sequence[int]) -> None:
 class EncodedTensor:
     manifest: dict            # JSON-serializable; stored in the catalog
     blobs: tuple[bytes, ...]  # to be written to the object store; manifest names them by hash
+
+    def named_blobs(self) -> list[tuple[str, bytes]]:
+        """(content hash, bytes) of each blob: the names the codec computed for the manifest
+        (every codec's ``blobs(manifest)`` lists them in the order ``encode`` returns the
+        blobs), so a writer need not hash them again."""
+        names = manifest_blobs(self.manifest)
+        if len(names) != len(self.blobs):
+            return [(content_hash(b), b) for b in self.blobs]
+        return list(zip(names, self.blobs))
 
 
 #: codec used when encode_tensor is called without codec= (new commits): the

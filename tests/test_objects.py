@@ -93,3 +93,67 @@ def test_fsync_dir_reports_io_errors_instead_of_swallowing_them(tmp_path, monkey
     monkeypatch.setattr(atomic.os, "fsync", broken)
     with pytest.raises(OSError, match="Input/output error"):
         fsync_dir(tmp_path)
+
+
+def test_deferred_puts_are_fsynced_together_with_their_folders(tmp_path, monkeypatch) -> None:
+    from modelhub.storage.objects import PendingBlobs
+    files, folders = [], []
+    real_file, real_dir = atomic.fsync_file, atomic.fsync_dir
+    monkeypatch.setattr(atomic, "fsync_file", lambda p: (files.append(p), real_file(p)))
+    monkeypatch.setattr(atomic, "fsync_dir", lambda p: (folders.append(p), real_dir(p)))
+    store = ObjectStore(tmp_path / "objects")
+    store.root.mkdir()
+    pending = PendingBlobs()
+    names = [store.put(bytes([i]) * 10, pending=pending) for i in range(3)]
+    assert files == [] and folders == []          # nothing synced until the batch is
+    assert [store.get(h) for h in names] == [bytes([i]) * 10 for i in range(3)]
+    pending.sync()
+    assert sorted(map(str, files)) == sorted(str(store.path_of(h)) for h in names)
+    # each blob's fan-out folder (its rename) and the store's root (the new fan-out folders)
+    assert set(folders) == {store.path_of(h).parent for h in names} | {store.root}
+    assert len(pending) == 0 and not list(tmp_path.rglob(".tmp-*"))
+
+
+def test_a_full_disk_at_a_deferred_sync_is_a_disk_full_error(tmp_path, monkeypatch) -> None:
+    from modelhub.storage.objects import PendingBlobs
+    store = ObjectStore(tmp_path / "objects")
+    pending = PendingBlobs()
+    store.put(b"payload", pending=pending)
+
+    def full(_fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(atomic.os, "fsync", full)
+    with pytest.raises(DiskFullError, match="no space left on the device"):
+        pending.sync()
+
+
+def test_a_caller_computed_name_is_used_and_a_wrong_one_reads_as_damage(tmp_path) -> None:
+    store = ObjectStore(tmp_path)
+    assert store.put(b"abc", blob_hash=content_hash(b"abc")) == content_hash(b"abc")
+    wrong = content_hash(b"other")
+    store.put(b"abc", blob_hash=wrong)
+    with pytest.raises(CorruptBlobError, match="checksum mismatch"):
+        store.get(wrong)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16", "int64", "uint8"])
+def test_every_codec_names_its_blobs_in_the_order_it_returns_them(dtype) -> None:
+    import numpy as np
+    from modelhub.storage import tensors as codec
+    from modelhub.storage.lossy import LossyConfig
+    from modelhub.storage.segmented import SegmentedConfig
+    from modelhub.storage.whole import ZstdWholeConfig
+    rng = np.random.default_rng(0)
+    raw = rng.integers(0, 255, 4096, dtype=np.uint8).tobytes()
+    if dtype == "float32":   # finite values: the lossy encodings below quantize them
+        raw = rng.standard_normal(1024).astype("<f4").tobytes()
+    base = bytearray(raw)
+    base[::7] = b"\0" * len(base[::7])
+    n = 4096 // codec.DTYPE_SIZES[dtype]
+    configs = [ZstdWholeConfig(), SegmentedConfig(), codec.commit_config()]
+    if dtype == "float32":
+        configs.append(SegmentedConfig(lossy=LossyConfig(kind="kbit", bits=4)))
+    encodings = [codec.encode_tensor(raw, dtype, [n], config=c) for c in configs]
+    encodings.append(codec.encode_delta_best(raw, dtype, [n], base_raw=bytes(base), base_hash="0" * 64))
+    for enc in encodings:
+        assert [h for h, _ in enc.named_blobs()] == [content_hash(b) for b in enc.blobs]

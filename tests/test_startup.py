@@ -122,3 +122,22 @@ def test_registry_summaries_match_the_command_modules() -> None:
     for name in commands:
         if name in SUMMARIES:
             assert SUMMARIES[name] == commands[name].HELP, name
+
+
+def test_a_commit_streamed_from_a_safetensors_file_imports_no_torch(small_repo, tmp_path) -> None:
+    """`dlv commit model.safetensors` reads the file itself (modelhub/weightfiles.py): importing torch
+    was seconds of its start-up, as long as a commit of a 100 MB model takes."""
+    import numpy as np
+    from safetensors.numpy import save_file
+    weights = tmp_path / "w.safetensors"
+    save_file({"fc.weight": np.ones((3, 2), np.float32), "fc.bias": np.zeros(3, np.float32)}, str(weights))
+    proc = _run(["commit", str(weights), "--name", "streamed", "-m", "from a file"], ("torch",), small_repo)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_a_cold_checkout_imports_no_torch(small_repo, tmp_path) -> None:
+    """Without a hot copy, `dlv checkout` decodes into a safetensors file it writes itself."""
+    env = dict(_env(), DLV_HOT_COPIES="0")
+    proc = subprocess.run([sys.executable, "-c", PROBE, "torch", "checkout", "m@1", "-o", str(tmp_path / "w.safetensors")],
+                          cwd=small_repo, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr

@@ -4,7 +4,6 @@ from pathlib import Path
 
 from ..errors import InputError, WeightsError
 from ..repo import load_metrics_file, with_final_values
-from ..tensorio import load_weights_file
 from .common import load_factory, parse_pairs, parse_value, repo_of
 
 HELP = "commit a model version (weights, network, hparams, metrics, staged files)"
@@ -68,6 +67,7 @@ def _weights(args):
         return args.weights, None   # a path: the commit streams safetensors and loads .pt files
     model = load_factory(args.model)
     if args.weights:
+        from ..tensorio import load_weights_file   # torch: not imported by a commit streamed from a file
         state, weights_meta = load_weights_file(args.weights)
         try:
             model.load_state_dict(state, strict=True)

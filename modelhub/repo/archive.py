@@ -28,7 +28,7 @@ from ..catalog.archive_tables import CostRow, PlanRow
 from ..errors import ArchiveError, InputError
 from ..storage import plan as planning
 from ..storage.tensors import delta_base, manifest_blobs, tensor_hash
-from ..storage_boundary import decode_tensor, encode_delta_best, encode_tensor
+from ..storage_boundary import PendingBlobs, decode_tensor, encode_delta_best, encode_tensor
 from . import tensorstore
 from .records import Record
 from .tensorstore import load_tensor
@@ -272,8 +272,10 @@ def run_archive(con, store, *, alpha: float = 2.0, scheme: str = "independent", 
 
     say(f"writing {len(new_blobs)} blobs for {len(new_manifests)} re-encoded tensors")
     sizes = {}
+    pending = PendingBlobs()
     for blob in new_blobs:   # a full disk is a DiskFullError; the transaction rolls back
-        sizes[store.put(blob)] = len(blob)  # durable before any catalog row names it
+        sizes[store.put(blob, pending=pending)] = len(blob)
+    store.sync(pending)      # all durable (one batch of fsyncs) before any catalog row names them
     hit("blobs-written")
 
     # Verify every new manifest decodes to its tensor before the catalog changes.

@@ -20,7 +20,6 @@ from ..catalog import files as catalog_files
 from ..errors import InputError
 from ..progress import NULL_PROGRESS, Progress
 from ..storage.atomic import atomic_write
-from ..tensorio import tensor_view
 from ..weightfiles import (INDEX_NAME, SHARDS_KEY, OutTensor, SafetensorsWriter, index_json, open_weights,
                            shard_names, split_shards)
 from . import hotcopy
@@ -121,6 +120,7 @@ def write_checkout(repo, ref: str, output: Path | None = None, *, snapshot: int 
             def write_one(job: tuple[SafetensorsWriter, OutTensor]) -> None:
                 writer, t = job
                 if hot_tensors is not None:
+                    from ..tensorio import tensor_view   # torch: only the hot copy's tensors need it
                     writer.write(t.name, tensor_view(hot_tensors[t.name]))
                 else:
                     writer.write(t.name, reader.decode(hashes[t.name]))

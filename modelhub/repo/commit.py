@@ -11,15 +11,14 @@ import getpass
 import hashlib
 import json
 import os
+import sys
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
 
 import duckdb
-import torch
-from torch import nn
 
 from ..catalog import files as catalog_files
 from ..catalog import graphs as catalog_graphs
@@ -29,13 +28,16 @@ from ..catalog.files import StoredFile
 from ..catalog.graphs import GraphNodeRow, NewGraph
 from ..catalog.versions import NewVersion
 from ..errors import InputError, WeightsError
-from ..netdef import Graph, capture
+from ..netdef import Graph
 from ..progress import NULL_PROGRESS, Progress
-from ..tensorio import as_state_dict, load_weights_file, tensor_to_raw
 from ..weightfiles import WeightsSource, is_streamable, open_weights
 from .hotcopy import RawTensor
 from .refs import LATEST, check_model_name, resolve
 from .tensorstore import StreamedTensor, put_blob, record_snapshots, store_streamed, store_tensors
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 MetricsInput = Mapping[str, "float | Sequence[float] | Sequence[tuple[int, float]]"]
 
@@ -89,12 +91,15 @@ def build_request(
         if weights_meta is None:
             weights_meta = state.weights_meta()
     elif isinstance(model, (str, os.PathLike)):   # .pt/.pth/.bin: a pickle is read whole
+        from ..tensorio import load_weights_file
         state, file_meta = load_weights_file(model)
         weights_meta = file_meta if weights_meta is None else weights_meta
-    elif isinstance(model, nn.Module):
+    elif _is_module(model):
+        from ..netdef import capture
         state = OrderedDict(model.state_dict())
         graph = graph or capture(model)
     else:
+        from ..tensorio import as_state_dict
         state = as_state_dict(model, "the committed object")
     snaps = tuple(_state_of(s) for s in snapshots) + (state,)
     steps = tuple(snapshot_steps) if snapshot_steps is not None else (None,) * len(snaps)
@@ -111,9 +116,17 @@ def build_request(
     )
 
 
+def _is_module(obj: object) -> bool:
+    """Whether ``obj`` is a torch module, without importing torch: a commit streamed from a
+    weights file never needs it (its import was seconds of such a commit's start-up)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(obj, torch.nn.Module)
+
+
 def _state_of(obj: nn.Module | Mapping[str, torch.Tensor]) -> "OrderedDict[str, torch.Tensor]":
-    if isinstance(obj, nn.Module):
+    if _is_module(obj):
         return OrderedDict(obj.state_dict())
+    from ..tensorio import as_state_dict
     return as_state_dict(obj, "a snapshot")
 
 
@@ -276,6 +289,7 @@ def write_commit(con: duckdb.DuckDBPyConnection, store, req: CommitRequest, *,
                     logical += state.total_bytes
                 task.advance(state.total_bytes)
                 continue
+            from ..tensorio import tensor_to_raw
             entries = []
             for batch in _batches(list(state.items())):
                 raws = [tensor_to_raw(tensor) for _, tensor in batch]

@@ -22,7 +22,8 @@ from ..catalog import tensors as catalog_tensors
 from ..catalog.tensors import SnapshotTensor, TensorRow, TensorUse
 from ..errors import IntegrityError, ModelhubError
 from ..progress import NULL_PROGRESS, Progress
-from ..storage_boundary import BlobStore, MissingObjectError, corrupt_object, decode_tensor, encode_tensor
+from ..storage_boundary import (BlobStore, MissingObjectError, PendingBlobs, corrupt_object, decode_tensor,
+                                encode_tensor)
 
 
 def _codec():
@@ -49,15 +50,17 @@ def store_tensors(con: duckdb.DuckDBPyConnection, store: BlobStore,
     known = catalog_tensors.known_hashes(con, hashes)
     blobs: dict[str, int] = {}
     rows: list[TensorRow] = []
+    pending = PendingBlobs()
     for th, (raw, dtype, shape) in zip(hashes, tensors):
         if th in known:
             continue
         encoded = encode_tensor(raw, dtype, shape, config=_codec().commit_config())
-        for blob in encoded.blobs:
-            blobs[store.put(blob)] = len(blob)   # fsynced and renamed before the rows below name it
+        for name, blob in encoded.named_blobs():
+            blobs[store.put(blob, pending=pending, blob_hash=name)] = len(blob)
         rows.append(TensorRow(th, dtype, json.dumps(list(shape)), len(raw),
                               json.dumps(encoded.manifest, sort_keys=True)))
         known.add(th)
+    store.sync(pending)   # every blob fsynced (in one batch) before the rows below name it
     catalog_objects.add_blobs(con, blobs)
     catalog_tensors.insert_tensors(con, rows)
     return hashes
@@ -210,6 +213,8 @@ def store_streamed(con: duckdb.DuckDBPyConnection, store: BlobStore, tensors: Se
         if th not in known:
             todo.setdefault(th, t)
 
+    pending = PendingBlobs()
+
     def encode_one(item: tuple[str, StreamedTensor]) -> tuple[TensorRow, dict[str, int]]:
         th, t = item
         try:
@@ -217,7 +222,8 @@ def store_streamed(con: duckdb.DuckDBPyConnection, store: BlobStore, tensors: Se
             encoded = encode_tensor(raw, t.dtype, list(t.shape), config=_codec().commit_config())
         finally:
             t.done()
-        sizes = {store.put(blob): len(blob) for blob in encoded.blobs}  # durable before any row names them
+        sizes = {store.put(blob, pending=pending, blob_hash=name): len(blob)
+                 for name, blob in encoded.named_blobs()}
         return (TensorRow(th, t.dtype, json.dumps(list(t.shape)), t.nbytes,
                           json.dumps(encoded.manifest, sort_keys=True)), sizes)
 
@@ -227,6 +233,7 @@ def store_streamed(con: duckdb.DuckDBPyConnection, store: BlobStore, tensors: Se
                                   budget=budget, workers=workers):
         rows.append(row)
         blobs.update(sizes)
+    store.sync(pending)   # every blob fsynced (in one batch) before the rows below name it
     catalog_objects.add_blobs(con, blobs)
     catalog_tensors.insert_tensors(con, rows)
     return hashes
