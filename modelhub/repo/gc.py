@@ -14,10 +14,8 @@ from dataclasses import dataclass
 from ..catalog import features as catalog_features
 from ..catalog import objects as catalog_objects
 from ..errors import IntegrityError
-from .liveness import compute_liveness
 from .reads import latest_version_ids
 from .records import Record
-from .tensorstore import forget_tensors
 
 DEFAULT_GRACE_S = 3600.0
 
@@ -41,6 +39,7 @@ def collect_garbage(repo, *, grace_s: float = DEFAULT_GRACE_S, dry_run: bool = F
     """Collect unreferenced blobs; ``features=True`` also drops the whole feature cache."""
     now = time.time()
     with repo.catalog.write() as con:
+        from .liveness import compute_liveness  # codecs: only when collecting
         live = compute_liveness(con)
         if live.malformed:
             # Without a readable manifest we cannot tell which blobs that
@@ -69,6 +68,7 @@ def collect_garbage(repo, *, grace_s: float = DEFAULT_GRACE_S, dry_run: bool = F
             removed_bytes += st.st_size
         temp_files = [p for p in repo.paths.objects.glob("*/.tmp-*") if now - p.stat().st_mtime >= grace_s]
         if not dry_run:
+            from .tensorstore import forget_tensors
             forget_tensors(con, dead_tensors)
             for blob in doomed:
                 catalog_objects.delete_blob(con, blob)

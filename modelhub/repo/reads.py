@@ -17,11 +17,9 @@ from ..errors import IntegrityError, RefError
 from ..netdef import Graph
 from ..progress import NULL_PROGRESS, Progress
 from . import hotcopy
-from . import tensorstore
 from .hotcopy import HotCopies
 from .records import VersionInfo
 from .settings import hot_max_bytes
-from .tensorstore import load_tensors
 
 if TYPE_CHECKING:  # reading metadata (log, desc, list) must not import torch
     import torch
@@ -75,7 +73,8 @@ def snapshot_entries(con: duckdb.DuckDBPyConnection, version_id: str, snap: int 
     """(tensor name, tensor hash) of a snapshot in committed order; default: the last snapshot."""
     if snap is None:
         snap = n_snapshots(con, version_id) - 1
-    return tensorstore.snapshot_entries(con, version_id, snap)
+    from .tensorstore import snapshot_entries as stored_entries  # codecs: only for reads of tensors
+    return stored_entries(con, version_id, snap)
 
 
 @dataclass(frozen=True)
@@ -121,6 +120,7 @@ def load_state_dict(con, store, version_id: str, snap: int | None = None, *,
             return state
     from ..tensorio import raw_to_tensor
 
+    from .tensorstore import load_tensors
     decoded = load_tensors(con, store, [th for _, th in entries], progress=progress)
     state = OrderedDict((name, raw_to_tensor(*decoded[th])) for name, th in entries)
     if use_hot and header.is_latest:

@@ -22,8 +22,6 @@ from ..errors import CatalogCorruptError, InputError, RepoError, RepoExistsError
 from ..netdef import Graph
 from ..progress import NULL_PROGRESS, Progress
 from ..storage_boundary import BlobStore
-from .describe import describe
-from .diff import diff_versions
 from .gc import DEFAULT_GRACE_S
 from . import hotcopy
 from .hotcopy import HotCopies
@@ -35,8 +33,6 @@ from .records import Checkout, ModelSummary, RepoStats, VersionDescription, Vers
 from .refs import LATEST, check_model_name, resolve
 from . import settings
 from .settings import hot_max_bytes
-from .stats import repo_stats
-from .tensorstore import put_blob
 
 if TYPE_CHECKING:
     import torch
@@ -147,6 +143,7 @@ class Repo:
         if not files:
             raise InputError("nothing to add; name one or more files")
         now = datetime.now(timezone.utc).replace(tzinfo=None)
+        from .tensorstore import put_blob
         with self.catalog.write() as con:
             for path, data in files:
                 blob_hash = put_blob(con, self.store, data)
@@ -206,14 +203,17 @@ class Repo:
             return list_models(con)
 
     def desc(self, ref: str) -> VersionDescription:
+        from .describe import describe  # per-command modules load when used: `dlv log` stays light
         with self.catalog.read() as con:
             return describe(con, resolve(con, ref))
 
     def diff(self, a: str, b: str, *, include_same: bool = False) -> VersionDiff:
+        from .diff import diff_versions
         with self.catalog.read() as con:
             return diff_versions(con, self.store, resolve(con, a), resolve(con, b), include_same=include_same)
 
     def stats(self) -> RepoStats:
+        from .stats import repo_stats
         with self.catalog.read() as con:
             stats = repo_stats(con, self.store)
         return dataclasses.replace(stats, hot_bytes=self.hot.bytes_used())
