@@ -58,6 +58,13 @@ def parse(text: str) -> A.Statement:
     """Parse one DQL statement (an optional trailing `;` is allowed)."""
     if not isinstance(text, str):
         raise DQLSyntaxError("a DQL query must be a string; pass the query text")
+    return _parse_text(text)
+
+
+@lru_cache(maxsize=512)
+def _parse_text(text: str) -> A.Statement:
+    """The AST of ``text``, kept per text: a REPL or a service sends the same statements again and
+    the tree is immutable (frozen dataclasses), so it can be shared; errors are not kept."""
     if not text.strip():
         raise DQLSyntaxError("empty query: write e.g. select m where m.name like \"resnet%\"")
     try:
