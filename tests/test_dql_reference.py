@@ -86,6 +86,17 @@ EXTENDED = [
     'group by m.hparams.optimizer, m.author order by n desc',
     'select count(m), min(m.creation_time), max(m.metrics["loss"]), avg(m.parent.metrics["loss"])',
     'select m.root, count(m) as family group by m.root order by family desc, m.root limit 10',
+    # arithmetic in select lists, `having`
+    'select m.name, m.seq, m.metrics["acc"] - m.parent.metrics["acc"] as gain where m.parent != null '
+    'order by gain desc, m.name, m.seq limit 30',
+    'select m.name, (m.metrics["acc"] - 0.5) * 100, m.hparams.lr * 10, m.n_params / 1000 as kparams '
+    'where m.metrics["acc"] > 0.6 order by kparams desc',
+    'select m.name, count(m) as n, avg(m.metrics["acc"]) as acc group by m.name '
+    'having count(m) >= 3 and avg(m.metrics["acc"]) > 0.5 order by n desc, m.name',
+    'select m.name, max(m.metrics["acc"]) - min(m.metrics["acc"]) as spread group by m.name '
+    'having spread > 0.2 or m.name like "lenet%" order by spread desc',
+    'select m.hparams.optimizer, count(m) group by m.hparams.optimizer having not count(m) between 10 and 20',
+    'select count(m), avg(m.depth) * 2 as d2 where m.seq > 1 having count(m) > 5',
 ]
 
 

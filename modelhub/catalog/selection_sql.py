@@ -417,6 +417,8 @@ def _compile(sel: T.Selection, params: _Params, mode: str) -> str:
             keys = [scope.value(k) for k in sel.group_by]
             terms += [f"{k} ASC NULLS LAST" for k in keys]
             group_sql = (" GROUP BY " + ", ".join(keys)) if keys else ""
+            if sel.having is not None:
+                group_sql += " HAVING " + scope.cond(sel.having)
         else:
             terms += ["v.model ASC", "v.seq ASC"]
         order_sql = (" ORDER BY " + ", ".join(terms)) if terms else ""

@@ -283,3 +283,4 @@ class Selection:
     within: "Selection | None" = None
     group_by: tuple[Value, ...] = ()    # with aggregate columns: one row per group
     aggregate: bool = False             # rows are groups (the whole selection when no group_by)
+    having: Condition | None = None     # with aggregate: the groups kept (over aggregates and group keys)

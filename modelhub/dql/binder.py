@@ -65,6 +65,7 @@ class _Binder:
         self.next_pred = 1
         self.saved_stack: list[str] = []
         self.grouping = False       # binding the columns of a select with aggregates over versions
+        self.result_columns: dict[str, P.BoundValue] = {}   # binding `having`: result columns by name
 
     # -- statements -----------------------------------------------------------------
     def statement(self, stmt: A.Statement) -> P.StatementPlan:
@@ -92,7 +93,7 @@ class _Binder:
         if head_var != var:
             raise BindError(f"select names {head_var} but the source binds {var}; write select {var} ...")
         cond = self.condition(q.where, var) if q.where is not None else None
-        grouping = bool(q.group) or any(_aggregates_versions(i.value) for i in q.items)
+        grouping = bool(q.group) or q.having is not None or any(_aggregates_versions(i.value) for i in q.items)
         outer, self.grouping = self.grouping, grouping
         try:
             group = tuple(self.value(g, var) for g in q.group)
@@ -107,7 +108,7 @@ class _Binder:
                                         "alias a property instead, e.g. m.name as model")
                     columns += [P.OutputColumn(c, P.Prop(*PROPERTIES[c])) for c in DEFAULT_COLUMNS]
                 else:
-                    value = self.value(item.value, var)
+                    value = self.operand(item.value, var)
                     if grouping:
                         _check_grouped(value, group, item.value, var)
                     columns.append(P.OutputColumn(item.alias or _column_name(item.value), value))
@@ -116,6 +117,14 @@ class _Binder:
             if dup:
                 raise BindError(f"duplicate result column {sorted(dup)[0]!r}; give one of them an alias with `as`")
             aliases = {c.name: c.value for c in columns}
+            having = None
+            if q.having is not None:    # it may name result columns: `having spread > 0.1`
+                self.result_columns = aliases
+                try:
+                    having = self.condition(q.having, var)
+                finally:
+                    self.result_columns = {}
+                _check_having(having, group, var)
             order = []
             for o in q.order:
                 value = self._order_value(o.value, var, aliases)
@@ -127,12 +136,15 @@ class _Binder:
         if q.limit is not None and not 0 <= q.limit <= INT_MAX:
             raise BindError(f"limit {q.limit}: the limit must be an integer from 0 to {INT_MAX}; "
                             "leave out the limit clause to get every row")
-        return P.SelectPlan(var, source, cond, tuple(columns), tuple(order), q.limit, group, grouping)
+        return P.SelectPlan(var, source, cond, tuple(columns), tuple(order), q.limit, group, grouping, having)
 
     def _head_var(self, items: tuple[A.SelectItem, ...]) -> str:
-        roots = {(i.value.root if isinstance(i.value, A.Path) else i.value.arg.root) for i in items}
+        roots = {r for i in items for r in _roots(i.value)}
         if len(roots) > 1:
             raise BindError(f"a select names one model variable; found {', '.join(sorted(roots))}")
+        if not roots:
+            raise BindError("a select names its model variable in some column, e.g. select m.name, "
+                            'm.metrics["acc"] * 100 as pct')
         return roots.pop()
 
     def _order_value(self, v: A.Value, var: str, aliases: dict) -> P.BoundValue:
@@ -452,6 +464,8 @@ class _Binder:
 
     # -- values ---------------------------------------------------------------------
     def value(self, v: A.Value, var: str) -> P.BoundValue:
+        if isinstance(v, A.Path) and not v.steps and v.root != var and v.root in self.result_columns:
+            return self.result_columns[v.root]
         if isinstance(v, A.Call) and self.grouping and v.func.lower() in GROUP_FUNCTIONS:
             func = v.func.lower()
             if func == "count" and not v.arg.steps:
@@ -552,20 +566,54 @@ class _Binder:
                             f"this query calls the model {var}{hint}")
 
 
-def _aggregates_versions(v: A.Value) -> bool:
+def _roots(o: A.Operand) -> set[str]:
+    """The model variables an output column names."""
+    if isinstance(o, A.Arith):
+        return _roots(o.left) | _roots(o.right)
+    if isinstance(o, A.Literal):
+        return set()
+    return {o.root if isinstance(o, A.Path) else o.arg.root}
+
+
+def _aggregates_versions(v: A.Operand) -> bool:
     """`count(m)`, `avg(...)`, `sum(...)`: a select with one of these returns groups."""
+    if isinstance(v, A.Arith):
+        return _aggregates_versions(v.left) or _aggregates_versions(v.right)
     if not isinstance(v, A.Call):
         return False
     func = v.func.lower()
     return func in ("avg", "sum") or (func == "count" and not v.arg.steps)
 
 
-def _check_grouped(value: P.BoundValue, group: tuple[P.BoundValue, ...], text: A.Value, var: str) -> None:
+def _check_grouped(value: P.BoundValue, group: tuple[P.BoundValue, ...], text: A.Operand, var: str) -> None:
     if isinstance(value, P.GroupAggregate) or value in group or isinstance(value, P.Const):
+        return
+    if isinstance(value, P.BoundArith):     # each side by itself: `max(...) - min(...)`
+        _check_grouped(value.left, group, text.left if isinstance(text, A.Arith) else text, var)
+        _check_grouped(value.right, group, text.right if isinstance(text, A.Arith) else text, var)
         return
     shown = text.text() if isinstance(text, A.Path) else _column_name(text)
     raise BindError(f"{shown} is neither grouped nor aggregated: add it to `group by` or aggregate it "
                     f"(count({var}), min, max, avg, sum)")
+
+
+def _check_having(cond: P.BoundCond, group: tuple[P.BoundValue, ...], var: str) -> None:
+    """`having` keeps groups: it may read aggregates and group keys, not a version's values,
+    and no graph or lineage test (those are about one version; put them in `where`)."""
+    if isinstance(cond, (P.AndP, P.OrP)):
+        for item in cond.items:
+            _check_having(item, group, var)
+        return
+    if isinstance(cond, P.NotP):
+        _check_having(cond.operand, group, var)
+        return
+    if isinstance(cond, (P.GraphP, P.LineageP)):
+        raise BindError("having keeps or drops groups, and a graph or lineage test is about one version: "
+                        "move it to the where clause")
+    values = {P.Compare: ("left", "right"), P.BetweenP: ("value", "low", "high")}.get(type(cond), ("value",))
+    for name in values:
+        value = getattr(cond, name)
+        _check_grouped(value, group, A.Path(P.value_text(value, var), (), A.Span(0, 0, 0, 0)), var)
 
 
 def _restricting(preds: list[P.GraphPredicate], sel: P.LayerSelector) -> tuple[P.GraphPredicate, ...]:
@@ -633,7 +681,12 @@ def _single_key(v: A.Path, field: str, example: str) -> str:
 
 
 
-def _column_name(v: A.Value) -> str:
+def _column_name(v: A.Operand) -> str:
+    if isinstance(v, A.Arith):      # nested arithmetic in parentheses: `(a - b) * c`
+        left, right = (f"({_column_name(x)})" if isinstance(x, A.Arith) else _column_name(x) for x in (v.left, v.right))
+        return f"{left} {v.op} {right}"
+    if isinstance(v, A.Literal):
+        return "null" if v.value is None else str(v.value).lower() if isinstance(v.value, bool) else repr(v.value)
     if isinstance(v, A.Call):
         return f"{v.func.lower()}({_column_name(v.arg)})"
     parts = []

@@ -91,6 +91,8 @@ def _select(plan: P.SelectPlan, lines: list[str], depth: int) -> None:
     if plan.aggregate:
         keys = ", ".join(value_text(g, plan.var) for g in plan.group)
         lines.append(f"{pad}  group by: {keys}" if keys else f"{pad}  aggregate: one row over all selected versions")
+    if plan.having is not None:
+        lines.append(f"{pad}  having: {cond_text(plan.having, plan.var)}")
     if plan.order:
         lines.append(f"{pad}  order by: " + ", ".join(
             value_text(k.value, plan.var) + (" desc" if k.descending else "") for k in plan.order))

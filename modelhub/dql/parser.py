@@ -167,6 +167,7 @@ class _ToAst(Transformer):
         source = where = limit = None
         order: tuple = ()
         group: tuple = ()
+        having = None
         for c in rest:
             if c is None:
                 continue
@@ -181,7 +182,9 @@ class _ToAst(Transformer):
                 limit = val
             elif kind == "group":
                 group = val
-        return A.SelectQuery(items, source, where, order, limit, _span(meta), group)
+            elif kind == "having":
+                having = val
+        return A.SelectQuery(items, source, where, order, limit, _span(meta), group, having)
 
     def slice_query(self, meta, ch):
         target, source, where, assigns = ch
@@ -225,6 +228,9 @@ class _ToAst(Transformer):
 
     def group_clause(self, meta, ch):
         return ("group", tuple(ch))
+
+    def having_clause(self, meta, ch):
+        return ("having", ch[0])
 
     def order_clause(self, meta, ch):
         return ("order", tuple(ch))

@@ -265,6 +265,7 @@ class SelectPlan:
     limit: int | None
     group: tuple[BoundValue, ...] = ()      # `group by` keys (aggregate columns: GroupAggregate)
     aggregate: bool = False                 # one row per group (the whole selection when no keys)
+    having: BoundCond | None = None         # which groups are kept (over aggregates and group keys)
 
 
 @dataclass(frozen=True)

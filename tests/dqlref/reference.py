@@ -8,6 +8,7 @@ catalogs (:mod:`dqlref.synthetic`); it is not used at run time.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -114,10 +115,15 @@ def _grouped(ref: ReferenceCatalog, plan: P.SelectPlan) -> list[tuple]:
             return _aggregate(ref, members, v)
         if isinstance(v, P.Const):
             return v.value
+        if isinstance(v, P.BoundArith) and v not in plan.group:    # over the group's cells
+            return _value(ref, {}, _with_cells(v, lambda x: P.Const(cell(key, members, x), x.vtype), plan.group))
         raw = key[plan.group.index(v)]
         return json.loads(raw) if isinstance(v, P.HParam) and raw is not None else raw
 
     rows = [(key, members) for key, members in groups.items()]
+    if plan.having is not None:     # a group is kept where the condition over its cells is true
+        rows = [(k, m) for k, m in rows if _cond(ref, {}, _with_cells(
+            plan.having, lambda x, k=k, m=m: P.Const(cell(k, m, x), x.vtype), plan.group)) is True]
     rows.sort(key=lambda km: [(_none_last(x)) for x in km[0]])
     for key in reversed(plan.order):     # stable sorts, least significant first; NULLs last
         vals = [cell(k, m, key.value) for k, m in rows]
@@ -128,6 +134,19 @@ def _grouped(ref: ReferenceCatalog, plan: P.SelectPlan) -> list[tuple]:
         rows = [rows[j] for j in present] + [rows[j] for j in range(len(rows)) if vals[j] is None]
     out = [tuple(cell(k, m, c.value) for c in plan.columns) for k, m in rows]
     return out[: plan.limit] if plan.limit is not None else out
+
+
+def _with_cells(node, cell, group: tuple):
+    """``node`` (a condition or value over a group) with every aggregate and group key replaced by
+    ``cell(value)``: what is left the row-wise evaluator computes."""
+    if isinstance(node, P.GroupAggregate) or (not isinstance(node, P.Const) and node in group):
+        return cell(node)
+    if dataclasses.is_dataclass(node) and not isinstance(node, type):
+        return dataclasses.replace(node, **{f.name: _with_cells(getattr(node, f.name), cell, group)
+                                            for f in dataclasses.fields(node) if f.init})
+    if isinstance(node, tuple):
+        return tuple(_with_cells(i, cell, group) for i in node)
+    return node
 
 
 def _none_last(x):
