@@ -188,3 +188,14 @@ def test_having_parses_after_group_by_and_before_order_by() -> None:
     assert parse("select m.name group by m.name").having is None
     with pytest.raises(DQLSyntaxError, match="syntax error"):
         parse("select m.name, count(m) having count(m) > 1 group by m.name")
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.sampled_from(["a", "b", "x1", "parent_v"]), st.sampled_from(["c", "child", "y"]),
+       st.booleans())
+def test_a_second_model_variable_parses_after_the_source(first, second, subquery) -> None:
+    source = f"(select m where m.seq > 1) as {first}" if subquery else first
+    stmt = parse(f"select {first}.name, {second}.name from {source}, {second} where {second}.parent == {first}.id")
+    assert stmt.join == second
+    assert (stmt.source.alias if subquery else stmt.source.var) == first
+    assert parse(f"select {first} from {source}").join is None

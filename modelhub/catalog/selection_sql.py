@@ -35,7 +35,7 @@ _ANCESTORS_SQL = (
     "SELECT a.version_id, p.parent_id, a.d + 1 FROM anc a JOIN version_parents p ON p.version_id = a.anc_id) "
     "SELECT version_id, list(anc_id ORDER BY d, anc_id) AS ids FROM (SELECT version_id, anc_id, min(d) AS d "
     "FROM anc GROUP BY version_id, anc_id) GROUP BY version_id)")
-_RELATED_ALIAS = {T.Relation.PARENT: "pv", T.Relation.ROOT: "rv"}
+_RELATED_ALIAS = {T.Relation.PARENT: "pv", T.Relation.ROOT: "rv", T.Relation.JOINED: "jv"}
 
 # NaN (a diverged run) is "no usable value": NULL for the latest value, skipped by max/min.
 # DuckDB would otherwise order NaN above every number, so `> 0.65` would match it.
@@ -128,13 +128,16 @@ class _Scope:
         if kind == "graphs":
             alias = "g" if subj == "v" else f"g_{subj}"
             sql = f"LEFT JOIN graphs {alias} ON {alias}.graph_hash = {subj}.graph_hash"
-        elif kind == "parent":
-            alias = "par"
-            sql = f"LEFT JOIN {_FIRST_PARENT_SQL} par ON par.version_id = v.id"
+        elif kind == "parent":      # of the version, or of the other version of a pair (key ("parent", "jv"))
+            subj = key[1] if len(key) > 1 else "v"
+            alias = "par" if subj == "v" else f"par_{subj}"
+            sql = f"LEFT JOIN {_FIRST_PARENT_SQL} {alias} ON {alias}.version_id = {subj}.id"
         elif kind == "lineage":
             alias, sql = "lin", f"LEFT JOIN {_LINEAGE_SQL} lin ON lin.version_id = v.id"
         elif kind == "ancestors":
             alias, sql = "an", f"LEFT JOIN {_ANCESTORS_SQL} an ON an.version_id = v.id"
+        elif kind == "related" and key[1] is T.Relation.JOINED:
+            alias, sql = "jv", "CROSS JOIN versions jv"     # the where clause relates the pair
         elif kind == "related":
             alias = _RELATED_ALIAS[key[1]]
             ref = "par.parent_id" if key[1] is T.Relation.PARENT else "lin.root_id"
@@ -172,6 +175,8 @@ class _Scope:
             return f"{self.join(('graphs', subj))}.n_layers"
         if name == "run_status":  # finished | failed for a version a run committed, else NULL
             return f"(SELECT min(r.status) FROM runs r WHERE r.version_id = {subj}.id)"
+        if name == "parent" and subj == "jv":
+            return f"{self.join(('parent', 'jv'))}.parent_id"
         if subj != "v":  # pragma: no cover - DQL binds one level of relation only
             raise AssertionError(f"{name} of a related version")
         if name == "parent":
@@ -394,6 +399,10 @@ def _compile(sel: T.Selection, params: _Params, mode: str) -> str:
     scope = _Scope(params)
     where: list[str] = []
     group_sql = ""
+    if sel.join:
+        if mode != "rows":  # pragma: no cover - DQL refuses a join as a source
+            raise AssertionError("a join selects pairs, not versions")
+        scope.join(("related", T.Relation.JOINED))
     if sel.within is not None:
         where.append(f"v.id IN ({_compile(sel.within, params, 'ids')})")
     if mode == "graphs":
@@ -420,7 +429,7 @@ def _compile(sel: T.Selection, params: _Params, mode: str) -> str:
             if sel.having is not None:
                 group_sql += " HAVING " + scope.cond(sel.having)
         else:
-            terms += ["v.model ASC", "v.seq ASC"]
+            terms += ["v.model ASC", "v.seq ASC"] + (["jv.model ASC", "jv.seq ASC"] if sel.join else [])
         order_sql = (" ORDER BY " + ", ".join(terms)) if terms else ""
         limit_sql = f" LIMIT {params.param(sel.limit)}" if sel.limit is not None else ""
     joins = " ".join(sql for _, sql in scope.joins.values())

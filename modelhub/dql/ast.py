@@ -235,6 +235,7 @@ class SelectQuery:
     span: Span
     group: tuple[Value, ...] = ()       # `group by`: one row per group, aggregates over its versions
     having: "Condition | None" = None   # `having`: which groups are kept (over aggregates and group keys)
+    join: str | None = None             # `from a, b`: the second model variable (over all versions)
 
 
 @dataclass(frozen=True)

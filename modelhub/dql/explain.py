@@ -81,6 +81,8 @@ def _select(plan: P.SelectPlan, lines: list[str], depth: int) -> None:
         lines.append(f"{pad}  source: {len(plan.source.ids)} version(s) of {plan.source.label}")
     else:
         lines.append(f"{pad}  source: all versions")
+    if plan.join_var is not None:
+        lines.append(f"{pad}  join: {plan.join_var} over all versions (rows are the pairs the filter keeps)")
     preds = P.graph_predicates(plan.filter)
     if plan.filter is not None:
         lines.append(f"{pad}  filter: {cond_text(plan.filter, plan.var)}")

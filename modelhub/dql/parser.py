@@ -167,13 +167,13 @@ class _ToAst(Transformer):
         source = where = limit = None
         order: tuple = ()
         group: tuple = ()
-        having = None
+        having = join = None
         for c in rest:
             if c is None:
                 continue
             kind, val = c
             if kind == "from":
-                source = val
+                source, join = val
             elif kind == "where":
                 where = val
             elif kind == "order":
@@ -184,7 +184,7 @@ class _ToAst(Transformer):
                 group = val
             elif kind == "having":
                 having = val
-        return A.SelectQuery(items, source, where, order, limit, _span(meta), group, having)
+        return A.SelectQuery(items, source, where, order, limit, _span(meta), group, having, join)
 
     def slice_query(self, meta, ch):
         target, source, where, assigns = ch
@@ -206,7 +206,7 @@ class _ToAst(Transformer):
         return A.SelectItem(value, str(alias) if alias is not None else None, _span(meta))
 
     def from_clause(self, meta, ch):
-        return ("from", ch[0])
+        return ("from", (ch[0], None if ch[1] is None else str(ch[1])))
 
     def source_var(self, meta, ch):
         return A.SourceAll(str(ch[0]), _span(meta))

@@ -96,6 +96,8 @@ class ReferenceCatalog:
 def run_select(ref: ReferenceCatalog, plan: P.SelectPlan) -> list[tuple]:
     if plan.aggregate:
         return _grouped(ref, plan)
+    if plan.join_var is not None:
+        return _pairs(ref, plan)
     ids = _ids(ref, plan)
     return [tuple(_output(ref, ref.versions[i], c.value) for c in plan.columns) for i in ids]
 
@@ -193,6 +195,8 @@ def _hp_of(ref: ReferenceCatalog, row: dict, v: P.BoundValue, slot: int) -> Any:
 
 
 def _related(ref: ReferenceCatalog, row: dict, relation: str) -> dict | None:
+    if relation == "join":
+        return row["__joined"]
     target = row["parent"] if relation == "parent" else row["root"]
     return None if target is None else ref.versions.get(target)
 
@@ -214,9 +218,31 @@ def _ids(ref: ReferenceCatalog, plan: P.SelectPlan) -> list[str]:
     return kept[: plan.limit] if plan.limit is not None else kept
 
 
+def _pairs(ref: ReferenceCatalog, plan: P.SelectPlan) -> list[tuple]:
+    """`from a, b`: every pair (a from the source, b any version) the filter keeps; a row is a's
+    values with b's under "__joined" (what relation "join" reads)."""
+    pool = list(ref.versions)
+    if isinstance(plan.source, P.SubquerySource):
+        allowed = set(_ids(ref, plan.source.plan))
+        pool = [i for i in pool if i in allowed]
+    rows = [dict(ref.versions[a], __joined=ref.versions[b]) for a in pool for b in ref.versions]
+    kept = [r for r in rows if plan.filter is None or _cond(ref, r, plan.filter) is True]
+    kept.sort(key=lambda r: (r["name"], r["seq"], r["__joined"]["name"], r["__joined"]["seq"]))
+    for key in reversed(plan.order):
+        for part in reversed(_sort_parts(key.value)):
+            vals = [part(r, ref) for r in kept]
+            present = sorted((j for j in range(len(kept)) if vals[j] is not None), key=lambda j: vals[j],
+                             reverse=key.descending)
+            kept = [kept[j] for j in present] + [kept[j] for j in range(len(kept)) if vals[j] is None]
+    kept = kept[: plan.limit] if plan.limit is not None else kept
+    return [tuple(_output(ref, r, c.value) for c in plan.columns) for r in kept]
+
+
 def _sort_parts(v: P.BoundValue):
     if isinstance(v, P.HParam):
         return [lambda row, ref: _hp(ref, row, v.key, 1), lambda row, ref: _hp(ref, row, v.key, 2)]
+    if _is_hp(v):       # a related version's hyperparameter: numbers first, then text
+        return [lambda row, ref: _hp_of(ref, row, v, 1), lambda row, ref: _hp_of(ref, row, v, 2)]
     return [lambda row, ref: _value(ref, row, v)]
 
 
