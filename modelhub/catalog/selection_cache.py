@@ -18,6 +18,7 @@ new token (a write scope; a salvage in :mod:`.maintenance` gives one too).
 from __future__ import annotations
 
 import itertools
+import threading
 from collections import OrderedDict
 from typing import Any
 
@@ -31,6 +32,7 @@ _MAX_RELATIONS = 32
 #: (generation, what) asked for once: kept when asked for again
 _ASKED: "OrderedDict[tuple, None]" = OrderedDict()
 _names = itertools.count()
+_lock = threading.Lock()    # the web UI serves queries from several threads
 
 
 class DerivedRelations:
@@ -56,19 +58,21 @@ class DerivedRelations:
         if what in self._registered:
             return self._registered[what]
         key = (self.generation, what)
-        columns = _COLUMNS.get(key)
-        if columns is None and key not in _ASKED:
-            _ASKED[key] = None
-            if len(_ASKED) > 4 * _MAX_RELATIONS:
-                _ASKED.popitem(last=False)
-            return None
+        with _lock:
+            columns = _COLUMNS.get(key)
+            if columns is None and key not in _ASKED:
+                _ASKED[key] = None
+                if len(_ASKED) > 4 * _MAX_RELATIONS:
+                    _ASKED.popitem(last=False)
+                return None
+            if columns is not None:
+                _COLUMNS.move_to_end(key)
         if columns is None:
             columns = self.con.execute(sql, params).fetchnumpy()
-            _COLUMNS[key] = columns
-            if len(_COLUMNS) > _MAX_RELATIONS:
-                _COLUMNS.popitem(last=False)
-        else:
-            _COLUMNS.move_to_end(key)
+            with _lock:
+                _COLUMNS[key] = columns
+                if len(_COLUMNS) > _MAX_RELATIONS:
+                    _COLUMNS.popitem(last=False)
         name = f"dlv_derived_{next(_names)}"
         self.con.register(name, columns)      # this cursor only; gone when the scope closes it
         self._registered[what] = name
@@ -76,5 +80,6 @@ class DerivedRelations:
 
 
 def clear_derived_relations() -> None:
-    _COLUMNS.clear()
-    _ASKED.clear()
+    with _lock:
+        _COLUMNS.clear()
+        _ASKED.clear()

@@ -6,6 +6,7 @@ since a long-lived process sees many states.
 """
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from typing import Callable, Generic, Hashable, TypeVar
 
@@ -13,24 +14,29 @@ V = TypeVar("V")
 
 
 class StateCache(Generic[V]):
-    """A bounded LRU map; ``get_or_make`` builds a missing value once."""
+    """A bounded LRU map; ``get_or_make`` builds a missing value (outside the lock: two threads
+    may both build it, and either result is right)."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self._entries: "OrderedDict[Hashable, V]" = OrderedDict()
+        self._lock = threading.Lock()      # the web UI serves queries from several threads
 
     def get_or_make(self, key: Hashable, make: Callable[[], V]) -> V:
-        if key in self._entries:
-            self._entries.move_to_end(key)
-            return self._entries[key]
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                return self._entries[key]
         value = make()
-        self._entries[key] = value
-        if len(self._entries) > self.capacity:
-            self._entries.popitem(last=False)
+        with self._lock:
+            self._entries[key] = value
+            if len(self._entries) > self.capacity:
+                self._entries.popitem(last=False)
         return value
 
     def clear(self) -> None:
-        self._entries.clear()
+        with self._lock:
+            self._entries.clear()
 
 
 #: generation -> Vocabulary (a handful of states at a time is plenty: usually only the newest is read)
