@@ -8,7 +8,7 @@ loop does), against `python -c pass` (the interpreter's own floor):
     dlv query "select ...", dlv status              (a repository of N versions)
   * dlv checkout (imports torch; for contrast)
 
-    python benchmarks/cli_latency.py [--versions 1000] [--runs 15] [--quick]
+    python benchmarks/cli_latency.py [--versions 1000] [--runs 15] [--quick] [--repo PATH]
 
 Prints JSON: p50/p90/min seconds per command, the ratio to `python -c pass`,
 and whether torch was imported by that command (checked with `-X importtime`).
@@ -73,6 +73,9 @@ def main() -> None:
     ap.add_argument("--versions", type=int, default=1000)
     ap.add_argument("--runs", type=int, default=15)
     ap.add_argument("--quick", action="store_true", help="100 versions, 5 runs each")
+    ap.add_argument("--repo", type=Path, default=None,
+                    help="time an existing repository (e.g. one built by an earlier run) instead of building one; "
+                         "it must hold model3 (as built here) for desc/log model3/checkout")
     args = ap.parse_args()
     if args.quick:
         args.versions, args.runs = 100, 5
@@ -83,9 +86,10 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="dlv-latency-"))
     try:
         t0 = time.perf_counter()
-        build_repo(tmp / "repo", args.versions)
+        if args.repo is None:
+            build_repo(tmp / "repo", args.versions)
         build_s = time.perf_counter() - t0
-        repo = tmp / "repo"
+        repo = tmp / "repo" if args.repo is None else args.repo.resolve()
         commands = {
             "python -c pass": ([sys.executable, "-c", "pass"], tmp),
             "dlv --version": (dlv + ["--version"], tmp),

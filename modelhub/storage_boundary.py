@@ -28,8 +28,6 @@ from pathlib import Path
 from typing import Callable, Iterator, TypeVar
 
 from .errors import ArchiveError, DiskFullError, IntegrityError, ModelhubError
-from .storage import progressive as _progressive
-from .storage import tensors as _tensors
 from .storage.errors import (CorruptBlobError, DamagedEncodingError, MissingBlobError, StorageError,
                              StorageFullError)
 from .storage.objects import ObjectStore as _ObjectStore
@@ -152,11 +150,32 @@ class BlobStore:
             yield name
 
 
+# The codec modules import numpy and zstandard; they load on a codec's first call, so that
+# reading the catalog (`dlv log`, `dlv status`) does not pay for them (tests/test_startup.py).
+
 #: encode one tensor (see storage.tensors.encode_tensor)
-encode_tensor = _translated(_tensors.encode_tensor)
+@_translated
+def encode_tensor(*args, **kwargs):
+    from .storage import tensors
+    return tensors.encode_tensor(*args, **kwargs)
+
+
 #: the smaller of the segmented and the context-coded delta (see storage.tensors.encode_delta_best)
-encode_delta_best = _translated(_tensors.encode_delta_best)
+@_translated
+def encode_delta_best(*args, **kwargs):
+    from .storage import tensors
+    return tensors.encode_delta_best(*args, **kwargs)
+
+
 #: the exact bytes of a tensor from its manifest (see storage.tensors.decode_tensor)
-decode_tensor = _translated(_tensors.decode_tensor)
+@_translated
+def decode_tensor(*args, **kwargs):
+    from .storage import tensors
+    return tensors.decode_tensor(*args, **kwargs)
+
+
 #: bounds of every element from a tensor's first k segments (see storage.progressive.read_intervals)
-read_intervals = _translated(_progressive.read_intervals)
+@_translated
+def read_intervals(*args, **kwargs):
+    from .storage import progressive
+    return progressive.read_intervals(*args, **kwargs)

@@ -71,7 +71,8 @@ def test_saved_query_is_a_source_and_cycles_are_refused(tmp_path) -> None:
     assert res.kind == "save"
     direct = execute('select m where max(m.metrics["acc"]) > 0.6 and m.seq <= 3', cat).rows
     nested = execute('select m from "good" where m.seq <= 3', cat).rows
-    assert direct and direct == nested
+    # the direct select also shows the max(acc) it filters on; the versions are the same
+    assert direct and [r[:4] for r in direct] == list(nested)
     execute('save query loop as select m from "good"', cat)
     execute('save query good as select m from "loop"', cat)     # now good -> loop -> good
     with pytest.raises(BindError, match='saved query "good" refers to itself'):
@@ -132,6 +133,35 @@ def test_result_helpers(cat) -> None:
             res.df()
     else:
         assert list(res.df().columns) == ["name", "lr"]
+
+
+DEFAULT = ("id", "name", "seq", "creation_time")
+
+
+def test_select_m_shows_what_it_filters_and_orders_on(cat) -> None:
+    res = execute('select m where m.metrics["acc"] > 0.5 order by m.hparams.lr, m.seq limit 5', cat)
+    assert res.columns == (*DEFAULT, "metrics[acc]", "hparams.lr")
+    explicit = execute('select m.id, m.metrics["acc"], m.hparams.lr where m.metrics["acc"] > 0.5 '
+                       'order by m.hparams.lr, m.seq limit 5', cat)
+    assert [(r[0], r[4], r[5]) for r in res.rows] == list(explicit.rows) and len(res) == 5
+    # each value once, under the name an explicit select gives it; what the defaults show adds nothing
+    res = execute('select m where m.name like "a%" and m.metrics["acc"] > 0.1 and m.metrics["acc"] < 0.99 '
+                  'and not m.hparams.optimizer in ["sgd"] order by m.creation_time desc, max(m.metrics["acc"])', cat)
+    assert res.columns == (*DEFAULT, "metrics[acc]", "hparams.optimizer", "max(metrics[acc])")
+    # arithmetic shows its operands, a related version's value its path; layer tests add nothing
+    res = execute('select m where m.metrics["acc"] - m.parent.metrics["acc"] > 0 and m["conv*"] has CONV '
+                  'and count(m["conv*"]) between 1 and m.n_layers', cat)
+    assert res.columns == (*DEFAULT, "metrics[acc]", "parent.metrics[acc]", "count([conv*])", "n_layers")
+    assert res.rows and all(r[4] - r[5] > 0 for r in res.rows)
+
+
+def test_explicit_lists_and_sources_keep_their_columns(cat) -> None:
+    assert execute('select m.name where m.metrics["acc"] > 0.5 order by m.hparams.lr', cat).columns == ("name",)
+    assert execute('select m where m.seq > 0', cat).columns == DEFAULT
+    # the outer select filters on nothing; the sub-query's filter picks versions, not columns
+    assert execute('select m from (select m where m.metrics["acc"] > 0.5)', cat).columns == DEFAULT
+    plan = execute('explain select m where m.hparams.lr > 0.01', cat).text
+    assert plan.startswith("Select m [id, name, seq, creation_time, hparams.lr]")
 
 
 def test_empty_catalog_binds_and_returns_nothing(tmp_path) -> None:

@@ -6,6 +6,7 @@ import io
 import json
 
 import pytest
+import torch
 
 import modelhub
 from helpers import assert_bit_exact, tiny_cnn
@@ -138,7 +139,11 @@ def test_rm_refuses_versions_with_children_unless_recursive_and_gc_reclaims(work
     keep = repo.commit(tiny_cnn(2), name="other", message="unrelated", parent=())
     repo.tag("net@2", "best")
     code, _, err = cli("rm", "net@1")
-    assert code == 2 and "1 other version(s) descend from it (net@2)" in err
+    assert code == 2 and "1 other version(s) descend from it (net@2)" in err and "`dlv rm -r`" in err
+    code, _, err = cli("--json", "rm", "net@1")
+    assert code == 2 and json.loads(err)["error"]["kind"] == "InputError" and "--recursive" in err
+    with pytest.raises(InputError, match="recursive=True"):
+        repo.remove(["net@1"])
     code, out, _ = cli("rm", "-r", "net@1")
     assert code == 0 and "removed net@1" in out and "removed net@2" in out and "deleted tag net:best" in out
     assert [v.ref for v in repo.log()] == ["other@1"] and [m.name for m in repo.models()] == ["other"]
@@ -147,6 +152,25 @@ def test_rm_refuses_versions_with_children_unless_recursive_and_gc_reclaims(work
     assert report.removed_blobs > 0 and report.removed_tensor_rows > 0
     assert repo.fsck().ok
     assert_bit_exact(repo.checkout(keep.id).state_dict, tiny_cnn(2).state_dict())
+
+
+def test_rm_prints_json_and_keeps_the_delta_bases_of_what_remains(work):
+    cli, repo = work
+    base = tiny_cnn(0)
+    repo.commit(base, name="net", message="one")
+    tuned = tiny_cnn(0)
+    with torch.no_grad():
+        for p in tuned.parameters():
+            p.add_(1e-4)
+    repo.commit(tuned, name="net", message="two")
+    repo.archive(alpha=100.0)            # one of the two is now stored as a delta of the other
+    repo.tag("net@2", "prod")
+    code, out, _ = cli("--json", "rm", "net@2")
+    assert code == 0 and json.loads(out) == {"versions": ["net@2"], "ids": [json.loads(out)["ids"][0]],
+                                            "tags": ["net:prod"]}
+    repo.gc(grace_s=0)
+    assert repo.fsck().ok
+    assert_bit_exact(repo.checkout("net@1").state_dict, base.state_dict())
 
 
 def test_rm_model_and_mv(work):
@@ -233,6 +257,13 @@ def test_query_rows_are_objects_and_df(work):
     repo.commit(tiny_cnn(0), name="net", message="one", hparams={"lr": 0.1})
     code, out, _ = cli("query", "--json", "select m.name, m.hparams.lr")
     assert code == 0 and json.loads(out)["rows"] == [{"name": "net", "hparams.lr": 0.1}]
+    # select m: the default columns and the values it filters and orders on, as keys
+    repo.commit(tiny_cnn(1), name="net", message="two", hparams={"lr": 0.01}, metrics={"acc": 0.95})
+    code, out, _ = cli("query", "--json", 'select m where m.metrics["acc"] > 0.9 order by m.hparams.lr')
+    assert code == 0 and [{k: r[k] for k in ("name", "seq", "metrics[acc]", "hparams.lr")} for r in json.loads(out)["rows"]] \
+        == [{"name": "net", "seq": 2, "metrics[acc]": 0.95, "hparams.lr": 0.01}]
+    code, out, _ = cli("query", 'select m where m.metrics["acc"] > 0.9 order by m.hparams.lr')
+    assert code == 0 and out.split()[:6] == ["id", "name", "seq", "creation_time", "metrics[acc]", "hparams.lr"]
     pd = pytest.importorskip("pandas")
     frame = repo.query("select m.name, m.hparams.lr").df()
-    assert isinstance(frame, pd.DataFrame) and list(frame.columns) == ["name", "hparams.lr"] and frame["hparams.lr"].tolist() == [0.1]
+    assert isinstance(frame, pd.DataFrame) and list(frame.columns) == ["name", "hparams.lr"] and frame["hparams.lr"].tolist() == [0.1, 0.01]

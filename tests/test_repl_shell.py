@@ -36,6 +36,12 @@ def test_multiline_statement_ends_at_semicolon(filled) -> None:
     assert lines[header + 2].split() == ["tiny", "0.6"] and lines[header + 3] == "(1 row)"
 
 
+def test_select_m_shows_the_filtered_metric(filled) -> None:
+    code, out = _run(filled, 'select m where m.metrics["acc"] > 0.5;\r\x04')
+    header = next(line for line in out.splitlines() if line.startswith("id"))
+    assert code == 0 and header.split() == ["id", "name", "seq", "creation_time", "metrics[acc]"]
+
+
 def test_errors_do_not_end_the_session(filled) -> None:
     code, out = _run(filled, 'select m where m.nme == 1;\rselect m where m.name = "x";\rselect m.seq;\r\x04')
     assert code == 0

@@ -31,26 +31,28 @@ if loaded:
 sys.exit(code)
 """
 
-#: numpy is not listed: the archive's codecs (storage/) import it, and every catalog read
-#: opens the object store; it costs a tenth of torch
 HEAVY = ("torch", "ray", "transformers", "pandas", "prompt_toolkit")
+#: the archive's codecs (storage/tensors.py and below) import these; commands that read only the
+#: catalog must not (a tenth of torch's import time, a third of `dlv log`'s budget). `stats`
+#: reads manifests and `search` decodes a remote's catalog view: they may.
+CODECS = ("numpy", "zstandard")
 
 #: (arguments, what may NOT be imported); only a query needs the DQL parser (lark)
 READ_ONLY_COMMANDS = [
     (["--help"], HEAVY + ("numpy", "lark", "duckdb")),
     (["--version"], HEAVY + ("numpy", "lark", "duckdb")),
     (["log", "--help"], HEAVY + ("numpy", "lark", "duckdb")),
-    (["log"], HEAVY + ("lark",)),
-    (["log", "m", "--json"], HEAVY + ("lark",)),
-    (["list"], HEAVY + ("lark",)),
-    (["desc", "m"], HEAVY + ("lark",)),
-    (["desc", "m@1", "--json"], HEAVY + ("lark",)),
-    (["diff", "m@2", "m@3"], HEAVY + ("lark",)),   # metadata only: the same weights
+    (["log"], HEAVY + CODECS + ("lark",)),
+    (["log", "m", "--json"], HEAVY + CODECS + ("lark",)),
+    (["list"], HEAVY + CODECS + ("lark",)),
+    (["desc", "m"], HEAVY + CODECS + ("lark",)),
+    (["desc", "m@1", "--json"], HEAVY + CODECS + ("lark",)),
+    (["diff", "m@2", "m@3"], HEAVY + CODECS + ("lark",)),   # metadata only: the same weights
     (["stats"], HEAVY + ("lark",)),
-    (["remote", "list"], HEAVY + ("lark",)),
-    (["query", "select m where m.name like 'm%' and m.metrics['acc'] > 0.1"], HEAVY),
+    (["remote", "list"], HEAVY + CODECS + ("lark",)),
+    (["query", "select m where m.name like 'm%' and m.metrics['acc'] > 0.1"], HEAVY + CODECS),
     (["search", "hub", "select m where m.name == 'm'"], HEAVY),
-    (["status"], HEAVY + ("lark",)),
+    (["status"], HEAVY + CODECS + ("lark",)),
 ]
 
 

@@ -9,6 +9,7 @@ import textwrap
 from pathlib import Path
 
 import modelhub.storage
+from import_graph import cycles, import_edges, imported_names, package_modules
 
 STORAGE = Path(modelhub.storage.__file__).parent
 MODULES = sorted(p.stem for p in STORAGE.glob("*.py") if p.stem != "__init__")
@@ -75,73 +76,27 @@ def test_decode_threads_start_on_the_first_large_decode_and_a_forked_child_start
     assert "pool ['MainThread', 'storage-zstd']" in lines and "child exit 0" in lines
 
 
-def _storage_imports(path: Path) -> set[str]:
-    """Storage modules ``path`` imports anywhere in its body (function-level imports count too)."""
-    out: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.ImportFrom):
-            if node.level == 1:
-                if node.module:
-                    out.add(node.module.split(".")[0])
-                else:
-                    out.update(a.name for a in node.names)
-            elif node.level == 0 and (node.module or "").startswith("modelhub.storage."):
-                out.add(node.module.split(".")[2])
-            elif node.level > 1 or (node.module or "").split(".")[0] == "modelhub":
-                out.add("<modelhub>")
-        elif isinstance(node, ast.Import):
-            for alias in node.names:
-                if alias.name.split(".")[0] == "modelhub":
-                    out.add(alias.name.split(".")[2] if alias.name.startswith("modelhub.storage.") else "<modelhub>")
-    return {m for m in out if m in MODULES or m == "<modelhub>"}
-
-
-def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
-    """Strongly connected components with more than one module, or a module importing itself (Tarjan)."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    on_stack: set[str] = set()
-    found: list[list[str]] = []
-
-    def visit(v: str) -> None:
-        index[v] = low[v] = len(index)
-        stack.append(v)
-        on_stack.add(v)
-        for w in sorted(graph.get(v, ())):
-            if w not in index:
-                visit(w)
-                low[v] = min(low[v], low[w])
-            elif w in on_stack:
-                low[v] = min(low[v], index[w])
-        if low[v] == index[v]:
-            component = []
-            while True:
-                w = stack.pop()
-                on_stack.discard(w)
-                component.append(w)
-                if w == v:
-                    break
-            if len(component) > 1 or v in graph.get(v, ()):
-                found.append(sorted(component))
-
-    for v in sorted(graph):
-        if v not in index:
-            visit(v)
-    return found
+def _storage_graph() -> tuple[dict[str, set[str]], list[str]]:
+    """(import edges between storage's modules, the imports that reach modelhub outside storage)."""
+    modules = package_modules(STORAGE, "modelhub.storage")
+    outside = sorted(f"{name} imports {target}" for name, path in modules.items()
+                     for target in imported_names(name, path)
+                     if target.split(".")[0] == "modelhub" and not target.startswith("modelhub.storage"))
+    return import_edges(modules), outside
 
 
 def test_no_storage_module_takes_part_in_an_import_cycle() -> None:
-    graph = {name: _storage_imports(STORAGE / f"{name}.py") for name in MODULES}
-    assert not any("<modelhub>" in deps for deps in graph.values()), graph
-    assert _cycles(graph) == []
+    edges, outside = _storage_graph()
+    assert outside == []
+    assert "modelhub.storage.segmented" in edges["modelhub.storage.tensors"], "the walk lost an import"
+    assert cycles(edges) == []
 
 
 def test_the_cycle_finder_finds_cycles() -> None:
-    assert _cycles({"codecs": {"segmented"}, "segmented": {"tensors"}, "tensors": {"codecs"}, "plan": set()}) == [
+    assert cycles({"codecs": {"segmented"}, "segmented": {"tensors"}, "tensors": {"codecs"}, "plan": set()}) == [
         ["codecs", "segmented", "tensors"]]
-    assert _cycles({"a": {"a"}}) == [["a"]]
-    assert _cycles({"a": {"b"}, "b": set()}) == []
+    assert cycles({"a": {"a"}}) == [["a"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
 
 
 def _raised_texts(path: Path) -> list[str]:

@@ -8,32 +8,20 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, Sequence
 
 from . import runs as run_queries
 from . import versions as version_queries
 from .runs import RunRow
+from .versions import MetricSeries, VersionRow
 
 
 @dataclass(frozen=True)
-class VersionListing:
-    id: str
-    model: str
-    seq: int
-    message: str
-    author: str
-    created_at: datetime
-    n_params: int
-    n_tensors: int
-    logical_bytes: int
-    parents: tuple[str, ...]
+class VersionListing(VersionRow):
+    """A version as the UI lists it: its ``versions`` row, parents, latest metrics and run."""
+    parents: tuple[str, ...] = ()
     metrics: dict[str, float] = field(default_factory=dict)   # latest value (highest step) of each series
     run: RunRow | None = None
-
-    @property
-    def ref(self) -> str:
-        return f"{self.model}@{self.seq}"
 
 
 @dataclass(frozen=True)
@@ -61,41 +49,27 @@ class Tensor:
 
 
 @dataclass(frozen=True)
-class MetricOverview:
-    name: str
-    n_points: int
-    last_step: int
-    last: float
-    min: float
-    max: float
-
-
-@dataclass(frozen=True)
 class VersionPage:
     version: VersionListing
     layers: tuple[Layer, ...]
     traced: bool | None
     tensors: tuple[Tensor, ...]
     hparams: dict
-    metrics: tuple[MetricOverview, ...]
+    metrics: tuple[MetricSeries, ...]
     files: tuple[tuple[str, int], ...]
     parents: tuple[tuple[str, str], ...]     # (id, ref)
     children: tuple[tuple[str, str], ...]
     snapshots: tuple[tuple[int, int | None], ...]   # (snap, step)
 
 
-_VCOLS = "v.id, v.model, v.seq, v.message, v.author, v.created_at, v.n_params, v.n_tensors, v.logical_bytes"
-
-
 def version_rows(con, ids: Sequence[str] | None = None) -> list[VersionListing]:
     """Versions (all, newest first; or those of ``ids`` in that order) with latest metrics and runs."""
     if ids is None:
-        rows = con.execute(f"SELECT {_VCOLS} FROM versions v ORDER BY v.created_at DESC, v.model, v.seq DESC").fetchall()
+        rows = version_queries.version_rows(con)
     else:
-        found = {r[0]: r for r in con.execute(
-            f"SELECT {_VCOLS} FROM versions v WHERE v.id IN (SELECT unnest(?))", [list(ids)]).fetchall()}
+        found = version_queries.versions_by_id(con, list(ids))
         rows = [found[i] for i in ids if i in found]
-    vids = [r[0] for r in rows]
+    vids = [v.id for v in rows]
     parents: dict[str, list[str]] = {}
     metrics: dict[str, dict[str, float]] = {}
     if vids:
@@ -108,13 +82,8 @@ def version_rows(con, ids: Sequence[str] | None = None) -> list[VersionListing]:
                 "GROUP BY version_id, name ORDER BY name", [vids]).fetchall():
             metrics.setdefault(vid, {})[name] = value
     runs = run_queries.runs_of_versions(con, vids) if run_queries.has_runs_table(con) else {}
-    return [_row(r, tuple(parents.get(r[0], ())), metrics.get(r[0], {}), runs.get(r[0])) for r in rows]
-
-
-def _row(r, parents, metrics, run) -> VersionListing:
-    return VersionListing(id=r[0], model=r[1], seq=int(r[2]), message=r[3], author=r[4], created_at=r[5],
-                      n_params=int(r[6]), n_tensors=int(r[7]), logical_bytes=int(r[8]), parents=parents,
-                      metrics=metrics, run=run)
+    return [VersionListing(**vars(v), parents=tuple(parents.get(v.id, ())), metrics=metrics.get(v.id, {}),
+                           run=runs.get(v.id)) for v in rows]
 
 
 def version_page(con, version_id: str) -> VersionPage:
@@ -133,9 +102,7 @@ def version_page(con, version_id: str) -> VersionPage:
         "JOIN tensor_data t USING (tensor_hash) WHERE s.version_id = ? AND s.snap = ? ORDER BY s.ord",
         [version_id, last]).fetchall())
     hparams = version_queries.hparams(con, version_id)
-    metrics = tuple(MetricOverview(r[0], int(r[1]), int(r[2]), r[3], r[4], r[5]) for r in con.execute(
-        "SELECT name, count(*), max(step), arg_max(value, step), min(value), max(value) FROM metrics "
-        "WHERE version_id = ? GROUP BY name ORDER BY name", [version_id]).fetchall())
+    metrics = tuple(version_queries.metric_series(con, version_id))
     files = tuple((p, int(s)) for p, s in con.execute(
         "SELECT path, size FROM files WHERE version_id = ? ORDER BY path", [version_id]).fetchall())
     parents = tuple((i, f"{m}@{s}") for i, m, s in con.execute(

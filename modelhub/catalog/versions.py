@@ -134,6 +134,12 @@ def version_rows(con: duckdb.DuckDBPyConnection, model: str | None = None) -> li
     return [_row(r) for r in rows]
 
 
+def versions_by_id(con: duckdb.DuckDBPyConnection, ids: list[str]) -> dict[str, VersionRow]:
+    """The versions of ``ids`` that exist, by id."""
+    return {r[0]: _row(r) for r in con.execute(
+        f"SELECT {_VERSION_COLS} FROM versions WHERE id IN (SELECT unnest(?))", [list(ids)]).fetchall()}
+
+
 def version_log(con: duckdb.DuckDBPyConnection,
                 model: str | None = None) -> list[tuple[VersionRow, tuple[str, ...], str | None]]:
     """Every version with its parents in order and the status of the run it was committed from

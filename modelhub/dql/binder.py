@@ -17,6 +17,7 @@ from . import plan as P
 from .errors import BindError, PlanError, suggestion
 from .parser import parse
 from .patterns import compile_pattern, literal_hint
+from .shown_columns import with_query_columns
 from .templates import bind_template
 from .vocabulary import Vocabulary
 
@@ -82,7 +83,10 @@ class _Binder:
 
     def query(self, q: A.Query) -> P.QueryPlan:
         if isinstance(q, A.SelectQuery):
-            return self.select(q)
+            plan = self.select(q)
+            # `select m` shows what it filters and orders on too (a query's own result, not a source's)
+            whole_model = len(q.items) == 1 and isinstance(q.items[0].value, A.Path) and not q.items[0].value.steps
+            return with_query_columns(plan) if whole_model else plan
         if isinstance(q, A.SliceQuery):
             return self.slice(q)
         if isinstance(q, A.ConstructQuery):

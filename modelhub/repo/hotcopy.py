@@ -37,7 +37,7 @@ import xxhash
 
 from ..errors import InputError
 from ..sizes import parse_size
-from ..storage.tensors import DTYPE_SIZES
+from ..storage.dtypes import DTYPE_SIZES
 
 if TYPE_CHECKING:
     import torch

@@ -13,7 +13,6 @@ import json
 from dataclasses import dataclass
 
 from ..catalog import objects as catalog_objects
-from ..storage import tensors as codec
 from . import tensorstore
 
 
@@ -41,6 +40,7 @@ def blob_columns(con) -> list[str]:
 
 
 def compute_liveness(con) -> Liveness:
+    from ..storage import tensors as codec  # numpy and zstandard: not for commands that only read the catalog
     manifests: dict[str, dict] = {}
     malformed: set[str] = set()
     for th, enc in tensorstore.tensor_encodings(con).items():

@@ -57,7 +57,7 @@ def remove(con: duckdb.DuckDBPyConnection, refs: list[str], *, model: bool = Fal
             shown = ", ".join(sorted(_refs(con, children).values())[:8])
             raise InputError(
                 f"cannot remove: {len(children)} other version(s) descend from it ({shown}); remove them too with "
-                "--recursive, or remove them first")
+                "`dlv rm -r` (--recursive; recursive=True in Python), or remove them first")
     names = _refs(con, ids)
     now = datetime.now(timezone.utc).replace(tzinfo=None)
     doomed = set(ids)

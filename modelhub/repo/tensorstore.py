@@ -22,8 +22,14 @@ from ..catalog import tensors as catalog_tensors
 from ..catalog.tensors import SnapshotTensor, TensorRow, TensorUse
 from ..errors import IntegrityError, ModelhubError
 from ..progress import NULL_PROGRESS, Progress
-from ..storage import tensors as codec
 from ..storage_boundary import BlobStore, MissingObjectError, corrupt_object, decode_tensor, encode_tensor
+
+
+def _codec():
+    """storage.tensors, imported on first use: it brings numpy and zstandard, which reading
+    the catalog (`dlv log`) must not pay for."""
+    from ..storage import tensors
+    return tensors
 
 
 def put_blob(con: duckdb.DuckDBPyConnection, store: BlobStore, data: bytes) -> str:
@@ -39,14 +45,14 @@ def store_tensors(con: duckdb.DuckDBPyConnection, store: BlobStore,
     already stored (a fine-tune's frozen tensors, an epoch snapshot's unchanged ones) and one
     statement per table lists the new ones: single-row inserts cost ~2 ms each in DuckDB, which
     was most of an evaluate commit."""
-    hashes = [codec.tensor_hash(raw, dtype, shape) for raw, dtype, shape in tensors]
+    hashes = [_codec().tensor_hash(raw, dtype, shape) for raw, dtype, shape in tensors]
     known = catalog_tensors.known_hashes(con, hashes)
     blobs: dict[str, int] = {}
     rows: list[TensorRow] = []
     for th, (raw, dtype, shape) in zip(hashes, tensors):
         if th in known:
             continue
-        encoded = encode_tensor(raw, dtype, shape, config=codec.commit_config())
+        encoded = encode_tensor(raw, dtype, shape, config=_codec().commit_config())
         for blob in encoded.blobs:
             blobs[store.put(blob)] = len(blob)   # fsynced and renamed before the rows below name it
         rows.append(TensorRow(th, dtype, json.dumps(list(shape)), len(raw),
@@ -119,7 +125,7 @@ def _decode_verified(store: BlobStore, tensor_hash: str, dtype: str, shape, nbyt
 
     try:
         raw = decode_tensor(encoding, lambda b: store.get(b, verify=False), nbytes, base=base)
-        if codec.tensor_hash(raw, dtype, shape) == tensor_hash:
+        if _codec().tensor_hash(raw, dtype, shape) == tensor_hash:
             return raw
     except MissingObjectError:
         raise
@@ -127,7 +133,7 @@ def _decode_verified(store: BlobStore, tensor_hash: str, dtype: str, shape, nbyt
         if failed_bases:
             raise
     raw = decode_tensor(encoding, store.get, nbytes, base=base)
-    if codec.tensor_hash(raw, dtype, shape) != tensor_hash:
+    if _codec().tensor_hash(raw, dtype, shape) != tensor_hash:
         raise corrupt_object(tensor_hash, "decoded tensor does not match its hash")
     return raw
 
@@ -190,7 +196,7 @@ def store_streamed(con: duckdb.DuckDBPyConnection, store: BlobStore, tensors: Se
     query for the ones already stored, then the new ones encoded and written in threads."""
     def hash_one(t: StreamedTensor) -> str:
         try:
-            return codec.tensor_hash(t.read(), t.dtype, list(t.shape))
+            return _codec().tensor_hash(t.read(), t.dtype, list(t.shape))
         finally:
             t.done()
 
@@ -208,7 +214,7 @@ def store_streamed(con: duckdb.DuckDBPyConnection, store: BlobStore, tensors: Se
         th, t = item
         try:
             raw = t.read()
-            encoded = encode_tensor(raw, t.dtype, list(t.shape), config=codec.commit_config())
+            encoded = encode_tensor(raw, t.dtype, list(t.shape), config=_codec().commit_config())
         finally:
             t.done()
         sizes = {store.put(blob): len(blob) for blob in encoded.blobs}  # durable before any row names them
@@ -243,7 +249,7 @@ class TensorReader:
             bases = set()
             for h in wanted:
                 try:
-                    base = codec.delta_base(found[h].manifest)
+                    base = _codec().delta_base(found[h].manifest)
                 except (ValueError, TypeError, AttributeError):
                     base = None  # a malformed row: decode() names it
                 if base is not None and base not in self.rows:
