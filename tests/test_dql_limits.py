@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from dqlref.reference import ReferenceCatalog, run_select
 from dqlref.synthetic import generate
+from modelhub.catalog.generation import bump_generation
 from modelhub.cli.exitcodes import exit_code_for
 from modelhub.dql import BindError, DQLSyntaxError, execute, parse, plan_text
 from modelhub.dql import executor
@@ -228,7 +229,9 @@ def test_metric_committed_after_vocabulary_load_does_not_fail_the_query(cat, tmp
     def commit_in_flight(con) -> None:
         calls.append(1)
         if len(calls) == 1:     # the first commit carrying the metric lands now
-            fake.con.cursor().execute("INSERT INTO metrics VALUES (?, 'fresh_metric', 1, 0.5)", [vid])
+            writer = fake.con.cursor()      # as a writer's commit does, it names a new catalog state
+            writer.execute("INSERT INTO metrics VALUES (?, 'fresh_metric', 1, 0.5)", [vid])
+            bump_generation(writer)
 
     monkeypatch.setattr(executor, "_vocabulary_loaded", commit_in_flight)
     res = execute('select m.id, m.metrics["fresh_metric"] as v where m.metrics["fresh_metric"] > 0', fake)
@@ -242,7 +245,9 @@ def test_vocabulary_and_rows_come_from_one_snapshot(cat, tmp_path, monkeypatch) 
     before = fake.con.execute("SELECT count(*) FROM metrics WHERE name = 'acc' AND value > 0.6").fetchone()[0]
 
     def commit_in_flight(con) -> None:     # rows committed after the vocabulary was read stay unseen
-        fake.con.cursor().execute("UPDATE metrics SET value = 0.99 WHERE name = 'acc'")
+        writer = fake.con.cursor()
+        writer.execute("UPDATE metrics SET value = 0.99 WHERE name = 'acc'")
+        bump_generation(writer)
 
     monkeypatch.setattr(executor, "_vocabulary_loaded", commit_in_flight)
     res = execute('select m.id where max(m.metrics["acc"]) > 0.6', fake)

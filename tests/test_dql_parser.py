@@ -164,3 +164,38 @@ def test_group_by_and_keep_per_dataset_parse() -> None:
     ev = parse('evaluate m from "q" vary config.lr in [0.1] keep top(5, m["loss"], 100) per dataset')
     assert ev.keep.per == "dataset"
     assert parse('evaluate m from "q" keep top(5, m["loss"], 100)').keep.per is None
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["+", "-", "*", "/"]), TERMS), min_size=1, max_size=6), TERMS,
+       st.booleans(), st.none() | st.sampled_from(["gain", "x"]))
+def test_arithmetic_in_a_select_list_parses_as_in_a_condition(rest, first, parens, alias) -> None:
+    expr = first + "".join(f" {op} {t}" for op, t in rest)
+    if parens:
+        expr = f"({expr})"
+    stmt = parse(f"select m.name, {expr}{f' as {alias}' if alias else ''} where m.seq > 0")
+    item = stmt.items[1]
+    assert item.alias == alias
+    assert A.dump(item.value).split("@")[0] == A.dump(parse(f"select m where {expr} > 0").where.left).split("@")[0]
+    assert isinstance(item.value, A.Arith)
+
+
+def test_having_parses_after_group_by_and_before_order_by() -> None:
+    stmt = parse('select m.name, count(m) as n group by m.name having count(m) > 2 and avg(m.metrics["acc"]) > 0.5 '
+                 'order by n desc limit 3')
+    assert isinstance(stmt.having, A.And) and stmt.limit == 3 and stmt.order[0].descending
+    assert parse("select count(m) having count(m) > 1").having is not None
+    assert parse("select m.name group by m.name").having is None
+    with pytest.raises(DQLSyntaxError, match="syntax error"):
+        parse("select m.name, count(m) having count(m) > 1 group by m.name")
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.sampled_from(["a", "b", "x1", "parent_v"]), st.sampled_from(["c", "child", "y"]),
+       st.booleans())
+def test_a_second_model_variable_parses_after_the_source(first, second, subquery) -> None:
+    source = f"(select m where m.seq > 1) as {first}" if subquery else first
+    stmt = parse(f"select {first}.name, {second}.name from {source}, {second} where {second}.parent == {first}.id")
+    assert stmt.join == second
+    assert (stmt.source.alias if subquery else stmt.source.var) == first
+    assert parse(f"select {first} from {source}").join is None

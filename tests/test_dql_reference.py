@@ -86,7 +86,46 @@ EXTENDED = [
     'group by m.hparams.optimizer, m.author order by n desc',
     'select count(m), min(m.creation_time), max(m.metrics["loss"]), avg(m.parent.metrics["loss"])',
     'select m.root, count(m) as family group by m.root order by family desc, m.root limit 10',
+    # arithmetic in select lists, `having`
+    'select m.name, m.seq, m.metrics["acc"] - m.parent.metrics["acc"] as gain where m.parent != null '
+    'order by gain desc, m.name, m.seq limit 30',
+    'select m.name, (m.metrics["acc"] - 0.5) * 100, m.hparams.lr * 10, m.n_params / 1000 as kparams '
+    'where m.metrics["acc"] > 0.6 order by kparams desc',
+    'select m.name, count(m) as n, avg(m.metrics["acc"]) as acc group by m.name '
+    'having count(m) >= 3 and avg(m.metrics["acc"]) > 0.5 order by n desc, m.name',
+    'select m.name, max(m.metrics["acc"]) - min(m.metrics["acc"]) as spread group by m.name '
+    'having spread > 0.2 or m.name like "lenet%" order by spread desc',
+    'select m.hparams.optimizer, count(m) group by m.hparams.optimizer having not count(m) between 10 and 20',
+    'select count(m), avg(m.depth) * 2 as d2 where m.seq > 1 having count(m) > 5',
 ]
+
+# joins of two model variables (`from a, b`), over a small catalog (the reference walks every pair)
+JOINS = [
+    'select a.name, a.seq, b.seq as child, b.metrics["acc"] - a.metrics["acc"] as gain from a, b '
+    'where b.parent == a.id and b.metrics["acc"] > a.metrics["acc"] order by gain desc limit 20',
+    'select a, b from a, b where a.name == b.name and a.seq + 1 == b.seq and b.hparams.lr < a.hparams.lr',
+    'select a.name, b.name, b.hparams.optimizer from a, b where b.parent == a.id and b.name != a.name '
+    'order by b.hparams.optimizer desc, b.name',
+    'select a.id, b.id from (select m where m["conv*"].next has POOL("MAX")) as a, b '
+    'where a.name like "alexnet%" and b.n_params < a.n_params / 2 and b.creation_time > a.creation_time limit 30',
+    'select a.name, b.name, b.parent from a, b where a.hparams.optimizer == b.hparams.optimizer '
+    'and a.metrics["acc"] - b.metrics["acc"] > 0.5 and not b.name matches "vgg.*" limit 25',
+]
+
+
+@pytest.fixture(scope="module")
+def small_catalog(tmp_path_factory):
+    from dqlref.synthetic import generate
+    return generate(tmp_path_factory.mktemp("joins"), 60, seed=3)
+
+
+@pytest.mark.parametrize("query", JOINS)
+def test_joins_match_reference(query, small_catalog) -> None:
+    with small_catalog.read() as con:
+        ref = ReferenceCatalog(con)
+    got = execute(query, small_catalog)
+    expected = run_select(ref, plan_text(query, small_catalog))
+    assert got.rows and _same([tuple(r) for r in got.rows], expected), (got.rows[:5], expected[:5])
 
 
 def _same(got: list[tuple], expected: list[tuple]) -> bool:

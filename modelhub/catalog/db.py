@@ -18,6 +18,7 @@ from typing import Iterator
 import duckdb
 
 from ..errors import CatalogCorruptError, CatalogError, DiskFullError, ModelhubError
+from .generation import bump_generation
 from .lock import repo_lock
 from .maintenance import RECOVERY_HINT, backup_due, backups_dir, take_backup
 from .schema import MIGRATIONS, SCHEMA_VERSION
@@ -89,6 +90,7 @@ class Catalog:
             committed = False
             try:
                 con.begin()
+                con.in_write_transaction = True
                 try:
                     yield con
                 except BaseException as exc:
@@ -100,6 +102,7 @@ class Catalog:
                         _raise_if_storage(exc, self.db_path)
                     raise
                 try:
+                    bump_generation(con)    # readers' caches key on it (generation.py)
                     con.commit()
                 except duckdb.Error as exc:
                     _reset_engine()
@@ -239,6 +242,9 @@ class _ScopeConnection:
 
     def __init__(self, con: duckdb.DuckDBPyConnection, alias: str) -> None:
         self._con, self._alias = con, alias
+        #: a write scope's transaction is open: a statement reading in it must not BEGIN its own
+        #: (DuckDB aborts the open transaction when a nested BEGIN fails)
+        self.in_write_transaction = False
 
     def __getattr__(self, name: str):
         return getattr(self._con, name)

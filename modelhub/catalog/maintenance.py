@@ -37,6 +37,7 @@ from pathlib import Path
 import duckdb
 
 from ..errors import CatalogCorruptError, CatalogError
+from .generation import bump_generation
 from .schema import MIGRATIONS, SCHEMA_VERSION
 
 DEFAULT_INTERVAL_S = 600.0
@@ -332,6 +333,7 @@ def _salvage(damaged: Path, out: Path) -> bool:
         for name in sorted(new):   # the schema has no foreign keys: any order
             quoted = '"' + name.replace('"', '""') + '"'
             con.execute(f"INSERT INTO main.{quoted} SELECT * FROM damaged.main.{quoted}")
+        bump_generation(con)    # the rows were rewritten: row ids moved (selection_cache.py joins by them)
         con.execute("COMMIT")
         con.execute("DETACH damaged")
         con.execute("CHECKPOINT")

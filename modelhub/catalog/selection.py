@@ -14,6 +14,7 @@ from typing import Any, Iterator
 import duckdb
 
 from . import selection_terms as T
+from .selection_cache import DerivedRelations
 from .selection_sql import graph_prefilter_sql, ids_sql, rows_sql
 
 
@@ -24,6 +25,9 @@ def read_snapshot(con: duckdb.DuckDBPyConnection) -> Iterator[bool]:
     returns come from one snapshot of the catalog (inside a write scope, whose transaction is
     already open, that transaction is the snapshot). Yields whether the transaction is the
     statement's own (only then can :func:`renew_snapshot` move it forward)."""
+    if getattr(con, "in_write_transaction", False):
+        yield False     # a failed BEGIN would abort the writer's transaction: do not try one
+        return
     try:
         con.execute("BEGIN TRANSACTION")
     except duckdb.TransactionException:
@@ -45,25 +49,31 @@ def renew_snapshot(con: duckdb.DuckDBPyConnection) -> None:
 
 
 # ---- running a selection ----------------------------------------------------------------
-def select_rows(con: duckdb.DuckDBPyConnection, selection: T.Selection) -> list[tuple]:
-    """The selection's rows, one value per column; hyperparameters decoded from their JSON."""
-    q = rows_sql(selection)
+def select_rows(con: duckdb.DuckDBPyConnection, selection: T.Selection,
+                derived: DerivedRelations | None = None) -> list[tuple]:
+    """The selection's rows, one value per column; hyperparameters decoded from their JSON.
+    ``derived``: relations kept for the catalog state ``con`` reads (selection_cache.py)."""
+    q = rows_sql(selection, derived)
     decode = [isinstance(c, T.HParamValue) or isinstance(c, T.RelatedTerm) and isinstance(c.value, T.HParamValue)
               for c in selection.columns]
-    return [tuple(json.loads(v) if d and v is not None else v for v, d in zip(r, decode))
-            for r in con.execute(q.sql, q.params).fetchall()]
+    rows = con.execute(q.sql, q.params).fetchall()
+    if not any(decode):
+        return rows
+    return [tuple(json.loads(v) if d and v is not None else v for v, d in zip(r, decode)) for r in rows]
 
 
-def select_ids(con: duckdb.DuckDBPyConnection, selection: T.Selection) -> list[str]:
+def select_ids(con: duckdb.DuckDBPyConnection, selection: T.Selection,
+               derived: DerivedRelations | None = None) -> list[str]:
     """The ids of the selected versions, in the selection's order."""
-    q = ids_sql(selection)
+    q = ids_sql(selection, derived)
     return [r[0] for r in con.execute(q.sql, q.params).fetchall()]
 
 
-def candidate_graph_hashes(con: duckdb.DuckDBPyConnection, selection: T.Selection) -> list[str]:
+def candidate_graph_hashes(con: duckdb.DuckDBPyConnection, selection: T.Selection,
+                           derived: DerivedRelations | None = None) -> list[str]:
     """Graphs of the versions that pass the graph-free conjuncts of the selection: the only
     graphs a structural predicate of it needs to be evaluated over."""
-    q = graph_prefilter_sql(selection)
+    q = graph_prefilter_sql(selection, derived)
     return [r[0] for r in con.execute(q.sql, q.params).fetchall()]
 
 

@@ -9,9 +9,12 @@ is stable: golden files compare it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import selection_terms as T
+
+if TYPE_CHECKING:
+    from .selection_cache import DerivedRelations
 
 #: version fields that are columns of `versions` (of the selected version or a related one)
 _COLUMN_SQL = {
@@ -32,7 +35,7 @@ _ANCESTORS_SQL = (
     "SELECT a.version_id, p.parent_id, a.d + 1 FROM anc a JOIN version_parents p ON p.version_id = a.anc_id) "
     "SELECT version_id, list(anc_id ORDER BY d, anc_id) AS ids FROM (SELECT version_id, anc_id, min(d) AS d "
     "FROM anc GROUP BY version_id, anc_id) GROUP BY version_id)")
-_RELATED_ALIAS = {T.Relation.PARENT: "pv", T.Relation.ROOT: "rv"}
+_RELATED_ALIAS = {T.Relation.PARENT: "pv", T.Relation.ROOT: "rv", T.Relation.JOINED: "jv"}
 
 # NaN (a diverged run) is "no usable value": NULL for the latest value, skipped by max/min.
 # DuckDB would otherwise order NaN above every number, so `> 0.65` would match it.
@@ -56,6 +59,8 @@ class _Params:
     so every name in one statement is distinct)."""
     values: dict[str, Any] = field(default_factory=dict)
     counter: int = 0
+    #: relations computed once per catalog state (selection_cache.py); None: compute inline
+    derived: "DerivedRelations | None" = None
 
     def param(self, value: Any) -> str:
         name = f"p{self.counter}"
@@ -68,23 +73,44 @@ class _Params:
         return f"{prefix}{self.counter}"
 
 
-def rows_sql(selection: T.Selection) -> CompiledQuery:
-    """The selection's output columns (``c0, c1 ...``), in order."""
-    params = _Params()
+def rows_sql(selection: T.Selection, derived: "DerivedRelations | None" = None) -> CompiledQuery:
+    """The selection's output columns (``c0, c1 ...``), in order. With ``derived``, metric values
+    and structural predicates are joined from relations kept for the catalog state (the same
+    rows; explain shows the SQL without them)."""
+    params = _Params(derived=derived)
     return CompiledQuery(_compile(selection, params, "rows"), params.values)
 
 
-def ids_sql(selection: T.Selection) -> CompiledQuery:
+def ids_sql(selection: T.Selection, derived: "DerivedRelations | None" = None) -> CompiledQuery:
     """The ids of the selected versions, in order."""
-    params = _Params()
+    params = _Params(derived=derived)
     return CompiledQuery(_compile(selection, params, "ids"), params.values)
 
 
-def graph_prefilter_sql(selection: T.Selection) -> CompiledQuery:
+def graph_prefilter_sql(selection: T.Selection, derived: "DerivedRelations | None" = None) -> CompiledQuery:
     """The distinct graph hashes of versions passing the conjuncts of ``where`` that hold no
     graph match: only those graphs need a structural predicate evaluated over them."""
-    params = _Params()
+    params = _Params(derived=derived)
     return CompiledQuery(_compile(selection, params, "graphs"), params.values)
+
+
+def _metric_sql(params: _Params, name: str, aggregate: T.Aggregate) -> str:
+    """Each version's value of a metric series (version_id, val)."""
+    return (f"SELECT version_id, {_AGGREGATE_SQL[aggregate]} AS val FROM metrics WHERE name = "
+            f"{params.param(name)} GROUP BY version_id")
+
+
+def _derived_metric(derived: "DerivedRelations", name: str, aggregate: T.Aggregate) -> str | None:
+    own = _Params()
+    sql = (f"SELECT v.rowid AS rid, mt.val FROM versions v JOIN ({_metric_sql(own, name, aggregate)}) mt "
+           "ON mt.version_id = v.id WHERE mt.val IS NOT NULL")
+    return derived.metric(name, aggregate, sql, own.values)
+
+
+def _derived_structure(derived: "DerivedRelations", term: T.GraphStructureTerm) -> str | None:
+    own = _Params()
+    test = _Scope(own).graph_structure(term)
+    return derived.structure(term, f"SELECT v.rowid AS rid FROM versions v WHERE coalesce({test}, false)", own.values)
 
 
 class _Scope:
@@ -102,13 +128,16 @@ class _Scope:
         if kind == "graphs":
             alias = "g" if subj == "v" else f"g_{subj}"
             sql = f"LEFT JOIN graphs {alias} ON {alias}.graph_hash = {subj}.graph_hash"
-        elif kind == "parent":
-            alias = "par"
-            sql = f"LEFT JOIN {_FIRST_PARENT_SQL} par ON par.version_id = v.id"
+        elif kind == "parent":      # of the version, or of the other version of a pair (key ("parent", "jv"))
+            subj = key[1] if len(key) > 1 else "v"
+            alias = "par" if subj == "v" else f"par_{subj}"
+            sql = f"LEFT JOIN {_FIRST_PARENT_SQL} {alias} ON {alias}.version_id = {subj}.id"
         elif kind == "lineage":
             alias, sql = "lin", f"LEFT JOIN {_LINEAGE_SQL} lin ON lin.version_id = v.id"
         elif kind == "ancestors":
             alias, sql = "an", f"LEFT JOIN {_ANCESTORS_SQL} an ON an.version_id = v.id"
+        elif kind == "related" and key[1] is T.Relation.JOINED:
+            alias, sql = "jv", "CROSS JOIN versions jv"     # the where clause relates the pair
         elif kind == "related":
             alias = _RELATED_ALIAS[key[1]]
             ref = "par.parent_id" if key[1] is T.Relation.PARENT else "lin.root_id"
@@ -118,10 +147,12 @@ class _Scope:
             alias = self.params.alias("hp")
             sql = (f"LEFT JOIN (SELECT version_id, value_json, value_num, value_str FROM hparams "
                    f"WHERE key = {self.params.param(key[1])}) {alias} ON {alias}.version_id = {subj}.id")
+        elif kind == "metric" and (rel := self._derived_metric(key[1], key[2])) is not None:
+            alias = self.params.alias("mt")
+            sql = f"LEFT JOIN {rel} {alias} ON {alias}.rid = {subj}.rowid"
         elif kind == "metric":
             alias = self.params.alias("mt")
-            sql = (f"LEFT JOIN (SELECT version_id, {_AGGREGATE_SQL[key[2]]} AS val FROM metrics WHERE name = "
-                   f"{self.params.param(key[1])} GROUP BY version_id) {alias} ON {alias}.version_id = {subj}.id")
+            sql = f"LEFT JOIN ({_metric_sql(self.params, key[1], key[2])}) {alias} ON {alias}.version_id = {subj}.id"
         elif kind == "count":
             alias = self.params.alias("lc")
             sql = (f"LEFT JOIN (SELECT graph_hash, count(*) AS c FROM graph_nodes WHERE "
@@ -133,6 +164,9 @@ class _Scope:
         self.joins[key] = (alias, sql)
         return alias
 
+    def _derived_metric(self, name: str, aggregate: T.Aggregate) -> str | None:
+        return None if self.params.derived is None else _derived_metric(self.params.derived, name, aggregate)
+
     # -- values ---------------------------------------------------------------------
     def field(self, name: str, subj: str = "v") -> str:
         if name in _COLUMN_SQL:
@@ -141,6 +175,8 @@ class _Scope:
             return f"{self.join(('graphs', subj))}.n_layers"
         if name == "run_status":  # finished | failed for a version a run committed, else NULL
             return f"(SELECT min(r.status) FROM runs r WHERE r.version_id = {subj}.id)"
+        if name == "parent" and subj == "jv":
+            return f"{self.join(('parent', 'jv'))}.parent_id"
         if subj != "v":  # pragma: no cover - DQL binds one level of relation only
             raise AssertionError(f"{name} of a related version")
         if name == "parent":
@@ -226,6 +262,9 @@ class _Scope:
         graph at once, so no graph is read into Python."""
         if not c.ops:       # no operation in the catalog fits the template
             return "(CASE WHEN v.graph_hash IS NULL THEN NULL ELSE false END)"
+        rel = None if self.params.derived is None else _derived_structure(self.params.derived, c)
+        if rel is not None:
+            return f"(CASE WHEN v.graph_hash IS NULL THEN NULL ELSE v.rowid IN (SELECT rid FROM {rel}) END)"
         kinds, rx = self.params.param(list(T.OPERATION_KINDS)), self.params.param(c.name_regex)
         ops = self.params.param(list(c.ops))
         joins, cur = [], "n0"
@@ -360,6 +399,10 @@ def _compile(sel: T.Selection, params: _Params, mode: str) -> str:
     scope = _Scope(params)
     where: list[str] = []
     group_sql = ""
+    if sel.join:
+        if mode != "rows":  # pragma: no cover - DQL refuses a join as a source
+            raise AssertionError("a join selects pairs, not versions")
+        scope.join(("related", T.Relation.JOINED))
     if sel.within is not None:
         where.append(f"v.id IN ({_compile(sel.within, params, 'ids')})")
     if mode == "graphs":
@@ -383,8 +426,10 @@ def _compile(sel: T.Selection, params: _Params, mode: str) -> str:
             keys = [scope.value(k) for k in sel.group_by]
             terms += [f"{k} ASC NULLS LAST" for k in keys]
             group_sql = (" GROUP BY " + ", ".join(keys)) if keys else ""
+            if sel.having is not None:
+                group_sql += " HAVING " + scope.cond(sel.having)
         else:
-            terms += ["v.model ASC", "v.seq ASC"]
+            terms += ["v.model ASC", "v.seq ASC"] + (["jv.model ASC", "jv.seq ASC"] if sel.join else [])
         order_sql = (" ORDER BY " + ", ".join(terms)) if terms else ""
         limit_sql = f" LIMIT {params.param(sel.limit)}" if sel.limit is not None else ""
     joins = " ".join(sql for _, sql in scope.joins.values())

@@ -62,10 +62,12 @@ class VersionAggregate(_Word):
 
 
 class Relation(_Word):
-    """A version related to the selected one: its first ``PARENT``, or the ``ROOT`` of its
-    first-parent chain (itself when it has no parent)."""
+    """A version related to the selected one: its first ``PARENT``, the ``ROOT`` of its
+    first-parent chain (itself when it has no parent), or the other version of a pair
+    (``JOINED``: a selection with ``join`` ranges over pairs of versions)."""
     PARENT = "parent"
     ROOT = "root"
+    JOINED = "join"
 
 
 class Comparator(_Word):
@@ -283,3 +285,5 @@ class Selection:
     within: "Selection | None" = None
     group_by: tuple[Value, ...] = ()    # with aggregate columns: one row per group
     aggregate: bool = False             # rows are groups (the whole selection when no group_by)
+    having: Condition | None = None     # with aggregate: the groups kept (over aggregates and group keys)
+    join: bool = False                  # rows are pairs: each version with every version (RelatedTerm JOINED)

@@ -213,7 +213,7 @@ Source = Union[SourceAll, SourceSubquery, SourceSaved]
 
 @dataclass(frozen=True)
 class SelectItem:
-    value: Value
+    value: "Operand"            # a value, or arithmetic over values and numbers
     alias: str | None
     span: Span
 
@@ -234,6 +234,8 @@ class SelectQuery:
     limit: int | None
     span: Span
     group: tuple[Value, ...] = ()       # `group by`: one row per group, aggregates over its versions
+    having: "Condition | None" = None   # `having`: which groups are kept (over aggregates and group keys)
+    join: str | None = None             # `from a, b`: the second model variable (over all versions)
 
 
 @dataclass(frozen=True)

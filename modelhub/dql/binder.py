@@ -8,6 +8,7 @@ queries over a fresh repository bind (and return nothing).
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -66,6 +67,8 @@ class _Binder:
         self.next_pred = 1
         self.saved_stack: list[str] = []
         self.grouping = False       # binding the columns of a select with aggregates over versions
+        self.result_columns: dict[str, P.BoundValue] = {}   # binding `having`: result columns by name
+        self.joined_var: str | None = None  # binding a join (`from a, b`): the second variable
 
     # -- statements -----------------------------------------------------------------
     def statement(self, stmt: A.Statement) -> P.StatementPlan:
@@ -91,18 +94,52 @@ class _Binder:
         return self.evaluate(q)
 
     def select(self, q: A.SelectQuery) -> P.SelectPlan:
+        if q.join is not None:
+            return self._joined(q)
         head_var = self._head_var(q.items)
         source, var = self.source(q.source, head_var)
         if head_var != var:
             raise BindError(f"select names {head_var} but the source binds {var}; write select {var} ...")
+        return self._select(q, source, var)
+
+    def _joined(self, q: A.SelectQuery) -> P.SelectPlan:
+        """`select ... from a, b where ...`: pairs of versions; b's values bind as related values."""
+        if isinstance(q.source, A.SourceAll):
+            var = q.source.var
+        elif getattr(q.source, "alias", None):
+            var = q.source.alias
+        else:
+            raise BindError(f"from (...), {q.join}: name the first variable, e.g. from (select m ...) as a, {q.join}")
+        if q.join == var:
+            raise BindError(f"from {var}, {q.join}: the two model variables need different names")
+        if q.group or q.having is not None or any(_aggregates_versions(i.value) for i in q.items):
+            raise BindError(f"from {var}, {q.join}: a join returns pairs of versions; aggregates over them "
+                            "are not supported yet (group the versions of one variable instead)")
+        roots = {r for i in q.items for r in _roots(i.value)}
+        if not roots <= {var, q.join}:
+            raise BindError(f"select names {', '.join(sorted(roots - {var, q.join}))}; this join calls its "
+                            f"model variables {var} and {q.join}")
+        source, _ = self.source(q.source, var)
+        outer, self.joined_var = self.joined_var, q.join
+        try:
+            return replace(self._select(q, source, var), join_var=q.join)
+        finally:
+            self.joined_var = outer
+
+    def _select(self, q: A.SelectQuery, source: P.Source, var: str) -> P.SelectPlan:
         cond = self.condition(q.where, var) if q.where is not None else None
-        grouping = bool(q.group) or any(_aggregates_versions(i.value) for i in q.items)
+        grouping = bool(q.group) or q.having is not None or any(_aggregates_versions(i.value) for i in q.items)
         outer, self.grouping = self.grouping, grouping
         try:
             group = tuple(self.value(g, var) for g in q.group)
             columns: list[P.OutputColumn] = []
             for item in q.items:
-                if isinstance(item.value, A.Path) and not item.value.steps:
+                if isinstance(item.value, A.Path) and not item.value.steps and item.value.root == self.joined_var:
+                    if item.alias:
+                        raise BindError(f"`{item.value.root} as {item.alias}`: a whole model cannot be renamed")
+                    columns += [P.OutputColumn(f"{self.joined_var}.{c}", P.BoundRelated(
+                        "join", P.Prop(*PROPERTIES[c]), self.joined_var)) for c in DEFAULT_COLUMNS]
+                elif isinstance(item.value, A.Path) and not item.value.steps:
                     if grouping:
                         raise BindError(f"select {var} with aggregates: name the columns, e.g. select {var}.name, "
                                         f"count({var}) ... group by {var}.name")
@@ -111,15 +148,26 @@ class _Binder:
                                         "alias a property instead, e.g. m.name as model")
                     columns += [P.OutputColumn(c, P.Prop(*PROPERTIES[c])) for c in DEFAULT_COLUMNS]
                 else:
-                    value = self.value(item.value, var)
+                    value = self.operand(item.value, var)
                     if grouping:
                         _check_grouped(value, group, item.value, var)
-                    columns.append(P.OutputColumn(item.alias or _column_name(item.value), value))
+                    name = _column_name(item.value)
+                    if isinstance(item.value, A.Path) and item.value.root == self.joined_var:
+                        name = f"{self.joined_var}.{name}"      # `select a.name, b.name` -> name, b.name
+                    columns.append(P.OutputColumn(item.alias or name, value))
             names = [c.name for c in columns]
             dup = {n for n in names if names.count(n) > 1}
             if dup:
                 raise BindError(f"duplicate result column {sorted(dup)[0]!r}; give one of them an alias with `as`")
             aliases = {c.name: c.value for c in columns}
+            having = None
+            if q.having is not None:    # it may name result columns: `having spread > 0.1`
+                self.result_columns = aliases
+                try:
+                    having = self.condition(q.having, var)
+                finally:
+                    self.result_columns = {}
+                _check_having(having, group, var)
             order = []
             for o in q.order:
                 value = self._order_value(o.value, var, aliases)
@@ -131,12 +179,15 @@ class _Binder:
         if q.limit is not None and not 0 <= q.limit <= INT_MAX:
             raise BindError(f"limit {q.limit}: the limit must be an integer from 0 to {INT_MAX}; "
                             "leave out the limit clause to get every row")
-        return P.SelectPlan(var, source, cond, tuple(columns), tuple(order), q.limit, group, grouping)
+        return P.SelectPlan(var, source, cond, tuple(columns), tuple(order), q.limit, group, grouping, having)
 
     def _head_var(self, items: tuple[A.SelectItem, ...]) -> str:
-        roots = {(i.value.root if isinstance(i.value, A.Path) else i.value.arg.root) for i in items}
+        roots = {r for i in items for r in _roots(i.value)}
         if len(roots) > 1:
             raise BindError(f"a select names one model variable; found {', '.join(sorted(roots))}")
+        if not roots:
+            raise BindError("a select names its model variable in some column, e.g. select m.name, "
+                            'm.metrics["acc"] * 100 as pct')
         return roots.pop()
 
     def _order_value(self, v: A.Value, var: str, aliases: dict) -> P.BoundValue:
@@ -154,9 +205,7 @@ class _Binder:
             return P.AllVersions(), src.var
         if isinstance(src, A.SourceSubquery):
             inner = self.select(src.query)
-            if inner.aggregate:
-                raise BindError("a query with aggregates (count, avg, group by) returns groups, not versions, "
-                                "so it cannot be a source; select the versions in the sub-query instead")
+            _check_source(inner)
             return P.SubquerySource(inner, "subquery"), src.alias or default_var
         # saved query
         name = src.name
@@ -178,6 +227,7 @@ class _Binder:
             inner = self.select(stmt)
         finally:
             self.saved_stack.pop()
+        _check_source(inner)
         return P.SubquerySource(inner, f'saved query "{name}"'), src.alias or default_var
 
     def slice(self, q: A.SliceQuery) -> P.SlicePlan:
@@ -456,6 +506,10 @@ class _Binder:
 
     # -- values ---------------------------------------------------------------------
     def value(self, v: A.Value, var: str) -> P.BoundValue:
+        if isinstance(v, A.Path) and not v.steps and v.root != var and v.root in self.result_columns:
+            return self.result_columns[v.root]
+        if isinstance(v, A.Path) and v.root == self.joined_var and v.root != var:
+            return self._joined_value(v, var)
         if isinstance(v, A.Call) and self.grouping and v.func.lower() in GROUP_FUNCTIONS:
             func = v.func.lower()
             if func == "count" and not v.arg.steps:
@@ -525,6 +579,19 @@ class _Binder:
         raise BindError(f"unknown property {v.root}.{first.name}: "
                         f"{suggestion(first.name, [*PROPERTIES, 'hparams', 'metrics', 'ancestors'], 'properties')}")
 
+    def _joined_value(self, v: A.Path, var: str) -> P.BoundValue:
+        """``b.X`` of a join: X of the paired version (properties, its first parent, hyperparameters,
+        latest metric values; no lineage beyond the parent id, no layers)."""
+        if not v.steps:
+            raise BindError(f"{v.root} is a whole model; use a property such as {v.root}.name or {v.root}.id")
+        inner = self.value(A.Path(var, v.steps, v.span), var)
+        if isinstance(inner, (P.BoundRelated, P.BoundAncestors, P.LayerCount)) or (
+                isinstance(inner, P.Prop) and inner.name in ("root", "depth")):
+            raise BindError(f"{v.text()}: the joined variable {v.root} reaches its properties, its parent id, "
+                            f"hyperparameters and metrics; relate it to {var} in the where clause instead "
+                            f"(e.g. {v.root}.parent == {var}.id)")
+        return P.BoundRelated("join", inner, v.root)
+
     def selector(self, p: A.Path, var: str, module_prefixes: bool = False) -> P.LayerSelector:
         self._check_root(p, var)
         if not p.steps or not isinstance(p.steps[0], A.Subscript):
@@ -549,6 +616,9 @@ class _Binder:
         return P.LayerSelector(pattern, tuple(moves))
 
     def _check_root(self, p: A.Path, var: str) -> None:
+        if p.root != var and p.root == self.joined_var:
+            raise BindError(f"{p.text()}: layers, counts and aggregates are read from {var}, the first variable "
+                            f"of the join; {p.root} reaches its properties, hyperparameters and metrics")
         if p.root != var:
             hint = (f" ({p.root} is a model name: in `evaluate {var} from {p.root}` its versions are {var})"
                     if p.root in self.vocab.models else "")
@@ -556,20 +626,64 @@ class _Binder:
                             f"this query calls the model {var}{hint}")
 
 
-def _aggregates_versions(v: A.Value) -> bool:
+def _check_source(inner: P.SelectPlan) -> None:
+    """A source gives versions: not groups, not pairs."""
+    if inner.aggregate:
+        raise BindError("a query with aggregates (count, avg, group by) returns groups, not versions, "
+                        "so it cannot be a source; select the versions in the sub-query instead")
+    if inner.join_var is not None:
+        raise BindError(f"a join (from {inner.var}, {inner.join_var}) returns pairs of versions, so it cannot be "
+                        "a source; select the versions of one variable in the sub-query instead")
+
+
+def _roots(o: A.Operand) -> set[str]:
+    """The model variables an output column names."""
+    if isinstance(o, A.Arith):
+        return _roots(o.left) | _roots(o.right)
+    if isinstance(o, A.Literal):
+        return set()
+    return {o.root if isinstance(o, A.Path) else o.arg.root}
+
+
+def _aggregates_versions(v: A.Operand) -> bool:
     """`count(m)`, `avg(...)`, `sum(...)`: a select with one of these returns groups."""
+    if isinstance(v, A.Arith):
+        return _aggregates_versions(v.left) or _aggregates_versions(v.right)
     if not isinstance(v, A.Call):
         return False
     func = v.func.lower()
     return func in ("avg", "sum") or (func == "count" and not v.arg.steps)
 
 
-def _check_grouped(value: P.BoundValue, group: tuple[P.BoundValue, ...], text: A.Value, var: str) -> None:
+def _check_grouped(value: P.BoundValue, group: tuple[P.BoundValue, ...], text: A.Operand, var: str) -> None:
     if isinstance(value, P.GroupAggregate) or value in group or isinstance(value, P.Const):
+        return
+    if isinstance(value, P.BoundArith):     # each side by itself: `max(...) - min(...)`
+        _check_grouped(value.left, group, text.left if isinstance(text, A.Arith) else text, var)
+        _check_grouped(value.right, group, text.right if isinstance(text, A.Arith) else text, var)
         return
     shown = text.text() if isinstance(text, A.Path) else _column_name(text)
     raise BindError(f"{shown} is neither grouped nor aggregated: add it to `group by` or aggregate it "
                     f"(count({var}), min, max, avg, sum)")
+
+
+def _check_having(cond: P.BoundCond, group: tuple[P.BoundValue, ...], var: str) -> None:
+    """`having` keeps groups: it may read aggregates and group keys, not a version's values,
+    and no graph or lineage test (those are about one version; put them in `where`)."""
+    if isinstance(cond, (P.AndP, P.OrP)):
+        for item in cond.items:
+            _check_having(item, group, var)
+        return
+    if isinstance(cond, P.NotP):
+        _check_having(cond.operand, group, var)
+        return
+    if isinstance(cond, (P.GraphP, P.LineageP)):
+        raise BindError("having keeps or drops groups, and a graph or lineage test is about one version: "
+                        "move it to the where clause")
+    values = {P.Compare: ("left", "right"), P.BetweenP: ("value", "low", "high")}.get(type(cond), ("value",))
+    for name in values:
+        value = getattr(cond, name)
+        _check_grouped(value, group, A.Path(P.value_text(value, var), (), A.Span(0, 0, 0, 0)), var)
 
 
 def _restricting(preds: list[P.GraphPredicate], sel: P.LayerSelector) -> tuple[P.GraphPredicate, ...]:
@@ -637,7 +751,12 @@ def _single_key(v: A.Path, field: str, example: str) -> str:
 
 
 
-def _column_name(v: A.Value) -> str:
+def _column_name(v: A.Operand) -> str:
+    if isinstance(v, A.Arith):      # nested arithmetic in parentheses: `(a - b) * c`
+        left, right = (f"({_column_name(x)})" if isinstance(x, A.Arith) else _column_name(x) for x in (v.left, v.right))
+        return f"{left} {v.op} {right}"
+    if isinstance(v, A.Literal):
+        return "null" if v.value is None else str(v.value).lower() if isinstance(v.value, bool) else repr(v.value)
     if isinstance(v, A.Call):
         return f"{v.func.lower()}({_column_name(v.arg)})"
     parts = []

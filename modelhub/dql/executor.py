@@ -13,7 +13,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
+from ..catalog.generation import catalog_generation
 from ..catalog.saved_queries import save_query
+from ..catalog.selection_cache import DerivedRelations
 from ..catalog.selection import (candidate_graph_hashes, derived_versions, read_snapshot, renew_snapshot,
                                  select_ids, select_rows, version_graphs, version_hparam)
 from ..engine.spec import ORIGIN_EVALUATE, ORIGIN_KEY, Candidate, EvaluateSpec, KeepRule
@@ -27,6 +29,7 @@ from .graphops import construct_graph, slice_graph
 from .lowering import GraphSets, to_selection
 from .parser import parse
 from .result import DerivedGraph, QueryResult, ResultKind
+from .statecache import PLANS, VOCABULARIES
 from .vocabulary import Vocabulary
 
 #: progress messages of a long statement (`evaluate`), one line each
@@ -44,30 +47,53 @@ def plan_text(text: str, catalog) -> P.StatementPlan:
     """Parse and bind ``text`` against ``catalog`` (no execution)."""
     stmt = parse(text)
     with catalog.read() as con, read_snapshot(con) as own:
-        return _bind(stmt, con, text, own)
+        return _bind(stmt, con, text, own, _generation(con, own))[0]
 
 
 def _vocabulary_loaded(con) -> None:
     """Hook between loading the vocabulary and binding (tests interleave a commit here)."""
 
 
-def _bind(stmt, con, text: str, own: bool) -> P.StatementPlan:
+def _bind(stmt, con, text: str, own: bool, generation: str | None = None) -> tuple[P.StatementPlan, str | None]:
     """Bind against the vocabulary of the snapshot ``con`` reads. A name the vocabulary lacks may
     belong to a commit that landed while it loaded: the check is repeated on a fresh snapshot
-    before the query fails (the caller's snapshot, when ``own``, is then that fresh one)."""
+    before the query fails (the caller's snapshot, when ``own``, is then that fresh one).
+
+    In its own snapshot a statement reuses the vocabulary and the plan bound for the same
+    catalog state (statecache.py); inside a writer's transaction it cannot, since the token
+    names the state before that transaction's own writes. Returns the plan and the token of the
+    state it was bound against (the snapshot's state from then on)."""
     try:
-        vocab = Vocabulary.load(con)
-        _vocabulary_loaded(con)
-        return bind(stmt, vocab, text)
+        return _bind_cached(stmt, con, text, generation, first=True), generation
     except BindError as exc:
         if not (exc.unknown_name and own):
             raise       # a misuse, or inside a writer's transaction: there is nothing newer to see
         renew_snapshot(con)
-        vocab = Vocabulary.load(con)
-        return bind(stmt, vocab, text)
+        generation = _generation(con, own)
+        return _bind_cached(stmt, con, text, generation, first=False), generation
     except RecursionError:  # pragma: no cover - the parser bounds nesting; a safety net
         raise DQLSyntaxError("the query is nested too deeply to bind; write `not not x` as x and long "
                              "chains without parentheses (docs/DQL.md, Limits)") from None
+
+
+def _generation(con, own: bool) -> str | None:
+    """The token of the state a statement's own snapshot reads (None inside a writer's transaction,
+    where it would name the state before that transaction's writes, or when there is none)."""
+    return catalog_generation(con) if own else None
+
+
+def _bind_cached(stmt, con, text: str, generation: str | None, *, first: bool) -> P.StatementPlan:
+    """Bind, reusing the vocabulary and plan of state ``generation`` when there is one;
+    ``first``: the first attempt (the test hook runs between vocabulary and binding)."""
+    def bind_fresh() -> P.StatementPlan:
+        vocab = (Vocabulary.load(con) if generation is None
+                 else VOCABULARIES.get_or_make(generation, lambda: Vocabulary.load(con)))
+        if first:
+            _vocabulary_loaded(con)
+        return bind(stmt, vocab, text)
+    if generation is None:
+        return bind_fresh()
+    return PLANS.get_or_make((generation, text), bind_fresh)
 
 
 def execute(text: str, catalog, *, evaluate: EvaluateRunner | None = None, progress: Progress | None = None,
@@ -82,10 +108,11 @@ def execute(text: str, catalog, *, evaluate: EvaluateRunner | None = None, progr
     (by default that version is skipped and listed in ``result.skipped``)."""
     stmt = parse(text)
     with catalog.read() as con, read_snapshot(con) as own:
-        plan = _bind(stmt, con, text, own)
+        plan, generation = _bind(stmt, con, text, own, _generation(con, own))
         if not isinstance(plan, (P.SavePlan, P.EvaluatePlan)):
+            relations = DerivedRelations(con, generation) if generation is not None else None
             try:
-                return run_statement(con, plan, all_or_nothing=all_or_nothing)
+                return run_statement(con, plan, all_or_nothing=all_or_nothing, relations=relations)
             except RecursionError:  # pragma: no cover - the parser bounds nesting; a safety net
                 raise ExecutionError("the query is nested too deeply to run; write `not not x` as x and "
                                      "long chains without parentheses (docs/DQL.md, Limits)") from None
@@ -119,17 +146,19 @@ def execute(text: str, catalog, *, evaluate: EvaluateRunner | None = None, progr
     return evaluate(spec, progress)
 
 
-def run_statement(con, plan: P.StatementPlan, *, all_or_nothing: bool = False) -> QueryResult:
-    """Run a bound statement that only reads (select, slice, construct, explain) on ``con``."""
+def run_statement(con, plan: P.StatementPlan, *, all_or_nothing: bool = False,
+                  relations: DerivedRelations | None = None) -> QueryResult:
+    """Run a bound statement that only reads (select, slice, construct, explain) on ``con``;
+    ``relations``: relations kept for the catalog state ``con`` reads (catalog/selection_cache.py)."""
     if isinstance(plan, P.ExplainPlan):
         candidates = None
         if isinstance(plan.inner, P.EvaluatePlan):
             candidates = list(evaluate_spec(con, plan.inner).candidates)
         return QueryResult((), (), kind=ResultKind.EXPLAIN, text=render(plan, candidates))
     if isinstance(plan, P.SelectPlan):
-        return select(con, plan)
+        return select(con, plan, relations)
     if isinstance(plan, (P.SlicePlan, P.ConstructPlan)):
-        return derive(con, plan, all_or_nothing)
+        return derive(con, plan, all_or_nothing, relations)
     raise ExecutionError(f"cannot run a {type(plan).__name__} here")  # pragma: no cover
 
 
@@ -152,33 +181,35 @@ def resolve_sources(con, plan: P.SelectPlan) -> P.SelectPlan:
     return plan
 
 
-def resolve_graph_sets(con, plan: P.SelectPlan, sets: GraphSets) -> GraphSets:
+def resolve_graph_sets(con, plan: P.SelectPlan, sets: GraphSets,
+                       relations: DerivedRelations | None = None) -> GraphSets:
     """Evaluate every graph predicate of ``plan`` (and nested plans) over the candidate graphs."""
     if isinstance(plan.source, P.SubquerySource):
-        resolve_graph_sets(con, plan.source.plan, sets)
+        resolve_graph_sets(con, plan.source.plan, sets, relations)
     # predicates with attribute arguments; the others the catalog answers in SQL
     preds = [p for p in P.graph_predicates(plan.filter) if p.ops is None]
     if preds:
         # Only graphs of versions that pass the graph-free conjuncts are loaded and walked.
-        views = load_views(con, candidate_graph_hashes(con, to_selection(plan, sets)))
+        views = load_views(con, candidate_graph_hashes(con, to_selection(plan, sets), relations))
         for pred in preds:
             sets[pred.id] = evaluate_predicate(views, pred)
     return sets
 
 
-def select(con, plan: P.SelectPlan) -> QueryResult:
+def select(con, plan: P.SelectPlan, relations: DerivedRelations | None = None) -> QueryResult:
     plan = resolve_sources(con, plan)
-    rows = select_rows(con, to_selection(plan, resolve_graph_sets(con, plan, {})))
+    rows = select_rows(con, to_selection(plan, resolve_graph_sets(con, plan, {}, relations)), relations)
     return QueryResult(tuple(c.name for c in plan.columns), tuple(rows))
 
 
-def selected_ids(con, plan: P.SelectPlan) -> list[str]:
+def selected_ids(con, plan: P.SelectPlan, relations: DerivedRelations | None = None) -> list[str]:
     plan = resolve_sources(con, plan)
-    return select_ids(con, to_selection(plan, resolve_graph_sets(con, plan, {})))
+    return select_ids(con, to_selection(plan, resolve_graph_sets(con, plan, {}, relations)), relations)
 
 
 # ---- slice / construct ----------------------------------------------------------------
-def derive(con, plan: P.SlicePlan | P.ConstructPlan, all_or_nothing: bool) -> QueryResult:
+def derive(con, plan: P.SlicePlan | P.ConstructPlan, all_or_nothing: bool,
+           relations: DerivedRelations | None = None) -> QueryResult:
     """The networks a slice or construct derives, one per selected version with a graph. A version
     the surgery fails for is skipped and listed (``result.skipped``), unless ``all_or_nothing``;
     when it fails for every version, that is an error."""
@@ -196,7 +227,7 @@ def derive(con, plan: P.SlicePlan | P.ConstructPlan, all_or_nothing: bool) -> Qu
     out_rows: list[tuple] = []
     no_graph = 0
     failed: list[tuple[str, str]] = []
-    for found in version_graphs(con, selected_ids(con, plan.rows)):
+    for found in version_graphs(con, selected_ids(con, plan.rows, relations)):
         if found.definition is None:
             no_graph += 1           # a state-dict-only version has no graph to cut
             continue

@@ -81,6 +81,8 @@ def _select(plan: P.SelectPlan, lines: list[str], depth: int) -> None:
         lines.append(f"{pad}  source: {len(plan.source.ids)} version(s) of {plan.source.label}")
     else:
         lines.append(f"{pad}  source: all versions")
+    if plan.join_var is not None:
+        lines.append(f"{pad}  join: {plan.join_var} over all versions (rows are the pairs the filter keeps)")
     preds = P.graph_predicates(plan.filter)
     if plan.filter is not None:
         lines.append(f"{pad}  filter: {cond_text(plan.filter, plan.var)}")
@@ -91,6 +93,8 @@ def _select(plan: P.SelectPlan, lines: list[str], depth: int) -> None:
     if plan.aggregate:
         keys = ", ".join(value_text(g, plan.var) for g in plan.group)
         lines.append(f"{pad}  group by: {keys}" if keys else f"{pad}  aggregate: one row over all selected versions")
+    if plan.having is not None:
+        lines.append(f"{pad}  having: {cond_text(plan.having, plan.var)}")
     if plan.order:
         lines.append(f"{pad}  order by: " + ", ".join(
             value_text(k.value, plan.var) + (" desc" if k.descending else "") for k in plan.order))

@@ -16,7 +16,7 @@ KEYWORDS: dict[str, str] = {
     "_BETWEEN": "between", "_HAS": "has", "_TRUE": "true", "_FALSE": "false", "_NULL": "null",
     "_DELETE": "delete", "_EDGE": "edge", "_WITH": "with", "_VARY": "vary", "_AUTO": "auto",
     "_KEEP": "keep", "_TOP": "top", "_PER": "per",
-    "_GROUP": "group", "_MATCHES": "matches", "_DESCENDANT": "descendant", "_ANCESTOR": "ancestor", "_OF": "of",
+    "_GROUP": "group", "_HAVING": "having", "_MATCHES": "matches", "_DESCENDANT": "descendant", "_ANCESTOR": "ancestor", "_OF": "of",
 }
 KEYWORD_WORDS = sorted(set(KEYWORDS.values()) | {"asc", "desc"})
 

@@ -28,7 +28,8 @@ def to_selection(plan: P.SelectPlan, graph_sets: GraphSets | None = None) -> T.S
         columns=tuple(_value(c.value) for c in plan.columns),
         where=None if plan.filter is None else _cond(plan.filter, sets),
         order=tuple(T.SortTerm(_value(k.value), k.descending) for k in plan.order),
-        limit=plan.limit, within=within, group_by=tuple(_value(g) for g in plan.group), aggregate=plan.aggregate)
+        limit=plan.limit, within=within, group_by=tuple(_value(g) for g in plan.group), aggregate=plan.aggregate,
+        having=None if plan.having is None else _cond(plan.having, sets), join=plan.join_var is not None)
 
 
 def select_sql(plan: P.SelectPlan, graph_sets: GraphSets | None = None) -> CompiledQuery:

@@ -58,6 +58,13 @@ def parse(text: str) -> A.Statement:
     """Parse one DQL statement (an optional trailing `;` is allowed)."""
     if not isinstance(text, str):
         raise DQLSyntaxError("a DQL query must be a string; pass the query text")
+    return _parse_text(text)
+
+
+@lru_cache(maxsize=512)
+def _parse_text(text: str) -> A.Statement:
+    """The AST of ``text``, kept per text: a REPL or a service sends the same statements again and
+    the tree is immutable (frozen dataclasses), so it can be shared; errors are not kept."""
     if not text.strip():
         raise DQLSyntaxError("empty query: write e.g. select m where m.name like \"resnet%\"")
     try:
@@ -160,12 +167,13 @@ class _ToAst(Transformer):
         source = where = limit = None
         order: tuple = ()
         group: tuple = ()
+        having = join = None
         for c in rest:
             if c is None:
                 continue
             kind, val = c
             if kind == "from":
-                source = val
+                source, join = val
             elif kind == "where":
                 where = val
             elif kind == "order":
@@ -174,7 +182,9 @@ class _ToAst(Transformer):
                 limit = val
             elif kind == "group":
                 group = val
-        return A.SelectQuery(items, source, where, order, limit, _span(meta), group)
+            elif kind == "having":
+                having = val
+        return A.SelectQuery(items, source, where, order, limit, _span(meta), group, having, join)
 
     def slice_query(self, meta, ch):
         target, source, where, assigns = ch
@@ -196,7 +206,7 @@ class _ToAst(Transformer):
         return A.SelectItem(value, str(alias) if alias is not None else None, _span(meta))
 
     def from_clause(self, meta, ch):
-        return ("from", ch[0])
+        return ("from", (ch[0], None if ch[1] is None else str(ch[1])))
 
     def source_var(self, meta, ch):
         return A.SourceAll(str(ch[0]), _span(meta))
@@ -218,6 +228,9 @@ class _ToAst(Transformer):
 
     def group_clause(self, meta, ch):
         return ("group", tuple(ch))
+
+    def having_clause(self, meta, ch):
+        return ("having", ch[0])
 
     def order_clause(self, meta, ch):
         return ("order", tuple(ch))

@@ -70,9 +70,11 @@ class Const:
 @dataclass(frozen=True)
 class BoundRelated:
     """A value of a related version: ``m.parent.metrics["acc"]`` (the first parent, the
-    version-parent join) or ``m.root.name`` (the first version of m's first-parent chain)."""
-    relation: str           # "parent" | "root"
+    version-parent join), ``m.root.name`` (the first version of m's first-parent chain) or
+    ``b.name`` of the second variable of `from a, b` (relation "join", ``var`` its name)."""
+    relation: str           # "parent" | "root" | "join"
     inner: "BoundValue"
+    var: str | None = None  # the joined variable's name (relation "join")
 
     @property
     def vtype(self) -> ValueType:
@@ -265,6 +267,8 @@ class SelectPlan:
     limit: int | None
     group: tuple[BoundValue, ...] = ()      # `group by` keys (aggregate columns: GroupAggregate)
     aggregate: bool = False                 # one row per group (the whole selection when no keys)
+    having: BoundCond | None = None         # which groups are kept (over aggregates and group keys)
+    join_var: str | None = None             # `from a, b`: rows are pairs (a version of var, one of join_var)
 
 
 @dataclass(frozen=True)
@@ -356,6 +360,8 @@ def value_text(v: BoundValue, var: str) -> str:
         return base if v.agg == "latest" else f"{v.agg}({base})"
     if isinstance(v, LayerCount):
         return f'count({var}["{v.pattern.text}"])'
+    if isinstance(v, BoundRelated) and v.relation == "join":
+        return value_text(v.inner, v.var)
     if isinstance(v, BoundRelated):
         return value_text(v.inner, f"{var}.{v.relation}")
     if isinstance(v, BoundAncestors):

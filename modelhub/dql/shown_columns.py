@@ -42,6 +42,8 @@ def column_name(v: P.BoundValue) -> str:
         return base if v.agg == "latest" else f"{v.agg}({base})"
     if isinstance(v, P.LayerCount):
         return f"count([{v.pattern.text}])"
+    if isinstance(v, P.BoundRelated) and v.relation == "join":    # `from a, b`: b's values as b.X
+        return f"{v.var}.{column_name(v.inner)}"
     if isinstance(v, P.BoundRelated):
         return f"{v.relation}.{column_name(v.inner)}"
     raise AssertionError(v)  # pragma: no cover - _leaves yields only the kinds above

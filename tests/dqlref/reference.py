@@ -8,6 +8,7 @@ catalogs (:mod:`dqlref.synthetic`); it is not used at run time.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -95,6 +96,8 @@ class ReferenceCatalog:
 def run_select(ref: ReferenceCatalog, plan: P.SelectPlan) -> list[tuple]:
     if plan.aggregate:
         return _grouped(ref, plan)
+    if plan.join_var is not None:
+        return _pairs(ref, plan)
     ids = _ids(ref, plan)
     return [tuple(_output(ref, ref.versions[i], c.value) for c in plan.columns) for i in ids]
 
@@ -114,10 +117,15 @@ def _grouped(ref: ReferenceCatalog, plan: P.SelectPlan) -> list[tuple]:
             return _aggregate(ref, members, v)
         if isinstance(v, P.Const):
             return v.value
+        if isinstance(v, P.BoundArith) and v not in plan.group:    # over the group's cells
+            return _value(ref, {}, _with_cells(v, lambda x: P.Const(cell(key, members, x), x.vtype), plan.group))
         raw = key[plan.group.index(v)]
         return json.loads(raw) if isinstance(v, P.HParam) and raw is not None else raw
 
     rows = [(key, members) for key, members in groups.items()]
+    if plan.having is not None:     # a group is kept where the condition over its cells is true
+        rows = [(k, m) for k, m in rows if _cond(ref, {}, _with_cells(
+            plan.having, lambda x, k=k, m=m: P.Const(cell(k, m, x), x.vtype), plan.group)) is True]
     rows.sort(key=lambda km: [(_none_last(x)) for x in km[0]])
     for key in reversed(plan.order):     # stable sorts, least significant first; NULLs last
         vals = [cell(k, m, key.value) for k, m in rows]
@@ -128,6 +136,19 @@ def _grouped(ref: ReferenceCatalog, plan: P.SelectPlan) -> list[tuple]:
         rows = [rows[j] for j in present] + [rows[j] for j in range(len(rows)) if vals[j] is None]
     out = [tuple(cell(k, m, c.value) for c in plan.columns) for k, m in rows]
     return out[: plan.limit] if plan.limit is not None else out
+
+
+def _with_cells(node, cell, group: tuple):
+    """``node`` (a condition or value over a group) with every aggregate and group key replaced by
+    ``cell(value)``: what is left the row-wise evaluator computes."""
+    if isinstance(node, P.GroupAggregate) or (not isinstance(node, P.Const) and node in group):
+        return cell(node)
+    if dataclasses.is_dataclass(node) and not isinstance(node, type):
+        return dataclasses.replace(node, **{f.name: _with_cells(getattr(node, f.name), cell, group)
+                                            for f in dataclasses.fields(node) if f.init})
+    if isinstance(node, tuple):
+        return tuple(_with_cells(i, cell, group) for i in node)
+    return node
 
 
 def _none_last(x):
@@ -174,6 +195,8 @@ def _hp_of(ref: ReferenceCatalog, row: dict, v: P.BoundValue, slot: int) -> Any:
 
 
 def _related(ref: ReferenceCatalog, row: dict, relation: str) -> dict | None:
+    if relation == "join":
+        return row["__joined"]
     target = row["parent"] if relation == "parent" else row["root"]
     return None if target is None else ref.versions.get(target)
 
@@ -195,9 +218,31 @@ def _ids(ref: ReferenceCatalog, plan: P.SelectPlan) -> list[str]:
     return kept[: plan.limit] if plan.limit is not None else kept
 
 
+def _pairs(ref: ReferenceCatalog, plan: P.SelectPlan) -> list[tuple]:
+    """`from a, b`: every pair (a from the source, b any version) the filter keeps; a row is a's
+    values with b's under "__joined" (what relation "join" reads)."""
+    pool = list(ref.versions)
+    if isinstance(plan.source, P.SubquerySource):
+        allowed = set(_ids(ref, plan.source.plan))
+        pool = [i for i in pool if i in allowed]
+    rows = [dict(ref.versions[a], __joined=ref.versions[b]) for a in pool for b in ref.versions]
+    kept = [r for r in rows if plan.filter is None or _cond(ref, r, plan.filter) is True]
+    kept.sort(key=lambda r: (r["name"], r["seq"], r["__joined"]["name"], r["__joined"]["seq"]))
+    for key in reversed(plan.order):
+        for part in reversed(_sort_parts(key.value)):
+            vals = [part(r, ref) for r in kept]
+            present = sorted((j for j in range(len(kept)) if vals[j] is not None), key=lambda j: vals[j],
+                             reverse=key.descending)
+            kept = [kept[j] for j in present] + [kept[j] for j in range(len(kept)) if vals[j] is None]
+    kept = kept[: plan.limit] if plan.limit is not None else kept
+    return [tuple(_output(ref, r, c.value) for c in plan.columns) for r in kept]
+
+
 def _sort_parts(v: P.BoundValue):
     if isinstance(v, P.HParam):
         return [lambda row, ref: _hp(ref, row, v.key, 1), lambda row, ref: _hp(ref, row, v.key, 2)]
+    if _is_hp(v):       # a related version's hyperparameter: numbers first, then text
+        return [lambda row, ref: _hp_of(ref, row, v, 1), lambda row, ref: _hp_of(ref, row, v, 2)]
     return [lambda row, ref: _value(ref, row, v)]
 
 
