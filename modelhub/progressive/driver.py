@@ -46,6 +46,8 @@ class ProgressiveConfig:
     max_straddle: float = 0.25       # linear: give tightening up at a level where more of a layer straddles
     focus_share: Optional[float] = 0.9   # linear: tighten only the neurons making up this share of each
                                      # undecided record's binding bound (None: every straddling neuron)
+    exact_when_hopeless: bool = True  # linear: read every tensor exact at once when a record's bound cannot
+                                     # certify before the last segment (see _hopeless)
 
     def __post_init__(self) -> None:
         if self.top_k < 1:
@@ -95,7 +97,8 @@ def run_refinement(gm: torch.fx.GraphModule, plan: RefinementPlan, x: torch.Tens
         params = _params(groups, source, levels, plan.u_ref, cache)
         certain_all, labels_all = [], []
         contrib: dict[str, float] = {}
-        linear_stats = {"linear": 0, "tightened": 0, "futile": None, "neurons": 0}
+        linear_stats = {"linear": 0, "tightened": 0, "futile": None, "neurons": 0, "hopeless": 0,
+                        "gain": _best_gain(source, tensors, levels, full) if config.exact_when_hopeless else None}
         with torch.no_grad():
             for lo in range(0, len(remaining), config.batch_size):
                 idx = remaining[lo:lo + config.batch_size]
@@ -123,6 +126,14 @@ def run_refinement(gm: torch.fx.GraphModule, plan: RefinementPlan, x: torch.Tens
         remaining = remaining[~certain]
         if not len(remaining):
             break
+        if linear_stats["hopeless"]:
+            # some record will need every tensor exact, so the version reads them all anyway: read
+            # them now and let the exact network decide, instead of bounding level after level
+            refined = tuple(g.name for g in groups if any(levels[t] < full[t] for t in g.tensors))
+            for t in tensors:
+                levels[t] = full[t]
+            step += 1
+            continue
         refined = _choose(plan, groups, source, levels, full, params, x, remaining, given, config,
                           contrib if config.bound == "linear" else None)
         for gname in refined:
@@ -148,7 +159,7 @@ def _linear_certify(plan, x, given, idx, ok, lab, params, ctx, config, contrib, 
     focus = None
     for tighten in ((False, True) if config.tighten else (False,)):
         rest = (~ok).nonzero(as_tuple=True)[0]
-        if not len(rest) or (tighten and log["futile"]):
+        if not len(rest) or (tighten and (log["futile"] or log["hopeless"])):
             break
         rows = idx[rest]
         try:
@@ -160,7 +171,9 @@ def _linear_certify(plan, x, given, idx, ok, lab, params, ctx, config, contrib, 
         c, labels, _, parts = lp.certify(config.top_k, want_contrib=not tighten)
         ok[rest] = c
         lab[rest[c]] = labels[c]
-        if not tighten and config.tighten and config.focus_share is not None:
+        if not tighten and log["gain"] is not None:
+            log["hopeless"] += _hopeless(lp.margin_ratio[~c], log["gain"])
+        if not tighten and config.tighten and config.focus_share is not None and not log["hopeless"]:
             # the next pass tightens, for the records still open (in this order), only what can matter
             focus = lp.focus((~c).nonzero(as_tuple=True)[0], config.focus_share)
         log["tightened" if tighten else "linear"] += int(c.sum())
@@ -168,6 +181,32 @@ def _linear_certify(plan, x, given, idx, ok, lab, params, ctx, config, contrib, 
         for g, v in parts.items():          # the attribution of the untightened pass guides refinement
             contrib[g] = contrib.get(g, 0.0) + float(v[~c].sum())
     return ok, lab
+
+
+def _best_gain(source, tensors, levels, full) -> Optional[float]:
+    """The largest factor by which any tensor's read error can still shrink before it is exact:
+    2^-(mantissa bits between its current level and its last intermediate one), None when no
+    tensor has an intermediate level left (or one still lacks its exponent or sign)."""
+    best = 0
+    for t in tensors:
+        if levels[t] >= full[t] - 1:
+            continue
+        bits = source.mantissa_bits(t)
+        if bits is None:
+            return None
+        have, last = bits[levels[t] - 1], bits[full[t] - 2]
+        if have is None:
+            return None
+        best = max(best, last - have)
+    return 2.0 ** -best if best else None
+
+
+def _hopeless(ratio: torch.Tensor, gain: float) -> int:
+    """Records whose bound/room ratio stays above 1 even if the bound shrank with the *square* of the
+    best gain left before the last segment (an optimistic extrapolation: a bound first-order in the
+    weights' error shrinks with the gain itself). Such a record is decided only once every tensor it
+    depends on is exact. A heuristic about cost only: labels stay the exact network's either way."""
+    return int((ratio * gain * gain > 1.0).sum())
 
 
 def _rows(x: Optional[torch.Tensor], idx: torch.Tensor) -> Optional[torch.Tensor]:

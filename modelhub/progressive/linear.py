@@ -80,6 +80,7 @@ class LinearPass:
         self.order: list[str] = []
         self.tightened = 0                  # neurons whose box the linear bound narrowed
         self.checkpoints: set[str] = set()  # residual merges whose every element was tightened
+        self.margin_ratio: Optional[torch.Tensor] = None   # set by certify()
         given = given or {}
         needed = needed_nodes(plan, given)
         # fan-out of every node: the backward pass sums one adjoint per user (gamma_K's K, see _add)
@@ -421,6 +422,7 @@ class LinearPass:
         n, c = p_out.shape
         labels = torch.topk(p_out, top_k, dim=1).indices
         if c == top_k:
+            self.margin_ratio = torch.zeros(n, dtype=torch.float64)
             return torch.ones(n, dtype=torch.bool), labels, torch.full((n,), -_INF, dtype=torch.float64), {}
         others = torch.ones((n, c), dtype=torch.bool).scatter(1, labels, False)
         js = others.nonzero(as_tuple=True)[1].view(n, c - top_k)
@@ -431,6 +433,7 @@ class LinearPass:
         worst = torch.full((n,), -_INF, dtype=torch.float64)
         contrib_rows: dict[str, torch.Tensor] = {}
         ub_all = torch.empty(len(rec), dtype=torch.float64)
+        ratio_all = torch.empty(len(rec), dtype=torch.float64)
         step = self._chunks(len(rec), c)
         parts: list[dict] = []
         for i in range(0, len(rec), step):
@@ -441,8 +444,14 @@ class LinearPass:
             b, part = self.bound(self.out, r, lam, want_contrib)
             margin = up(p_out[r, ji] - p_out[r, ti])
             ub_all[i:i + step] = up(margin + b)
+            # how many times the bound exceeds the room the coarse margin leaves (a tie: infinitely)
+            room = -margin
+            ratio_all[i:i + step] = torch.where(room > 0, b / room.clamp(min=1e-300), torch.full_like(b, _INF))
             parts.append(part)
         worst = worst.scatter_reduce(0, rec, ub_all, "amax")
+        #: per record, the largest bound/room ratio over its pairs: < 1 is certain; the refinement's
+        #: hopelessness test (driver._hopeless) extrapolates it to the finest intermediate level
+        self.margin_ratio = torch.zeros(n, dtype=torch.float64).scatter_reduce(0, rec, ratio_all, "amax")
         certain = worst < 0
         is_worst = ub_all == worst[rec]
         arg = torch.zeros(n, dtype=torch.long).scatter_reduce(
