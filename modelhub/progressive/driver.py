@@ -29,7 +29,7 @@ from .params import affine_params, group_reader
 from .plan import RefinementPlan
 from .propagate import needed_nodes, propagate
 from .report import LevelStat, ProgressiveReport
-from .rules import AffineParams, Ctx
+from .rules import AffineParams, Box, Ctx
 
 
 @dataclass(frozen=True)
@@ -102,14 +102,16 @@ def run_refinement(gm: torch.fx.GraphModule, plan: RefinementPlan, x: torch.Tens
         with torch.no_grad():
             for lo in range(0, len(remaining), config.batch_size):
                 idx = remaining[lo:lo + config.batch_size]
-                box = propagate(plan, _rows(x, idx), params, ctx, given=_rows_given(given, idx))
+                env: dict = {}
+                box = propagate(plan, _rows(x, idx), params, ctx, given=_rows_given(given, idx), env=env)
                 n_classes = box.c.shape[1]
                 if config.top_k > n_classes:
                     raise ProgressiveInputError(f"top {config.top_k} asked but the network has {n_classes} "
                                                 "outputs; pass a smaller --top")
                 ok, lab = certify_topk(box, config.top_k)
                 if config.bound == "linear" and not bool(ok.all()):
-                    ok, lab = _linear_certify(plan, x, given, idx, ok, lab, params, ctx, config, contrib, linear_stats)
+                    ok, lab = _linear_certify(plan, x, given, idx, ok, lab, params, ctx, config, contrib, linear_stats,
+                                              env)
                 certain_all.append(ok)
                 labels_all.append(lab)
         certain = torch.cat(certain_all)
@@ -151,7 +153,7 @@ def run_refinement(gm: torch.fx.GraphModule, plan: RefinementPlan, x: torch.Tens
         extra={"bound": config.bound, "linear_steps": linear_log} if config.bound == "linear" else {"bound": config.bound})
 
 
-def _linear_certify(plan, x, given, idx, ok, lab, params, ctx, config, contrib, log):
+def _linear_certify(plan, x, given, idx, ok, lab, params, ctx, config, contrib, log, env=None):
     """Records the boxes left undecided: linear bounds (cheap), then with tightening (costly, given up
     at a level where too many neurons straddle a kink). Accumulates the weights' share of each
     undecided record's binding margin per group into ``contrib`` (the refinement's guide)."""
@@ -164,7 +166,8 @@ def _linear_certify(plan, x, given, idx, ok, lab, params, ctx, config, contrib, 
         rows = idx[rest]
         try:
             lp = LinearPass(plan, _rows(x, rows), params, ctx, _rows_given(given, rows), tighten=tighten,
-                            max_straddle=config.max_straddle, focus=focus)
+                            max_straddle=config.max_straddle, focus=focus,
+                            boxes=None if tighten or env is None else _box_rows(env, rest))
         except Futile as exc:
             log["futile"] = str(exc)
             break
@@ -207,6 +210,11 @@ def _hopeless(ratio: torch.Tensor, gain: float) -> int:
     weights' error shrinks with the gain itself). Such a record is decided only once every tensor it
     depends on is exact. A heuristic about cost only: labels stay the exact network's either way."""
     return int((ratio * gain * gain > 1.0).sum())
+
+
+def _box_rows(env: dict, rows: torch.Tensor) -> dict:
+    """The box pass's boxes of some of its records (python values, e.g. sizes, are left out)."""
+    return {k: Box(v.c[rows], v.r[rows]) for k, v in env.items() if isinstance(v, Box)}
 
 
 def _rows(x: Optional[torch.Tensor], idx: torch.Tensor) -> Optional[torch.Tensor]:

@@ -68,12 +68,17 @@ class LinearPass:
 
     def __init__(self, plan: RefinementPlan, x: Optional[torch.Tensor], params: Mapping[str, R.AffineParams], ctx: R.Ctx,
                  given: Optional[Mapping[str, torch.Tensor]] = None, tighten: bool = True, cut: bool = False,
-                 max_straddle: float = 1.0, focus: Optional[Mapping[str, torch.Tensor]] = None) -> None:
+                 max_straddle: float = 1.0, focus: Optional[Mapping[str, torch.Tensor]] = None,
+                 boxes: Optional[Mapping[str, Any]] = None) -> None:
         """``focus``: node -> bool [N, numel], the only elements worth tightening there (see
-        :meth:`focus`); a node it does not list is not tightened. None: tighten every candidate."""
+        :meth:`focus`); a node it does not list is not tightened. None: tighten every candidate.
+        ``boxes``: node -> Box of these very records, as propagate() computed them with the same
+        parameters (its ``env``); used instead of recomputing them while nothing is tightened."""
         self.plan, self.params, self.ctx, self.tighten, self.cut = plan, params, ctx, tighten, cut
         self.max_straddle = max_straddle
         self.focus_mask = focus
+        # a tightened box changes every box after it: reuse the box pass only without tightening
+        self._boxes = boxes if boxes is not None and not tighten else {}
         self.env: dict[str, Any] = {}       # node -> Box (or a python value: sizes)
         self.p: dict[str, torch.Tensor] = {}
         self.nodes: dict[str, LNode] = {}
@@ -109,6 +114,10 @@ class LinearPass:
         self.env[name], self.p[name] = box, box.c
         self.nodes[name] = LNode()
         self.order.append(name)
+
+    def _known(self, name: str) -> Optional[R.Box]:
+        box = self._boxes.get(name)
+        return box if isinstance(box, R.Box) else None
 
     def _box_inputs(self, step: Step) -> list[str]:
         seen: list[str] = []
@@ -186,7 +195,7 @@ class LinearPass:
         p_in = self.p[src]
         M, R_in = self._mag(src), self._radius(src)
         if g.kind == "bn":
-            box = R.channel_affine(args[0], prm, self.ctx)
+            box = self._known(step.node) or R.channel_affine(args[0], prm, self.ctx)
             shape = (1, -1) + (1,) * (p_in.dim() - 2)
             sc, ds, tc, dt, mag = (v.reshape(shape) for v in (prm.wc, prm.dw, prm.bc, prm.db, prm.bias_mag))
             p = sc * p_in + tc
@@ -197,7 +206,7 @@ class LinearPass:
             self._add(step.node, [src], box, p, lambda lam, rows, sc=sc: [lam * sc], rho, absA, wrho, g.name, terms=1)
             return
         op, n = g.op(), g.fan_in
-        box = R.affine(args[0], prm, op, n, self.ctx)
+        box = self._known(step.node) or R.affine(args[0], prm, op, n, self.ctx)
         rho_ref = gamma(n + 1, self.ctx.u_ref) + prm.extra_rel
         g64 = gamma(n + 1, U64)
         a = prm.wc.abs() + prm.dw
@@ -229,7 +238,7 @@ class LinearPass:
         if self.tighten and spec.kinks:
             self._tighten(z, spec.kinks)
         bz, pz = self.env[z], self.p[z]
-        box = step.fn([bz], self.ctx)
+        box = self._known(step.node) or step.fn([bz], self.ctx)
         lo, hi = bz.lo(), bz.hi()
         L, H = torch.minimum(lo, pz), torch.maximum(hi, pz)
         s_lo, s_hi = _slope_range(spec, L, H)
@@ -249,7 +258,7 @@ class LinearPass:
                   kind="act" if spec.kinks else "")
 
     def _maxpool(self, step: Step, src: str, args) -> None:
-        box = step.fn(list(args), self.ctx)
+        box = self._known(step.node) or step.fn(list(args), self.ctx)
         p_in = self.p[src]
         p = self._apply(step, {src: p_in})
         geo = step.meta
@@ -279,7 +288,7 @@ class LinearPass:
         self._add(step.node, [src], box, p, adj, rho, absA, terms=1)
 
     def _linear_rule(self, step: Step, inputs: list[str], args) -> None:
-        box = step.fn(list(args), self.ctx)
+        box = self._known(step.node) or step.fn(list(args), self.ctx)
         p = self._apply(step, {n: self.p[n] for n in inputs})
         occurrences = [d for d in _deps(step.args) + _deps(step.kwargs) if d in inputs]
         if step.lin == "add":       # an affine map when a constant is added: |A| R is the sum of the R
