@@ -94,6 +94,29 @@ def test_shared_blobs_are_fetched_once_across_versions(repo):
     assert both.labels_equal is True
 
 
+def test_tensors_another_version_fetched_start_where_it_left_them(repo):
+    refs = lineage(repo, 2)            # the second changes only the head (fc2)
+    x = torch.randn(30, 1, 8, 8, generator=torch.Generator().manual_seed(2))
+    report = evaluate_selection(engine_access(repo), refs, x)
+    first, second = (v.report for v in report.versions)
+    # the first starts at 3 segments everywhere; the second starts its shared tensors at least where the
+    # first left them, and fetches nothing it already holds
+    assert first.levels[0].mean_segments == 3.0 and len(first.levels) > 1
+    assert second.levels[0].mean_segments > 3.0
+    assert len(second.levels) <= len(first.levels)
+    assert report.progressive.bytes_fetched <= first.bytes_read + second.bytes_read
+    assert report.labels_equal is True
+
+
+def test_free_levels_are_the_leading_segments_at_hand():
+    from modelhub.progressive.source import ManifestSource, source_from_state_dict
+    entries = source_from_state_dict({"w": torch.randn(16, 16)}).entries
+    segments = entries["w"].manifest["segments"]
+    assert ManifestSource(entries, bytes.fromhex).free_levels("w") == 0          # nothing held: nothing free
+    held = {segments[0], segments[1], segments[3]}
+    assert ManifestSource(entries, bytes.fromhex, held=held.__contains__).free_levels("w") == 2   # a gap ends it
+
+
 def test_union_bytes_are_the_distinct_blobs_the_store_served(repo, monkeypatch):
     refs = lineage(repo, 3)
     served: list[str] = []

@@ -70,7 +70,8 @@ def run_refinement(gm: torch.fx.GraphModule, plan: RefinementPlan, x: torch.Tens
     groups = [g for name, g in plan.groups.items() if name in needed]
     tensors = sorted({t for g in groups for t in g.tensors})
     full = {t: source.levels(t) for t in tensors}
-    levels = {t: min(config.start_segments, full[t]) for t in tensors}
+    # segments another version already fetched cost nothing: start each tensor at least that deep
+    levels = {t: min(max(config.start_segments, source.free_levels(t)), full[t]) for t in tensors}
     bytes_total = sum(source.total_bytes(t) for t in tensors)
     base_read = source.bytes_read
     labels = np.zeros((n, config.top_k), dtype=np.int64)

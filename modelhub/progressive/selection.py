@@ -151,7 +151,7 @@ def evaluate_selection(weights: VersionWeights, refs: Sequence[str], inputs, top
     ledger = FetchLedger(weights.fetch_blob, bandwidth)
     results, sources, read_s, run_s = [], {}, 0.0, 0.0
     for i, it in enumerate(items):
-        src = version_source(weights, it.version_id, fetch=ledger.fetch, snapshot=it.snapshot)
+        src = version_source(weights, it.version_id, fetch=ledger.fetch, snapshot=it.snapshot, held=ledger.holds)
         sources[it] = src
         t0 = time.perf_counter()
         report = evaluate_module(networks[it.version_id], x, top_k=top_k, source=src, config=config)
