@@ -240,25 +240,11 @@ def remote_selection(name: str, snapshots: list, x: torch.Tensor, target: float,
     return {"versions": len(refs), "records": rep.n_records, "bytes_stored_union": rep.bytes_stored,
             "union_bytes_fraction": round(rep.bytes_fraction, 4), "progressive": cost(prog),
             "full_precision": cost(full), "labels_equal": rep.labels_equal,
-            "pays_below_mbps": break_even_mbps(prog, full, link.latency_s),
+            "pays_below_mbps": rep.to_dict()["pays_below_mbps"],
             "versions_read_whole_after_a_hopeless_record": sum(
                 any(s.get("hopeless") for s in v.report.extra.get("linear_steps") or ()) for v in rep.versions),
             "per_version_bytes_fraction": [round(v.report.bytes_fraction, 4) for v in rep.versions],
             "targets": verdict, "agreement": 1.0 if rep.labels_equal else 0.0}
-
-
-def break_even_mbps(prog, full, latency_s: float):
-    """The link throughput (Mbit/s, same latency) below which the progressive run's total time beats
-    full precision's, from this run's measured decode and compute seconds: "never" when it fetched no
-    fewer bytes, "always" when it costs no more time at any throughput."""
-    saved = full.bytes_fetched - prog.bytes_fetched
-    extra_s = (prog.decode_s + prog.compute_s - full.decode_s - full.compute_s
-               + (prog.requests - full.requests) * latency_s)
-    if saved <= 0:
-        return "always" if extra_s < 0 else "never"
-    if extra_s <= 0:
-        return "always"
-    return round(saved / extra_s * 8 / 1e6, 3)
 
 
 def remote_section(args, xtr, ytr, xte) -> dict:

@@ -178,6 +178,22 @@ def test_remote_weights_fetch_only_needed_segments_and_count_them(tmp_path, hub,
     assert b.log() == [] and list(b.store) == []            # nothing pulled
 
 
+def test_break_even_throughput_follows_from_the_measured_costs():
+    from modelhub.progressive.selection import SelectionReport, StorageCost
+    link = BandwidthModel(latency_s=0.01, bytes_per_s=1e6)
+
+    def report(prog, full, link=link):
+        return SelectionReport(1, 1, (), 1000, 1000, prog, full, link=link)
+    full = StorageCost(1_000_000, 10, 0.0, 0.1, 0.1)
+    # 750 kB fewer, 1 s more compute and 5 fewer requests: pays below 750 kB / 0.95 s = 6.316 Mbit/s
+    slower = StorageCost(250_000, 5, 0.0, 0.1, 1.1)
+    assert report(slower, full).pays_below_mbps == pytest.approx(0.75e6 / 0.95 * 8 / 1e6)
+    assert report(StorageCost(250_000, 5, 0.0, 0.1, 0.1), full).pays_below_mbps == float("inf")
+    assert report(StorageCost(1_000_000, 10, 0.0, 0.1, 1.1), full).pays_below_mbps == 0.0
+    assert report(slower, full, link=None).pays_below_mbps is None
+    assert report(slower, None).pays_below_mbps is None
+
+
 def test_cost_warning_says_when_progressive_cannot_pay():
     assert cost_warning(Placement(remote=True), 100, 100) is None
     assert cost_warning(Placement(), 50, 100) is None
@@ -203,6 +219,7 @@ def test_repo_and_cli_evaluate_a_dql_selection(repo, tmp_path, cli):
     code, out, err = cli("eval", "net@1", "net@2", "--data", "recs", "--progressive", "--bandwidth", "5",
                          "--repo", str(repo.root))
     assert code == 0 and "bytes fetched (union)" in out and "full precision" in out, err
+    assert "progressive pays" in out or "progressive cannot pay" in out     # the break-even throughput
     code, out, err = cli("eval", "net@1", "net@2", "--data", "recs", "--repo", str(repo.root))
     assert code != 0 and "add --progressive" in err
     code, out, err = cli("eval", "--progressive", "--select", 'select m where m.name == "nothing"', "--data",
