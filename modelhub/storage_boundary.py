@@ -35,7 +35,7 @@ from .storage.errors import (CorruptBlobError, DamagedEncodingError, MissingBlob
 from .storage.objects import ObjectStore as _ObjectStore
 
 __all__ = ["BlobStore", "CorruptObjectError", "MissingObjectError", "translate", "corrupt_object",
-           "encode_tensor", "decode_tensor", "read_intervals"]
+           "encode_tensor", "decode_tensor", "read_intervals", "known_mantissa_bits"]
 
 _F = TypeVar("_F", bound=Callable)
 
@@ -160,3 +160,5 @@ encode_delta_best = _translated(_tensors.encode_delta_best)
 decode_tensor = _translated(_tensors.decode_tensor)
 #: bounds of every element from a tensor's first k segments (see storage.progressive.read_intervals)
 read_intervals = _translated(_progressive.read_intervals)
+#: mantissa bits known per level of a float tensor (see storage.progressive.known_mantissa_bits)
+known_mantissa_bits = _translated(_progressive.known_mantissa_bits)

@@ -24,8 +24,7 @@ import torch
 
 from ..storage import progressive as sp
 from ..storage import tensors as st
-from ..storage.bitfields import FLOAT_FORMATS
-from ..storage_boundary import decode_tensor, encode_tensor, read_intervals
+from ..storage_boundary import decode_tensor, encode_tensor, known_mantissa_bits, read_intervals
 from .errors import WeightSourceError
 
 
@@ -107,23 +106,7 @@ class ManifestSource:
         """Per level (index k - 1), the leading mantissa bits known after reading k segments; None at
         levels still missing the exponent or the sign, and for exact-only tensors."""
         e = self._entry(name)
-        if not _progressive(e):
-            return None
-        exp_bits, man_bits = FLOAT_FORMATS[e.manifest.get("dtype", e.dtype)]
-        total_bits = 1 + exp_bits + man_bits
-        exp_mask = ((1 << exp_bits) - 1) << man_bits
-        sign = 1 << (total_bits - 1)
-        out: list[Optional[int]] = []
-        for k in range(1, len(e.manifest["layout"]) + 1):
-            mask = sp.known_mask(e.manifest["layout"], k, 0)
-            if (mask & exp_mask) != exp_mask or not mask & sign:
-                out.append(None)
-                continue
-            known = 0
-            while known < man_bits and mask & (1 << (man_bits - 1 - known)):
-                known += 1
-            out.append(known)
-        return out
+        return known_mantissa_bits(e.manifest) if _progressive(e) else None
 
     # ----------------------------------------------------------------- reads
     def fetch(self, blob_hash: str) -> bytes:
