@@ -24,6 +24,7 @@ cannot raise one are used directly from ``storage``: ``storage.plan``,
 from __future__ import annotations
 
 import functools
+import importlib
 from pathlib import Path
 from typing import Callable, Iterator, TypeVar
 
@@ -34,7 +35,7 @@ from .storage.objects import ObjectStore as _ObjectStore
 from .storage.objects import PendingBlobs
 
 __all__ = ["BlobStore", "PendingBlobs", "CorruptObjectError", "MissingObjectError", "translate", "corrupt_object",
-           "encode_tensor", "decode_tensor", "read_intervals"]
+           "encode_tensor", "decode_tensor", "read_intervals", "known_mantissa_bits"]
 
 _F = TypeVar("_F", bound=Callable)
 
@@ -160,29 +161,23 @@ class BlobStore:
 # The codec modules import numpy and zstandard; they load on a codec's first call, so that
 # reading the catalog (`dlv log`, `dlv status`) does not pay for them (tests/test_startup.py).
 
+def _codec_entry(module: str, name: str) -> Callable:
+    """``storage.<module>.<name>`` with its StorageErrors translated, the module imported on the first call."""
+    @_translated
+    def call(*args, **kwargs):
+        return getattr(importlib.import_module(f"{__package__}.storage.{module}"), name)(*args, **kwargs)
+    call.__name__ = call.__qualname__ = name
+    call.__doc__ = f"storage.{module}.{name}, with modelhub errors."
+    return call
+
+
 #: encode one tensor (see storage.tensors.encode_tensor)
-@_translated
-def encode_tensor(*args, **kwargs):
-    from .storage import tensors
-    return tensors.encode_tensor(*args, **kwargs)
-
-
+encode_tensor = _codec_entry("tensors", "encode_tensor")
 #: the smaller of the segmented and the context-coded delta (see storage.tensors.encode_delta_best)
-@_translated
-def encode_delta_best(*args, **kwargs):
-    from .storage import tensors
-    return tensors.encode_delta_best(*args, **kwargs)
-
-
+encode_delta_best = _codec_entry("tensors", "encode_delta_best")
 #: the exact bytes of a tensor from its manifest (see storage.tensors.decode_tensor)
-@_translated
-def decode_tensor(*args, **kwargs):
-    from .storage import tensors
-    return tensors.decode_tensor(*args, **kwargs)
-
-
+decode_tensor = _codec_entry("tensors", "decode_tensor")
 #: bounds of every element from a tensor's first k segments (see storage.progressive.read_intervals)
-@_translated
-def read_intervals(*args, **kwargs):
-    from .storage import progressive
-    return progressive.read_intervals(*args, **kwargs)
+read_intervals = _codec_entry("progressive", "read_intervals")
+#: mantissa bits known per level of a float tensor (see storage.progressive.known_mantissa_bits)
+known_mantissa_bits = _codec_entry("progressive", "known_mantissa_bits")

@@ -67,6 +67,28 @@ def known_mask(layout, k: int, itemsize: int) -> int:
     return mask
 
 
+def known_mantissa_bits(manifest: Mapping) -> list[Optional[int]]:
+    """Per level (index k - 1) of a float tensor's field layout, the leading mantissa bits known after
+    reading k segments; None at levels still missing part of the exponent or the sign."""
+    dtype = manifest["dtype"]
+    if dtype not in FLOAT_FORMATS:
+        raise CodecError(f"mantissa bits are defined for float tensors, not {dtype}")
+    exp_bits, man_bits = FLOAT_FORMATS[dtype]
+    exp_mask = ((1 << exp_bits) - 1) << man_bits
+    sign = 1 << (exp_bits + man_bits)
+    out: list[Optional[int]] = []
+    for k in range(1, len(manifest["layout"]) + 1):
+        mask = known_mask(manifest["layout"], k, 0)
+        if (mask & exp_mask) != exp_mask or not mask & sign:
+            out.append(None)
+            continue
+        known = 0
+        while known < man_bits and mask & (1 << (man_bits - 1 - known)):
+            known += 1
+        out.append(known)
+    return out
+
+
 def bounds_from_known_bits(words: np.ndarray, mask: int, dtype: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(lo, hi, maybe_nan) for patterns whose bits outside ``mask`` are unknown (and zero in ``words``)."""
     exp_bits, man_bits = FLOAT_FORMATS[dtype]

@@ -13,7 +13,7 @@ from torch import nn
 
 from helpers import tiny_cnn
 from modelhub.progressive import (ProgressiveConfig, ProgressiveInputError, UnsupportedLayerError, build_plan,
-                                  evaluate_module, evaluate_progressive)
+                                  evaluate_module, evaluate_progressive, source_from_state_dict)
 from modelhub.repo.engine_access import engine_access
 
 torch.set_num_threads(1)
@@ -62,6 +62,35 @@ def test_near_ties_are_decided_by_the_exact_network():
     report = evaluate_module(model, x, top_k=1)
     assert report.exact_records == 10 and report.bytes_fraction == 1.0
     assert report.labels[:, 0].tolist() == torch.argmax(model(x), 1).tolist()
+
+
+def near_tie_layer() -> tuple[nn.Module, torch.Tensor]:
+    """Two outputs one float32 ulp apart on every record: bounds at 7 mantissa bits exceed the margin
+    by far more than the 8 bits the next segment could win back, even quadratically."""
+    layer = nn.Linear(4, 2).eval()
+    with torch.no_grad():
+        layer.weight[1] = layer.weight[0]
+        layer.bias[0] = 0.5
+        layer.bias[1] = float(np.nextafter(np.float32(0.5), np.float32(1.0)))
+    return nn.Sequential(layer), torch.randn(6, 4, generator=torch.Generator().manual_seed(3)) * 10
+
+
+def test_a_hopeless_record_reads_every_tensor_exact_at_once():
+    layer, x = near_tie_layer()
+    fast = evaluate_module(layer, x, top_k=1)
+    slow = evaluate_module(layer, x, top_k=1, config=ProgressiveConfig(exact_when_hopeless=False))
+    assert fast.labels[:, 0].tolist() == slow.labels[:, 0].tolist() == torch.argmax(layer(x), 1).tolist()
+    assert fast.extra["linear_steps"][0]["hopeless"] == 6
+    assert len(fast.levels) == 2 and len(slow.levels) > 2     # step 0, then the exact network
+    assert fast.bytes_read <= slow.bytes_read             # every tensor exact either way
+    assert fast.exact_records == slow.exact_records == 6
+
+
+def test_mantissa_bits_per_level_follow_the_segment_layout():
+    src = source_from_state_dict({"w": torch.randn(8, 8), "h": torch.randn(8).half(), "i": torch.arange(4)})
+    assert src.mantissa_bits("w") == [None, 0, 7, 15, 23]    # exponent, sign, 7 + 8 + 8 mantissa bits
+    assert src.mantissa_bits("h") == [None, 0, 2, 10]
+    assert src.mantissa_bits("i") is None                     # not float: read whole
 
 
 def test_uniform_refinement_also_exact():

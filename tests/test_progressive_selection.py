@@ -94,6 +94,29 @@ def test_shared_blobs_are_fetched_once_across_versions(repo):
     assert both.labels_equal is True
 
 
+def test_tensors_another_version_fetched_start_where_it_left_them(repo):
+    refs = lineage(repo, 2)            # the second changes only the head (fc2)
+    x = torch.randn(30, 1, 8, 8, generator=torch.Generator().manual_seed(2))
+    report = evaluate_selection(engine_access(repo), refs, x)
+    first, second = (v.report for v in report.versions)
+    # the first starts at 3 segments everywhere; the second starts its shared tensors at least where the
+    # first left them, and fetches nothing it already holds
+    assert first.levels[0].mean_segments == 3.0 and len(first.levels) > 1
+    assert second.levels[0].mean_segments > 3.0
+    assert len(second.levels) <= len(first.levels)
+    assert report.progressive.bytes_fetched <= first.bytes_read + second.bytes_read
+    assert report.labels_equal is True
+
+
+def test_free_levels_are_the_leading_segments_at_hand():
+    from modelhub.progressive.source import ManifestSource, source_from_state_dict
+    entries = source_from_state_dict({"w": torch.randn(16, 16)}).entries
+    segments = entries["w"].manifest["segments"]
+    assert ManifestSource(entries, bytes.fromhex).free_levels("w") == 0          # nothing held: nothing free
+    held = {segments[0], segments[1], segments[3]}
+    assert ManifestSource(entries, bytes.fromhex, held=held.__contains__).free_levels("w") == 2   # a gap ends it
+
+
 def test_union_bytes_are_the_distinct_blobs_the_store_served(repo, monkeypatch):
     refs = lineage(repo, 3)
     served: list[str] = []
@@ -155,6 +178,22 @@ def test_remote_weights_fetch_only_needed_segments_and_count_them(tmp_path, hub,
     assert b.log() == [] and list(b.store) == []            # nothing pulled
 
 
+def test_break_even_throughput_follows_from_the_measured_costs():
+    from modelhub.progressive.selection import SelectionReport, StorageCost
+    link = BandwidthModel(latency_s=0.01, bytes_per_s=1e6)
+
+    def report(prog, full, link=link):
+        return SelectionReport(1, 1, (), 1000, 1000, prog, full, link=link)
+    full = StorageCost(1_000_000, 10, 0.0, 0.1, 0.1)
+    # 750 kB fewer, 1 s more compute and 5 fewer requests: pays below 750 kB / 0.95 s = 6.316 Mbit/s
+    slower = StorageCost(250_000, 5, 0.0, 0.1, 1.1)
+    assert report(slower, full).pays_below_mbps == pytest.approx(0.75e6 / 0.95 * 8 / 1e6)
+    assert report(StorageCost(250_000, 5, 0.0, 0.1, 0.1), full).pays_below_mbps == float("inf")
+    assert report(StorageCost(1_000_000, 10, 0.0, 0.1, 1.1), full).pays_below_mbps == 0.0
+    assert report(slower, full, link=None).pays_below_mbps is None
+    assert report(slower, None).pays_below_mbps is None
+
+
 def test_cost_warning_says_when_progressive_cannot_pay():
     assert cost_warning(Placement(remote=True), 100, 100) is None
     assert cost_warning(Placement(), 50, 100) is None
@@ -180,6 +219,7 @@ def test_repo_and_cli_evaluate_a_dql_selection(repo, tmp_path, cli):
     code, out, err = cli("eval", "net@1", "net@2", "--data", "recs", "--progressive", "--bandwidth", "5",
                          "--repo", str(repo.root))
     assert code == 0 and "bytes fetched (union)" in out and "full precision" in out, err
+    assert "progressive pays" in out or "progressive cannot pay" in out     # the break-even throughput
     code, out, err = cli("eval", "net@1", "net@2", "--data", "recs", "--repo", str(repo.root))
     assert code != 0 and "add --progressive" in err
     code, out, err = cli("eval", "--progressive", "--select", 'select m where m.name == "nothing"', "--data",

@@ -33,6 +33,16 @@ def show_selection(report, ui) -> int:
         rows.append(_cost_row("full precision", report.full))
     ui.table(["run", "bytes", "requests", "fetch s", "link s", "decode s", "compute s", "total s"], rows,
              align_right=(1, 2, 3, 4, 5, 6, 7))
+    pays = report.pays_below_mbps
+    if pays is not None:
+        ui.print()
+        latency = f"{1000 * report.link.latency_s:g} ms per request"
+        if pays == float("inf"):
+            ui.print(f"progressive pays at any throughput ({latency}), by this run's measured seconds")
+        elif pays == 0.0:
+            ui.print("progressive cannot pay on a slower link here: it fetched no fewer bytes")
+        else:
+            ui.print(f"progressive pays below {pays:.3g} Mbit/s ({latency}), by this run's measured seconds")
     return 0 if report.labels_equal is not False else 1
 
 

@@ -29,7 +29,7 @@ from .params import affine_params, group_reader
 from .plan import RefinementPlan
 from .propagate import needed_nodes, propagate
 from .report import LevelStat, ProgressiveReport
-from .rules import AffineParams, Ctx
+from .rules import AffineParams, Box, Ctx
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,8 @@ class ProgressiveConfig:
     max_straddle: float = 0.25       # linear: give tightening up at a level where more of a layer straddles
     focus_share: Optional[float] = 0.9   # linear: tighten only the neurons making up this share of each
                                      # undecided record's binding bound (None: every straddling neuron)
+    exact_when_hopeless: bool = True  # linear: read every tensor exact at once when a record's bound cannot
+                                     # certify before the last segment (see _hopeless)
 
     def __post_init__(self) -> None:
         if self.top_k < 1:
@@ -68,7 +70,8 @@ def run_refinement(gm: torch.fx.GraphModule, plan: RefinementPlan, x: torch.Tens
     groups = [g for name, g in plan.groups.items() if name in needed]
     tensors = sorted({t for g in groups for t in g.tensors})
     full = {t: source.levels(t) for t in tensors}
-    levels = {t: min(config.start_segments, full[t]) for t in tensors}
+    # segments another version already fetched cost nothing: start each tensor at least that deep
+    levels = {t: min(max(config.start_segments, source.free_levels(t)), full[t]) for t in tensors}
     bytes_total = sum(source.total_bytes(t) for t in tensors)
     base_read = source.bytes_read
     labels = np.zeros((n, config.top_k), dtype=np.int64)
@@ -95,18 +98,21 @@ def run_refinement(gm: torch.fx.GraphModule, plan: RefinementPlan, x: torch.Tens
         params = _params(groups, source, levels, plan.u_ref, cache)
         certain_all, labels_all = [], []
         contrib: dict[str, float] = {}
-        linear_stats = {"linear": 0, "tightened": 0, "futile": None, "neurons": 0}
+        linear_stats = {"linear": 0, "tightened": 0, "futile": None, "neurons": 0, "hopeless": 0,
+                        "gain": _best_gain(source, tensors, levels, full) if config.exact_when_hopeless else None}
         with torch.no_grad():
             for lo in range(0, len(remaining), config.batch_size):
                 idx = remaining[lo:lo + config.batch_size]
-                box = propagate(plan, _rows(x, idx), params, ctx, given=_rows_given(given, idx))
+                env: dict = {}
+                box = propagate(plan, _rows(x, idx), params, ctx, given=_rows_given(given, idx), env=env)
                 n_classes = box.c.shape[1]
                 if config.top_k > n_classes:
                     raise ProgressiveInputError(f"top {config.top_k} asked but the network has {n_classes} "
                                                 "outputs; pass a smaller --top")
                 ok, lab = certify_topk(box, config.top_k)
                 if config.bound == "linear" and not bool(ok.all()):
-                    ok, lab = _linear_certify(plan, x, given, idx, ok, lab, params, ctx, config, contrib, linear_stats)
+                    ok, lab = _linear_certify(plan, x, given, idx, ok, lab, params, ctx, config, contrib, linear_stats,
+                                              env)
                 certain_all.append(ok)
                 labels_all.append(lab)
         certain = torch.cat(certain_all)
@@ -123,6 +129,14 @@ def run_refinement(gm: torch.fx.GraphModule, plan: RefinementPlan, x: torch.Tens
         remaining = remaining[~certain]
         if not len(remaining):
             break
+        if linear_stats["hopeless"]:
+            # some record will need every tensor exact, so the version reads them all anyway: read
+            # them now and let the exact network decide, instead of bounding level after level
+            refined = tuple(g.name for g in groups if any(levels[t] < full[t] for t in g.tensors))
+            for t in tensors:
+                levels[t] = full[t]
+            step += 1
+            continue
         refined = _choose(plan, groups, source, levels, full, params, x, remaining, given, config,
                           contrib if config.bound == "linear" else None)
         for gname in refined:
@@ -140,7 +154,7 @@ def run_refinement(gm: torch.fx.GraphModule, plan: RefinementPlan, x: torch.Tens
         extra={"bound": config.bound, "linear_steps": linear_log} if config.bound == "linear" else {"bound": config.bound})
 
 
-def _linear_certify(plan, x, given, idx, ok, lab, params, ctx, config, contrib, log):
+def _linear_certify(plan, x, given, idx, ok, lab, params, ctx, config, contrib, log, env=None):
     """Records the boxes left undecided: linear bounds (cheap), then with tightening (costly, given up
     at a level where too many neurons straddle a kink). Accumulates the weights' share of each
     undecided record's binding margin per group into ``contrib`` (the refinement's guide)."""
@@ -148,19 +162,22 @@ def _linear_certify(plan, x, given, idx, ok, lab, params, ctx, config, contrib, 
     focus = None
     for tighten in ((False, True) if config.tighten else (False,)):
         rest = (~ok).nonzero(as_tuple=True)[0]
-        if not len(rest) or (tighten and log["futile"]):
+        if not len(rest) or (tighten and (log["futile"] or log["hopeless"])):
             break
         rows = idx[rest]
         try:
             lp = LinearPass(plan, _rows(x, rows), params, ctx, _rows_given(given, rows), tighten=tighten,
-                            max_straddle=config.max_straddle, focus=focus)
+                            max_straddle=config.max_straddle, focus=focus,
+                            boxes=None if tighten or env is None else _box_rows(env, rest))
         except Futile as exc:
             log["futile"] = str(exc)
             break
         c, labels, _, parts = lp.certify(config.top_k, want_contrib=not tighten)
         ok[rest] = c
         lab[rest[c]] = labels[c]
-        if not tighten and config.tighten and config.focus_share is not None:
+        if not tighten and log["gain"] is not None:
+            log["hopeless"] += _hopeless(lp.margin_ratio[~c], log["gain"])
+        if not tighten and config.tighten and config.focus_share is not None and not log["hopeless"]:
             # the next pass tightens, for the records still open (in this order), only what can matter
             focus = lp.focus((~c).nonzero(as_tuple=True)[0], config.focus_share)
         log["tightened" if tighten else "linear"] += int(c.sum())
@@ -168,6 +185,37 @@ def _linear_certify(plan, x, given, idx, ok, lab, params, ctx, config, contrib, 
         for g, v in parts.items():          # the attribution of the untightened pass guides refinement
             contrib[g] = contrib.get(g, 0.0) + float(v[~c].sum())
     return ok, lab
+
+
+def _best_gain(source, tensors, levels, full) -> Optional[float]:
+    """The largest factor by which any tensor's read error can still shrink before it is exact:
+    2^-(mantissa bits between its current level and its last intermediate one), None when no
+    tensor has an intermediate level left (or one still lacks its exponent or sign)."""
+    best = 0
+    for t in tensors:
+        if levels[t] >= full[t] - 1:
+            continue
+        bits = source.mantissa_bits(t)
+        if bits is None:
+            return None
+        have, last = bits[levels[t] - 1], bits[full[t] - 2]
+        if have is None:
+            return None
+        best = max(best, last - have)
+    return 2.0 ** -best if best else None
+
+
+def _hopeless(ratio: torch.Tensor, gain: float) -> int:
+    """Records whose bound/room ratio stays above 1 even if the bound shrank with the *square* of the
+    best gain left before the last segment (an optimistic extrapolation: a bound first-order in the
+    weights' error shrinks with the gain itself). Such a record is decided only once every tensor it
+    depends on is exact. A heuristic about cost only: labels stay the exact network's either way."""
+    return int((ratio * gain * gain > 1.0).sum())
+
+
+def _box_rows(env: dict, rows: torch.Tensor) -> dict:
+    """The box pass's boxes of some of its records (python values, e.g. sizes, are left out)."""
+    return {k: Box(v.c[rows], v.r[rows]) for k, v in env.items() if isinstance(v, Box)}
 
 
 def _rows(x: Optional[torch.Tensor], idx: torch.Tensor) -> Optional[torch.Tensor]:

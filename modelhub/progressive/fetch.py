@@ -54,6 +54,10 @@ class FetchLedger:
             self.requests += 1
         return blob
 
+    def holds(self, blob_hash: str) -> bool:
+        """Already fetched: reading it again costs nothing."""
+        return blob_hash in self._blobs
+
     @property
     def modelled_fetch_s(self) -> Optional[float]:
         """Seconds the fetched bytes would take over the bandwidth model's link (None without one)."""

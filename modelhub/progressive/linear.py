@@ -68,18 +68,24 @@ class LinearPass:
 
     def __init__(self, plan: RefinementPlan, x: Optional[torch.Tensor], params: Mapping[str, R.AffineParams], ctx: R.Ctx,
                  given: Optional[Mapping[str, torch.Tensor]] = None, tighten: bool = True, cut: bool = False,
-                 max_straddle: float = 1.0, focus: Optional[Mapping[str, torch.Tensor]] = None) -> None:
+                 max_straddle: float = 1.0, focus: Optional[Mapping[str, torch.Tensor]] = None,
+                 boxes: Optional[Mapping[str, Any]] = None) -> None:
         """``focus``: node -> bool [N, numel], the only elements worth tightening there (see
-        :meth:`focus`); a node it does not list is not tightened. None: tighten every candidate."""
+        :meth:`focus`); a node it does not list is not tightened. None: tighten every candidate.
+        ``boxes``: node -> Box of these very records, as propagate() computed them with the same
+        parameters (its ``env``); used instead of recomputing them while nothing is tightened."""
         self.plan, self.params, self.ctx, self.tighten, self.cut = plan, params, ctx, tighten, cut
         self.max_straddle = max_straddle
         self.focus_mask = focus
+        # a tightened box changes every box after it: reuse the box pass only without tightening
+        self._boxes = boxes if boxes is not None and not tighten else {}
         self.env: dict[str, Any] = {}       # node -> Box (or a python value: sizes)
         self.p: dict[str, torch.Tensor] = {}
         self.nodes: dict[str, LNode] = {}
         self.order: list[str] = []
         self.tightened = 0                  # neurons whose box the linear bound narrowed
         self.checkpoints: set[str] = set()  # residual merges whose every element was tightened
+        self.margin_ratio: Optional[torch.Tensor] = None   # set by certify()
         given = given or {}
         needed = needed_nodes(plan, given)
         # fan-out of every node: the backward pass sums one adjoint per user (gamma_K's K, see _add)
@@ -108,6 +114,10 @@ class LinearPass:
         self.env[name], self.p[name] = box, box.c
         self.nodes[name] = LNode()
         self.order.append(name)
+
+    def _known(self, name: str) -> Optional[R.Box]:
+        box = self._boxes.get(name)
+        return box if isinstance(box, R.Box) else None
 
     def _box_inputs(self, step: Step) -> list[str]:
         seen: list[str] = []
@@ -185,7 +195,7 @@ class LinearPass:
         p_in = self.p[src]
         M, R_in = self._mag(src), self._radius(src)
         if g.kind == "bn":
-            box = R.channel_affine(args[0], prm, self.ctx)
+            box = self._known(step.node) or R.channel_affine(args[0], prm, self.ctx)
             shape = (1, -1) + (1,) * (p_in.dim() - 2)
             sc, ds, tc, dt, mag = (v.reshape(shape) for v in (prm.wc, prm.dw, prm.bc, prm.db, prm.bias_mag))
             p = sc * p_in + tc
@@ -196,7 +206,7 @@ class LinearPass:
             self._add(step.node, [src], box, p, lambda lam, rows, sc=sc: [lam * sc], rho, absA, wrho, g.name, terms=1)
             return
         op, n = g.op(), g.fan_in
-        box = R.affine(args[0], prm, op, n, self.ctx)
+        box = self._known(step.node) or R.affine(args[0], prm, op, n, self.ctx)
         rho_ref = gamma(n + 1, self.ctx.u_ref) + prm.extra_rel
         g64 = gamma(n + 1, U64)
         a = prm.wc.abs() + prm.dw
@@ -228,7 +238,7 @@ class LinearPass:
         if self.tighten and spec.kinks:
             self._tighten(z, spec.kinks)
         bz, pz = self.env[z], self.p[z]
-        box = step.fn([bz], self.ctx)
+        box = self._known(step.node) or step.fn([bz], self.ctx)
         lo, hi = bz.lo(), bz.hi()
         L, H = torch.minimum(lo, pz), torch.maximum(hi, pz)
         s_lo, s_hi = _slope_range(spec, L, H)
@@ -248,7 +258,7 @@ class LinearPass:
                   kind="act" if spec.kinks else "")
 
     def _maxpool(self, step: Step, src: str, args) -> None:
-        box = step.fn(list(args), self.ctx)
+        box = self._known(step.node) or step.fn(list(args), self.ctx)
         p_in = self.p[src]
         p = self._apply(step, {src: p_in})
         geo = step.meta
@@ -278,7 +288,7 @@ class LinearPass:
         self._add(step.node, [src], box, p, adj, rho, absA, terms=1)
 
     def _linear_rule(self, step: Step, inputs: list[str], args) -> None:
-        box = step.fn(list(args), self.ctx)
+        box = self._known(step.node) or step.fn(list(args), self.ctx)
         p = self._apply(step, {n: self.p[n] for n in inputs})
         occurrences = [d for d in _deps(step.args) + _deps(step.kwargs) if d in inputs]
         if step.lin == "add":       # an affine map when a constant is added: |A| R is the sum of the R
@@ -421,6 +431,7 @@ class LinearPass:
         n, c = p_out.shape
         labels = torch.topk(p_out, top_k, dim=1).indices
         if c == top_k:
+            self.margin_ratio = torch.zeros(n, dtype=torch.float64)
             return torch.ones(n, dtype=torch.bool), labels, torch.full((n,), -_INF, dtype=torch.float64), {}
         others = torch.ones((n, c), dtype=torch.bool).scatter(1, labels, False)
         js = others.nonzero(as_tuple=True)[1].view(n, c - top_k)
@@ -431,6 +442,7 @@ class LinearPass:
         worst = torch.full((n,), -_INF, dtype=torch.float64)
         contrib_rows: dict[str, torch.Tensor] = {}
         ub_all = torch.empty(len(rec), dtype=torch.float64)
+        ratio_all = torch.empty(len(rec), dtype=torch.float64)
         step = self._chunks(len(rec), c)
         parts: list[dict] = []
         for i in range(0, len(rec), step):
@@ -441,8 +453,14 @@ class LinearPass:
             b, part = self.bound(self.out, r, lam, want_contrib)
             margin = up(p_out[r, ji] - p_out[r, ti])
             ub_all[i:i + step] = up(margin + b)
+            # how many times the bound exceeds the room the coarse margin leaves (a tie: infinitely)
+            room = -margin
+            ratio_all[i:i + step] = torch.where(room > 0, b / room.clamp(min=1e-300), torch.full_like(b, _INF))
             parts.append(part)
         worst = worst.scatter_reduce(0, rec, ub_all, "amax")
+        #: per record, the largest bound/room ratio over its pairs: < 1 is certain; the refinement's
+        #: hopelessness test (driver._hopeless) extrapolates it to the finest intermediate level
+        self.margin_ratio = torch.zeros(n, dtype=torch.float64).scatter_reduce(0, rec, ratio_all, "amax")
         certain = worst < 0
         is_worst = ub_all == worst[rec]
         arg = torch.zeros(n, dtype=torch.long).scatter_reduce(

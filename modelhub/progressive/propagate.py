@@ -19,13 +19,14 @@ def _resolve(a: Any, env: dict) -> Any:
 
 def propagate(plan: RefinementPlan, x: torch.Tensor, params: Mapping[str, R.AffineParams], ctx: R.Ctx,
               scales: Optional[Mapping[str, torch.Tensor]] = None,
-              given: Optional[Mapping[str, torch.Tensor]] = None) -> R.Box:
+              given: Optional[Mapping[str, torch.Tensor]] = None, env: Optional[dict] = None) -> R.Box:
     """The output box of every record in ``x``.
 
     ``given``: exact values of some nodes (a frozen prefix's materialized features); the nodes
-    they make unnecessary are not evaluated and their groups need no parameters.
+    they make unnecessary are not evaluated and their groups need no parameters. ``env``: filled
+    with every node's value (boxes, python values), for the linear pass to reuse.
     """
-    env: dict[str, Any] = {}
+    env = {} if env is None else env
     needed = needed_nodes(plan, given or {})
     for step in plan.steps:
         if step.node not in needed:

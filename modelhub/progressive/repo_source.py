@@ -29,9 +29,11 @@ def _entry(name: str, tensor_hash: str, stored: StoredTensor | None) -> TensorEn
 
 
 def version_source(weights: VersionWeights, version_id: str,
-                   fetch: Optional[Callable[[str], bytes]] = None, snapshot: Optional[int] = None) -> ManifestSource:
+                   fetch: Optional[Callable[[str], bytes]] = None, snapshot: Optional[int] = None,
+                   held: Optional[Callable[[str], bool]] = None) -> ManifestSource:
     """Every tensor of the version's latest snapshot (or of ``snapshot``), read lazily through the
-    object store (``fetch``: another way to the same blobs, e.g. a FetchLedger shared by many versions)."""
+    object store (``fetch``: another way to the same blobs, e.g. a FetchLedger shared by many versions;
+    ``held``: which blobs that way already holds, so a tensor can start at the levels they cover)."""
     names = weights.weight_hashes(version_id) if snapshot is None else weights.weight_hashes(version_id, snapshot)
     stored = weights.stored_tensors(th for _, th in names)
     entries = {name: _entry(name, th, stored.get(th)) for name, th in names}
@@ -51,7 +53,7 @@ def version_source(weights: VersionWeights, version_id: str,
             sizes[blob_hash] = len(weights.fetch_blob(blob_hash))
         return sizes[blob_hash]
 
-    return ManifestSource(entries, fetch or weights.fetch_blob, resolve_base, blob_size=blob_size)
+    return ManifestSource(entries, fetch or weights.fetch_blob, resolve_base, blob_size=blob_size, held=held)
 
 
 def version_network(weights: VersionWeights, version_id: str) -> torch.fx.GraphModule:

@@ -108,6 +108,23 @@ class SelectionReport:
     full: Optional[StorageCost] = None
     warning: Optional[str] = None
     placement: Placement = Placement()
+    link: Optional[BandwidthModel] = None   # the bandwidth model the costs were priced with
+
+    @property
+    def pays_below_mbps(self) -> Optional[float]:
+        """The link throughput (Mbit/s, at the link's latency) below which the progressive run's total
+        time beats full precision's, from this run's measured decode and compute seconds: inf when it
+        fetched no more bytes and is not slower otherwise, 0.0 when it fetched no fewer bytes (it cannot
+        pay at a slower link); None without a comparison or a link."""
+        if self.full is None or self.link is None:
+            return None
+        p, f = self.progressive, self.full
+        saved = f.bytes_fetched - p.bytes_fetched
+        extra_s = (p.decode_s + p.compute_s - f.decode_s - f.compute_s
+                   + (p.requests - f.requests) * self.link.latency_s)
+        if saved > 0:
+            return float("inf") if extra_s <= 0 else saved / extra_s * 8 / 1e6
+        return float("inf") if saved == 0 and extra_s < 0 else 0.0
 
     @property
     def bytes_fraction(self) -> float:
@@ -126,6 +143,7 @@ class SelectionReport:
                 "bytes_decoded": self.bytes_decoded, "bytes_fraction": self.bytes_fraction,
                 "progressive": cost(self.progressive), "full_precision": cost(self.full),
                 "labels_equal": self.labels_equal, "warning": self.warning,
+                "pays_below_mbps": _json_number(self.pays_below_mbps),
                 "remote": self.placement.remote, "hot_copy": self.placement.hot_copy,
                 "versions": [{"version": v.ref, "version_id": v.version_id, "snapshot": v.snapshot,
                               "labels_equal": v.labels_equal,
@@ -151,7 +169,7 @@ def evaluate_selection(weights: VersionWeights, refs: Sequence[str], inputs, top
     ledger = FetchLedger(weights.fetch_blob, bandwidth)
     results, sources, read_s, run_s = [], {}, 0.0, 0.0
     for i, it in enumerate(items):
-        src = version_source(weights, it.version_id, fetch=ledger.fetch, snapshot=it.snapshot)
+        src = version_source(weights, it.version_id, fetch=ledger.fetch, snapshot=it.snapshot, held=ledger.holds)
         sources[it] = src
         t0 = time.perf_counter()
         report = evaluate_module(networks[it.version_id], x, top_k=top_k, source=src, config=config)
@@ -167,7 +185,7 @@ def evaluate_selection(weights: VersionWeights, refs: Sequence[str], inputs, top
         full, labels = _full_precision(weights, items, networks, x, top_k, bandwidth, progress)
         results = [replace(r, labels_equal=_same_sets(r.report.labels, labels[i])) for i, r in enumerate(results)]
     return SelectionReport(int(x.shape[0]), top_k, tuple(results), stored, decoded, progressive, full,
-                           cost_warning(placement, stored, decoded), placement)
+                           cost_warning(placement, stored, decoded), placement, bandwidth)
 
 
 def cost_warning(placement: Placement, stored: int, decoded: int) -> Optional[str]:
@@ -248,6 +266,11 @@ def _stored_bytes(weights, networks, sources) -> tuple[int, int]:
         listed = weights.blob_sizes(unknown)
         blobs.update({b: listed.get(b, 0) for b in unknown})
     return sum(int(s or 0) for s in blobs.values()), sum(decoded.values())
+
+
+def _json_number(v: Optional[float]):
+    """JSON has no infinity: "inf" instead."""
+    return "inf" if v == float("inf") else v
 
 
 def _same_sets(a: np.ndarray, b: np.ndarray) -> bool:

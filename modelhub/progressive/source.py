@@ -24,7 +24,7 @@ import torch
 
 from ..storage import progressive as sp
 from ..storage import tensors as st
-from ..storage_boundary import decode_tensor, encode_tensor, read_intervals
+from ..storage_boundary import decode_tensor, encode_tensor, known_mantissa_bits, read_intervals
 from .errors import WeightSourceError
 
 
@@ -49,8 +49,12 @@ class ManifestSource:
 
     def __init__(self, entries: Mapping[str, TensorEntry], fetch: Callable[[str], bytes],
                  resolve_base: Optional[Callable[[str], TensorEntry]] = None,
-                 blob_size: Optional[Callable[[str], int]] = None) -> None:
+                 blob_size: Optional[Callable[[str], int]] = None,
+                 held: Optional[Callable[[str], bool]] = None) -> None:
+        """``held(blob_hash)``: the blob is already at hand (fetched for another version), so reading
+        it costs nothing: :meth:`free_levels` says how deep a tensor can start."""
         self.entries = dict(entries)
+        self._held = held
         # sizes of blobs a manifest does not record (format 1); default: fetch it, uncounted
         self._blob_size = blob_size or (lambda h: len(fetch(h)))
         self._fetch_raw = fetch
@@ -83,6 +87,26 @@ class ManifestSource:
 
     def total_bytes(self, name: str) -> int:
         return sum(self.level_bytes(name))
+
+    def free_levels(self, name: str) -> int:
+        """Leading levels whose blobs are all at hand already (0 without ``held``)."""
+        if self._held is None:
+            return 0
+        e = self._entry(name)
+        if not _progressive(e):
+            return 1 if all(self._held(b) for b in st.manifest_blobs(e.manifest)) else 0
+        free = 0
+        for blob in e.manifest["segments"]:
+            if not self._held(blob):
+                break
+            free += 1
+        return free
+
+    def mantissa_bits(self, name: str) -> Optional[list[Optional[int]]]:
+        """Per level (index k - 1), the leading mantissa bits known after reading k segments; None at
+        levels still missing the exponent or the sign, and for exact-only tensors."""
+        e = self._entry(name)
+        return known_mantissa_bits(e.manifest) if _progressive(e) else None
 
     # ----------------------------------------------------------------- reads
     def fetch(self, blob_hash: str) -> bytes:
