@@ -9,6 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 import modelhub.repo.reads as reads
+import modelhub.repo.tensorstore as tensorstore
 from helpers import assert_bit_exact, tiny_cnn
 from modelhub.errors import InputError
 from modelhub.repo.hotcopy import HotCopies
@@ -33,7 +34,7 @@ def _mixed_state() -> "OrderedDict[str, torch.Tensor]":
 def _no_archive_reads(monkeypatch) -> None:
     def refuse(*args, **kwargs):
         raise AssertionError("the archive was read although a valid hot copy exists")
-    monkeypatch.setattr(reads, "load_tensors", refuse)
+    monkeypatch.setattr(tensorstore, "load_tensors", refuse)  # what reads.load_state_dict decodes with
 
 
 def test_commit_writes_a_hot_copy_that_checkout_serves_bit_exact(repo, monkeypatch):
