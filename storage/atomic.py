@@ -16,7 +16,8 @@ import os
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterable
+from contextlib import contextmanager
+from typing import Iterable, Iterator, Mapping
 
 from .errors import StorageFullError
 
@@ -43,7 +44,7 @@ def fsync_dir(path: Path) -> None:
 
 def make_dirs(path: Path, *, durable: bool = True) -> None:
     """``mkdir -p`` that fsyncs every directory it creates into its parent (``durable=False``:
-    the caller does, see :func:`sync_paths`)."""
+    the caller does, see :func:`publish_temps`)."""
     path = Path(path)
     if path.is_dir():
         return
@@ -58,36 +59,98 @@ def make_dirs(path: Path, *, durable: bool = True) -> None:
             fsync_dir(d.parent)
 
 
-def atomic_write(path: Path | str, data: bytes | memoryview, *, exist_ok_same: bool = False,
-                 durable: bool = True) -> None:
-    """Write ``data`` to ``path`` atomically.
+def atomic_write(path: Path | str, data: bytes | memoryview, *, exist_ok_same: bool = False) -> None:
+    """Write ``data`` to ``path`` atomically and durably.
 
     With ``exist_ok_same`` an existing file is left untouched (content-addressed
-    stores: the name already implies the content). With ``durable=False`` the
-    file and the rename are not fsynced: the caller makes them durable later,
-    many at once (:func:`sync_paths`), before anything refers to the file.
+    stores: the name already implies the content).
     """
     path = Path(path)
     if exist_ok_same and path.exists():
         return
-    try:
-        make_dirs(path.parent, durable=durable)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    with _full_disk_as_storage_error(path):
+        tmp = _write_temp(path, data, durable=True)
         try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                if durable:
-                    os.fsync(fh.fileno())
             os.replace(tmp, path)
         except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
+            _unlink(tmp)
             raise
-        if durable:
-            fsync_dir(path.parent)
+        fsync_dir(path.parent)
+
+
+def write_temp(path: Path | str, data: bytes | memoryview) -> Path:
+    """The first half of a deferred atomic write: ``data`` in a temp file beside ``path``, neither
+    fsynced nor renamed. :func:`publish_temps` finishes many such writes with one batch of fsyncs.
+
+    The rename waits for the fsync so that a file under its final name always holds complete
+    bytes, even after a power loss: a content-addressed store trusts a present name and never
+    rewrites it, so a torn file there would be reused by every later writer.
+    """
+    path = Path(path)
+    with _full_disk_as_storage_error(path):
+        return _write_temp(path, data, durable=False)
+
+
+def publish_temps(temps: Mapping[Path, Path], present: Iterable[Path] = (), *, workers: int = 16) -> None:
+    """Finish deferred writes ``{final path: temp path}``: fsync every temp file (and every file
+    in ``present``: put by another writer that may not have synced it yet), rename each temp to
+    its final name, then fsync the folders holding them (the renames) and those folders'
+    parents (a fan-out folder created on the way). On an error the temps not yet renamed are
+    removed and nothing under a final name is incomplete.
+
+    One fsync per file costs a journal commit each (~3-8 ms on ext4), which was most of a
+    streaming commit's time; issued from several threads at once the journal commits them
+    together (300 blobs: 0.94 s one at a time, 0.26 s this way).
+    """
+    temps = {Path(f): Path(t) for f, t in temps.items()}
+    present = [Path(p) for p in present]
+    if not temps and not present:
+        return
+    finals = [*temps, *present]
+    folders = sorted({f.parent for f in finals})
+    parents = sorted({f.parent for f in folders} - set(folders))
+    renamed: set[Path] = set()
+    try:
+        with _full_disk_as_storage_error(finals[0]):
+            with ThreadPoolExecutor(max(1, min(workers, len(finals))), thread_name_prefix="storage-fsync") as pool:
+                list(pool.map(fsync_file, [*temps.values(), *present]))
+                for final, tmp in temps.items():
+                    os.replace(tmp, final)
+                    renamed.add(final)
+                list(pool.map(fsync_dir, folders))
+                list(pool.map(fsync_dir, parents))
+    finally:
+        for final, tmp in temps.items():
+            if final not in renamed:
+                _unlink(tmp)
+
+
+def _write_temp(path: Path, data: bytes | memoryview, *, durable: bool) -> Path:
+    make_dirs(path.parent, durable=durable)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            if durable:
+                os.fsync(fh.fileno())
+    except BaseException:
+        _unlink(Path(tmp))
+        raise
+    return Path(tmp)
+
+
+def _unlink(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+@contextmanager
+def _full_disk_as_storage_error(path: Path) -> Iterator[None]:
+    try:
+        yield
     except OSError as exc:
         if exc.errno in FULL_ERRNOS and not isinstance(exc, StorageFullError):
             raise StorageFullError(str(path)) from exc
@@ -100,28 +163,3 @@ def fsync_file(path: Path | str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def sync_paths(files: Iterable[Path], *, workers: int = 16) -> None:
-    """Make files written with ``atomic_write(..., durable=False)`` durable: each file, then
-    each folder holding one (its rename), then those folders' parents (a folder that
-    ``atomic_write`` created on the way, such as a new fan-out folder of an object store).
-
-    One fsync per file costs a journal commit each (~3-8 ms on ext4), which was most of a
-    streaming commit's time; issued from several threads at once the journal commits them
-    together (300 blobs: 0.94 s one at a time, 0.26 s this way).
-    """
-    files = list(files)
-    if not files:
-        return
-    folders = sorted({Path(f).parent for f in files})
-    parents = sorted({f.parent for f in folders} - set(folders))
-    try:
-        with ThreadPoolExecutor(max(1, min(workers, len(files))), thread_name_prefix="storage-fsync") as pool:
-            list(pool.map(fsync_file, files))
-            list(pool.map(fsync_dir, folders))
-            list(pool.map(fsync_dir, parents))
-    except OSError as exc:
-        if exc.errno in FULL_ERRNOS and not isinstance(exc, StorageFullError):
-            raise StorageFullError(str(files[0])) from exc
-        raise

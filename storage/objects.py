@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 from typing import Iterator
 
-from .atomic import atomic_write, sync_paths
+from .atomic import atomic_write, publish_temps, write_temp
 from .errors import CorruptBlobError, MissingBlobError
 
 HASH_NAME = "blake2b-256"
@@ -25,27 +25,40 @@ def content_hash(data: bytes | memoryview) -> str:
 
 
 class PendingBlobs:
-    """Blobs put with ``ObjectStore.put(data, pending=...)``: written and renamed but not yet
-    fsynced. :meth:`sync` makes them all durable at once; a caller must call it before any
-    index names them (a crash before that leaves at worst unreferenced or lost blobs that
-    nothing names, as with a crash before an ordinary put). Safe to add to from several threads.
+    """Blobs put with ``ObjectStore.put(data, pending=...)``: written to temp files, neither
+    fsynced nor under their names yet. :meth:`sync` fsyncs them all in one batch, then renames
+    them; a caller must call it before any index names them. A crash before that leaves only
+    temp files, which `dlv gc` removes. Safe to add to from several threads.
     """
 
     def __init__(self) -> None:
-        self._paths: list[Path] = []
+        self._temps: dict[Path, Path] = {}    # final path -> temp path
+        self._present: dict[Path, None] = {}  # already under their names (maybe not yet synced)
         self._lock = threading.Lock()
 
-    def add(self, path: Path) -> None:
+    def holds(self, path: Path) -> bool:
         with self._lock:
-            self._paths.append(path)
+            return path in self._temps
+
+    def add_temp(self, path: Path, temp: Path) -> None:
+        with self._lock:
+            if path in self._temps:  # two threads put the same bytes: keep one
+                os.unlink(temp)
+            else:
+                self._temps[path] = temp
+
+    def add_present(self, path: Path) -> None:
+        with self._lock:
+            self._present[path] = None
 
     def __len__(self) -> int:
-        return len(self._paths)
+        return len(self._temps) + len(self._present)
 
     def sync(self) -> None:
         with self._lock:
-            paths, self._paths = self._paths, []
-        sync_paths(dict.fromkeys(paths))
+            temps, present = self._temps, self._present
+            self._temps, self._present = {}, {}
+        publish_temps(temps, present)
 
 
 class ObjectStore:
@@ -68,9 +81,9 @@ class ObjectStore:
         younger than a grace period then keeps an old unreferenced blob alive
         for a writer that reuses it until that writer's index entry lands.
 
-        With ``pending`` the blob is durable only once ``pending.sync()`` ran (one batch of
-        fsyncs for many blobs). A present blob is listed too: another writer may have put
-        it without syncing yet.
+        With ``pending`` the blob is written to a temp file and appears under its name, durable,
+        only once ``pending.sync()`` ran (one batch of fsyncs for many blobs). A present blob is
+        listed too: another writer may have renamed it without syncing its folder yet.
 
         ``blob_hash``: ``content_hash(data)`` when the caller already computed it from these very
         bytes (a codec names its blobs in the manifest it returns: see
@@ -80,10 +93,13 @@ class ObjectStore:
         if blob_hash is None:
             blob_hash = content_hash(data)
         path = self.path_of(blob_hash)
-        if not self.touch(blob_hash):
-            atomic_write(path, data, durable=pending is None)
-        if pending is not None:
-            pending.add(path)
+        if pending is None:
+            if not self.touch(blob_hash):
+                atomic_write(path, data)
+        elif self.touch(blob_hash):
+            pending.add_present(path)
+        elif not pending.holds(path):
+            pending.add_temp(path, write_temp(path, data))
         return blob_hash
 
     def touch(self, blob_hash: str) -> bool:

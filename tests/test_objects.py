@@ -105,10 +105,15 @@ def test_deferred_puts_are_fsynced_together_with_their_folders(tmp_path, monkeyp
     store.root.mkdir()
     pending = PendingBlobs()
     names = [store.put(bytes([i]) * 10, pending=pending) for i in range(3)]
+    store.put(bytes([0]) * 10, pending=pending)   # the same bytes again: one temp file
     assert files == [] and folders == []          # nothing synced until the batch is
-    assert [store.get(h) for h in names] == [bytes([i]) * 10 for i in range(3)]
+    # nothing is under its name before its bytes are fsynced: a torn file there would be
+    # trusted by every later put of the same bytes
+    assert not any(store.has(h) for h in names) and len(list(tmp_path.rglob(".tmp-*"))) == 3
     pending.sync()
-    assert sorted(map(str, files)) == sorted(str(store.path_of(h)) for h in names)
+    assert [store.get(h) for h in names] == [bytes([i]) * 10 for i in range(3)]
+    assert sorted(p.parent for p in files) == sorted(store.path_of(h).parent for h in names)
+    assert all(p.name.startswith(".tmp-") for p in files)   # fsynced before the rename
     # each blob's fan-out folder (its rename) and the store's root (the new fan-out folders)
     assert set(folders) == {store.path_of(h).parent for h in names} | {store.root}
     assert len(pending) == 0 and not list(tmp_path.rglob(".tmp-*"))
