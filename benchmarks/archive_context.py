@@ -38,6 +38,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import context_trajectories as ct  # noqa: E402
+from report import print_report
 
 from modelhub.storage.bitfields import default_layout  # noqa: E402
 from modelhub.storage.context_coding import ContextConfig, decode_context, encode_context  # noqa: E402
@@ -233,10 +234,7 @@ def main(argv=None) -> int:
         results["workloads"].append(res)
         print(json.dumps(res), file=sys.stderr, flush=True)
     results["single_bf16"] = single_bf16(args.quick)
-    text = json.dumps(results, indent=1)
-    if args.out:
-        args.out.write_text(text + "\n")
-    print(text)
+    print_report(results, args.out)
     return 0
 
 
