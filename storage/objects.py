@@ -27,8 +27,9 @@ def content_hash(data: bytes | memoryview) -> str:
 class PendingBlobs:
     """Blobs put with ``ObjectStore.put(data, pending=...)``: written to temp files, neither
     fsynced nor under their names yet. :meth:`sync` fsyncs them all in one batch, then renames
-    them; a caller must call it before any index names them. A crash before that leaves only
-    temp files, which `dlv gc` removes. Safe to add to from several threads.
+    them; a caller must call it before any index names them. Used as a context manager, it
+    removes the temps of a command that failed before its sync; a crash leaves only temp files,
+    which `dlv gc` removes. Safe to add to from several threads.
     """
 
     def __init__(self) -> None:
@@ -53,6 +54,23 @@ class PendingBlobs:
 
     def __len__(self) -> int:
         return len(self._temps) + len(self._present)
+
+    def __enter__(self) -> "PendingBlobs":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.discard()
+
+    def discard(self) -> None:
+        """Remove the temp files not yet synced (the command failed before its batch: a full
+        disk, a codec error); what :meth:`sync` published stays."""
+        with self._lock:
+            temps, self._temps, self._present = self._temps, {}, {}
+        for temp in temps.values():
+            try:
+                os.unlink(temp)
+            except FileNotFoundError:
+                pass
 
     def sync(self) -> None:
         with self._lock:

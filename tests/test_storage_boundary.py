@@ -33,12 +33,12 @@ def _raiser(error: Exception):
 # (what the command does, storage function that fails deep inside, the error it raises, exit code)
 CASES = [
     ("commit", "modelhub.storage.segmented.encode_segmented", S.CodecError("injected codec failure"), 8),
-    ("commit", "modelhub.storage.objects.atomic_write", S.StorageFullError("objects/ab/cd"), 74),
+    ("commit", "modelhub.storage.objects.write_temp", S.StorageFullError("objects/ab/cd"), 74),
     ("checkout", "modelhub.storage.segmented._decompress", S.CorruptBlobError(BLOB, "injected"), 65),
     ("checkout", "modelhub.storage.segmented._decompress", S.MissingBlobError(BLOB), 65),
     ("checkout", "modelhub.storage.segmented.join_fields", S.DamagedEncodingError("injected damage"), 8),
     ("archive", "modelhub.storage.segmented.encode_segmented", S.UnknownFormatError("injected format"), 8),
-    ("archive", "modelhub.storage.objects.atomic_write", S.StorageFullError("objects/ab/cd"), 74),
+    ("archive", "modelhub.storage.objects.write_temp", S.StorageFullError("objects/ab/cd"), 74),
     ("archive", "modelhub.storage.segmented.decode_segmented", S.CorruptBlobError(BLOB, "injected"), 65),
 ]
 

@@ -272,10 +272,10 @@ def run_archive(con, store, *, alpha: float = 2.0, scheme: str = "independent", 
 
     say(f"writing {len(new_blobs)} blobs for {len(new_manifests)} re-encoded tensors")
     sizes = {}
-    pending = PendingBlobs()
-    for blob in new_blobs:   # a full disk is a DiskFullError; the transaction rolls back
-        sizes[store.put(blob, pending=pending)] = len(blob)
-    store.sync(pending)      # all durable (one batch of fsyncs) before any catalog row names them
+    with PendingBlobs() as pending:   # a failure before the sync removes its temp files
+        for blob in new_blobs:   # a full disk is a DiskFullError; the transaction rolls back
+            sizes[store.put(blob, pending=pending)] = len(blob)
+        store.sync(pending)      # all durable (one batch of fsyncs) before any catalog row names them
     hit("blobs-written")
 
     # Verify every new manifest decodes to its tensor before the catalog changes.

@@ -50,17 +50,17 @@ def store_tensors(con: duckdb.DuckDBPyConnection, store: BlobStore,
     known = catalog_tensors.known_hashes(con, hashes)
     blobs: dict[str, int] = {}
     rows: list[TensorRow] = []
-    pending = PendingBlobs()
-    for th, (raw, dtype, shape) in zip(hashes, tensors):
-        if th in known:
-            continue
-        encoded = encode_tensor(raw, dtype, shape, config=_codec().commit_config())
-        for name, blob in encoded.named_blobs():
-            blobs[store.put(blob, pending=pending, blob_hash=name)] = len(blob)
-        rows.append(TensorRow(th, dtype, json.dumps(list(shape)), len(raw),
-                              json.dumps(encoded.manifest, sort_keys=True)))
-        known.add(th)
-    store.sync(pending)   # every blob fsynced (in one batch) before the rows below name it
+    with PendingBlobs() as pending:   # a failure before the sync removes its temp files
+        for th, (raw, dtype, shape) in zip(hashes, tensors):
+            if th in known:
+                continue
+            encoded = encode_tensor(raw, dtype, shape, config=_codec().commit_config())
+            for name, blob in encoded.named_blobs():
+                blobs[store.put(blob, pending=pending, blob_hash=name)] = len(blob)
+            rows.append(TensorRow(th, dtype, json.dumps(list(shape)), len(raw),
+                                  json.dumps(encoded.manifest, sort_keys=True)))
+            known.add(th)
+        store.sync(pending)   # every blob fsynced (in one batch) before the rows below name it
     catalog_objects.add_blobs(con, blobs)
     catalog_tensors.insert_tensors(con, rows)
     return hashes
@@ -229,11 +229,12 @@ def store_streamed(con: duckdb.DuckDBPyConnection, store: BlobStore, tensors: Se
 
     rows: list[TensorRow] = []
     blobs: dict[str, int] = {}
-    for row, sizes in bounded_map(encode_one, list(todo.items()), size=lambda item: item[1].nbytes,
-                                  budget=budget, workers=workers):
-        rows.append(row)
-        blobs.update(sizes)
-    store.sync(pending)   # every blob fsynced (in one batch) before the rows below name it
+    with pending:   # a failure before the sync removes its temp files
+        for row, sizes in bounded_map(encode_one, list(todo.items()), size=lambda item: item[1].nbytes,
+                                      budget=budget, workers=workers):
+            rows.append(row)
+            blobs.update(sizes)
+        store.sync(pending)   # every blob fsynced (in one batch) before the rows below name it
     catalog_objects.add_blobs(con, blobs)
     catalog_tensors.insert_tensors(con, rows)
     return hashes
