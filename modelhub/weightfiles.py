@@ -20,6 +20,8 @@ byte offsets are needed for zero-copy views and page release, and
 """
 from __future__ import annotations
 
+import math
+
 import json
 import mmap
 import os
@@ -65,10 +67,7 @@ class TensorSpec:
 
     @property
     def numel(self) -> int:
-        n = 1
-        for d in self.shape:
-            n *= d
-        return n
+        return math.prod(self.shape)
 
 
 @dataclass(frozen=True)

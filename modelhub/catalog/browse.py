@@ -6,6 +6,8 @@ connection of the caller's read scope.
 """
 from __future__ import annotations
 
+import math
+
 import json
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -42,10 +44,7 @@ class Tensor:
 
     @property
     def numel(self) -> int:
-        n = 1
-        for d in self.shape:
-            n *= d
-        return n
+        return math.prod(self.shape)
 
 
 @dataclass(frozen=True)

@@ -104,6 +104,19 @@ def _layer_names(model: nn.Module) -> list[str]:
     return [n for n, m in model.named_modules() if n and any(True for _ in m.parameters(recurse=False))]
 
 
+def progressive_records(access: RepositoryAccess, data: str, cfg,
+                        split: str) -> tuple[DataView, np.ndarray, np.ndarray]:
+    """The dataset, the record indices of ``split`` and those records preprocessed: what progressive
+    evaluation bounds (`dlv eval --progressive` of one version or of a selection)."""
+    view = _load_data(access, data, {})
+    if view.layout is not None:
+        raise ConfigError(f"dataset {view.meta.get('ref', view.name)} has records with several inputs; "
+                          "progressive evaluation bounds networks of one float input: drop --progressive")
+    train_idx, val_idx = view.split(cfg.val_fraction)
+    idx = {"val": val_idx, "train": train_idx, "all": np.arange(view.n)}[split]
+    return view, idx, Preprocessing.from_config(cfg).apply(view.x[idx])
+
+
 def _load_data(access: RepositoryAccess, ref: str, cache: dict[str, DataView]) -> DataView:
     if ref in cache:
         return cache[ref]
@@ -341,13 +354,7 @@ def evaluate_version(access: RepositoryAccess, ref: str, data: str, *, split: st
     if progressive:  # issue 6: top-k labels from the fewest parameter bytes; never checks the weights out
         from ..progressive import evaluate_progressive
         progress.message(f"loading dataset {data}")
-        view = _load_data(access, data, {})
-        if view.layout is not None:
-            raise ConfigError(f"dataset {view.meta.get('ref', view.name)} has records with several inputs; "
-                              "progressive evaluation bounds networks of one float input: drop --progressive")
-        train_idx, val_idx = view.split(cfg.val_fraction)
-        idx = {"val": val_idx, "train": train_idx, "all": np.arange(view.n)}[split]
-        x = Preprocessing.from_config(cfg).apply(view.x[idx])
+        view, idx, x = progressive_records(access, data, cfg, split)
         found: StoredStart | NoStoredStart = NoStoredStart("disabled: use_stored_features=False "
                                                            "(--no-stored-features)")
         if use_stored_features:   # a frozen prefix with exact materialized features: run the head only

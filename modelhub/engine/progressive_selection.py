@@ -10,16 +10,14 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-import numpy as np
 
 from ..progressive.access import VersionWeights
 from ..progressive.fetch import BandwidthModel
 from ..progressive.selection import Placement, ProgressCallback, SelectionReport, evaluate_selection
 from .access import RepositoryAccess
 from .config import build_config, load_config_file
-from .data import Preprocessing
 from .errors import ConfigError
-from .evaluate import _load_data
+from .evaluate import progressive_records
 
 
 def evaluate_selection_progressive(access: RepositoryAccess, weights: VersionWeights, refs: Sequence[str],
@@ -34,12 +32,6 @@ def evaluate_selection_progressive(access: RepositoryAccess, weights: VersionWei
     raw: dict[str, Any] = load_config_file(config) if config else {}
     raw.setdefault("epochs", 1)
     cfg = build_config(raw)
-    view = _load_data(access, data, {})
-    if view.layout is not None:
-        raise ConfigError(f"dataset {view.meta.get('ref', view.name)} has records with several inputs; "
-                          "progressive evaluation bounds networks of one float input: drop --progressive")
-    train_idx, val_idx = view.split(cfg.val_fraction)
-    idx = {"val": val_idx, "train": train_idx, "all": np.arange(view.n)}[split]
-    x = Preprocessing.from_config(cfg).apply(view.x[idx])
+    _, _, x = progressive_records(access, data, cfg, split)
     return evaluate_selection(weights, refs, x, top_k, compare=compare, bandwidth=bandwidth,
                               placement=placement, progress=progress, snapshots=snapshots)
