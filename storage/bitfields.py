@@ -122,29 +122,39 @@ def segment_length(n: int, width: int) -> int:
     return (n + 7) // 8 if width == 1 else n
 
 
-def join_fields(segments: Sequence[bytes], layout: Layout, n: int, itemsize: int) -> np.ndarray:
-    """Inverse of :func:`split_fields`: rebuild ``n`` words from their fields."""
+def join_fields(segments: Sequence[bytes], layout: Layout, n: int, itemsize: int,
+                out: bytearray | None = None) -> np.ndarray:
+    """Inverse of :func:`split_fields`: rebuild ``n`` words from their fields (into ``out``, a
+    buffer of ``n * itemsize`` bytes, when given: a decoder then returns it without a copy).
+
+    A byte that several fields share (float32's exponent straddles two) is assembled in a
+    contiguous uint8 plane first; then every byte column of the words is written once.
+    Updating the columns in place field by field (strided reads and writes, uint8
+    temporaries per field) was ~1.7x slower, and it is the hottest step of a checkout.
+    """
     utype = UINT_OF_SIZE[itemsize]
-    out = np.zeros(n, dtype=utype)
-    out_bytes = out.view(np.uint8).reshape(-1, itemsize)
+    parts: dict[int, list[np.ndarray]] = {}   # byte index -> the fields' bits in that byte
+
     for (shift, width), seg in zip(layout, segments):
         if len(seg) != segment_length(n, width):
             raise CodecError(f"segment of {len(seg)} bytes does not hold {n} fields of {width} bits")
         vals = np.frombuffer(seg, dtype=np.uint8)
         if width == 1:
             vals = np.unpackbits(vals, count=n, bitorder="little")
-        if shift % 8 + width <= 8:
-            # the field lies inside one byte: operate on that byte column only
-            # (uint8 arithmetic is 4-8x less memory traffic than on words)
-            col = out_bytes[:, shift // 8]
-            if shift % 8 == 0 and width == 8:
-                col[...] = vals
-            else:
-                col |= (vals << np.uint8(shift % 8)).astype(np.uint8)
-        else:
-            # the field straddles two bytes (e.g. float32's exponent, bits 23..30):
-            # two uint8 column updates instead of three passes over whole words
-            low, off = shift // 8, shift % 8
-            out_bytes[:, low] |= (vals << np.uint8(off)).astype(np.uint8)   # wraps: keeps the low bits
-            out_bytes[:, low + 1] |= (vals >> np.uint8(8 - off)).astype(np.uint8)
-    return out
+        low, off = divmod(shift, 8)
+        parts.setdefault(low, []).append(np.left_shift(vals, np.uint8(off)) if off else vals)  # uint8: high bits fall off
+        if off + width > 8:   # the field straddles two bytes: its high bits go to the next one
+            parts.setdefault(low + 1, []).append(np.right_shift(vals, np.uint8(8 - off)))
+    if out is None:
+        columns = np.empty((n, itemsize), dtype=np.uint8)
+    elif len(out) != n * itemsize:
+        raise CodecError(f"join_fields: the output buffer holds {len(out)} bytes, not {n} x {itemsize}")
+    else:
+        columns = np.frombuffer(out, dtype=np.uint8).reshape(n, itemsize)
+    for k in range(itemsize):
+        column = parts.get(k, [np.uint8(0)])
+        byte = column[0]
+        for i, more in enumerate(column[1:]):
+            byte = np.bitwise_or(byte, more) if i == 0 else np.bitwise_or(byte, more, out=byte)
+        columns[:, k] = byte
+    return columns.view(utype).reshape(n)

@@ -158,11 +158,48 @@ def _optimal_parse_params() -> zstandard.ZstdCompressionParameters:
         search_log=3, min_match=7, target_length=32, write_content_size=0)
 
 
+#: a commit estimates a segment's entropy from this many evenly spread bytes (16 runs of 4 KiB)
+_SAMPLE_RUNS, _SAMPLE_RUN = 16, 4096
+
+
+def looks_noisy(segment: bytes | memoryview) -> bool:
+    """Whether a segment is noise by the entropy of a spread sample (a float's low mantissa
+    bytes): zstd would spend ~1.5 s/GB finding that out and then store it as it is. A sample
+    that misjudges a nearly random segment loses at most the few percent it had left."""
+    view = memoryview(segment).cast("B")
+    if len(view) <= _SAMPLE_RUNS * _SAMPLE_RUN:
+        return entropy_bits(view) >= _NOISE_BITS_PER_BYTE * len(view)
+    step = len(view) // _SAMPLE_RUNS
+    sample = b"".join(view[i * step:i * step + _SAMPLE_RUN] for i in range(_SAMPLE_RUNS))
+    return entropy_bits(sample) >= _NOISE_BITS_PER_BYTE * len(sample)
+
+
+def _commit_params(level: int) -> zstandard.ZstdCompressionParameters:
+    """The level's parameters with matches of 7 bytes or more and a small hash table.
+
+    Byte planes of floats (exponents, high mantissa bits) are low-entropy symbol streams:
+    short chance matches cost more than Huffman-coded literals, and a large table only
+    finds more of them. Measured on float32 exponent planes of N(0, 0.02) weights: 3.01x at
+    6.0 s/GB against level 1's 2.78x at 7.7 s/GB, and decoding is faster too (fewer sequences).
+    """
+    return zstandard.ZstdCompressionParameters.from_level(level, min_match=7, hash_log=min(10 + level, 17),
+                                                          search_log=1 if level < 3 else 3)
+
+
 def _compress(segments: Sequence[bytes], config: "SegmentedConfig") -> tuple[list[bytes], list[str]]:
     """(blobs, coding per blob): "zstd" frames, or "raw" bytes where zstd would not save anything."""
     if config.strategy == "level":
-        cctx = zstandard.ZstdCompressor(level=config.level)
-        return [cctx.compress(s) for s in segments], ["zstd"] * len(segments)
+        cctx = zstandard.ZstdCompressor(compression_params=_commit_params(config.level))
+        blobs, codings = [], []
+        for s in segments:
+            blob = None if looks_noisy(s) else cctx.compress(s)
+            if blob is None or len(blob) >= len(s):
+                blobs.append(bytes(s))
+                codings.append("raw")
+            else:
+                blobs.append(blob)
+                codings.append("zstd")
+        return blobs, codings
     # Frames omit the content size: the manifest's geometry fixes every segment's length,
     # which decoding checks anyway (a few bytes per segment matter for small tensors).
     store = zstandard.ZstdCompressor(level=1, write_content_size=False)
@@ -323,7 +360,11 @@ def decode_segmented(manifest: Mapping, fetch: Callable[[str], bytes], nbytes: i
     else:
         if len(manifest["segments"]) != len(layout):
             raise DamagedEncodingError("manifest lists a different number of segments than its layout has fields")
-        words = join_fields(read_segments(manifest, fetch, n, layout), layout, n, itemsize)
+        plain = not manifest.get("delta") and not manifest.get("lossy")
+        buffer = bytearray(n * itemsize) if plain else None   # the result itself: no copy at the end
+        words = join_fields(read_segments(manifest, fetch, n, layout), layout, n, itemsize, out=buffer)
+        if buffer is not None:
+            return buffer
     delta = manifest.get("delta")
     if delta:
         if base is None:

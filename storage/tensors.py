@@ -11,7 +11,6 @@ different ``codec`` value, keeping format-1 manifests readable forever.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
@@ -19,22 +18,35 @@ from typing import Callable, Mapping, Sequence
 from .codecs import CODECS, codec_of_config, get_codec
 from .dtypes import DTYPE_SIZES
 from .errors import CodecError
-from .objects import content_hash
+from .objects import HASH_NAME, LEGACY_HASH_NAME, blake2b_hex, blake3_hex, content_hash, digest_as
 # The built-in codecs register themselves into the registry when imported (format 1, then 2).
 from . import whole as _whole  # noqa: F401  (format 1: read forever)
 from . import context_coding
 from .segmented import SegmentedConfig
 
-__all__ = ["DTYPE_SIZES", "DEFAULT_CODEC", "EncodedTensor", "tensor_hash", "check_size", "commit_config",
+__all__ = ["DTYPE_SIZES", "DEFAULT_CODEC", "EncodedTensor", "TENSOR_HASHES", "tensor_hash", "tensor_matches", "check_size", "commit_config",
            "encode_tensor", "encode_delta_best", "decode_tensor", "manifest_blobs", "delta_base", "delta_op", "config_codec"]
 
 
-def tensor_hash(raw: bytes | memoryview, dtype: str, shape: Sequence[int]) -> str:
+#: the hashes a tensor id can be made with: BLAKE3 (80 hex digits, the default) or BLAKE2b-256
+#: (64, the ids of every tensor stored before BLAKE3; a repository created then keeps making
+#: them, so that a tensor committed again still finds its stored twin)
+TENSOR_HASHES = (HASH_NAME, LEGACY_HASH_NAME)
+
+
+def tensor_hash(raw: bytes | memoryview, dtype: str, shape: Sequence[int], *, hash_name: str = HASH_NAME) -> str:
     """Identity of a tensor's content: equal hashes <=> equal dtype, shape and bits."""
-    h = hashlib.blake2b(digest_size=32)
-    h.update(json.dumps([dtype, list(shape)]).encode())
-    h.update(raw)
-    return h.hexdigest()
+    header = json.dumps([dtype, list(shape)]).encode()
+    if hash_name == HASH_NAME:
+        return blake3_hex(header, raw)
+    if hash_name == LEGACY_HASH_NAME:
+        return blake2b_hex(header, raw)
+    raise CodecError(f"unknown tensor hash {hash_name!r}; use one of {list(TENSOR_HASHES)}")
+
+
+def tensor_matches(tensor_id: str, raw: bytes | memoryview, dtype: str, shape: Sequence[int]) -> bool:
+    """True when ``raw`` is the content ``tensor_id`` names, whichever hash made the id."""
+    return digest_as(tensor_id, json.dumps([dtype, list(shape)]).encode(), raw) == tensor_id
 
 
 def check_size(raw_len: int, dtype: str, shape: Sequence[int]) -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import zstandard
 from hypothesis import given, settings, strategies as st
 
 from modelhub.storage.bitfields import check_layout, default_layout, join_fields, split_fields
@@ -246,8 +247,28 @@ def test_noise_segments_are_stored_raw_and_old_manifests_without_codings_decode(
     assert out == raw
     # exponent and top mantissa bits compress; the two low mantissa bytes are noise
     assert enc.manifest["codings"] == ["zstd", "raw", "zstd", "raw", "raw"]
-    legacy = encode_tensor(raw, "float32", [5000], config=SegmentedConfig(strategy="level", level=3))
-    manifest = {k: v for k, v in legacy.manifest.items() if k != "codings"}
-    assert decode_tensor(manifest, store_of(legacy).__getitem__, len(raw)) == raw
+    # a manifest written before codings existed: every segment a zstd frame, no "codings" key
+    blobs = store_of(enc)
+    frames = [zstandard.ZstdCompressor(level=3).compress(blobs[h] if c == "raw" else
+                                                          zstandard.ZstdDecompressor().decompress(blobs[h], max_output_size=len(raw)))
+              for h, c in zip(enc.manifest["segments"], enc.manifest["codings"])]
+    manifest = {k: v for k, v in enc.manifest.items() if k != "codings"}
+    manifest["segments"] = [content_hash(f) for f in frames]
+    manifest["sizes"] = [len(f) for f in frames]
+    assert decode_tensor(manifest, dict(zip(manifest["segments"], frames)).__getitem__, len(raw)) == raw
     with pytest.raises(CodecError, match="unknown segment coding 'lz4'"):
         decode_tensor(dict(enc.manifest, codings=["lz4"] * 5), store_of(enc).__getitem__, len(raw))
+
+
+def test_a_commit_stores_noise_segments_raw_judged_from_a_spread_sample():
+    """The commit encoding (strategy "level") skips zstd on segments whose sampled entropy says
+    noise, and still compresses a segment that is noise only in its first part."""
+    from modelhub.storage.segmented import looks_noisy
+    rng = np.random.default_rng(7)
+    noise = rng.integers(0, 256, 1 << 20, dtype=np.uint8).tobytes()
+    half = noise[: 1 << 19] + bytes(1 << 19)     # random first half, zeros after: compressible
+    assert looks_noisy(noise) and not looks_noisy(half) and not looks_noisy(bytes(100))
+    raw = (rng.standard_normal(300_000) * 0.02).astype("<f4").tobytes()
+    commit = encode_tensor(raw, "float32", [300_000], config=SegmentedConfig(strategy="level", level=1))
+    assert commit.manifest["codings"] == ["zstd", "raw", "zstd", "raw", "raw"]
+    assert decode_tensor(commit.manifest, store_of(commit).__getitem__, len(raw)) == raw

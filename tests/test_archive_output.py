@@ -41,8 +41,10 @@ def test_the_dry_run_table_never_stores_more_for_a_larger_alpha(repo):
     assert all(r["max_recreation_over_spt"] <= r["alpha"] + 1e-9 for r in rows)
     ratios = [r["ratio"] for r in rows]
     assert ratios == sorted(ratios)
-    # the plan `dlv archive --alpha A` applies is the table's row for A
-    assert archive(repo, alpha=1.5).stored_after <= rows[3]["plan_storage_bytes"]
+    # the plan `dlv archive --alpha A` applies is the table's row for A; a tensor whose commit
+    # encoding is within MIN_REWRITE_GAIN of the planned one keeps it (not rewritten for that)
+    from modelhub.repo.archive import MIN_REWRITE_GAIN
+    assert archive(repo, alpha=1.5).stored_after <= rows[3]["plan_storage_bytes"] / (1 - MIN_REWRITE_GAIN)
 
 
 def test_cli_archive_speaks_in_bytes_and_explains_a_budget_met_by_alpha_1(cli):

@@ -75,7 +75,7 @@ def test_object_names_that_are_not_hashes_are_refused(tmp_path, pair):
     a, b = pair
     _commit_lineage(a)
     url = _hostile_remote(tmp_path, a, lambda e: _edit(e, "objects", "blob_hash", lambda _: "../../../etc/passwd"))
-    with pytest.raises(RemoteFormatError, match=r"blob_hash '\.\./\.\./\.\./etc/passwd' is not a 64-hex name"):
+    with pytest.raises(RemoteFormatError, match=r"blob_hash '\.\./\.\./\.\./etc/passwd' is not a name \(64 or 80 hex digits\)"):
         pull(b, open_remote(b, url), "lenet")
 
 

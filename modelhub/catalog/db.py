@@ -22,6 +22,7 @@ from .generation import bump_generation
 from .lock import repo_lock
 from .maintenance import RECOVERY_HINT, backup_due, backups_dir, take_backup
 from .schema import MIGRATIONS, SCHEMA_VERSION
+from .tensor_ids import NEW_TENSOR_HASH, set_tensor_hash_name
 
 
 class Catalog:
@@ -38,6 +39,7 @@ class Catalog:
         backups_dir(db_path).mkdir(parents=True, exist_ok=True)  # its mtime starts the backup clock
         with cat.write() as con:
             _migrate(con, 0)
+            set_tensor_hash_name(con, NEW_TENSOR_HASH)
         return cat
 
     def ensure_schema(self) -> None:

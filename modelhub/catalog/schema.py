@@ -98,7 +98,7 @@ CREATE TABLE snapshots (
 
 -- Tensor content, stored once per distinct (dtype, shape, bytes).
 CREATE TABLE tensor_data (
-    tensor_hash VARCHAR PRIMARY KEY,   -- blake2b-256 over dtype, shape and raw bytes
+    tensor_hash VARCHAR PRIMARY KEY,   -- over dtype, shape and raw bytes: blake3-320 (80 hex) or blake2b-256 (64)
     dtype       VARCHAR NOT NULL,      -- 'float32', 'bfloat16', 'int64', ...
     shape       VARCHAR NOT NULL,      -- JSON list
     nbytes      BIGINT NOT NULL,
@@ -299,7 +299,15 @@ CREATE TABLE tag_history (
 );
 """
 
+SCHEMA_V4_TENSOR_HASH = """
+-- The hash that makes new tensor ids (storage/tensors.py). A repository created before BLAKE3
+-- keeps making BLAKE2b-256 ids, so a tensor it committed before still deduplicates; a new
+-- catalog is created with 'blake3-320' (Catalog.create). Ids of both kinds are verified by
+-- their length, so repositories and remotes may hold both.
+INSERT OR IGNORE INTO meta VALUES ('tensor_hash', 'blake2b-256');
+"""
+
 #: MIGRATIONS[i] takes schema version i to i + 1 (version 0 = empty database).
-MIGRATIONS: list[str] = [SCHEMA_V1, SCHEMA_V2_RUNS, SCHEMA_V3_TAGS]
+MIGRATIONS: list[str] = [SCHEMA_V1, SCHEMA_V2_RUNS, SCHEMA_V3_TAGS, SCHEMA_V4_TENSOR_HASH]
 
 SCHEMA_VERSION = len(MIGRATIONS)

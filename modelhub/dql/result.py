@@ -115,7 +115,7 @@ def format_cell(v: Any, max_width: int = 48) -> str:
         s = json.dumps(v)
     else:
         s = str(v)
-    if len(s) == 64 and all(c in "0123456789abcdef" for c in s):
+    if len(s) in (64, 80) and all(c in "0123456789abcdef" for c in s):
         s = s[:12]           # version ids and hashes: a unique-enough prefix, like dlv log
     return s if len(s) <= max_width else s[: max_width - 1] + "…"
 

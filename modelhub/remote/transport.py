@@ -18,7 +18,7 @@ from typing import Any, Iterator, Literal, Mapping
 
 from ..errors import IntegrityError, ModelhubError
 from ..storage.atomic import atomic_write
-from ..storage.objects import content_hash
+from ..storage.objects import is_object_name, name_matches
 from .errors import RemoteConfigError, RemoteFormatError, RemoteUnavailableError
 
 #: version of the remote layout documented in docs/REMOTE.md
@@ -28,16 +28,16 @@ SEGMENT_DIR = "catalog/segments"
 OBJECT_DIR = "objects"
 #: <20-digit UTC timestamp>-<32 hex uuid>.json.zst -- anything else in the folder is ignored
 SEGMENT_RE = re.compile(r"^[0-9]{20}-[0-9a-f]{32}\.json\.zst$")
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
 def is_blob_name(name: object) -> bool:
-    return isinstance(name, str) and bool(_HEX64.match(name))
+    """Lowercase hex of a length some hash makes (storage.objects: 64 or 80 digits)."""
+    return isinstance(name, str) and is_object_name(name)
 
 
 def blob_path(blob_hash: str) -> str:
     if not is_blob_name(blob_hash):
-        # Names come from remote rows: refusing anything but 64 hex characters
+        # Names come from remote rows: refusing anything but lowercase hex names
         # rules out path traversal on both sides.
         raise RemoteFormatError(f"invalid object name {blob_hash[:80]!r} in the remote's catalog; the remote is damaged or hostile, do not use it")
     return f"{OBJECT_DIR}/{blob_hash[:2]}/{blob_hash[2:]}"
@@ -166,7 +166,7 @@ class RemoteStore:
             raise IntegrityError(
                 f"object {blob_hash[:16]} on remote {self.name} has {found} but the catalog declares {size}; "
                 f"the remote copy is damaged: run `dlv publish {self.name} REF --repair` from a repository that has the version")
-        if content_hash(data) != blob_hash:
+        if not name_matches(blob_hash, data):
             raise IntegrityError(
                 f"object {blob_hash[:16]} on remote {self.name} does not match its hash (corrupted); "
                 f"run `dlv publish {self.name} REF --repair` from a repository that has the version")

@@ -1,6 +1,6 @@
 """Refuse hostile or malformed rows from a remote before they reach a catalog.
 
-Rows name blobs (must be 64 hex characters: no path traversal through the
+Rows name blobs (must be lowercase hex names, 64 or 80 digits: no path traversal through the
 object store), file paths (relative, no '..', no backslashes: a checkout
 must never write outside the working folder), tensor manifests (known
 dtypes, sizes that match shapes) and graphs (the definition must hash to its
@@ -19,7 +19,8 @@ from ..storage import tensors as codec
 from .errors import RemoteFormatError
 from .segments import CatalogExport
 
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+#: object, tensor, version and graph names: lowercase hex of 64 (BLAKE2b-256) or 80 (BLAKE3) digits
+_HEX_NAME = re.compile(r"^(?:[0-9a-f]{64}|[0-9a-f]{80})$")
 #: columns that must hold an object/version/tensor/graph name wherever they appear
 _HASH_COLUMNS = ("id", "version_id", "parent_id", "tensor_hash", "blob_hash", "graph_hash")
 
@@ -59,7 +60,7 @@ def _check_manifest(row: dict, where: str) -> None:
     except Exception:  # noqa: BLE001 - a malformed manifest, whatever the codec raised
         raise _bad(where, "tensor encoding is malformed") from None
     for b in list(blobs) + ([base] if base else []):
-        if not isinstance(b, str) or not _HEX64.match(b):
+        if not isinstance(b, str) or not _HEX_NAME.match(b):
             raise _bad(where, f"tensor encoding names {str(b)[:80]!r}, which is not an object name")
 
 
@@ -69,8 +70,8 @@ def validate_export(export: CatalogExport, where: str, *, check_graphs: bool = T
         for row in table.rows:
             for i in hash_cols:
                 v = row[i]
-                if v is not None and not (isinstance(v, str) and _HEX64.match(v)):
-                    raise _bad(f"{where}, table {table.name}", f"{table.columns[i]} {str(v)[:80]!r} is not a 64-hex name")
+                if v is not None and not (isinstance(v, str) and _HEX_NAME.match(v)):
+                    raise _bad(f"{where}, table {table.name}", f"{table.columns[i]} {str(v)[:80]!r} is not a name (64 or 80 hex digits)")
     for r in export.table("versions").dicts():
         if not isinstance(r.get("model"), str) or not NAME_RE.match(r["model"]):
             raise _bad(f"{where}, version {r.get('id', '?')[:12]}", f"model name {str(r.get('model'))[:80]!r} is invalid")

@@ -27,7 +27,7 @@ from ..catalog import versions as catalog_versions
 from ..catalog.archive_tables import CostRow, PlanRow
 from ..errors import ArchiveError, InputError
 from ..storage import plan as planning
-from ..storage.tensors import delta_base, manifest_blobs, tensor_hash
+from ..storage.tensors import delta_base, manifest_blobs, tensor_matches
 from ..storage_boundary import PendingBlobs, decode_tensor, encode_delta_best, encode_tensor
 from . import tensorstore
 from .records import Record
@@ -283,7 +283,7 @@ def run_archive(con, store, *, alpha: float = 2.0, scheme: str = "independent", 
     for h, manifest in new_manifests.items():
         t = info[h]
         out = decode_tensor(manifest, store.get, t.nbytes, base=lambda b: raw[b])
-        if tensor_hash(out, t.dtype, t.shape) != h:
+        if not tensor_matches(h, out, t.dtype, t.shape):
             raise ArchiveError(f"re-encoding tensor {h[:16]} did not round-trip; nothing was changed — "
                                "report this bug with `dlv fsck` output")
     _check_acyclic(final)

@@ -169,8 +169,8 @@ class Run:
         state = OrderedDict(self._model.state_dict())
         if self._last_snapshot is not None and [n for n, _ in self._last_snapshot] == list(state):
             raws = [tensor_to_raw(t) for t in state.values()]
-            from ..storage.tensors import tensor_hash
-            if [h for _, h in self._last_snapshot] == [tensor_hash(*r) for r in raws]:
+            from ..storage.tensors import tensor_matches
+            if all(tensor_matches(h, *r) for (_, h), r in zip(self._last_snapshot, raws)):
                 return
         self.snapshot(self._model, label="final")
 

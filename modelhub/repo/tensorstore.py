@@ -19,6 +19,7 @@ import duckdb
 
 from ..catalog import objects as catalog_objects
 from ..catalog import tensors as catalog_tensors
+from ..catalog.tensor_ids import tensor_hash_name
 from ..catalog.tensors import SnapshotTensor, TensorRow, TensorUse
 from ..errors import IntegrityError, ModelhubError
 from ..progress import NULL_PROGRESS, Progress
@@ -46,7 +47,8 @@ def store_tensors(con: duckdb.DuckDBPyConnection, store: BlobStore,
     already stored (a fine-tune's frozen tensors, an epoch snapshot's unchanged ones) and one
     statement per table lists the new ones: single-row inserts cost ~2 ms each in DuckDB, which
     was most of an evaluate commit."""
-    hashes = [_codec().tensor_hash(raw, dtype, shape) for raw, dtype, shape in tensors]
+    hash_name = tensor_hash_name(con)
+    hashes = [_codec().tensor_hash(raw, dtype, shape, hash_name=hash_name) for raw, dtype, shape in tensors]
     known = catalog_tensors.known_hashes(con, hashes)
     blobs: dict[str, int] = {}
     rows: list[TensorRow] = []
@@ -128,7 +130,7 @@ def _decode_verified(store: BlobStore, tensor_hash: str, dtype: str, shape, nbyt
 
     try:
         raw = decode_tensor(encoding, lambda b: store.get(b, verify=False), nbytes, base=base)
-        if _codec().tensor_hash(raw, dtype, shape) == tensor_hash:
+        if _codec().tensor_matches(tensor_hash, raw, dtype, shape):
             return raw
     except MissingObjectError:
         raise
@@ -136,7 +138,7 @@ def _decode_verified(store: BlobStore, tensor_hash: str, dtype: str, shape, nbyt
         if failed_bases:
             raise
     raw = decode_tensor(encoding, store.get, nbytes, base=base)
-    if _codec().tensor_hash(raw, dtype, shape) != tensor_hash:
+    if not _codec().tensor_matches(tensor_hash, raw, dtype, shape):
         raise corrupt_object(tensor_hash, "decoded tensor does not match its hash")
     return raw
 
@@ -197,9 +199,11 @@ def store_streamed(con: duckdb.DuckDBPyConnection, store: BlobStore, tensors: Se
                    budget: int | None = None, workers: int | None = None) -> list[str]:
     """:func:`store_tensors` for tensors read one at a time: hashes in threads, one catalog
     query for the ones already stored, then the new ones encoded and written in threads."""
+    hash_name = tensor_hash_name(con)
+
     def hash_one(t: StreamedTensor) -> str:
         try:
-            return _codec().tensor_hash(t.read(), t.dtype, list(t.shape))
+            return _codec().tensor_hash(t.read(), t.dtype, list(t.shape), hash_name=hash_name)
         finally:
             t.done()
 
