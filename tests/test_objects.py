@@ -1,11 +1,13 @@
 """The object store: content addressing, atomic writes, corruption reported by name."""
 from __future__ import annotations
 
+import errno
+from pathlib import Path
+
 import pytest
 import torch
 
 from modelhub.errors import IntegrityError
-import errno
 
 from modelhub.storage import atomic
 from modelhub.storage.atomic import atomic_write, fsync_dir
@@ -99,8 +101,8 @@ def test_deferred_puts_are_fsynced_together_with_their_folders(tmp_path, monkeyp
     from modelhub.storage.objects import PendingBlobs
     files, folders = [], []
     real_file, real_dir = atomic.fsync_file, atomic.fsync_dir
-    monkeypatch.setattr(atomic, "fsync_file", lambda p: (files.append(p), real_file(p)))
-    monkeypatch.setattr(atomic, "fsync_dir", lambda p: (folders.append(p), real_dir(p)))
+    monkeypatch.setattr(atomic, "fsync_file", lambda p: (files.append(Path(p)), real_file(p)))
+    monkeypatch.setattr(atomic, "fsync_dir", lambda p: (folders.append(Path(p)), real_dir(p)))
     store = ObjectStore(tmp_path / "objects")
     store.root.mkdir()
     pending = PendingBlobs()
