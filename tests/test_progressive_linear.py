@@ -160,6 +160,25 @@ def test_focused_tightening_is_sound(seed, c, bn, act, residual, k, share):
     check_linear_sound(module, x, k, seed, tighten=True, focus=focus)
 
 
+@settings(max_examples=20, deadline=None, derandomize=True)
+@given(seed=st.integers(0, 10_000), c=st.integers(1, 4), bn=st.booleans(), act=st.sampled_from(["relu", "relu6", "tanh"]),
+       residual=st.booleans(), k=st.integers(2, 5), top=st.integers(1, 2), scale=st.sampled_from([0.01, 1.0, 50.0]))
+def test_certified_margins_contain_every_output(seed, c, bn, act, residual, k, top, scale):
+    # certify() bounds only the pairs the output box leaves unordered; each record's worst margin must
+    # still bound max_j out_j - min_t out_t of the float32 reference, the exact network and corner weights
+    torch.manual_seed(seed)
+    module = RandomNet(c, False, bn, act, "max", residual, False).eval()
+    x = torch.randn(4, 2, 4, 4) * scale
+    lp, src, levels, _, _ = linear_pass(module, x, k, tighten=False)
+    with torch.no_grad():
+        certain, labels, worst, _ = lp.certify(top)
+    for name, y in outputs(module, x, src, levels, seed).items():
+        chosen = y.gather(1, labels).min(1).values
+        others = y.scatter(1, labels, float("-inf")).max(1).values
+        assert bool((others - chosen <= worst).all()), f"{name}: a margin exceeds its certified bound"
+        assert bool((chosen[certain] > others[certain]).all()), f"{name}: a certified top-{top} is wrong"
+
+
 def test_focus_share_is_checked():
     with pytest.raises(ProgressiveInputError, match=r"focus_share must lie in \(0, 1\]"):
         ProgressiveConfig(focus_share=0.0)
