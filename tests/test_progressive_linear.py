@@ -15,6 +15,7 @@ from torch import nn
 
 from modelhub.progressive import ProgressiveConfig, ProgressiveInputError, build_plan, evaluate_module, source_from_state_dict
 from modelhub.progressive.certify import certify_topk
+from modelhub.progressive.driver import certified_at
 from modelhub.progressive.linear import Futile, LinearPass, _depthwise_adjoint
 from modelhub.progressive.params import affine_params, group_reader
 from modelhub.progressive.propagate import propagate
@@ -131,6 +132,21 @@ def test_linear_progressive_reads_less_than_interval_on_a_deep_stack():
     assert lin.agreement == 1.0 and box.agreement == 1.0
     assert lin.record_bytes_fraction < box.record_bytes_fraction
     assert lin.extra["bound"] == "linear" and lin.extra["linear_steps"]
+
+
+def test_certified_at_is_the_first_step_of_a_progressive_query():
+    # the benchmark's prefix oracle asks certified_at; at the start level it must decide as the driver does
+    module, x = deep_net(1), 3.0 * torch.randn(12, 1, 6, 6, generator=torch.Generator().manual_seed(2))
+    config = ProgressiveConfig(refine_share=0.9)
+    report = evaluate_module(module, x, config=config)
+    assert 0 < report.levels[0].certified < 12          # the start level decides some records, not all
+    gm = torch.fx.symbolic_trace(module).eval()
+    plan = build_plan(gm)
+    levels = {t: config.start_segments for t in plan.tensors()}
+    ok = certified_at(plan, x, source_from_state_dict(gm.state_dict()), levels, config)
+    assert ok.dtype == torch.bool and ok.shape == (12,)
+    assert int(ok.sum()) == report.levels[0].certified
+    assert report.labels[ok.numpy(), 0].tolist() == module(x).argmax(1)[ok].tolist()
 
 
 def test_tightening_gives_up_when_too_many_neurons_straddle():
