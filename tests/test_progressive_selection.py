@@ -108,6 +108,28 @@ def test_tensors_another_version_fetched_start_where_it_left_them(repo):
     assert report.labels_equal is True
 
 
+def test_a_prefix_held_whole_is_run_and_only_the_rest_bounded():
+    # a sibling fine-tune read the body whole: its float32 features are the reference's own, so only the
+    # head is bounded and read (from its start level, not exact), and the labels stay full precision's
+    from modelhub.progressive import ManifestSource, evaluate_module, source_from_state_dict
+    from modelhub.storage.tensors import manifest_blobs
+    model = tiny_cnn(5, n_classes=3).eval()
+    x = torch.randn(40, 1, 8, 8, generator=torch.Generator().manual_seed(5))
+    src = source_from_state_dict(model.state_dict())
+    head = ("fc2.weight", "fc2.bias")
+    body = {b for name, e in src.entries.items() if name not in head for b in manifest_blobs(e.manifest)}
+    held = ManifestSource(src.entries, src.fetch, held=body.__contains__)
+    report = evaluate_module(model, x, source=held, compare=True)
+    assert report.head_from is not None and report.agreement == 1.0
+    assert report.bytes_total == sum(held.total_bytes(t) for t in head)       # only the head is read
+    assert report.levels[0].mean_segments == 3.0
+    with torch.no_grad():
+        assert report.labels[:, 0].tolist() == model(x).argmax(1).tolist()
+    partly = ManifestSource(src.entries, src.fetch, held=lambda b: b in body and b not in
+                            set(manifest_blobs(src.entries["conv1.weight"].manifest)))
+    assert evaluate_module(model, x, source=partly).head_from is None     # the first layer is not held whole
+
+
 def test_free_levels_are_the_leading_segments_at_hand():
     from modelhub.progressive.source import ManifestSource, source_from_state_dict
     entries = source_from_state_dict({"w": torch.randn(16, 16)}).entries

@@ -15,10 +15,14 @@ def show_selection(report, ui) -> int:
     if ui.json_mode:
         ui.json(report.to_dict())
         return 0 if report.labels_equal is not False else 1
-    ui.table(["version", "records", "bytes read", "of stored", "decided exactly", "equal to full precision"],
-             [[v.label, v.report.n_records, v.report.bytes_read, v.report.bytes_total, v.report.exact_records,
+    # "bounded from": a node when the tensors before it were already held whole (a sibling read them) and
+    # were run exactly instead; "of stored" then counts the tensors after it only
+    ui.table(["version", "records", "bounded from", "bytes read", "of stored", "decided exactly",
+              "equal to full precision"],
+             [[v.label, v.report.n_records, v.report.head_from or "inputs", v.report.bytes_read,
+               v.report.bytes_total, v.report.exact_records,
                "-" if v.labels_equal is None else ("yes" if v.labels_equal else "NO")] for v in report.versions],
-             align_right=(1, 2, 3, 4))
+             align_right=(1, 3, 4, 5))
     ui.print()
     pairs = [("versions", str(len(report.versions))), ("records", str(report.n_records)), ("top", str(report.top_k)),
              ("weights from", "a remote" if report.placement.remote else "the local archive"),

@@ -13,6 +13,7 @@ from torch import nn
 from .driver import ProgressiveConfig, exact_module, run_refinement
 from .errors import ProgressiveInputError, UnsupportedLayerError
 from .plan import build_plan
+from .prefix import free_prefix, prefix_features
 from .report import LevelStat, ProgressiveReport
 from .source import ManifestSource, source_from_state_dict
 
@@ -58,6 +59,9 @@ def evaluate_module(module: nn.Module, inputs, *, top_k: int = 1, source: Option
         given = {k: _as_tensor(v) for k, v in given.items()}
     try:
         plan = build_plan(gm, fold_bn=cfg.fold_bn)
+        if given is None:
+            given = _free_prefix_given(gm, plan, src, x)
+            x = None if given is not None else x
         report = run_refinement(gm, plan, x, src, cfg, given=given)
     except UnsupportedLayerError as exc:
         if not fallback:
@@ -67,6 +71,16 @@ def evaluate_module(module: nn.Module, inputs, *, top_k: int = 1, source: Option
     if compare:
         report = _compare(report, gm, x_raw if given is None else None, src, given)
     return report
+
+
+def _free_prefix_given(gm, plan, src, x) -> Optional[dict[str, torch.Tensor]]:
+    """{node: the reference's float32 features} where a prefix's tensors are all held whole already
+    (a selection's shared ledger after a sibling read them; see prefix.py), else None."""
+    node = free_prefix(plan, src)
+    if node is None:
+        return None
+    held = [t for t in gm.state_dict() if src.has(t) and src.free_levels(t) >= src.levels(t)]
+    return {node: prefix_features(exact_module(gm, src, held), node, x)}
 
 
 def _full_precision(gm, x, src, cfg: ProgressiveConfig, reason: str) -> ProgressiveReport:

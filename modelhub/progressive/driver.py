@@ -154,6 +154,32 @@ def run_refinement(gm: torch.fx.GraphModule, plan: RefinementPlan, x: torch.Tens
         extra={"bound": config.bound, "linear_steps": linear_log} if config.bound == "linear" else {"bound": config.bound})
 
 
+def certified_at(plan: RefinementPlan, x: Optional[torch.Tensor], source, levels: Mapping[str, int],
+                 config: ProgressiveConfig, given: Optional[Mapping[str, torch.Tensor]] = None) -> torch.Tensor:
+    """Which records (bool [N]) the bounds certify with every tensor read at ``levels`` (clamped to its
+    full level): one step of :func:`run_refinement` -- boxes, linear bounds, focused tightening --
+    without its cost shortcut (exact_when_hopeless). For the benchmark's oracle: the prefix level at
+    which each record's label is certified."""
+    n = int(x.shape[0]) if given is None else int(next(iter(given.values())).shape[0])
+    needed = needed_nodes(plan, given or {})
+    groups = [g for name, g in plan.groups.items() if name in needed]
+    clamped = {t: min(levels[t], source.levels(t)) for g in groups for t in g.tensors}
+    params = _params(groups, source, clamped, plan.u_ref, {})
+    ctx = Ctx(plan.u_ref)
+    out = []
+    with torch.no_grad():
+        for lo in range(0, n, config.batch_size):
+            idx = torch.arange(lo, min(n, lo + config.batch_size))
+            env: dict = {}
+            box = propagate(plan, _rows(x, idx), params, ctx, given=_rows_given(given, idx), env=env)
+            ok, lab = certify_topk(box, config.top_k)
+            if config.bound == "linear" and not bool(ok.all()):
+                log = {"linear": 0, "tightened": 0, "futile": None, "neurons": 0, "hopeless": 0, "gain": None}
+                ok, lab = _linear_certify(plan, x, given, idx, ok, lab, params, ctx, config, {}, log, env)
+            out.append(ok)
+    return torch.cat(out)
+
+
 def _linear_certify(plan, x, given, idx, ok, lab, params, ctx, config, contrib, log, env=None):
     """Records the boxes left undecided: linear bounds (cheap), then with tightening (costly, given up
     at a level where too many neurons straddle a kink). Accumulates the weights' share of each
