@@ -103,3 +103,22 @@ def test_remote_rows_may_name_both_kinds_but_nothing_else(tmp_path, monkeypatch)
     manifest = json.dumps({"format": 1, "codec": "zstd-whole", "level": 3, "segments": [new]})
     from modelhub.remote.validate import _check_manifest
     _check_manifest({"encoding": manifest, "shape": "[2]", "dtype": "float32", "nbytes": 8}, "test")
+
+
+def test_a_clone_of_a_remote_from_before_blake3_keeps_deduplicating_its_tensors(tmp_path, monkeypatch) -> None:
+    from modelhub.remote import add_remote, clone, open_remote, publish
+    old = modelhub.open_repo(_legacy_repo(tmp_path / "old", monkeypatch))
+    add_remote(old, "hub", str(tmp_path / "hub"))
+    publish(old, open_remote(old, "hub"))
+    copy = clone(str(tmp_path / "hub"), tmp_path / "copy").repo
+    pulled = _tensor_ids(copy)
+    assert {len(t) for t in pulled} == {64}
+    copy.commit(tiny_cnn(0), name="again", message="the base, committed in the clone")
+    assert _tensor_ids(copy) == pulled                  # found by their BLAKE2b ids: nothing stored twice
+    assert_bit_exact(copy.checkout("m").state_dict, tiny_cnn(0).state_dict())
+    fresh = clone(str(tmp_path / "hub"), tmp_path / "copy2").repo
+    with fresh.catalog.read() as con:
+        assert con.execute("SELECT value FROM meta WHERE key = 'tensor_hash'").fetchone() == ("blake2b-256",)
+    new = modelhub.init_repo(tmp_path / "new")
+    with new.catalog.read() as con:
+        assert con.execute("SELECT value FROM meta WHERE key = 'tensor_hash'").fetchone() == ("blake3-320",)

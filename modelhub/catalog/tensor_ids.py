@@ -20,3 +20,14 @@ def tensor_hash_name(con: duckdb.DuckDBPyConnection) -> str:
 
 def set_tensor_hash_name(con: duckdb.DuckDBPyConnection, name: str) -> None:
     con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [_KEY, name])
+
+
+def follow_pulled_ids(con: duckdb.DuckDBPyConnection) -> str:
+    """After a clone: make new ids the way the pulled tensors were made, when they all were BLAKE2b
+    (a clone of a remote written before BLAKE3), so that a fine-tune committed in the clone still
+    finds the base's tensors it did not change. Returns the hash in force."""
+    total, legacy = con.execute(
+        "SELECT count(*), count(*) FILTER (WHERE length(tensor_hash) = 64) FROM tensor_data").fetchone()
+    if total and total == legacy:
+        set_tensor_hash_name(con, LEGACY_TENSOR_HASH)
+    return tensor_hash_name(con)

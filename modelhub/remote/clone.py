@@ -5,6 +5,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..catalog.tensor_ids import follow_pulled_ids
 from ..errors import InputError
 from ..repo import Repo, init_repo
 from .config import add_remote
@@ -41,6 +42,8 @@ def clone(url: str, folder: str | Path | None = None, *, options=None,
         repo = init_repo(target)
         cfg = add_remote(repo, ORIGIN, url, options)
         report = pull(repo, open_store(cfg.name, cfg.url, cfg.options), None, progress=progress)
+        with repo.catalog.write() as con:
+            follow_pulled_ids(con)
     except BaseException:
         if created:
             shutil.rmtree(target, ignore_errors=True)

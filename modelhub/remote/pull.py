@@ -84,7 +84,7 @@ def pull(repo, remote: RemoteStore, ref: str | None, *, progress: Progress = NUL
 
     def fetch(blob: str) -> None:
         data = remote.get_blob(blob, sizes[blob])  # size and hash checked before anything is stored
-        repo.store.put(data)
+        repo.store.put(data, blob_hash=blob)   # under the remote's name: an older one may be BLAKE2b
         task.advance(len(data))
 
     with progress.task(f"pull from {remote.name}", sum(sizes[b] for b in missing)) as task:
@@ -97,7 +97,7 @@ def pull(repo, remote: RemoteStore, ref: str | None, *, progress: Progress = NUL
         for blob in needed:
             if not repo.store.has(blob):
                 data = remote.get_blob(blob, sizes[blob])
-                repo.store.put(data)
+                repo.store.put(data, blob_hash=blob)
         result = import_export(con, export, f"remote {remote.name}")
         for th in result.new_tensors:
             load_tensor(con, repo.store, th)  # decodes and checks the tensor hash; failure rolls back
