@@ -145,17 +145,17 @@ def measure(con, store, progress: Optional[Callable[[str], None]] = None) -> Mea
         encodings[(None, h)] = enc
         size = _encoded_size(enc)
         edges.append(planning.Edge(0, index[h], size, size + t.nbytes))
-        for a, b in pairs:
-            ta, tb = info[a], info[b]
-            if ta.dtype != tb.dtype or ta.shape != tb.shape:
-                continue
-            # segmented or context-coded (format 3), whichever is smaller: the plan sees real sizes
-            enc = encode_delta_best(raw[b], tb.dtype, tb.shape, base_raw=raw[a], base_hash=a)
-            if enc.manifest.get("delta") is None:
-                continue  # no delta beats storing it whole: not a useful edge
-            encodings[(a, b)] = enc
-            size = _encoded_size(enc)
-            edges.append(planning.Edge(index[a], index[b], size, size + tb.nbytes))
+    for a, b in pairs:   # each candidate delta once (it was once per tensor: O(tensors x pairs) encodes)
+        ta, tb = info[a], info[b]
+        if ta.dtype != tb.dtype or ta.shape != tb.shape:
+            continue
+        # segmented or context-coded (format 3), whichever is smaller: the plan sees real sizes
+        enc = encode_delta_best(raw[b], tb.dtype, tb.shape, base_raw=raw[a], base_hash=a)
+        if enc.manifest.get("delta") is None:
+            continue  # no delta beats storing it whole: not a useful edge
+        encodings[(a, b)] = enc
+        size = _encoded_size(enc)
+        edges.append(planning.Edge(index[a], index[b], size, size + tb.nbytes))
     group_keys = sorted(groups)
     last_snap: dict[str, int] = {}
     for vid, snap in group_keys:
@@ -256,7 +256,7 @@ def run_archive(con, store, *, alpha: float = 2.0, scheme: str = "independent", 
 
     # Encodings the plan asks for; a vertex whose parent is 0 is stored whole.
     new_manifests: dict[str, dict] = {}
-    new_blobs: list[bytes] = []
+    new_blobs: list[tuple[str, bytes]] = []
     blob_size = catalog_objects.blob_sizes(con)
     for h in hashes:
         parent = best.parent(index[h])
@@ -267,14 +267,14 @@ def run_archive(con, store, *, alpha: float = 2.0, scheme: str = "independent", 
             enc = encode_delta_best(raw[h], t.dtype, t.shape, base_raw=raw[base], base_hash=base)
         if enc.manifest != info[h].manifest and not _keep_current(info[h].manifest, enc, blob_size):
             new_manifests[h] = enc.manifest
-            new_blobs.extend(enc.blobs)
+            new_blobs.extend(enc.named_blobs())   # the names the codec computed: not hashed again
     hit("encoded")
 
     say(f"writing {len(new_blobs)} blobs for {len(new_manifests)} re-encoded tensors")
     sizes = {}
     with PendingBlobs() as pending:   # a failure before the sync removes its temp files
-        for blob in new_blobs:   # a full disk is a DiskFullError; the transaction rolls back
-            sizes[store.put(blob, pending=pending)] = len(blob)
+        for name, blob in new_blobs:   # a full disk is a DiskFullError; the transaction rolls back
+            sizes[store.put(blob, pending=pending, blob_hash=name)] = len(blob)
         store.sync(pending)      # all durable (one batch of fsyncs) before any catalog row names them
     hit("blobs-written")
 
