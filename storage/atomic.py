@@ -89,7 +89,8 @@ def write_temp(path: Path | str, data: bytes | memoryview) -> str:
         return _write_temp(str(path), data, durable=False)
 
 
-def publish_temps(temps: Mapping[Path, Path], present: Iterable[Path] = (), *, workers: int = 16) -> None:
+def publish_temps(temps: Mapping[Path | str, Path | str], present: Iterable[Path | str] = (), *,
+                  workers: int = 16) -> None:
     """Finish deferred writes ``{final path: temp path}``: fsync every temp file (and every file
     in ``present``: put by another writer that may not have synced it yet), rename each temp to
     its final name, then fsync the folders holding them (the renames) and those folders'
@@ -153,7 +154,7 @@ def _write_temp(path: Path | str, data: bytes | memoryview, *, durable: bool) ->
     return tmp
 
 
-def _unlink(path: Path) -> None:
+def _unlink(path: Path | str) -> None:
     try:
         os.unlink(path)
     except FileNotFoundError:
