@@ -1,7 +1,7 @@
 """Parameter archive and object store.
 
 This package is imported as ``modelhub.storage`` but never imports modelhub: it
-depends on numpy and zstandard only, so it can be reused (and reasoned about)
+depends on numpy, zstandard and blake3 only, so it can be reused (and reasoned about)
 on its own. Importing it starts nothing (decode threads start with the first
 large decode). Errors raised here derive from :class:`StorageError` and speak
 of objects, manifests and codecs only; modelhub translates them into its own

@@ -117,7 +117,7 @@ DIRECT_OK = {
                 "DEFAULT_CODEC"},
     "dtypes": {"DTYPE_SIZES"},
     "progressive": {"PROGRESSIVE_DTYPES"},
-    "objects": {"content_hash", "HASH_NAME", "is_object_name", "name_matches"},
+    "objects": {"content_hash", "HASH_NAME", "LEGACY_HASH_NAME", "NAME_LENGTHS", "is_object_name", "name_matches"},
     "segmented": {"SegmentedConfig"},
     "lossy": {"LossyConfig"},
     "atomic": {"atomic_write", "fsync_dir"},

@@ -32,7 +32,7 @@ SEGMENT_RE = re.compile(r"^[0-9]{20}-[0-9a-f]{32}\.json\.zst$")
 
 def is_blob_name(name: object) -> bool:
     """Lowercase hex of a length some hash makes (storage.objects: 64 or 80 digits)."""
-    return isinstance(name, str) and is_object_name(name)
+    return is_object_name(name)
 
 
 def blob_path(blob_hash: str) -> str:

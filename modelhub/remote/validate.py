@@ -16,11 +16,10 @@ from typing import Any
 from ..netdef import Graph
 from ..repo.refs import NAME_RE
 from ..storage import tensors as codec
+from ..storage.objects import is_object_name   # object, tensor, version and graph names alike
 from .errors import RemoteFormatError
 from .segments import CatalogExport
 
-#: object, tensor, version and graph names: lowercase hex of 64 (BLAKE2b-256) or 80 (BLAKE3) digits
-_HEX_NAME = re.compile(r"^(?:[0-9a-f]{64}|[0-9a-f]{80})$")
 #: columns that must hold an object/version/tensor/graph name wherever they appear
 _HASH_COLUMNS = ("id", "version_id", "parent_id", "tensor_hash", "blob_hash", "graph_hash")
 
@@ -60,7 +59,7 @@ def _check_manifest(row: dict, where: str) -> None:
     except Exception:  # noqa: BLE001 - a malformed manifest, whatever the codec raised
         raise _bad(where, "tensor encoding is malformed") from None
     for b in list(blobs) + ([base] if base else []):
-        if not isinstance(b, str) or not _HEX_NAME.match(b):
+        if not is_object_name(b):
             raise _bad(where, f"tensor encoding names {str(b)[:80]!r}, which is not an object name")
 
 
@@ -70,7 +69,7 @@ def validate_export(export: CatalogExport, where: str, *, check_graphs: bool = T
         for row in table.rows:
             for i in hash_cols:
                 v = row[i]
-                if v is not None and not (isinstance(v, str) and _HEX_NAME.match(v)):
+                if v is not None and not is_object_name(v):
                     raise _bad(f"{where}, table {table.name}", f"{table.columns[i]} {str(v)[:80]!r} is not a name (64 or 80 hex digits)")
     for r in export.table("versions").dicts():
         if not isinstance(r.get("model"), str) or not NAME_RE.match(r["model"]):
