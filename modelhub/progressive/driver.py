@@ -84,7 +84,6 @@ def run_refinement(gm: torch.fx.GraphModule, plan: RefinementPlan, x: torch.Tens
     ctx = Ctx(plan.u_ref)
     linear_log: list[dict] = []
     step = 0
-    n_classes = None
     while len(remaining):
         if all(levels[t] >= full[t] for t in tensors):
             out = _reference(gm, plan, source, tensors, _rows(x, remaining), _rows_given(given, remaining))
@@ -96,27 +95,10 @@ def run_refinement(gm: torch.fx.GraphModule, plan: RefinementPlan, x: torch.Tens
                                n - 0, n))
             break
         params = _params(groups, source, levels, plan.u_ref, cache)
-        certain_all, labels_all = [], []
         contrib: dict[str, float] = {}
         linear_stats = {"linear": 0, "tightened": 0, "futile": None, "neurons": 0, "hopeless": 0,
                         "gain": _best_gain(source, tensors, levels, full) if config.exact_when_hopeless else None}
-        with torch.no_grad():
-            for lo in range(0, len(remaining), config.batch_size):
-                idx = remaining[lo:lo + config.batch_size]
-                env: dict = {}
-                box = propagate(plan, _rows(x, idx), params, ctx, given=_rows_given(given, idx), env=env)
-                n_classes = box.c.shape[1]
-                if config.top_k > n_classes:
-                    raise ProgressiveInputError(f"top {config.top_k} asked but the network has {n_classes} "
-                                                "outputs; pass a smaller --top")
-                ok, lab = certify_topk(box, config.top_k)
-                if config.bound == "linear" and not bool(ok.all()):
-                    ok, lab = _linear_certify(plan, x, given, idx, ok, lab, params, ctx, config, contrib, linear_stats,
-                                              env)
-                certain_all.append(ok)
-                labels_all.append(lab)
-        certain = torch.cat(certain_all)
-        lab = torch.cat(labels_all)
+        certain, lab = _certify_rows(plan, x, given, remaining, params, ctx, config, contrib, linear_stats)
         done = remaining[certain]
         labels[done.numpy()] = lab[certain].numpy()
         read = source.bytes_read - base_read
@@ -165,19 +147,32 @@ def certified_at(plan: RefinementPlan, x: Optional[torch.Tensor], source, levels
     groups = [g for name, g in plan.groups.items() if name in needed]
     clamped = {t: min(levels[t], source.levels(t)) for g in groups for t in g.tensors}
     params = _params(groups, source, clamped, plan.u_ref, {})
-    ctx = Ctx(plan.u_ref)
-    out = []
+    log = {"linear": 0, "tightened": 0, "futile": None, "neurons": 0, "hopeless": 0, "gain": None}
+    certain, _ = _certify_rows(plan, x, given, torch.arange(n), params, Ctx(plan.u_ref), config, {}, log)
+    return certain
+
+
+def _certify_rows(plan, x, given, rows: torch.Tensor, params, ctx, config: ProgressiveConfig,
+                  contrib: dict, linear_stats: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """(certain [len(rows)], top-k labels) of ``rows`` with the tensors at ``params``' levels, batch by
+    batch: boxes, then linear bounds (and focused tightening) for the records the boxes leave open."""
+    certain_all, labels_all = [], []
     with torch.no_grad():
-        for lo in range(0, n, config.batch_size):
-            idx = torch.arange(lo, min(n, lo + config.batch_size))
+        for lo in range(0, len(rows), config.batch_size):
+            idx = rows[lo:lo + config.batch_size]
             env: dict = {}
             box = propagate(plan, _rows(x, idx), params, ctx, given=_rows_given(given, idx), env=env)
+            n_classes = box.c.shape[1]
+            if config.top_k > n_classes:
+                raise ProgressiveInputError(f"top {config.top_k} asked but the network has {n_classes} "
+                                            "outputs; pass a smaller --top")
             ok, lab = certify_topk(box, config.top_k)
             if config.bound == "linear" and not bool(ok.all()):
-                log = {"linear": 0, "tightened": 0, "futile": None, "neurons": 0, "hopeless": 0, "gain": None}
-                ok, lab = _linear_certify(plan, x, given, idx, ok, lab, params, ctx, config, {}, log, env)
-            out.append(ok)
-    return torch.cat(out)
+                ok, lab = _linear_certify(plan, x, given, idx, ok, lab, params, ctx, config, contrib, linear_stats,
+                                          env)
+            certain_all.append(ok)
+            labels_all.append(lab)
+    return torch.cat(certain_all), torch.cat(labels_all)
 
 
 def _linear_certify(plan, x, given, idx, ok, lab, params, ctx, config, contrib, log, env=None):
