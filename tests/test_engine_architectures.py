@@ -93,7 +93,7 @@ class TinyEncoder(nn.Module):
         self.head = nn.Linear(d, classes)
 
     def forward(self, input_ids, attention_mask):
-        pos = torch.arange(input_ids.size(1))
+        pos = torch.arange(input_ids.size(1), device=input_ids.device)
         h = self.emb_norm(self.tokens(input_ids) + self.positions(pos))
         mask = attention_mask.float()
         bias = (1.0 - mask[:, None, None, :]) * -1e4
@@ -212,8 +212,9 @@ def test_residual_cnn_trains_like_a_plain_loop(tmp_path, memory_format, atol):
     model = ResNetLike().eval()
     d = image_data()
     rules = {"stem": {"lr": 0}, "blocks.[0,1]": {"lr": 0}}
+    # the reference loop runs on the CPU, so the engine does too (tests/test_engine_cuda.py: the GPU twin)
     cfg = build_config({"epochs": 2, "batch_size": 8, "optimizer": "adam", "base_lr": 0.01, "net": rules,
-                        "memory_format": memory_format})
+                        "memory_format": memory_format, "device": "cpu"})
     r = run_selection([CandidateModel("a", model, cfg)], d, store=FeatureStore(tmp_path), extraction_batch_size=5)
     out = r.outcomes[0]
     assert out.frozen_stages >= 1 + 2 * 5        # the stem and both frozen blocks, up to their add
@@ -230,6 +231,7 @@ def test_transformer_encoder_with_two_inputs_trains_like_a_plain_loop(tmp_path):
     d = token_data()
     ids, mask, _ = token_arrays()
     cfgs = [build_config({"epochs": 2, "batch_size": 8, "optimizer": "adam", "base_lr": lr, "seed": i,
+                          "device": "cpu",      # as the CPU reference loop below
                           "net": {"tokens": {"lr": 0}, "positions": {"lr": 0}, "emb_norm": {"lr": 0},
                                   "layers.[0,1]": {"lr": 0}}})
             for i, lr in enumerate((0.01, 0.003))]

@@ -93,3 +93,77 @@ def test_custom_layer_is_captured_but_not_rebuildable() -> None:
 def test_graph_hash_depends_on_architecture_not_weights() -> None:
     assert capture(tiny_cnn(seed=1)).hash == capture(tiny_cnn(seed=2)).hash
     assert capture(tiny_cnn(n_classes=3)).hash != capture(tiny_cnn(n_classes=10)).hash
+
+
+class Positions(nn.Module):
+    """A device-correct forward, as transformers write it: positions made where the ids live."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tokens = nn.Embedding(10, 4)
+        self.positions = nn.Embedding(8, 4)
+
+    def forward(self, ids):
+        pos = torch.arange(ids.size(1), device=ids.device)
+        return self.tokens(ids) + self.positions(pos)
+
+
+def test_a_forward_that_reads_its_inputs_device_is_rebuilt() -> None:
+    model = Positions().eval()
+    graph = Graph.from_json(capture(model).canonical())
+    assert graph.rebuildable
+    assert [n.target for n in graph.nodes if n.op == "getattr"] == ["builtins.getattr"]
+    rebuilt = rebuild(graph)
+    rebuilt.load_state_dict(model.state_dict())
+    ids = torch.tensor([[1, 2, 3], [4, 5, 6]])
+    assert torch.equal(bits(rebuilt(ids)), bits(model(ids)))
+
+
+def test_a_stored_graph_may_read_only_tensor_metadata_with_getattr() -> None:
+    stored = capture(Positions()).to_json()
+    for node in stored["nodes"]:
+        if node.get("target") == "builtins.getattr":
+            node["args"] = [node["args"][0], "__class__"]     # what a hostile remote could store
+    with pytest.raises(GraphError, match=r"reads attribute \('__class__',\); a stored graph may read only device, "
+                                         r"dtype, is_cuda, ndim, shape"):
+        rebuild(Graph.from_json(stored))
+
+
+def _hostile(edit) -> Graph:
+    """A captured graph changed the way a hostile remote could change what it serves."""
+    stored = capture(Residual()).to_json()
+    edit(stored["nodes"])
+    return Graph.from_json(stored)
+
+
+def _retarget(target: str, op: str):
+    def edit(nodes):
+        node = next(n for n in nodes if n.get("target") == "operator.add")
+        node["target"], node["op"] = target, op
+    return edit
+
+
+@pytest.mark.parametrize("target", ["operator.attrgetter", "operator.methodcaller", "torch.save", "torch.load",
+                                    "torch.from_file", "torch.set_default_dtype", "torch.manual_seed", "os.system"])
+def test_a_stored_graph_cannot_name_functions_that_escape_torch(target) -> None:
+    op = target.rpartition(".")[2]
+    with pytest.raises(GraphError, match=rf"calls '{op}', which is not a standard torch function"):
+        rebuild(_hostile(_retarget(target, op)))
+
+
+@pytest.mark.parametrize("method", ["__getattribute__", "numpy", "untyped_storage", "tolist"])
+def test_a_stored_graph_cannot_call_methods_that_leave_torch(method) -> None:
+    def edit(nodes):
+        node = next(n for n in nodes if n.get("kind") == "call_method")
+        node["op"] = method
+    with pytest.raises(GraphError, match=rf"calls method '{method}', which a stored graph may not call"):
+        rebuild(_hostile(edit))
+
+
+def test_functions_models_use_stay_rebuildable() -> None:
+    from modelhub.netdef.ops import function_name, method_allowed
+    for fn in (torch.flatten, torch.cat, torch.matmul, torch.arange, torch.einsum, torch.split,
+               torch.nn.functional.relu, torch.nn.functional.softmax):
+        assert function_name(fn) is not None, fn
+    for name in ("view", "size", "permute", "transpose", "contiguous", "type_as", "masked_fill", "to"):
+        assert method_allowed(name), name

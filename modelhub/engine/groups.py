@@ -69,6 +69,7 @@ class GroupFeatures:
     memory_cache: int                             # stored nodes up to this size stay in memory
     recomputed: ExtractionStats = field(default_factory=ExtractionStats)
     records_loaded: int = 0                       # feature rows read from the store here
+    _y_train_on: torch.Tensor | None = None       # y_train on the device of resident features
 
     def stored(self, group: TrainingGroup) -> StoredFeatures | None:
         """Where a worker can read the group's features itself (a materialized node), else None."""
@@ -99,8 +100,29 @@ class GroupFeatures:
             cacheable = False    # not stored: recomputed every epoch (the planner's choice)
         out = (feats[self.train_idx], (feats[self.val_idx], self.y_val))
         if cacheable:
+            out = self._resident(out)
             group.cache = out
         return out
+
+    def train_labels(self, like: torch.Tensor) -> torch.Tensor:
+        """The training labels, on the device of the features ``like`` (copied there once)."""
+        if like.device == self.y_train.device:
+            return self.y_train
+        if self._y_train_on is None or self._y_train_on.device != like.device:
+            self._y_train_on = self.y_train.to(like.device)
+        return self._y_train_on
+
+    def _resident(self, data: GroupData) -> GroupData:
+        """On a GPU, features kept across epochs live on the device when they take at most half
+        of its free memory: a step then indexes them there instead of copying a batch from the
+        host, which waits for the device at every step (pageable memory)."""
+        if self.device.type != "cuda":
+            return data
+        train, (val, y_val) = data
+        free, _ = torch.cuda.mem_get_info(self.device)
+        if train.nbytes + val.nbytes > free // 2:
+            return data
+        return train.to(self.device), (val.to(self.device), y_val.to(self.device))
 
     def _augmented(self, group: TrainingGroup) -> GroupData:
         """Freshly augmented training inputs through the prefix (a new draw each epoch), and the
@@ -129,6 +151,6 @@ def train_here(group: TrainingGroup, features: GroupFeatures, alive: set[str], s
             break
         train_f, val = features.of(group)
         for t in active:
-            t.train_round(train_f, features.y_train, stop_at, val)
+            t.train_round(train_f, features.train_labels(train_f), stop_at, val)
         progress("epoch", group=group.boundary, heads=len(active))
 

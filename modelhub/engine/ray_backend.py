@@ -225,7 +225,7 @@ def export_trainer(trainer) -> dict:
     return {
         "tensors": [t.detach().to("cpu", copy=True) for t in canon],
         "optimizer": trainer.optimizer.state_dict() if trainer.optimizer is not None else None,
-        "shuffle": trainer.shuffle.get_state(), "rng": trainer._rng,
+        "shuffle": trainer.shuffle.get_state(), "rng": trainer._rng, "cuda_rng": trainer._cuda_rng,
         "step": trainer.step, "epoch": trainer.epoch, "series": list(trainer.series),
         # snapshots are keyed by id(tensor), which means nothing in another process: by position
         "snapshots": [(step, {index[k]: v for k, v in tensors.items() if k in index})
@@ -244,6 +244,8 @@ def adopt_trainer(trainer, state: dict) -> None:
         trainer.optimizer.load_state_dict(state["optimizer"])
     trainer.shuffle.set_state(state["shuffle"])
     trainer._rng = state["rng"]
+    if state.get("cuda_rng") is not None and trainer._rng_devices:
+        trainer._cuda_rng = state["cuda_rng"]
     trainer.step, trainer.epoch, trainer.series = state["step"], state["epoch"], list(state["series"])
     trainer._pos, trainer._perm = state["pos"], state["perm"]
     trainer._loss_sum, trainer._loss_n = state["loss_sum"], state["loss_n"]

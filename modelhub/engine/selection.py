@@ -405,7 +405,10 @@ def _report(run: _Run, graph: _PrefixGraph, plan: ExtractionPlan, done: _Materia
         latest: dict[str, float] = {}
         for name, _, v in t.series:
             latest[name] = v
-        pr.model.to(memory_format=torch.contiguous_format)     # trainers may have used channels_last
+        # back where the caller's model lives (trainers may have moved it to the GPU and used
+        # channels_last): an outcome compares and commits like the model it came from
+        home = next(pr.cand.model.parameters(), torch.empty(0)).device
+        pr.model.to(home, memory_format=torch.contiguous_format)
         outcomes.append(CandidateOutcome(
             pr.cand.cid, "pruned" if pr.cand.cid in trained.pruned else "finished", latest, tuple(t.series),
             t.step, t.epoch, pr.frozen, pr.boundary, pr.model, tuple(t.snapshots), t.step_seconds))

@@ -138,11 +138,19 @@ class CandidateTrainer:
         self.optimizer = make_optimizer(self.cfg, groups) if groups else None
         self.loss = loss_fn(self.cfg)
         self.shuffle = torch.Generator().manual_seed(self.cfg.seed)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.cfg.seed)
+        with torch.random.fork_rng(devices=self._rng_devices):
+            torch.manual_seed(self.cfg.seed)           # seeds the CPU and every CUDA generator
             self._rng = torch.get_rng_state()
+            self._cuda_rng = torch.cuda.get_rng_state(self.device) if self._rng_devices else None
         steps_per_epoch = math.ceil(self.n_train / self.cfg.batch_size)
         self.total_steps = self.cfg.iterations or (self.cfg.epochs or 1) * steps_per_epoch
+
+    @property
+    def _rng_devices(self) -> list[torch.device]:
+        """The generators a step draws from besides the CPU's: on a GPU, dropout in the trainable
+        layers draws from the device's generator, which must be saved and restored per candidate
+        just like the CPU's, or fused candidates would not train as they do alone."""
+        return [self.device] if self.device.type == "cuda" else []
 
     @property
     def done(self) -> bool:
@@ -150,37 +158,56 @@ class CandidateTrainer:
 
     def train_round(self, feats: torch.Tensor, labels: torch.Tensor, stop_at: int | None,
                     val: tuple[torch.Tensor, torch.Tensor] | None) -> None:
-        """Train until the end of the current epoch, the last step, or ``stop_at``."""
+        """Train until the end of the current epoch, the last step, or ``stop_at``.
+
+        ``feats`` and ``labels`` may already live on the training device (GroupFeatures keeps
+        them there when they fit): then a step copies nothing from the host and never waits
+        for the device. The running loss is summed on the device, in float64 and in the same
+        order as a host-side sum, and read once per round, not once per step."""
         limit = self.total_steps if stop_at is None else min(stop_at, self.total_steps)
         set_modes(self.suffix, self.frozen)
         bs = self.cfg.batch_size
-        with torch.random.fork_rng(devices=[]):
+        on = feats.device
+        perm_on = self._perm.to(on) if self._perm is not None else None
+        loss_sum = torch.tensor(self._loss_sum, dtype=torch.float64, device=self.device)
+        t0 = time.perf_counter()
+        outside = 0.0       # seconds spent in epoch ends (snapshots, validation), not in steps
+        with torch.random.fork_rng(devices=self._rng_devices):
             torch.set_rng_state(self._rng)
+            if self._rng_devices:
+                torch.cuda.set_rng_state(self._cuda_rng, self.device)
             while self.step < limit:
                 if self._perm is None:
                     self._perm = torch.randperm(self.n_train, generator=self.shuffle)
+                    perm_on = self._perm.to(on)
                     self._pos = 0
-                idx = self._perm[self._pos:self._pos + bs]
-                t0 = time.perf_counter()
+                idx = perm_on[self._pos:self._pos + bs]
                 x = feats[idx].to(self.device)
                 if self.channels_last and x.dim() == 4:
                     x = x.contiguous(memory_format=torch.channels_last)
-                y = labels[idx].to(self.device)
+                y = labels[idx.to(labels.device)].to(self.device)
                 out = run_stages(self.suffix, x)
                 loss = self.loss(out, y)
                 if self.optimizer is not None:
                     self.optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     self.optimizer.step()
-                self._loss_sum += float(loss.detach()) * len(idx)    # waits for the device
-                self.step_seconds += time.perf_counter() - t0
+                loss_sum = loss_sum + loss.detach().double() * len(idx)
                 self._loss_n += len(idx)
                 self.step += 1
                 self._pos += bs
                 if self._pos >= self.n_train:
+                    self._loss_sum = float(loss_sum)        # waits for the device
+                    t1 = time.perf_counter()
                     self._end_epoch(val)
+                    outside += time.perf_counter() - t1
+                    loss_sum = torch.tensor(self._loss_sum, dtype=torch.float64, device=self.device)
                     break
             self._rng = torch.get_rng_state()
+            if self._rng_devices:
+                self._cuda_rng = torch.cuda.get_rng_state(self.device)
+        self._loss_sum = float(loss_sum)                    # waits for the device
+        self.step_seconds += time.perf_counter() - t0 - outside
         if self.done and self._perm is not None and val is not None:
             self._end_epoch(val)        # last step mid-epoch (iterations): still report
 

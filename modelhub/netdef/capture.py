@@ -17,7 +17,7 @@ import torch.fx
 from torch import nn
 
 from .graph import CALL_FUNCTION, CALL_METHOD, CALL_MODULE, GET_ATTR, OUTPUT, PLACEHOLDER, Graph, Node
-from .ops import function_name, is_standard_layer
+from .ops import GETATTR, function_name, is_standard_layer, method_allowed, reads_tensor_attribute
 
 _SKIP_CTOR_PARAMS = {"self", "device", "dtype", "factory_kwargs"}
 
@@ -55,7 +55,7 @@ def _capture_fx(module: nn.Module, gm: torch.fx.GraphModule) -> Graph:
             node = Node(name=name, kind=OUTPUT, op="output", args=_encode_args(fx_node.args, names))
         elif fx_node.op == CALL_FUNCTION:
             name = fx_node.name
-            fname = function_name(fx_node.target)
+            fname = GETATTR if reads_tensor_attribute(fx_node.target, fx_node.args) else function_name(fx_node.target)
             rebuildable &= fname is not None
             node = Node(
                 name=name, kind=CALL_FUNCTION, op=getattr(fx_node.target, "__name__", "?"),
@@ -63,7 +63,7 @@ def _capture_fx(module: nn.Module, gm: torch.fx.GraphModule) -> Graph:
             )
         elif fx_node.op == CALL_METHOD:
             name = fx_node.name
-            rebuildable &= not str(fx_node.target).startswith("_")
+            rebuildable &= method_allowed(str(fx_node.target))
             node = Node(
                 name=name, kind=CALL_METHOD, op=str(fx_node.target),
                 attrs=_encode_value(dict(fx_node.kwargs), names), args=_encode_args(fx_node.args, names),

@@ -15,7 +15,7 @@ from torch import nn
 
 from ..errors import GraphError
 from .graph import CALL_FUNCTION, CALL_METHOD, CALL_MODULE, OUTPUT, PLACEHOLDER, Graph
-from .ops import layer_class, resolve_function
+from .ops import GETATTR, TENSOR_ATTRIBUTES, layer_class, method_allowed, resolve_function
 
 
 def rebuild(graph: Graph) -> torch.fx.GraphModule:
@@ -41,8 +41,19 @@ def rebuild(graph: Graph) -> torch.fx.GraphModule:
                     f"layer {node.name!r} calls {node.op!r}, which is not a standard torch "
                     "function; pass the model class to checkout to load the weights into it"
                 )
-            env[node.name] = fx_graph.call_function(fn, _decode(node.args, env), _decode(node.attrs, env))
+            args = _decode(node.args, env)
+            if node.target == GETATTR and not (len(args) == 2 and args[1] in TENSOR_ATTRIBUTES):
+                raise GraphError(
+                    f"node {node.name!r} reads attribute {args[1:]!r}; a stored graph may read only "
+                    f"{', '.join(sorted(TENSOR_ATTRIBUTES))} -- pass the model class to checkout instead"
+                )
+            env[node.name] = fx_graph.call_function(fn, args, _decode(node.attrs, env))
         elif node.kind == CALL_METHOD:
+            if not method_allowed(node.op):
+                raise GraphError(
+                    f"node {node.name!r} calls method {node.op!r}, which a stored graph may not call; "
+                    "pass the model class to checkout to load the weights into it"
+                )
             env[node.name] = fx_graph.call_method(node.op, _decode(node.args, env), _decode(node.attrs, env))
         elif node.kind == OUTPUT:
             (result,) = _decode(node.args, env)

@@ -1,0 +1,95 @@
+"""The engine's CUDA path (skipped where torch sees no GPU; benchmarks/gpu_engine.sh runs it on one).
+
+On a GPU a step reads features kept on the device, dropout draws from the device's
+generator, and the outcome models come back where the caller's models live. The
+reference loop runs on the same device, so weights agree to float rounding."""
+from __future__ import annotations
+
+import copy
+from collections import OrderedDict
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from modelhub.engine.config import build_config
+from modelhub.engine.data import DataView
+from modelhub.engine.features import FeatureStore
+from modelhub.engine.selection import CandidateModel, run_selection
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+CUDA = torch.device("cuda")
+
+
+def net(seed: int, dropout: float) -> nn.Sequential:
+    torch.manual_seed(seed)
+    backbone = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten())
+    head = nn.Sequential(nn.Linear(64, 16), nn.ReLU(), nn.Dropout(dropout), nn.Linear(16, 3))
+    return nn.Sequential(OrderedDict(backbone=backbone, head=head))
+
+
+def data(n: int = 96) -> DataView:
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n, 1, 8, 8)).astype(np.float32)
+    y = (x[:, 0, :4].mean(axis=(1, 2)) > 0).astype(np.int64) + (x[:, 0, 4:].mean(axis=(1, 2)) > 0)
+    return DataView("ds-cuda", 1, x, y)
+
+
+def config(lr: float, seed: int = 0):
+    return build_config({"net": {"backbone": {"lr": 0}}, "epochs": 2, "batch_size": 16, "base_lr": lr,
+                         "seed": seed, "device": "cuda"})
+
+
+def plain_on_cuda(model: nn.Sequential, cfg, d: DataView) -> nn.Sequential:
+    """A user's loop on the GPU: full forward, frozen backbone in eval mode, same shuffling and seed."""
+    model = copy.deepcopy(model).to(CUDA)
+    train_idx, _ = d.split(cfg.val_fraction)
+    x, y = torch.from_numpy(d.x[train_idx]).to(CUDA), torch.from_numpy(d.y[train_idx]).to(CUDA)
+    for p in model.backbone.parameters():
+        p.requires_grad_(False)
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=cfg.base_lr, momentum=cfg.momentum)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    model.train()
+    model.backbone.eval()
+    for _ in range(cfg.epochs):
+        perm = torch.randperm(len(train_idx), generator=gen).to(CUDA)
+        for i in range(0, len(perm), cfg.batch_size):
+            idx = perm[i:i + cfg.batch_size]
+            loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    return model.cpu()
+
+
+def weights(m: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu() for k, v in m.state_dict().items()}
+
+
+def test_cuda_candidates_with_dropout_train_like_a_plain_loop_and_come_back_to_the_cpu(tmp_path):
+    cands = [CandidateModel(f"c{i}", net(0, 0.3), config(lr)) for i, lr in enumerate((0.1, 0.03))]
+    r = run_selection(cands, data(), store=FeatureStore(tmp_path))
+    assert r.reuse.fused_groups == (2,)
+    for cand, out in zip(cands, r.outcomes):
+        assert {p.device.type for p in out.model.parameters()} == {"cpu"}
+        ref = weights(plain_on_cuda(cand.model, cand.config, data()))
+        got = weights(out.model)
+        for k in ref:
+            torch.testing.assert_close(got[k], ref[k], rtol=0, atol=1e-5, msg=lambda m: f"{k}: {m}")
+
+
+def test_fused_cuda_candidates_train_exactly_as_alone_and_repeat_exactly(tmp_path):
+    """The device generator is saved and restored per candidate: fusing two heads with dropout
+    draws the same masks for each as training it alone, and a second run repeats the first."""
+    cands = [CandidateModel(f"c{i}", net(0, 0.5), config(0.05, seed=i)) for i in range(2)]
+    fused = run_selection(cands, data(), store=FeatureStore(tmp_path / "a"))
+    alone = run_selection(cands[1:], data(), store=FeatureStore(tmp_path / "b"))
+    again = run_selection(cands, data(), store=FeatureStore(tmp_path / "c"))
+    for k, v in weights(alone.outcomes[0].model).items():
+        assert torch.equal(weights(fused.outcomes[1].model)[k], v), k
+    for a, b in zip(fused.outcomes, again.outcomes):
+        for k, v in weights(a.model).items():
+            assert torch.equal(weights(b.model)[k], v), k
