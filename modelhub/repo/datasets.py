@@ -19,15 +19,17 @@ import zlib
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from ..catalog import datasets as catalog_datasets
 from ..catalog import objects as catalog_objects
 from ..catalog.datasets import DatasetRow
-from ..engine.data import DataView
 from ..engine.errors import DatasetError
+
+if TYPE_CHECKING:   # the engine's view imports torch; `dlv data add` must not pay for it
+    from ..engine.data import DataView
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -407,6 +409,7 @@ def load_dataset(repo, ref: str) -> DataView:
     meta: dict = {"ref": f"{name}@{version}"}
     if ds.x_dtype.startswith(_PACKED):
         meta["layout"] = json.loads(ds.x_dtype[len(_PACKED):])
+    from ..engine.data import DataView
     return DataView(ds.uid, int(version), x, y, name=name, meta=meta)
 
 
