@@ -5,7 +5,6 @@ generator, and the outcome models come back where the caller's models live. The
 reference loop runs on the same device, so weights agree to float rounding."""
 from __future__ import annotations
 
-import copy
 from collections import OrderedDict
 
 import numpy as np
@@ -17,11 +16,9 @@ from modelhub.engine.config import build_config
 from modelhub.engine.data import DataView
 from modelhub.engine.features import FeatureStore
 from modelhub.engine.selection import CandidateModel, run_selection
+from test_engine_reuse import plain_train     # the same textbook loop, on the GPU
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-
-CUDA = torch.device("cuda")
-
 
 def net(seed: int, dropout: float) -> nn.Sequential:
     torch.manual_seed(seed)
@@ -42,29 +39,6 @@ def config(lr: float, seed: int = 0):
                          "seed": seed, "device": "cuda"})
 
 
-def plain_on_cuda(model: nn.Sequential, cfg, d: DataView) -> nn.Sequential:
-    """A user's loop on the GPU: full forward, frozen backbone in eval mode, same shuffling and seed."""
-    model = copy.deepcopy(model).to(CUDA)
-    train_idx, _ = d.split(cfg.val_fraction)
-    x, y = torch.from_numpy(d.x[train_idx]).to(CUDA), torch.from_numpy(d.y[train_idx]).to(CUDA)
-    for p in model.backbone.parameters():
-        p.requires_grad_(False)
-    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=cfg.base_lr, momentum=cfg.momentum)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    torch.manual_seed(cfg.seed)
-    model.train()
-    model.backbone.eval()
-    for _ in range(cfg.epochs):
-        perm = torch.randperm(len(train_idx), generator=gen).to(CUDA)
-        for i in range(0, len(perm), cfg.batch_size):
-            idx = perm[i:i + cfg.batch_size]
-            loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-    return model.cpu()
-
-
 def weights(m: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu() for k, v in m.state_dict().items()}
 
@@ -75,7 +49,7 @@ def test_cuda_candidates_with_dropout_train_like_a_plain_loop_and_come_back_to_t
     assert r.reuse.fused_groups == (2,)
     for cand, out in zip(cands, r.outcomes):
         assert {p.device.type for p in out.model.parameters()} == {"cpu"}
-        ref = weights(plain_on_cuda(cand.model, cand.config, data()))
+        ref = weights(plain_train(cand.model, cand.config, data(), device="cuda"))
         got = weights(out.model)
         for k in ref:
             torch.testing.assert_close(got[k], ref[k], rtol=0, atol=1e-5, msg=lambda m: f"{k}: {m}")

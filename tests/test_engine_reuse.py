@@ -103,12 +103,13 @@ def test_identical_prefix_with_different_layer_names_is_shared(tmp_path):
     assert r.reuse.prefix_nodes == 9
 
 
-def plain_train(model: nn.Sequential, cfg, d: DataView) -> nn.Sequential:
-    """Textbook loop: full forward each step, frozen layers in eval mode, same shuffling and seed."""
-    model = copy.deepcopy(model)
+def plain_train(model: nn.Sequential, cfg, d: DataView, device: str = "cpu") -> nn.Sequential:
+    """Textbook loop: full forward each step, frozen layers in eval mode, same shuffling and seed;
+    on ``device``, with the records resident there (the result comes back to the CPU)."""
+    model = copy.deepcopy(model).to(device)
     train_idx, _ = d.split(cfg.val_fraction)
-    x = torch.from_numpy(d.x[train_idx])
-    y = torch.from_numpy(d.y[train_idx])
+    x = torch.from_numpy(d.x[train_idx]).to(device)
+    y = torch.from_numpy(d.y[train_idx]).to(device)
     frozen = model.backbone
     for p in frozen.parameters():
         p.requires_grad_(False)
@@ -119,14 +120,14 @@ def plain_train(model: nn.Sequential, cfg, d: DataView) -> nn.Sequential:
     model.train()
     frozen.eval()
     for _ in range(cfg.epochs):
-        perm = torch.randperm(len(train_idx), generator=gen)
+        perm = torch.randperm(len(train_idx), generator=gen).to(device)
         for i in range(0, len(perm), cfg.batch_size):
             idx = perm[i:i + cfg.batch_size]
             loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-    return model
+    return model.cpu()
 
 
 @pytest.mark.parametrize("dropout", [0.0, 0.3])
