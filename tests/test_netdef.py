@@ -144,7 +144,8 @@ def _retarget(target: str, op: str):
 
 
 @pytest.mark.parametrize("target", ["operator.attrgetter", "operator.methodcaller", "torch.save", "torch.load",
-                                    "torch.from_file", "torch.set_default_dtype", "torch.manual_seed", "os.system"])
+                                    "torch.from_file", "torch.set_default_dtype", "torch.manual_seed", "torch.import_ir_module",
+                                    "os.system"])
 def test_a_stored_graph_cannot_name_functions_that_escape_torch(target) -> None:
     op = target.rpartition(".")[2]
     with pytest.raises(GraphError, match=rf"calls '{op}', which is not a standard torch function"):

@@ -54,7 +54,8 @@ _OPERATOR = frozenset({
 # torch: its C operators and torch.functional's -- never I/O (save, load, from_file), compile,
 # or the setters of process-wide state (set_default_dtype, set_num_threads, manual_seed)
 _TORCH_PY_MODULES = frozenset({"torch.functional"})
-_TORCH_DENIED = frozenset({"from_file", "manual_seed", "seed", "load", "save", "compile"})
+_TORCH_DENIED = frozenset({"from_file", "manual_seed", "seed", "load", "save", "compile", "import_ir_module",
+                           "import_ir_module_from_buffer", "parse_ir", "fork", "wait", "init_num_threads"})
 # tensor methods that leave torch: to numpy (tofile, dump write files) or to raw storage (from_file)
 _METHODS_DENIED = frozenset({"numpy", "storage", "untyped_storage", "share_memory_", "tolist"})
 
