@@ -87,6 +87,15 @@ class PackedStage(nn.Module):
         return f"in={show(self.in_layout)}, out={show(self.out_layout)}"
 
 
+try:    # generates a stage's Python code on its first call, not when it is cut
+    from torch.fx._lazy_graph_module import _LazyGraphModule as _StageModule
+except ImportError:     # a torch without it: code generated up front, as before
+    _StageModule = fx.GraphModule
+# Why lazily: every candidate is cut into stages (EfficientNet-Lite0: 144), code generation was
+# two thirds of a cut, and most stages never run -- candidates share the prefix tree's nodes, so
+# only one copy of a shared stage extracts, and joined stages are cut again.
+
+
 def split_into_stages(model: nn.Module, example: Sequence[torch.Tensor] | None = None) -> list[Stage]:
     """``example``: a few records of every network input (see the module docstring)."""
     if isinstance(model, nn.Sequential):
@@ -268,7 +277,7 @@ def _segment_stage(gm: fx.GraphModule, lo: int, hi: int, sources: list[fx.Node],
         graph.output(fx.node.map_arg(output.args[0], lookup))
     else:
         graph.output(env[outs[0]] if single_out else tuple(env[o] for o in outs))
-    module: nn.Module = fx.GraphModule(gm, graph)
+    module: nn.Module = _StageModule(gm, graph)
     layers = [str(n.target) for n in segment if n.op == "call_module"]
     name = layers[-1] if layers else segment[-1].name
     packed_in = not single_in or _needs_packing(sources[0])
