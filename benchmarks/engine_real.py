@@ -608,6 +608,7 @@ def run_workload(w: Workload, args, root: Path, env: dict) -> dict:
             if eng.get("unparsed_stdout"):
                 cyc["engine_unparsed_stdout"] = eng["unparsed_stdout"]
         report["cycles"].append({k2: r3(v) for k2, v in cyc.items()})
+        args.save_partial(w.name, report)
         print(f"[{w.name}] cycle {k}: engine {cyc.get('engine_s', '-')} s, plain {plain['s']:.1f} s, "
               f"lower bound {lb['s']:.1f} s", file=sys.stderr, flush=True)
     return report
@@ -670,6 +671,8 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep the repositories (path in the JSON)")
     ap.add_argument("--plain-script", action="store_true",
                     help="also run the plain loop as a fresh process per cycle (start-up and warm-up included)")
+    ap.add_argument("--out", default=None,
+                    help="also write the JSON to OUT after every cycle (a run stopped early keeps what it measured)")
     ap.add_argument("--plain-only", default=None, help=argparse.SUPPRESS)   # plain_script's child
     ap.add_argument("--records", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -693,6 +696,12 @@ def main() -> None:
         "device": args.device, "gpu": torch.cuda.get_device_name(0) if args.device == "cuda" else None,
         "cpus": os.cpu_count(), "python": platform.python_version(),
         "load_avg_start": [round(v, 2) for v in os.getloadavg()], "workloads": {}}
+    def save_partial(name: str, report: dict) -> None:
+        out["workloads"][name] = report
+        if args.out:
+            Path(args.out).write_text(json.dumps(out, indent=1))
+
+    args.save_partial = save_partial
     args.plain_startup_s = plain_startup_s(args.device)
     out["plain_startup_s"] = round(args.plain_startup_s, 3)
     t0 = time.perf_counter()
@@ -711,6 +720,8 @@ def main() -> None:
             out["repos"] = str(root)
         else:
             shutil.rmtree(root, ignore_errors=True)
+    if args.out:
+        Path(args.out).write_text(json.dumps(out, indent=1))
     print(json.dumps(out, indent=1))
 
 
