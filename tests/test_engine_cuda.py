@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -16,9 +15,11 @@ from modelhub.engine.config import build_config
 from modelhub.engine.data import DataView
 from modelhub.engine.features import FeatureStore
 from modelhub.engine.selection import CandidateModel, run_selection
+from test_engine_reuse import data as reuse_data
 from test_engine_reuse import plain_train     # the same textbook loop, on the GPU
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
 
 def net(seed: int, dropout: float) -> nn.Sequential:
     torch.manual_seed(seed)
@@ -27,11 +28,8 @@ def net(seed: int, dropout: float) -> nn.Sequential:
     return nn.Sequential(OrderedDict(backbone=backbone, head=head))
 
 
-def data(n: int = 96) -> DataView:
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((n, 1, 8, 8)).astype(np.float32)
-    y = (x[:, 0, :4].mean(axis=(1, 2)) > 0).astype(np.int64) + (x[:, 0, 4:].mean(axis=(1, 2)) > 0)
-    return DataView("ds-cuda", 1, x, y)
+def data() -> DataView:
+    return reuse_data(96, uid="ds-cuda")
 
 
 def config(lr: float, seed: int = 0):

@@ -88,7 +88,7 @@ def resolve_function(qualified: str) -> Callable | None:
         return builtins.getattr      # rebuild checks the attribute against TENSOR_ATTRIBUTES
     prefix, _, name = qualified.partition(".")
     ns = _NAMESPACES.get(prefix)
-    fn = getattr(ns, name, None) if ns is not None and name and not name.startswith("_") else None
+    fn = getattr(ns, name, None) if ns is not None else None
     return fn if _allowed(prefix, name, fn) else None
 
 
