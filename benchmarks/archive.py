@@ -49,7 +49,8 @@ from torch import nn
 
 import modelhub
 from modelhub.repo.archive import archive, plan_table
-from modelhub.storage.segmented import SegmentedConfig, entropy_bits, segment_codings
+from modelhub.storage.segmented import (SegmentedConfig, decompress_segment, entropy_bits, segment_codings,
+                                        segment_lengths)
 from modelhub.storage.tensors import decode_tensor, encode_tensor
 from modelhub.tensorio import save_safetensors
 
@@ -164,20 +165,20 @@ def build_repo(root: Path, versions) -> tuple:
 
 def tensor_blob_bytes(repo) -> tuple[int, float]:
     """(stored bytes of referenced tensor blobs, order-0 entropy bound in bytes)."""
-    dctx = zstandard.ZstdDecompressor()
     stored = 0
     bound = 0.0
     seen = set()
     with repo.catalog.read() as con:
         for nbytes, enc in con.execute("SELECT nbytes, encoding FROM tensor_data").fetchall():
             manifest = json.loads(enc)
-            for h, coding in zip(manifest["segments"], segment_codings(manifest)):
+            lengths = segment_lengths(manifest, int(nbytes), repo.store.get)
+            for h, coding, length in zip(manifest["segments"], segment_codings(manifest), lengths):
                 if h in seen:
                     continue
                 seen.add(h)
                 blob = repo.store.get(h)
                 stored += len(blob)
-                contents = blob if coding == "raw" else dctx.decompress(blob, max_output_size=int(nbytes) + 64)
+                contents = decompress_segment(blob, h, length, coding)
                 bound += entropy_bits(contents) / 8
     return stored, bound
 

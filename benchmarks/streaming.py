@@ -14,6 +14,7 @@ Baselines on the same bytes, in the same run, interleaved, median of ``--repeats
 Workloads (real weights from installed packages; nothing is downloaded):
   minilm-fp32      all-MiniLM-L6-v2 as shipped (float32, 90 MB);
   minilm-bf16      the same cast to bfloat16 (45 MB);
+  minilm-fp16      the same cast to float16 (45 MB);
   efficientnet     EfficientNet-Lite0, ImageNet weights (float32, 19 MB);
   synthetic-large  (``--large-gb G``) a sharded bf16 transformer checkpoint of random N(0, 0.02) weights
                    (benchmarks/archive.py's make_checkpoint): a SMOKE TEST of scale, not a real network.
@@ -59,6 +60,11 @@ def make_file(workload: str, folder: Path) -> tuple[Path, str]:
         out = folder / "minilm-bf16.safetensors"
         save_file({k: v.to(torch.bfloat16) for k, v in sd.items()}, out)
         return out, "bfloat16"
+    if workload == "minilm-fp16":
+        sd = load_file(_net("minilm").model_dir() / "model.safetensors")
+        out = folder / "minilm-fp16.safetensors"
+        save_file({k: v.to(torch.float16) if v.is_floating_point() else v for k, v in sd.items()}, out)
+        return out, "float16"
     if workload == "efficientnet":
         sd = {k: v.contiguous() for k, v in _net("efficientnet_lite0").build().state_dict().items() if v.is_floating_point()}
         out = folder / "efficientnet-lite0.safetensors"
@@ -202,7 +208,7 @@ def run_workload(name: str, src: Path, dtype: str, tmp: Path, repeats: int) -> d
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--workloads", default="minilm-fp32,minilm-bf16,efficientnet")
+    ap.add_argument("--workloads", default="minilm-fp32,minilm-bf16,minilm-fp16,efficientnet")
     ap.add_argument("--large-gb", type=float, default=0.0, help="add the synthetic sharded bf16 checkpoint (smoke test)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)

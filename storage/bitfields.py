@@ -10,7 +10,8 @@ Float layouts are *exponent first*: the exponent field, then the sign plane,
 then the mantissa from its top bits down. Measured against ZipNN's plain byte
 grouping ([3],[2],[1],[0] for float32), giving the exponent its own byte saves
 its low bit from being mixed into an otherwise incompressible mantissa byte,
-and the sign plane costs exactly its entropy (see benchmarks/archive.py).
+and the sign plane costs exactly its entropy (see benchmarks/archive.py). float16 is the
+exception: its 5-bit exponent travels with the two mantissa bits below it (_FLOAT16_LAYOUT).
 """
 from __future__ import annotations
 
@@ -68,7 +69,17 @@ def exponent_first_layout(dtype: str) -> Layout:
     return tuple(fields)
 
 
+#: float16: its 5-bit exponent and the 2 mantissa bits below it as one 7-bit field (the top
+#: byte without its sign), then the sign, then the low mantissa byte. Within a binade, weights
+#: are not spread evenly, so the top mantissa bits follow the exponent: coded together they
+#: took 0.4-0.8% fewer bytes than the exponent and the 2 bits apart, on all-MiniLM-L6-v2,
+#: EfficientNet-Lite0, a small CNN and N(0, 0.02) weights cast to float16 (commit encoding).
+_FLOAT16_LAYOUT: Layout = ((8, 7), (15, 1), (0, 8))
+
+
 def default_layout(dtype: str, itemsize: int) -> Layout:
+    if dtype == "float16":
+        return _FLOAT16_LAYOUT
     if dtype in FLOAT_FORMATS:
         return exponent_first_layout(dtype)
     return byte_layout(itemsize)

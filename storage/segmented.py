@@ -12,10 +12,12 @@ Encoding a tensor:
 3. the words are split into bit-field segments (exponent first for floats, or
    byte groups for integers and deltas that are not XOR), or for deltas into
    byte-class segments when that is estimated smaller;
-4. every segment is compressed with zstd on its own and stored as one blob:
-   noise-like segments (entropy >= 7.9 bits/byte, the low mantissa bytes) at
-   level 1, which stores them; the others with zstd's optimal parser, which gets
-   within a few percent of their order-0 entropy (see _optimal_parse_params).
+4. every segment is stored as one blob: noise-like segments (entropy >= 7.9
+   bits/byte, the low mantissa bytes) raw; planes of few distinct values (an
+   exponent) packed to 4- or 2-bit codes before zstd (planepack.py) where that
+   is smaller; the others with zstd's optimal parser, which gets within a few
+   percent of their order-0 entropy (see _optimal_parse_params). Commits use
+   zstd's fast levels and judge noise and packing from a sample (_compress).
 
 Manifest (JSON, stored in the catalog)::
 
@@ -23,7 +25,7 @@ Manifest (JSON, stored in the catalog)::
      "layout": [[23, 8], [31, 1], [16, 7], [8, 8], [0, 8]],
      "packing": "fields" | "byteclass" (deltas only, see byteclass.py; layout []),
      "segments": ["<blake2b>", ...], "sizes": [1234, ...], "zstd": "auto" | level,
-     "codings": ["zstd" | "raw", ...] (absent: all zstd),
+     "codings": ["zstd" | "raw" | "pack4" | "pack2", ...] (absent: all zstd),
      "delta": null | {"base": "<tensor_hash>", "op": "xor" | "sub" | "osub"},
      "lossy": null | {"kind": "float16" | "bfloat16" | "kbit", "bits": k,
                       "stored_dtype": "...", "table": "<blake2b>" (kbit)}}
@@ -49,6 +51,7 @@ from .errors import CodecError, CorruptBlobError, DamagedEncodingError, UnknownF
 from .lossy import (LOSSY_SOURCES, LossyConfig, bfloat16_bits, from_float64, quantization_table,
                     quantize, to_float64)
 from .objects import content_hash
+from .planepack import CODINGS as PACKED_CODINGS, best_window, decode_packed, encode_packed
 
 FORMAT = 2
 CODEC_ID = "segmented"
@@ -132,10 +135,7 @@ def entropy_bits(segment: bytes) -> float:
     """Order-0 entropy of a byte string, in bits (n * H0)."""
     if not segment:
         return 0.0
-    counts = np.bincount(np.frombuffer(segment, dtype=np.uint8), minlength=256)
-    counts = counts[counts > 0].astype(np.float64)
-    n = counts.sum()
-    return float(-(counts * np.log2(counts / n)).sum())
+    return _entropy_of_histogram(_histogram(segment))
 
 
 def _words(raw: bytes | memoryview, itemsize: int) -> np.ndarray:
@@ -160,18 +160,51 @@ def _optimal_parse_params() -> zstandard.ZstdCompressionParameters:
 
 #: a commit estimates a segment's entropy from this many evenly spread bytes (16 runs of 4 KiB)
 _SAMPLE_RUNS, _SAMPLE_RUN = 16, 4096
+#: segments shorter than this are never packed (planepack.py): its header and window would not pay
+_PACK_MIN = 4096
+#: a commit packs a plane to 4-bit codes when the sample has at most this share of escapes
+_PACK_COMMIT_ESCAPES = 1 / 512
+#: the archive tries packing wherever escapes are at most this share (it keeps what is smaller)
+_PACK_ARCHIVE_ESCAPES = 1 / 64
+
+
+def _spread_sample(segment: bytes | memoryview) -> memoryview | bytes:
+    view = memoryview(segment).cast("B")
+    if len(view) <= _SAMPLE_RUNS * _SAMPLE_RUN:
+        return view
+    step = len(view) // _SAMPLE_RUNS
+    return b"".join(view[i * step:i * step + _SAMPLE_RUN] for i in range(_SAMPLE_RUNS))
+
+
+def _histogram(data) -> np.ndarray:
+    return np.bincount(np.frombuffer(data, dtype=np.uint8), minlength=256)
+
+
+def _entropy_of_histogram(counts: np.ndarray) -> float:
+    counts = counts[counts > 0].astype(np.float64)
+    n = counts.sum()
+    return float(-(counts * np.log2(counts / n)).sum()) if n else 0.0
 
 
 def looks_noisy(segment: bytes | memoryview) -> bool:
     """Whether a segment is noise by the entropy of a spread sample (a float's low mantissa
     bytes): zstd would spend ~1.5 s/GB finding that out and then store it as it is. A sample
     that misjudges a nearly random segment loses at most the few percent it had left."""
-    view = memoryview(segment).cast("B")
-    if len(view) <= _SAMPLE_RUNS * _SAMPLE_RUN:
-        return entropy_bits(view) >= _NOISE_BITS_PER_BYTE * len(view)
-    step = len(view) // _SAMPLE_RUNS
-    sample = b"".join(view[i * step:i * step + _SAMPLE_RUN] for i in range(_SAMPLE_RUNS))
+    sample = _spread_sample(segment)
     return entropy_bits(sample) >= _NOISE_BITS_PER_BYTE * len(sample)
+
+
+def _commit_packing(segment: bytes | memoryview) -> tuple[bool, int | None]:
+    """(noise?, the 4-bit window's lo when a commit should pack the segment, else None), both
+    judged from one spread sample."""
+    sample = _spread_sample(segment)
+    hist = _histogram(sample)
+    if _entropy_of_histogram(hist) >= _NOISE_BITS_PER_BYTE * len(sample):
+        return True, None
+    if len(segment) < _PACK_MIN:
+        return False, None
+    lo, covered = best_window(hist, 4)
+    return False, (lo if len(sample) - covered <= _PACK_COMMIT_ESCAPES * len(sample) else None)
 
 
 def _commit_params(level: int) -> zstandard.ZstdCompressionParameters:
@@ -187,31 +220,43 @@ def _commit_params(level: int) -> zstandard.ZstdCompressionParameters:
 
 
 def _compress(segments: Sequence[bytes], config: "SegmentedConfig") -> tuple[list[bytes], list[str]]:
-    """(blobs, coding per blob): "zstd" frames, or "raw" bytes where zstd would not save anything."""
+    """(blobs, coding per blob): "zstd" frames, "pack4"/"pack2" packed planes (planepack.py), or
+    "raw" bytes where compressing would not save anything."""
     if config.strategy == "level":
         cctx = zstandard.ZstdCompressor(compression_params=_commit_params(config.level))
         blobs, codings = [], []
         for s in segments:
-            blob = None if looks_noisy(s) else cctx.compress(s)
-            if blob is None or len(blob) >= len(s):
-                blobs.append(bytes(s))
-                codings.append("raw")
+            noisy, lo = _commit_packing(s)
+            if noisy:
+                blob, coding = None, "raw"
+            elif lo is not None:
+                blob, coding = encode_packed(s, 4, lo, cctx), "pack4"
             else:
-                blobs.append(blob)
-                codings.append("zstd")
+                blob, coding = cctx.compress(s), "zstd"
+            if blob is None or len(blob) >= len(s):
+                blob, coding = bytes(s), "raw"
+            blobs.append(blob)
+            codings.append(coding)
         return blobs, codings
     # Frames omit the content size: the manifest's geometry fixes every segment's length,
     # which decoding checks anyway (a few bytes per segment matter for small tensors).
     store = zstandard.ZstdCompressor(level=1, write_content_size=False)
     tuned = zstandard.ZstdCompressor(compression_params=_optimal_parse_params())
+    packer = zstandard.ZstdCompressor(compression_params=_commit_params(3))
     blobs, codings = [], []
     for s in segments:
-        noisy = len(s) == 0 or entropy_bits(s) >= _NOISE_BITS_PER_BYTE * len(s)
-        blob = (store if noisy else tuned).compress(s)
+        hist = _histogram(s)
+        noisy = len(s) == 0 or _entropy_of_histogram(hist) >= _NOISE_BITS_PER_BYTE * len(s)
+        blob, coding = (store if noisy else tuned).compress(s), "zstd"
+        if not noisy and len(s) >= _PACK_MIN:
+            for bits in (4, 2):   # measured, not estimated: the archive keeps the smallest
+                lo, covered = best_window(hist, bits)
+                if len(s) - covered <= _PACK_ARCHIVE_ESCAPES * len(s):
+                    packed = encode_packed(s, bits, lo, packer)
+                    if len(packed) < len(blob):
+                        blob, coding = packed, f"pack{bits}"
         if len(blob) >= len(s):  # noise (low mantissa bytes): keep it raw, no frame, no decode
             blob, coding = bytes(s), "raw"
-        else:
-            coding = "zstd"
         blobs.append(blob)
         codings.append(coding)
     return blobs, codings
@@ -303,8 +348,8 @@ def _apply_lossy(raw, dtype: str, lossy: LossyConfig):
     return quantize(values, table).tobytes(), "uint8", entry, [table_blob]
 
 
-def _decompress(fetch: Callable[[str], bytes], blob_hash: str, expected: int, coding: str = "zstd") -> bytes:
-    data = fetch(blob_hash)
+def decompress_segment(data: bytes, blob_hash: str, expected: int, coding: str = "zstd") -> bytes | memoryview:
+    """A segment's ``expected`` bytes from its stored blob ``data`` (``blob_hash`` names it in errors)."""
     if coding == "raw":
         out = data
     elif coding == "zstd":
@@ -312,11 +357,17 @@ def _decompress(fetch: Callable[[str], bytes], blob_hash: str, expected: int, co
             out = zstandard.ZstdDecompressor().decompress(data, max_output_size=max(expected, 1))
         except zstandard.ZstdError as exc:
             raise CorruptBlobError(blob_hash, f"zstd: {exc}") from None
+    elif coding in PACKED_CODINGS:
+        out = decode_packed(data, PACKED_CODINGS[coding], expected, blob_hash)
     else:
         raise UnknownFormatError(f"unknown segment coding {coding!r} in manifest")
     if len(out) != expected:
         raise CorruptBlobError(blob_hash, f"decoded {len(out)} bytes, expected {expected}")
     return out
+
+
+def _decompress(fetch: Callable[[str], bytes], blob_hash: str, expected: int, coding: str = "zstd") -> bytes | memoryview:
+    return decompress_segment(fetch(blob_hash), blob_hash, expected, coding)
 
 
 def segment_codings(manifest: Mapping) -> list[str]:
@@ -336,6 +387,17 @@ def stored_geometry(manifest: Mapping, nbytes: int) -> tuple[str, int, int, Layo
     if manifest.get("packing", "fields") == PACKING_BYTECLASS:
         return stored_dtype, n, itemsize, ()
     return stored_dtype, n, itemsize, check_layout(manifest["layout"], itemsize)
+
+
+def segment_lengths(manifest: Mapping, nbytes: int, fetch: Callable[[str], bytes]) -> list[int]:
+    """The decoded length of every segment of a format-2 manifest (for tools that read segments
+    one by one; byte-class lengths follow from the counts, so the first segment is fetched)."""
+    _, n, itemsize, layout = stored_geometry(manifest, nbytes)
+    if layout:
+        return [segment_length(n, w) for _, w in layout]
+    first = manifest["segments"][0]
+    counts = _decompress(fetch, first, n, segment_codings(manifest)[0])
+    return [n] + expected_lengths(np.frombuffer(counts, dtype=np.uint8), itemsize)
 
 
 def read_segments(manifest: Mapping, fetch: Callable[[str], bytes], n: int, layout: Layout,

@@ -12,7 +12,7 @@ from modelhub.storage.deltas import DELTA_OPS, apply_delta, undo_delta
 from modelhub.storage.errors import CodecError, CorruptBlobError, StorageError
 from modelhub.storage.lossy import LossyConfig
 from modelhub.storage.objects import content_hash
-from modelhub.storage.segmented import SegmentedConfig
+from modelhub.storage.segmented import SegmentedConfig, decompress_segment, segment_codings
 from modelhub.storage.tensors import (DTYPE_SIZES, decode_tensor, delta_base, delta_op, encode_tensor,
                                       manifest_blobs)
 
@@ -95,7 +95,8 @@ def test_auto_delta_falls_back_to_whole_storage_for_unrelated_base():
 def test_exponent_first_layout_of_float32():
     assert default_layout("float32", 4) == ((23, 8), (31, 1), (16, 7), (8, 8), (0, 8))
     assert default_layout("bfloat16", 2) == ((7, 8), (15, 1), (0, 7))
-    assert default_layout("float16", 2) == ((10, 5), (15, 1), (8, 2), (0, 8))
+    # float16: the exponent with the two mantissa bits that follow it (bitfields._FLOAT16_LAYOUT)
+    assert default_layout("float16", 2) == ((8, 7), (15, 1), (0, 8))
     assert default_layout("int64", 8)[0] == (56, 8)
 
 
@@ -231,13 +232,13 @@ def test_small_deltas_use_byteclass_packing_and_roundtrip():
     assert enc.manifest["packing"] == "byteclass" and len(enc.manifest["segments"]) == 9
     store = store_of(enc)
     counts = enc.manifest["segments"][0]
-    import zstandard
-
-    bad = bytearray(zstandard.ZstdDecompressor().decompress(store[counts], max_output_size=4096))
+    codings = segment_codings(enc.manifest)
+    bad = bytearray(decompress_segment(store[counts], counts, 4096, codings[0]))
     bad[0] = 9  # more significant bytes than a float32 has
     store[counts] = zstandard.ZstdCompressor().compress(bytes(bad))
+    manifest = dict(enc.manifest, codings=["zstd"] + codings[1:])
     with pytest.raises(CorruptBlobError, match="byte-class counts exceed the element size"):
-        decode_tensor(enc.manifest, store.__getitem__, len(b.tobytes()), base=lambda h: a.tobytes())
+        decode_tensor(manifest, store.__getitem__, len(b.tobytes()), base=lambda h: a.tobytes())
 
 
 def test_noise_segments_are_stored_raw_and_old_manifests_without_codings_decode():
@@ -249,9 +250,8 @@ def test_noise_segments_are_stored_raw_and_old_manifests_without_codings_decode(
     assert enc.manifest["codings"] == ["zstd", "raw", "zstd", "raw", "raw"]
     # a manifest written before codings existed: every segment a zstd frame, no "codings" key
     blobs = store_of(enc)
-    frames = [zstandard.ZstdCompressor(level=3).compress(blobs[h] if c == "raw" else
-                                                          zstandard.ZstdDecompressor().decompress(blobs[h], max_output_size=len(raw)))
-              for h, c in zip(enc.manifest["segments"], enc.manifest["codings"])]
+    frames = [zstandard.ZstdCompressor(level=3).compress(decompress_segment(blobs[h], h, n, c))
+              for h, c, n in zip(enc.manifest["segments"], enc.manifest["codings"], [5000, 625, 5000, 5000, 5000])]
     manifest = {k: v for k, v in enc.manifest.items() if k != "codings"}
     manifest["segments"] = [content_hash(f) for f in frames]
     manifest["sizes"] = [len(f) for f in frames]
@@ -270,5 +270,6 @@ def test_a_commit_stores_noise_segments_raw_judged_from_a_spread_sample():
     assert looks_noisy(noise) and not looks_noisy(half) and not looks_noisy(bytes(100))
     raw = (rng.standard_normal(300_000) * 0.02).astype("<f4").tobytes()
     commit = encode_tensor(raw, "float32", [300_000], config=SegmentedConfig(strategy="level", level=1))
-    assert commit.manifest["codings"] == ["zstd", "raw", "zstd", "raw", "raw"]
+    # the exponent (15 binades hold nearly all of it) is packed to 4-bit codes (planepack.py)
+    assert commit.manifest["codings"] == ["pack4", "raw", "zstd", "raw", "raw"]
     assert decode_tensor(commit.manifest, store_of(commit).__getitem__, len(raw)) == raw

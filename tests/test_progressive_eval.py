@@ -89,7 +89,7 @@ def test_a_hopeless_record_reads_every_tensor_exact_at_once():
 def test_mantissa_bits_per_level_follow_the_segment_layout():
     src = source_from_state_dict({"w": torch.randn(8, 8), "h": torch.randn(8).half(), "i": torch.arange(4)})
     assert src.mantissa_bits("w") == [None, 0, 7, 15, 23]    # exponent, sign, 7 + 8 + 8 mantissa bits
-    assert src.mantissa_bits("h") == [None, 0, 2, 10]
+    assert src.mantissa_bits("h") == [None, 2, 10]           # exponent + 2 mantissa bits, sign, 8 more
     assert src.mantissa_bits("i") is None                     # not float: read whole
 
 
