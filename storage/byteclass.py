@@ -27,14 +27,15 @@ def byte_counts(words: np.ndarray) -> np.ndarray:
     return counts
 
 
-def split_byteclass(words: np.ndarray) -> list[bytes]:
+def split_byteclass(words: np.ndarray) -> list[np.ndarray]:
+    """The segments as contiguous uint8 arrays (consumers take any buffer)."""
     size = words.itemsize
     counts = byte_counts(words)
     columns = words.view(np.uint8).reshape(-1, size)
-    out = [counts.tobytes()]
+    out = [counts]
     for k in reversed(range(size)):
-        out.append(columns[counts == k + 1, k].tobytes())
-        out.append(columns[counts > k + 1, k].tobytes())
+        out.append(columns[counts == k + 1, k])
+        out.append(columns[counts > k + 1, k])
     return out
 
 

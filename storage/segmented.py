@@ -131,9 +131,9 @@ def layout_for(dtype: str, itemsize: int, op: Optional[str], config: SegmentedCo
     return default_layout(dtype, itemsize)
 
 
-def entropy_bits(segment: bytes) -> float:
-    """Order-0 entropy of a byte string, in bits (n * H0)."""
-    if not segment:
+def entropy_bits(segment) -> float:
+    """Order-0 entropy of a byte string (any buffer of bytes), in bits (n * H0)."""
+    if len(segment) == 0:
         return 0.0
     return _entropy_of_histogram(_histogram(segment))
 
@@ -219,7 +219,7 @@ def _commit_params(level: int) -> zstandard.ZstdCompressionParameters:
                                                           search_log=1 if level < 3 else 3)
 
 
-def _compress(segments: Sequence[bytes], config: "SegmentedConfig") -> tuple[list[bytes], list[str]]:
+def _compress(segments: Sequence[np.ndarray], config: "SegmentedConfig") -> tuple[list[bytes], list[str]]:
     """(blobs, coding per blob): "zstd" frames, "pack4"/"pack2" packed planes (planepack.py), or
     "raw" bytes where compressing would not save anything."""
     if config.strategy == "level":
