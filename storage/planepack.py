@@ -55,51 +55,111 @@ def best_window(hist: np.ndarray, bits: int) -> tuple[int, int]:
     return lo, int(covered[lo])
 
 
-def _codes(plane: np.ndarray, bits: int, lo: int) -> tuple[np.ndarray, bytes]:
-    """(codes, one per element, escapes clipped to 2^bits - 1; the escaped bytes in order)."""
-    escape = np.uint8((1 << bits) - 1)
-    codes = plane - np.uint8(lo)   # uint8 arithmetic wraps: the window may straddle 255 -> 0
-    outside = codes >= escape
-    escapes = plane[outside].tobytes() if outside.any() else b""
-    np.minimum(codes, escape, out=codes)
-    return codes, escapes
+#: a plane is packed this many elements at a time (256 KiB): temporaries stay in cache
+_PACK_BLOCK = 1 << 18
 
 
-def _pack(codes: np.ndarray, bits: int) -> np.ndarray:
+def _pack_plane(plane: np.ndarray, bits: int, lo: int) -> tuple[np.ndarray, bytes]:
+    """(the packed codes, the escaped bytes in element order). Each element's code is its offset
+    from ``lo`` (uint8 arithmetic wraps, so a window may straddle 255 -> 0), clipped to the
+    escape code 2^bits - 1; then every 8/bits codes, as one little-endian word, are shifted
+    into one byte. Done in cache-sized blocks (~2x faster than whole-plane temporaries)."""
     per = 8 // bits
-    pad = (-codes.size) % per
-    if pad:
-        codes = np.concatenate([codes, np.zeros(pad, np.uint8)])
-    # a word of `per` code bytes (little-endian: the first code lowest) shifted into one byte
-    if bits == 4:
-        w = codes.view("<u2")
-        return ((w & np.uint16(0x0F)) | ((w >> np.uint16(4)) & np.uint16(0xF0))).astype(np.uint8)
-    w = codes.view("<u4")
-    return ((w & np.uint32(0x03)) | ((w >> np.uint32(6)) & np.uint32(0x0C))
-            | ((w >> np.uint32(12)) & np.uint32(0x30)) | ((w >> np.uint32(18)) & np.uint32(0xC0))).astype(np.uint8)
+    escape = np.uint8((1 << bits) - 1)
+    pad = (-plane.size) % per
+    if pad:   # padding codes are 0
+        plane = np.concatenate([plane, np.full(pad, lo, dtype=np.uint8)])
+    wide = np.dtype("<u2" if bits == 4 else "<u4")
+    kind = wide.type
+    low = kind((1 << bits) - 1)
+    packed = np.empty(plane.size // per, dtype=np.uint8)
+    escapes = []
+    for start in range(0, plane.size, _PACK_BLOCK):
+        block = plane[start:start + _PACK_BLOCK]
+        codes = block - np.uint8(lo)
+        if codes.max(initial=0) >= escape:
+            escapes.append(block[codes >= escape])
+            np.minimum(codes, escape, out=codes)
+        w = codes.view(wide)
+        out = w & low
+        for j in range(1, per):
+            out |= (w >> kind((8 - bits) * j)) & kind(((1 << bits) - 1) << (bits * j))
+        packed[start // per:(start + block.size) // per] = out
+    return packed, b"".join(e.tobytes() for e in escapes)
+
+
+#: codes are unpacked this many packed bytes at a time (64 KiB): temporaries stay in cache
+_UNPACK_BLOCK = 1 << 16
 
 
 def _unpack(packed: np.ndarray, bits: int, n: int) -> np.ndarray:
-    """The codes of ``n`` elements, one per byte: code j of every packed byte is written straight
-    into column j of an (bytes, 8/bits) array (one pass per column, no wide temporaries: ~25%
-    faster than widening the bytes to words and shifting those)."""
+    """The codes of ``n`` elements, one per byte. Each packed byte is widened to the word its
+    8/bits codes fill (little-endian: code j in byte j), the copies shifted by (8 - bits) * j
+    OR-ed together and masked; in cache-sized blocks this is ~3x faster than writing the
+    codes column by column."""
     per = 8 // bits
-    mask = np.uint8((1 << bits) - 1)
-    out = np.empty((packed.size, per), dtype=np.uint8)
-    np.bitwise_and(packed, mask, out=out[:, 0])
-    for j in range(1, per):
-        column = out[:, j]
-        np.right_shift(packed, np.uint8(bits * j), out=column)
-        if j < per - 1:   # the last code is the byte's top bits: nothing above it to clear
-            np.bitwise_and(column, mask, out=column)
-    return out.reshape(-1)[:n]
+    wide = np.dtype("<u2" if bits == 4 else "<u4")
+    kind = wide.type
+    mask = kind(0x0F0F if bits == 4 else 0x03030303)
+    out = np.empty(packed.size, dtype=wide)
+    for start in range(0, packed.size, _UNPACK_BLOCK):
+        w = packed[start:start + _UNPACK_BLOCK].astype(wide)
+        o = out[start:start + _UNPACK_BLOCK]
+        np.left_shift(w, kind(8 - bits), out=o)
+        for j in range(2, per):
+            o |= w << kind((8 - bits) * j)
+        o |= w
+        o &= mask
+    return out.view(np.uint8)[:n]
+
+
+#: the escape scan reads this many 64-bit words at a time (1 MiB)
+_SCAN_WORDS = 1 << 17
+#: per code width: a word's bits where a code is all ones (its low bit), after the AND-folding below
+_CODE_LOW_BITS = {4: np.uint64(0x1111111111111111), 2: np.uint64(0x5555555555555555)}
+
+
+def _escape_positions(packed: np.ndarray, bits: int, n: int) -> np.ndarray:
+    """Element indices (ascending) of the escape codes among the first ``n``.
+
+    Escapes are rare (~0.03% of an exponent plane), so they are found on the packed bytes, 8
+    at a time as 64-bit words: a code is all ones exactly where AND-ing the word with itself
+    shifted by 1 (and for 4-bit codes by 2 more) leaves its low bit set. Only the few words with
+    a hit are looked at code by code. Comparing every unpacked code instead was ~2x slower.
+    """
+    per = 8 // bits
+    whole = packed.size // 8 * 8
+    words = packed[:whole].view("<u8")
+    found = []
+    for start in range(0, words.size, _SCAN_WORDS):   # in blocks: small temporaries, warm caches
+        block = words[start:start + _SCAN_WORDS]
+        folded = block >> np.uint64(1)
+        folded &= block
+        if bits == 4:
+            folded &= folded >> np.uint64(2)
+        folded &= _CODE_LOW_BITS[bits]
+        hits = np.flatnonzero(folded) + start
+        if hits.size:
+            found.append(_escape_codes(words[hits].view(np.uint8), bits, 8 * per, hits))
+    if whole < packed.size:   # the last bytes, fewer than 8
+        tail = packed[whole:]
+        found.append(_escape_codes(tail, bits, tail.size * per, np.array([whole // 8])))
+    positions = np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
+    return positions[positions < n]   # padding codes are 0, never escapes; bounds anyway
+
+
+def _escape_codes(chunks: np.ndarray, bits: int, codes_per_chunk: int, chunk_index: np.ndarray) -> np.ndarray:
+    """Positions of the escape codes in equal chunks of packed bytes (chunk i starts at element
+    ``chunk_index[i] * 8 * (8 // bits)``), ascending."""
+    codes = _unpack(chunks, bits, chunks.size * (8 // bits)).reshape(-1, codes_per_chunk)
+    rows, cols = np.nonzero(codes == np.uint8((1 << bits) - 1))
+    return chunk_index[rows].astype(np.int64) * (8 * (8 // bits)) + cols
 
 
 def encode_packed(plane: bytes | memoryview, bits: int, lo: int, cctx: zstandard.ZstdCompressor) -> bytes:
     """The blob of ``plane`` packed to ``bits``-bit codes in the window starting at ``lo``."""
-    values = np.frombuffer(plane, dtype=np.uint8)
-    codes, escapes = _codes(values, bits, lo)
-    frame = cctx.compress(_pack(codes, bits).tobytes())
+    packed, escapes = _pack_plane(np.frombuffer(plane, dtype=np.uint8), bits, lo)
+    frame = cctx.compress(packed)
     return b"".join((_HEADER.pack(lo, len(escapes)), escapes, frame))
 
 
@@ -118,10 +178,11 @@ def decode_packed(blob: bytes, bits: int, n: int, blob_hash: str) -> memoryview:
         raise CorruptBlobError(blob_hash, f"zstd: {exc}") from None
     if len(packed) != size:
         raise CorruptBlobError(blob_hash, f"packed plane decoded to {len(packed)} bytes, expected {size}")
-    values = _unpack(np.frombuffer(packed, dtype=np.uint8), bits, n)
-    escaped = np.flatnonzero(values == np.uint8((1 << bits) - 1))
+    codes = np.frombuffer(packed, dtype=np.uint8)
+    escaped = _escape_positions(codes, bits, n)
     if escaped.size != n_escapes:
         raise CorruptBlobError(blob_hash, f"packed plane has {escaped.size} escape codes but stores {n_escapes} escapes")
+    values = _unpack(codes, bits, n)
     values += np.uint8(lo)   # wraps mod 256, as the encoder's subtraction did
     if n_escapes:
         values[escaped] = np.frombuffer(blob, dtype=np.uint8, count=n_escapes, offset=_HEADER.size)
