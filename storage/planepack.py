@@ -14,9 +14,9 @@ all-MiniLM-L6-v2 float32 0.966x, bfloat16 0.965x, float16 0.921x of plain zstd's
 compressing a plane takes ~0.55x the time of zstd on the plain plane (N(0, 0.02) bfloat16: 1.8 against
 3.2 s per GB of plane, one thread); decoding costs about the same as plain zstd's (real float32
 planes: 1.15 against 1.05 s/GB). On the exponent deltas of a bfloat16 fine-tune, k = 2 stores 0.74x
-of the optimal-parse zstd the archive used. Where the window covers
-too little (a small network trained from scratch: 2.5x worse), the encoder keeps plain zstd, so a
-segment is packed only when that is expected (commits) or measured (the archive) to be smaller.
+of the optimal-parse zstd the archive used. Where the window covers too little (a small network
+trained from scratch: 2.5x worse), the encoder keeps plain zstd, so a segment is packed only when
+that is expected (commits) or measured (the archive) to be smaller.
 
 Blob layout (little-endian)::
 
@@ -41,10 +41,6 @@ from .errors import CorruptBlobError
 #: segment coding -> bits per code
 CODINGS = {"pack4": 4, "pack2": 2}
 _HEADER = struct.Struct("<BQ")
-
-
-def code_bits(coding: str) -> int:
-    return CODINGS[coding]
 
 
 def best_window(hist: np.ndarray, bits: int) -> tuple[int, int]:

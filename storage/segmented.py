@@ -186,12 +186,17 @@ def _entropy_of_histogram(counts: np.ndarray) -> float:
     return float(-(counts * np.log2(counts / n)).sum()) if n else 0.0
 
 
+def _noise(hist: np.ndarray, n: int) -> bool:
+    """Whether ``n`` bytes with this histogram are noise (an empty segment counts as noise)."""
+    return n == 0 or _entropy_of_histogram(hist) >= _NOISE_BITS_PER_BYTE * n
+
+
 def looks_noisy(segment: bytes | memoryview) -> bool:
     """Whether a segment is noise by the entropy of a spread sample (a float's low mantissa
     bytes): zstd would spend ~1.5 s/GB finding that out and then store it as it is. A sample
     that misjudges a nearly random segment loses at most the few percent it had left."""
     sample = _spread_sample(segment)
-    return entropy_bits(sample) >= _NOISE_BITS_PER_BYTE * len(sample)
+    return _noise(_histogram(sample), len(sample))
 
 
 def _commit_packing(segment: bytes | memoryview) -> tuple[bool, int | None]:
@@ -199,7 +204,7 @@ def _commit_packing(segment: bytes | memoryview) -> tuple[bool, int | None]:
     judged from one spread sample."""
     sample = _spread_sample(segment)
     hist = _histogram(sample)
-    if _entropy_of_histogram(hist) >= _NOISE_BITS_PER_BYTE * len(sample):
+    if _noise(hist, len(sample)):
         return True, None
     if len(segment) < _PACK_MIN:
         return False, None
@@ -246,7 +251,7 @@ def _compress(segments: Sequence[np.ndarray], config: "SegmentedConfig") -> tupl
     blobs, codings = [], []
     for s in segments:
         hist = _histogram(s)
-        noisy = len(s) == 0 or _entropy_of_histogram(hist) >= _NOISE_BITS_PER_BYTE * len(s)
+        noisy = _noise(hist, len(s))
         blob, coding = (store if noisy else tuned).compress(s), "zstd"
         if not noisy and len(s) >= _PACK_MIN:
             for bits in (4, 2):   # measured, not estimated: the archive keeps the smallest
@@ -371,7 +376,8 @@ def _decompress(fetch: Callable[[str], bytes], blob_hash: str, expected: int, co
 
 
 def segment_codings(manifest: Mapping) -> list[str]:
-    """Per segment: "zstd" or "raw" (manifests written before codings existed are all zstd)."""
+    """Per segment: "zstd", "raw", "pack4" or "pack2" (manifests written before codings existed
+    are all zstd)."""
     return list(manifest.get("codings") or ["zstd"] * len(manifest["segments"]))
 
 
