@@ -13,11 +13,13 @@ Encoding a tensor:
    byte groups for integers and deltas that are not XOR), or for deltas into
    byte-class segments when that is estimated smaller;
 4. every segment is stored as one blob: noise-like segments (entropy >= 7.9
-   bits/byte, the low mantissa bytes) raw; planes of few distinct values (an
-   exponent) packed to 4- or 2-bit codes before zstd (planepack.py) where that
-   is smaller; the others with zstd's optimal parser, which gets within a few
-   percent of their order-0 entropy (see _optimal_parse_params). Commits use
-   zstd's fast levels and judge noise and packing from a sample (_compress).
+   bits/byte, the low mantissa bytes) raw; a 7-bit field that is noise at its
+   width (the top mantissa bits) as bare bits (bits7.py); planes of few distinct
+   values (an exponent) packed to 4- or 2-bit codes before zstd (planepack.py)
+   where that is smaller; the others with zstd's optimal parser, which gets
+   within a few percent of their order-0 entropy (see _optimal_parse_params).
+   Commits use zstd's fast levels and judge noise and packing from a sample
+   (_compress).
 
 Manifest (JSON, stored in the catalog)::
 
@@ -25,7 +27,7 @@ Manifest (JSON, stored in the catalog)::
      "layout": [[23, 8], [31, 1], [16, 7], [8, 8], [0, 8]],
      "packing": "fields" | "byteclass" (deltas only, see byteclass.py; layout []),
      "segments": ["<blake2b>", ...], "sizes": [1234, ...], "zstd": "auto" | level,
-     "codings": ["zstd" | "raw" | "pack4" | "pack2", ...] (absent: all zstd),
+     "codings": ["zstd" | "raw" | "bits7" | "pack4" | "pack2", ...] (absent: all zstd),
      "delta": null | {"base": "<tensor_hash>", "op": "xor" | "sub" | "osub"},
      "lossy": null | {"kind": "float16" | "bfloat16" | "kbit", "bits": k,
                       "stored_dtype": "...", "table": "<blake2b>" (kbit)}}
@@ -41,6 +43,7 @@ from typing import ClassVar, Callable, Mapping, Optional, Sequence
 import numpy as np
 import zstandard
 
+from .bits7 import CODING as BITS7, decode_bits7, encode_bits7
 from .bitfields import (FLOAT_FORMATS, UINT_OF_SIZE, Layout, byte_layout, check_layout,
                         default_layout, join_fields, segment_length, split_fields)
 from .byteclass import PACKING as PACKING_BYTECLASS, expected_lengths, join_byteclass, split_byteclass
@@ -186,9 +189,16 @@ def _entropy_of_histogram(counts: np.ndarray) -> float:
     return float(-(counts * np.log2(counts / n)).sum()) if n else 0.0
 
 
-def _noise(hist: np.ndarray, n: int) -> bool:
-    """Whether ``n`` bytes with this histogram are noise (an empty segment counts as noise)."""
-    return n == 0 or _entropy_of_histogram(hist) >= _NOISE_BITS_PER_BYTE * n
+def _noise(hist: np.ndarray, n: int, width: int = 8) -> bool:
+    """Whether ``n`` elements of a ``width``-bit field with this histogram are noise at that
+    width (within 0.1 bit of it per element; an empty segment counts as noise)."""
+    return n == 0 or _entropy_of_histogram(hist) >= (width - 8 + _NOISE_BITS_PER_BYTE) * n
+
+
+def _bare_bits(width: int, hist: np.ndarray, n: int) -> bool:
+    """Whether a field is stored as bare bits (bits7.py): a 7-bit field that is noise at its
+    width, which zstd would store no smaller and ~3x slower (both ways)."""
+    return width == 7 and _noise(hist, n, 7)
 
 
 def looks_noisy(segment: bytes | memoryview) -> bool:
@@ -199,17 +209,19 @@ def looks_noisy(segment: bytes | memoryview) -> bool:
     return _noise(_histogram(sample), len(sample))
 
 
-def _commit_packing(segment: bytes | memoryview) -> tuple[bool, int | None]:
-    """(noise?, the 4-bit window's lo when a commit should pack the segment, else None), both
-    judged from one spread sample."""
+def _commit_coding(segment: bytes | memoryview, width: int) -> tuple[str, int | None]:
+    """(coding, the 4-bit window's lo for "pack4") a commit gives a segment of a ``width``-bit
+    field: "raw", "bits7", "pack4" or "zstd", all judged from one spread sample."""
     sample = _spread_sample(segment)
     hist = _histogram(sample)
     if _noise(hist, len(sample)):
-        return True, None
+        return "raw", None
+    if _bare_bits(width, hist, len(sample)):
+        return BITS7, None
     if len(segment) < _PACK_MIN:
-        return False, None
+        return "zstd", None
     lo, covered = best_window(hist, 4)
-    return False, (lo if len(sample) - covered <= _PACK_COMMIT_ESCAPES * len(sample) else None)
+    return ("pack4", lo) if len(sample) - covered <= _PACK_COMMIT_ESCAPES * len(sample) else ("zstd", None)
 
 
 def _commit_params(level: int) -> zstandard.ZstdCompressionParameters:
@@ -224,20 +236,24 @@ def _commit_params(level: int) -> zstandard.ZstdCompressionParameters:
                                                           search_log=1 if level < 3 else 3)
 
 
-def _compress(segments: Sequence[np.ndarray], config: "SegmentedConfig") -> tuple[list[bytes], list[str]]:
-    """(blobs, coding per blob): "zstd" frames, "pack4"/"pack2" packed planes (planepack.py), or
-    "raw" bytes where compressing would not save anything."""
+def _compress(segments: Sequence[np.ndarray], widths: Sequence[int],
+              config: "SegmentedConfig") -> tuple[list[bytes], list[str]]:
+    """(blobs, coding per blob) of segments holding fields of ``widths`` bits: "zstd" frames,
+    "pack4"/"pack2" packed planes (planepack.py), "bits7" bare 7-bit fields (bits7.py), or "raw"
+    bytes where compressing would not save anything."""
     if config.strategy == "level":
         cctx = zstandard.ZstdCompressor(compression_params=_commit_params(config.level))
         blobs, codings = [], []
-        for s in segments:
-            noisy, lo = _commit_packing(s)
-            if noisy:
-                blob, coding = None, "raw"
-            elif lo is not None:
-                blob, coding = encode_packed(s, 4, lo, cctx), "pack4"
+        for s, width in zip(segments, widths):
+            coding, lo = _commit_coding(s, width)
+            if coding == "raw":
+                blob = None
+            elif coding == BITS7:
+                blob = encode_bits7(s)
+            elif coding == "pack4":
+                blob = encode_packed(s, 4, lo, cctx)
             else:
-                blob, coding = cctx.compress(s), "zstd"
+                blob = cctx.compress(s)
             if blob is None or len(blob) >= len(s):
                 blob, coding = bytes(s), "raw"
             blobs.append(blob)
@@ -249,8 +265,12 @@ def _compress(segments: Sequence[np.ndarray], config: "SegmentedConfig") -> tupl
     tuned = zstandard.ZstdCompressor(compression_params=_optimal_parse_params())
     packer = zstandard.ZstdCompressor(compression_params=_commit_params(3))
     blobs, codings = [], []
-    for s in segments:
+    for s, width in zip(segments, widths):
         hist = _histogram(s)
+        if _bare_bits(width, hist, len(s)):   # zstd stores such a field no smaller (bits7.py)
+            blobs.append(encode_bits7(s))
+            codings.append(BITS7)
+            continue
         noisy = _noise(hist, len(s))
         blob, coding = (store if noisy else tuned).compress(s), "zstd"
         if not noisy and len(s) >= _PACK_MIN:
@@ -311,7 +331,8 @@ def encode_segmented(raw: bytes | memoryview, dtype: str, n: int, itemsize: int,
     finalists = [o for o in options_all[:2] if o[0] <= options_all[0][0] * 1.03 + 64]
     best = None
     for bits, op, layout_, segments, packing in finalists:
-        blobs_, codings_ = _compress(segments, config)
+        widths = [w for _, w in layout_] if packing == "fields" else [8] * len(segments)
+        blobs_, codings_ = _compress(segments, widths, config)
         size = sum(len(b) for b in blobs_)
         if best is None or size < best[0]:
             best = (size, bits, op, layout_, packing, blobs_, codings_)
@@ -362,6 +383,8 @@ def decompress_segment(data: bytes, blob_hash: str, expected: int, coding: str =
             out = zstandard.ZstdDecompressor().decompress(data, max_output_size=max(expected, 1))
         except zstandard.ZstdError as exc:
             raise CorruptBlobError(blob_hash, f"zstd: {exc}") from None
+    elif coding == BITS7:
+        out = decode_bits7(data, expected, blob_hash)
     elif coding in PACKED_CODINGS:
         out = decode_packed(data, PACKED_CODINGS[coding], expected, blob_hash)
     else:
@@ -376,7 +399,7 @@ def _decompress(fetch: Callable[[str], bytes], blob_hash: str, expected: int, co
 
 
 def segment_codings(manifest: Mapping) -> list[str]:
-    """Per segment: "zstd", "raw", "pack4" or "pack2" (manifests written before codings existed
+    """Per segment: "zstd", "raw", "bits7", "pack4" or "pack2" (manifests written before codings existed
     are all zstd)."""
     return list(manifest.get("codings") or ["zstd"] * len(manifest["segments"]))
 

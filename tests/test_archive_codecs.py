@@ -130,7 +130,8 @@ def test_corrupt_segment_is_reported_by_name():
     raw = np.arange(1000, dtype="<f4").tobytes()
     enc = encode_tensor(raw, "float32", [1000], codec="segmented")
     store = store_of(enc)
-    victim = enc.manifest["segments"][2]
+    assert enc.manifest["codings"][0] == "zstd"   # a frame: its checksum catches the damage
+    victim = enc.manifest["segments"][0]
     store[victim] = store[victim][:-3] + b"xyz"
     with pytest.raises(CorruptBlobError, match=f"object {victim[:16]} is corrupt"):
         decode_tensor(enc.manifest, store.__getitem__, len(raw))
@@ -246,8 +247,9 @@ def test_noise_segments_are_stored_raw_and_old_manifests_without_codings_decode(
     raw = (rng.standard_normal(5000) * 0.05).astype("<f4").tobytes()
     enc, out = roundtrip(raw, "float32", [5000])
     assert out == raw
-    # exponent and top mantissa bits compress; the two low mantissa bytes are noise
-    assert enc.manifest["codings"] == ["zstd", "raw", "zstd", "raw", "raw"]
+    # the exponent compresses; the top mantissa bits are noise at their width, so stored as
+    # bare 7-bit fields (bits7.py); the two low mantissa bytes are noise
+    assert enc.manifest["codings"] == ["zstd", "raw", "bits7", "raw", "raw"]
     # a manifest written before codings existed: every segment a zstd frame, no "codings" key
     blobs = store_of(enc)
     frames = [zstandard.ZstdCompressor(level=3).compress(decompress_segment(blobs[h], h, n, c))
@@ -271,5 +273,5 @@ def test_a_commit_stores_noise_segments_raw_judged_from_a_spread_sample():
     raw = (rng.standard_normal(300_000) * 0.02).astype("<f4").tobytes()
     commit = encode_tensor(raw, "float32", [300_000], config=SegmentedConfig(strategy="level", level=1))
     # the exponent (15 binades hold nearly all of it) is packed to 4-bit codes (planepack.py)
-    assert commit.manifest["codings"] == ["pack4", "raw", "zstd", "raw", "raw"]
+    assert commit.manifest["codings"] == ["pack4", "raw", "bits7", "raw", "raw"]
     assert decode_tensor(commit.manifest, store_of(commit).__getitem__, len(raw)) == raw
