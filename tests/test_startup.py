@@ -100,9 +100,23 @@ def test_read_only_commands_import_no_heavy_package(small_repo, argv, forbidden)
 
 
 def test_the_probe_sees_an_import(small_repo) -> None:
-    """The check itself works: a command that needs torch (checkout) is caught."""
-    proc = _run(["checkout", "m", "-o", str(small_repo.parent / "w.safetensors"), "--force"], ("torch",), small_repo)
+    """The check itself works: a command that needs torch (committing a torch.save file) is caught."""
+    import torch
+
+    pt = small_repo.parent / "w.pt"
+    torch.save({"w": torch.ones(3)}, pt)
+    proc = _run(["commit", str(pt), "--name", "p", "-m", "from a .pt"], ("torch",), small_repo)
     assert proc.returncode == 99 and "imported: torch" in proc.stderr
+
+
+@pytest.mark.parametrize("ref", ["m", "m@1"], ids=["from the hot copy", "decoded"])
+def test_checkout_writes_weights_without_importing_torch(small_repo, ref) -> None:
+    """A checkout copies bytes: from the latest version's hot copy, or decoded by the codecs."""
+    assert (small_repo / ".dlv" / "hot").is_dir() and any((small_repo / ".dlv" / "hot").iterdir())
+    out = small_repo.parent / f"{ref}.safetensors"
+    proc = _run(["checkout", ref, "-o", str(out), "--force"], HEAVY + ("lark",), small_repo)
+    assert proc.returncode == 0, proc.stderr
+    assert out.stat().st_size > 0
 
 
 def test_import_modelhub_is_light() -> None:

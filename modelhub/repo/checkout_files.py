@@ -110,7 +110,7 @@ def write_checkout(repo, ref: str, output: Path | None = None, *, snapshot: int 
                 raise InputError(f"{existing[0]} exists; pass --force to overwrite or choose another path with -o")
         hot_tensors = None
         if snap == count - 1 and hotcopy.enabled():
-            hot_tensors = repo.hot.read(vid, entries)   # verified, mapped: copying it is the fast path
+            hot_tensors = repo.hot.read_raw(vid, entries)   # verified, mapped: copying it is the fast path
         writers: list[SafetensorsWriter] = []
         try:
             for name, group, group_meta in groups:
@@ -120,8 +120,7 @@ def write_checkout(repo, ref: str, output: Path | None = None, *, snapshot: int 
             def write_one(job: tuple[SafetensorsWriter, OutTensor]) -> None:
                 writer, t = job
                 if hot_tensors is not None:
-                    from ..tensorio import tensor_view   # torch: only the hot copy's tensors need it
-                    writer.write(t.name, tensor_view(hot_tensors[t.name]))
+                    writer.write(t.name, hot_tensors[t.name])
                 else:
                     writer.write(t.name, reader.decode(hashes[t.name]))
 
