@@ -17,12 +17,13 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Iterator
 
 import blake3
 
-from .atomic import atomic_write, publish_temps, write_temp
+from .atomic import atomic_write, fsync_file, publish_temps, write_temp
 from .errors import CorruptBlobError, MissingBlobError
 
 HASH_NAME = "blake3-320"
@@ -92,23 +93,46 @@ class PendingBlobs:
     them; a caller must call it before any index names them. Used as a context manager, it
     removes the temps of a command that failed before its sync; a crash leaves only temp files,
     which `dlv gc` removes. Safe to add to from several threads.
+
+    A temp of :data:`EARLY_SYNC_BYTES` or more is fsynced in the background as soon as it is
+    written, so the disk writes of a large commit overlap its encoding instead of following it
+    (1.16 GB of bfloat16: the final batch took 0.42 s of a 3.1 s commit); it is still renamed
+    only in :meth:`sync`, after its fsync. Small blobs wait for the batch, where one journal
+    commit covers many.
     """
+
+    EARLY_SYNC_BYTES = 1 << 20
 
     def __init__(self) -> None:
         self._temps: dict[str, str] = {}    # final path -> temp path
         self._present: dict[str, None] = {}  # already under their names (maybe not yet synced)
+        self._early: dict[str, Future] = {}  # temp path -> its background fsync
+        self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
 
     def holds(self, path: str) -> bool:
         with self._lock:
             return path in self._temps
 
-    def add_temp(self, path: str, temp: str) -> None:
+    def add_temp(self, path: str, temp: str, size: int = 0) -> None:
         with self._lock:
             if path in self._temps:  # two threads put the same bytes: keep one
                 os.unlink(temp)
-            else:
-                self._temps[path] = temp
+                return
+            self._temps[path] = temp
+            if size >= self.EARLY_SYNC_BYTES:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(4, thread_name_prefix="storage-early-fsync")
+                self._early[temp] = self._pool.submit(fsync_file, temp)
+
+    def _settle_early(self) -> dict[str, Future]:
+        """Wait for the background fsyncs and stop their threads; returns them (done)."""
+        with self._lock:
+            early, pool, self._early, self._pool = self._early, self._pool, {}, None
+        wait(early.values())
+        if pool is not None:
+            pool.shutdown()
+        return early
 
     def add_present(self, path: str) -> None:
         with self._lock:
@@ -126,6 +150,7 @@ class PendingBlobs:
     def discard(self) -> None:
         """Remove the temp files not yet synced (the command failed before its batch: a full
         disk, a codec error); what :meth:`sync` published stays."""
+        self._settle_early()   # their errors do not matter now: the temps go
         with self._lock:
             temps, self._temps, self._present = self._temps, {}, {}
         for temp in temps.values():
@@ -135,10 +160,14 @@ class PendingBlobs:
                 pass
 
     def sync(self) -> None:
+        early = self._settle_early()
         with self._lock:
             temps, present = self._temps, self._present
             self._temps, self._present = {}, {}
-        publish_temps(temps, present)
+        # a background fsync that failed (EIO, a full disk) is simply done again in the batch,
+        # which raises it as the batch's own errors are raised
+        synced = {temp for temp, done in early.items() if done.exception() is None}
+        publish_temps(temps, present, synced=synced)
 
 
 def _freshen(path: str) -> bool:
@@ -191,7 +220,7 @@ class ObjectStore:
         elif _freshen(path):
             pending.add_present(path)
         elif not pending.holds(path):
-            pending.add_temp(path, write_temp(path, data))
+            pending.add_temp(path, write_temp(path, data), len(data))
         return blob_hash
 
     def touch(self, blob_hash: str) -> bool:

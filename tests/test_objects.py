@@ -121,6 +121,45 @@ def test_deferred_puts_are_fsynced_together_with_their_folders(tmp_path, monkeyp
     assert len(pending) == 0 and not list(tmp_path.rglob(".tmp-*"))
 
 
+def test_large_deferred_puts_are_fsynced_early_and_renamed_only_at_the_sync(tmp_path, monkeypatch) -> None:
+    from modelhub.storage import objects
+    from modelhub.storage.objects import PendingBlobs
+    early, batch = [], []
+    real = atomic.fsync_file
+    monkeypatch.setattr(objects, "fsync_file", lambda p: (early.append(Path(p)), real(p)))
+    monkeypatch.setattr(atomic, "fsync_file", lambda p: (batch.append(Path(p)), real(p)))
+    monkeypatch.setattr(PendingBlobs, "EARLY_SYNC_BYTES", 100)
+    store = ObjectStore(tmp_path / "objects")
+    pending = PendingBlobs()
+    large = [store.put(bytes([i]) * 500, pending=pending) for i in range(2)]
+    small = store.put(b"small", pending=pending)
+    assert not any(store.has(h) for h in large + [small])   # fsynced or not, renamed only at the sync
+    pending.sync()
+    assert [store.get(h) for h in large] == [bytes([i]) * 500 for i in range(2)] and store.get(small) == b"small"
+    assert sorted(p.parent for p in early) == sorted(store.path_of(h).parent for h in large)
+    assert [p.parent for p in batch if p.name.startswith(".tmp-")] == [store.path_of(small).parent]
+    assert not list(tmp_path.rglob(".tmp-*"))
+
+
+def test_a_failed_early_fsync_is_done_again_at_the_sync_and_discard_removes_the_temps(tmp_path, monkeypatch) -> None:
+    from modelhub.storage import objects
+    from modelhub.storage.objects import PendingBlobs
+
+    def broken(_path):
+        raise OSError(errno.EIO, "Input/output error")
+    monkeypatch.setattr(objects, "fsync_file", broken)
+    monkeypatch.setattr(PendingBlobs, "EARLY_SYNC_BYTES", 100)
+    store = ObjectStore(tmp_path / "objects")
+    with PendingBlobs() as pending:
+        kept = store.put(b"k" * 500, pending=pending)
+        pending.sync()   # the batch fsyncs it again (for real here): it is published
+    assert store.get(kept) == b"k" * 500
+    with PendingBlobs() as pending:
+        store.put(b"d" * 500, pending=pending)
+        assert len(list(tmp_path.rglob(".tmp-*"))) == 1
+    assert not list(tmp_path.rglob(".tmp-*"))   # a failed command's temps go, early fsync or not
+
+
 def test_a_full_disk_at_a_deferred_sync_is_a_disk_full_error(tmp_path, monkeypatch) -> None:
     from modelhub.storage.objects import PendingBlobs
     store = ObjectStore(tmp_path / "objects")
