@@ -19,6 +19,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from . import kernels
 from .errors import CodecError
 
 Layout = tuple[tuple[int, int], ...]
@@ -117,6 +118,8 @@ def split_fields(words: np.ndarray, layout: Layout) -> list[np.ndarray]:
     byte planes first was ~1.5x slower on float32. The fields are returned as arrays, not
     bytes: every consumer takes a buffer, and a copy of each was ~25% of the time.
     """
+    if kernels.LIB is not None and kernels.aligned(words):   # in C (kernels.py)
+        return kernels.split_fields(words, layout)
     n = words.size
     utype = words.dtype.type
     top = 8 * words.itemsize
@@ -151,6 +154,8 @@ def join_fields(segments: Sequence[bytes], layout: Layout, n: int, itemsize: int
                 out: bytearray | None = None) -> np.ndarray:
     """Inverse of :func:`split_fields`: rebuild ``n`` words from their fields (into ``out``, a
     buffer of ``n * itemsize`` bytes, when given: a decoder then returns it without a copy).
+    ``segments`` may hold only the first fields of the layout (a progressive read): the bits of
+    the others are 0.
 
     Block by block, every field is widened to the word type, shifted into place and OR-ed into
     the words. Assembling byte columns first and writing each with a strided copy was 1.25x
@@ -169,6 +174,12 @@ def join_fields(segments: Sequence[bytes], layout: Layout, n: int, itemsize: int
         raise CodecError(f"join_fields: the output buffer holds {len(out)} bytes, not {n} x {itemsize}")
     else:
         words = np.frombuffer(out, dtype=utype)
+    if not fields:   # progressive reads may join none of the fields: every bit unknown, 0
+        words[...] = 0
+        return words
+    if kernels.LIB is not None and kernels.aligned(words):   # in C (kernels.py)
+        kernels.join_fields([seg for _, _, seg in fields], [(s, w) for s, w, _ in fields], n, words)
+        return words
     scratch = np.empty(min(n, _JOIN_BLOCK), dtype=utype)
     for start in range(0, n, _JOIN_BLOCK):
         stop = min(n, start + _JOIN_BLOCK)

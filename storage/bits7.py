@@ -26,11 +26,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import kernels
 from .errors import CodecError, CorruptBlobError
 
 CODING = "bits7"
 _TOP = np.uint8(0x80)
 _LOW7 = np.uint8(0x7F)
+_WIDE = "bits7 holds 7-bit fields; this segment has bytes of 128 or more"
+_STRAY = "bits7 segment has bits set past its tail planes"
 #: tail elements handled at a time (64 Ki): the seven planes of a block stay in cache
 _BLOCK = 1 << 16
 
@@ -50,8 +53,13 @@ def _words(data: np.ndarray) -> np.ndarray:
 def encode_bits7(field: bytes | memoryview | np.ndarray) -> bytes:
     """The blob of a segment whose elements are all below 128 (a 7-bit field)."""
     values = np.frombuffer(field, dtype=np.uint8)
+    if kernels.LIB is not None:   # one pass in C (kernels.py)
+        blob = kernels.bits7_encode(values)
+        if blob is None:
+            raise CodecError(_WIDE)
+        return blob
     if values.max(initial=0) & _TOP:
-        raise CodecError("bits7 holds 7-bit fields; this segment has bytes of 128 or more")
+        raise CodecError(_WIDE)
     n = values.size
     t = n // 8
     head = n - t
@@ -73,10 +81,15 @@ def decode_bits7(blob: bytes, n: int, blob_hash: str) -> memoryview:
     expected = packed_length(n)
     if len(blob) != expected:
         raise CorruptBlobError(blob_hash, f"bits7 segment holds {len(blob)} bytes, expected {expected} for {n} elements")
+    if kernels.LIB is not None:   # one pass in C (kernels.py)
+        out = kernels.bits7_decode(blob, n)
+        if out is None:
+            raise CorruptBlobError(blob_hash, _STRAY)
+        return memoryview(out)
     packed = np.frombuffer(blob, dtype=np.uint8)
     t = n // 8
     if packed[7 * t:].max(initial=0) & _TOP:
-        raise CorruptBlobError(blob_hash, "bits7 segment has bits set past its tail planes")
+        raise CorruptBlobError(blob_hash, _STRAY)
     out = np.empty(n, dtype=np.uint8)
     np.bitwise_and(packed, _LOW7, out=out[:expected])
     for start in range(0, t, _BLOCK):

@@ -37,7 +37,7 @@ def test_wheel_maps_top_level_folders_into_the_package(tmp_path) -> None:
     ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "build")
     for name in ("modelhub", "storage", "grammar"):
         shutil.copytree(ROOT / name, src / name, ignore=ignore)
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "setup.py", "README.md"):
         shutil.copy2(ROOT / name, src / name)
     had_build = (ROOT / "build").exists()
     proc = subprocess.run(
@@ -53,6 +53,8 @@ def test_wheel_maps_top_level_folders_into_the_package(tmp_path) -> None:
     assert {"modelhub/ui/static/uPlot.iife.min.js", "modelhub/ui/static/uPlot.LICENSE",
             "modelhub/ui/templates/index.html"} <= names   # the web UI's assets ship in the package
     assert not any(n.startswith(("storage/", "grammar/", "tests/")) for n in names)
+    if shutil.which("cc"):   # the codec's kernels (storage/_kernels.c) are built beside storage's modules
+        assert any(n.startswith("modelhub/storage/_kernels") and n.endswith((".so", ".pyd")) for n in names)
     assert any(n.endswith("entry_points.txt") for n in names)
 
 

@@ -1,0 +1,231 @@
+/* Compiled per-element loops of the segmented codec (loaded with ctypes by storage/kernels.py).
+ *
+ * Each function is the exact equivalent of a numpy routine that stays in the package as the
+ * reference and the fallback (bitfields.split_fields / join_fields, planepack._pack_plane /
+ * decode, bits7.encode_bits7 / decode_bits7); tests/test_kernels.py checks them bit for bit.
+ * numpy runs several short operations per block and takes the GIL back between them, so the
+ * threads of a commit or checkout mostly wait for each other; a call here releases it once
+ * (figures in storage/kernels.py).
+ *
+ * Plain C with no Python API: ctypes releases the GIL around every call, so tensors encode and
+ * decode in parallel threads. Words are little-endian (the only byte order modelhub stores).
+ */
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#define MH_MAX_FIELDS 64
+
+/* Elements per block: each field is one simple loop over a block (vectorized by the compiler),
+ * and the block's words stay in cache across its fields. A loop over elements with the fields
+ * inside (writes through uint8_t pointers may alias everything) ran 4x slower than numpy. */
+#define MH_BLOCK 16384
+
+/* Eight bytes of 0 or 1 (element j in byte j) -> one byte (element j in bit j). */
+#define MH_GATHER_BITS 0x0102040810204080ULL
+
+#define MH_SPLIT(T)                                                                        \
+    static void split_##T(const T *restrict w, size_t n, int nfields, const int *shifts,   \
+                          const int *widths, uint8_t *const *outs) {                       \
+        uint8_t bits[MH_BLOCK];                                                            \
+        for (size_t start = 0; start < n; start += MH_BLOCK) {                             \
+            size_t stop = start + MH_BLOCK < n ? start + MH_BLOCK : n, m = stop - start;   \
+            for (int f = 0; f < nfields; f++) {                                            \
+                const int s = shifts[f];                                                   \
+                uint8_t *restrict o = outs[f];                                             \
+                if (widths[f] == 1) {  /* start is a multiple of 8 */                       \
+                    for (size_t i = 0; i < m; i++) bits[i] = (uint8_t)((w[start + i] >> s) & 1u); \
+                    size_t full = m / 8;                                                   \
+                    for (size_t k = 0; k < full; k++) {                                    \
+                        uint64_t x;                                                        \
+                        memcpy(&x, bits + 8 * k, 8);                                       \
+                        o[start / 8 + k] = (uint8_t)((x * MH_GATHER_BITS) >> 56);          \
+                    }                                                                      \
+                    if (m % 8) {                                                           \
+                        uint8_t byte = 0;                                                  \
+                        for (size_t j = 0; j < m % 8; j++) byte |= (uint8_t)(bits[8 * full + j] << j); \
+                        o[start / 8 + full] = byte;                                        \
+                    }                                                                      \
+                } else {                                                                   \
+                    const uint8_t mask = (uint8_t)(widths[f] >= 8 ? 0xFF : (1u << widths[f]) - 1u); \
+                    for (size_t i = start; i < stop; i++) o[i] = (uint8_t)(w[i] >> s) & mask; \
+                }                                                                          \
+            }                                                                              \
+        }                                                                                  \
+    }
+
+#define MH_JOIN(T)                                                                         \
+    static void join_##T(const uint8_t *const *segs, size_t n, int nfields, const int *shifts, \
+                         const int *widths, T *restrict out, const uint64_t *spread) {     \
+        uint8_t bits[MH_BLOCK];                                                            \
+        for (size_t start = 0; start < n; start += MH_BLOCK) {                             \
+            size_t stop = start + MH_BLOCK < n ? start + MH_BLOCK : n, m = stop - start;   \
+            for (size_t i = start; i < stop; i++) out[i] = 0;                              \
+            for (int f = 0; f < nfields; f++) {                                            \
+                const int s = shifts[f];                                                   \
+                const uint8_t *restrict g = segs[f];                                       \
+                if (widths[f] == 1) {  /* each packed byte spread to 8 bytes of 0 or 1 */   \
+                    for (size_t k = 0; k < (m + 7) / 8; k++)                               \
+                        memcpy(bits + 8 * k, spread + g[start / 8 + k], 8);                \
+                    for (size_t i = 0; i < m; i++) out[start + i] |= (T)((T)bits[i] << s); \
+                } else {                                                                   \
+                    for (size_t i = start; i < stop; i++) out[i] |= (T)((T)g[i] << s);     \
+                }                                                                          \
+            }                                                                              \
+        }                                                                                  \
+    }
+
+MH_SPLIT(uint8_t)
+MH_SPLIT(uint16_t)
+MH_SPLIT(uint32_t)
+MH_SPLIT(uint64_t)
+MH_JOIN(uint8_t)
+MH_JOIN(uint16_t)
+MH_JOIN(uint32_t)
+MH_JOIN(uint64_t)
+
+/* The fields of n words (aligned to their size): a field of width 1 as packed bits (element i at
+ * bit i % 8 of byte i / 8, the padding bits 0), any other as one byte per element. Returns 0, or
+ * -1 for an unsupported word size or field count. */
+int mh_split_fields(const void *words, size_t n, int itemsize, int nfields,
+                    const int *shifts, const int *widths, uint8_t *const *outs) {
+    if (nfields < 1 || nfields > MH_MAX_FIELDS) return -1;
+    switch (itemsize) {
+    case 1: split_uint8_t(words, n, nfields, shifts, widths, outs); return 0;
+    case 2: split_uint16_t(words, n, nfields, shifts, widths, outs); return 0;
+    case 4: split_uint32_t(words, n, nfields, shifts, widths, outs); return 0;
+    case 8: split_uint64_t(words, n, nfields, shifts, widths, outs); return 0;
+    default: return -1;
+    }
+}
+
+/* The inverse: n words from their fields. Field bytes are OR-ed in unmasked and bits shifted
+ * past the word fall off, exactly as join_fields does in numpy (a damaged segment then decodes
+ * to the same wrong words either way, and the tensor hash catches it). */
+int mh_join_fields(const uint8_t *const *segs, size_t n, int itemsize, int nfields,
+                   const int *shifts, const int *widths, void *out) {
+    if (nfields < 1 || nfields > MH_MAX_FIELDS) return -1;
+    uint64_t spread[256];   /* byte b -> bit j of b in byte j */
+    for (int b = 0; b < 256; b++) {
+        uint64_t x = 0;
+        for (int j = 0; j < 8; j++) x |= (uint64_t)((b >> j) & 1) << (8 * j);
+        spread[b] = x;
+    }
+    switch (itemsize) {
+    case 1: join_uint8_t(segs, n, nfields, shifts, widths, out, spread); return 0;
+    case 2: join_uint16_t(segs, n, nfields, shifts, widths, out, spread); return 0;
+    case 4: join_uint32_t(segs, n, nfields, shifts, widths, out, spread); return 0;
+    case 8: join_uint64_t(segs, n, nfields, shifts, widths, out, spread); return 0;
+    default: return -1;
+    }
+}
+
+/* Pack a plane to bits-bit codes (bits 2 or 4) in the window starting at lo: code c < 2^bits-1
+ * stands for (lo + c) mod 256, the code 2^bits-1 for an escape, whose byte goes to escapes (in
+ * element order). packed holds ceil(n * bits / 8) bytes; the padding codes are 0. Returns the
+ * number of escapes. */
+size_t mh_pack_plane(const uint8_t *plane, size_t n, int bits, uint8_t lo,
+                     uint8_t *packed, uint8_t *escapes) {
+    const uint8_t esc = (uint8_t)((1u << bits) - 1u);
+    const int per = 8 / bits;
+    size_t n_esc = 0;
+    size_t full = n / (size_t)per;
+    for (size_t k = 0; k < full; k++) {
+        uint8_t byte = 0;
+        for (int j = 0; j < per; j++) {
+            uint8_t v = plane[k * per + j];
+            uint8_t c = (uint8_t)(v - lo);
+            if (c >= esc) { c = esc; escapes[n_esc++] = v; }
+            byte |= (uint8_t)(c << (j * bits));
+        }
+        packed[k] = byte;
+    }
+    if (full * per < n) {
+        uint8_t byte = 0;
+        for (size_t i = full * per; i < n; i++) {
+            uint8_t v = plane[i];
+            uint8_t c = (uint8_t)(v - lo);
+            if (c >= esc) { c = esc; escapes[n_esc++] = v; }
+            byte |= (uint8_t)(c << ((i - full * per) * bits));
+        }
+        packed[full] = byte;
+    }
+    return n_esc;
+}
+
+/* The inverse, for the first n codes. Returns how many of them are escape codes; the caller
+ * checks that it is n_escapes (a damaged blob: nothing is read past escapes[n_escapes - 1]). */
+size_t mh_unpack_plane(const uint8_t *packed, size_t n, int bits, uint8_t lo,
+                       const uint8_t *escapes, size_t n_escapes, uint8_t *out) {
+    const uint8_t esc = (uint8_t)((1u << bits) - 1u);
+    const int per = 8 / bits;
+    uint8_t table[256][4];   /* every packed byte's codes as plane bytes */
+    uint8_t esc_mask[256];   /* bit j set: code j of the byte is an escape */
+    for (int b = 0; b < 256; b++) {
+        esc_mask[b] = 0;
+        for (int j = 0; j < per; j++) {
+            uint8_t c = (uint8_t)((b >> (j * bits)) & esc);
+            table[b][j] = (uint8_t)(lo + c);
+            if (c == esc) esc_mask[b] |= (uint8_t)(1u << j);
+        }
+    }
+    size_t e = 0;
+    size_t full = n / (size_t)per;
+    for (size_t k = 0; k < full; k++) {
+        uint8_t b = packed[k];
+        uint8_t *o = out + k * per;
+        for (int j = 0; j < per; j++) o[j] = table[b][j];
+        if (esc_mask[b]) {
+            for (int j = 0; j < per; j++) {
+                if (esc_mask[b] & (1u << j)) {
+                    if (e < n_escapes) o[j] = escapes[e];
+                    e++;
+                }
+            }
+        }
+    }
+    for (size_t i = full * per; i < n; i++) {
+        uint8_t b = packed[full];
+        int j = (int)(i - full * per);
+        out[i] = table[b][j];
+        if (esc_mask[b] & (1u << j)) {
+            if (e < n_escapes) out[i] = escapes[e];
+            e++;
+        }
+    }
+    return e;
+}
+
+/* bits7 (layout in storage/bits7.py): returns 0, or -1 when a value is 128 or more. */
+int mh_bits7_encode(const uint8_t *v, size_t n, uint8_t *out) {
+    size_t t = n / 8, head = n - t;
+    uint8_t any = 0;
+    for (size_t i = 0; i < n; i++) any |= v[i];
+    if (any & 0x80) return -1;
+    memcpy(out, v, head);
+    for (int b = 0; b < 7; b++) {
+        uint8_t *o = out + (size_t)b * t;
+        const uint8_t *tail = v + head;
+        for (size_t i = 0; i < t; i++) o[i] |= (uint8_t)(((tail[i] >> b) & 1u) << 7);
+    }
+    return 0;
+}
+
+/* Returns 0, or -1 when a top bit past the tail's planes is set (a damaged blob). */
+int mh_bits7_decode(const uint8_t *p, size_t n, uint8_t *out) {
+    size_t t = n / 8, head = n - t;
+    for (size_t i = 7 * t; i < head; i++)
+        if (p[i] & 0x80) return -1;
+    for (size_t i = 0; i < head; i++) out[i] = p[i] & 0x7F;
+    uint8_t *tail = out + head;
+    memset(tail, 0, t);
+    for (int b = 0; b < 7; b++) {
+        const uint8_t *q = p + (size_t)b * t;
+        for (size_t i = 0; i < t; i++) tail[i] |= (uint8_t)((q[i] >> 7) << b);
+    }
+    return 0;
+}
+
+/* setuptools builds this file as an extension module and links it with this symbol exported;
+ * modelhub never imports it as a module (storage/kernels.py loads it with ctypes). */
+void *PyInit__kernels(void) { return 0; }

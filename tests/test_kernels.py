@@ -1,0 +1,113 @@
+"""The compiled kernels (storage/_kernels.c via storage/kernels.py) against the numpy code they
+replace: the same bytes out, the same errors, for any input, damaged ones included."""
+from __future__ import annotations
+
+import contextlib
+import os
+
+import numpy as np
+import pytest
+import zstandard
+from hypothesis import given, settings, strategies as st
+
+from modelhub.storage import kernels
+from modelhub.storage.bits7 import decode_bits7, encode_bits7
+from modelhub.storage.bitfields import byte_layout, default_layout, join_fields, split_fields
+from modelhub.storage.errors import CodecError, CorruptBlobError
+from modelhub.storage.planepack import _HEADER, decode_packed, encode_packed
+
+pytestmark = pytest.mark.skipif(kernels.LIB is None and not os.environ.get("DLV_REQUIRE_KERNELS"),
+                                reason="the kernels are not built here (no C compiler at install)")
+
+DTYPES = {"float32": 4, "bfloat16": 2, "float16": 2, "float64": 8, "float8_e4m3fn": 1, "int32": 4, "int64": 8,
+          "uint8": 1}
+CCTX = zstandard.ZstdCompressor(level=1)
+
+
+def test_the_kernels_are_built_where_they_are_required():
+    """CI sets DLV_REQUIRE_KERNELS: there a missing build fails instead of skipping this file."""
+    assert kernels.LIB is not None
+
+
+@contextlib.contextmanager
+def numpy_only():
+    saved, kernels.LIB = kernels.LIB, None
+    try:
+        yield
+    finally:
+        kernels.LIB = saved
+
+
+def both(fn, *args):
+    """(result or error message) with the kernels, then with numpy alone."""
+    out = []
+    for ctx in (contextlib.nullcontext(), numpy_only()):
+        with ctx:
+            try:
+                result = fn(*args)
+                out.append(("ok", bytes(result) if not isinstance(result, (list, tuple)) else
+                            [bytes(np.asarray(r)) if not isinstance(r, (bytes, str)) else r for r in result]))
+            except (CodecError, CorruptBlobError) as exc:
+                out.append((type(exc).__name__, str(exc)))
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.binary(max_size=2000), dtype=st.sampled_from(sorted(DTYPES)), plain_bytes=st.booleans())
+def test_split_and_join_match_numpy_for_every_layout(data, dtype, plain_bytes):
+    itemsize = DTYPES[dtype]
+    words = np.frombuffer(data[: len(data) // itemsize * itemsize], dtype=f"<u{itemsize}")
+    layout = byte_layout(itemsize) if plain_bytes else default_layout(dtype, itemsize)
+    fast, slow = both(split_fields, words, layout)
+    assert fast == slow
+    segments = fast[1]
+    fast, slow = both(lambda: join_fields(segments, layout, words.size, itemsize))
+    assert fast == slow and fast[1] == words.tobytes()
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.binary(max_size=1500), dtype=st.sampled_from(["float32", "bfloat16", "float16"]),
+       known=st.integers(0, 5))
+def test_join_matches_numpy_on_damaged_segments_and_on_the_first_fields_only(data, dtype, known):
+    """Field bytes with bits beyond their width, padding bits set, only the first ``known``
+    fields (a progressive read): the same words either way."""
+    itemsize = DTYPES[dtype]
+    layout = default_layout(dtype, itemsize)
+    n = len(data) // 2
+    rng = np.random.default_rng(len(data))
+    segments = [rng.integers(0, 256, (n + 7) // 8 if w == 1 else n, dtype=np.uint8).tobytes()
+                for _, w in layout][:known]
+    fast, slow = both(lambda: join_fields(segments, layout, n, itemsize))
+    assert fast == slow
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.binary(max_size=3000), bits=st.sampled_from([2, 4]), lo=st.integers(0, 255), spread=st.integers(1, 40))
+def test_pack_and_unpack_match_numpy(data, bits, lo, spread):
+    plane = ((np.frombuffer(data, np.uint8).astype(np.int64) % spread + lo) % 256).astype(np.uint8).tobytes()
+    fast, slow = both(encode_packed, plane, bits, lo, CCTX)
+    assert fast == slow
+    fast, slow = both(decode_packed, fast[1], bits, len(plane), "h")
+    assert fast == slow == ("ok", plane)
+
+
+@settings(max_examples=300, deadline=None)
+@given(codes=st.binary(max_size=600), escapes=st.binary(max_size=20), bits=st.sampled_from([2, 4]),
+       lo=st.integers(0, 255), extra=st.integers(0, 7))
+def test_unpack_matches_numpy_on_hostile_blobs(codes, escapes, bits, lo, extra):
+    """Any codes with any number of stored escapes: the same plane or the same error."""
+    n = max(0, len(codes) * 8 // bits - extra)
+    blob = _HEADER.pack(lo, len(escapes)) + escapes + CCTX.compress(codes)
+    fast, slow = both(decode_packed, blob, bits, n, "h")
+    assert fast == slow
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.binary(max_size=3000), wide=st.booleans())
+def test_bits7_matches_numpy_both_ways_and_on_damage(data, wide):
+    field = data if wide else (np.frombuffer(data, np.uint8) & 0x7F).tobytes()
+    fast, slow = both(encode_bits7, field)
+    assert fast == slow
+    blob = fast[1] if fast[0] == "ok" else data[: len(data) - len(data) // 8]   # wide: any bytes as a blob
+    fast, slow = both(decode_bits7, blob, len(data), "h")
+    assert fast == slow
