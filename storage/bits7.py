@@ -7,20 +7,19 @@ byte per element, against the 0.875 of the bare bits, and it spends ~1.4 s per G
 tensor to do it (its Huffman pass, then a failed match search) and ~0.8 s/GB to decode. Stored
 as bits they take 7/8 of the field exactly and move at memory speed in both directions.
 
-Layout of a blob for ``n`` elements (``t = n // 8`` "tail" elements, the last ``t`` of the
-segment once its leftover ``n % 8`` are set aside as below)::
+Layout of a blob for ``n`` elements, with ``t = n // 8`` (the *tail*: the last ``t`` elements)::
 
-    byte i, i < n - t   element i's 7 bits (low bits), and in its top bit, for i < 7t,
-                        bit (i // t) of tail element i % t
     length              n - t bytes = ceil(7n / 8)
+    byte i, i < n - t   the 7 bits of element i (its low bits); its top bit is, for i < 7t,
+                        bit (i // t) of tail element i % t (element n - t + i % t), and 0 for 7t <= i < n - t
 
-That is, the first ``n - t`` elements are kept as bytes (their free top bits filled by the tail),
-the tail's bit planes are laid over them one after another. Every step is a contiguous
+That is, the first ``n - t`` elements are kept as bytes and the tail's seven bit planes are laid
+over their free top bits one after another. In numpy every step is a contiguous
 array operation (the planes are cut 64 bits at a time), where packing elements end to end
-(8 values into 7 bytes) needs strided copies that numpy runs ~5x slower.
+(8 values into 7 bytes) needs strided copies: ~4x slower in numpy.
 
-Decoding checks the length and that the top bits past the tail's planes are zero, so a damaged
-blob fails with CorruptBlobError instead of decoding to other values.
+Decoding checks the length and that the top bits past the tail's planes are zero (CorruptBlobError);
+other damage, as in a raw segment, is caught by the tensor's hash, which every checkout verifies.
 """
 from __future__ import annotations
 
