@@ -267,12 +267,12 @@ def _compress(segments: Sequence[np.ndarray], widths: Sequence[int],
     blobs, codings = [], []
     for s, width in zip(segments, widths):
         hist = _histogram(s)
-        if _bare_bits(width, hist, len(s)):   # zstd stores such a field no smaller (bits7.py)
-            blobs.append(encode_bits7(s))
-            codings.append(BITS7)
-            continue
         noisy = _noise(hist, len(s))
         blob, coding = (store if noisy else tuned).compress(s), "zstd"
+        if _bare_bits(width, hist, len(s)):   # measured too: a slightly skewed field can favour zstd
+            bare = encode_bits7(s)
+            if len(bare) <= len(blob):
+                blob, coding = bare, BITS7
         if not noisy and len(s) >= _PACK_MIN:
             for bits in (4, 2):   # measured, not estimated: the archive keeps the smallest
                 lo, covered = best_window(hist, bits)
