@@ -123,74 +123,89 @@ int mh_join_fields(const uint8_t *const *segs, size_t n, int itemsize, int nfiel
 /* Pack a plane to bits-bit codes (bits 2 or 4) in the window starting at lo: code c < 2^bits-1
  * stands for (lo + c) mod 256, the code 2^bits-1 for an escape, whose byte goes to escapes (in
  * element order). packed holds ceil(n * bits / 8) bytes; the padding codes are 0. Returns the
- * number of escapes. */
+ * number of escapes.
+ *
+ * Block by block: the codes (a clamp, vectorized), then the rare escapes found 8 codes at a time
+ * (code + 1 carries into bit `bits` of its byte only for the escape code), then the codes
+ * shifted together. One loop doing all three per element ran 3x slower. */
+#define MH_PACK_BLOCK 4096
 size_t mh_pack_plane(const uint8_t *plane, size_t n, int bits, uint8_t lo,
                      uint8_t *packed, uint8_t *escapes) {
     const uint8_t esc = (uint8_t)((1u << bits) - 1u);
     const int per = 8 / bits;
+    const uint64_t ones = 0x0101010101010101ULL, carry = ones << bits;
+    uint8_t codes[MH_PACK_BLOCK];
     size_t n_esc = 0;
-    size_t full = n / (size_t)per;
-    for (size_t k = 0; k < full; k++) {
-        uint8_t byte = 0;
-        for (int j = 0; j < per; j++) {
-            uint8_t v = plane[k * per + j];
-            uint8_t c = (uint8_t)(v - lo);
-            if (c >= esc) { c = esc; escapes[n_esc++] = v; }
-            byte |= (uint8_t)(c << (j * bits));
+    for (size_t start = 0; start < n; start += MH_PACK_BLOCK) {
+        size_t m = n - start < MH_PACK_BLOCK ? n - start : MH_PACK_BLOCK;
+        const uint8_t *v = plane + start;
+        for (size_t i = 0; i < m; i++) {
+            uint8_t c = (uint8_t)(v[i] - lo);
+            codes[i] = c < esc ? c : esc;
         }
-        packed[k] = byte;
-    }
-    if (full * per < n) {
-        uint8_t byte = 0;
-        for (size_t i = full * per; i < n; i++) {
-            uint8_t v = plane[i];
-            uint8_t c = (uint8_t)(v - lo);
-            if (c >= esc) { c = esc; escapes[n_esc++] = v; }
-            byte |= (uint8_t)(c << ((i - full * per) * bits));
+        size_t padded = (m + 7) / 8 * 8;
+        for (size_t i = m; i < padded; i++) codes[i] = 0;   /* padding codes (never escapes) */
+        for (size_t i = 0; i < padded; i += 8) {
+            uint64_t x;
+            memcpy(&x, codes + i, 8);
+            if ((x + ones) & carry) {
+                for (size_t j = i; j < i + 8; j++)
+                    if (codes[j] == esc) escapes[n_esc++] = v[j];
+            }
         }
-        packed[full] = byte;
+        uint8_t *o = packed + start / (size_t)per;   /* start is a multiple of 8 */
+        size_t groups = (m + (size_t)per - 1) / (size_t)per;
+        if (bits == 4) {
+            for (size_t k = 0; k < groups; k++) o[k] = (uint8_t)(codes[2 * k] | (codes[2 * k + 1] << 4));
+        } else {
+            for (size_t k = 0; k < groups; k++)
+                o[k] = (uint8_t)(codes[4 * k] | (codes[4 * k + 1] << 2) | (codes[4 * k + 2] << 4) | (codes[4 * k + 3] << 6));
+        }
     }
     return n_esc;
 }
 
 /* The inverse, for the first n codes. Returns how many of them are escape codes; the caller
- * checks that it is n_escapes (a damaged blob: nothing is read past escapes[n_escapes - 1]). */
+ * checks that it is n_escapes (a damaged blob: nothing is read past escapes[n_escapes - 1]).
+ *
+ * First every code is turned into lo + code (a vectorized loop), then the escape codes are found
+ * 8 packed bytes at a time (a code is all ones exactly where AND-ing the word with itself
+ * shifted leaves its low bit set) and only those elements are overwritten. */
 size_t mh_unpack_plane(const uint8_t *packed, size_t n, int bits, uint8_t lo,
                        const uint8_t *escapes, size_t n_escapes, uint8_t *out) {
     const uint8_t esc = (uint8_t)((1u << bits) - 1u);
     const int per = 8 / bits;
-    uint8_t table[256][4];   /* every packed byte's codes as plane bytes */
-    uint8_t esc_mask[256];   /* bit j set: code j of the byte is an escape */
-    for (int b = 0; b < 256; b++) {
-        esc_mask[b] = 0;
-        for (int j = 0; j < per; j++) {
-            uint8_t c = (uint8_t)((b >> (j * bits)) & esc);
-            table[b][j] = (uint8_t)(lo + c);
-            if (c == esc) esc_mask[b] |= (uint8_t)(1u << j);
-        }
-    }
-    size_t e = 0;
     size_t full = n / (size_t)per;
-    for (size_t k = 0; k < full; k++) {
-        uint8_t b = packed[k];
-        uint8_t *o = out + k * per;
-        for (int j = 0; j < per; j++) o[j] = table[b][j];
-        if (esc_mask[b]) {
-            for (int j = 0; j < per; j++) {
-                if (esc_mask[b] & (1u << j)) {
-                    if (e < n_escapes) o[j] = escapes[e];
-                    e++;
-                }
-            }
+    if (bits == 4) {
+        for (size_t k = 0; k < full; k++) {
+            out[2 * k] = (uint8_t)(lo + (packed[k] & 0x0F));
+            out[2 * k + 1] = (uint8_t)(lo + (packed[k] >> 4));
+        }
+    } else {
+        for (size_t k = 0; k < full; k++) {
+            uint8_t b = packed[k];
+            out[4 * k] = (uint8_t)(lo + (b & 3));
+            out[4 * k + 1] = (uint8_t)(lo + ((b >> 2) & 3));
+            out[4 * k + 2] = (uint8_t)(lo + ((b >> 4) & 3));
+            out[4 * k + 3] = (uint8_t)(lo + (b >> 6));
         }
     }
-    for (size_t i = full * per; i < n; i++) {
-        uint8_t b = packed[full];
-        int j = (int)(i - full * per);
-        out[i] = table[b][j];
-        if (esc_mask[b] & (1u << j)) {
-            if (e < n_escapes) out[i] = escapes[e];
-            e++;
+    for (size_t i = full * (size_t)per; i < n; i++)
+        out[i] = (uint8_t)(lo + ((packed[full] >> ((i - full * per) * bits)) & esc));
+    const uint64_t low_bits = bits == 4 ? 0x1111111111111111ULL : 0x5555555555555555ULL;
+    size_t nbytes = (n * (size_t)bits + 7) / 8, e = 0;
+    for (size_t k = 0; k < nbytes; k += 8) {
+        uint64_t x = 0;
+        memcpy(&x, packed + k, nbytes - k < 8 ? nbytes - k : 8);
+        uint64_t t = x & (x >> 1);
+        if (bits == 4) t &= t >> 2;
+        if (!(t & low_bits)) continue;
+        size_t first = k * (size_t)per, last = first + 8 * (size_t)per;
+        for (size_t i = first; i < last && i < n; i++) {
+            if (((packed[i / per] >> ((i % per) * bits)) & esc) == esc) {
+                if (e < n_escapes) out[i] = escapes[e];
+                e++;
+            }
         }
     }
     return e;
