@@ -116,9 +116,9 @@ def unpack_plane(packed: np.ndarray, n: int, bits: int, lo: int, escapes) -> tup
 def bits7_encode(values: np.ndarray) -> Optional[bytes]:
     """The bits7 blob, or None when a value is 128 or more."""
     n = values.size
-    out = bytearray(n - n // 8)
-    ok = LIB.mh_bits7_encode(values.ctypes.data, n, _address(out) if out else None)
-    return bytes(out) if ok == 0 else None
+    out = np.empty(n - n // 8, dtype=np.uint8)
+    ok = LIB.mh_bits7_encode(values.ctypes.data, n, out.ctypes.data)
+    return out.tobytes() if ok == 0 else None
 
 
 def bits7_decode(blob: bytes, n: int) -> Optional[np.ndarray]:
