@@ -10,12 +10,13 @@ compares them bit for bit), so a repository reads the same with or without the k
 ``LIB`` is None without the compiled file, or with ``DLV_KERNELS=off`` in the environment
 (to compare, or to rule the kernels out).
 
-Measured on a 1.16 GB sharded bfloat16 checkpoint (2 cores, in-process API, kernels on against
-``DLV_KERNELS=off``, interleaved): commit 500-508 -> 646-661 MB/s (3.2 -> 2.6 CPU-s/GB), cold
-checkout 443-461 -> 513-519 MB/s. One thread alone gains less (split and join run near this
-machine's memory bandwidth in numpy too, the packing of exponent planes 1.5x faster): most of
-the gain is the GIL, which numpy takes back between its many short operations per block.
-To compare: ``DLV_KERNELS=off python benchmarks/streaming.py`` against the same without it.
+Measured with ``benchmarks/streaming.py --repeats 3 --large-gb 1.2`` on 2 cores, kernels on against
+``DLV_KERNELS=off``, two interleaved rounds: a 1.16 GB sharded bfloat16 checkpoint committed through
+the API at 692-763 MB/s against 368-596 (2.15-2.52 against 2.76-4.38 CPU-s/GB), cold checkout
+377-486 against 295-455 MB/s; all-MiniLM-L6-v2 (float32) committed at 245-255 against 158-210 MB/s,
+checked out at 413-469 against 247-353 MB/s. One thread alone gains less than that: split and join
+run near this machine's memory bandwidth in blocked numpy too. Most of the gain is the GIL, which
+numpy takes back between its many short operations per block.
 """
 from __future__ import annotations
 
