@@ -18,7 +18,7 @@
 
 /* Elements per block: each field is one simple loop over a block (vectorized by the compiler),
  * and the block's words stay in cache across its fields. A loop over elements with the fields
- * inside (writes through uint8_t pointers may alias everything) ran 4x slower than numpy. */
+ * inside (writes through uint8_t pointers may alias everything) ran 1.6x slower than numpy (split, bfloat16). */
 #define MH_BLOCK 16384
 
 /* Eight bytes of 0 or 1 (element j in byte j) -> one byte (element j in bit j). */
