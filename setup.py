@@ -1,4 +1,5 @@
-"""The optional compiled kernels of the segmented codec (storage/_kernels.c).
+"""The optional compiled kernels of the segmented codec (storage/_kernels.c) and of the context
+coder's decoder (storage/_context_kernels.c).
 
 Everything else is declared in pyproject.toml. The extension is optional: without a C compiler
 the install still succeeds and storage/kernels.py falls back to the numpy code, which encodes
@@ -6,5 +7,5 @@ and decodes the same bytes, only slower.
 """
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("modelhub.storage._kernels", ["storage/_kernels.c"], optional=True,
+setup(ext_modules=[Extension("modelhub.storage._kernels", ["storage/_kernels.c", "storage/_context_kernels.c"], optional=True,
                              extra_compile_args=["-O3"])])

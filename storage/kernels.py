@@ -55,7 +55,11 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.mh_unpack_plane.restype = size
     lib.mh_bits7_encode.argtypes = [p, size, p]
     lib.mh_bits7_decode.argtypes = [p, size, p]
-    for name in ("mh_split_fields", "mh_join_fields", "mh_bits7_encode", "mh_bits7_decode"):
+    lib.mh_ctx_exp_hist.argtypes = [p, size, i, i, ctypes.c_uint, p, p]
+    lib.mh_ctx_counts.argtypes = [p, p, ctypes.c_int64, i, p, p]
+    lib.mh_ctx_words.argtypes = [p, size, i, i, ctypes.c_uint, p, ctypes.c_int64, p, p, p, p, p, i, p]
+    for name in ("mh_split_fields", "mh_join_fields", "mh_bits7_encode", "mh_bits7_decode",
+                 "mh_ctx_exp_hist", "mh_ctx_counts", "mh_ctx_words"):
         getattr(lib, name).restype = i
 
 
@@ -127,3 +131,58 @@ def bits7_decode(blob: bytes, n: int) -> Optional[np.ndarray]:
     out = np.empty(n, dtype=np.uint8)
     ok = LIB.mh_bits7_decode(_address(blob) if blob else None, n, out.ctypes.data)
     return out if ok == 0 else None
+
+
+# -- the context coder's decoder (storage/_context_kernels.c) ----------------------------------
+
+def exponent_histogram(base_words: np.ndarray, man_bits: int, exp_bits: int) -> np.ndarray:
+    """How many parent elements have each exponent value (``base_words`` aligned)."""
+    hist = np.empty(1 << exp_bits, dtype=np.int64)
+    scratch = np.empty(4 << exp_bits, dtype=np.int64)
+    LIB.mh_ctx_exp_hist(base_words.ctypes.data, base_words.size, base_words.itemsize, man_bits,
+                        (1 << exp_bits) - 1, hist.ctypes.data, scratch.ctypes.data)
+    return hist
+
+
+def context_counts(packed, group_sizes: np.ndarray, itemsize: int) -> Optional[tuple[np.ndarray, np.ndarray]]:
+    """(byte count of every element in group order, hist[c, g]: elements of group g with c significant
+    bytes), or None when a code is out of range. ``packed`` holds every group's packed counts,
+    concatenated (lengths already checked)."""
+    sizes = np.ascontiguousarray(group_sizes, dtype=np.int64)
+    n = int(sizes.sum())
+    counts = np.empty(n + 8, dtype=np.uint8)   # the kernel writes each code's digits as one 8-byte row
+    hist = np.empty((itemsize + 1, len(sizes)), dtype=np.int64)
+    ok = LIB.mh_ctx_counts(_address(packed) if len(packed) else None, sizes.ctypes.data, len(sizes), itemsize,
+                           counts.ctypes.data, hist.ctypes.data)
+    return (counts[:n], hist) if ok == 0 else None
+
+
+_CONTEXT_OPS = {"xor": 0, "osub": 1}   # the delta ops the context coder writes, as mh_ctx_words numbers them
+
+
+def _padded(data) -> np.ndarray:
+    """A copy of ``data`` with 8 readable bytes past its end (the kernel reads low bytes 8 at a time)."""
+    out = np.zeros(len(data) + 8, dtype=np.uint8)
+    out[:len(data)] = np.frombuffer(data, dtype=np.uint8)
+    return out
+
+
+def context_words(base_words: np.ndarray, man_bits: int, exp_bits: int, labels: np.ndarray, counts: np.ndarray,
+                  group_sizes: np.ndarray, hist: np.ndarray, leads: Sequence, lows: Sequence, op: str) -> np.ndarray:
+    """Every element's word (see _context_kernels.c). ``hist[c, g]`` as :func:`context_counts` gives it;
+    ``leads[c]`` and ``lows[c]`` hold count c's lead and low bytes (``leads[0]``, ``lows[0]`` and
+    ``lows[1]`` empty), lengths already checked against ``hist``."""
+    s = base_words.itemsize
+    ngroups = len(group_sizes)
+    keep = [np.frombuffer(b, dtype=np.uint8) if len(b) else None for b in leads] + \
+        [_padded(b) if len(b) else None for b in lows]                   # alive for the call
+    lead_ptrs = (ctypes.c_void_p * (s + 1))(*(k.ctypes.data if k is not None else None for k in keep[:s + 1]))
+    low_ptrs = (ctypes.c_void_p * (s + 1))(*(k.ctypes.data if k is not None else None for k in keep[s + 1:]))
+    count_pos = np.ascontiguousarray(np.cumsum(group_sizes) - group_sizes, dtype=np.int64)
+    lead_pos = np.ascontiguousarray(np.cumsum(hist, axis=1) - hist, dtype=np.int64)   # [c, g], exclusive
+    label16 = np.ascontiguousarray(labels, dtype=np.uint16)
+    out = np.empty(base_words.size, dtype=base_words.dtype)
+    LIB.mh_ctx_words(base_words.ctypes.data, base_words.size, s, man_bits, (1 << exp_bits) - 1, label16.ctypes.data,
+                     ngroups, counts.ctypes.data, count_pos.ctypes.data, lead_ptrs, lead_pos.ctypes.data, low_ptrs,
+                     _CONTEXT_OPS[op], out.ctypes.data)
+    return out

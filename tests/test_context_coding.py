@@ -127,6 +127,27 @@ def test_merge_bins_groups_in_order_and_folds_a_small_tail():
     assert [int(v) for v in merge_bins(np.array([3, 0, 2]), 100)[[0, 2]]] == [0, 0]
 
 
+def _merge_bins_by_the_definition(hist, min_group):
+    """merge_bins as its docstring defines it, one bin at a time (the codec searches per group)."""
+    labels = np.zeros(len(hist), dtype=np.int64)
+    label, filled, last_full = 0, 0, -1
+    for b in np.flatnonzero(hist):
+        labels[b] = label
+        filled += int(hist[b])
+        if filled >= min_group:
+            last_full, label, filled = label, label + 1, 0
+    if filled and last_full >= 0:
+        labels[(labels == label) & (hist > 0)] = last_full
+    return labels
+
+
+@settings(max_examples=500, deadline=None)
+@given(hist=st.lists(st.integers(0, 50), max_size=40), min_group=st.integers(1, 120))
+def test_merge_bins_matches_its_definition(hist, min_group):
+    hist = np.array(hist, dtype=np.int64)
+    assert merge_bins(hist, min_group).tolist() == _merge_bins_by_the_definition(hist, min_group).tolist()
+
+
 def test_rejects_integer_dtypes_and_mismatched_bases():
     with pytest.raises(CodecError, match="takes float16, bfloat16, float32 or float64"):
         encode_context(b"\0" * 8, "int32", [2], base_raw=b"\0" * 8, base_hash="b" * 64)

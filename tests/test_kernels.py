@@ -1,5 +1,5 @@
-"""The compiled kernels (storage/_kernels.c via storage/kernels.py) against the numpy code they
-replace: the same bytes out, the same errors, for any input, damaged ones included."""
+"""The compiled kernels (storage/_kernels.c and _context_kernels.c via storage/kernels.py) against
+the numpy code they replace: the same bytes out, the same errors, for any input, damaged ones included."""
 from __future__ import annotations
 
 import contextlib
@@ -13,7 +13,8 @@ from hypothesis import given, settings, strategies as st
 from modelhub.storage import kernels
 from modelhub.storage.bits7 import decode_bits7, encode_bits7
 from modelhub.storage.bitfields import byte_layout, default_layout, join_fields, split_fields
-from modelhub.storage.errors import CodecError, CorruptBlobError
+from modelhub.storage.context_coding import CODING_RAW, ContextConfig, _container, blob_streams, decode_context, encode_context
+from modelhub.storage.errors import StorageError
 from modelhub.storage.planepack import _HEADER, decode_packed, encode_packed
 
 pytestmark = pytest.mark.skipif(kernels.LIB is None and not os.environ.get("DLV_REQUIRE_KERNELS"),
@@ -47,7 +48,7 @@ def both(fn, *args):
                 result = fn(*args)
                 out.append(("ok", bytes(result) if not isinstance(result, (list, tuple)) else
                             [bytes(np.asarray(r)) if not isinstance(r, (bytes, str)) else r for r in result]))
-            except (CodecError, CorruptBlobError) as exc:
+            except StorageError as exc:
                 out.append((type(exc).__name__, str(exc)))
     return out
 
@@ -111,3 +112,77 @@ def test_bits7_matches_numpy_both_ways_and_on_damage(data, wide):
     blob = fast[1] if fast[0] == "ok" else data[: len(data) - len(data) // 8]   # wide: any bytes as a blob
     fast, slow = both(decode_bits7, blob, len(data), "h")
     assert fast == slow
+
+
+# -- the context coder's decoder (storage/_context_kernels.c) ---------------------------------
+
+CONTEXT_WORD = {"float16": "<u2", "bfloat16": "<u2", "float32": "<u4", "float64": "<u8"}
+
+
+def _context_pair(data, dtype: str) -> tuple[bytes, bytes]:
+    """A tensor and its parent: any bit patterns, a small update (few bits flipped), or equal."""
+    itemsize = np.dtype(CONTEXT_WORD[dtype]).itemsize
+    n = data.draw(st.integers(1, 400))
+    raw = data.draw(st.binary(min_size=n * itemsize, max_size=n * itemsize))
+    mode = data.draw(st.sampled_from(["random", "near", "equal"]))
+    if mode == "random":
+        return raw, data.draw(st.binary(min_size=n * itemsize, max_size=n * itemsize))
+    words = np.frombuffer(raw, CONTEXT_WORD[dtype]).copy()
+    if mode == "near":
+        flips = np.frombuffer(data.draw(st.binary(min_size=n, max_size=n)), np.uint8) % 8
+        words ^= flips.astype(words.dtype)
+    return raw, words.tobytes()
+
+
+def _decode_context_blob(manifest, blob: bytes, nbytes: int, base: bytes) -> bytes:
+    return decode_context(manifest, lambda _h: blob, nbytes, base=lambda _h: base)
+
+
+@settings(max_examples=200, deadline=None)
+@given(dtype=st.sampled_from(sorted(CONTEXT_WORD)), op=st.sampled_from(["osub", "xor"]), data=st.data())
+def test_context_decode_matches_numpy(dtype, op, data):
+    raw, base = _context_pair(data, dtype)
+    config = ContextConfig(min_group=data.draw(st.integers(1, 64)), min_elements=1, ops=(op,))
+    enc = encode_context(raw, dtype, [len(raw)], base_raw=base, base_hash="b" * 64, config=config)
+    fast, slow = both(_decode_context_blob, enc.manifest, enc.blobs[0], len(raw), base)
+    assert fast == slow == ("ok", raw)
+
+
+@settings(max_examples=300, deadline=None)
+@given(dtype=st.sampled_from(sorted(CONTEXT_WORD)), data=st.data())
+def test_context_decode_matches_numpy_on_damaged_streams(dtype, data):
+    """Streams changed after the encoder (counts that disagree with the other streams' lengths, codes
+    out of range, streams cut or lengthened, bytes flipped): the same bytes or the same error."""
+    raw, base = _context_pair(data, dtype)
+    config = ContextConfig(min_group=data.draw(st.integers(1, 64)), min_elements=1)
+    enc = encode_context(raw, dtype, [len(raw)], base_raw=base, base_hash="b" * 64, config=config)
+    streams = blob_streams(enc.blobs[0])
+    i = data.draw(st.integers(0, len(streams) - 1))
+    damage = data.draw(st.sampled_from(["flip", "cut", "extend", "replace"]))
+    stream = bytearray(streams[i])
+    if damage == "flip" and stream:
+        at = data.draw(st.integers(0, len(stream) - 1))
+        stream[at] = data.draw(st.integers(0, 255))
+    elif damage == "cut" and stream:
+        del stream[data.draw(st.integers(0, len(stream) - 1)):]
+    elif damage == "extend":
+        stream += data.draw(st.binary(min_size=1, max_size=8))
+    else:
+        stream = bytearray(data.draw(st.binary(max_size=2 * len(stream) + 2)))
+    streams[i] = bytes(stream)
+    blob = _container([(s, CODING_RAW) for s in streams])
+    fast, slow = both(_decode_context_blob, enc.manifest, blob, len(raw), base)
+    assert fast == slow
+
+
+def test_context_decode_of_an_unaligned_parent_uses_numpy_and_gives_the_same_bytes():
+    rng = np.random.default_rng(5)
+    parent = (rng.standard_normal(5000) * 0.05).astype("<f4")
+    raw = (parent + rng.standard_normal(5000).astype("<f4") * 1e-3).astype("<f4").tobytes()
+    enc = encode_context(raw, "float32", [5000], base_raw=parent.tobytes(), base_hash="b" * 64,
+                         config=ContextConfig(min_group=64, min_elements=1))
+    shifted = bytearray(len(raw) + 1)
+    shifted[1:] = parent.tobytes()
+    base = memoryview(shifted)[1:]                       # a parent mapped at an odd offset
+    assert not kernels.aligned(np.frombuffer(base, "<u4"))
+    assert _decode_context_blob(enc.manifest, enc.blobs[0], len(raw), base) == raw

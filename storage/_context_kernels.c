@@ -1,0 +1,167 @@
+/* Compiled decoding of the context coder (storage/context_coding.py, manifest format 3), loaded
+ * with ctypes by storage/kernels.py beside the segmented codec's kernels (_kernels.c).
+ *
+ * The numpy decoder places every element with two stable sorts (by context group, then by byte
+ * count) and fancy indexing: ~70 MB/s per thread, measured on three real trajectories
+ * (benchmarks/archive_context.py), where zstd's share of the decode was under 5%. These kernels
+ * walk the elements once in position order instead, keeping one cursor per context group into
+ * the counts and one per (byte count, context group) into the lead and low bytes: every stream
+ * is in (count, group, position) order, so the k-th element of a group in position order is
+ * the k-th of that group in its stream. tests/test_kernels.py checks them against the numpy
+ * decoder bit for bit, damaged input included.
+ *
+ * The caller checks every stream's length against the histograms these kernels compute, so no
+ * cursor leaves its stream. Words are little-endian.
+ */
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+/* Histogram of the parent's exponent field: hist[e] for e in 0..emask, from four partial
+ * histograms (``scratch``: 4 * (emask + 1) int64) summed at the end: neighbours often share an
+ * exponent, and one histogram would make each increment wait for the previous one's store. */
+#define MH_EXP_HIST(T)                                                                     \
+    static void exp_hist_##T(const T *restrict base, size_t n, int man_bits, unsigned emask, \
+                             int64_t *restrict hist, int64_t *restrict part) {            \
+        const size_t bins = (size_t)emask + 1, quads = n / 4;                              \
+        memset(part, 0, 4 * bins * sizeof(int64_t));                                       \
+        for (size_t q = 0; q < quads; q++)                                                  \
+            for (int k = 0; k < 4; k++) part[k * bins + ((unsigned)(base[4 * q + k] >> man_bits) & emask)]++; \
+        for (size_t i = 4 * quads; i < n; i++) part[(unsigned)(base[i] >> man_bits) & emask]++; \
+        for (size_t e = 0; e < bins; e++) hist[e] = part[e] + part[bins + e] + part[2 * bins + e] + part[3 * bins + e]; \
+    }
+
+MH_EXP_HIST(uint16_t)
+MH_EXP_HIST(uint32_t)
+MH_EXP_HIST(uint64_t)
+
+int mh_ctx_exp_hist(const void *base, size_t n, int itemsize, int man_bits, unsigned emask, int64_t *hist,
+                    int64_t *scratch) {
+    switch (itemsize) {
+    case 2: exp_hist_uint16_t(base, n, man_bits, emask, hist, scratch); return 0;
+    case 4: exp_hist_uint32_t(base, n, man_bits, emask, hist, scratch); return 0;
+    case 8: exp_hist_uint64_t(base, n, man_bits, emask, hist, scratch); return 0;
+    }
+    return -2;
+}
+
+/* The byte counts of every element in (context group, position) order, unpacked from their
+ * base-(s+1) digits (k per byte, first element lowest; the packed groups are concatenated), and
+ * hist[c * ngroups + g]: elements of group g with c significant bytes. ``counts`` has room for
+ * 8 bytes past its end (each code's digits are copied as one 8-byte row). Returns 0, -1 when a
+ * code (padding byte included) is out of range, -2 for an itemsize the coder never writes. */
+int mh_ctx_counts(const uint8_t *restrict packed, const int64_t *sizes, int64_t ngroups, int s,
+                  uint8_t *restrict counts, int64_t *restrict hist) {
+    const int k = s == 2 ? 5 : s == 4 ? 3 : s == 8 ? 2 : 0;
+    if (!k) return -2;
+    const int radix = s + 1;
+    int limit = 1;
+    for (int j = 0; j < k; j++) limit *= radix;
+    uint8_t digits[256][8];
+    memset(digits, 0, sizeof digits);
+    for (int code = 0; code < limit; code++)
+        for (int j = 0, v = code; j < k; j++, v /= radix) digits[code][j] = (uint8_t)(v % radix);
+    for (int64_t g = 0; g < ngroups; g++) {
+        /* histogram of the codes, turned into one of the digits at the end: one increment per
+         * byte instead of one per element */
+        int64_t codes[256] = {0}, h[9] = {0};
+        const int64_t size = sizes[g], full = size / k, rest = size % k;
+        for (int64_t b = 0; b < full; b++) {
+            const uint8_t code = packed[b];
+            codes[code]++;
+            memcpy(counts + b * k, digits[code], 8);
+        }
+        for (int code = limit; code < 256; code++) if (codes[code]) return -1;
+        for (int code = 0; code < limit; code++)
+            if (codes[code]) for (int j = 0; j < k; j++) h[digits[code][j]] += codes[code];
+        packed += full;
+        counts += full * k;
+        if (rest) {
+            const uint8_t code = *packed++;
+            if (code >= limit) return -1;
+            for (int j = 0; j < rest; j++) h[digits[code][j]]++;
+            memcpy(counts, digits[code], (size_t)rest);
+            counts += rest;
+        }
+        for (int c = 0; c <= s; c++) hist[c * ngroups + g] = h[c];
+    }
+    return 0;
+}
+
+/* Every element's delta word, in place in ``out``: count c at the group's cursor, then the lead
+ * byte and the c - 1 low bytes (low byte first) at the cursor of (c, group).
+ *
+ * count_pos[g] and lead_pos[c * ngroups + g] start where group g's run begins in the counts and
+ * in count c's streams (row c = 0 unused); they are advanced in place. lead[c] and low[c] are
+ * count c's streams; every element takes the same path, with no branch on c (it varies from
+ * element to element, and mispredicted branches cost more than the rest of the loop): an element
+ * of count 0 or 1 reads its missing bytes from 8 zeros. Each low stream has 8 readable bytes past
+ * its end: the low bytes are read as one 8-byte word, masked. */
+static const uint8_t mh_zeros[8];
+
+#define MH_CTX_GATHER(T)                                                                   \
+    static void gather_##T(const T *restrict base, size_t n, int man_bits, unsigned emask, \
+                           const uint16_t *restrict label, int64_t ngroups,                \
+                           const uint8_t *restrict counts, int64_t *restrict count_pos,    \
+                           const uint8_t *const *lead, int64_t *restrict lead_pos,         \
+                           const uint8_t *const *low, T *restrict out) {                   \
+        enum { S = sizeof(T) };                                                            \
+        const uint8_t *leads[S + 1], *lows[S + 1];                                         \
+        uint64_t low_mask[S + 1];                                                          \
+        int shift[S + 1];                                                                  \
+        for (int c = 0; c <= S; c++) {                                                     \
+            leads[c] = c ? lead[c] : mh_zeros;                                             \
+            lows[c] = c >= 2 ? low[c] : mh_zeros;                                          \
+            low_mask[c] = c >= 2 ? (1ULL << (8 * (c - 1))) - 1 : 0;                         \
+            shift[c] = c ? 8 * (c - 1) : 0;                                                 \
+        }                                                                                  \
+        for (size_t i = 0; i < n; i++) {                                                   \
+            const int64_t g = label[(unsigned)(base[i] >> man_bits) & emask];              \
+            const int c = counts[count_pos[g]++];                                          \
+            const int64_t j = lead_pos[c * ngroups + g]++ & -(int64_t)(c != 0);             \
+            uint64_t bytes;                                                                \
+            memcpy(&bytes, lows[c] + j * (c > 1 ? c - 1 : 0), 8);                          \
+            out[i] = (T)(((T)leads[c][j] << shift[c]) | (T)(bytes & low_mask[c]));          \
+        }                                                                                  \
+    }
+
+/* The delta undone, in place: op 0 xor, op 1 osub (zigzag of the difference of the
+ * order-preserving maps; storage/deltas.py). A loop of its own, which the compiler vectorizes:
+ * inside the gather loop it made every element ~20% slower. A zero delta gives the parent back. */
+#define MH_CTX_UNDO(T, BITS)                                                               \
+    static void undo_##T(const T *restrict base, size_t n, int op, T *restrict out) {      \
+        const T magnitude = (T)(((T)1 << (BITS - 1)) - 1);                                  \
+        if (op == 0) {                                                                     \
+            for (size_t i = 0; i < n; i++) out[i] ^= base[i];                              \
+            return;                                                                        \
+        }                                                                                  \
+        for (size_t i = 0; i < n; i++) {                                                   \
+            const T z = out[i], b = base[i];                                               \
+            const T d = (T)((z >> 1) ^ (T)(0 - (z & 1)));                                   \
+            const T ob = b ^ ((T)(0 - (b >> (BITS - 1))) & magnitude);                     \
+            const T ox = (T)(d + ob);                                                      \
+            out[i] = ox ^ ((T)(0 - (ox >> (BITS - 1))) & magnitude);                       \
+        }                                                                                  \
+    }
+
+MH_CTX_GATHER(uint16_t)
+MH_CTX_GATHER(uint32_t)
+MH_CTX_GATHER(uint64_t)
+MH_CTX_UNDO(uint16_t, 16)
+MH_CTX_UNDO(uint32_t, 32)
+MH_CTX_UNDO(uint64_t, 64)
+
+int mh_ctx_words(const void *base, size_t n, int itemsize, int man_bits, unsigned emask,
+                 const uint16_t *label, int64_t ngroups, const uint8_t *counts, int64_t *count_pos,
+                 const uint8_t *const *lead, int64_t *lead_pos, const uint8_t *const *low, int op, void *out) {
+    if (op != 0 && op != 1) return -3;
+    switch (itemsize) {
+    case 2: gather_uint16_t(base, n, man_bits, emask, label, ngroups, counts, count_pos, lead, lead_pos, low, out);
+            undo_uint16_t(base, n, op, out); return 0;
+    case 4: gather_uint32_t(base, n, man_bits, emask, label, ngroups, counts, count_pos, lead, lead_pos, low, out);
+            undo_uint32_t(base, n, op, out); return 0;
+    case 8: gather_uint64_t(base, n, man_bits, emask, label, ngroups, counts, count_pos, lead, lead_pos, low, out);
+            undo_uint64_t(base, n, op, out); return 0;
+    }
+    return -2;
+}
