@@ -49,8 +49,9 @@ def _words(data: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(data).view("<u8")
 
 
-def encode_bits7(field: bytes | memoryview | np.ndarray) -> bytes:
-    """The blob of a segment whose elements are all below 128 (a 7-bit field)."""
+def encode_bits7(field: bytes | memoryview | np.ndarray) -> memoryview:
+    """The blob of a segment whose elements are all below 128 (a 7-bit field), as a view of a new
+    buffer (not copied into ``bytes``: it is only hashed and written)."""
     values = np.frombuffer(field, dtype=np.uint8)
     if kernels.LIB is not None:   # one pass in C (kernels.py)
         blob = kernels.bits7_encode(values)
@@ -72,7 +73,7 @@ def encode_bits7(field: bytes | memoryview | np.ndarray) -> bytes:
             plane = (words << np.uint64(7 - b)) & np.uint64(0x8080808080808080)
             lo, hi = b * t + start, b * t + stop
             np.bitwise_or(values[lo:hi], plane.view(np.uint8)[:stop - start], out=out[lo:hi])
-    return out.tobytes()
+    return memoryview(out)
 
 
 def decode_bits7(blob: bytes, n: int, blob_hash: str) -> memoryview:

@@ -27,9 +27,14 @@ Input framing (per element; ``s`` = itemsize, 2, 4 or 8 bytes):
    ``c - 1`` low bytes of those elements (element-major, low byte first: noise).
 
 Nothing about the grouping is stored: the decoder recomputes it from the parent and the decoded
-counts. Decoding is whole-array numpy -- two stable counting sorts give every element's place in
-(count, group, position) order, where each stream is one contiguous run -- plus one zstd call per
-stream (zstd and numpy release the GIL: tensors decode in parallel on threads).
+counts. Decoding is one zstd call per stream plus, where the compiled kernels are built
+(storage/_context_kernels.c via storage/kernels.py), one pass over the elements in position order
+with a cursor per context group into the counts and one per (count, group) into the lead and low
+bytes; elsewhere (no compiler, ``DLV_KERNELS=off``, a parent not aligned to its word size) the
+numpy reference: two stable counting sorts give every element's place in (count, group, position)
+order, where each stream is one contiguous run. Both release the GIL: tensors decode in parallel
+on threads. Measured on the three trajectories of benchmarks/archive_context.py, one thread:
+234-294 MB/s compiled against 77-97 MB/s in numpy.
 
 Blob (one per tensor; integers little-endian)::
 

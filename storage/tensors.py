@@ -62,7 +62,7 @@ def check_size(raw_len: int, dtype: str, shape: Sequence[int]) -> None:
 @dataclass(frozen=True)
 class EncodedTensor:
     manifest: dict            # JSON-serializable; stored in the catalog
-    blobs: tuple[bytes, ...]  # to be written to the object store; manifest names them by hash
+    blobs: tuple[bytes | memoryview, ...]  # to be written to the object store; manifest names them by hash
 
     def named_blobs(self) -> list[tuple[str, bytes]]:
         """(content hash, bytes) of each blob: the names the codec computed for the manifest

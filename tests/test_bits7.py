@@ -39,7 +39,7 @@ def test_the_tail_bit_planes_fill_the_top_bits_of_the_first_bytes():
 
 def test_damaged_blobs_are_caught_with_their_name_and_wide_fields_refused():
     field = bytes(np.random.default_rng(3).integers(0, 128, 1003, dtype=np.uint8))
-    blob = encode_bits7(field)
+    blob = bytes(encode_bits7(field))
     with pytest.raises(CorruptBlobError, match=r"object bad is corrupt \(bits7 segment holds 877 bytes, expected 878"):
         decode_bits7(blob[:-1], len(field), "bad")
     damaged = blob[:-1] + bytes([blob[-1] | 0x80])   # a leftover byte past the tail planes
