@@ -63,6 +63,7 @@ import zstandard
 
 from . import kernels
 from .bitfields import FLOAT_FORMATS, UINT_OF_SIZE
+from .buffers import unset_bytearray
 from .byteclass import byte_counts
 from .deltas import apply_delta, undo_delta
 from .codecs import register_codec
@@ -406,9 +407,10 @@ def _take_counts(streams: _Streams, group_sizes: np.ndarray, s: int) -> list[np.
     return out
 
 
-def decode_words_compiled(streams: _Streams, base_words: np.ndarray, dtype: str, min_group: int, op: str) -> np.ndarray:
-    """The tensor's words, decoded by the compiled kernels (storage/_context_kernels.c) in one pass
-    over the elements in position order: what :func:`decode_delta_words` and ``undo_delta`` give."""
+def decode_words_compiled(streams: _Streams, base_words: np.ndarray, dtype: str, min_group: int, op: str,
+                          out: np.ndarray) -> None:
+    """The tensor's words into ``out``, decoded by the compiled kernels (storage/_context_kernels.c) in
+    one pass over the elements in position order: what :func:`decode_delta_words` and ``undo_delta`` give."""
     s = base_words.itemsize
     exp_bits, man_bits = FLOAT_FORMATS[dtype]
     hist = kernels.exponent_histogram(base_words, man_bits, exp_bits)
@@ -423,7 +425,7 @@ def decode_words_compiled(streams: _Streams, base_words: np.ndarray, dtype: str,
     leads = [b""] + [streams.take_groups(_group_sizes(hist2[c], min_group)) for c in range(1, s + 1)]
     lows = [b"", b""] + [streams.take(int(per_count[c]) * (c - 1)) for c in range(2, s + 1)]
     streams.finish()
-    return kernels.context_words(base_words, man_bits, exp_bits, labels, counts, group_sizes, hist2, leads, lows, op)
+    kernels.context_words(base_words, man_bits, exp_bits, labels, counts, group_sizes, hist2, leads, lows, op, out)
 
 
 def decode_delta_words(streams: _Streams, base_words: np.ndarray, dtype: str,
@@ -456,7 +458,7 @@ def decode_delta_words(streams: _Streams, base_words: np.ndarray, dtype: str,
 
 
 def decode_context(manifest: Mapping, fetch: Callable[[str], bytes], nbytes: int, *,
-                   base: Optional[Callable[[str], bytes]] = None) -> bytes:
+                   base: Optional[Callable[[str], bytes]] = None) -> bytes | bytearray:
     """The exact raw bytes of a context-coded tensor (needs ``base``: tensor_hash -> parent's raw bytes)."""
     if manifest.get("format") != FORMAT or manifest.get("codec") != CODEC_ID:
         raise CodecError(f"not a context-coded manifest (codec {manifest.get('codec')!r}); decode it with its own codec")
@@ -482,7 +484,10 @@ def decode_context(manifest: Mapping, fetch: Callable[[str], bytes], nbytes: int
     streams = _Streams(_unpack_container(fetch(blob_hash), blob_hash), blob_hash)
     base_words = np.frombuffer(base_raw, dtype=UINT_OF_SIZE[itemsize])
     if kernels.LIB is not None and kernels.aligned(base_words):
-        return decode_words_compiled(streams, base_words, dtype, int(manifest["min_group"]), delta["op"]).tobytes()
+        out = unset_bytearray(nbytes)    # the result itself, every word written by the kernel: no copy at the end
+        decode_words_compiled(streams, base_words, dtype, int(manifest["min_group"]), delta["op"],
+                              np.frombuffer(out, dtype=base_words.dtype))
+        return out
     positions, z = decode_delta_words(streams, base_words, dtype, int(manifest["min_group"]))
     words = base_words.copy()
     words[positions] = undo_delta(delta["op"], z, base_words[positions])

@@ -174,9 +174,10 @@ def _padded(data) -> np.ndarray:
 
 
 def context_words(base_words: np.ndarray, man_bits: int, exp_bits: int, labels: np.ndarray, counts: np.ndarray,
-                  group_sizes: np.ndarray, hist: np.ndarray, leads: Sequence, lows: Sequence, op: str) -> np.ndarray:
-    """Every element's word (see _context_kernels.c). ``hist[c, g]`` as :func:`context_counts` gives it;
-    ``leads[c]`` and ``lows[c]`` hold count c's lead and low bytes (``leads[0]``, ``lows[0]`` and
+                  group_sizes: np.ndarray, hist: np.ndarray, leads: Sequence, lows: Sequence, op: str,
+                  out: np.ndarray) -> None:
+    """Every element's word into ``out`` (see _context_kernels.c). ``hist[c, g]`` as :func:`context_counts`
+    gives it; ``leads[c]`` and ``lows[c]`` hold count c's lead and low bytes (``leads[0]``, ``lows[0]`` and
     ``lows[1]`` empty), lengths already checked against ``hist``."""
     s = base_words.itemsize
     ngroups = len(group_sizes)
@@ -187,8 +188,6 @@ def context_words(base_words: np.ndarray, man_bits: int, exp_bits: int, labels: 
     count_pos = np.ascontiguousarray(np.cumsum(group_sizes) - group_sizes, dtype=np.int64)
     lead_pos = np.ascontiguousarray(np.cumsum(hist, axis=1) - hist, dtype=np.int64)   # [c, g], exclusive
     label16 = np.ascontiguousarray(labels, dtype=np.uint16)
-    out = np.empty(base_words.size, dtype=base_words.dtype)
     LIB.mh_ctx_words(base_words.ctypes.data, base_words.size, s, man_bits, (1 << exp_bits) - 1, label16.ctypes.data,
                      ngroups, counts.ctypes.data, count_pos.ctypes.data, lead_ptrs, lead_pos.ctypes.data, low_ptrs,
                      _CONTEXT_OPS[op], out.ctypes.data)
-    return out

@@ -43,6 +43,7 @@ from typing import ClassVar, Callable, Mapping, Optional, Sequence
 import numpy as np
 import zstandard
 
+from .buffers import unset_bytearray
 from .bits7 import CODING as BITS7, decode_bits7, encode_bits7
 from .bitfields import (FLOAT_FORMATS, UINT_OF_SIZE, Layout, byte_layout, check_layout,
                         default_layout, join_fields, segment_length, split_fields)
@@ -458,7 +459,7 @@ def decode_segmented(manifest: Mapping, fetch: Callable[[str], bytes], nbytes: i
         if len(manifest["segments"]) != len(layout):
             raise DamagedEncodingError("manifest lists a different number of segments than its layout has fields")
         plain = not manifest.get("delta") and not manifest.get("lossy")
-        buffer = bytearray(n * itemsize) if plain else None   # the result itself: no copy at the end
+        buffer = unset_bytearray(n * itemsize) if plain else None   # the result itself: no copy at the end
         words = join_fields(read_segments(manifest, fetch, n, layout), layout, n, itemsize, out=buffer)
         if buffer is not None:
             return buffer
