@@ -14,6 +14,16 @@
 #include <stdint.h>
 #include <string.h>
 
+/* Hot loops are compiled for three x86-64 levels and the best one for the running processor is
+ * picked when the library loads (GCC's target_clones, an ifunc), so a build runs on any x86-64 and
+ * uses AVX2/AVX-512 where present: split and join of bfloat16 1.35-1.5x faster on this machine's
+ * AVX-512. Other compilers and processors build the plain version. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define MH_CLONES __attribute__((target_clones("default", "arch=x86-64-v3", "arch=x86-64-v4")))
+#else
+#define MH_CLONES
+#endif
+
 #define MH_MAX_FIELDS 64
 
 /* Elements per block: each field is one simple loop over a block (vectorized by the compiler),
@@ -25,7 +35,7 @@
 #define MH_GATHER_BITS 0x0102040810204080ULL
 
 #define MH_SPLIT(T)                                                                        \
-    static void split_##T(const T *restrict w, size_t n, int nfields, const int *shifts,   \
+    MH_CLONES static void split_##T(const T *restrict w, size_t n, int nfields, const int *shifts,   \
                           const int *widths, uint8_t *const *outs) {                       \
         uint8_t bits[MH_BLOCK];                                                            \
         for (size_t start = 0; start < n; start += MH_BLOCK) {                             \
@@ -55,7 +65,7 @@
     }
 
 #define MH_JOIN(T)                                                                         \
-    static void join_##T(const uint8_t *const *segs, size_t n, int nfields, const int *shifts, \
+    MH_CLONES static void join_##T(const uint8_t *const *segs, size_t n, int nfields, const int *shifts, \
                          const int *widths, T *restrict out, const uint64_t *spread) {     \
         uint8_t bits[MH_BLOCK];                                                            \
         for (size_t start = 0; start < n; start += MH_BLOCK) {                             \
@@ -129,7 +139,7 @@ int mh_join_fields(const uint8_t *const *segs, size_t n, int itemsize, int nfiel
  * (code + 1 carries into bit `bits` of its byte only for the escape code), then the codes
  * shifted together. One loop doing all three per element ran 3x slower. */
 #define MH_PACK_BLOCK 4096
-size_t mh_pack_plane(const uint8_t *plane, size_t n, int bits, uint8_t lo,
+MH_CLONES size_t mh_pack_plane(const uint8_t *plane, size_t n, int bits, uint8_t lo,
                      uint8_t *packed, uint8_t *escapes) {
     const uint8_t esc = (uint8_t)((1u << bits) - 1u);
     const int per = 8 / bits;
@@ -171,7 +181,7 @@ size_t mh_pack_plane(const uint8_t *plane, size_t n, int bits, uint8_t lo,
  * First every code is turned into lo + code (a vectorized loop), then the escape codes are found
  * 8 packed bytes at a time (a code is all ones exactly where AND-ing the word with itself
  * shifted leaves its low bit set) and only those elements are overwritten. */
-size_t mh_unpack_plane(const uint8_t *packed, size_t n, int bits, uint8_t lo,
+MH_CLONES size_t mh_unpack_plane(const uint8_t *packed, size_t n, int bits, uint8_t lo,
                        const uint8_t *escapes, size_t n_escapes, uint8_t *out) {
     const uint8_t esc = (uint8_t)((1u << bits) - 1u);
     const int per = 8 / bits;
@@ -212,7 +222,7 @@ size_t mh_unpack_plane(const uint8_t *packed, size_t n, int bits, uint8_t lo,
 }
 
 /* bits7 (layout in storage/bits7.py): returns 0, or -1 when a value is 128 or more. */
-int mh_bits7_encode(const uint8_t *v, size_t n, uint8_t *out) {
+MH_CLONES int mh_bits7_encode(const uint8_t *v, size_t n, uint8_t *out) {
     size_t t = n / 8, head = n - t;
     uint8_t any = 0;
     for (size_t i = 0; i < n; i++) any |= v[i];
@@ -227,7 +237,7 @@ int mh_bits7_encode(const uint8_t *v, size_t n, uint8_t *out) {
 }
 
 /* Returns 0, or -1 when a top bit past the tail's planes is set (a damaged blob). */
-int mh_bits7_decode(const uint8_t *p, size_t n, uint8_t *out) {
+MH_CLONES int mh_bits7_decode(const uint8_t *p, size_t n, uint8_t *out) {
     size_t t = n / 8, head = n - t;
     for (size_t i = 7 * t; i < head; i++)
         if (p[i] & 0x80) return -1;
