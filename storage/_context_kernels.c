@@ -135,43 +135,23 @@ static const uint8_t mh_zeros[8];
         }                                                                                  \
     }
 
-/* The delta undone, in place: op 0 xor, op 1 osub (zigzag of the difference of the
- * order-preserving maps; storage/deltas.py). A loop of its own, which the compiler vectorizes:
- * inside the gather loop it made every element ~20% slower. A zero delta gives the parent back. */
-#define MH_CTX_UNDO(T, BITS)                                                               \
-    MH_CLONES static void undo_##T(const T *restrict base, size_t n, int op, T *restrict out) {      \
-        const T magnitude = (T)(((T)1 << (BITS - 1)) - 1);                                  \
-        if (op == 0) {                                                                     \
-            for (size_t i = 0; i < n; i++) out[i] ^= base[i];                              \
-            return;                                                                        \
-        }                                                                                  \
-        for (size_t i = 0; i < n; i++) {                                                   \
-            const T z = out[i], b = base[i];                                               \
-            const T d = (T)((z >> 1) ^ (T)(0 - (z & 1)));                                   \
-            const T ob = b ^ ((T)(0 - (b >> (BITS - 1))) & magnitude);                     \
-            const T ox = (T)(d + ob);                                                      \
-            out[i] = ox ^ ((T)(0 - (ox >> (BITS - 1))) & magnitude);                       \
-        }                                                                                  \
-    }
+/* The delta undone in place (storage/_kernels.c): a loop of its own, which the compiler vectorizes;
+ * inside the gather loop it made every element ~20% slower. */
+int mh_undo_delta(const void *base, size_t n, int itemsize, int op, void *out);
 
 MH_CTX_GATHER(uint16_t)
 MH_CTX_GATHER(uint32_t)
 MH_CTX_GATHER(uint64_t)
-MH_CTX_UNDO(uint16_t, 16)
-MH_CTX_UNDO(uint32_t, 32)
-MH_CTX_UNDO(uint64_t, 64)
 
 int mh_ctx_words(const void *base, size_t n, int itemsize, int man_bits, unsigned emask,
                  const uint16_t *label, int64_t ngroups, const uint8_t *counts, int64_t *count_pos,
                  const uint8_t *const *lead, int64_t *lead_pos, const uint8_t *const *low, int op, void *out) {
-    if (op != 0 && op != 1) return -3;
+    if (op != 0 && op != 1) return -3;   /* the context coder writes xor and osub deltas only */
     switch (itemsize) {
-    case 2: gather_uint16_t(base, n, man_bits, emask, label, ngroups, counts, count_pos, lead, lead_pos, low, out);
-            undo_uint16_t(base, n, op, out); return 0;
-    case 4: gather_uint32_t(base, n, man_bits, emask, label, ngroups, counts, count_pos, lead, lead_pos, low, out);
-            undo_uint32_t(base, n, op, out); return 0;
-    case 8: gather_uint64_t(base, n, man_bits, emask, label, ngroups, counts, count_pos, lead, lead_pos, low, out);
-            undo_uint64_t(base, n, op, out); return 0;
+    case 2: gather_uint16_t(base, n, man_bits, emask, label, ngroups, counts, count_pos, lead, lead_pos, low, out); break;
+    case 4: gather_uint32_t(base, n, man_bits, emask, label, ngroups, counts, count_pos, lead, lead_pos, low, out); break;
+    case 8: gather_uint64_t(base, n, man_bits, emask, label, ngroups, counts, count_pos, lead, lead_pos, low, out); break;
+    default: return -2;
     }
-    return -2;
+    return mh_undo_delta(base, n, itemsize, op, out);
 }

@@ -254,3 +254,108 @@ MH_CLONES int mh_bits7_decode(const uint8_t *p, size_t n, uint8_t *out) {
 /* setuptools builds this file as an extension module and links it with this symbol exported;
  * modelhub never imports it as a module (storage/kernels.py loads it with ctypes). */
 void *PyInit__kernels(void) { return 0; }
+
+/* -- deltas (storage/deltas.py, storage/byteclass.py) ------------------------------------------ */
+
+/* The delta undone in place, word by word against the base: op 0 xor, 1 osub (zigzag of the
+ * difference of the order-preserving maps of the floats), 2 sub (zigzag of the wrapping
+ * difference). Exactly deltas.undo_delta. A zero delta gives the base back under every op. */
+#define MH_UNDO(T, BITS)                                                                   \
+    MH_CLONES static void undo_##T(const T *restrict base, size_t n, int op, T *restrict out) { \
+        const T magnitude = (T)(((T)1 << (BITS - 1)) - 1);                                  \
+        if (op == 0) {                                                                     \
+            for (size_t i = 0; i < n; i++) out[i] ^= base[i];                              \
+        } else if (op == 1) {                                                              \
+            for (size_t i = 0; i < n; i++) {                                               \
+                const T z = out[i], b = base[i];                                           \
+                const T d = (T)((z >> 1) ^ (T)(0 - (z & 1)));                               \
+                const T ob = b ^ ((T)(0 - (b >> (BITS - 1))) & magnitude);                 \
+                const T ox = (T)(d + ob);                                                  \
+                out[i] = ox ^ ((T)(0 - (ox >> (BITS - 1))) & magnitude);                   \
+            }                                                                              \
+        } else {                                                                           \
+            for (size_t i = 0; i < n; i++) {                                               \
+                const T z = out[i];                                                        \
+                out[i] = (T)(((z >> 1) ^ (T)(0 - (z & 1))) + base[i]);                      \
+            }                                                                              \
+        }                                                                                  \
+    }
+
+MH_UNDO(uint8_t, 8)
+MH_UNDO(uint16_t, 16)
+MH_UNDO(uint32_t, 32)
+MH_UNDO(uint64_t, 64)
+
+int mh_undo_delta(const void *base, size_t n, int itemsize, int op, void *out) {
+    if (op < 0 || op > 2) return -3;
+    switch (itemsize) {
+    case 1: undo_uint8_t(base, n, op, out); return 0;
+    case 2: undo_uint16_t(base, n, op, out); return 0;
+    case 4: undo_uint32_t(base, n, op, out); return 0;
+    case 8: undo_uint64_t(base, n, op, out); return 0;
+    }
+    return -2;
+}
+
+/* Words from byte-class segments: counts[i] is element i's number of significant bytes; for byte
+ * k, from the most significant down, segs[2 * (size - 1 - k)] holds the bytes of the elements
+ * whose top significant byte is k (count k + 1) and segs[2 * (size - 1 - k) + 1] those of the
+ * elements with more (count > k + 1), both in element order. Exactly byteclass.join_byteclass;
+ * the caller has checked every count <= size and every segment's length. Without branches: an
+ * element takes its byte k from one of the two cursors or from a zero, and only that cursor
+ * advances. */
+static const uint8_t mh_zero_byte = 0;
+
+/* One function per word size: the loop over the bytes unrolls and every cursor stays in a
+ * register (with the size a variable they lived on the stack, ~3x slower). */
+#define MH_BYTECLASS(S)                                                                    \
+    MH_CLONES static void byteclass_##S(const uint8_t *restrict counts, size_t n,          \
+                                        const uint8_t *const *segs, uint8_t *restrict out) { \
+        const uint8_t *lead[S], *rest[S];                                                  \
+        for (int k = 0; k < S; k++) {                                                      \
+            lead[k] = segs[2 * (S - 1 - k)];                                               \
+            rest[k] = segs[2 * (S - 1 - k) + 1];                                           \
+        }                                                                                  \
+        for (size_t i = 0; i < n; i++) {                                                   \
+            const int c = counts[i];                                                       \
+            for (int k = 0; k < S; k++) {                                                  \
+                const int is_lead = c == k + 1, is_rest = c > k + 1;                       \
+                const uint8_t *from = is_lead ? lead[k] : is_rest ? rest[k] : &mh_zero_byte; \
+                out[i * S + k] = *from;                                                    \
+                lead[k] += is_lead;                                                        \
+                rest[k] += is_rest;                                                        \
+            }                                                                              \
+        }                                                                                  \
+    }
+
+MH_BYTECLASS(1)
+MH_BYTECLASS(2)
+MH_BYTECLASS(4)
+MH_BYTECLASS(8)
+
+int mh_byteclass_join(const uint8_t *counts, size_t n, int size, const uint8_t *const *segs, uint8_t *out) {
+    switch (size) {
+    case 1: byteclass_1(counts, n, segs, out); return 0;
+    case 2: byteclass_2(counts, n, segs, out); return 0;
+    case 4: byteclass_4(counts, n, segs, out); return 0;
+    case 8: byteclass_8(counts, n, segs, out); return 0;
+    }
+    return -2;
+}
+
+/* Histogram of n bytes (hist: 256 int64), from four partial histograms summed at the end:
+ * neighbouring bytes are often equal, and one histogram would make each increment wait for the
+ * previous one's store. numpy's bincount converts every byte to int64 first (~4 ns per byte). */
+MH_CLONES void mh_byte_histogram(const uint8_t *restrict data, size_t n, int64_t *restrict hist) {
+    int64_t part[4][256];
+    memset(part, 0, sizeof part);
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        part[0][data[i]]++;
+        part[1][data[i + 1]]++;
+        part[2][data[i + 2]]++;
+        part[3][data[i + 3]]++;
+    }
+    for (; i < n; i++) part[0][data[i]]++;
+    for (int b = 0; b < 256; b++) hist[b] = part[0][b] + part[1][b] + part[2][b] + part[3][b];
+}

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import kernels
 from .bitfields import UINT_OF_SIZE
 from .errors import DamagedEncodingError
 
@@ -40,7 +41,7 @@ def split_byteclass(words: np.ndarray) -> list[np.ndarray]:
 
 
 def expected_lengths(counts: np.ndarray, size: int) -> list[int]:
-    hist = np.bincount(counts, minlength=size + 1)
+    hist = kernels.byte_histogram(counts)   # counts are at most size (checked by the caller)
     out = []
     for k in reversed(range(size)):
         out.append(int(hist[k + 1]))
@@ -48,13 +49,21 @@ def expected_lengths(counts: np.ndarray, size: int) -> list[int]:
     return out
 
 
-def join_byteclass(segments: list[bytes], n: int, size: int) -> np.ndarray:
+def join_byteclass(segments: list[bytes], n: int, size: int, out: np.ndarray | None = None) -> np.ndarray:
+    """The n delta words (into ``out`` when given: n words of ``size`` bytes)."""
     if len(segments) != 1 + 2 * size or len(segments[0]) != n:
         raise DamagedEncodingError("byte-class segments do not match the tensor's size")
     counts = np.frombuffer(segments[0], dtype=np.uint8)
     if n and int(counts.max()) > size:
         raise DamagedEncodingError("byte-class counts exceed the element size")
-    out = np.zeros(n, dtype=UINT_OF_SIZE[size])
+    if [len(s) for s in segments[1:]] != expected_lengths(counts, size):
+        raise DamagedEncodingError("byte-class segments do not match their counts")
+    if out is None:
+        out = np.empty(n, dtype=UINT_OF_SIZE[size])
+    if kernels.LIB is not None and kernels.aligned(out):   # one pass in C (kernels.py)
+        kernels.byteclass_join(counts, segments[1:], size, out)
+        return out
+    out[:] = 0
     columns = out.view(np.uint8).reshape(-1, size)
     for i, k in enumerate(reversed(range(size))):
         lead, rest = segments[1 + 2 * i], segments[2 + 2 * i]

@@ -249,7 +249,7 @@ def _optimal_parse() -> zstandard.ZstdCompressor:
 
 
 def _bits_per_byte(data: bytes) -> float:
-    counts = np.bincount(np.frombuffer(data, dtype=np.uint8), minlength=256)
+    counts = kernels.byte_histogram(data)
     p = counts[counts > 0] / len(data)
     return float(-(p * np.log2(p)).sum())
 

@@ -64,7 +64,11 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.mh_ctx_exp_hist.argtypes = [p, size, i, i, ctypes.c_uint, p, p]
     lib.mh_ctx_counts.argtypes = [p, p, ctypes.c_int64, i, p, p]
     lib.mh_ctx_words.argtypes = [p, size, i, i, ctypes.c_uint, p, ctypes.c_int64, p, p, p, p, p, i, p]
-    for name in ("mh_split_fields", "mh_join_fields", "mh_bits7_encode", "mh_bits7_decode",
+    lib.mh_undo_delta.argtypes = [p, size, i, i, p]
+    lib.mh_byte_histogram.argtypes = [p, size, p]
+    lib.mh_byte_histogram.restype = None
+    lib.mh_byteclass_join.argtypes = [p, size, i, p, p]
+    for name in ("mh_undo_delta", "mh_byteclass_join", "mh_split_fields", "mh_join_fields", "mh_bits7_encode", "mh_bits7_decode",
                  "mh_ctx_exp_hist", "mh_ctx_counts", "mh_ctx_words"):
         getattr(lib, name).restype = i
 
@@ -137,6 +141,39 @@ def bits7_decode(blob: bytes, n: int) -> Optional[np.ndarray]:
     out = np.empty(n, dtype=np.uint8)
     ok = LIB.mh_bits7_decode(_address(blob) if blob else None, n, out.ctypes.data)
     return out if ok == 0 else None
+
+
+def byte_histogram(data) -> np.ndarray:
+    """How many of each byte value ``data`` holds (256 int64): one pass in C, else numpy's bincount
+    (which widens every byte to int64 first: ~4 ns per byte, the slowest step of a delta decode)."""
+    values = np.frombuffer(data, dtype=np.uint8)
+    if LIB is None:
+        return np.bincount(values, minlength=256)
+    hist = np.empty(256, dtype=np.int64)
+    if values.size:
+        LIB.mh_byte_histogram(values.ctypes.data, values.size, hist.ctypes.data)
+    else:
+        hist[:] = 0
+    return hist
+
+
+# -- deltas -----------------------------------------------------------------------------------
+
+_DELTA_OPS = {"xor": 0, "osub": 1, "sub": 2}   # as mh_undo_delta numbers them
+_ONE_ZERO = np.zeros(1, dtype=np.uint8)        # where an empty segment's cursor points (never read)
+
+
+def undo_delta(op: str, words: np.ndarray, base_words: np.ndarray) -> None:
+    """deltas.undo_delta in place: ``words`` (the deltas) become the tensor's words. Both aligned, same size."""
+    LIB.mh_undo_delta(base_words.ctypes.data, words.size, words.itemsize, _DELTA_OPS[op], words.ctypes.data)
+
+
+def byteclass_join(counts: np.ndarray, segments: Sequence, size: int, out: np.ndarray) -> None:
+    """byteclass.join_byteclass into ``out`` (n words of ``size`` bytes); counts and lengths already checked."""
+    keep = [np.frombuffer(s, dtype=np.uint8) if len(s) else _ONE_ZERO for s in segments]   # alive for the call
+    pointers = (ctypes.c_void_p * len(keep))(*(k.ctypes.data for k in keep))
+    LIB.mh_byteclass_join(counts.ctypes.data if counts.size else _ONE_ZERO.ctypes.data, counts.size, size,
+                          pointers, out.ctypes.data)
 
 
 # -- the context coder's decoder (storage/_context_kernels.c) ----------------------------------

@@ -43,6 +43,7 @@ from typing import ClassVar, Callable, Mapping, Optional, Sequence
 import numpy as np
 import zstandard
 
+from . import kernels
 from .buffers import unset_bytearray
 from .bits7 import CODING as BITS7, decode_bits7, encode_bits7
 from .bitfields import (FLOAT_FORMATS, UINT_OF_SIZE, Layout, byte_layout, check_layout,
@@ -181,7 +182,7 @@ def _spread_sample(segment: bytes | memoryview) -> memoryview | bytes:
 
 
 def _histogram(data) -> np.ndarray:
-    return np.bincount(np.frombuffer(data, dtype=np.uint8), minlength=256)
+    return kernels.byte_histogram(data)
 
 
 def _entropy_of_histogram(counts: np.ndarray) -> float:
@@ -451,32 +452,41 @@ def decode_segmented(manifest: Mapping, fetch: Callable[[str], bytes], nbytes: i
                      base: Optional[Callable[[str], bytes]] = None) -> bytes:
     stored_dtype, n, itemsize, layout = stored_geometry(manifest, nbytes)
     packing = manifest.get("packing", "fields")
+    lossy, delta = manifest.get("lossy"), manifest.get("delta")
+    # the result itself, written in place by the join and the undone delta: no copy at the end
+    buffer = unset_bytearray(n * itemsize) if not lossy else None
+    out = np.frombuffer(buffer, dtype=UINT_OF_SIZE[itemsize]) if buffer is not None else None
     if packing == PACKING_BYTECLASS:
-        words = _read_byteclass(manifest, fetch, n, itemsize)
+        words = _read_byteclass(manifest, fetch, n, itemsize, out)
     elif packing != "fields":
         raise UnknownFormatError(f"unknown segment packing {packing!r} in manifest")
     else:
         if len(manifest["segments"]) != len(layout):
             raise DamagedEncodingError("manifest lists a different number of segments than its layout has fields")
-        plain = not manifest.get("delta") and not manifest.get("lossy")
-        buffer = unset_bytearray(n * itemsize) if plain else None   # the result itself: no copy at the end
         words = join_fields(read_segments(manifest, fetch, n, layout), layout, n, itemsize, out=buffer)
-        if buffer is not None:
-            return buffer
-    delta = manifest.get("delta")
     if delta:
         if base is None:
             raise CodecError("this tensor is stored as a delta; pass base= (a callback returning the "
                              f"base tensor {delta['base'][:16]}'s raw bytes) to decode it")
-        base_raw = base(delta["base"])
-        words = undo_delta(delta["op"], words, _words(base_raw, itemsize))
-    lossy = manifest.get("lossy")
+        base_words = _words(base(delta["base"]), itemsize)
+        if base_words.shape != words.shape:
+            raise DamagedEncodingError("delta base has a different size than the delta; the base tensor "
+                                       "named in the manifest is wrong or corrupt")
+        if delta["op"] not in DELTA_OPS:
+            raise UnknownFormatError(f"unknown delta op {delta['op']!r} in manifest")
+        if buffer is not None and kernels.LIB is not None and kernels.aligned(base_words):
+            kernels.undo_delta(delta["op"], out, base_words)   # in place, one pass in C
+        else:
+            words = undo_delta(delta["op"], words, base_words)
+            if buffer is not None:
+                out[:] = words
     if lossy:
         return _undo_lossy(words, lossy, manifest["dtype"], fetch)
-    return words.tobytes()
+    return buffer
 
 
-def _read_byteclass(manifest: Mapping, fetch: Callable[[str], bytes], n: int, itemsize: int) -> np.ndarray:
+def _read_byteclass(manifest: Mapping, fetch: Callable[[str], bytes], n: int, itemsize: int,
+                    out: Optional[np.ndarray] = None) -> np.ndarray:
     hashes = list(manifest["segments"])
     if len(hashes) != 1 + 2 * itemsize:
         raise DamagedEncodingError("byte-class manifest has the wrong number of segments")
@@ -487,7 +497,7 @@ def _read_byteclass(manifest: Mapping, fetch: Callable[[str], bytes], n: int, it
         raise CorruptBlobError(hashes[0], "byte-class counts exceed the element size")
     rest = [_decompress(fetch, h, e, c)
             for h, e, c in zip(hashes[1:], expected_lengths(counts_arr, itemsize), codings[1:])]
-    return join_byteclass([counts] + rest, n, itemsize)
+    return join_byteclass([counts] + rest, n, itemsize, out)
 
 
 def _undo_lossy(words: np.ndarray, lossy: Mapping, dtype: str, fetch: Callable[[str], bytes]) -> bytes:

@@ -13,7 +13,9 @@ from hypothesis import given, settings, strategies as st
 from modelhub.storage import kernels
 from modelhub.storage.bits7 import decode_bits7, encode_bits7
 from modelhub.storage.bitfields import byte_layout, default_layout, join_fields, split_fields
+from modelhub.storage.byteclass import join_byteclass, split_byteclass
 from modelhub.storage.context_coding import CODING_RAW, ContextConfig, _container, blob_streams, decode_context, encode_context
+from modelhub.storage.deltas import undo_delta
 from modelhub.storage.errors import StorageError
 from modelhub.storage.planepack import _HEADER, decode_packed, encode_packed
 
@@ -186,3 +188,39 @@ def test_context_decode_of_an_unaligned_parent_uses_numpy_and_gives_the_same_byt
     base = memoryview(shifted)[1:]                       # a parent mapped at an odd offset
     assert not kernels.aligned(np.frombuffer(base, "<u4"))
     assert _decode_context_blob(enc.manifest, enc.blobs[0], len(raw), base) == raw
+
+
+# -- deltas (storage/deltas.py, storage/byteclass.py) ------------------------------------------
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.binary(max_size=3000), size=st.sampled_from([1, 2, 4, 8]), op=st.sampled_from(["xor", "sub", "osub"]),
+       small=st.booleans())
+def test_byteclass_join_and_undo_delta_match_numpy(data, size, op, small):
+    """Delta words of any size (small ones: mostly zero high bytes, as after training), joined from
+    their byte classes and undone against any base."""
+    n = len(data) // (2 * size)
+    words = np.frombuffer(data[:n * size], dtype=f"<u{size}").copy()
+    if small:
+        words >>= np.array(max(0, 8 * size - 9), dtype=words.dtype)
+    base = np.frombuffer(data[n * size:2 * n * size], dtype=f"<u{size}")
+    segments = split_byteclass(words)
+
+    def decode():
+        delta = join_byteclass([bytes(s) for s in segments], n, size)
+        out = np.empty(n, dtype=words.dtype)
+        if kernels.LIB is not None:
+            out[:] = delta
+            kernels.undo_delta(op, out, base)
+            return out
+        return undo_delta(op, delta, base)
+
+    fast, slow = both(decode)
+    assert fast == slow
+    assert bytes(join_byteclass([bytes(s) for s in segments], n, size)) == words.tobytes()
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.binary(max_size=5000))
+def test_byte_histogram_matches_bincount(data):
+    hist = kernels.byte_histogram(data)
+    assert hist.tolist() == np.bincount(np.frombuffer(data, np.uint8), minlength=256).tolist()
