@@ -11,7 +11,10 @@ Hugging Face writes them (``model-00001-of-00003.safetensors`` ... plus
 :class:`SafetensorsWriter` is the other direction: the header is computed from
 (name, dtype, shape) alone, the file is preallocated, and each tensor is
 written at its offset (``os.pwrite``: any thread, any order), then the file is
-fsynced and renamed into place.
+fsynced and renamed into place. Every EARLY_SYNC_BYTES written, a background
+thread flushes what is written so far (``fdatasync``), so the disk works while
+the next tensors decode and the final fsync finds little left: fsyncing a
+1.16 GB checkout only at the end was a third of its wall time.
 
 The header is parsed here rather than through ``safetensors.safe_open``: the
 byte offsets are needed for zero-copy views and page release, and
@@ -27,6 +30,8 @@ import mmap
 import os
 import re
 import tempfile
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence
@@ -311,6 +316,20 @@ class OutTensor:
     nbytes: int
 
 
+#: written bytes after which a writer flushes them in the background (see the module docstring)
+EARLY_SYNC_BYTES = 64 << 20
+_SYNC_POOL: ThreadPoolExecutor | None = None
+_SYNC_POOL_LOCK = threading.Lock()
+
+
+def _sync_pool() -> ThreadPoolExecutor:
+    global _SYNC_POOL
+    with _SYNC_POOL_LOCK:
+        if _SYNC_POOL is None:
+            _SYNC_POOL = ThreadPoolExecutor(2, thread_name_prefix="weights-sync")
+        return _SYNC_POOL
+
+
 class SafetensorsWriter:
     """One safetensors file written tensor by tensor (``write`` is safe from several threads)."""
 
@@ -338,6 +357,9 @@ class SafetensorsWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, self.tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
         self.fd = fd
+        self._lock = threading.Lock()
+        self._unsynced = 0                       # bytes written since the last background flush began
+        self._flush: Future | None = None        # the background flush in flight, if any
         try:
             os.pwrite(fd, len(head).to_bytes(8, "little") + head, 0)
             os.ftruncate(fd, self.size)
@@ -347,13 +369,35 @@ class SafetensorsWriter:
 
     def write(self, name: str, data) -> None:
         view = memoryview(data).cast("B")
-        pos = self.data_start + self.offsets[name]
+        size, pos = view.nbytes, self.data_start + self.offsets[name]
         while view.nbytes:
             n = os.pwrite(self.fd, view, pos)
             view, pos = view[n:], pos + n
+        with self._lock:
+            self._unsynced += size
+            if self._unsynced >= EARLY_SYNC_BYTES and (self._flush is None or self._flush.done()):
+                self._raise_flush_error()
+                self._unsynced = 0
+                self._flush = _sync_pool().submit(os.fdatasync, self.fd)
+
+    def _raise_flush_error(self) -> None:
+        """A background flush's error (EIO, a full disk) is the write's: the kernel reports a
+        writeback error to one flush only, so the final fsync would not see it again."""
+        if self._flush is not None:
+            flush, self._flush = self._flush, None
+            flush.result()
+
+    def _settle(self) -> None:
+        with self._lock:
+            flush = self._flush
+        if flush is not None:
+            flush.exception()          # wait: the fd must outlive a flush that uses it
 
     def finish(self) -> None:
         """Make the file durable under a temporary name (``publish`` renames it)."""
+        self._settle()
+        with self._lock:
+            self._raise_flush_error()
         os.fsync(self.fd)
         os.close(self.fd)
         self.fd = -1
@@ -362,6 +406,7 @@ class SafetensorsWriter:
         os.replace(self.tmp, self.path)
 
     def abort(self) -> None:
+        self._settle()
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1

@@ -1,13 +1,16 @@
 """Streaming commit and checkout: safetensors files and sharded checkpoints, one tensor at a time."""
 from __future__ import annotations
 
+import errno
 import json
+import os
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from modelhub import weightfiles
 from modelhub.errors import InputError, WeightsError
 from modelhub.repo import tensorstore
 from modelhub.tensorio import safetensors_bytes
@@ -74,6 +77,41 @@ def test_write_checkout_writes_the_bytes_safetensors_writes(repo, tmp_path):
     assert (tmp_path / "d.safetensors").read_bytes() == safetensors_bytes(sd, {"format": "pt"})
     with pytest.raises(InputError, match="exists; pass --force"):
         repo.write_checkout("m", tmp_path / "cold.safetensors")
+
+
+def _writer(path: Path, sizes: list[int]) -> weightfiles.SafetensorsWriter:
+    return weightfiles.SafetensorsWriter(path, [weightfiles.OutTensor(f"t{i}", "uint8", (n,), n) for i, n in enumerate(sizes)], None)
+
+
+def test_a_checkout_flushes_what_it_wrote_in_the_background_and_fsyncs_at_the_end(tmp_path, monkeypatch):
+    flushed, synced = [], []
+    monkeypatch.setattr(weightfiles, "EARLY_SYNC_BYTES", 1000)
+    monkeypatch.setattr(weightfiles.os, "fdatasync", lambda fd: flushed.append(fd))
+    real_fsync = os.fsync
+    monkeypatch.setattr(weightfiles.os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
+    w = _writer(tmp_path / "w.safetensors", [600, 600, 600, 50])
+    for i, n in enumerate([600, 600, 600, 50]):
+        w.write(f"t{i}", bytes([i]) * n)
+    w.finish()
+    w.publish()
+    assert len(flushed) == 1 and len(synced) == 1          # flushed once while writing (1200 bytes), fsynced at the end
+    data = (tmp_path / "w.safetensors").read_bytes()
+    assert data.endswith(bytes([0]) * 600 + bytes([1]) * 600 + bytes([2]) * 600 + bytes([3]) * 50)
+
+
+def test_a_failed_background_flush_fails_the_checkout_and_leaves_no_file(tmp_path, monkeypatch):
+    """The kernel reports a writeback error to one flush only: the writer raises it itself."""
+    def eio(fd):
+        raise OSError(errno.EIO, "Input/output error")
+    monkeypatch.setattr(weightfiles, "EARLY_SYNC_BYTES", 100)
+    monkeypatch.setattr(weightfiles.os, "fdatasync", eio)
+    w = _writer(tmp_path / "w.safetensors", [300, 300])
+    with pytest.raises(OSError, match="Input/output error"):   # at the next write, or at the latest at finish
+        w.write("t0", bytes(300))
+        w.write("t1", bytes(300))
+        w.finish()
+    w.abort()
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("via", ["index", "folder", "folder-without-index"])
