@@ -33,8 +33,8 @@ with a cursor per context group into the counts and one per (count, group) into 
 bytes; elsewhere (no compiler, ``DLV_KERNELS=off``, a parent not aligned to its word size) the
 numpy reference: two stable counting sorts give every element's place in (count, group, position)
 order, where each stream is one contiguous run. Both release the GIL: tensors decode in parallel
-on threads. Measured on the three trajectories of benchmarks/archive_context.py, one thread:
-234-294 MB/s compiled against 77-97 MB/s in numpy.
+on threads. Measured on the three trajectories of benchmarks/archive_context.py, one thread, in one
+sitting: 216-279 MB/s compiled against 58-83 MB/s in numpy (docs/CONTEXT_CODER.md).
 
 Blob (one per tensor; integers little-endian)::
 
@@ -485,9 +485,10 @@ def decode_context(manifest: Mapping, fetch: Callable[[str], bytes], nbytes: int
     base_words = np.frombuffer(base_raw, dtype=UINT_OF_SIZE[itemsize])
     if kernels.LIB is not None and kernels.aligned(base_words):
         out = unset_bytearray(nbytes)    # the result itself, every word written by the kernel: no copy at the end
-        decode_words_compiled(streams, base_words, dtype, int(manifest["min_group"]), delta["op"],
-                              np.frombuffer(out, dtype=base_words.dtype))
-        return out
+        words = np.frombuffer(out, dtype=base_words.dtype)
+        if kernels.aligned(words):
+            decode_words_compiled(streams, base_words, dtype, int(manifest["min_group"]), delta["op"], words)
+            return out
     positions, z = decode_delta_words(streams, base_words, dtype, int(manifest["min_group"]))
     words = base_words.copy()
     words[positions] = undo_delta(delta["op"], z, base_words[positions])

@@ -19,10 +19,14 @@ checked out at 413-469 against 247-353 MB/s. One thread alone gains less than th
 run near this machine's memory bandwidth in blocked numpy too. Most of the gain is the GIL, which
 numpy takes back between its many short operations per block.
 
-The context coder's decoder (format 3) gains more, on one thread: numpy places its elements with two
-stable sorts and fancy indexing, the kernel with one pass and cursors. benchmarks/archive_context.py,
-one thread: 234 / 238 / 294 MB/s against 77-97 (EfficientNet-Lite0 fine-tune, CNN from scratch,
-MiniLM bfloat16 fine-tune).
+The decoders of archived deltas gain more, on one thread: numpy placed the context coder's elements
+with two stable sorts and fancy indexing, and joined byte classes with a boolean mask per byte; the
+kernels do each in one pass with cursors. benchmarks/archive_context.py, one thread, one sitting
+(EfficientNet-Lite0 fine-tune / CNN from scratch / MiniLM bfloat16 fine-tune): context-coded deltas
+279 / 267 / 216 MB/s against 83 / 75 / 58, segmented deltas 351 / 289 / 266 against 101 / 83 / 90.
+
+Hot loops are built three times (x86-64, -v3, -v4: GCC's target_clones) and the loader picks the
+best the processor runs; split and join of bfloat16 ran 1.35-1.5x faster on this machine's AVX-512.
 """
 from __future__ import annotations
 
@@ -159,21 +163,28 @@ def byte_histogram(data) -> np.ndarray:
 
 # -- deltas -----------------------------------------------------------------------------------
 
-_DELTA_OPS = {"xor": 0, "osub": 1, "sub": 2}   # as mh_undo_delta numbers them
+_DELTA_OPS = {"xor": 0, "osub": 1, "sub": 2}   # as mh_undo_delta and mh_ctx_words number them
 _ONE_ZERO = np.zeros(1, dtype=np.uint8)        # where an empty segment's cursor points (never read)
+
+
+def _check(status: int, what: str) -> None:
+    """The kernels return 0, or a negative code for arguments the callers never pass (a bug, not damage)."""
+    if status != 0:
+        raise ValueError(f"{what}: the kernel refused its arguments (status {status})")
 
 
 def undo_delta(op: str, words: np.ndarray, base_words: np.ndarray) -> None:
     """deltas.undo_delta in place: ``words`` (the deltas) become the tensor's words. Both aligned, same size."""
-    LIB.mh_undo_delta(base_words.ctypes.data, words.size, words.itemsize, _DELTA_OPS[op], words.ctypes.data)
+    _check(LIB.mh_undo_delta(base_words.ctypes.data, words.size, words.itemsize, _DELTA_OPS[op], words.ctypes.data),
+           "undo_delta")
 
 
 def byteclass_join(counts: np.ndarray, segments: Sequence, size: int, out: np.ndarray) -> None:
     """byteclass.join_byteclass into ``out`` (n words of ``size`` bytes); counts and lengths already checked."""
     keep = [np.frombuffer(s, dtype=np.uint8) if len(s) else _ONE_ZERO for s in segments]   # alive for the call
     pointers = (ctypes.c_void_p * len(keep))(*(k.ctypes.data for k in keep))
-    LIB.mh_byteclass_join(counts.ctypes.data if counts.size else _ONE_ZERO.ctypes.data, counts.size, size,
-                          pointers, out.ctypes.data)
+    _check(LIB.mh_byteclass_join(counts.ctypes.data if counts.size else _ONE_ZERO.ctypes.data, counts.size, size,
+                                 pointers, out.ctypes.data), "byteclass_join")
 
 
 # -- the context coder's decoder (storage/_context_kernels.c) ----------------------------------
@@ -182,8 +193,8 @@ def exponent_histogram(base_words: np.ndarray, man_bits: int, exp_bits: int) -> 
     """How many parent elements have each exponent value (``base_words`` aligned)."""
     hist = np.empty(1 << exp_bits, dtype=np.int64)
     scratch = np.empty(4 << exp_bits, dtype=np.int64)
-    LIB.mh_ctx_exp_hist(base_words.ctypes.data, base_words.size, base_words.itemsize, man_bits,
-                        (1 << exp_bits) - 1, hist.ctypes.data, scratch.ctypes.data)
+    _check(LIB.mh_ctx_exp_hist(base_words.ctypes.data, base_words.size, base_words.itemsize, man_bits,
+                               (1 << exp_bits) - 1, hist.ctypes.data, scratch.ctypes.data), "exponent_histogram")
     return hist
 
 
@@ -198,9 +209,6 @@ def context_counts(packed, group_sizes: np.ndarray, itemsize: int) -> Optional[t
     ok = LIB.mh_ctx_counts(_address(packed) if len(packed) else None, sizes.ctypes.data, len(sizes), itemsize,
                            counts.ctypes.data, hist.ctypes.data)
     return (counts[:n], hist) if ok == 0 else None
-
-
-_CONTEXT_OPS = {"xor": 0, "osub": 1}   # the delta ops the context coder writes, as mh_ctx_words numbers them
 
 
 def _padded(data) -> np.ndarray:
@@ -225,6 +233,6 @@ def context_words(base_words: np.ndarray, man_bits: int, exp_bits: int, labels: 
     count_pos = np.ascontiguousarray(np.cumsum(group_sizes) - group_sizes, dtype=np.int64)
     lead_pos = np.ascontiguousarray(np.cumsum(hist, axis=1) - hist, dtype=np.int64)   # [c, g], exclusive
     label16 = np.ascontiguousarray(labels, dtype=np.uint16)
-    LIB.mh_ctx_words(base_words.ctypes.data, base_words.size, s, man_bits, (1 << exp_bits) - 1, label16.ctypes.data,
-                     ngroups, counts.ctypes.data, count_pos.ctypes.data, lead_ptrs, lead_pos.ctypes.data, low_ptrs,
-                     _CONTEXT_OPS[op], out.ctypes.data)
+    _check(LIB.mh_ctx_words(base_words.ctypes.data, base_words.size, s, man_bits, (1 << exp_bits) - 1,
+                            label16.ctypes.data, ngroups, counts.ctypes.data, count_pos.ctypes.data, lead_ptrs,
+                            lead_pos.ctypes.data, low_ptrs, _DELTA_OPS[op], out.ctypes.data), "context_words")

@@ -449,7 +449,7 @@ def read_segments(manifest: Mapping, fetch: Callable[[str], bytes], n: int, layo
 
 
 def decode_segmented(manifest: Mapping, fetch: Callable[[str], bytes], nbytes: int, *,
-                     base: Optional[Callable[[str], bytes]] = None) -> bytes:
+                     base: Optional[Callable[[str], bytes]] = None) -> bytes | bytearray:
     stored_dtype, n, itemsize, layout = stored_geometry(manifest, nbytes)
     packing = manifest.get("packing", "fields")
     lossy, delta = manifest.get("lossy"), manifest.get("delta")
@@ -474,7 +474,7 @@ def decode_segmented(manifest: Mapping, fetch: Callable[[str], bytes], nbytes: i
                                        "named in the manifest is wrong or corrupt")
         if delta["op"] not in DELTA_OPS:
             raise UnknownFormatError(f"unknown delta op {delta['op']!r} in manifest")
-        if buffer is not None and kernels.LIB is not None and kernels.aligned(base_words):
+        if buffer is not None and kernels.LIB is not None and kernels.aligned(base_words) and kernels.aligned(out):
             kernels.undo_delta(delta["op"], out, base_words)   # in place, one pass in C
         else:
             words = undo_delta(delta["op"], words, base_words)

@@ -157,8 +157,8 @@ def delta_op(manifest: Mapping) -> str | None:
 
 
 def decode_tensor(manifest: Mapping, fetch: Callable[[str], bytes], nbytes: int, *,
-                  base: Callable[[str], bytes] | None = None) -> bytes:
-    """The exact raw bytes of a tensor.
+                  base: Callable[[str], bytes] | None = None) -> bytes | bytearray:
+    """The exact raw bytes of a tensor (``bytes``, or a ``bytearray`` the decoder wrote in place).
 
     ``fetch`` maps a blob hash to its (verified) bytes; ``base`` maps a
     tensor_hash to that tensor's decoded raw bytes and is needed only for
