@@ -322,6 +322,11 @@ _SYNC_POOL: ThreadPoolExecutor | None = None
 _SYNC_POOL_LOCK = threading.Lock()
 
 
+def _flush_data(fd: int) -> None:
+    """The file's data to disk (``fdatasync``; ``fsync`` where there is none, as on macOS)."""
+    (getattr(os, "fdatasync", None) or os.fsync)(fd)
+
+
 def _sync_pool() -> ThreadPoolExecutor:
     global _SYNC_POOL
     with _SYNC_POOL_LOCK:
@@ -378,7 +383,7 @@ class SafetensorsWriter:
             if self._unsynced >= EARLY_SYNC_BYTES and (self._flush is None or self._flush.done()):
                 self._raise_flush_error()
                 self._unsynced = 0
-                self._flush = _sync_pool().submit(os.fdatasync, self.fd)
+                self._flush = _sync_pool().submit(_flush_data, self.fd)
 
     def _raise_flush_error(self) -> None:
         """A background flush's error (EIO, a full disk) is the write's: the kernel reports a

@@ -9,11 +9,11 @@ before anyone reads them.
 from __future__ import annotations
 
 import ctypes
-import platform
+import sys
 
 
 def _uninitialized():
-    if platform.python_implementation() != "CPython":
+    if sys.implementation.name != "cpython":
         return None
     try:
         new = ctypes.pythonapi.PyByteArray_FromStringAndSize
