@@ -1,18 +1,19 @@
 """The compiled per-element loops (storage/_kernels.c for the segmented codec, storage/_context_kernels.c
 for the context coder's decoder), when the install built them.
 
-``pip install`` compiles ``_kernels.c`` where a C compiler is present (setup.py: an optional
-extension). It is plain C loaded with ctypes, which releases the GIL around each call, so the
+``pip install`` compiles both files into one library where a C compiler is present (setup.py: an
+optional extension). It is plain C loaded with ctypes, which releases the GIL around each call, so the
 tensors of a commit or a checkout are split, packed, unpacked and joined in parallel threads.
 Each function returns exactly what the numpy code it replaces returns (bitfields.py,
-planepack.py, bits7.py keep that code as the reference and the fallback; tests/test_kernels.py
-compares them bit for bit), so a repository reads the same with or without the kernels.
+planepack.py, bits7.py, byteclass.py, deltas.py and context_coding.py keep that code as the
+reference and the fallback; tests/test_kernels.py compares them bit for bit, damaged input
+included), so a repository reads the same with or without the kernels.
 
 ``LIB`` is None without the compiled file, or with ``DLV_KERNELS=off`` in the environment
 (to compare, or to rule the kernels out).
 
-Measured with ``benchmarks/streaming.py --repeats 3 --large-gb 1.2`` on 2 cores, kernels on against
-``DLV_KERNELS=off``, two interleaved rounds: a 1.16 GB sharded bfloat16 checkpoint committed through
+Measured when they were added (2026-11-30) with ``benchmarks/streaming.py --repeats 3 --large-gb 1.2``
+on 2 cores, kernels on against ``DLV_KERNELS=off``, two interleaved rounds: a 1.16 GB sharded bfloat16 checkpoint committed through
 the API at 692-763 MB/s against 368-596 (2.15-2.52 against 2.76-4.38 CPU-s/GB), cold checkout
 377-486 against 295-455 MB/s; all-MiniLM-L6-v2 (float32) committed at 245-255 against 158-210 MB/s,
 checked out at 413-469 against 247-353 MB/s. One thread alone gains less than that: split and join
