@@ -33,8 +33,8 @@ with a cursor per context group into the counts and one per (count, group) into 
 bytes; elsewhere (no compiler, ``DLV_KERNELS=off``, a parent not aligned to its word size) the
 numpy reference: two stable counting sorts give every element's place in (count, group, position)
 order, where each stream is one contiguous run. Both release the GIL: tensors decode in parallel
-on threads. Measured on the three trajectories of benchmarks/archive_context.py, one thread, in one
-sitting: 216-279 MB/s compiled against 58-83 MB/s in numpy (docs/CONTEXT_CODER.md).
+on threads. Measured on the three trajectories of benchmarks/archive_context.py, one thread, two
+sittings: 216-370 MB/s compiled against 58-90 MB/s in numpy (docs/CONTEXT_CODER.md).
 
 Blob (one per tensor; integers little-endian)::
 

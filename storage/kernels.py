@@ -22,9 +22,10 @@ numpy takes back between its many short operations per block.
 
 The decoders of archived deltas gain more, on one thread: numpy placed the context coder's elements
 with two stable sorts and fancy indexing, and joined byte classes with a boolean mask per byte; the
-kernels do each in one pass with cursors. benchmarks/archive_context.py, one thread, one sitting
+kernels do each in one pass with cursors. benchmarks/archive_context.py, one thread, two sittings
 (EfficientNet-Lite0 fine-tune / CNN from scratch / MiniLM bfloat16 fine-tune): context-coded deltas
-279 / 267 / 216 MB/s against 83 / 75 / 58, segmented deltas 351 / 289 / 266 against 101 / 83 / 90.
+279 / 267 / 216 and 360 / 370 / 354 MB/s against 83 / 75 / 58 and 88 / 90 / 71; segmented deltas
+351 / 289 / 266 and 367 / 332 / 312 against 101 / 83 / 90 and 92 / 100 / 96.
 
 Hot loops are built three times (x86-64, -v3, -v4: GCC's target_clones) and the loader picks the
 best the processor runs; split and join of bfloat16 ran 1.35-1.5x faster on this machine's AVX-512.
