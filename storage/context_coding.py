@@ -1,4 +1,4 @@
-"""Context-modeled delta coding (codec ``context``, manifest format 3): a float tensor against its parent.
+"""Context-modeled delta coding (codec ``context``, manifest formats 3 and 4): a float tensor against its parent.
 
 Measured on real training trajectories (benchmarks/archive_context.py): after a lossless delta
 (``osub``, the difference in ULPs, or ``xor``), how many significant bytes a delta word has, and
@@ -6,8 +6,10 @@ the value of its leading byte, depend on the magnitude of the parent's value: an
 given size is many ULPs of a small weight and few of a large one. An order-0 coder (zstd per
 segment, ZipNN) sees one mixed distribution; this coder splits every structured stream by a
 context the decoder already knows -- the *parent's exponent field* -- and codes each context
-group with its own zstd frame (its own Huffman table), so each group pays only for its own,
-narrower distribution.
+group as its own stream, so each group pays only for its own, narrower distribution. Each stream is
+stored raw, as a zstd frame or as a static rANS stream (storage/rans.py), whichever is smallest:
+zstd wins where a stream repeats, rANS where it is short or skewed (no frame, a compact table,
+fractions of a bit per symbol).
 
 Input framing (per element; ``s`` = itemsize, 2, 4 or 8 bytes):
 
@@ -18,7 +20,7 @@ Input framing (per element; ``s`` = itemsize, 2, 4 or 8 bytes):
    10..14, float32: 23..30, float64: 52..62) -- for bfloat16 and float16 the real
    exponent/mantissa split, not a byte split;
 4. context values, in increasing order, are merged into *groups* of at least ``min_group``
-   elements (a small group would pay more for its Huffman table than it saves);
+   elements (a small group would pay more for its code table than it saves);
 5. streams, in blob order: ``counts`` per group (each group's ``c`` in element order, packed
    ``k`` to a byte as base-(s+1) digits, first element lowest: k = 5 for 2-byte floats, 3 for
    float32, 2 for float64; the last byte of a group is padded with zeros); then for
@@ -27,7 +29,7 @@ Input framing (per element; ``s`` = itemsize, 2, 4 or 8 bytes):
    ``c - 1`` low bytes of those elements (element-major, low byte first: noise).
 
 Nothing about the grouping is stored: the decoder recomputes it from the parent and the decoded
-counts. Decoding is one zstd call per stream plus, where the compiled kernels are built
+counts. Decoding is one zstd or rANS call per stream plus, where the compiled kernels are built
 (storage/_context_kernels.c via storage/kernels.py), one pass over the elements in position order
 with a cursor per context group into the counts and one per (count, group) into the lead and low
 bytes; elsewhere (no compiler, ``DLV_KERNELS=off``, a parent not aligned to its word size) the
@@ -36,16 +38,26 @@ order, where each stream is one contiguous run. Both release the GIL: tensors de
 on threads. Measured on the three trajectories of benchmarks/archive_context.py, one thread, two
 sittings: 216-370 MB/s compiled against 58-90 MB/s in numpy (docs/CONTEXT_CODER.md).
 
-Blob (one per tensor; integers little-endian)::
+Blob (one per tensor), format 4 (written since 2026-12)::
 
-    b"DCX1" | u32 stream count | per stream: u32 stored length, u8 coding (0 raw, 1 zstd)
-           | the streams, concatenated
+    b"DCX2" | varint stream count | per stream: varint(stored length << 2 | coding)
+            | the streams, concatenated
+    coding: 0 raw, 1 zstd frame without its magic number, 2 rANS (storage/rans.py)
+
+Format 3 (read, no longer written)::
+
+    b"DCX1" | u32 stream count | per stream: u32 stored length, u8 coding (0 raw, 1 zstd frame)
+            | the streams, concatenated          (integers little-endian)
+
+Measured on the EfficientNet-Lite0 fine-tune trajectory (benchmarks/archive_context.py): the
+varint table and the magic-less frames save 4.7 bytes per stream (~10 KB of 40 MB), the rANS
+streams ~140 KB (0.3%): 1.0995x -> 1.103x ZipNN-delta.
 
 Manifest (JSON, in the catalog)::
 
-    {"format": 3, "codec": "context", "dtype": "bfloat16", "context": "parent-exponent",
+    {"format": 4, "codec": "context", "dtype": "bfloat16", "context": "parent-exponent",
      "min_group": 1024, "delta": {"base": "<tensor_hash>", "op": "osub" | "xor"},
-     "segments": ["<blake2b of the blob>"], "sizes": [len(blob)]}
+     "segments": ["<content hash of the blob>"], "sizes": [len(blob)]}
 
 The coder encodes deltas of float16/bfloat16/float32/float64 tensors of at least
 ``min_elements`` elements; :func:`encode_context` returns None otherwise. It does not decide
@@ -61,7 +73,7 @@ from typing import Callable, Mapping, Optional, Sequence
 import numpy as np
 import zstandard
 
-from . import kernels
+from . import kernels, rans
 from .bitfields import FLOAT_FORMATS, UINT_OF_SIZE
 from .buffers import unset_bytearray
 from .byteclass import byte_counts
@@ -69,14 +81,16 @@ from .deltas import apply_delta, undo_delta
 from .codecs import register_codec
 from .errors import CodecError, CorruptBlobError, DamagedEncodingError, UnknownFormatError
 
-FORMAT = 3
+FORMAT = 4                  # written: the DCX2 container (below)
+FORMATS = (3, 4)            # read: format 3 is the DCX1 container, written until 2026-12
 CODEC_ID = "context"
 CONTEXT_PARENT_EXPONENT = "parent-exponent"
 OPS = ("osub", "xor")
-MAGIC = b"DCX1"
-CODING_RAW, CODING_ZSTD = 0, 1
-_HEADER = struct.Struct("<4sI")
-_ENTRY = struct.Struct("<IB")
+MAGIC_V1, MAGIC = b"DCX1", b"DCX2"
+CODING_RAW, CODING_ZSTD, CODING_RANS = 0, 1, 2
+CODINGS = {MAGIC_V1: (CODING_RAW, CODING_ZSTD), MAGIC: (CODING_RAW, CODING_ZSTD, CODING_RANS)}
+_HEADER_V1 = struct.Struct("<4sI")
+_ENTRY_V1 = struct.Struct("<IB")
 
 #: bytes per element of the dtypes this coder takes (float8 leaves no room for a context)
 ITEMSIZES: Mapping[str, int] = {"float16": 2, "bfloat16": 2, "float32": 4, "float64": 8}
@@ -244,55 +258,110 @@ def _optimal_parse() -> zstandard.ZstdCompressor:
     # where zstd's fast levels pay for chance matches.
     params = zstandard.ZstdCompressionParameters.from_level(
         3, strategy=zstandard.STRATEGY_BTULTRA2, window_log=17, chain_log=16, hash_log=16,
-        search_log=3, min_match=7, target_length=32, write_content_size=0)
+        search_log=3, min_match=7, target_length=32, write_content_size=0,
+        format=zstandard.FORMAT_ZSTD1_MAGICLESS)   # the container says it is zstd: 4 bytes less per stream
     return zstandard.ZstdCompressor(compression_params=params)
 
 
-def _bits_per_byte(data: bytes) -> float:
-    counts = kernels.byte_histogram(data)
-    p = counts[counts > 0] / len(data)
+def _entropy_bits(hist: np.ndarray) -> float:
+    """Order-0 entropy, bits per byte, of bytes with this histogram."""
+    p = hist[hist > 0] / hist.sum()
     return float(-(p * np.log2(p)).sum())
 
 
 def _pack(data: bytes, cctx: zstandard.ZstdCompressor, noise: bool) -> tuple[bytes, int]:
-    if not data or (noise and _bits_per_byte(data) >= _NOISE_BITS_PER_BYTE):
+    """The smallest of the stream stored raw, as a zstd frame and as an rANS stream (raw on ties).
+
+    zstd can win where a stream repeats (its matches); rANS where it is short or skewed (no frame,
+    a cheap table, fractions of a bit per symbol). A noise stream is stored raw without trying."""
+    if not data:
         return data, CODING_RAW
-    packed = cctx.compress(data)
-    return (packed, CODING_ZSTD) if len(packed) < len(data) else (data, CODING_RAW)
+    hist = kernels.byte_histogram(data)
+    if noise and _entropy_bits(hist) >= _NOISE_BITS_PER_BYTE:
+        return data, CODING_RAW
+    best = (data, CODING_RAW)
+    for coded, coding in ((cctx.compress(data), CODING_ZSTD), (rans.encode(data, hist), CODING_RANS)):
+        if coded is not None and len(coded) < len(best[0]):
+            best = (coded, coding)
+    return best
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _read_varint(view: memoryview, pos: int, blob_hash: str) -> tuple[int, int]:
+    value = shift = 0
+    while pos < len(view) and shift < 64:
+        byte = view[pos]
+        value |= (byte & 0x7F) << shift
+        pos += 1
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
+    raise CorruptBlobError(blob_hash, "context-coded blob's stream table is cut short")
 
 
 def _container(streams: Sequence[tuple[bytes, int]]) -> bytes:
-    head = [_HEADER.pack(MAGIC, len(streams))] + [_ENTRY.pack(len(d), c) for d, c in streams]
+    """``MAGIC | varint stream count | per stream varint(stored length << 2 | coding) | the streams``."""
+    head = [MAGIC, _varint(len(streams))] + [_varint(len(d) << 2 | c) for d, c in streams]
     return b"".join(head + [d for d, _ in streams])
 
 
-def _unpack_container(blob: bytes, blob_hash: str) -> list[tuple[memoryview, int]]:
+def _unpack_container(blob: bytes, blob_hash: str) -> tuple[bytes, list[tuple[memoryview, int]]]:
+    """(magic, [(stored stream, coding)]) of a DCX1 or DCX2 blob."""
     view = memoryview(blob)
-    if len(view) < _HEADER.size:
-        raise CorruptBlobError(blob_hash, "context-coded blob is shorter than its header")
-    magic, count = _HEADER.unpack_from(view, 0)
-    if magic != MAGIC:
-        raise CorruptBlobError(blob_hash, f"not a context-coded blob (magic {bytes(magic)!r})")
-    pos = _HEADER.size + count * _ENTRY.size
-    if pos > len(view):
-        raise CorruptBlobError(blob_hash, "context-coded blob lists more streams than it holds")
+    if len(view) < 4 or bytes(view[:4]) not in CODINGS:
+        if len(view) < 8:
+            raise CorruptBlobError(blob_hash, "context-coded blob is shorter than its header")
+        raise CorruptBlobError(blob_hash, f"not a context-coded blob (magic {bytes(view[:4])!r})")
+    magic = bytes(view[:4])
+    entries = []
+    if magic == MAGIC_V1:
+        if len(view) < _HEADER_V1.size:
+            raise CorruptBlobError(blob_hash, "context-coded blob is shorter than its header")
+        count = _HEADER_V1.unpack_from(view, 0)[1]
+        pos = _HEADER_V1.size + count * _ENTRY_V1.size
+        if pos > len(view):
+            raise CorruptBlobError(blob_hash, "context-coded blob lists more streams than it holds")
+        entries = [_ENTRY_V1.unpack_from(view, _HEADER_V1.size + i * _ENTRY_V1.size) for i in range(count)]
+    else:
+        count, pos = _read_varint(view, 4, blob_hash)
+        if count > len(view):
+            raise CorruptBlobError(blob_hash, "context-coded blob lists more streams than it holds")
+        for _ in range(count):
+            entry, pos = _read_varint(view, pos, blob_hash)
+            entries.append((entry >> 2, entry & 3))
     out = []
-    for i in range(count):
-        length, coding = _ENTRY.unpack_from(view, _HEADER.size + i * _ENTRY.size)
-        if coding not in (CODING_RAW, CODING_ZSTD) or pos + length > len(view):
+    for i, (length, coding) in enumerate(entries):
+        if coding not in CODINGS[magic] or pos + length > len(view):
             raise CorruptBlobError(blob_hash, f"stream {i} of a context-coded blob is damaged")
         out.append((view[pos:pos + length], coding))
         pos += length
     if pos != len(view):
         raise CorruptBlobError(blob_hash, "context-coded blob has trailing bytes")
-    return out
+    return magic, out
 
 
-def blob_streams(blob: bytes) -> list[bytes]:
-    """The decompressed bytes of every stream of a blob (golden tests compare these, not zstd's bytes)."""
-    dctx = zstandard.ZstdDecompressor()
-    return [dctx.decompressobj().decompress(bytes(data)) if coding == CODING_ZSTD else bytes(data)
-            for data, coding in _unpack_container(blob, "<blob>")]
+def blob_codings(blob: bytes) -> list[int]:
+    """The coding of every stream of a blob, in order (CODING_RAW, CODING_ZSTD or CODING_RANS)."""
+    return [coding for _, coding in _unpack_container(blob, "<blob>")[1]]
+
+
+def blob_streams(manifest: Mapping, blob: bytes, base_raw: bytes | memoryview) -> list[bytes]:
+    """The decoded bytes of every stream of a blob, in order (golden tests compare these: zstd's
+    compressed bytes may change between its releases). An rANS stream does not record its length:
+    the decoder knows it from the parent and the streams before it, so this decodes the tensor."""
+    itemsize = ITEMSIZES[manifest["dtype"]]
+    streams = _Streams(*_unpack_container(blob, "<blob>"), "<blob>", record=True)
+    decode_delta_words(streams, np.frombuffer(base_raw, dtype=UINT_OF_SIZE[itemsize]), manifest["dtype"],
+                       int(manifest["min_group"]))
+    return streams.recorded
 
 
 # -- encode -----------------------------------------------------------------------------------
@@ -344,7 +413,8 @@ def encode_context(raw: bytes | memoryview, dtype: str, shape: Sequence[int], *,
     words = np.frombuffer(raw, dtype=UINT_OF_SIZE[itemsize])
     base_words = np.frombuffer(base_raw, dtype=UINT_OF_SIZE[itemsize])
     cctx = _optimal_parse()
-    store = zstandard.ZstdCompressor(level=1, write_content_size=False)
+    store = zstandard.ZstdCompressor(compression_params=zstandard.ZstdCompressionParameters.from_level(
+        1, write_content_size=0, format=zstandard.FORMAT_ZSTD1_MAGICLESS))
     best: Optional[tuple[bytes, str]] = None
     for op in config.ops:
         blob = _container([_pack(data, store if noise else cctx, noise)
@@ -364,13 +434,15 @@ def encode_context(raw: bytes | memoryview, dtype: str, shape: Sequence[int], *,
 # -- decode -----------------------------------------------------------------------------------
 
 class _Streams:
-    """Hands out a blob's streams in order, decompressed and checked against their expected size."""
+    """Hands out a blob's streams in order, decoded and checked against their expected size."""
 
-    def __init__(self, streams: list[tuple[memoryview, int]], blob_hash: str) -> None:
+    def __init__(self, magic: bytes, streams: list[tuple[memoryview, int]], blob_hash: str, record: bool = False) -> None:
         self.streams, self.blob_hash, self.next = streams, blob_hash, 0
-        self.dctx = zstandard.ZstdDecompressor()
+        self.dctx = zstandard.ZstdDecompressor(
+            format=zstandard.FORMAT_ZSTD1 if magic == MAGIC_V1 else zstandard.FORMAT_ZSTD1_MAGICLESS)
+        self.recorded: Optional[list[bytes]] = [] if record else None
 
-    def take(self, expected: int) -> bytes:
+    def take(self, expected: int) -> bytes | bytearray:
         if self.next >= len(self.streams):
             raise CorruptBlobError(self.blob_hash, "context-coded blob has fewer streams than the tensor needs")
         data, coding = self.streams[self.next]
@@ -380,10 +452,14 @@ class _Streams:
                 out = self.dctx.decompress(data, max_output_size=max(expected, 1))
             except zstandard.ZstdError as exc:
                 raise CorruptBlobError(self.blob_hash, f"zstd: {exc}") from None
+        elif coding == CODING_RANS:
+            out = rans.decode(data, expected, self.blob_hash)
         else:
             out = data
         if len(out) != expected:
             raise CorruptBlobError(self.blob_hash, f"a stream decoded to {len(out)} bytes, expected {expected}")
+        if self.recorded is not None:
+            self.recorded.append(bytes(out))
         return out
 
     def take_groups(self, sizes: Sequence[int]) -> np.ndarray:
@@ -460,7 +536,7 @@ def decode_delta_words(streams: _Streams, base_words: np.ndarray, dtype: str,
 def decode_context(manifest: Mapping, fetch: Callable[[str], bytes], nbytes: int, *,
                    base: Optional[Callable[[str], bytes]] = None) -> bytes | bytearray:
     """The exact raw bytes of a context-coded tensor (needs ``base``: tensor_hash -> parent's raw bytes)."""
-    if manifest.get("format") != FORMAT or manifest.get("codec") != CODEC_ID:
+    if manifest.get("format") not in FORMATS or manifest.get("codec") != CODEC_ID:
         raise CodecError(f"not a context-coded manifest (codec {manifest.get('codec')!r}); decode it with its own codec")
     if manifest.get("context") != CONTEXT_PARENT_EXPONENT:
         raise UnknownFormatError(f"unknown context model {manifest.get('context')!r} in manifest")
@@ -481,7 +557,7 @@ def decode_context(manifest: Mapping, fetch: Callable[[str], bytes], nbytes: int
                                    "the manifest is wrong or damaged")
     itemsize = ITEMSIZES[dtype]
     (blob_hash,) = manifest["segments"]
-    streams = _Streams(_unpack_container(fetch(blob_hash), blob_hash), blob_hash)
+    streams = _Streams(*_unpack_container(fetch(blob_hash), blob_hash), blob_hash)
     base_words = np.frombuffer(base_raw, dtype=UINT_OF_SIZE[itemsize])
     if kernels.LIB is not None and kernels.aligned(base_words):
         out = unset_bytearray(nbytes)    # the result itself, every word written by the kernel: no copy at the end

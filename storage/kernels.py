@@ -1,13 +1,14 @@
 """The compiled per-element loops (storage/_kernels.c for the segmented codec, storage/_context_kernels.c
-for the context coder's decoder), when the install built them.
+for the context coder's decoder, storage/_rans_kernels.c for its rANS streams), when the install built them.
 
-``pip install`` compiles both files into one library where a C compiler is present (setup.py: an
+``pip install`` compiles the three files into one library where a C compiler is present (setup.py: an
 optional extension). It is plain C loaded with ctypes, which releases the GIL around each call, so the
 tensors of a commit or a checkout are split, packed, unpacked and joined in parallel threads.
 Each function returns exactly what the numpy code it replaces returns (bitfields.py,
-planepack.py, bits7.py, byteclass.py, deltas.py and context_coding.py keep that code as the
-reference and the fallback; tests/test_kernels.py compares them bit for bit, damaged input
-included), so a repository reads the same with or without the kernels.
+planepack.py, bits7.py, byteclass.py, deltas.py, context_coding.py and rans.py keep that code as the
+reference and the fallback; tests/test_kernels.py and tests/test_rans.py compare them bit for bit,
+damaged input included), so a repository reads the same with or without the kernels. (The one
+difference in what is written: without the kernels the context coder does not try rANS streams.)
 
 ``LIB`` is None without the compiled file, or with ``DLV_KERNELS=off`` in the environment
 (to compare, or to rule the kernels out).
@@ -74,8 +75,11 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.mh_byte_histogram.argtypes = [p, size, p]
     lib.mh_byte_histogram.restype = None
     lib.mh_byteclass_join.argtypes = [p, size, i, p, p]
+    lib.mh_rans_encode.argtypes = [p, size, p, i, p, size]
+    lib.mh_rans_encode.restype = ctypes.c_int64
+    lib.mh_rans_decode.argtypes = [p, size, p, size]
     for name in ("mh_undo_delta", "mh_byteclass_join", "mh_split_fields", "mh_join_fields", "mh_bits7_encode", "mh_bits7_decode",
-                 "mh_ctx_exp_hist", "mh_ctx_counts", "mh_ctx_words"):
+                 "mh_ctx_exp_hist", "mh_ctx_counts", "mh_ctx_words", "mh_rans_decode"):
         getattr(lib, name).restype = i
 
 
@@ -238,3 +242,22 @@ def context_words(base_words: np.ndarray, man_bits: int, exp_bits: int, labels: 
     _check(LIB.mh_ctx_words(base_words.ctypes.data, base_words.size, s, man_bits, (1 << exp_bits) - 1,
                             label16.ctypes.data, ngroups, counts.ctypes.data, count_pos.ctypes.data, lead_ptrs,
                             lead_pos.ctypes.data, low_ptrs, _DELTA_OPS[op], out.ctypes.data), "context_words")
+
+
+# -- rANS (storage/_rans_kernels.c; the format and the reference are in storage/rans.py) ---------
+
+def rans_encode(symbols, freq: np.ndarray, scale: int) -> memoryview:
+    """The payload (four u32 states, then u16 words) of ``symbols`` under ``freq`` (256 uint32 summing
+    to 2^scale, non-zero for every symbol present)."""
+    n = len(symbols)
+    out = np.empty(2 * n + 16, dtype=np.uint8)
+    table = np.ascontiguousarray(freq, dtype=np.uint32)
+    length = LIB.mh_rans_encode(_address(symbols) if n else None, n, table.ctypes.data, scale, out.ctypes.data, out.size)
+    if length < 0:
+        raise ValueError(f"rans_encode: the kernel refused its arguments (status {length})")
+    return memoryview(out)[out.size - length:]
+
+
+def rans_decode(stream, out: np.ndarray) -> bool:
+    """Decode a whole stream (header, table, payload) into ``out`` (``out.size`` symbols); False when damaged."""
+    return LIB.mh_rans_decode(_address(stream) if len(stream) else None, len(stream), out.ctypes.data, out.size) == 0

@@ -1,9 +1,10 @@
-"""The context coder (storage/context_coding.py, format 3): bit-exact round trips, damage, golden files.
+"""The context coder (storage/context_coding.py, formats 3 and 4): bit-exact round trips, damage, golden files.
 
 tests/golden/context/ holds, per case, the raw tensor, its parent, the manifest and the blob
-written when the fixture was made. The checked-in blob must still decode bit-exactly, and
+written when the fixture was made (format 4); tests/golden/context/format3/ the same cases as
+the format-3 release wrote them. Every checked-in blob must still decode bit-exactly, and
 encoding the same tensor today must give the same manifest (but for the blob's hash and size)
-and the same *decompressed* streams (zstd's compressed bytes may differ between releases).
+and the same *decoded* streams (zstd's compressed bytes may differ between releases).
 Regenerate deliberately with: python tests/test_context_coding.py --regen
 """
 from __future__ import annotations
@@ -17,12 +18,14 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from modelhub.storage.context_coding import (CODEC_ID, FORMAT, ContextCodec, ContextConfig, blob_streams,
-                                             decode_context, encode_context, merge_bins, parent_exponent)
+from modelhub.storage.context_coding import (CODEC_ID, CODING_RANS, CODING_RAW, CODING_ZSTD, FORMAT, MAGIC, MAGIC_V1, ContextCodec,
+                                             ContextConfig, _varint, blob_codings, blob_streams, decode_context,
+                                             encode_context, merge_bins, parent_exponent)
 from modelhub.storage.errors import CodecError, CorruptBlobError, DamagedEncodingError, UnknownFormatError
 from modelhub.storage.objects import content_hash, name_matches
 
 GOLDEN = Path(__file__).parent / "golden" / "context"
+GOLDEN_V1 = GOLDEN / "format3"      # written before 2026-12 (DCX1 container): decoded, never re-encoded
 NUMPY_OF = {"float16": "<f2", "float32": "<f4", "float64": "<f8"}
 SMALL = ContextConfig(min_group=16, min_elements=1)
 
@@ -194,18 +197,82 @@ def _decode_blob(enc, blob: bytes, raw: bytes, base: bytes) -> bytes:
     return decode_context(enc.manifest, lambda h: blob, len(raw), base=lambda h: base)
 
 
+def _with_first_length(blob: bytes, change: int) -> bytes:
+    """A DCX2 blob whose first stream's recorded length is off by ``change`` (count < 128: one byte)."""
+    entry, end = blob[5], 6
+    value = entry & 0x7F
+    shift = 7
+    while entry & 0x80:
+        entry = blob[end]
+        value |= (entry & 0x7F) << shift
+        shift, end = shift + 7, end + 1
+    return blob[:5] + _varint(value + (change << 2)) + blob[end:]
+
+
 @pytest.mark.parametrize("damage, message", [
-    (lambda b: b[:6], "shorter than its header"),
+    (lambda b: b[:3], "shorter than its header"),
     (lambda b: b"XXXX" + b[4:], "not a context-coded blob"),
     (lambda b: b + b"\0", "trailing bytes"),
-    (lambda b: b[:4] + struct.pack("<I", struct.unpack_from("<I", b, 4)[0] - 1) + b[8:], "stream|trailing"),
-    (lambda b: b[:4] + struct.pack("<I", 10 ** 6) + b[8:], "lists more streams"),
+    (lambda b: _with_first_length(b, -1), "stream|trailing"),
+    (lambda b: _with_first_length(b, +1), "stream|trailing"),
+    (lambda b: b[:4] + _varint(10 ** 6) + b[5:], "lists more streams"),
+    (lambda b: b[:6], "cut short|lists more streams"),
+    (lambda b: b[:4] + b[4:5] + b"\xff" * 3, "cut short|lists more streams"),
 ])
 def test_damaged_blobs_raise_corrupt_blob_error(damage, message):
     raw, base = trained_pair("float32", 3000, seed=6)
     enc = roundtrip(raw, base, "float32")
+    assert enc.blobs[0][:4] == MAGIC and enc.blobs[0][4] < 0x80
     with pytest.raises(CorruptBlobError, match=message):
         _decode_blob(enc, damage(enc.blobs[0]), raw, base)
+
+
+def _format3_blob(name: str) -> tuple[dict, bytes, bytes, bytes]:
+    d = GOLDEN_V1 / name
+    manifest = json.loads((d / "manifest.json").read_text())
+    (h,) = manifest["segments"]
+    return manifest, (d / f"{h}.blob").read_bytes(), (d / "raw.bin").read_bytes(), (d / "base.bin").read_bytes()
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda b: b[:6], "shorter than its header"),
+    (lambda b: b + b"\0", "trailing bytes"),
+    (lambda b: b[:4] + struct.pack("<I", struct.unpack_from("<I", b, 4)[0] - 1) + b[8:], "stream|trailing"),
+    (lambda b: b[:4] + struct.pack("<I", 10 ** 6) + b[8:], "lists more streams"),
+    (lambda b: b[:8] + struct.pack("<IB", 5, 2) + b[13:], "stream 0 of a context-coded blob is damaged"),
+])
+def test_damaged_format3_blobs_raise_corrupt_blob_error(damage, message):
+    """DCX1 (format 3, written before rANS streams) is still read, and still checked: coding 2 is not one of its codings."""
+    manifest, blob, raw, base = _format3_blob("float32_osub")
+    assert blob[:4] == MAGIC_V1
+    with pytest.raises(CorruptBlobError, match=message):
+        decode_context(manifest, lambda h: damage(blob), len(raw), base=lambda h: base)
+
+
+def test_streams_are_stored_with_the_smallest_coding():
+    """A trained update of 60k float32 elements: its skewed lead and counts streams are shorter as
+    rANS than as zstd frames (no frame, fractional bits), its low bytes are noise and stay raw."""
+    raw, base = trained_pair("float32", 60000, seed=9)
+    enc = roundtrip(raw, base, "float32", ContextConfig())
+    codings = blob_codings(enc.blobs[0])
+    assert CODING_RANS in codings and CODING_RAW in codings
+    zstd_only = ContextConfig()
+    with no_rans():
+        plain = roundtrip(raw, base, "float32", zstd_only)
+    assert CODING_RANS not in blob_codings(plain.blobs[0])
+    assert enc.nbytes < plain.nbytes
+
+
+class no_rans:
+    """Encode as a build without the compiled kernels does: raw and zstd streams only."""
+
+    def __enter__(self):
+        import modelhub.storage.rans as rans
+        self.rans, self.saved = rans, rans.encode
+        rans.encode = lambda data, hist=None: None
+
+    def __exit__(self, *exc):
+        self.rans.encode = self.saved
 
 
 def test_a_wrong_base_is_caught_by_the_stream_sizes_or_decodes_to_other_bytes():
@@ -228,12 +295,25 @@ def golden_cases() -> dict:
         cases[f"{dtype}_osub"] = dict(raw=raw, base=base, dtype=dtype, config=ContextConfig(min_group=64, min_elements=1, ops=("osub",)))
     raw, base = trained_pair("float32", 700, seed=20240602)
     cases["float32_xor"] = dict(raw=raw, base=base, dtype="float32", config=ContextConfig(min_group=64, min_elements=1, ops=("xor",)))
+    for dtype in ("bfloat16", "float32"):   # large enough that rANS streams win (format 4)
+        raw, base = trained_pair(dtype, 8000, seed=20240603)
+        cases[f"{dtype}_osub_rans"] = dict(raw=raw, base=base, dtype=dtype, config=ContextConfig(min_group=512, min_elements=1))
     return cases
 
 
 def encode_golden(case):
     return encode_context(case["raw"], case["dtype"], [len(case["raw"])], base_raw=case["base"], base_hash="0" * 64,
                           config=case["config"])
+
+
+def test_golden_files_cover_both_formats_and_every_coding():
+    format3 = sorted(m.parent.name for m in GOLDEN_V1.glob("*/manifest.json"))
+    assert format3 == ["bfloat16_osub", "float16_osub", "float32_osub", "float32_xor", "float64_osub"]
+    codings = set()
+    for name in golden_cases():
+        (h,) = json.loads((GOLDEN / name / "manifest.json").read_text())["segments"]
+        codings.update(blob_codings((GOLDEN / name / f"{h}.blob").read_bytes()))
+    assert codings == {CODING_RAW, CODING_ZSTD, CODING_RANS}
 
 
 def regenerate() -> None:
@@ -250,7 +330,7 @@ def regenerate() -> None:
             (d / f"{content_hash(blob)}.blob").write_bytes(blob)
 
 
-@pytest.mark.parametrize("name", sorted(golden_cases()))
+@pytest.mark.parametrize("name", sorted(str(m.parent.relative_to(GOLDEN)) for m in GOLDEN.rglob("manifest.json")))
 def test_checked_in_blobs_decode_bit_exactly(name):
     d = GOLDEN / name
     manifest = json.loads((d / "manifest.json").read_text())
@@ -274,7 +354,8 @@ def test_encoding_today_matches_the_golden_format(name):
     skip = {"segments", "sizes"}
     assert {k: v for k, v in enc.manifest.items() if k not in skip} == {k: v for k, v in golden.items() if k not in skip}
     (old_hash,) = golden["segments"]
-    assert blob_streams(enc.blobs[0]) == blob_streams((d / f"{old_hash}.blob").read_bytes())
+    old_blob = (d / f"{old_hash}.blob").read_bytes()
+    assert blob_streams(enc.manifest, enc.blobs[0], case["base"]) == blob_streams(golden, old_blob, case["base"])
 
 
 if __name__ == "__main__" and "--regen" in sys.argv:

@@ -158,7 +158,7 @@ def test_context_decode_matches_numpy_on_damaged_streams(dtype, data):
     raw, base = _context_pair(data, dtype)
     config = ContextConfig(min_group=data.draw(st.integers(1, 64)), min_elements=1)
     enc = encode_context(raw, dtype, [len(raw)], base_raw=base, base_hash="b" * 64, config=config)
-    streams = blob_streams(enc.blobs[0])
+    streams = blob_streams(enc.manifest, enc.blobs[0], base)
     i = data.draw(st.integers(0, len(streams) - 1))
     damage = data.draw(st.sampled_from(["flip", "cut", "extend", "replace"]))
     stream = bytearray(streams[i])
