@@ -69,6 +69,19 @@ def test_split_and_join_match_numpy_for_every_layout(data, dtype, plain_bytes):
 
 
 @settings(max_examples=200, deadline=None)
+@given(data=st.binary(max_size=2000), dtype=st.sampled_from(["float32", "bfloat16", "float16"]), st_data=st.data())
+def test_join_matches_numpy_whichever_field_comes_first(data, dtype, st_data):
+    """The kernel stores the first field and ORs in the others: a one-bit field first (sign-first
+    layouts) or any other order gives the same words."""
+    itemsize = DTYPES[dtype]
+    layout = st_data.draw(st.permutations(default_layout(dtype, itemsize)))
+    words = np.frombuffer(data[: len(data) // itemsize * itemsize], dtype=f"<u{itemsize}")
+    segments = split_fields(words, layout)
+    fast, slow = both(lambda: join_fields(segments, layout, words.size, itemsize))
+    assert fast == slow and fast[1] == words.tobytes()
+
+
+@settings(max_examples=200, deadline=None)
 @given(data=st.binary(max_size=1500), dtype=st.sampled_from(["float32", "bfloat16", "float16"]),
        known=st.integers(0, 5))
 def test_join_matches_numpy_on_damaged_segments_and_on_the_first_fields_only(data, dtype, known):
