@@ -14,6 +14,7 @@ import modelhub
 from helpers import tiny_cnn
 from modelhub.errors import ArchiveError, DiskFullError, IntegrityError
 from modelhub.storage import errors as S
+from modelhub.storage.tensors import SMALL_TENSOR_BYTES
 from modelhub.storage_boundary import (BlobStore, CorruptObjectError, MissingObjectError, decode_tensor,
                                        translate)
 
@@ -23,8 +24,11 @@ BLOB = "ab" * 32
 def _weights(path: Path, seed: int) -> str:
     """Seed 0: a network; seed 1: it fine-tuned (each weight nudged by ~1e-4 of itself), so that
     `dlv archive` finds deltas worth writing (a commit's own encoding of independent weights is
-    already within the archive's rewrite threshold); other seeds: independent networks."""
+    already within the archive's rewrite threshold); other seeds: independent networks. One tensor
+    is above SMALL_TENSOR_BYTES, so that a commit writes segments (the failures injected below)."""
     state = tiny_cnn(0 if seed == 1 else seed).state_dict()
+    state["head.wide"] = torch.randn(32, 64, generator=torch.Generator().manual_seed(0 if seed == 1 else seed))
+    assert state["head.wide"].numel() * 4 >= SMALL_TENSOR_BYTES
     if seed == 1:
         gen = torch.Generator().manual_seed(1)
         state = {k: v * (1 + 1e-4 * torch.randn(v.shape, generator=gen)) for k, v in state.items()}

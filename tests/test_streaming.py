@@ -252,3 +252,27 @@ def test_mangled_files_are_refused_or_read_within_bounds(tmp_path):
                     assert len(src.view(spec)) == spec.nbytes
         except WeightsError as exc:
             assert str(path) in str(exc)
+
+
+@pytest.mark.parametrize("via", ["file", "state_dict"])
+def test_small_tensors_are_committed_as_one_frame_and_the_rest_in_segments(repo, tmp_path, via):
+    """Below SMALL_TENSOR_BYTES a tensor is one zstd frame (one blob to write), at or above it the
+    segmented codec's fields (what `dlv archive` and progressive reads work on); both check out exactly."""
+    from modelhub.catalog import tensors as catalog_tensors
+    from modelhub.storage.tensors import SMALL_TENSOR_BYTES
+
+    g = torch.Generator().manual_seed(3)
+    sd = {"small": torch.randn(SMALL_TENSOR_BYTES // 4 - 1, generator=g),
+          "edge": torch.randn(SMALL_TENSOR_BYTES // 4, generator=g),
+          "wide": torch.randn(64, 64, generator=g)}
+    if via == "file":
+        save_file(sd, tmp_path / "w.safetensors")
+        version = repo.commit(tmp_path / "w.safetensors", name="m", message="m")
+    else:
+        version = repo.commit(sd, name="m", message="m")
+    with repo.catalog.read() as con:
+        encodings = catalog_tensors.encodings(con)
+        entries = dict(tensorstore.snapshot_entries(con, version.id, 0))
+    codec = {k: json.loads(encodings[entries[k]])["codec"] for k in sd}
+    assert codec == {"small": "zstd-whole", "edge": "segmented", "wide": "segmented"}
+    _exact(repo.checkout("m", rebuild_module=False).state_dict, sd)
