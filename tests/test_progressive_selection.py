@@ -99,10 +99,11 @@ def test_tensors_another_version_fetched_start_where_it_left_them(repo):
     x = torch.randn(30, 1, 8, 8, generator=torch.Generator().manual_seed(2))
     report = evaluate_selection(engine_access(repo), refs, x)
     first, second = (v.report for v in report.versions)
-    # the first starts at 3 segments everywhere; the second starts its shared tensors at least where the
-    # first left them, and fetches nothing it already holds
-    assert first.levels[0].mean_segments == 3.0 and len(first.levels) > 1
-    assert second.levels[0].mean_segments > 3.0
+    # the first starts at 3 segments everywhere (its biases, committed as one frame, are read exactly);
+    # the second starts its shared tensors at least where the first left them, and fetches nothing it
+    # already holds
+    assert first.levels[0].mean_segments <= 3.0 and len(first.levels) > 1
+    assert second.levels[0].mean_segments > first.levels[0].mean_segments
     assert len(second.levels) <= len(first.levels)
     assert report.progressive.bytes_fetched <= first.bytes_read + second.bytes_read
     assert report.labels_equal is True

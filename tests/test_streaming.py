@@ -43,7 +43,8 @@ def _sharded(folder: Path, sd: dict, per_shard: int = 3, index: bool = True) -> 
 def _exact(a: dict, b: dict) -> None:
     assert list(a) == list(b) or set(a) == set(b)
     for k in b:
-        assert a[k].dtype == b[k].dtype and torch.equal(a[k].view(torch.uint8), b[k].contiguous().view(torch.uint8)), k
+        assert a[k].dtype == b[k].dtype and a[k].shape == b[k].shape, k
+        assert torch.equal(a[k].reshape(-1).view(torch.uint8), b[k].contiguous().reshape(-1).view(torch.uint8)), k
 
 
 def test_a_streamed_commit_stores_what_a_state_dict_commit_stores(repo, tmp_path):
@@ -256,15 +257,17 @@ def test_mangled_files_are_refused_or_read_within_bounds(tmp_path):
 
 @pytest.mark.parametrize("via", ["file", "state_dict"])
 def test_small_tensors_are_committed_as_one_frame_and_the_rest_in_segments(repo, tmp_path, via):
-    """Below SMALL_TENSOR_BYTES a tensor is one zstd frame (one blob to write), at or above it the
-    segmented codec's fields (what `dlv archive` and progressive reads work on); both check out exactly."""
+    """A vector below SMALL_TENSOR_BYTES is one zstd frame (one blob to write); a larger vector, and a
+    matrix of any size, the segmented codec's fields (what progressive reads narrow down); all check
+    out exactly."""
     from modelhub.catalog import tensors as catalog_tensors
     from modelhub.storage.tensors import SMALL_TENSOR_BYTES
 
     g = torch.Generator().manual_seed(3)
     sd = {"small": torch.randn(SMALL_TENSOR_BYTES // 4 - 1, generator=g),
           "edge": torch.randn(SMALL_TENSOR_BYTES // 4, generator=g),
-          "wide": torch.randn(64, 64, generator=g)}
+          "wide": torch.randn(64, 64, generator=g), "matrix": torch.randn(4, 4, generator=g),
+          "scalar": torch.tensor(3.0)}
     if via == "file":
         save_file(sd, tmp_path / "w.safetensors")
         version = repo.commit(tmp_path / "w.safetensors", name="m", message="m")
@@ -274,5 +277,6 @@ def test_small_tensors_are_committed_as_one_frame_and_the_rest_in_segments(repo,
         encodings = catalog_tensors.encodings(con)
         entries = dict(tensorstore.snapshot_entries(con, version.id, 0))
     codec = {k: json.loads(encodings[entries[k]])["codec"] for k in sd}
-    assert codec == {"small": "zstd-whole", "edge": "segmented", "wide": "segmented"}
+    assert codec == {"small": "zstd-whole", "edge": "segmented", "wide": "segmented", "matrix": "segmented",
+                     "scalar": "zstd-whole"}
     _exact(repo.checkout("m", rebuild_module=False).state_dict, sd)

@@ -56,7 +56,7 @@ def store_tensors(con: duckdb.DuckDBPyConnection, store: BlobStore,
         for th, (raw, dtype, shape) in zip(hashes, tensors):
             if th in known:
                 continue
-            encoded = encode_tensor(raw, dtype, shape, config=_codec().commit_config(len(raw)))
+            encoded = encode_tensor(raw, dtype, shape, config=_codec().commit_config(len(raw), len(shape)))
             for name, blob in encoded.named_blobs():
                 blobs[store.put(blob, pending=pending, blob_hash=name)] = len(blob)
             rows.append(TensorRow(th, dtype, json.dumps(list(shape)), len(raw),
@@ -223,7 +223,7 @@ def store_streamed(con: duckdb.DuckDBPyConnection, store: BlobStore, tensors: Se
         th, t = item
         try:
             raw = t.read()
-            encoded = encode_tensor(raw, t.dtype, list(t.shape), config=_codec().commit_config(t.nbytes))
+            encoded = encode_tensor(raw, t.dtype, list(t.shape), config=_codec().commit_config(t.nbytes, len(t.shape)))
         finally:
             t.done()
         sizes = {store.put(blob, pending=pending, blob_hash=name): len(blob)
