@@ -85,8 +85,8 @@ DEFAULT_CODEC = "segmented"
 #: network's tensors and little of its bytes, and every blob is a file to write, fsync and rename (and
 #: at least one 4 KB block of disk). Matrices and kernels stay segmented whatever their size: they
 #: are what progressive reads narrow down. EfficientNet-Lite0 (float32): 161 of its 247 tensors are
-#: such vectors (1.2% of its bytes); committed as one frame each, its commit writes 560 blobs instead
-#: of 1,158, runs ~1.5x faster and takes 13.5 MB of disk instead of 16.0 for 0.13% more blob bytes
+#: such vectors (1.2% of its bytes); committed as one frame each, its commit writes 576 blobs instead
+#: of 1,158, runs ~1.5x faster and takes 13.6 MB of disk instead of 16.0 for 0.12% more blob bytes
 #: (benchmarks/streaming.py has the figures of the whole commit).
 SMALL_TENSOR_BYTES = 4096
 
