@@ -13,6 +13,8 @@ from helpers import assert_bit_exact, bits, tiny_cnn
 
 from modelhub.errors import ArchiveError, InputError
 from modelhub.repo.archive import archive
+from modelhub.storage import kernels
+from modelhub.storage.context_coding import CODING_RANS, blob_codings
 from modelhub.tensorio import save_safetensors
 
 
@@ -229,8 +231,8 @@ def test_archive_killed_at_a_random_moment_leaves_every_version_readable(lineage
 def test_archive_uses_the_context_coder_where_it_is_smaller_and_stays_bit_exact(repo):
     """Updates of one absolute size (as an optimizer step makes them) change small weights by more
     ULPs than large ones: the ULP delta's size follows the parent's exponent, which is what the
-    format-3 coder models. The archive must pick it for some deltas, and every snapshot, gc and
-    fsck must be unaffected."""
+    context coder models. The archive must pick it for some deltas (format 4: with rANS streams where
+    the kernels are built), and every snapshot, gc and fsck must be unaffected."""
     g = torch.Generator().manual_seed(7)
     weights = torch.randn(256, 256, generator=g) * 0.05
     snaps = []
@@ -241,6 +243,10 @@ def test_archive_uses_the_context_coder_where_it_is_smaller_and_stays_bit_exact(
     archive(repo, alpha=4.0)
     codecs = [json.loads(m)["codec"] for m in encodings(repo).values()]
     assert "context" in codecs, codecs
+    context = [json.loads(m) for m in encodings(repo).values() if json.loads(m)["codec"] == "context"]
+    assert {m["format"] for m in context} == {4}
+    codings = {c for m in context for c in blob_codings(repo.store.get(m["segments"][0]))}
+    assert CODING_RANS in codings or kernels.LIB is None, codings
     assert_all_snapshots_exact(repo, {v.id: snaps})
     assert repo.gc(grace_s=0) is not None
     assert_all_snapshots_exact(repo, {v.id: snaps})
