@@ -81,6 +81,7 @@ from .byteclass import byte_counts
 from .deltas import apply_delta, undo_delta
 from .codecs import register_codec
 from .errors import CodecError, CorruptBlobError, DamagedEncodingError, UnknownFormatError
+from .segmented import entropy_of_histogram
 
 FORMAT = 4                  # written: the DCX2 container (below)
 FORMATS = (3, 4)            # read: format 3 is the DCX1 container, written until 2026-12
@@ -264,12 +265,6 @@ def _optimal_parse() -> zstandard.ZstdCompressor:
     return zstandard.ZstdCompressor(compression_params=params)
 
 
-def _entropy_bits(hist: np.ndarray) -> float:
-    """Order-0 entropy, bits per byte, of bytes with this histogram."""
-    p = hist[hist > 0] / hist.sum()
-    return float(-(p * np.log2(p)).sum())
-
-
 def _pack(data: bytes, cctx: zstandard.ZstdCompressor, noise: bool) -> tuple[bytes, int]:
     """The smallest of the stream stored raw, as a zstd frame and as an rANS stream (raw on ties).
 
@@ -278,7 +273,7 @@ def _pack(data: bytes, cctx: zstandard.ZstdCompressor, noise: bool) -> tuple[byt
     if not data:
         return data, CODING_RAW
     hist = kernels.byte_histogram(data)
-    if noise and _entropy_bits(hist) >= _NOISE_BITS_PER_BYTE:
+    if noise and entropy_of_histogram(hist) >= _NOISE_BITS_PER_BYTE * len(data):
         return data, CODING_RAW
     best = (data, CODING_RAW)
     for coded, coding in ((cctx.compress(data), CODING_ZSTD), (rans.encode(data, hist), CODING_RANS)):

@@ -140,7 +140,7 @@ def entropy_bits(segment) -> float:
     """Order-0 entropy of a byte string (any buffer of bytes), in bits (n * H0)."""
     if len(segment) == 0:
         return 0.0
-    return _entropy_of_histogram(_histogram(segment))
+    return entropy_of_histogram(_histogram(segment))
 
 
 def _words(raw: bytes | memoryview, itemsize: int) -> np.ndarray:
@@ -185,7 +185,8 @@ def _histogram(data) -> np.ndarray:
     return kernels.byte_histogram(data)
 
 
-def _entropy_of_histogram(counts: np.ndarray) -> float:
+def entropy_of_histogram(counts: np.ndarray) -> float:
+    """Order-0 entropy, in bits (n * H0), of the bytes whose histogram this is."""
     counts = counts[counts > 0].astype(np.float64)
     n = counts.sum()
     return float(-(counts * np.log2(counts / n)).sum()) if n else 0.0
@@ -194,7 +195,7 @@ def _entropy_of_histogram(counts: np.ndarray) -> float:
 def _noise(hist: np.ndarray, n: int, width: int = 8) -> bool:
     """Whether ``n`` elements of a ``width``-bit field with this histogram are noise at that
     width (within 0.1 bit of it per element; an empty segment counts as noise)."""
-    return n == 0 or _entropy_of_histogram(hist) >= (width - 8 + _NOISE_BITS_PER_BYTE) * n
+    return n == 0 or entropy_of_histogram(hist) >= (width - 8 + _NOISE_BITS_PER_BYTE) * n
 
 
 def _bare_bits(width: int, hist: np.ndarray, n: int) -> bool:
