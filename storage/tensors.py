@@ -24,7 +24,7 @@ from .whole import ZstdWholeConfig  # registers format 1: read forever
 from . import context_coding
 from .segmented import SegmentedConfig
 
-__all__ = ["DTYPE_SIZES", "DEFAULT_CODEC", "EncodedTensor", "TENSOR_HASHES", "tensor_hash", "tensor_matches", "check_size", "commit_config",
+__all__ = ["DTYPE_SIZES", "DEFAULT_CODEC", "EncodedTensor", "TENSOR_HASHES", "tensor_hash", "tensor_matches", "check_size", "commit_config", "archive_config",
            "encode_tensor", "encode_delta_best", "decode_tensor", "manifest_blobs", "delta_base", "delta_op", "config_codec"]
 
 
@@ -87,7 +87,9 @@ DEFAULT_CODEC = "segmented"
 #: are what progressive reads narrow down. EfficientNet-Lite0 (float32): 161 of its 247 tensors are
 #: such vectors (1.2% of its bytes); committed as one frame each, its commit writes 576 blobs instead
 #: of 1,158, runs ~1.5x faster and takes 13.6 MB of disk instead of 16.0 for 0.12% more blob bytes
-#: (benchmarks/streaming.py has the figures of the whole commit).
+#: (benchmarks/streaming.py has the figures of the whole commit). `dlv archive` keeps them whole too
+#: (:func:`archive_config`): its first archive of that commit re-encodes 6 tensors, not 22, and leaves
+#: 576 blob files, not 1,163.
 SMALL_TENSOR_BYTES = 4096
 
 
@@ -101,9 +103,22 @@ def commit_config(nbytes: int | None = None, ndim: int | None = None) -> Segment
     archive) re-encodes every tensor whose manifest differs from its planned
     (tuned) encoding by enough to pay for the rewrite, so little is lost.
     """
-    if nbytes is not None and ndim is not None and ndim <= 1 and nbytes < SMALL_TENSOR_BYTES:
+    if nbytes is not None and ndim is not None and _small_vector(nbytes, ndim):
         return ZstdWholeConfig(level=3)
     return SegmentedConfig(strategy="level", level=1)
+
+
+def archive_config(nbytes: int, ndim: int) -> SegmentedConfig | ZstdWholeConfig:
+    """The whole (non-delta) encoding a storage plan (modelhub's archive) sizes for a tensor: a small
+    vector stays one zstd frame, as commits store it (at zstd's effort 19: the archive is not
+    interactive), so that an archive does not split it into segments again; else segmented, tuned."""
+    if _small_vector(nbytes, ndim):
+        return ZstdWholeConfig(level=19)
+    return SegmentedConfig(level=3)
+
+
+def _small_vector(nbytes: int, ndim: int) -> bool:
+    return ndim <= 1 and nbytes < SMALL_TENSOR_BYTES
 
 
 def encode_tensor(raw: bytes, dtype: str, shape: Sequence[int], *, level: int = 3,

@@ -27,7 +27,7 @@ from ..catalog import versions as catalog_versions
 from ..catalog.archive_tables import CostRow, PlanRow
 from ..errors import ArchiveError, InputError
 from ..storage import plan as planning
-from ..storage.tensors import delta_base, manifest_blobs, tensor_matches
+from ..storage.tensors import archive_config, delta_base, manifest_blobs, tensor_matches
 from ..storage_boundary import PendingBlobs, decode_tensor, encode_delta_best, encode_tensor
 from . import tensorstore
 from .records import Record
@@ -141,7 +141,7 @@ def measure(con, store, progress: Optional[Callable[[str], None]] = None) -> Mea
     edges = []
     for h in hashes:
         t = info[h]
-        enc = encode_tensor(raw[h], t.dtype, t.shape, codec="segmented")
+        enc = encode_tensor(raw[h], t.dtype, t.shape, config=archive_config(t.nbytes, len(t.shape)))
         encodings[(None, h)] = enc
         size = _encoded_size(enc)
         edges.append(planning.Edge(0, index[h], size, size + t.nbytes))
