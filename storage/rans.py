@@ -34,6 +34,7 @@ from typing import Optional
 import numpy as np
 
 from . import kernels
+from .buffers import unset_bytearray
 from .errors import CorruptBlobError
 
 MIN_SCALE, MAX_SCALE = 8, 12   # 2^12: the decoder's slot table stays in L1; finer cost 0.008% on the fine-tune
@@ -140,7 +141,7 @@ def encode(data, hist: Optional[np.ndarray] = None) -> Optional[bytes]:
 def decode(stream, n: int, blob_hash: str) -> bytes | bytearray:
     """The ``n`` symbols of an rANS stream; CorruptBlobError (naming ``blob_hash``) when it is damaged."""
     if kernels.LIB is not None:
-        out = bytearray(n)
+        out = unset_bytearray(n)     # the kernel writes every symbol (or the result is dropped)
         if not kernels.rans_decode(stream, np.frombuffer(out, dtype=np.uint8)):
             raise CorruptBlobError(blob_hash, "an rANS stream is damaged")
         return out
