@@ -23,19 +23,21 @@ byte offsets are needed for zero-copy views and page release, and
 """
 from __future__ import annotations
 
-import math
-
+import errno
 import json
+import math
 import mmap
 import os
 import re
 import tempfile
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 
+from . import directwrite
 from .errors import InputError, WeightsError
 
 #: safetensors dtype code <-> torch dtype name (the archive's dtype names)
@@ -336,9 +338,16 @@ def _sync_pool() -> ThreadPoolExecutor:
 
 
 class SafetensorsWriter:
-    """One safetensors file written tensor by tensor (``write`` is safe from several threads)."""
+    """One safetensors file written tensor by tensor (``write`` and ``tensor_buffer`` are safe
+    from several threads).
 
-    def __init__(self, path: Path, tensors: Sequence[OutTensor], metadata: Mapping[str, str] | None) -> None:
+    ``direct``: write a file of at least ``directwrite.DIRECT_MIN_BYTES`` past the page cache
+    (``modelhub.directwrite``); tensors filled into :meth:`tensor_buffer` then go to disk without a
+    copy. ``pool``: where those buffers come from (one pool can serve the shards of a checkout).
+    """
+
+    def __init__(self, path: Path, tensors: Sequence[OutTensor], metadata: Mapping[str, str] | None, *,
+                 direct: bool = False, pool: directwrite.BufferPool | None = None) -> None:
         for t in tensors:
             if t.dtype not in ST_CODES:
                 raise InputError(f"tensor {t.name!r} is {t.dtype}, which safetensors cannot hold")
@@ -346,6 +355,7 @@ class SafetensorsWriter:
         by_name = {t.name: t for t in tensors}
         offset = 0
         self.offsets: dict[str, int] = {}
+        self.sizes: dict[str, int] = {}
         for name, entry in header.items():
             if name == "__metadata__":
                 continue
@@ -353,6 +363,7 @@ class SafetensorsWriter:
             entry["shape"] = list(t.shape)
             entry["data_offsets"] = [offset, offset + t.nbytes]
             self.offsets[name] = offset
+            self.sizes[name] = t.nbytes
             offset += t.nbytes
         head = json.dumps(header, separators=(",", ":")).encode()
         head += b" " * (-len(head) % 8)   # tensor data 8-byte aligned, as safetensors writes it
@@ -362,22 +373,68 @@ class SafetensorsWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, self.tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
         self.fd = fd
+        self.direct_fd = -1                      # the same file opened O_DIRECT, when written so
+        self._direct_refused = False             # the file system took O_DIRECT but not its writes
+        self._pool = pool if pool is not None else directwrite.BufferPool()
+        self._own_pool = pool is None
         self._lock = threading.Lock()
         self._unsynced = 0                       # bytes written since the last background flush began
         self._flush: Future | None = None        # the background flush in flight, if any
         try:
             os.pwrite(fd, len(head).to_bytes(8, "little") + head, 0)
             os.ftruncate(fd, self.size)
+            if direct and self.size >= directwrite.DIRECT_MIN_BYTES:
+                self.direct_fd = directwrite.open_direct(self.tmp)
         except BaseException:
             self.abort()
             raise
 
+    @property
+    def writes_direct(self) -> bool:
+        return self.direct_fd >= 0 and not self._direct_refused
+
+    @contextmanager
+    def tensor_buffer(self, name: str) -> Iterator[memoryview]:
+        """A buffer of tensor ``name``'s size to fill; written to the tensor's place in the file
+        when the block ends without an error. It is placed as the tensor is within a disk block,
+        so a direct write takes it as it is."""
+        pos = self.data_start + self.offsets[name]
+        owner, view = self._pool.take(self.sizes[name], pos % directwrite.ALIGN)
+        try:
+            yield view
+            self._write_at(view, pos, placed=True)
+        finally:
+            self._pool.give(owner, view)
+
     def write(self, name: str, data) -> None:
+        """Write tensor ``name``'s bytes (any buffer of its size)."""
         view = memoryview(data).cast("B")
-        size, pos = view.nbytes, self.data_start + self.offsets[name]
-        while view.nbytes:
-            n = os.pwrite(self.fd, view, pos)
-            view, pos = view[n:], pos + n
+        if view.nbytes != self.sizes[name]:
+            raise InputError(f"tensor {name!r} is {self.sizes[name]} bytes; got {view.nbytes}")
+        if self.writes_direct and view.nbytes >= 2 * directwrite.ALIGN:
+            with self.tensor_buffer(name) as buf:   # one copy in memory instead of one into the cache
+                buf[:] = view
+            return
+        self._write_at(view, self.data_start + self.offsets[name], placed=False)
+
+    def _write_at(self, view: memoryview, pos: int, *, placed: bool) -> None:
+        """``view`` at file offset ``pos``: its whole blocks directly when it is ``placed`` (its
+        address at the same offset within a block as ``pos``) and the file is written directly,
+        the rest through the page cache."""
+        size = view.nbytes
+        start, end = directwrite.block_span(pos, size)
+        if placed and end > start and self.writes_direct:
+            try:
+                directwrite.pwrite_all(self.direct_fd, view[start - pos:end - pos], start)
+            except OSError as exc:
+                if exc.errno != errno.EINVAL:
+                    raise
+                self._direct_refused = True   # every write goes through the cache from now on
+            else:
+                directwrite.pwrite_all(self.fd, view[:start - pos], pos)
+                directwrite.pwrite_all(self.fd, view[end - pos:], end)
+                return
+        directwrite.pwrite_all(self.fd, view, pos)
         with self._lock:
             self._unsynced += size
             if self._unsynced >= EARLY_SYNC_BYTES and (self._flush is None or self._flush.done()):
@@ -399,23 +456,30 @@ class SafetensorsWriter:
             flush.exception()          # wait: the fd must outlive a flush that uses it
 
     def finish(self) -> None:
-        """Make the file durable under a temporary name (``publish`` renames it)."""
+        """Make the file durable under a temporary name (``publish`` renames it). The fsync also
+        flushes the device's cache, where direct writes may still sit."""
         self._settle()
         with self._lock:
             self._raise_flush_error()
         os.fsync(self.fd)
-        os.close(self.fd)
-        self.fd = -1
+        self._close()
 
     def publish(self) -> None:
         os.replace(self.tmp, self.path)
 
     def abort(self) -> None:
         self._settle()
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
+        self._close()
         Path(self.tmp).unlink(missing_ok=True)
+
+    def _close(self) -> None:
+        for attr in ("direct_fd", "fd"):
+            fd = getattr(self, attr, -1)
+            if fd >= 0:
+                setattr(self, attr, -1)
+                os.close(fd)
+        if getattr(self, "_own_pool", False):
+            self._pool.close()
 
 
 def _safetensors_order(tensors: Sequence[OutTensor], metadata: Mapping[str, str] | None) -> dict:

@@ -587,7 +587,7 @@ class ContextCodec:
             raise CodecError(f"the tensor has fewer than {config.min_elements} elements; encode it with the segmented codec")
         return result.manifest, result.blobs
 
-    def decode(self, manifest, fetch, nbytes, *, base=None):
+    def decode(self, manifest, fetch, nbytes, *, base=None, out=None):
         return decode_context(manifest, fetch, nbytes, base=base)
 
     def blobs(self, manifest):

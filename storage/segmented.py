@@ -450,12 +450,16 @@ def read_segments(manifest: Mapping, fetch: Callable[[str], bytes], n: int, layo
 
 
 def decode_segmented(manifest: Mapping, fetch: Callable[[str], bytes], nbytes: int, *,
-                     base: Optional[Callable[[str], bytes]] = None) -> bytes | bytearray:
+                     base: Optional[Callable[[str], bytes]] = None,
+                     out: Optional[memoryview] = None) -> bytes | bytearray | memoryview:
+    """A format-2 tensor's raw bytes; into ``out`` (returned) when given and the tensor is lossless."""
     stored_dtype, n, itemsize, layout = stored_geometry(manifest, nbytes)
     packing = manifest.get("packing", "fields")
     lossy, delta = manifest.get("lossy"), manifest.get("delta")
     # the result itself, written in place by the join and the undone delta: no copy at the end
-    buffer = unset_bytearray(n * itemsize) if not lossy else None
+    buffer = None
+    if not lossy:
+        buffer = out if out is not None and len(out) == n * itemsize else unset_bytearray(n * itemsize)
     out = np.frombuffer(buffer, dtype=UINT_OF_SIZE[itemsize]) if buffer is not None else None
     if packing == PACKING_BYTECLASS:
         words = _read_byteclass(manifest, fetch, n, itemsize, out)
@@ -537,8 +541,8 @@ class SegmentedCodec:
                                   config=config, base_raw=base_raw, base_hash=base_hash)
         return result.manifest, result.blobs
 
-    def decode(self, manifest, fetch, nbytes, *, base=None):
-        return decode_segmented(manifest, fetch, nbytes, base=base)
+    def decode(self, manifest, fetch, nbytes, *, base=None, out=None):
+        return decode_segmented(manifest, fetch, nbytes, base=base, out=out)
 
     def blobs(self, manifest):
         return segmented_blobs(manifest)

@@ -186,11 +186,24 @@ def delta_op(manifest: Mapping) -> str | None:
 
 
 def decode_tensor(manifest: Mapping, fetch: Callable[[str], bytes], nbytes: int, *,
-                  base: Callable[[str], bytes] | None = None) -> bytes | bytearray:
+                  base: Callable[[str], bytes] | None = None,
+                  out: bytearray | memoryview | None = None) -> bytes | bytearray | memoryview:
     """The exact raw bytes of a tensor (``bytes``, or a ``bytearray`` the decoder wrote in place).
 
     ``fetch`` maps a blob hash to its (verified) bytes; ``base`` maps a
     tensor_hash to that tensor's decoded raw bytes and is needed only for
-    delta manifests (see :func:`delta_base`).
+    delta manifests (see :func:`delta_base`). ``out``: a writable buffer of
+    ``nbytes`` bytes that receives them instead (returned, as a byte
+    memoryview): a checkout decodes straight into the buffer it writes out.
     """
-    return get_codec(manifest.get("codec")).decode(manifest, fetch, nbytes, base=base)
+    codec = get_codec(manifest.get("codec"))
+    if out is None:
+        return codec.decode(manifest, fetch, nbytes, base=base)
+    target = memoryview(out).cast("B")
+    if target.readonly or target.nbytes != nbytes:
+        raise CodecError(f"decode_tensor: out must be {nbytes} writable bytes, not {target.nbytes}"
+                         f"{' read-only' if target.readonly else ''} bytes")
+    raw = codec.decode(manifest, fetch, nbytes, base=base, out=target)
+    if raw is not target:   # a codec that cannot decode in place: its own buffer, copied
+        target[:] = raw
+    return target

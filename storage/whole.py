@@ -36,7 +36,7 @@ class ZstdWholeCodec:
         return ({"format": 1, "codec": self.id, "level": config.level, "segments": [content_hash(blob)]},
                 (blob,))
 
-    def decode(self, manifest, fetch, nbytes, *, base=None):
+    def decode(self, manifest, fetch, nbytes, *, base=None, out=None):
         (blob_hash,) = manifest["segments"]
         try:
             raw = zstandard.ZstdDecompressor().decompress(fetch(blob_hash), max_output_size=max(nbytes, 1))

@@ -19,6 +19,7 @@ from pathlib import Path
 from ..catalog import files as catalog_files
 from ..errors import InputError
 from ..progress import NULL_PROGRESS, Progress
+from ..directwrite import BufferPool
 from ..storage.atomic import atomic_write
 from ..weightfiles import (INDEX_NAME, SHARDS_KEY, OutTensor, SafetensorsWriter, index_json, open_weights,
                            shard_names, split_shards)
@@ -28,7 +29,7 @@ from .reads import refresh_hot_copy, snapshot_entries, version_header
 from .records import Record, VersionInfo
 from .refs import resolve
 from .settings import hot_max_bytes
-from .tensorstore import TensorReader, bounded_map
+from .tensorstore import TensorReader, bounded_map, stream_workers
 
 
 @dataclass(frozen=True)
@@ -111,10 +112,19 @@ def write_checkout(repo, ref: str, output: Path | None = None, *, snapshot: int 
         hot_tensors = None
         if snap == count - 1 and hotcopy.enabled():
             hot_tensors = repo.hot.read_raw(vid, entries)   # verified, mapped: copying it is the fast path
+        warms = hot_tensors is None and header.is_latest and snap == count - 1 and hotcopy.enabled()
+        total_bytes = sum(t.nbytes for t in tensors)
+        if warms:
+            cap = hot_max_bytes(con)
+            warms = cap is None or 0 < total_bytes <= cap
+        # Past the page cache (modelhub.directwrite), unless the hot copy is about to be made
+        # from the file just written: then the cached pages are read again at once.
+        direct = not warms
+        pool = BufferPool()
         writers: list[SafetensorsWriter] = []
         try:
             for name, group, group_meta in groups:
-                writers.append(SafetensorsWriter(folder / name, group, group_meta))
+                writers.append(SafetensorsWriter(folder / name, group, group_meta, direct=direct, pool=pool))
             jobs = [(w, t) for w, (_, group, _) in zip(writers, groups) for t in group]
 
             def write_one(job: tuple[SafetensorsWriter, OutTensor]) -> None:
@@ -122,9 +132,14 @@ def write_checkout(repo, ref: str, output: Path | None = None, *, snapshot: int 
                 if hot_tensors is not None:
                     writer.write(t.name, hot_tensors[t.name])
                 else:
-                    writer.write(t.name, reader.decode(hashes[t.name]))
+                    with writer.tensor_buffer(t.name) as buf:   # decoded in place, written from there
+                        reader.decode(hashes[t.name], out=buf)
 
-            with progress.task(f"checkout {info.ref}", sum(t.nbytes for t in tensors)) as task:
+            if workers is None and any(w.writes_direct for w in writers):
+                # a direct write waits for the disk with the GIL released: two more threads
+                # decode meanwhile (measured on 2 cores: 2 threads 0.9-1.1, 4 threads 1.1-1.35 GB/s)
+                workers = stream_workers() + 2
+            with progress.task(f"checkout {info.ref}", total_bytes) as task:
                 for _, job in zip(bounded_map(write_one, jobs, size=lambda job: job[1].nbytes, workers=workers), jobs):
                     task.advance(job[1].nbytes)
             for w in writers:
@@ -133,6 +148,8 @@ def write_checkout(repo, ref: str, output: Path | None = None, *, snapshot: int 
             for w in writers:
                 w.abort()
             raise
+        finally:
+            pool.close()
         contents = {rel: repo.store.get(blob_hash) for rel, blob_hash in attached.items()}
     for w in writers:
         w.publish()

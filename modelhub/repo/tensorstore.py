@@ -109,8 +109,8 @@ def _decode_into(con, store: BlobStore, tensor_hashes: list[str], rows, out: dic
 
 
 def _decode_verified(store: BlobStore, tensor_hash: str, dtype: str, shape, nbytes: int, encoding,
-                     load_base: Callable[[str], bytes]) -> bytes:
-    """Decode a tensor and check the result against its content hash.
+                     load_base: Callable[[str], bytes], out: memoryview | None = None) -> bytes | memoryview:
+    """Decode a tensor (into ``out`` when given) and check the result against its content hash.
 
     The content hash covers the exact output bytes, so verifying each blob
     as well would hash everything twice. Blobs are read unverified first;
@@ -129,7 +129,7 @@ def _decode_verified(store: BlobStore, tensor_hash: str, dtype: str, shape, nbyt
             raise
 
     try:
-        raw = decode_tensor(encoding, lambda b: store.get(b, verify=False), nbytes, base=base)
+        raw = decode_tensor(encoding, lambda b: store.get(b, verify=False), nbytes, base=base, out=out)
         if _codec().tensor_matches(tensor_hash, raw, dtype, shape):
             return raw
     except MissingObjectError:
@@ -137,7 +137,7 @@ def _decode_verified(store: BlobStore, tensor_hash: str, dtype: str, shape, nbyt
     except Exception:  # noqa: BLE001 - damaged bytes can fail anywhere in a codec; the verified pass names them
         if failed_bases:
             raise
-    raw = decode_tensor(encoding, store.get, nbytes, base=base)
+    raw = decode_tensor(encoding, store.get, nbytes, base=base, out=out)
     if not _codec().tensor_matches(tensor_hash, raw, dtype, shape):
         raise corrupt_object(tensor_hash, "decoded tensor does not match its hash")
     return raw
@@ -268,13 +268,14 @@ class TensorReader:
                     bases.add(base)
             wanted = sorted(bases)
 
-    def decode(self, tensor_hash: str) -> bytes:
+    def decode(self, tensor_hash: str, out: memoryview | None = None) -> bytes | memoryview:
+        """The tensor's verified raw bytes (written into ``out`` and returned, when given)."""
         row = self.rows.get(tensor_hash)
         if row is None:
             raise IntegrityError(f"tensor {tensor_hash[:16]} is referenced but not in the catalog; run `dlv fsck`")
         try:
             return _decode_verified(self.store, tensor_hash, row.dtype, row.shape, row.nbytes, row.manifest,
-                                    self.decode)
+                                    self.decode, out)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise IntegrityError(
                 f"tensor {tensor_hash[:16]} has a malformed catalog entry ({type(exc).__name__}); "

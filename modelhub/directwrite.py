@@ -1,0 +1,132 @@
+"""Large output files written past the page cache (``O_DIRECT``), from reusable aligned buffers.
+
+Why: a cold checkout writes every byte of the model once and fsyncs it. Through the page cache each
+byte is copied into a freshly allocated cache page first; measured on a 1.16 GB bf16 checkout here
+(2 cores, ext4 on a virtual disk), that copy was 38% of the process's CPU samples (perf) and the
+checkout's system time swung from 0.4 to 2.3 CPU-s/GB from run to run as the kernel found the pages.
+Written with ``O_DIRECT`` the disk reads the bytes from the decoder's own buffer: no copy, no cache
+pages, and a steady cost (``dd`` here: 2.0-2.4 GB/s direct, 0.38-2.2 GB/s buffered and fsynced).
+
+``O_DIRECT`` wants the buffer address, the file offset and the length aligned to the device's
+block. A tensor sits at any offset of a safetensors file, so :class:`BufferPool` hands out buffers
+placed at the same offset within a block as the tensor is in the file (``phase``): every whole block
+inside a tensor goes out directly, and the at most two partial blocks at its ends go through the page
+cache (a few KB per tensor, never the same block as a direct write). The buffers are reused from
+tensor to tensor, so a checkout does not fault in fresh memory for each one.
+
+Where the platform has no ``O_DIRECT`` (macOS, Windows), where the file system refuses it (tmpfs),
+or where ``DLV_DIRECT_WRITES=0``, files are written through the page cache as before. Nothing here
+changes what is written or when it is durable: the writer still fsyncs before it renames.
+"""
+from __future__ import annotations
+
+import mmap
+import os
+import threading
+
+#: alignment of direct writes: a 4 KB block (every device's logical block is at most that) and at
+#: least a memory page (so that a direct write never shares a cache page with a buffered one)
+ALIGN = max(4096, mmap.PAGESIZE)
+#: files smaller than this are written through the page cache: direct writes pay off on large
+#: files, and a small file's pages are cheap and often read again at once
+DIRECT_MIN_BYTES = 64 << 20
+#: bytes of idle buffers a pool keeps for reuse (more are unmapped when given back)
+POOL_KEEP_BYTES = 512 << 20
+_GRAIN = 1 << 20   # buffer sizes are rounded up to this, so that similar tensors share buffers
+
+
+def enabled() -> bool:
+    """Direct writes unless ``DLV_DIRECT_WRITES`` is 0/false/no/off or the platform has none."""
+    if not hasattr(os, "O_DIRECT"):
+        return False
+    return os.environ.get("DLV_DIRECT_WRITES", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def open_direct(path: str | os.PathLike) -> int:
+    """A second, write-only descriptor of ``path`` that bypasses the page cache; -1 when direct
+    writes are off or the file system refuses them (the caller writes through the cache)."""
+    if not enabled():
+        return -1
+    try:
+        return os.open(path, os.O_WRONLY | os.O_DIRECT | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return -1
+
+
+def block_span(pos: int, nbytes: int) -> tuple[int, int]:
+    """The whole blocks [start, end) inside bytes [pos, pos + nbytes) (start >= end: none)."""
+    return -(-pos // ALIGN) * ALIGN, (pos + nbytes) // ALIGN * ALIGN
+
+
+def pwrite_all(fd: int, view: memoryview, pos: int) -> None:
+    """Write all of ``view`` at ``pos`` (``pwrite`` may write less than asked)."""
+    while view.nbytes:
+        n = os.pwrite(fd, view, pos)
+        view, pos = view[n:], pos + n
+
+
+class BufferPool:
+    """Page-aligned anonymous buffers, handed out for one tensor at a time and reused.
+
+    ``take(n, phase)`` returns (owner, view): ``view`` is ``n`` writable bytes starting ``phase``
+    bytes into a page-aligned mapping. ``give(owner, view)`` releases the view (using it later
+    raises) and keeps the mapping for the next ``take``: whatever was made from the view (a numpy
+    array) must not outlive it. Safe from several threads.
+    """
+
+    def __init__(self, keep_bytes: int = POOL_KEEP_BYTES) -> None:
+        self._free: list[mmap.mmap] = []
+        self._lock = threading.Lock()
+        self._keep = keep_bytes
+
+    def take(self, nbytes: int, phase: int = 0) -> tuple[mmap.mmap, memoryview]:
+        if not 0 <= phase < ALIGN:
+            raise ValueError(f"phase {phase} is not within a block of {ALIGN} bytes")
+        need = phase + nbytes
+        with self._lock:
+            fits = [m for m in self._free if len(m) >= need]
+            owner = min(fits, key=len) if fits else None
+            if owner is not None:
+                self._free.remove(owner)
+        if owner is None:
+            owner = _anonymous(max(-(-need // _GRAIN) * _GRAIN, _GRAIN))
+            if hasattr(mmap, "MADV_HUGEPAGE"):   # fewer page faults on first use, where the kernel allows
+                try:
+                    owner.madvise(mmap.MADV_HUGEPAGE)
+                except OSError:
+                    pass
+        return owner, memoryview(owner)[phase:need]
+
+    def give(self, owner: mmap.mmap, view: memoryview) -> None:
+        try:
+            view.release()
+        except BufferError:
+            return   # still exported: never reused (unmapped when its last user lets go)
+        with self._lock:
+            if sum(len(m) for m in self._free) + len(owner) <= self._keep:
+                self._free.append(owner)
+                return
+        _unmap(owner)
+
+    def close(self) -> None:
+        """Unmap the idle buffers."""
+        with self._lock:
+            free, self._free = self._free, []
+        for m in free:
+            _unmap(m)
+
+
+def _anonymous(size: int) -> mmap.mmap:
+    """Private anonymous memory (``mmap(-1, size)`` alone is shared memory on Unix: shmem pages,
+    zeroed through the page cache's path)."""
+    private = getattr(mmap, "MAP_PRIVATE", None)
+    if private is None:   # Windows: anonymous maps are private there
+        return mmap.mmap(-1, size)
+    return mmap.mmap(-1, size, flags=private | getattr(mmap, "MAP_ANONYMOUS", 0))
+
+
+def _unmap(m: mmap.mmap) -> None:
+    try:
+        m.close()
+    except BufferError:
+        pass   # a view of it is still alive somewhere: the mapping goes with it
