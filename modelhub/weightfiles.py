@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 
-from . import directwrite
+from .storage import directio
 from .errors import InputError, WeightsError
 
 #: safetensors dtype code <-> torch dtype name (the archive's dtype names)
@@ -341,13 +341,13 @@ class SafetensorsWriter:
     """One safetensors file written tensor by tensor (``write`` and ``tensor_buffer`` are safe
     from several threads).
 
-    ``direct``: write a file of at least ``directwrite.DIRECT_MIN_BYTES`` past the page cache
-    (``modelhub.directwrite``); tensors filled into :meth:`tensor_buffer` then go to disk without a
+    ``direct``: write a file of at least ``directio.DIRECT_MIN_BYTES`` past the page cache
+    (``storage.directio``); tensors filled into :meth:`tensor_buffer` then go to disk without a
     copy. ``pool``: where those buffers come from (one pool can serve the shards of a checkout).
     """
 
     def __init__(self, path: Path, tensors: Sequence[OutTensor], metadata: Mapping[str, str] | None, *,
-                 direct: bool = False, pool: directwrite.BufferPool | None = None) -> None:
+                 direct: bool = False, pool: directio.BufferPool | None = None) -> None:
         for t in tensors:
             if t.dtype not in ST_CODES:
                 raise InputError(f"tensor {t.name!r} is {t.dtype}, which safetensors cannot hold")
@@ -375,7 +375,7 @@ class SafetensorsWriter:
         self.fd = fd
         self.direct_fd = -1                      # the same file opened O_DIRECT, when written so
         self._direct_refused = False             # the file system took O_DIRECT but not its writes
-        self._pool = pool if pool is not None else directwrite.BufferPool()
+        self._pool = pool if pool is not None else directio.BufferPool()
         self._own_pool = pool is None
         self._lock = threading.Lock()
         self._unsynced = 0                       # bytes written since the last background flush began
@@ -383,8 +383,8 @@ class SafetensorsWriter:
         try:
             os.pwrite(fd, len(head).to_bytes(8, "little") + head, 0)
             os.ftruncate(fd, self.size)
-            if direct and self.size >= directwrite.DIRECT_MIN_BYTES:
-                self.direct_fd = directwrite.open_direct(self.tmp)
+            if direct and self.size >= directio.DIRECT_MIN_BYTES:
+                self.direct_fd = directio.open_direct(self.tmp)
         except BaseException:
             self.abort()
             raise
@@ -399,7 +399,7 @@ class SafetensorsWriter:
         when the block ends without an error. It is placed as the tensor is within a disk block,
         so a direct write takes it as it is."""
         pos = self.data_start + self.offsets[name]
-        owner, view = self._pool.take(self.sizes[name], pos % directwrite.ALIGN)
+        owner, view = self._pool.take(self.sizes[name], pos % directio.ALIGN)
         try:
             yield view
             self._write_at(view, pos, placed=True)
@@ -411,7 +411,7 @@ class SafetensorsWriter:
         view = memoryview(data).cast("B")
         if view.nbytes != self.sizes[name]:
             raise InputError(f"tensor {name!r} is {self.sizes[name]} bytes; got {view.nbytes}")
-        if self.writes_direct and view.nbytes >= 2 * directwrite.ALIGN:
+        if self.writes_direct and view.nbytes >= 2 * directio.ALIGN:
             with self.tensor_buffer(name) as buf:   # one copy in memory instead of one into the cache
                 buf[:] = view
             return
@@ -422,19 +422,19 @@ class SafetensorsWriter:
         address at the same offset within a block as ``pos``) and the file is written directly,
         the rest through the page cache."""
         size = view.nbytes
-        start, end = directwrite.block_span(pos, size)
+        start, end = directio.block_span(pos, size)
         if placed and end > start and self.writes_direct:
             try:
-                directwrite.pwrite_all(self.direct_fd, view[start - pos:end - pos], start)
+                directio.pwrite_all(self.direct_fd, view[start - pos:end - pos], start)
             except OSError as exc:
                 if exc.errno != errno.EINVAL:
                     raise
                 self._direct_refused = True   # every write goes through the cache from now on
             else:
-                directwrite.pwrite_all(self.fd, view[:start - pos], pos)
-                directwrite.pwrite_all(self.fd, view[end - pos:], end)
+                directio.pwrite_all(self.fd, view[:start - pos], pos)
+                directio.pwrite_all(self.fd, view[end - pos:], end)
                 return
-        directwrite.pwrite_all(self.fd, view, pos)
+        directio.pwrite_all(self.fd, view, pos)
         with self._lock:
             self._unsynced += size
             if self._unsynced >= EARLY_SYNC_BYTES and (self._flush is None or self._flush.done()):

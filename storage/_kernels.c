@@ -64,29 +64,115 @@
         }                                                                                  \
     }
 
+/* Where a joined field's values come from. A field as split_fields wrote it (FIELD: packed bits for
+ * width 1, else one byte per element), or still in its stored coding: a packed plane's codes
+ * (PACKED, planepack.py: bits 2 or 4, window from lo, escapes beside) or a bits7 blob (BITS7,
+ * bits7.py). Joining from the stored coding unpacks a block at a time into the block buffer, so the
+ * unpacked plane never exists whole: on a bfloat16 checkout that was a plane written and read again
+ * per field, in memory freshly faulted in, for every tensor. */
+#define MH_SRC_FIELD 0
+#define MH_SRC_PACKED 1
+#define MH_SRC_BITS7 2
+
+typedef struct {
+    const uint8_t *data;      /* the field, the codes, or the bits7 blob */
+    const uint8_t *escapes;   /* PACKED: the escape bytes, in element order */
+    size_t n_escapes;         /* PACKED: how many there are */
+    size_t found;             /* out. PACKED: escape codes met; BITS7: 1 when a stray top bit was set */
+    int kind;
+    int bits;                 /* PACKED: 2 or 4 */
+    int lo;                   /* PACKED: the window's first byte value */
+} mh_source;
+
+/* Elements [start, stop) of a packed plane into v; start is a multiple of 8. Every code is first
+ * turned into lo + code (vectorized), then the escape codes are found 8 packed bytes at a time (a
+ * code is all ones exactly where AND-ing the word with itself shifted leaves its low bit set) and
+ * only those elements are overwritten, from the escapes in element order (never past the last). */
+static inline void packed_block(mh_source *src, size_t start, size_t stop, uint8_t *restrict v) {
+    const int bits = src->bits, per = 8 / bits;
+    const uint8_t esc = (uint8_t)((1u << bits) - 1u), lo = (uint8_t)src->lo;
+    const uint8_t *restrict c = src->data + start / (size_t)per;
+    const size_t m = stop - start, full = m / (size_t)per;
+    if (bits == 4) {
+        for (size_t k = 0; k < full; k++) {
+            v[2 * k] = (uint8_t)(lo + (c[k] & 0x0F));
+            v[2 * k + 1] = (uint8_t)(lo + (c[k] >> 4));
+        }
+    } else {
+        for (size_t k = 0; k < full; k++) {
+            uint8_t b = c[k];
+            v[4 * k] = (uint8_t)(lo + (b & 3));
+            v[4 * k + 1] = (uint8_t)(lo + ((b >> 2) & 3));
+            v[4 * k + 2] = (uint8_t)(lo + ((b >> 4) & 3));
+            v[4 * k + 3] = (uint8_t)(lo + (b >> 6));
+        }
+    }
+    for (size_t i = full * (size_t)per; i < m; i++)
+        v[i] = (uint8_t)(lo + ((c[full] >> ((i - full * per) * bits)) & esc));
+    const uint64_t low_bits = bits == 4 ? 0x1111111111111111ULL : 0x5555555555555555ULL;
+    const size_t nbytes = (m * (size_t)bits + 7) / 8;
+    size_t e = src->found;
+    for (size_t k = 0; k < nbytes; k += 8) {
+        uint64_t x = 0;
+        if (nbytes - k >= 8)
+            memcpy(&x, c + k, 8);
+        else
+            memcpy(&x, c + k, nbytes - k);
+        uint64_t t = x & (x >> 1);
+        if (bits == 4) t &= t >> 2;
+        if (!(t & low_bits)) continue;
+        size_t first = k * (size_t)per, last = first + 8 * (size_t)per;
+        for (size_t i = first; i < last && i < m; i++) {
+            if (((c[i / per] >> ((i % per) * bits)) & esc) == esc) {
+                if (e < src->n_escapes) v[i] = src->escapes[e];
+                e++;
+            }
+        }
+    }
+    src->found = e;
+}
+
+/* Elements [start, stop) of a bits7 field of n elements into v (bits7.py: the first n - n/8 stored
+ * as bytes, their top bits holding the last n/8 elements' seven bits, one bit plane per t bytes). */
+static inline void bits7_block(const mh_source *src, size_t n, size_t start, size_t stop, uint8_t *restrict v) {
+    const uint8_t *restrict p = src->data;
+    const size_t t = n / 8, head = n - t;
+    size_t i = start;
+    for (; i < stop && i < head; i++) v[i - start] = p[i] & 0x7F;
+    if (i == stop) return;
+    for (size_t j = i; j < stop; j++) v[j - start] = 0;
+    for (int b = 0; b < 7; b++) {
+        const uint8_t *restrict q = p + (size_t)b * t;
+        for (size_t j = i; j < stop; j++) v[j - start] |= (uint8_t)((q[j - head] >> 7) << b);
+    }
+}
+
 /* Field by field over a block of MH_BLOCK words (each pass vectorized, the block in L1): the first
  * field is stored, the others OR-ed in (zeroing the block first cost a tenth of the join). */
 #define MH_JOIN(T)                                                                         \
-    MH_CLONES static void join_##T(const uint8_t *const *segs, size_t n, int nfields, const int *shifts, \
+    MH_CLONES static void join_##T(mh_source *src, size_t n, int nfields, const int *shifts, \
                          const int *widths, T *restrict out, const uint64_t *spread) {     \
-        uint8_t bits[MH_BLOCK];                                                            \
+        uint8_t block[MH_BLOCK];                                                           \
         for (size_t start = 0; start < n; start += MH_BLOCK) {                             \
             size_t stop = start + MH_BLOCK < n ? start + MH_BLOCK : n, m = stop - start;   \
+            T *restrict o = out + start;                                                   \
             for (int f = 0; f < nfields; f++) {                                            \
                 const int s = shifts[f];                                                   \
-                const uint8_t *restrict g = segs[f];                                       \
-                if (widths[f] == 1) {  /* each packed byte spread to 8 bytes of 0 or 1 */   \
+                const uint8_t *restrict g = block;                                         \
+                if (src[f].kind == MH_SRC_PACKED) {                                        \
+                    packed_block(&src[f], start, stop, block);                             \
+                } else if (src[f].kind == MH_SRC_BITS7) {                                  \
+                    bits7_block(&src[f], n, start, stop, block);                           \
+                } else if (widths[f] == 1) {  /* each packed byte spread to 8 bytes of 0 or 1 */ \
                     for (size_t k = 0; k < (m + 7) / 8; k++)                               \
-                        memcpy(bits + 8 * k, spread + g[start / 8 + k], 8);                \
-                    if (f == 0)                                                            \
-                        for (size_t i = 0; i < m; i++) out[start + i] = (T)((T)bits[i] << s); \
-                    else                                                                   \
-                        for (size_t i = 0; i < m; i++) out[start + i] |= (T)((T)bits[i] << s); \
-                } else if (f == 0) {                                                       \
-                    for (size_t i = start; i < stop; i++) out[i] = (T)((T)g[i] << s);      \
+                        memcpy(block + 8 * k, spread + src[f].data[start / 8 + k], 8);     \
                 } else {                                                                   \
-                    for (size_t i = start; i < stop; i++) out[i] |= (T)((T)g[i] << s);     \
+                    g = src[f].data + start;                                               \
                 }                                                                          \
+                if (f == 0)                                                                \
+                    for (size_t i = 0; i < m; i++) o[i] = (T)((T)g[i] << s);               \
+                else                                                                       \
+                    for (size_t i = 0; i < m; i++) o[i] |= (T)((T)g[i] << s);              \
             }                                                                              \
         }                                                                                  \
     }
@@ -115,12 +201,20 @@ int mh_split_fields(const void *words, size_t n, int itemsize, int nfields,
     }
 }
 
-/* The inverse: n words from their fields. Field bytes are OR-ed in unmasked and bits shifted
- * past the word fall off, exactly as join_fields does in numpy (a damaged segment then decodes
- * to the same wrong words either way, and the tensor hash catches it). */
-int mh_join_fields(const uint8_t *const *segs, size_t n, int itemsize, int nfields,
-                   const int *shifts, const int *widths, void *out) {
+static int join_sources(mh_source *src, size_t n, int itemsize, int nfields, const int *shifts,
+                        const int *widths, void *out) {
     if (nfields < 1 || nfields > MH_MAX_FIELDS) return -1;
+    int stray = 0;
+    for (int f = 0; f < nfields; f++) {
+        src[f].found = 0;
+        if (src[f].kind == MH_SRC_PACKED && src[f].bits != 2 && src[f].bits != 4) return -1;
+        if (src[f].kind == MH_SRC_BITS7) {   /* top bits past the tail's planes must be 0 */
+            size_t t = n / 8;
+            for (size_t i = 7 * t; i < n - t; i++)
+                if (src[f].data[i] & 0x80) { src[f].found = 1; stray = 1; break; }
+        }
+    }
+    if (stray) return -2;
     uint64_t spread[256];   /* byte b -> bit j of b in byte j */
     for (int b = 0; b < 256; b++) {
         uint64_t x = 0;
@@ -128,12 +222,39 @@ int mh_join_fields(const uint8_t *const *segs, size_t n, int itemsize, int nfiel
         spread[b] = x;
     }
     switch (itemsize) {
-    case 1: join_uint8_t(segs, n, nfields, shifts, widths, out, spread); return 0;
-    case 2: join_uint16_t(segs, n, nfields, shifts, widths, out, spread); return 0;
-    case 4: join_uint32_t(segs, n, nfields, shifts, widths, out, spread); return 0;
-    case 8: join_uint64_t(segs, n, nfields, shifts, widths, out, spread); return 0;
+    case 1: join_uint8_t(src, n, nfields, shifts, widths, out, spread); return 0;
+    case 2: join_uint16_t(src, n, nfields, shifts, widths, out, spread); return 0;
+    case 4: join_uint32_t(src, n, nfields, shifts, widths, out, spread); return 0;
+    case 8: join_uint64_t(src, n, nfields, shifts, widths, out, spread); return 0;
     default: return -1;
     }
+}
+
+/* The inverse: n words from their fields. Field bytes are OR-ed in unmasked and bits shifted
+ * past the word fall off, exactly as join_fields does in numpy (a damaged segment then decodes
+ * to the same wrong words either way, and the tensor hash catches it). */
+int mh_join_fields(const uint8_t *const *segs, size_t n, int itemsize, int nfields,
+                   const int *shifts, const int *widths, void *out) {
+    if (nfields < 1 || nfields > MH_MAX_FIELDS) return -1;
+    mh_source src[MH_MAX_FIELDS];
+    memset(src, 0, sizeof(src));
+    for (int f = 0; f < nfields; f++) {
+        src[f].data = segs[f];
+        src[f].kind = MH_SRC_FIELD;
+    }
+    return join_sources(src, n, itemsize, nfields, shifts, widths, out);
+}
+
+/* The same from each field's stored coding (mh_source): the words join_fields makes of the planes
+ * planepack.decode_packed and bits7.decode_bits7 return. Returns 0; -1 for an unsupported word size,
+ * field count or code width; -2 when a bits7 field has a stray top bit (its found is 1; nothing
+ * useful was written). A packed field's found counts the escape codes met: the words are right only
+ * where it equals its n_escapes (the caller checks, as decode_packed does; escapes past the stored
+ * ones are never read). Each field's data holds what its coding needs for n elements (checked by
+ * the caller). */
+int mh_join_sources(mh_source *src, size_t n, int itemsize, int nfields, const int *shifts,
+                    const int *widths, void *out) {
+    return join_sources(src, n, itemsize, nfields, shifts, widths, out);
 }
 
 /* Pack a plane to bits-bit codes (bits 2 or 4) in the window starting at lo: code c < 2^bits-1

@@ -18,6 +18,7 @@ from pathlib import Path
 from contextlib import contextmanager
 from typing import Collection, Iterable, Iterator, Mapping
 
+from . import directio
 from .errors import StorageFullError
 
 #: errno values that mean "no room": the write may succeed once space is freed
@@ -143,8 +144,9 @@ def _write_temp(path: Path | str, data: bytes | memoryview, *, durable: bool) ->
     try:
         try:
             view = memoryview(data).cast("B")
-            while view:
-                view = view[os.write(fd, view):]
+            if not directio.write_whole(fd, view):   # a large blob goes past the page cache
+                while view:
+                    view = view[os.write(fd, view):]
             if durable:
                 os.fsync(fd)
         finally:

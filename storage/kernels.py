@@ -36,6 +36,7 @@ from __future__ import annotations
 import ctypes
 import importlib.machinery
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -62,6 +63,7 @@ def _declare(lib: ctypes.CDLL) -> None:
     p, size, i = ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int
     lib.mh_split_fields.argtypes = [p, size, i, i, p, p, p]
     lib.mh_join_fields.argtypes = [p, size, i, i, p, p, p]
+    lib.mh_join_sources.argtypes = [p, size, i, i, p, p, p]
     lib.mh_pack_plane.argtypes = [p, size, i, ctypes.c_uint8, p, p]
     lib.mh_pack_plane.restype = size
     lib.mh_unpack_plane.argtypes = [p, size, i, ctypes.c_uint8, p, size, p]
@@ -78,7 +80,7 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.mh_rans_encode.argtypes = [p, size, p, i, p, size]
     lib.mh_rans_encode.restype = ctypes.c_int64
     lib.mh_rans_decode.argtypes = [p, size, p, size]
-    for name in ("mh_undo_delta", "mh_byteclass_join", "mh_split_fields", "mh_join_fields", "mh_bits7_encode", "mh_bits7_decode",
+    for name in ("mh_undo_delta", "mh_byteclass_join", "mh_split_fields", "mh_join_fields", "mh_join_sources", "mh_bits7_encode", "mh_bits7_decode",
                  "mh_ctx_exp_hist", "mh_ctx_counts", "mh_ctx_words", "mh_rans_decode"):
         getattr(lib, name).restype = i
 
@@ -119,6 +121,48 @@ def join_fields(segments: Sequence, layout: Sequence[tuple[int, int]], n: int, w
     pointers = (ctypes.c_void_p * len(keep))(*(k.ctypes.data for k in keep))
     if LIB.mh_join_fields(pointers, n, words.itemsize, len(layout), shifts, widths, words.ctypes.data):
         raise ValueError(f"join_fields: {len(layout)} fields are more than the kernel takes")
+
+
+class _Source(ctypes.Structure):
+    """mh_source in _kernels.c."""
+    _fields_ = [("data", ctypes.c_void_p), ("escapes", ctypes.c_void_p), ("n_escapes", ctypes.c_size_t),
+                ("found", ctypes.c_size_t), ("kind", ctypes.c_int), ("bits", ctypes.c_int), ("lo", ctypes.c_int)]
+
+
+#: mh_source kinds: a field as split_fields writes it, a packed plane's codes, a bits7 blob
+SOURCE_FIELD, SOURCE_PACKED, SOURCE_BITS7 = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class FieldSource:
+    """One field of a join, in its stored coding: ``kind`` SOURCE_FIELD (``data`` is the field),
+    SOURCE_PACKED (``data`` the codes of ``bits`` bits, window from ``lo``, ``escapes`` their bytes)
+    or SOURCE_BITS7 (``data`` the blob). Lengths are the caller's to check."""
+    kind: int
+    data: object
+    bits: int = 0
+    lo: int = 0
+    escapes: object = b""
+
+
+def join_sources(sources: Sequence[FieldSource], layout: Sequence[tuple[int, int]], n: int,
+                 words: np.ndarray) -> Optional[list[int]]:
+    """Fill ``words`` from the fields in their stored codings, unpacking a block at a time (no
+    plane is unpacked whole). Returns, per field, the escape codes met (SOURCE_PACKED: the words
+    are right only where that equals ``len(escapes)``) or 0; None when a bits7 field has a stray
+    top bit."""
+    keep = [(np.frombuffer(src.data, dtype=np.uint8), np.frombuffer(src.escapes, dtype=np.uint8)
+             if len(src.escapes) else _ONE_ZERO) for src in sources]   # alive for the call
+    array = (_Source * len(sources))(*(
+        _Source(d.ctypes.data, e.ctypes.data, len(src.escapes), 0, src.kind, src.bits, src.lo)
+        for src, (d, e) in zip(sources, keep)))
+    shifts, widths = _layout_arrays(layout)
+    status = LIB.mh_join_sources(array, n, words.itemsize, len(layout), shifts, widths, words.ctypes.data)
+    if status == -2:
+        return None
+    if status:
+        raise ValueError(f"join_sources: {len(layout)} fields or their codings are more than the kernel takes")
+    return [int(src.found) for src in array]
 
 
 def pack_plane(plane: np.ndarray, bits: int, lo: int) -> tuple[np.ndarray, bytes]:

@@ -164,12 +164,13 @@ def encode_packed(plane: bytes | memoryview, bits: int, lo: int, cctx: zstandard
     return b"".join((_HEADER.pack(lo, len(escapes)), escapes, frame))
 
 
-def _mismatch(found: int, stored: int) -> str:
+def escape_mismatch(found: int, stored: int) -> str:
     return f"packed plane has {found} escape codes but stores {stored} escapes"
 
 
-def decode_packed(blob: bytes, bits: int, n: int, blob_hash: str) -> memoryview:
-    """The ``n`` plane bytes of a packed blob (``blob_hash`` names it in errors)."""
+def packed_codes(blob: bytes, bits: int, n: int, blob_hash: str) -> tuple[int, memoryview, bytes]:
+    """(lo, the stored escapes, the codes) of a packed blob of ``n`` elements, every length checked;
+    whether the codes name exactly the stored escapes is checked where they are unpacked."""
     if len(blob) < _HEADER.size:
         raise CorruptBlobError(blob_hash, "packed plane is shorter than its header")
     lo, n_escapes = _HEADER.unpack_from(blob)
@@ -178,22 +179,29 @@ def decode_packed(blob: bytes, bits: int, n: int, blob_hash: str) -> memoryview:
     start = _HEADER.size + n_escapes
     size = (n * bits + 7) // 8
     try:
-        packed = zstandard.ZstdDecompressor().decompress(blob[start:], max_output_size=max(size, 1))
+        packed = zstandard.ZstdDecompressor().decompress(memoryview(blob)[start:], max_output_size=max(size, 1))
     except zstandard.ZstdError as exc:
         raise CorruptBlobError(blob_hash, f"zstd: {exc}") from None
     if len(packed) != size:
         raise CorruptBlobError(blob_hash, f"packed plane decoded to {len(packed)} bytes, expected {size}")
+    return lo, memoryview(blob)[_HEADER.size:start], packed
+
+
+def decode_packed(blob: bytes, bits: int, n: int, blob_hash: str) -> memoryview:
+    """The ``n`` plane bytes of a packed blob (``blob_hash`` names it in errors)."""
+    lo, escapes, packed = packed_codes(blob, bits, n, blob_hash)
+    n_escapes = len(escapes)
     codes = np.frombuffer(packed, dtype=np.uint8)
     if kernels.LIB is not None:   # one pass in C (kernels.py)
-        plane, found = kernels.unpack_plane(codes, n, bits, lo, memoryview(blob)[_HEADER.size:start])
+        plane, found = kernels.unpack_plane(codes, n, bits, lo, escapes)
         if found != n_escapes:
-            raise CorruptBlobError(blob_hash, _mismatch(found, n_escapes))
+            raise CorruptBlobError(blob_hash, escape_mismatch(found, n_escapes))
         return memoryview(plane)
     escaped = _escape_positions(codes, bits, n)
     if escaped.size != n_escapes:
-        raise CorruptBlobError(blob_hash, _mismatch(escaped.size, n_escapes))
+        raise CorruptBlobError(blob_hash, escape_mismatch(escaped.size, n_escapes))
     values = _unpack(codes, bits, n)
     values += np.uint8(lo)   # wraps mod 256, as the encoder's subtraction did
     if n_escapes:
-        values[escaped] = np.frombuffer(blob, dtype=np.uint8, count=n_escapes, offset=_HEADER.size)
+        values[escaped] = np.frombuffer(escapes, dtype=np.uint8)
     return memoryview(values)   # bytes-like without a copy: readers take it with np.frombuffer

@@ -48,7 +48,7 @@ CASES = [
     ("commit", "modelhub.storage.objects.write_temp", S.StorageFullError("objects/ab/cd"), 74),
     ("checkout", "modelhub.storage.segmented._decompress", S.CorruptBlobError(BLOB, "injected"), 65),
     ("checkout", "modelhub.storage.segmented._decompress", S.MissingBlobError(BLOB), 65),
-    ("checkout", "modelhub.storage.segmented.join_fields", S.DamagedEncodingError("injected damage"), 8),
+    ("checkout", "modelhub.storage.segmented.segment_codings", S.DamagedEncodingError("injected damage"), 8),
     ("archive", "modelhub.storage.segmented.encode_segmented", S.UnknownFormatError("injected format"), 8),
     ("archive", "modelhub.storage.objects.write_temp", S.StorageFullError("objects/ab/cd"), 74),
     ("archive", "modelhub.storage.segmented.decode_segmented", S.CorruptBlobError(BLOB, "injected"), 65),
@@ -112,8 +112,8 @@ def test_copy_of_a_version_whose_attached_file_is_gone_is_an_integrity_error(rep
 
 # --- structure: nothing reaches storage's failing entry points around the boundary ------------
 
-#: storage names modelhub may use directly: they cannot raise a StorageError (pure computations),
-#: or (atomic) a plain file write whose one StorageError, a full disk, is also an OSError that
+#: storage names modelhub may use directly: they cannot raise a StorageError (pure computations,
+#: directio's writes), or (atomic) a plain file write whose one StorageError, a full disk, is also an OSError that
 #: cache writes ignore and that the CLI maps through the boundary's translate()
 DIRECT_OK = {
     "plan": None,   # None: the whole module (pure graph computation, ValueError on bad input)
@@ -125,6 +125,8 @@ DIRECT_OK = {
     "segmented": {"SegmentedConfig"},
     "lossy": {"LossyConfig"},
     "atomic": {"atomic_write", "fsync_dir"},
+    # plain file writes past the page cache: OSError only (a checkout's weights files)
+    "directio": {"ALIGN", "DIRECT_MIN_BYTES", "BufferPool", "open_direct", "block_span", "pwrite_all"},
 }
 #: the boundary itself, and the CLI's backstop that hands any StorageError to it
 BOUNDARY_FILES = {"storage_boundary.py", "cli/exitcodes.py"}

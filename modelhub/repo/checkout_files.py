@@ -19,7 +19,7 @@ from pathlib import Path
 from ..catalog import files as catalog_files
 from ..errors import InputError
 from ..progress import NULL_PROGRESS, Progress
-from ..directwrite import BufferPool
+from ..storage.directio import BufferPool
 from ..storage.atomic import atomic_write
 from ..weightfiles import (INDEX_NAME, SHARDS_KEY, OutTensor, SafetensorsWriter, index_json, open_weights,
                            shard_names, split_shards)
@@ -117,7 +117,7 @@ def write_checkout(repo, ref: str, output: Path | None = None, *, snapshot: int 
         if warms:
             cap = hot_max_bytes(con)
             warms = cap is None or 0 < total_bytes <= cap
-        # Past the page cache (modelhub.directwrite), unless the hot copy is about to be made
+        # Past the page cache (storage.directio), unless the hot copy is about to be made
         # from the file just written: then the cached pages are read again at once.
         direct = not warms
         pool = BufferPool()

@@ -1,4 +1,4 @@
-"""Checkouts written past the page cache (modelhub.directwrite): the same bytes, whichever way."""
+"""Checkouts written past the page cache (modelhub.storage.directio): the same bytes, whichever way."""
 from __future__ import annotations
 
 import ctypes
@@ -11,12 +11,14 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from modelhub import directwrite, weightfiles
+from modelhub import weightfiles
+from modelhub.storage import directio
 from modelhub.errors import InputError
 from modelhub.storage import tensors as storage_tensors
-from modelhub.storage.errors import CodecError
+from modelhub.storage.errors import CodecError, StorageFullError
+from modelhub.storage.objects import ObjectStore, PendingBlobs
 
-ALIGN = directwrite.ALIGN
+ALIGN = directio.ALIGN
 
 
 def _address(view: memoryview) -> int:
@@ -26,7 +28,7 @@ def _address(view: memoryview) -> int:
 def _direct_supported(folder: Path) -> bool:
     probe = folder / "probe"
     probe.write_bytes(b"")
-    fd = directwrite.open_direct(probe)
+    fd = directio.open_direct(probe)
     probe.unlink()
     if fd < 0:
         return False
@@ -35,15 +37,15 @@ def _direct_supported(folder: Path) -> bool:
 
 
 def test_block_span_is_the_whole_blocks_inside_a_range():
-    assert directwrite.block_span(0, 3 * ALIGN) == (0, 3 * ALIGN)
-    assert directwrite.block_span(10, 3 * ALIGN) == (ALIGN, 3 * ALIGN)
-    assert directwrite.block_span(ALIGN - 1, ALIGN + 2) == (ALIGN, 2 * ALIGN)
-    start, end = directwrite.block_span(5, ALIGN)   # within two blocks, none whole
+    assert directio.block_span(0, 3 * ALIGN) == (0, 3 * ALIGN)
+    assert directio.block_span(10, 3 * ALIGN) == (ALIGN, 3 * ALIGN)
+    assert directio.block_span(ALIGN - 1, ALIGN + 2) == (ALIGN, 2 * ALIGN)
+    start, end = directio.block_span(5, ALIGN)   # within two blocks, none whole
     assert start >= end
 
 
 def test_a_pool_places_each_buffer_at_its_phase_and_reuses_it():
-    pool = directwrite.BufferPool()
+    pool = directio.BufferPool()
     owner, view = pool.take(10_000, phase=123)
     assert view.nbytes == 10_000 and not view.readonly and _address(view) % ALIGN == 123
     pool.give(owner, view)
@@ -56,7 +58,7 @@ def test_a_pool_places_each_buffer_at_its_phase_and_reuses_it():
 
 
 def test_a_buffer_given_back_can_no_longer_be_used_through_its_view():
-    pool = directwrite.BufferPool()
+    pool = directio.BufferPool()
     owner, view = pool.take(4096)
     pool.give(owner, view)
     with pytest.raises(ValueError, match="released memoryview"):
@@ -77,7 +79,7 @@ SIZES = [5, ALIGN, 3 * ALIGN + 17, 1, 2 * ALIGN - 3, 10 * ALIGN + 1, 7, 4 * ALIG
 @pytest.mark.parametrize("direct", [True, False])
 @pytest.mark.parametrize("through", ["tensor_buffer", "write"])
 def test_a_file_written_tensor_by_tensor_is_what_safetensors_writes(tmp_path, monkeypatch, direct, through):
-    monkeypatch.setattr(directwrite, "DIRECT_MIN_BYTES", 0)
+    monkeypatch.setattr(directio, "DIRECT_MIN_BYTES", 0)
     sd = _tensors(SIZES)
     save_file(sd, tmp_path / "want.safetensors", metadata={"k": "v"})
     specs = [weightfiles.OutTensor(k, "uint8", tuple(t.shape), t.numel()) for k, t in sd.items()]
@@ -99,7 +101,7 @@ def test_a_file_written_tensor_by_tensor_is_what_safetensors_writes(tmp_path, mo
 
 
 def test_a_file_system_that_refuses_direct_writes_gets_them_through_the_cache(tmp_path, monkeypatch):
-    monkeypatch.setattr(directwrite, "DIRECT_MIN_BYTES", 0)
+    monkeypatch.setattr(directio, "DIRECT_MIN_BYTES", 0)
     if not _direct_supported(tmp_path):
         pytest.skip("this file system does not open files O_DIRECT")
     sd = _tensors(SIZES)
@@ -114,7 +116,7 @@ def test_a_file_system_that_refuses_direct_writes_gets_them_through_the_cache(tm
             refused.append(pos)
             raise OSError(errno.EINVAL, "Invalid argument")
         return real(fd, data, pos)
-    monkeypatch.setattr(directwrite.os, "pwrite", pwrite)
+    monkeypatch.setattr(directio.os, "pwrite", pwrite)
     for name, t in sd.items():
         with w.tensor_buffer(name) as buf:
             buf[:] = t.numpy().tobytes()
@@ -125,7 +127,7 @@ def test_a_file_system_that_refuses_direct_writes_gets_them_through_the_cache(tm
 
 
 def test_a_full_disk_during_a_direct_write_fails_the_write_and_leaves_no_file(tmp_path, monkeypatch):
-    monkeypatch.setattr(directwrite, "DIRECT_MIN_BYTES", 0)
+    monkeypatch.setattr(directio, "DIRECT_MIN_BYTES", 0)
     if not _direct_supported(tmp_path):
         pytest.skip("this file system does not open files O_DIRECT")
     sd = _tensors(SIZES)
@@ -137,7 +139,7 @@ def test_a_full_disk_during_a_direct_write_fails_the_write_and_leaves_no_file(tm
         if fd == w.direct_fd:
             raise OSError(errno.ENOSPC, "No space left on device")
         return real(fd, data, pos)
-    monkeypatch.setattr(directwrite.os, "pwrite", pwrite)
+    monkeypatch.setattr(directio.os, "pwrite", pwrite)
     with pytest.raises(OSError, match="No space left on device"):
         with w.tensor_buffer("t05") as buf:
             buf[:] = sd["t05"].numpy().tobytes()
@@ -146,7 +148,7 @@ def test_a_full_disk_during_a_direct_write_fails_the_write_and_leaves_no_file(tm
 
 
 def test_direct_writes_are_off_when_the_environment_says_so(tmp_path, monkeypatch):
-    monkeypatch.setattr(directwrite, "DIRECT_MIN_BYTES", 0)
+    monkeypatch.setattr(directio, "DIRECT_MIN_BYTES", 0)
     monkeypatch.setenv("DLV_DIRECT_WRITES", "off")
     w = weightfiles.SafetensorsWriter(tmp_path / "w.safetensors", [weightfiles.OutTensor("a", "uint8", (8,), 8)], None,
                                       direct=True)
@@ -157,7 +159,7 @@ def test_direct_writes_are_off_when_the_environment_says_so(tmp_path, monkeypatc
 def test_small_files_are_written_through_the_cache(tmp_path):
     w = weightfiles.SafetensorsWriter(tmp_path / "w.safetensors", [weightfiles.OutTensor("a", "uint8", (8,), 8)], None,
                                       direct=True)
-    assert w.size < directwrite.DIRECT_MIN_BYTES and not w.writes_direct
+    assert w.size < directio.DIRECT_MIN_BYTES and not w.writes_direct
     w.abort()
 
 
@@ -220,7 +222,7 @@ def _spy_writers(monkeypatch) -> list:
 def test_a_cold_checkout_is_written_directly_unless_its_hot_copy_is_made_from_it(repo, tmp_path, monkeypatch, hot_cap):
     """With hot copies on and the model under their cap, the hot copy is copied from the file just
     written, so that file goes through the page cache; otherwise it is written past it."""
-    monkeypatch.setattr(directwrite, "DIRECT_MIN_BYTES", 0)
+    monkeypatch.setattr(directio, "DIRECT_MIN_BYTES", 0)
     if not _direct_supported(tmp_path):
         pytest.skip("this file system does not open files O_DIRECT")
     sd = _model()
@@ -236,7 +238,7 @@ def test_a_cold_checkout_is_written_directly_unless_its_hot_copy_is_made_from_it
 
 
 def test_a_sharded_checkout_written_directly_is_the_same_shards(repo, tmp_path, monkeypatch):
-    monkeypatch.setattr(directwrite, "DIRECT_MIN_BYTES", 0)
+    monkeypatch.setattr(directio, "DIRECT_MIN_BYTES", 0)
     monkeypatch.setenv("DLV_HOT_COPIES", "0")
     if not _direct_supported(tmp_path):
         pytest.skip("this file system does not open files O_DIRECT")
@@ -251,3 +253,75 @@ def test_a_sharded_checkout_written_directly_is_the_same_shards(repo, tmp_path, 
     assert made == [True, True]
     for f in src.glob("*.safetensors"):
         assert (tmp_path / "out" / f.name).read_bytes() == f.read_bytes()
+
+
+# -- blobs (storage.atomic.write_temp / atomic_write through directio.write_whole) ---------------
+
+def _blob(n: int) -> bytes:
+    return np.random.default_rng(n).integers(0, 256, n, dtype=np.uint8).tobytes()
+
+
+@pytest.fixture
+def direct_blobs(monkeypatch, tmp_path):
+    """Every blob of a few bytes or more written directly (where this file system takes it)."""
+    if not _direct_supported(tmp_path):
+        pytest.skip("this file system does not open files O_DIRECT")
+    monkeypatch.setattr(directio, "DIRECT_BLOB_BYTES", 16)
+    monkeypatch.setattr(directio, "_refused", False)
+    written = []
+    real = directio._write_padded
+    monkeypatch.setattr(directio, "_write_padded", lambda fd, view: written.append(view.nbytes) or real(fd, view))
+    return written
+
+
+@pytest.mark.parametrize("size", [16, ALIGN - 1, ALIGN, 3 * ALIGN + 5])
+def test_a_blob_written_directly_reads_back_whole_and_exact(tmp_path, direct_blobs, size):
+    store = ObjectStore(tmp_path / "objects")
+    data = _blob(size)
+    name = store.put(data)                              # atomic_write
+    with PendingBlobs() as pending:                     # write_temp, then one batch
+        other = store.put(data[::-1], pending=pending)
+        pending.sync()
+    assert direct_blobs == [size, size]
+    assert store.get(name) == data and store.get(other) == data[::-1]
+    assert store.path_of(name).stat().st_size == size
+
+
+def test_a_file_system_that_refuses_direct_blob_writes_gets_them_through_the_cache(tmp_path, direct_blobs, monkeypatch):
+    import fcntl
+
+    def refuse(fd, cmd, arg=0):
+        if cmd == fcntl.F_SETFL and arg & os.O_DIRECT:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return fcntl_real(fd, cmd, arg)
+    fcntl_real = fcntl.fcntl
+    monkeypatch.setattr(fcntl, "fcntl", refuse)
+    store = ObjectStore(tmp_path / "objects")
+    data = _blob(5000)
+    assert store.get(store.put(data)) == data
+    assert direct_blobs == [] and directio._refused        # not tried again in this process
+
+
+def test_a_direct_blob_write_the_file_system_rejects_midway_is_written_again_through_the_cache(tmp_path, direct_blobs,
+                                                                                            monkeypatch):
+    real = directio.pwrite_all
+
+    def partial(fd, view, pos):
+        real(fd, view[:ALIGN], pos)                     # one block lands, then the file system objects
+        raise OSError(errno.EINVAL, "Invalid argument")
+    monkeypatch.setattr(directio, "pwrite_all", partial)
+    store = ObjectStore(tmp_path / "objects")
+    data = _blob(3 * ALIGN + 5)
+    name = store.put(data)
+    assert store.get(name) == data and store.path_of(name).stat().st_size == len(data)
+
+
+def test_a_full_disk_during_a_direct_blob_write_is_a_storage_full_error_and_leaves_no_temp(tmp_path, direct_blobs,
+                                                                                           monkeypatch):
+    def full(fd, view, pos):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(directio, "pwrite_all", full)
+    store = ObjectStore(tmp_path / "objects")
+    with pytest.raises(StorageFullError, match="objects"):
+        store.put(_blob(5000))
+    assert [p for p in (tmp_path / "objects").rglob("*") if p.is_file()] == []
