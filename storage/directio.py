@@ -45,7 +45,8 @@ DIRECT_MIN_BYTES = 64 << 20
 DIRECT_BLOB_BYTES = 1 << 20
 #: bytes of idle buffers a pool keeps for reuse (more are unmapped when given back)
 POOL_KEEP_BYTES = 512 << 20
-#: the same for the process-wide pool blobs are written from (it outlives every commit)
+#: the same for the process-wide pool blobs are written from (emptied when a batch of blobs is
+#: published: ``release_blob_buffers``)
 BLOB_POOL_KEEP_BYTES = 64 << 20
 _GRAIN = 1 << 20   # buffer sizes are rounded up to this, so that similar tensors share buffers
 
@@ -208,3 +209,12 @@ def _blob_pool() -> BufferPool:
         if _BLOB_POOL is None:
             _BLOB_POOL = BufferPool(BLOB_POOL_KEEP_BYTES)
         return _BLOB_POOL
+
+
+def release_blob_buffers() -> None:
+    """Unmap the idle buffers blobs were written from (the end of a batch of blob writes: a
+    long-running process keeps no memory for the next commit)."""
+    with _BLOB_POOL_LOCK:
+        pool = _BLOB_POOL
+    if pool is not None:
+        pool.close()

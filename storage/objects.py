@@ -23,6 +23,7 @@ from typing import Iterator
 
 import blake3
 
+from . import directio
 from .atomic import atomic_write, fsync_file, publish_temps, write_temp
 from .errors import CorruptBlobError, MissingBlobError
 
@@ -126,12 +127,14 @@ class PendingBlobs:
                 self._early[temp] = self._pool.submit(fsync_file, temp)
 
     def _settle_early(self) -> dict[str, Future]:
-        """Wait for the background fsyncs and stop their threads; returns them (done)."""
+        """Wait for the background fsyncs and stop their threads; returns them (done). The batch's
+        writes are over: the buffers large blobs were written from are let go too."""
         with self._lock:
             early, pool, self._early, self._pool = self._early, self._pool, {}, None
         wait(early.values())
         if pool is not None:
             pool.shutdown()
+        directio.release_blob_buffers()
         return early
 
     def add_present(self, path: str) -> None:
