@@ -302,50 +302,14 @@ MH_CLONES size_t mh_pack_plane(const uint8_t *plane, size_t n, int bits, uint8_t
     return n_esc;
 }
 
-/* The inverse, for the first n codes. Returns how many of them are escape codes; the caller
- * checks that it is n_escapes (a damaged blob: nothing is read past escapes[n_escapes - 1]).
- *
- * First every code is turned into lo + code (a vectorized loop), then the escape codes are found
- * 8 packed bytes at a time (a code is all ones exactly where AND-ing the word with itself
- * shifted leaves its low bit set) and only those elements are overwritten. */
+/* The inverse, for the first n codes (packed_block above, over the whole plane). Returns how many
+ * of them are escape codes; the caller checks that it is n_escapes (a damaged blob: nothing is
+ * read past escapes[n_escapes - 1]). */
 MH_CLONES size_t mh_unpack_plane(const uint8_t *packed, size_t n, int bits, uint8_t lo,
                        const uint8_t *escapes, size_t n_escapes, uint8_t *out) {
-    const uint8_t esc = (uint8_t)((1u << bits) - 1u);
-    const int per = 8 / bits;
-    size_t full = n / (size_t)per;
-    if (bits == 4) {
-        for (size_t k = 0; k < full; k++) {
-            out[2 * k] = (uint8_t)(lo + (packed[k] & 0x0F));
-            out[2 * k + 1] = (uint8_t)(lo + (packed[k] >> 4));
-        }
-    } else {
-        for (size_t k = 0; k < full; k++) {
-            uint8_t b = packed[k];
-            out[4 * k] = (uint8_t)(lo + (b & 3));
-            out[4 * k + 1] = (uint8_t)(lo + ((b >> 2) & 3));
-            out[4 * k + 2] = (uint8_t)(lo + ((b >> 4) & 3));
-            out[4 * k + 3] = (uint8_t)(lo + (b >> 6));
-        }
-    }
-    for (size_t i = full * (size_t)per; i < n; i++)
-        out[i] = (uint8_t)(lo + ((packed[full] >> ((i - full * per) * bits)) & esc));
-    const uint64_t low_bits = bits == 4 ? 0x1111111111111111ULL : 0x5555555555555555ULL;
-    size_t nbytes = (n * (size_t)bits + 7) / 8, e = 0;
-    for (size_t k = 0; k < nbytes; k += 8) {
-        uint64_t x = 0;
-        memcpy(&x, packed + k, nbytes - k < 8 ? nbytes - k : 8);
-        uint64_t t = x & (x >> 1);
-        if (bits == 4) t &= t >> 2;
-        if (!(t & low_bits)) continue;
-        size_t first = k * (size_t)per, last = first + 8 * (size_t)per;
-        for (size_t i = first; i < last && i < n; i++) {
-            if (((packed[i / per] >> ((i % per) * bits)) & esc) == esc) {
-                if (e < n_escapes) out[i] = escapes[e];
-                e++;
-            }
-        }
-    }
-    return e;
+    mh_source src = {packed, escapes, n_escapes, 0, MH_SRC_PACKED, bits, lo};
+    packed_block(&src, 0, n, out);   /* the whole plane as one block */
+    return src.found;
 }
 
 /* bits7 (layout in storage/bits7.py): returns 0, or -1 when a value is 128 or more. */

@@ -76,14 +76,25 @@ def _tensors(sizes: list[int]) -> dict[str, torch.Tensor]:
 SIZES = [5, ALIGN, 3 * ALIGN + 17, 1, 2 * ALIGN - 3, 10 * ALIGN + 1, 7, 4 * ALIGN]
 
 
+def _model_and_writer(tmp_path: Path, *, direct: bool):
+    """The tensors of SIZES saved by safetensors as want.safetensors, and a writer of got.safetensors."""
+    sd = _tensors(SIZES)
+    save_file(sd, tmp_path / "want.safetensors", metadata={"k": "v"})
+    specs = [weightfiles.OutTensor(k, "uint8", tuple(t.shape), t.numel()) for k, t in sd.items()]
+    return sd, weightfiles.SafetensorsWriter(tmp_path / "got.safetensors", specs, {"k": "v"}, direct=direct)
+
+
+def _publish_and_compare(w: weightfiles.SafetensorsWriter, tmp_path: Path) -> None:
+    w.finish()
+    w.publish()
+    assert (tmp_path / "got.safetensors").read_bytes() == (tmp_path / "want.safetensors").read_bytes()
+
+
 @pytest.mark.parametrize("direct", [True, False])
 @pytest.mark.parametrize("through", ["tensor_buffer", "write"])
 def test_a_file_written_tensor_by_tensor_is_what_safetensors_writes(tmp_path, monkeypatch, direct, through):
     monkeypatch.setattr(directio, "DIRECT_MIN_BYTES", 0)
-    sd = _tensors(SIZES)
-    save_file(sd, tmp_path / "want.safetensors", metadata={"k": "v"})
-    specs = [weightfiles.OutTensor(k, "uint8", tuple(t.shape), t.numel()) for k, t in sd.items()]
-    w = weightfiles.SafetensorsWriter(tmp_path / "got.safetensors", specs, {"k": "v"}, direct=direct)
+    sd, w = _model_and_writer(tmp_path, direct=direct)
     if direct and _direct_supported(tmp_path):
         assert w.writes_direct
     if not direct:
@@ -95,19 +106,14 @@ def test_a_file_written_tensor_by_tensor_is_what_safetensors_writes(tmp_path, mo
         else:
             with w.tensor_buffer(name) as buf:
                 buf[:] = data
-    w.finish()
-    w.publish()
-    assert (tmp_path / "got.safetensors").read_bytes() == (tmp_path / "want.safetensors").read_bytes()
+    _publish_and_compare(w, tmp_path)
 
 
 def test_a_file_system_that_refuses_direct_writes_gets_them_through_the_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(directio, "DIRECT_MIN_BYTES", 0)
     if not _direct_supported(tmp_path):
         pytest.skip("this file system does not open files O_DIRECT")
-    sd = _tensors(SIZES)
-    save_file(sd, tmp_path / "want.safetensors")
-    specs = [weightfiles.OutTensor(k, "uint8", tuple(t.shape), t.numel()) for k, t in sd.items()]
-    w = weightfiles.SafetensorsWriter(tmp_path / "got.safetensors", specs, None, direct=True)
+    sd, w = _model_and_writer(tmp_path, direct=True)
     real = os.pwrite
     refused = []
 
@@ -120,19 +126,16 @@ def test_a_file_system_that_refuses_direct_writes_gets_them_through_the_cache(tm
     for name, t in sd.items():
         with w.tensor_buffer(name) as buf:
             buf[:] = t.numpy().tobytes()
-    w.finish()
-    w.publish()
+    _publish_and_compare(w, tmp_path)
     assert len(refused) == 1 and not w.writes_direct   # refused once, then never tried again
-    assert (tmp_path / "got.safetensors").read_bytes() == (tmp_path / "want.safetensors").read_bytes()
 
 
 def test_a_full_disk_during_a_direct_write_fails_the_write_and_leaves_no_file(tmp_path, monkeypatch):
     monkeypatch.setattr(directio, "DIRECT_MIN_BYTES", 0)
     if not _direct_supported(tmp_path):
         pytest.skip("this file system does not open files O_DIRECT")
-    sd = _tensors(SIZES)
-    specs = [weightfiles.OutTensor(k, "uint8", tuple(t.shape), t.numel()) for k, t in sd.items()]
-    w = weightfiles.SafetensorsWriter(tmp_path / "got.safetensors", specs, None, direct=True)
+    sd, w = _model_and_writer(tmp_path, direct=True)
+    (tmp_path / "want.safetensors").unlink()
     real = os.pwrite
 
     def pwrite(fd, data, pos):
