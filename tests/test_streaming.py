@@ -280,3 +280,25 @@ def test_small_tensors_are_committed_as_one_frame_and_the_rest_in_segments(repo,
     assert codec == {"small": "zstd-whole", "edge": "segmented", "wide": "segmented", "matrix": "segmented",
                      "scalar": "zstd-whole"}
     _exact(repo.checkout("m", rebuild_module=False).state_dict, sd)
+
+
+def test_a_streamed_commit_stores_each_new_tensor_once_and_reuses_stored_ones(repo, tmp_path, monkeypatch):
+    """A tensor already stored (by any model) is not encoded again, and one the model holds twice
+    is encoded once."""
+    sd = _state(3)
+    save_file(sd, tmp_path / "a.safetensors")
+    repo.commit(tmp_path / "a.safetensors", name="a", message="first")
+    later = dict(sd)
+    later["layers.0.weight"] = sd["layers.0.weight"] + 1            # new
+    later["copy"] = later["layers.0.weight"].clone()                  # new, and twice in this model
+    save_file(later, tmp_path / "b.safetensors")
+    encoded = []
+    real = tensorstore.encode_tensor
+    monkeypatch.setattr(tensorstore, "encode_tensor", lambda raw, *a, **k: encoded.append(len(raw)) or real(raw, *a, **k))
+    with repo.catalog.read() as con:
+        before = con.execute("SELECT count(*) FROM tensor_data").fetchone()[0]
+    repo.commit(tmp_path / "b.safetensors", name="b", message="second")
+    with repo.catalog.read() as con:
+        after = con.execute("SELECT count(*) FROM tensor_data").fetchone()[0]
+    assert encoded == [later["copy"].numel() * 4] and after == before + 1
+    _exact(repo.checkout("b", rebuild_module=False).state_dict, later)
