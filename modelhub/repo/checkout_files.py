@@ -137,7 +137,7 @@ def write_checkout(repo, ref: str, output: Path | None = None, *, snapshot: int 
 
             if workers is None and any(w.writes_direct for w in writers):
                 # a direct write waits for the disk with the GIL released: two more threads
-                # decode meanwhile (measured on 2 cores: 2 threads 0.9-1.1, 4 threads 1.1-1.35 GB/s)
+                # decode meanwhile (measured on 2 cores: 2 threads 0.9-1.1, 4 threads 1.0-1.35 GB/s)
                 workers = stream_workers() + 2
             with progress.task(f"checkout {info.ref}", total_bytes) as task:
                 for _, job in zip(bounded_map(write_one, jobs, size=lambda job: job[1].nbytes, workers=workers), jobs):
