@@ -32,7 +32,7 @@ CODING = "bits7"
 _TOP = np.uint8(0x80)
 _LOW7 = np.uint8(0x7F)
 _WIDE = "bits7 holds 7-bit fields; this segment has bytes of 128 or more"
-STRAY = "bits7 segment has bits set past its tail planes"
+_STRAY = "bits7 segment has bits set past its tail planes"
 #: tail elements handled at a time (64 Ki): the seven planes of a block stay in cache
 _BLOCK = 1 << 16
 
@@ -90,12 +90,12 @@ def decode_bits7(blob: bytes, n: int, blob_hash: str) -> memoryview:
     if kernels.LIB is not None:   # one pass in C (kernels.py)
         out = kernels.bits7_decode(blob, n)
         if out is None:
-            raise CorruptBlobError(blob_hash, STRAY)
+            raise CorruptBlobError(blob_hash, _STRAY)
         return memoryview(out)
     packed = np.frombuffer(blob, dtype=np.uint8)
     t = n // 8
     if packed[7 * t:].max(initial=0) & _TOP:
-        raise CorruptBlobError(blob_hash, STRAY)
+        raise CorruptBlobError(blob_hash, _STRAY)
     out = np.empty(n, dtype=np.uint8)
     np.bitwise_and(packed, _LOW7, out=out[:expected])
     for start in range(0, t, _BLOCK):
