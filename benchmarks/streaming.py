@@ -9,7 +9,11 @@ Baselines on the same bytes, in the same run, interleaved, median of ``--repeats
   zipnn_compress_write    the same, then the compressed file written and fsynced (what storing it costs);
   zipnn_decompress        ZipNN decompressing that;
   safetensors_load_save   ``safetensors.torch.load_file`` + ``save_file`` of the same model (a plain copy
-                          through memory, what a checkout without compression would cost).
+                          through memory, what a checkout without compression would cost);
+  disk_write              the model's bytes written to a new file in 4 MB writes past the page cache
+                          (``O_DIRECT``, through the cache where refused) and fsynced, like ``dd oflag=direct``:
+                          what this disk takes, the ceiling of any durable checkout (a commit writes the
+                          compressed bytes only). On a virtual disk with a rate limit it moves from run to run.
 
 Workloads (real weights from installed packages; nothing is downloaded):
   minilm-fp32      all-MiniLM-L6-v2 as shipped (float32, 90 MB);
@@ -92,6 +96,30 @@ def _timed_subprocess(argv: list[str], env: dict) -> tuple[float, float, int]:
     return wall, float(user) + float(system), int(rss_kb) * 1024
 
 
+def disk_write(folder: Path, nbytes: int) -> None:
+    """``nbytes`` written to a new file in ``folder`` in 4 MB blocks past the page cache and fsynced."""
+    import mmap
+
+    block = 4 << 20
+    buf = mmap.mmap(-1, block)   # page-aligned, as O_DIRECT wants
+    buf.write(os.urandom(block))
+    path = folder / "disk-write.bin"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+    try:
+        fd = os.open(path, flags | getattr(os, "O_DIRECT", 0))
+    except OSError:   # tmpfs: through the cache
+        fd = os.open(path, flags)
+    try:
+        left = -(-nbytes // block) * block
+        while left:
+            left -= os.write(fd, buf)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+        buf.close()
+        path.unlink()
+
+
 class Clock:
     def __init__(self) -> None:
         self.wall: dict[str, list[float]] = {}
@@ -145,6 +173,8 @@ def run_workload(name: str, src: Path, dtype: str, tmp: Path, repeats: int) -> d
             clock.timed("zipnn_decompress", lambda: ZipNN(bytearray_dtype=dtype, input_format="byte").decompress(blob))
         zipnn_bytes = sum(len(b) for b, _ in zipped)
 
+        clock.timed("disk_write", lambda: disk_write(tmp, nbytes))
+
         # dlv, as fresh processes (start-up included)
         repo = tmp / f"repo{i}"
         modelhub.init_repo(repo)
@@ -191,6 +221,8 @@ def run_workload(name: str, src: Path, dtype: str, tmp: Path, repeats: int) -> d
             "dlv_commit / zipnn_compress": round(wall["zipnn_compress"] / wall["dlv_commit"], 3),
             "api_commit / zipnn_compress": round(wall["zipnn_compress"] / wall["api_commit"], 3),
             "api_commit / zipnn_compress_write": round(wall["zipnn_compress_write"] / wall["api_commit"], 3),
+            "dlv_commit / zipnn_compress_write": round(wall["zipnn_compress_write"] / wall["dlv_commit"], 3),
+            "dlv_checkout_cold / disk_write": round(wall["disk_write"] / wall["dlv_checkout_cold"], 3),
             "dlv_checkout_cold / zipnn_decompress": round(wall["zipnn_decompress"] / wall["dlv_checkout_cold"], 3),
             "api_checkout_cold / zipnn_decompress": round(wall["zipnn_decompress"] / wall["api_checkout_cold"], 3),
             "api_checkout_cold / safetensors_load_save": round(wall["safetensors_load_save"] / wall["api_checkout_cold"], 3),

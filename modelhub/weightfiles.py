@@ -399,12 +399,13 @@ class SafetensorsWriter:
         when the block ends without an error. It is placed as the tensor is within a disk block,
         so a direct write takes it as it is."""
         pos = self.data_start + self.offsets[name]
-        owner, view = self._pool.take(self.sizes[name], pos % directio.ALIGN)
+        buffer = self._pool.take(self.sizes[name], pos % directio.ALIGN)
         try:
+            view = memoryview(buffer)
             yield view
             self._write_at(view, pos, placed=True)
         finally:
-            self._pool.give(owner, view)
+            self._pool.give(buffer)
 
     def write(self, name: str, data) -> None:
         """Write tensor ``name``'s bytes (any buffer of its size)."""

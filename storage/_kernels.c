@@ -318,7 +318,7 @@ MH_CLONES int mh_bits7_encode(const uint8_t *v, size_t n, uint8_t *out) {
     uint8_t any = 0;
     for (size_t i = 0; i < n; i++) any |= v[i];
     if (any & 0x80) return -1;
-    memcpy(out, v, head);
+    if (out != v) memcpy(out, v, head);   /* out == v: encoded in place (the tail is only read) */
     for (int b = 0; b < 7; b++) {
         uint8_t *o = out + (size_t)b * t;
         const uint8_t *tail = v + head;

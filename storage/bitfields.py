@@ -109,7 +109,7 @@ def check_layout(layout: Sequence[Sequence[int]], itemsize: int) -> Layout:
 _SPLIT_BLOCK = 1 << 16
 
 
-def split_fields(words: np.ndarray, layout: Layout) -> list[np.ndarray]:
+def split_fields(words: np.ndarray, layout: Layout, *, empty=None) -> list[np.ndarray]:
     """One contiguous uint8 array per field of ``layout`` (packed bits for 1-bit fields).
 
     Block by block, the words are shifted right by each field's offset and cast to uint8 (the
@@ -117,13 +117,16 @@ def split_fields(words: np.ndarray, layout: Layout) -> list[np.ndarray]:
     temporaries made this 1.5-2x slower (bfloat16, float16, float32); transposing words into
     byte planes first was ~1.5x slower on float32. The fields are returned as arrays, not
     bytes: every consumer takes a buffer, and a copy of each was ~25% of the time.
+
+    ``empty(nbytes)`` makes each field's array (default: a new one; a commit passes its scratch).
     """
     if kernels.LIB is not None and kernels.aligned(words):   # in C (kernels.py)
-        return kernels.split_fields(words, layout)
+        return kernels.split_fields(words, layout, empty)
     n = words.size
     utype = words.dtype.type
     top = 8 * words.itemsize
-    outs = [np.empty(segment_length(n, width), dtype=np.uint8) for _, width in layout]
+    empty = empty or (lambda nbytes: np.empty(nbytes, dtype=np.uint8))
+    outs = [empty(segment_length(n, width)) for _, width in layout]
     shifted = np.empty(min(n, _SPLIT_BLOCK), dtype=words.dtype)
     bits = np.empty(min(n, _SPLIT_BLOCK), dtype=np.uint8)
     for start in range(0, n, _SPLIT_BLOCK):

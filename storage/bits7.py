@@ -49,12 +49,19 @@ def _words(data: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(data).view("<u8")
 
 
-def encode_bits7(field: bytes | memoryview | np.ndarray) -> memoryview:
+def encode_bits7(field: bytes | memoryview | np.ndarray, *, in_place: bool = False) -> memoryview:
     """The blob of a segment whose elements are all below 128 (a 7-bit field), as a view of a new
-    buffer (not copied into ``bytes``: it is only hashed and written)."""
+    buffer (not copied into ``bytes``: it is only hashed and written).
+
+    ``in_place``: written over the start of ``field`` (a writable buffer the caller has no further
+    use for) and viewing it: a commit saves a copy of the field and a new buffer. The layout
+    allows it: byte i of the blob is element i with, for i < 7t, a tail bit in its top bit, and
+    the tail (the last t elements) lies past the blob's n - t bytes, so it is read, never written."""
     values = np.frombuffer(field, dtype=np.uint8)
+    if in_place and values.flags.writeable is False:
+        raise CodecError("encode_bits7(in_place=True) needs a writable field")
     if kernels.LIB is not None:   # one pass in C (kernels.py)
-        blob = kernels.bits7_encode(values)
+        blob = kernels.bits7_encode(values, in_place)
         if blob is None:
             raise CodecError(_WIDE)
         return blob
@@ -63,8 +70,11 @@ def encode_bits7(field: bytes | memoryview | np.ndarray) -> memoryview:
     n = values.size
     t = n // 8
     head = n - t
-    out = np.empty(head, dtype=np.uint8)
-    out[7 * t:] = values[7 * t:head]
+    if in_place:
+        out = values[:head]
+    else:
+        out = np.empty(head, dtype=np.uint8)
+        out[7 * t:] = values[7 * t:head]
     tail = _words(values[head:])
     for start in range(0, t, _BLOCK):   # in blocks of tail elements: the planes stay in cache
         stop = min(t, start + _BLOCK)

@@ -27,7 +27,12 @@ class Codec(Protocol):
     config_type: ClassVar[type]
 
     def encode(self, raw: bytes, dtype: str, shape: Sequence[int], config: Any, *,
-               base_raw: bytes | None = None, base_hash: str | None = None) -> tuple[dict, tuple[bytes, ...]]: ...
+               base_raw: bytes | None = None, base_hash: str | None = None,
+               scratch: Any = None) -> tuple[dict, tuple[bytes, ...]]:
+        """(manifest, blobs). ``scratch`` (an ``EncodeScratch``, scratch.py) is where a codec may
+        put its temporaries; its blobs may then be views of them, valid until ``scratch.release()``.
+        A codec may ignore it."""
+        ...
 
     def decode(self, manifest: Mapping, fetch: Fetch, nbytes: int, *,
                base: Optional[BaseResolver] = None, out: Optional[memoryview] = None) -> bytes | memoryview:

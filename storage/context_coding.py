@@ -578,7 +578,7 @@ class ContextCodec:
     id = CODEC_ID
     config_type = ContextConfig
 
-    def encode(self, raw, dtype, shape, config: ContextConfig, *, base_raw=None, base_hash=None):
+    def encode(self, raw, dtype, shape, config: ContextConfig, *, base_raw=None, base_hash=None, scratch=None):
         if base_raw is None or base_hash is None:
             raise CodecError("the context codec stores deltas only; pass base_raw= and base_hash=, "
                              "or encode this tensor with the segmented codec")

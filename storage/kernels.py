@@ -99,14 +99,20 @@ def _address(buffer) -> int:
     return np.frombuffer(buffer, dtype=np.uint8).ctypes.data if not isinstance(buffer, np.ndarray) else buffer.ctypes.data
 
 
+def _new_bytes(nbytes: int) -> np.ndarray:
+    return np.empty(nbytes, dtype=np.uint8)
+
+
 def _layout_arrays(layout: Sequence[tuple[int, int]]):
     k = len(layout)
     return (ctypes.c_int * k)(*(s for s, _ in layout)), (ctypes.c_int * k)(*(w for _, w in layout))
 
 
-def split_fields(words: np.ndarray, layout: Sequence[tuple[int, int]]) -> list[np.ndarray]:
+def split_fields(words: np.ndarray, layout: Sequence[tuple[int, int]], empty=None) -> list[np.ndarray]:
+    """The fields as bitfields.split_fields returns them, in arrays from ``empty(nbytes)`` (default: new ones)."""
     n = words.size
-    outs = [np.empty((n + 7) // 8 if w == 1 else n, dtype=np.uint8) for _, w in layout]
+    empty = empty or _new_bytes
+    outs = [empty((n + 7) // 8 if w == 1 else n) for _, w in layout]
     shifts, widths = _layout_arrays(layout)
     pointers = (ctypes.c_void_p * len(outs))(*(o.ctypes.data for o in outs))
     if LIB.mh_split_fields(words.ctypes.data, n, words.itemsize, len(layout), shifts, widths, pointers):
@@ -165,9 +171,10 @@ def join_sources(sources: Sequence[FieldSource], layout: Sequence[tuple[int, int
     return [int(src.found) for src in array]
 
 
-def pack_plane(plane: np.ndarray, bits: int, lo: int) -> tuple[np.ndarray, bytes]:
+def pack_plane(plane: np.ndarray, bits: int, lo: int, empty=None) -> tuple[np.ndarray, bytes]:
+    """(the codes, in an array from ``empty(nbytes)``, default a new one; the escapes)."""
     n = plane.size
-    packed = np.empty((n * bits + 7) // 8, dtype=np.uint8)
+    packed = (empty or _new_bytes)((n * bits + 7) // 8)
     escapes = np.empty(n, dtype=np.uint8)
     count = LIB.mh_pack_plane(plane.ctypes.data, n, bits, lo, packed.ctypes.data, escapes.ctypes.data)
     return packed, escapes[:count].tobytes()
@@ -182,10 +189,11 @@ def unpack_plane(packed: np.ndarray, n: int, bits: int, lo: int, escapes) -> tup
     return out, found
 
 
-def bits7_encode(values: np.ndarray) -> Optional[memoryview]:
-    """The bits7 blob, or None when a value is 128 or more."""
+def bits7_encode(values: np.ndarray, in_place: bool = False) -> Optional[memoryview]:
+    """The bits7 blob, or None (``values`` unchanged) when a value is 128 or more; with
+    ``in_place`` it is written over the first ``n - n // 8`` of ``values`` (which it then views)."""
     n = values.size
-    out = np.empty(n - n // 8, dtype=np.uint8)
+    out = values[:n - n // 8] if in_place else np.empty(n - n // 8, dtype=np.uint8)
     ok = LIB.mh_bits7_encode(values.ctypes.data, n, out.ctypes.data)
     return memoryview(out) if ok == 0 else None
 

@@ -58,13 +58,13 @@ def best_window(hist: np.ndarray, bits: int) -> tuple[int, int]:
 _PACK_BLOCK = 1 << 18
 
 
-def _pack_plane(plane: np.ndarray, bits: int, lo: int) -> tuple[np.ndarray, bytes]:
+def _pack_plane(plane: np.ndarray, bits: int, lo: int, empty=None) -> tuple[np.ndarray, bytes]:
     """(the packed codes, the escaped bytes in element order). Each element's code is its offset
     from ``lo`` (uint8 arithmetic wraps, so a window may straddle 255 -> 0), clipped to the
     escape code 2^bits - 1; then every 8/bits codes, as one little-endian word, are shifted
     into one byte. Done in cache-sized blocks (~2x faster than whole-plane temporaries)."""
     if kernels.LIB is not None:   # one pass in C (kernels.py)
-        return kernels.pack_plane(np.ascontiguousarray(plane), bits, lo)
+        return kernels.pack_plane(np.ascontiguousarray(plane), bits, lo, empty)
     per = 8 // bits
     escape = np.uint8((1 << bits) - 1)
     pad = (-plane.size) % per
@@ -73,7 +73,7 @@ def _pack_plane(plane: np.ndarray, bits: int, lo: int) -> tuple[np.ndarray, byte
     wide = np.dtype("<u2" if bits == 4 else "<u4")
     kind = wide.type
     low = kind((1 << bits) - 1)
-    packed = np.empty(plane.size // per, dtype=np.uint8)
+    packed = empty(plane.size // per) if empty is not None else np.empty(plane.size // per, dtype=np.uint8)
     escapes = []
     for start in range(0, plane.size, _PACK_BLOCK):
         block = plane[start:start + _PACK_BLOCK]
@@ -157,9 +157,11 @@ def _escape_codes(chunks: np.ndarray, bits: int, codes_per_chunk: int, chunk_ind
     return chunk_index[rows].astype(np.int64) * (8 * (8 // bits)) + cols
 
 
-def encode_packed(plane: bytes | memoryview, bits: int, lo: int, cctx: zstandard.ZstdCompressor) -> bytes:
-    """The blob of ``plane`` packed to ``bits``-bit codes in the window starting at ``lo``."""
-    packed, escapes = _pack_plane(np.frombuffer(plane, dtype=np.uint8), bits, lo)
+def encode_packed(plane: bytes | memoryview, bits: int, lo: int, cctx: zstandard.ZstdCompressor,
+                  empty=None) -> bytes:
+    """The blob of ``plane`` packed to ``bits``-bit codes in the window starting at ``lo``
+    (the codes, before zstd, in an array from ``empty(nbytes)`` where given: a commit's scratch)."""
+    packed, escapes = _pack_plane(np.frombuffer(plane, dtype=np.uint8), bits, lo, empty)
     frame = cctx.compress(packed)
     return b"".join((_HEADER.pack(lo, len(escapes)), escapes, frame))
 

@@ -56,6 +56,7 @@ from .errors import CodecError, CorruptBlobError, DamagedEncodingError, StorageE
 from .lossy import (LOSSY_SOURCES, LossyConfig, bfloat16_bits, from_float64, quantization_table,
                     quantize, to_float64)
 from .objects import content_hash
+from .scratch import EncodeScratch
 from .planepack import CODINGS as PACKED_CODINGS, best_window, decode_packed, encode_packed, escape_mismatch, packed_codes
 
 FORMAT = 2
@@ -246,21 +247,26 @@ def _raw_blob(segment) -> memoryview:
 
 
 def _compress(segments: Sequence[np.ndarray], widths: Sequence[int],
-              config: "SegmentedConfig") -> tuple[list[bytes | memoryview], list[str]]:
+              config: "SegmentedConfig", scratch: Optional[EncodeScratch] = None,
+              ) -> tuple[list[bytes | memoryview], list[str]]:
     """(blobs, coding per blob) of segments holding fields of ``widths`` bits: "zstd" frames,
     "pack4"/"pack2" packed planes (planepack.py), "bits7" bare 7-bit fields (bits7.py), or "raw"
-    bytes where compressing would not save anything."""
+    bytes where compressing would not save anything.
+
+    With ``scratch`` (a commit's; the segments are its buffers too) a bits7 blob is written over
+    its own segment, which nothing reads again, and packed codes go to a scratch buffer."""
     if config.strategy == "level":
         cctx = zstandard.ZstdCompressor(compression_params=_commit_params(config.level))
+        empty = scratch.empty if scratch is not None else None
         blobs, codings = [], []
         for s, width in zip(segments, widths):
             coding, lo = _commit_coding(s, width)
             if coding == "raw":
                 blob = None
             elif coding == BITS7:
-                blob = encode_bits7(s)
+                blob = encode_bits7(s, in_place=scratch is not None)
             elif coding == "pack4":
-                blob = encode_packed(s, 4, lo, cctx)
+                blob = encode_packed(s, 4, lo, cctx, empty)
             else:
                 blob = cctx.compress(s)
             if blob is None or len(blob) >= len(s):
@@ -298,7 +304,13 @@ def _compress(segments: Sequence[np.ndarray], widths: Sequence[int],
 
 def encode_segmented(raw: bytes | memoryview, dtype: str, n: int, itemsize: int, *,
                      config: SegmentedConfig = SegmentedConfig(),
-                     base_raw: bytes | memoryview | None = None, base_hash: str | None = None) -> EncodeResult:
+                     base_raw: bytes | memoryview | None = None, base_hash: str | None = None,
+                     scratch: Optional[EncodeScratch] = None) -> EncodeResult:
+    """The segmented encoding of ``raw`` (n elements of ``itemsize`` bytes).
+
+    ``scratch``: where the temporaries go (scratch.py); the blobs may then be views of its
+    buffers, valid until ``scratch.release()``. Used only where a single candidate is encoded
+    (a commit's fast path): comparing candidates needs each one's segments intact."""
     lossy_entry = None
     extra_blobs: list[bytes] = []
     stored_dtype = dtype
@@ -325,7 +337,9 @@ def encode_segmented(raw: bytes | memoryview, dtype: str, n: int, itemsize: int,
     for op in ops:
         data = words if op is None else apply_delta(op, words, base_words)
         layout = layout_for(stored_dtype, itemsize, op, config)
-        options = [("fields", layout, split_fields(data, layout))]
+        single = len(ops) == 1 and config.strategy == "level"
+        fields = split_fields(data, layout, empty=scratch.empty if scratch is not None and single else None)
+        options = [("fields", layout, fields)]
         if op is not None:  # deltas are mostly small words: try byte-class packing too
             options.append((PACKING_BYTECLASS, (), split_byteclass(data)))
         for packing, lay, segments in options:
@@ -341,7 +355,8 @@ def encode_segmented(raw: bytes | memoryview, dtype: str, n: int, itemsize: int,
     best = None
     for bits, op, layout_, segments, packing in finalists:
         widths = [w for _, w in layout_] if packing == "fields" else [8] * len(segments)
-        blobs_, codings_ = _compress(segments, widths, config)
+        blobs_, codings_ = _compress(segments, widths, config,
+                                     scratch if len(options_all) == 1 and packing == "fields" else None)
         size = sum(len(b) for b in blobs_)
         if best is None or size < best[0]:
             best = (size, bits, op, layout_, packing, blobs_, codings_)
@@ -586,10 +601,10 @@ class SegmentedCodec:
     id: ClassVar[str] = CODEC_ID
     config_type: ClassVar[type] = SegmentedConfig
 
-    def encode(self, raw, dtype, shape, config: SegmentedConfig, *, base_raw=None, base_hash=None):
+    def encode(self, raw, dtype, shape, config: SegmentedConfig, *, base_raw=None, base_hash=None, scratch=None):
         itemsize = DTYPE_SIZES[dtype]
         result = encode_segmented(raw, dtype, len(raw) // itemsize if itemsize else 0, itemsize,
-                                  config=config, base_raw=base_raw, base_hash=base_hash)
+                                  config=config, base_raw=base_raw, base_hash=base_hash, scratch=scratch)
         return result.manifest, result.blobs
 
     def decode(self, manifest, fetch, nbytes, *, base=None, out=None):

@@ -19,6 +19,7 @@ from .codecs import CODECS, codec_of_config, get_codec
 from .dtypes import DTYPE_SIZES
 from .errors import CodecError
 from .objects import HASH_NAME, LEGACY_HASH_NAME, blake2b_hex, blake3_hex, content_hash, digest_as
+from .scratch import EncodeScratch
 # The built-in codecs register themselves into the registry when imported (format 1, then 2).
 from .whole import ZstdWholeConfig  # registers format 1: read forever
 from . import context_coding
@@ -123,13 +124,16 @@ def _small_vector(nbytes: int, ndim: int) -> bool:
 
 def encode_tensor(raw: bytes, dtype: str, shape: Sequence[int], *, level: int = 3,
                   codec: str | None = None, config=None,
-                  base_raw: bytes | memoryview | None = None, base_hash: str | None = None) -> EncodedTensor:
+                  base_raw: bytes | memoryview | None = None, base_hash: str | None = None,
+                  scratch: EncodeScratch | None = None) -> EncodedTensor:
     """Encode one tensor; the manifest names every blob by hash.
 
     ``codec``: "zstd-whole" (format 1) or "segmented" (format 2, the parameter
     archive); ``config`` is that codec's frozen config (default: its defaults
     with ``level``). With ``base_raw``/``base_hash`` the segmented codec may
-    store a lossless delta against that tensor (it keeps the smaller encoding).
+    store a lossless delta against that tensor (it keeps the smaller encoding). ``scratch``
+    (scratch.py): buffers for the temporaries; the blobs may then be views of them, so the
+    caller writes them before ``scratch.release()``.
     """
     check_size(len(raw), dtype, shape)
     impl = get_codec(codec or (config_codec(config) if config is not None else DEFAULT_CODEC))
@@ -139,7 +143,7 @@ def encode_tensor(raw: bytes, dtype: str, shape: Sequence[int], *, level: int = 
         raise CodecError(f"codec {impl.id!r} takes a {impl.config_type.__name__}, not {type(config).__name__}")
     if base_raw is not None:
         check_size(len(base_raw), dtype, shape)
-    manifest, blobs = impl.encode(raw, dtype, shape, config, base_raw=base_raw, base_hash=base_hash)
+    manifest, blobs = impl.encode(raw, dtype, shape, config, base_raw=base_raw, base_hash=base_hash, scratch=scratch)
     return EncodedTensor(manifest=manifest, blobs=blobs)
 
 

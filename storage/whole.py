@@ -31,7 +31,7 @@ class ZstdWholeCodec:
     id: ClassVar[str] = CODEC_ID
     config_type: ClassVar[type] = ZstdWholeConfig
 
-    def encode(self, raw, dtype, shape, config: ZstdWholeConfig, *, base_raw=None, base_hash=None):
+    def encode(self, raw, dtype, shape, config: ZstdWholeConfig, *, base_raw=None, base_hash=None, scratch=None):
         blob = zstandard.ZstdCompressor(level=config.level).compress(raw)
         return ({"format": 1, "codec": self.id, "level": config.level, "segments": [content_hash(blob)]},
                 (blob,))

@@ -76,3 +76,44 @@ def test_a_skewed_seven_bit_field_stays_with_zstd():
     for strategy in ("level", "auto"):
         enc = encode_tensor(raw, "bfloat16", [50_000], config=SegmentedConfig(strategy=strategy, level=1))
         assert segment_codings(enc.manifest)[2] in ("zstd", "pack4", "pack2")
+
+
+@pytest.mark.parametrize("with_kernels", [True, False])
+@settings(max_examples=100, deadline=None)
+@given(data=st.binary(max_size=3000))
+def test_a_field_encoded_in_place_is_the_blob_encoded_into_a_new_buffer(with_kernels, data):
+    """The commit's fast path writes the blob over its own field (the tail it reads lies past the blob)."""
+    from modelhub.storage import kernels
+
+    field = np.frombuffer(data, np.uint8) & 0x7F
+    expected = bytes(encode_bits7(field.tobytes()))
+    lib = kernels.LIB
+    kernels.LIB = lib if with_kernels else None
+    try:
+        work = field.copy()
+        blob = encode_bits7(work, in_place=True)
+    finally:
+        kernels.LIB = lib
+    assert bytes(blob) == expected
+    if len(field):
+        assert np.frombuffer(blob, np.uint8).ctypes.data == work.ctypes.data   # a view of the field, no copy
+    assert decode_bits7(bytes(blob), len(field), "h") == field.tobytes()
+
+
+@pytest.mark.parametrize("with_kernels", [True, False])
+def test_a_wide_field_is_refused_in_place_and_left_as_it_was(with_kernels):
+    from modelhub.storage import kernels
+
+    field = np.random.default_rng(5).integers(0, 128, 1000, dtype=np.uint8)
+    field[999] = 200
+    before = field.copy()
+    lib = kernels.LIB
+    kernels.LIB = lib if with_kernels else None
+    try:
+        with pytest.raises(CodecError, match="bits7 holds 7-bit fields; this segment has bytes of 128 or more"):
+            encode_bits7(field, in_place=True)
+        with pytest.raises(CodecError, match=r"encode_bits7\(in_place=True\) needs a writable field"):
+            encode_bits7(bytes(before & 0x7F), in_place=True)
+    finally:
+        kernels.LIB = lib
+    assert np.array_equal(field, before)

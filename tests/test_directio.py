@@ -46,23 +46,40 @@ def test_block_span_is_the_whole_blocks_inside_a_range():
 
 def test_a_pool_places_each_buffer_at_its_phase_and_reuses_it():
     pool = directio.BufferPool()
-    owner, view = pool.take(10_000, phase=123)
-    assert view.nbytes == 10_000 and not view.readonly and _address(view) % ALIGN == 123
-    pool.give(owner, view)
-    again, view2 = pool.take(9_000, phase=7)
-    assert again is owner and _address(view2) % ALIGN == 7
-    pool.give(again, view2)
+    buf = pool.take(10_000, phase=123)
+    assert buf.nbytes == 10_000 and buf.flags.writeable and buf.ctypes.data % ALIGN == 123
+    mapping = buf.ctypes.data - 123
+    pool.give(buf)
+    del buf
+    again = pool.take(9_000, phase=7)
+    assert again.ctypes.data == mapping + 7
+    pool.give(again)
     pool.close()
     with pytest.raises(ValueError, match=f"phase {ALIGN} is not within a block"):
         pool.take(10, phase=ALIGN)
 
 
-def test_a_buffer_given_back_can_no_longer_be_used_through_its_view():
+def test_a_buffer_given_back_while_something_still_uses_it_is_not_handed_out_again():
+    """Anything made from a buffer (a slice, a memoryview, an array over that) keeps it from
+    reuse: what it reads stays what was written, and nothing reads unmapped memory."""
     pool = directio.BufferPool()
-    owner, view = pool.take(4096)
-    pool.give(owner, view)
-    with pytest.raises(ValueError, match="released memoryview"):
-        view[0] = 1
+    buf = pool.take(4096)
+    buf[:] = 1
+    kept = np.frombuffer(memoryview(buf[100:200]), dtype=np.uint8)   # numpy holds no buffer export
+    pool.give(buf)
+    del buf
+    other = pool.take(4096)
+    other[:] = 2
+    assert (kept == 1).all() and other.ctypes.data != kept.ctypes.data - 100
+    pool.give(other)
+    del other
+    pool.close()                     # the buffer still in use stays mapped for it
+    assert (kept == 1).all()
+    address = kept.ctypes.data - 100
+    del kept
+    again = pool.take(4096)           # free now: the pool may hand it out (or make a new one)
+    assert again.nbytes == 4096 and isinstance(address, int)
+    pool.give(again)
     pool.close()
 
 

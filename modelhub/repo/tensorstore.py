@@ -12,6 +12,7 @@ import json
 import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
@@ -52,20 +53,50 @@ def store_tensors(con: duckdb.DuckDBPyConnection, store: BlobStore,
     known = catalog_tensors.known_hashes(con, hashes)
     blobs: dict[str, int] = {}
     rows: list[TensorRow] = []
-    with PendingBlobs() as pending:   # a failure before the sync removes its temp files
+    with PendingBlobs() as pending, _scratch_pool() as pool:   # a failure before the sync removes its temp files
         for th, (raw, dtype, shape) in zip(hashes, tensors):
             if th in known:
                 continue
-            encoded = encode_tensor(raw, dtype, shape, config=_codec().commit_config(len(raw), len(shape)))
-            for name, blob in encoded.named_blobs():
-                blobs[store.put(blob, pending=pending, blob_hash=name)] = len(blob)
-            rows.append(TensorRow(th, dtype, json.dumps(list(shape)), len(raw),
-                                  json.dumps(encoded.manifest, sort_keys=True)))
+            manifest, sizes = _encode_and_put(store, pending, pool, raw, dtype, shape)
+            blobs.update(sizes)
+            rows.append(TensorRow(th, dtype, json.dumps(list(shape)), len(raw), manifest))
             known.add(th)
         store.sync(pending)   # every blob fsynced (in one batch) before the rows below name it
     catalog_objects.add_blobs(con, blobs)
     catalog_tensors.insert_tensors(con, rows)
     return hashes
+
+
+@contextmanager
+def _scratch_pool():
+    """The buffers a commit's encodes reuse for their temporaries (storage/scratch.py), unmapped at the end."""
+    from ..storage.directio import BufferPool
+    from ..storage.scratch import SCRATCH_KEEP_BYTES
+
+    pool = BufferPool(SCRATCH_KEEP_BYTES)
+    try:
+        yield pool
+    finally:
+        pool.close()
+
+
+def _encode_and_put(store: BlobStore, pending: PendingBlobs, pool, raw, dtype: str,
+                    shape: Sequence[int]) -> tuple[str, dict[str, int]]:
+    """Encode a new tensor with its temporaries in ``pool``'s buffers and put its blobs (views of
+    them, some) with ``pending``; returns (its manifest as JSON, {blob: size}). The buffers go
+    back to the pool once the blobs are written: nothing here keeps a view of them."""
+    from ..storage.scratch import EncodeScratch
+
+    scratch = EncodeScratch(pool)
+    try:
+        encoded = encode_tensor(raw, dtype, list(shape), config=_codec().commit_config(len(raw), len(shape)),
+                                scratch=scratch)
+        sizes = {store.put(blob, pending=pending, blob_hash=name): len(blob) for name, blob in encoded.named_blobs()}
+        manifest = json.dumps(encoded.manifest, sort_keys=True)
+        del encoded
+        return manifest, sizes
+    finally:
+        scratch.release()
 
 
 def load_tensor(con: duckdb.DuckDBPyConnection, store: BlobStore, tensor_hash: str) -> tuple[bytes, str, list[int]]:
@@ -197,8 +228,10 @@ class StreamedTensor:
 
 def store_streamed(con: duckdb.DuckDBPyConnection, store: BlobStore, tensors: Sequence[StreamedTensor], *,
                    budget: int | None = None, workers: int | None = None) -> list[str]:
-    """:func:`store_tensors` for tensors read one at a time: hashes in threads, one catalog
-    query for the ones already stored, then the new ones encoded and written in threads."""
+    """:func:`store_tensors` for tensors read one at a time: hashed in threads, looked up in the
+    catalog a few at a time, and the new ones encoded and written in threads while the later ones
+    are still being hashed (the hashing no longer waits for the disk, nor the disk for the
+    hashing: measured below)."""
     hash_name = tensor_hash_name(con)
 
     def hash_one(t: StreamedTensor) -> str:
@@ -210,31 +243,23 @@ def store_streamed(con: duckdb.DuckDBPyConnection, store: BlobStore, tensors: Se
     def nbytes(t: StreamedTensor) -> int:
         return t.nbytes
 
-    hashes = list(bounded_map(hash_one, tensors, size=nbytes, budget=budget, workers=workers))
-    known = catalog_tensors.known_hashes(con, hashes)
-    todo: dict[str, StreamedTensor] = {}
-    for th, t in zip(hashes, tensors):
-        if th not in known:
-            todo.setdefault(th, t)
-
+    hashes: list[str] = []   # filled in order as the tensors are hashed
+    new_ones = _new_tensors(con, tensors, bounded_map(hash_one, tensors, size=nbytes, budget=budget, workers=workers),
+                            hashes)
     pending = PendingBlobs()
 
     def encode_one(item: tuple[str, StreamedTensor]) -> tuple[TensorRow, dict[str, int]]:
         th, t = item
         try:
-            raw = t.read()
-            encoded = encode_tensor(raw, t.dtype, list(t.shape), config=_codec().commit_config(t.nbytes, len(t.shape)))
+            manifest, sizes = _encode_and_put(store, pending, pool, t.read(), t.dtype, t.shape)
         finally:
             t.done()
-        sizes = {store.put(blob, pending=pending, blob_hash=name): len(blob)
-                 for name, blob in encoded.named_blobs()}
-        return (TensorRow(th, t.dtype, json.dumps(list(t.shape)), t.nbytes,
-                          json.dumps(encoded.manifest, sort_keys=True)), sizes)
+        return TensorRow(th, t.dtype, json.dumps(list(t.shape)), t.nbytes, manifest), sizes
 
     rows: list[TensorRow] = []
     blobs: dict[str, int] = {}
-    with pending:   # a failure before the sync removes its temp files
-        for row, sizes in bounded_map(encode_one, list(todo.items()), size=lambda item: item[1].nbytes,
+    with pending, _scratch_pool() as pool:   # a failure before the sync removes its temp files
+        for row, sizes in bounded_map(encode_one, new_ones, size=lambda item: item[1].nbytes,
                                       budget=budget, workers=workers):
             rows.append(row)
             blobs.update(sizes)
@@ -242,6 +267,38 @@ def store_streamed(con: duckdb.DuckDBPyConnection, store: BlobStore, tensors: Se
     catalog_objects.add_blobs(con, blobs)
     catalog_tensors.insert_tensors(con, rows)
     return hashes
+
+
+#: hashed tensors looked up in the catalog at once, at most (and at most this many bytes of them)
+_LOOKUP_TENSORS = 32
+_LOOKUP_BYTES = 64 << 20
+
+
+def _new_tensors(con: duckdb.DuckDBPyConnection, tensors: Sequence[StreamedTensor], hashed: Iterable[str],
+                 hashes: list[str]) -> Iterator[tuple[str, StreamedTensor]]:
+    """(hash, tensor) of each tensor the catalog does not hold yet, first occurrence only, as the
+    hashes come in (appended to ``hashes``, in order): looked up a few at a time, so that the
+    first new tensors are encoded and written while the later ones are still being hashed."""
+    seen: set[str] = set()
+    batch: list[tuple[str, StreamedTensor]] = []
+
+    def fresh() -> Iterator[tuple[str, StreamedTensor]]:
+        known = catalog_tensors.known_hashes(con, [th for th, _ in batch])
+        for th, t in batch:
+            if th not in known and th not in seen:
+                seen.add(th)
+                yield th, t
+        batch.clear()
+
+    size = 0
+    for t, th in zip(tensors, hashed):
+        hashes.append(th)
+        batch.append((th, t))
+        size += t.nbytes
+        if len(batch) >= _LOOKUP_TENSORS or size >= _LOOKUP_BYTES:
+            yield from fresh()
+            size = 0
+    yield from fresh()
 
 
 class TensorReader:
