@@ -21,6 +21,9 @@ from .directio import BufferPool
 
 #: idle bytes a commit's scratch pool keeps for the next tensors (the largest tensors' planes)
 SCRATCH_KEEP_BYTES = 256 << 20
+#: tensors below this size encode without a scratch: malloc serves their temporaries from memory
+#: it keeps (its large allocations, from 128 KB up, are the ones it maps afresh each time)
+SCRATCH_MIN_BYTES = 1 << 20
 
 
 class EncodeScratch:

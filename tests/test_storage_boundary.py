@@ -128,7 +128,7 @@ DIRECT_OK = {
     # plain file writes past the page cache: OSError only (a checkout's weights files)
     "directio": {"ALIGN", "DIRECT_MIN_BYTES", "BufferPool", "open_direct", "block_span", "pwrite_all"},
     # buffers for a commit's encoding temporaries: memory only, no I/O
-    "scratch": {"EncodeScratch", "SCRATCH_KEEP_BYTES"},
+    "scratch": {"EncodeScratch", "SCRATCH_KEEP_BYTES", "SCRATCH_MIN_BYTES"},
 }
 #: the boundary itself, and the CLI's backstop that hands any StorageError to it
 BOUNDARY_FILES = {"storage_boundary.py", "cli/exitcodes.py"}

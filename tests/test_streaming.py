@@ -302,3 +302,33 @@ def test_a_streamed_commit_stores_each_new_tensor_once_and_reuses_stored_ones(re
         after = con.execute("SELECT count(*) FROM tensor_data").fetchone()[0]
     assert encoded == [later["copy"].numel() * 4] and after == before + 1
     _exact(repo.checkout("b", rebuild_module=False).state_dict, later)
+
+
+def test_a_streamed_commit_encodes_new_tensors_while_later_ones_are_still_being_hashed(repo, tmp_path, monkeypatch):
+    """The disk writes of the first tensors overlap the hashing of the last: the last tensor's hash
+    waits here until some tensor has been encoded, which a commit that hashed everything first
+    could never do (it would time out and fail)."""
+    from modelhub.storage import tensors as storage_tensors
+
+    g = torch.Generator().manual_seed(11)
+    sd = {f"w{i:02d}": torch.randn(32, 32, generator=g) for i in range(30)}
+    sd["z.last"] = torch.randn(33, 32, generator=g)   # last in the file (safetensors orders by name); its own size
+    save_file(sd, tmp_path / "m.safetensors")
+    monkeypatch.setattr(tensorstore, "_LOOKUP_TENSORS", 4)
+    encoded = __import__("threading").Event()
+    waited = []
+    real_hash, real_encode = storage_tensors.tensor_hash, tensorstore.encode_tensor
+
+    def hash_(raw, dtype, shape, **kw):
+        if list(shape) == [33, 32]:
+            waited.append(encoded.wait(timeout=30))
+        return real_hash(raw, dtype, shape, **kw)
+
+    def encode(*a, **kw):
+        encoded.set()
+        return real_encode(*a, **kw)
+    monkeypatch.setattr(storage_tensors, "tensor_hash", hash_)
+    monkeypatch.setattr(tensorstore, "encode_tensor", encode)
+    repo.commit(tmp_path / "m.safetensors", name="m", message="c")
+    assert waited == [True]
+    _exact(repo.checkout("m", rebuild_module=False).state_dict, sd)

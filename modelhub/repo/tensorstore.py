@@ -85,9 +85,10 @@ def _encode_and_put(store: BlobStore, pending: PendingBlobs, pool, raw, dtype: s
     """Encode a new tensor with its temporaries in ``pool``'s buffers and put its blobs (views of
     them, some) with ``pending``; returns (its manifest as JSON, {blob: size}). The buffers go
     back to the pool once the blobs are written: nothing here keeps a view of them."""
-    from ..storage.scratch import EncodeScratch
+    from ..storage.scratch import SCRATCH_MIN_BYTES, EncodeScratch
 
-    scratch = EncodeScratch(pool)
+    # small tensors' temporaries come from malloc's heap, which reuses its memory anyway
+    scratch = EncodeScratch(pool) if len(raw) >= SCRATCH_MIN_BYTES else None
     try:
         encoded = encode_tensor(raw, dtype, list(shape), config=_codec().commit_config(len(raw), len(shape)),
                                 scratch=scratch)
@@ -96,7 +97,8 @@ def _encode_and_put(store: BlobStore, pending: PendingBlobs, pool, raw, dtype: s
         del encoded
         return manifest, sizes
     finally:
-        scratch.release()
+        if scratch is not None:
+            scratch.release()
 
 
 def load_tensor(con: duckdb.DuckDBPyConnection, store: BlobStore, tensor_hash: str) -> tuple[bytes, str, list[int]]:
@@ -230,8 +232,10 @@ def store_streamed(con: duckdb.DuckDBPyConnection, store: BlobStore, tensors: Se
                    budget: int | None = None, workers: int | None = None) -> list[str]:
     """:func:`store_tensors` for tensors read one at a time: hashed in threads, looked up in the
     catalog a few at a time, and the new ones encoded and written in threads while the later ones
-    are still being hashed (the hashing no longer waits for the disk, nor the disk for the
-    hashing: measured below)."""
+    are still being hashed, so that the disk is not idle while the whole model is hashed first.
+    Measured on the 1.16 GB bfloat16 smoke test, commits alternated in one process with hashing
+    everything first, on a disk that took ~450 MB/s: median 528 against 490 MB/s, and 459
+    against 424 in a second sitting; on tmpfs (no disk wait) within noise (599 against 617)."""
     hash_name = tensor_hash_name(con)
 
     def hash_one(t: StreamedTensor) -> str:
@@ -270,7 +274,7 @@ def store_streamed(con: duckdb.DuckDBPyConnection, store: BlobStore, tensors: Se
 
 
 #: hashed tensors looked up in the catalog at once, at most (and at most this many bytes of them)
-_LOOKUP_TENSORS = 32
+_LOOKUP_TENSORS = 256
 _LOOKUP_BYTES = 64 << 20
 
 
