@@ -19,11 +19,12 @@ tensor to tensor, so a checkout does not fault in fresh memory for each one.
 
 A blob of :data:`DIRECT_BLOB_BYTES` or more is written whole: copied into a pooled buffer (a copy
 in memory instead of one into the cache), padded to a block with zeros, written directly and cut
-back to its length (``ftruncate``). A blob that already lies in a pool's buffer at a block boundary
-(a commit encodes its field planes into them: scratch.py) is written from there without the copy;
-its last block is then padded with whatever follows it in that buffer, cut off the same way. Commit of that checkpoint, through the API, three rounds of
+back to its length (``ftruncate``). Commit of that checkpoint, through the API, three rounds of
 three alternated with ``DLV_DIRECT_WRITES=0``: 668-1,012 MB/s against 746-871, system time
-0.32-0.86 against 0.83-1.19 CPU-s/GB.
+0.32-0.86 against 0.83-1.19 CPU-s/GB. A blob that already lies in a pool's buffer at a block
+boundary (a commit encodes its field planes into them: scratch.py) is written from there without
+the copy; its last block is then padded with whatever follows it in that buffer (never written
+to: a caller may still use it), cut off the same way.
 
 Where the platform has no ``O_DIRECT`` (macOS, Windows), where the file system refuses it (tmpfs),
 or where ``DLV_DIRECT_WRITES=0``, files are written through the page cache as before. Nothing here
@@ -107,6 +108,8 @@ class BufferPool:
 
         if not 0 <= phase < ALIGN:
             raise ValueError(f"phase {phase} is not within a block of {ALIGN} bytes")
+        if nbytes == 0:
+            return np.zeros(0, dtype=np.uint8)
         need = phase + nbytes
         with self._lock:
             unused = self._collect()
@@ -123,8 +126,7 @@ class BufferPool:
                     owner.madvise(mmap.MADV_HUGEPAGE)
                 except OSError:
                     pass
-        array = np.frombuffer(owner, dtype=np.uint8, count=nbytes, offset=phase) if nbytes else \
-            np.zeros(0, dtype=np.uint8)
+        array = np.frombuffer(owner, dtype=np.uint8, count=nbytes, offset=phase)
         _lend(owner)
         with self._lock:
             self._out[id(array)] = owner
