@@ -29,7 +29,6 @@ import math
 import mmap
 import os
 import re
-import tempfile
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -37,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 
+from .storage.atomic import new_temp
 from .storage import directio
 from .errors import InputError, WeightsError
 
@@ -371,7 +371,7 @@ class SafetensorsWriter:
         self.data_start = 8 + len(head)
         self.size = self.data_start + offset
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self.tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        fd, self.tmp = new_temp(self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")   # umask applies
         self.fd = fd
         self.direct_fd = -1                      # the same file opened O_DIRECT, when written so
         self._direct_refused = False             # the file system took O_DIRECT but not its writes

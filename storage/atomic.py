@@ -126,21 +126,31 @@ def publish_temps(temps: Mapping[Path | str, Path | str], present: Iterable[Path
                 _unlink(tmp)
 
 
+def new_temp(folder: Path | str, prefix: str = ".tmp-", suffix: str = "") -> tuple[int, str]:
+    """(write-only descriptor, path) of a new empty file ``<prefix><random><suffix>`` in ``folder``.
+
+    Its mode is 0666 less the process's umask, as for any file a program creates (git's working
+    trees and objects alike), not ``tempfile.mkstemp``'s 0600: that suits a shared temp folder,
+    but the files written here become a checkout's weights or a repository's objects, which the
+    umask (and the folder's own permissions) decide who may read. Cheaper than mkstemp too: no
+    name generator object, one ``os.open``."""
+    folder = os.fspath(folder)
+    while True:
+        tmp = os.path.join(folder, prefix + os.urandom(8).hex() + suffix)
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666), tmp
+        except FileExistsError:   # 64 random bits collided: draw again
+            continue
+
+
 def _write_temp(path: Path | str, data: bytes | memoryview, *, durable: bool) -> str:
-    """``data`` in a new ``.tmp-<random>`` file (mode 0600, as ``tempfile.mkstemp`` makes it)
-    beside ``path``; returns its path. Written with one ``os.write`` loop on the raw fd:
-    mkstemp's name generator and a buffered file object cost more than the write for the
-    small blobs a commit puts by the thousand."""
+    """``data`` in a new ``.tmp-<random>`` file beside ``path`` (:func:`new_temp`); returns its
+    path. Written with one ``os.write`` loop on the raw fd: a buffered file object costs more
+    than the write for the small blobs a commit puts by the thousand."""
     folder = os.path.dirname(os.fspath(path))
     if not os.path.isdir(folder):
         make_dirs(Path(folder), durable=durable)
-    while True:
-        tmp = os.path.join(folder, ".tmp-" + os.urandom(8).hex())
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
-            break
-        except FileExistsError:   # 64 random bits collided: draw again
-            continue
+    fd, tmp = new_temp(folder)
     try:
         try:
             view = memoryview(data).cast("B")

@@ -124,7 +124,7 @@ DIRECT_OK = {
     "objects": {"content_hash", "HASH_NAME", "LEGACY_HASH_NAME", "NAME_LENGTHS", "is_object_name", "name_matches"},
     "segmented": {"SegmentedConfig"},
     "lossy": {"LossyConfig"},
-    "atomic": {"atomic_write", "fsync_dir"},
+    "atomic": {"atomic_write", "fsync_dir", "new_temp"},
     # plain file writes past the page cache: OSError only (a checkout's weights files)
     "directio": {"ALIGN", "DIRECT_MIN_BYTES", "BufferPool", "open_direct", "block_span", "pwrite_all"},
     # buffers for a commit's encoding temporaries: memory only, no I/O

@@ -332,3 +332,21 @@ def test_a_streamed_commit_encodes_new_tensors_while_later_ones_are_still_being_
     repo.commit(tmp_path / "m.safetensors", name="m", message="c")
     assert waited == [True]
     _exact(repo.checkout("m", rebuild_module=False).state_dict, sd)
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_checked_out_files_and_stored_objects_take_the_umask_like_any_new_file(repo, tmp_path, umask, mode):
+    """Not mkstemp's 0600: a checkout's weights are files others may be meant to read (a shared
+    model folder, a serving container's user), and so are a shared repository's objects."""
+    sd = _state(5)
+    src = _sharded(tmp_path / "src", sd)
+    old = os.umask(umask)
+    try:
+        repo.commit(src, name="m", message="c")
+        repo.write_checkout("m", tmp_path / "out")
+    finally:
+        os.umask(old)
+    written = [p for p in (tmp_path / "out").iterdir()]
+    objects = [p for p in (repo.root / ".dlv" / "objects").rglob("*") if p.is_file()]
+    assert written and objects
+    assert {oct(p.stat().st_mode & 0o777) for p in written + objects} == {oct(mode)}

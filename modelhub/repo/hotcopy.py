@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import mmap
 import os
-import tempfile
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +37,7 @@ import xxhash
 from ..errors import InputError
 from ..sizes import parse_size
 from ..storage.dtypes import DTYPE_SIZES
+from ..storage.atomic import new_temp
 
 if TYPE_CHECKING:
     import torch
@@ -146,7 +146,7 @@ class HotCopies:
         head = json.dumps(header, separators=(",", ":")).encode()
         head += b" " * (-len(head) % 8)  # data starts 8-byte aligned
         self.folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=SUFFIX, dir=self.folder)
+        fd, tmp = new_temp(self.folder, suffix=SUFFIX)   # umask applies, as to every object
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(len(head).to_bytes(8, "little"))
