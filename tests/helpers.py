@@ -1,6 +1,9 @@
 """Test helpers shared by test modules (import as `from helpers import ...`)."""
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import torch
 from torch import nn
 
@@ -40,3 +43,17 @@ def assert_bit_exact(a: dict, b: dict) -> None:
     for k in a:
         assert a[k].dtype == b[k].dtype and a[k].shape == b[k].shape, k
         assert torch.equal(bits(a[k]), bits(b[k])), k
+
+
+def direct_writes_supported(folder: Path) -> bool:
+    """Whether this file system opens files O_DIRECT (tmpfs does not): direct-write tests skip where not."""
+    from modelhub.storage import directio
+
+    probe = folder / "probe"
+    probe.write_bytes(b"")
+    fd = directio.open_direct(probe)
+    probe.unlink()
+    if fd < 0:
+        return False
+    os.close(fd)
+    return True

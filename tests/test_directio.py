@@ -1,7 +1,6 @@
 """Checkouts written past the page cache (modelhub.storage.directio): the same bytes, whichever way."""
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 from pathlib import Path
@@ -12,6 +11,7 @@ import torch
 from safetensors.torch import save_file
 
 from modelhub import weightfiles
+from helpers import direct_writes_supported
 from modelhub.storage import directio
 from modelhub.errors import InputError
 from modelhub.storage import tensors as storage_tensors
@@ -19,21 +19,6 @@ from modelhub.storage.errors import CodecError, StorageFullError
 from modelhub.storage.objects import ObjectStore, PendingBlobs
 
 ALIGN = directio.ALIGN
-
-
-def _address(view: memoryview) -> int:
-    return ctypes.addressof(ctypes.c_char.from_buffer(view))
-
-
-def _direct_supported(folder: Path) -> bool:
-    probe = folder / "probe"
-    probe.write_bytes(b"")
-    fd = directio.open_direct(probe)
-    probe.unlink()
-    if fd < 0:
-        return False
-    os.close(fd)
-    return True
 
 
 def test_block_span_is_the_whole_blocks_inside_a_range():
@@ -112,7 +97,7 @@ def _publish_and_compare(w: weightfiles.SafetensorsWriter, tmp_path: Path) -> No
 def test_a_file_written_tensor_by_tensor_is_what_safetensors_writes(tmp_path, monkeypatch, direct, through):
     monkeypatch.setattr(directio, "DIRECT_MIN_BYTES", 0)
     sd, w = _model_and_writer(tmp_path, direct=direct)
-    if direct and _direct_supported(tmp_path):
+    if direct and direct_writes_supported(tmp_path):
         assert w.writes_direct
     if not direct:
         assert not w.writes_direct
@@ -128,7 +113,7 @@ def test_a_file_written_tensor_by_tensor_is_what_safetensors_writes(tmp_path, mo
 
 def test_a_file_system_that_refuses_direct_writes_gets_them_through_the_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(directio, "DIRECT_MIN_BYTES", 0)
-    if not _direct_supported(tmp_path):
+    if not direct_writes_supported(tmp_path):
         pytest.skip("this file system does not open files O_DIRECT")
     sd, w = _model_and_writer(tmp_path, direct=True)
     real = os.pwrite
@@ -149,7 +134,7 @@ def test_a_file_system_that_refuses_direct_writes_gets_them_through_the_cache(tm
 
 def test_a_full_disk_during_a_direct_write_fails_the_write_and_leaves_no_file(tmp_path, monkeypatch):
     monkeypatch.setattr(directio, "DIRECT_MIN_BYTES", 0)
-    if not _direct_supported(tmp_path):
+    if not direct_writes_supported(tmp_path):
         pytest.skip("this file system does not open files O_DIRECT")
     sd, w = _model_and_writer(tmp_path, direct=True)
     (tmp_path / "want.safetensors").unlink()
@@ -243,7 +228,7 @@ def test_a_cold_checkout_is_written_directly_unless_its_hot_copy_is_made_from_it
     """With hot copies on and the model under their cap, the hot copy is copied from the file just
     written, so that file goes through the page cache; otherwise it is written past it."""
     monkeypatch.setattr(directio, "DIRECT_MIN_BYTES", 0)
-    if not _direct_supported(tmp_path):
+    if not direct_writes_supported(tmp_path):
         pytest.skip("this file system does not open files O_DIRECT")
     sd = _model()
     save_file(sd, tmp_path / "w.safetensors", metadata={"format": "pt"})
@@ -260,7 +245,7 @@ def test_a_cold_checkout_is_written_directly_unless_its_hot_copy_is_made_from_it
 def test_a_sharded_checkout_written_directly_is_the_same_shards(repo, tmp_path, monkeypatch):
     monkeypatch.setattr(directio, "DIRECT_MIN_BYTES", 0)
     monkeypatch.setenv("DLV_HOT_COPIES", "0")
-    if not _direct_supported(tmp_path):
+    if not direct_writes_supported(tmp_path):
         pytest.skip("this file system does not open files O_DIRECT")
     sd = _model()
     src = tmp_path / "ckpt"
@@ -284,7 +269,7 @@ def _blob(n: int) -> bytes:
 @pytest.fixture
 def direct_blobs(monkeypatch, tmp_path):
     """Every blob of a few bytes or more written directly (where this file system takes it)."""
-    if not _direct_supported(tmp_path):
+    if not direct_writes_supported(tmp_path):
         pytest.skip("this file system does not open files O_DIRECT")
     monkeypatch.setattr(directio, "DIRECT_BLOB_BYTES", 16)
     monkeypatch.setattr(directio, "_refused", False)

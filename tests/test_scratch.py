@@ -1,13 +1,11 @@
 """A commit's encode temporaries in reused buffers (storage/scratch.py): the same blobs, fewer copies."""
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from helpers import direct_writes_supported
 from modelhub.storage import directio
 from modelhub.storage.directio import BufferPool
 from modelhub.storage.objects import ObjectStore, PendingBlobs
@@ -91,20 +89,9 @@ def test_released_buffers_are_reused_and_one_still_in_use_is_not():
     pool.close()
 
 
-def _direct_supported(folder: Path) -> bool:
-    probe = folder / "probe"
-    probe.write_bytes(b"")
-    fd = directio.open_direct(probe)
-    probe.unlink()
-    if fd < 0:
-        return False
-    os.close(fd)
-    return True
-
-
 @pytest.mark.parametrize("size", [(1 << 20) + 5, 2 << 20])
 def test_a_blob_in_a_scratch_buffer_is_written_directly_from_it_without_a_copy(tmp_path, monkeypatch, size):
-    if not _direct_supported(tmp_path):
+    if not direct_writes_supported(tmp_path):
         pytest.skip("this file system does not open files O_DIRECT")
     monkeypatch.setattr(directio, "_refused", False)
 
@@ -126,7 +113,7 @@ def test_a_blob_in_a_scratch_buffer_is_written_directly_from_it_without_a_copy(t
 
 
 def test_a_blob_that_is_not_at_a_block_start_of_a_scratch_buffer_is_copied_first(tmp_path, monkeypatch):
-    if not _direct_supported(tmp_path):
+    if not direct_writes_supported(tmp_path):
         pytest.skip("this file system does not open files O_DIRECT")
     monkeypatch.setattr(directio, "_refused", False)
     copied = []
