@@ -127,7 +127,7 @@ class BufferPool:
                 except OSError:
                     pass
         array = np.frombuffer(owner, dtype=np.uint8, count=nbytes, offset=phase)
-        _lend(owner)
+        _LENT[id(owner)] = (array.ctypes.data - phase, weakref.ref(owner))
         with self._lock:
             self._out[id(array)] = owner
         return array
@@ -168,25 +168,14 @@ class BufferPool:
 _LENT: dict[int, tuple[int, weakref.ref]] = {}
 
 
-def _lend(owner: mmap.mmap) -> None:
-    import ctypes
-
-    probe = ctypes.c_char.from_buffer(owner)   # an export of the mapping only while it lives
-    _LENT[id(owner)] = (ctypes.addressof(probe), weakref.ref(owner))
-    del probe
-
-
 def _lent_span(view: memoryview, nbytes: int) -> memoryview | None:
     """``nbytes`` (>= ``view.nbytes``) of a lent mapping starting where ``view`` does, when ``view``
     starts on a block inside one that holds that many bytes from there; else None."""
-    import ctypes
-
-    try:
-        probe = ctypes.c_char.from_buffer(view)
-    except (TypeError, ValueError):   # read-only or empty: not a pool's buffer
+    if not _LENT or view.readonly or not view.nbytes:   # a pool's buffers are writable
         return None
-    address = ctypes.addressof(probe)
-    del probe
+    import numpy as np   # loaded already: whoever lent a buffer made it with numpy
+
+    address = np.frombuffer(view, dtype=np.uint8).ctypes.data
     if address % ALIGN:
         return None
     for start, ref in list(_LENT.values()):
