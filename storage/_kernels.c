@@ -132,6 +132,20 @@ static inline void packed_block(mh_source *src, size_t start, size_t stop, uint8
     src->found = e;
 }
 
+/* The tail's m elements from the top bits of its seven planes (plane b: bit b of every tail
+ * element; planes t bytes apart, starting at q). Written as a select on the sign of each byte, one
+ * plane after the other over the same output: the compiler vectorizes that (a compare and an AND
+ * per 32 bytes); written as a variable shift of bytes, which AVX2 lacks, it stayed scalar and was
+ * a third of a bfloat16 checkout's join. */
+static inline void bits7_gather(const uint8_t *restrict q, size_t t, size_t m, uint8_t *restrict v) {
+    for (size_t j = 0; j < m; j++) v[j] = (int8_t)q[j] < 0 ? 1 : 0;
+    for (int b = 1; b < 7; b++) {
+        const uint8_t *restrict qb = q + (size_t)b * t;
+        const uint8_t bit = (uint8_t)(1u << b);
+        for (size_t j = 0; j < m; j++) v[j] |= (int8_t)qb[j] < 0 ? bit : 0;
+    }
+}
+
 /* Elements [start, stop) of a bits7 field of n elements into v (bits7.py: the first n - n/8 stored
  * as bytes, their top bits holding the last n/8 elements' seven bits, one bit plane per t bytes). */
 static inline void bits7_block(const mh_source *src, size_t n, size_t start, size_t stop, uint8_t *restrict v) {
@@ -140,11 +154,7 @@ static inline void bits7_block(const mh_source *src, size_t n, size_t start, siz
     size_t i = start;
     for (; i < stop && i < head; i++) v[i - start] = p[i] & 0x7F;
     if (i == stop) return;
-    for (size_t j = i; j < stop; j++) v[j - start] = 0;
-    for (int b = 0; b < 7; b++) {
-        const uint8_t *restrict q = p + (size_t)b * t;
-        for (size_t j = i; j < stop; j++) v[j - start] |= (uint8_t)((q[j - head] >> 7) << b);
-    }
+    bits7_gather(p + (i - head), t, stop - i, v + (i - start));
 }
 
 /* Field by field over a block of MH_BLOCK words (each pass vectorized, the block in L1): the first
@@ -312,6 +322,20 @@ MH_CLONES size_t mh_unpack_plane(const uint8_t *packed, size_t n, int bits, uint
     return src.found;
 }
 
+/* The inverse of bits7_gather: bit b of each of the t tail elements into the top bit of plane b's
+ * bytes (a select, vectorized, like the gather). */
+static inline void bits7_scatter(const uint8_t *restrict tail, size_t t, uint8_t *restrict out) {
+    for (size_t start = 0; start < t; start += MH_BLOCK) {   /* the tail's block stays in cache */
+        const size_t m = t - start < MH_BLOCK ? t - start : MH_BLOCK;
+        for (int b = 0; b < 7; b++) {
+            uint8_t *restrict o = out + (size_t)b * t + start;
+            const uint8_t *restrict s = tail + start;
+            const uint8_t bit = (uint8_t)(1u << b);
+            for (size_t i = 0; i < m; i++) o[i] |= (s[i] & bit) ? 0x80 : 0;
+        }
+    }
+}
+
 /* bits7 (layout in storage/bits7.py): returns 0, or -1 when a value is 128 or more. */
 MH_CLONES int mh_bits7_encode(const uint8_t *v, size_t n, uint8_t *out) {
     size_t t = n / 8, head = n - t;
@@ -319,11 +343,9 @@ MH_CLONES int mh_bits7_encode(const uint8_t *v, size_t n, uint8_t *out) {
     for (size_t i = 0; i < n; i++) any |= v[i];
     if (any & 0x80) return -1;
     if (out != v) memcpy(out, v, head);   /* out == v: encoded in place (the tail is only read) */
-    for (int b = 0; b < 7; b++) {
-        uint8_t *o = out + (size_t)b * t;
-        const uint8_t *tail = v + head;
-        for (size_t i = 0; i < t; i++) o[i] |= (uint8_t)(((tail[i] >> b) & 1u) << 7);
-    }
+    /* Plane b is written over bytes [b*t, (b+1)*t), below head: never over the tail it reads, so
+     * the two pointers may be declared apart even in place (bits7_scatter). */
+    bits7_scatter(v + head, t, out);
     return 0;
 }
 
@@ -333,12 +355,8 @@ MH_CLONES int mh_bits7_decode(const uint8_t *p, size_t n, uint8_t *out) {
     for (size_t i = 7 * t; i < head; i++)
         if (p[i] & 0x80) return -1;
     for (size_t i = 0; i < head; i++) out[i] = p[i] & 0x7F;
-    uint8_t *tail = out + head;
-    memset(tail, 0, t);
-    for (int b = 0; b < 7; b++) {
-        const uint8_t *q = p + (size_t)b * t;
-        for (size_t i = 0; i < t; i++) tail[i] |= (uint8_t)((q[i] >> 7) << b);
-    }
+    for (size_t i = 0; i < t; i += MH_BLOCK)   /* a block of the tail at a time: it stays in cache */
+        bits7_gather(p + i, t, t - i < MH_BLOCK ? t - i : MH_BLOCK, out + head + i);
     return 0;
 }
 

@@ -200,6 +200,17 @@ def test_bits7_matches_numpy_both_ways_and_on_damage(data, wide):
     assert fast == slow
 
 
+@pytest.mark.parametrize("n", [16_384 * 8 - 1, 16_384 * 8 + 8, 16_384 * 16 + 13, 600_011])
+def test_bits7_matches_numpy_across_the_kernels_tail_blocks(n):
+    """The kernels move the tail's bits 16,384 tail elements at a time (numpy 65,536): tails of
+    one element short of a block, just past one, and of several blocks, with every bit pattern."""
+    field = np.random.default_rng(n).integers(0, 128, n, dtype=np.uint8).tobytes()
+    fast, slow = both(encode_bits7, field)
+    assert fast == slow and fast[0] == "ok"
+    fast, slow = both(decode_bits7, fast[1], n, "h")
+    assert fast == slow == ("ok", field)
+
+
 # -- the context coder's decoder (storage/_context_kernels.c) ---------------------------------
 
 CONTEXT_WORD = {"float16": "<u2", "bfloat16": "<u2", "float32": "<u4", "float64": "<u8"}
