@@ -275,3 +275,53 @@ def test_a_commit_stores_noise_segments_raw_judged_from_a_spread_sample():
     # the exponent (15 binades hold nearly all of it) is packed to 4-bit codes (planepack.py)
     assert commit.manifest["codings"] == ["pack4", "raw", "bits7", "raw", "raw"]
     assert decode_tensor(commit.manifest, store_of(commit).__getitem__, len(raw)) == raw
+
+
+def _tuned_calls(monkeypatch) -> list[int]:
+    """The sizes of what the archive's optimal parser compresses, from here on."""
+    from modelhub.storage import segmented
+
+    seen: list[int] = []
+    real = segmented._tuned_compressor
+
+    class Counting:
+        def __init__(self) -> None:
+            self.cctx = real()
+
+        def compress(self, data) -> bytes:
+            seen.append(len(data))
+            return self.cctx.compress(data)
+
+        def compressobj(self):   # the samples: not counted
+            return self.cctx.compressobj()
+
+    monkeypatch.setattr(segmented, "_tuned_compressor", Counting)
+    return seen
+
+
+def test_the_archive_sizes_the_optimal_parser_on_a_sample_where_packed_planes_are_as_small(monkeypatch):
+    """bfloat16 N(0, 0.02) weights (16 MB): the exponent plane packs to 4-bit codes and the top
+    mantissa bits are bare bits, both smaller than the optimal parser's frames, which then runs on
+    samples of each, never on a whole plane: the same encoding as running it whole."""
+    rng = np.random.default_rng(0)
+    raw = (rng.standard_normal(8 << 20).astype("<f4") * 0.02).view("<u4")
+    raw = (raw >> 16).astype("<u2").tobytes()   # bfloat16 by truncation
+    seen = _tuned_calls(monkeypatch)
+    enc = encode_tensor(raw, "bfloat16", [8192, 1024])
+    assert enc.manifest["codings"] == ["pack4", "raw", "bits7"]
+    assert seen == []
+    monkeypatch.setattr("modelhub.storage.segmented._TUNED_SAMPLE_MIN", 1 << 40)   # always whole
+    assert encode_tensor(raw, "bfloat16", [8192, 1024]).manifest == enc.manifest
+
+
+def test_the_archive_runs_the_optimal_parser_whole_where_its_sample_finds_repeats(monkeypatch):
+    """A plane of few values that repeats itself (a tensor tiled from one block) packs to 4-bit
+    codes, but zstd's matches store it in far less: the sample shows that, and the whole plane
+    goes through the optimal parser."""
+    rng = np.random.default_rng(1)
+    block = (rng.standard_normal(32 << 10).astype("<f4") * 0.02).view("<u4")
+    raw = np.tile((block >> 16).astype("<u2"), 256).tobytes()   # 16 MB of bfloat16
+    seen = _tuned_calls(monkeypatch)
+    enc = encode_tensor(raw, "bfloat16", [8192, 1024])
+    assert enc.manifest["codings"][0] == "zstd"
+    assert (8 << 20) in seen   # the whole exponent plane (8 Mi elements)
