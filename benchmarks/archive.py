@@ -399,6 +399,8 @@ def large_streaming(tmp: Path, gb: float) -> dict:
                                                  cold_env)
     for f in files:
         assert (out / f.name).read_bytes() == f.read_bytes(), f"{f.name} differs after checkout"
+    # what `dlv archive` pays to size every tensor's tuned encoding (the plan; nothing is written)
+    dry_s, dry_rss = _timed_subprocess(dlv + ["archive", "--dry-run", "--repo", str(repo)], env)
     idle_s, idle_rss = _timed_subprocess([sys.executable, "-c", "import modelhub.cli, modelhub.repo.repository, torch"], env)
     r = modelhub.Repo(repo).stats()
     commit_mbps, zipnn_mbps, checkout_mbps = mb / commit_s, mb / zipnn_s, mb / checkout_s
@@ -417,6 +419,8 @@ def large_streaming(tmp: Path, gb: float) -> dict:
         "peak_rss_commit_MB": round(commit_rss / 1e6), "peak_rss_checkout_MB": round(checkout_rss / 1e6),
         "peak_rss_import_only_MB": round(idle_rss / 1e6), "rss_bound_MB": round(bound / 1e6),
         "hot_copy_bytes": r.hot_bytes,
+        "archive_dry_run_s": round(dry_s, 1), "archive_dry_run_MBps": round(mb / dry_s, 1),
+        "peak_rss_archive_dry_run_MB": round(dry_rss / 1e6),
         "targets": {"commit >= 0.75x zipnn (without start-up)": commit_work_mbps >= 0.75 * zipnn_mbps,
                     "cold checkout >= 1 GB/s (without start-up)": checkout_work_mbps >= 1000,
                     "peak RSS <= 4 x largest tensor + 256 MB (+ interpreter)": max(commit_rss, checkout_rss) <= bound},

@@ -318,7 +318,7 @@ def _compress(segments: Sequence[np.ndarray], widths: Sequence[int],
 #: the optimal parser is sized on this many spread samples of two of its windows (128 KiB each)
 #: before it runs on a whole segment of at least _TUNED_SAMPLE_MIN bytes where a cheap coding exists
 _TUNED_WINDOW, _TUNED_SAMPLES = 128 << 10, 4
-_TUNED_SAMPLE_MIN = 16 * _TUNED_SAMPLES * _TUNED_WINDOW
+_TUNED_SAMPLE_MIN = 8 * _TUNED_SAMPLES * _TUNED_WINDOW
 #: ... and runs only when the samples say it stores the segment in less than this share of the
 #: cheapest coding's bytes
 _TUNED_MUST_SAVE = 0.995
@@ -380,7 +380,8 @@ def encode_segmented(raw: bytes | memoryview, dtype: str, n: int, itemsize: int,
             ops = [config.delta]
     base_words = _words(base_raw, itemsize) if base_raw is not None else None
 
-    options_all = []
+    n_options = len(ops) + sum(op is not None for op in ops)
+    top: list = []   # the two options of least estimated size so far (a stable order on ties)
     candidates = {}
     for op in ops:
         data = words if op is None else apply_delta(op, words, base_words)
@@ -393,18 +394,23 @@ def encode_segmented(raw: bytes | memoryview, dtype: str, n: int, itemsize: int,
         for packing, lay, segments in options:
             # a single candidate (a tensor stored whole) has nothing to choose between:
             # its estimate would cost ~40% of a commit's encoding time for nothing
-            bits = sum(entropy_bits(s) for s in segments) if len(ops) > 1 or len(options) > 1 else 0.0
+            bits = sum(entropy_bits(s) for s in segments) if n_options > 1 else 0.0
             candidates[(op or "none") + ("" if packing == "fields" else "+" + packing)] = bits
-            options_all.append((bits, op, lay, segments, packing))
-    options_all.sort(key=lambda o: o[0])
+            # only the two best options keep their segments: all seven of a delta's held ~10x
+            # the tensor at once (a 131 MB embedding's archive then needed 1.3 GB)
+            top.append((bits, op, lay, segments, packing))
+            top.sort(key=lambda o: o[0])
+            del top[2:]
+        del options, fields, data
     # The order-0 estimate ignores zstd's matches and table costs; when the runner-up is
     # within 3% of the best estimate, compress both and keep the truly smaller one.
-    finalists = [o for o in options_all[:2] if o[0] <= options_all[0][0] * 1.03 + 64]
+    finalists = [o for o in top if o[0] <= top[0][0] * 1.03 + 64]
+    del top
     best = None
     for bits, op, layout_, segments, packing in finalists:
         widths = [w for _, w in layout_] if packing == "fields" else [8] * len(segments)
         blobs_, codings_ = _compress(segments, widths, config,
-                                     scratch if len(options_all) == 1 and packing == "fields" else None)
+                                     scratch if n_options == 1 and packing == "fields" else None)
         size = sum(len(b) for b in blobs_)
         if best is None or size < best[0]:
             best = (size, bits, op, layout_, packing, blobs_, codings_)

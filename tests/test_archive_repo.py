@@ -275,3 +275,56 @@ def test_archive_measures_each_candidate_delta_once(repo, monkeypatch):
     assert len(calls) == len(set(calls)) >= 12
     assert result.n_edges <= 18 + 12
     assert_bit_exact(repo.checkout("ft").state_dict, weights)
+
+
+def _fine_tune_trajectory(repo, n_tensors: int = 6, versions: int = 3, side: int = 64) -> dict:
+    """``versions`` commits of ``n_tensors`` same-shape float32 weights, each a fine-tune of the last."""
+    base = torch.Generator().manual_seed(3)
+    weights = {f"layer{i}.weight": torch.randn(side, side, generator=base) for i in range(n_tensors)}
+    out = {}
+    for seed in range(versions):
+        g = torch.Generator().manual_seed(seed)
+        weights = {k: v + 1e-3 * torch.randn(v.shape, generator=g) for k, v in weights.items()}
+        out[repo.commit(weights, name="ft", message=f"step {seed}").id] = [weights]
+    return out
+
+
+def test_an_archive_within_small_memory_budgets_stores_what_an_unbounded_one_does(repo, tmp_path, monkeypatch):
+    """With room for two decoded tensors and no kept encodings, the archive decodes again what it
+    dropped and encodes again what it writes: the same plan, the same manifests, every version exact."""
+    import modelhub
+    import modelhub.repo.archive as archive_module
+
+    _fine_tune_trajectory(repo)
+    other = modelhub.init_repo(tmp_path / "bounded")
+    expected = _fine_tune_trajectory(other)
+    unbounded = archive(repo, alpha=1.5)
+    monkeypatch.setattr(archive_module, "RAW_CACHE_BYTES", 1)
+    monkeypatch.setattr(archive_module, "KEEP_ENCODED_BYTES", 0)
+    bounded = archive(other, alpha=1.5)
+    assert (bounded.n_reencoded, bounded.stored_after) == (unbounded.n_reencoded, unbounded.stored_after) > (0, 0)
+    assert encodings(other) == encodings(repo)
+    assert_all_snapshots_exact(other, expected)
+
+
+def test_an_archive_holds_a_bounded_share_of_the_model_in_memory(repo, monkeypatch):
+    """Three versions of 16 MB of weights (48 MB decoded): with budgets of 4 MB of decoded tensors
+    and 2 MB of kept encodings, the archive's Python allocations peak at half the model or less
+    (budgets + a delta's encoding temporaries, ~8x a tensor); it held every decoded tensor and every
+    encoding at once: 60 MB here, 2.1 GB for a 1.16 GB checkpoint."""
+    import tracemalloc
+
+    import modelhub.repo.archive as archive_module
+
+    expected = _fine_tune_trajectory(repo, n_tensors=16, versions=3, side=512)   # 1 MB per tensor
+    monkeypatch.setattr(archive_module, "RAW_CACHE_BYTES", 4 << 20)
+    monkeypatch.setattr(archive_module, "KEEP_ENCODED_BYTES", 2 << 20)
+    tracemalloc.start()
+    try:
+        result = archive(repo, alpha=1.5)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert result.n_reencoded > 0
+    assert peak < 24 << 20, f"archive peaked at {peak / 2**20:.1f} MB"
+    assert_all_snapshots_exact(repo, expected)

@@ -17,6 +17,7 @@ the new encodings, all readable; old blobs become garbage for `dlv gc`.
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable, Optional
@@ -106,10 +107,14 @@ def _candidate_pairs(con) -> tuple[list[tuple[str, str]], dict[tuple[str, int], 
 
 @dataclass
 class Measured:
-    """The matrix storage graph of a repository with every candidate encoding measured."""
+    """The matrix storage graph of a repository with every candidate encoding measured. The
+    encodings themselves are kept only while they fit in :data:`KEEP_ENCODED_BYTES` (all of
+    them for a model of a few hundred MB): the plan needs their sizes, and the archive encodes
+    again the few it writes that were not kept."""
     hashes: list[str]
+    order: list[str]            # the hashes in the order they were measured: related tensors together
     info: dict[str, _Tensor]
-    raw: dict[str, bytes]
+    sizes: dict[tuple[Optional[str], str], int]   # (base or None, tensor) -> encoded bytes
     encodings: dict
     graph: planning.StorageGraph
     group_keys: list[tuple[str, int]]
@@ -123,7 +128,61 @@ class Measured:
         return [1.0 if last else alpha for last in self.latest]
 
 
-def measure(con, store, progress: Optional[Callable[[str], None]] = None) -> Measured:
+#: decoded tensors an archive holds at once (at least two: a delta's pair), and encodings it keeps
+#: from measuring to writing; a 1.16 GB bfloat16 checkpoint held all of both (2.1 GB peak)
+RAW_CACHE_BYTES = 512 << 20
+KEEP_ENCODED_BYTES = 256 << 20
+
+
+class _DecodedTensors:
+    """Tensors decoded from the catalog's current encodings, the least recently used dropped
+    once more than ``budget`` bytes are held (the two asked for last are always kept)."""
+
+    def __init__(self, con, store, budget: Optional[int] = None) -> None:
+        self.con, self.store = con, store
+        self.budget = RAW_CACHE_BYTES if budget is None else budget
+        self._held: OrderedDict[str, bytes] = OrderedDict()
+        self._bytes = 0
+
+    def __getitem__(self, tensor_hash: str) -> bytes:
+        raw = self._held.get(tensor_hash)
+        if raw is not None:
+            self._held.move_to_end(tensor_hash)
+            return raw
+        raw = load_tensor(self.con, self.store, tensor_hash)[0]
+        self._held[tensor_hash] = raw
+        self._bytes += len(raw)
+        while self._bytes > self.budget and len(self._held) > 2:
+            _, old = self._held.popitem(last=False)
+            self._bytes -= len(old)
+        return raw
+
+
+def _related_order(hashes: list[str], pairs: list[tuple[str, str]]) -> list[str]:
+    """``hashes`` with the tensors candidate deltas link (the versions of one weight) next to
+    each other, so that measuring and writing decode each about once."""
+    parent = {h: h for h in hashes}
+
+    def root(h: str) -> str:
+        while parent[h] != h:
+            parent[h] = parent[parent[h]]
+            h = parent[h]
+        return h
+
+    for a, b in pairs:
+        if a in parent and b in parent:
+            parent[root(a)] = root(b)
+    first: dict[str, int] = {}
+    for i, h in enumerate(hashes):
+        first.setdefault(root(h), i)
+    position = {h: i for i, h in enumerate(hashes)}
+    return sorted(hashes, key=lambda h: (first[root(h)], position[h]))
+
+
+def measure(con, store, progress: Optional[Callable[[str], None]] = None, *, keep: bool = True,
+            decoded: Optional[_DecodedTensors] = None) -> Measured:
+    """Encode every tensor whole and every candidate delta, one related group at a time, and keep
+    their sizes (and, with ``keep``, their encodings while they fit)."""
     say = progress or (lambda msg: None)
     pairs, groups, refs = _candidate_pairs(con)
     hashes = sorted({h for hs in groups.values() for h in hs})
@@ -131,38 +190,62 @@ def measure(con, store, progress: Optional[Callable[[str], None]] = None) -> Mea
     for row in tensorstore.all_tensor_rows(con):
         info[row.tensor_hash] = _Tensor(row.tensor_hash, row.dtype, row.shape, row.nbytes, row.manifest)
     stored_before = _stored_bytes(con, [info[h].manifest for h in hashes])
-
-    say(f"decoding {len(hashes)} tensors")
-    raw: dict[str, bytes] = {h: load_tensor(con, store, h)[0] for h in hashes}
     index = {h: i + 1 for i, h in enumerate(hashes)}
+    order = _related_order(hashes, pairs)
+    at = {h: i for i, h in enumerate(order)}
+    raw = decoded if decoded is not None else _DecodedTensors(con, store)
+    pairs_after: dict[str, list[tuple[str, str]]] = {}
+    for a, b in pairs:   # each candidate delta once, measured next to the later of its two tensors
+        pairs_after.setdefault(max(a, b, key=at.__getitem__), []).append((a, b))
 
     say(f"measuring {len(hashes)} whole encodings and {len(pairs)} deltas")
+    sizes: dict[tuple[Optional[str], str], int] = {}
     encodings: dict[tuple[Optional[str], str], object] = {}
-    edges = []
-    for h in hashes:
+    kept = 0
+
+    def measured(key, enc) -> None:
+        nonlocal kept
+        sizes[key] = size = _encoded_size(enc)
+        if keep and kept + size <= KEEP_ENCODED_BYTES:
+            encodings[key] = enc
+            kept += size
+
+    def work(h: str):
+        """(a tensor, its decoded bytes and its candidate deltas'), decoded in this thread: the
+        catalog connection is used by one thread only."""
+        deltas = [(a, b) for a, b in pairs_after.get(h, ())
+                  if (info[a].dtype, info[a].shape) == (info[b].dtype, info[b].shape)]
+        return h, raw[h], [(a, b, raw[a], raw[b]) for a, b in deltas]
+
+    def encode(item) -> list:
+        """The tensor's whole encoding and its candidate deltas (in a worker: zstd and the
+        kernels release the GIL)."""
+        h, data, deltas = item
         t = info[h]
-        enc = encode_tensor(raw[h], t.dtype, t.shape, config=archive_config(t.nbytes, len(t.shape)))
-        encodings[(None, h)] = enc
-        size = _encoded_size(enc)
-        edges.append(planning.Edge(0, index[h], size, size + t.nbytes))
-    for a, b in pairs:   # each candidate delta once (it was once per tensor: O(tensors x pairs) encodes)
-        ta, tb = info[a], info[b]
-        if ta.dtype != tb.dtype or ta.shape != tb.shape:
-            continue
-        # segmented or context-coded (format 3), whichever is smaller: the plan sees real sizes
-        enc = encode_delta_best(raw[b], tb.dtype, tb.shape, base_raw=raw[a], base_hash=a)
-        if enc.manifest.get("delta") is None:
-            continue  # no delta beats storing it whole: not a useful edge
-        encodings[(a, b)] = enc
-        size = _encoded_size(enc)
-        edges.append(planning.Edge(index[a], index[b], size, size + tb.nbytes))
+        out = [((None, h), encode_tensor(data, t.dtype, t.shape, config=archive_config(t.nbytes, len(t.shape))))]
+        for a, b, raw_a, raw_b in deltas:
+            # segmented or context-coded (format 3), whichever is smaller: the plan sees real sizes
+            enc = encode_delta_best(raw_b, info[b].dtype, info[b].shape, base_raw=raw_a, base_hash=a)
+            if enc.manifest.get("delta") is not None:   # else no delta beats storing it whole: no edge
+                out.append(((a, b), enc))
+        return out
+
+    # the tensors in flight are mostly the cache's too: both within its budget
+    for results in tensorstore.bounded_map(encode, map(work, order), budget=raw.budget,
+                                           size=lambda item: len(item[1]) * (1 + 2 * len(item[2]))):
+        for key, enc in results:
+            measured(key, enc)
+        del results
+    edges = [planning.Edge(0, index[h], sizes[(None, h)], sizes[(None, h)] + info[h].nbytes) for h in hashes]
+    edges += [planning.Edge(index[a], index[b], sizes[(a, b)], sizes[(a, b)] + info[b].nbytes)
+              for a, b in pairs if (a, b) in sizes]
     group_keys = sorted(groups)
     last_snap: dict[str, int] = {}
     for vid, snap in group_keys:
         last_snap[vid] = max(last_snap.get(vid, 0), snap)
     graph = planning.StorageGraph(len(hashes), tuple(edges),
                                   tuple(tuple(index[h] for h in groups[k]) for k in group_keys))
-    return Measured(hashes, info, raw, encodings, graph, group_keys, refs,
+    return Measured(hashes, order, info, sizes, encodings, graph, group_keys, refs,
                     [snap == last_snap[vid] for vid, snap in group_keys], stored_before)
 
 
@@ -212,7 +295,7 @@ def plan_table(con, store, alphas, *, scheme: str = "independent", keep_latest_w
     """Dry run: storage versus recreation of the chosen plan for each alpha (nothing is written)."""
     for a in alphas:
         _check_args(a, scheme)
-    m = measure(con, store, progress)
+    m = measure(con, store, progress, keep=False)
     spt_plan = planning.spt(m.graph, scheme)
     rows = []
     cache: dict = {}
@@ -244,8 +327,9 @@ def run_archive(con, store, *, alpha: float = 2.0, scheme: str = "independent", 
     say = progress or (lambda msg: None)
     hit = fail_point or (lambda step: None)
 
-    m = measure(con, store, progress)
-    hashes, info, raw, encodings = m.hashes, m.info, m.raw, m.encodings
+    decoded = _DecodedTensors(con, store)
+    m = measure(con, store, progress, decoded=decoded)
+    hashes, info = m.hashes, m.info
     index = {h: i + 1 for i, h in enumerate(hashes)}
     say("planning")
     best, alpha = choose_plan(m, alpha=alpha, scheme=scheme, budget=budget, keep_latest_whole=keep_latest_whole)
@@ -254,35 +338,46 @@ def run_archive(con, store, *, alpha: float = 2.0, scheme: str = "independent", 
     n_edges = len(m.graph.edges)
     group_keys, refs, stored_before = m.group_keys, m.refs, m.stored_before
 
-    # Encodings the plan asks for; a vertex whose parent is 0 is stored whole.
+    # The encodings the plan asks for, written as they are made; a vertex whose parent is 0 is
+    # stored whole. Nothing names the new blobs until the catalog update below.
+    bases = {h: (None if best.parent(index[h]) == 0 else hashes[best.parent(index[h]) - 1]) for h in hashes}
     new_manifests: dict[str, dict] = {}
-    new_blobs: list[tuple[str, bytes]] = []
+    sizes: dict[str, int] = {}
     blob_size = catalog_objects.blob_sizes(con)
-    for h in hashes:
-        parent = best.parent(index[h])
-        base = None if parent == 0 else hashes[parent - 1]
-        enc = encodings.get((base, h))
-        if enc is None:  # the plan uses the edge in the other direction
-            t = info[h]
-            enc = encode_delta_best(raw[h], t.dtype, t.shape, base_raw=raw[base], base_hash=base)
-        if enc.manifest != info[h].manifest and not _keep_current(info[h].manifest, enc, blob_size):
-            new_manifests[h] = enc.manifest
-            new_blobs.extend(enc.named_blobs())   # the names the codec computed: not hashed again
-    hit("encoded")
-
-    say(f"writing {len(new_blobs)} blobs for {len(new_manifests)} re-encoded tensors")
-    sizes = {}
     with PendingBlobs() as pending:   # a failure before the sync removes its temp files
-        for name, blob in new_blobs:   # a full disk is a DiskFullError; the transaction rolls back
-            sizes[store.put(blob, pending=pending, blob_hash=name)] = len(blob)
+        for h in m.order:
+            base = bases[h]
+            measured = m.sizes.get((base, h))
+            if measured is not None and _keep_current(info[h].manifest, base, measured, blob_size):
+                continue
+            enc = m.encodings.pop((base, h), None)
+            if enc is None:   # not kept, or the plan uses the edge in the other direction
+                t = info[h]
+                enc = (encode_tensor(decoded[h], t.dtype, t.shape, config=archive_config(t.nbytes, len(t.shape)))
+                       if base is None else
+                       encode_delta_best(decoded[h], t.dtype, t.shape, base_raw=decoded[base], base_hash=base))
+            if enc.manifest == info[h].manifest or _keep_current(info[h].manifest, delta_base(enc.manifest),
+                                                                 _encoded_size(enc), blob_size):
+                continue
+            new_manifests[h] = enc.manifest
+            for name, blob in enc.named_blobs():   # the names the codec computed: not hashed again
+                # a full disk is a DiskFullError; the transaction rolls back
+                sizes[store.put(blob, pending=pending, blob_hash=name)] = len(blob)
+            del enc
+        m.encodings.clear()
+        hit("encoded")
+        say(f"wrote {len(sizes)} blobs for {len(new_manifests)} re-encoded tensors; syncing")
         store.sync(pending)      # all durable (one batch of fsyncs) before any catalog row names them
     hit("blobs-written")
 
     # Verify every new manifest decodes to its tensor before the catalog changes.
     final = {h: new_manifests.get(h, info[h].manifest) for h in hashes}
-    for h, manifest in new_manifests.items():
+    for h in m.order:
+        manifest = new_manifests.get(h)
+        if manifest is None:
+            continue
         t = info[h]
-        out = decode_tensor(manifest, store.get, t.nbytes, base=lambda b: raw[b])
+        out = decode_tensor(manifest, store.get, t.nbytes, base=decoded.__getitem__)
         if not tensor_matches(h, out, t.dtype, t.shape):
             raise ArchiveError(f"re-encoding tensor {h[:16]} did not round-trip; nothing was changed — "
                                "report this bug with `dlv fsck` output")
@@ -315,14 +410,16 @@ def run_archive(con, store, *, alpha: float = 2.0, scheme: str = "independent", 
 MIN_REWRITE_GAIN = 0.03
 
 
-def _keep_current(current: dict, planned, blob_size: dict[str, int]) -> bool:
-    if delta_base(current) != delta_base(planned.manifest):
+def _keep_current(current: dict, base: Optional[str], planned_size: int, blob_size: dict[str, int]) -> bool:
+    """Whether a tensor keeps its current encoding where the plan stores it in ``planned_size``
+    bytes against ``base`` (None: whole)."""
+    if delta_base(current) != base:
         return False
     blobs = manifest_blobs(current)
     if any(b not in blob_size for b in blobs):
         return False
     now = sum(int(blob_size[b]) for b in blobs)
-    return _encoded_size(planned) > now * (1 - MIN_REWRITE_GAIN)
+    return planned_size > now * (1 - MIN_REWRITE_GAIN)
 
 
 def _check_acyclic(manifests: dict[str, dict]) -> None:
