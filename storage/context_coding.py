@@ -205,8 +205,14 @@ def _context_order(ctx: np.ndarray, n_values: int, min_group: int) -> _Order:
     hist = np.bincount(ctx, minlength=n_values)
     labels = merge_bins(hist, min_group)
     gid = labels.astype(np.uint8 if labels.max(initial=0) < 256 else np.uint16)[ctx]
-    by_group = np.argsort(gid, kind="stable")
+    by_group = _narrow(np.argsort(gid, kind="stable"))
     return _Order(by_group, _sizes_of(labels, hist))  # = np.bincount(gid), without a pass over the elements
+
+
+def _narrow(positions: np.ndarray) -> np.ndarray:
+    """Element positions as int32 where they fit: argsort's int64 permutations are 4x a bfloat16
+    tensor each, and an encode held three of them at once (a delta's peak was ~8x its tensor)."""
+    return positions.astype(np.int32) if positions.size < 2**31 else positions
 
 
 def _count_histograms(counts_sorted: np.ndarray, group_sizes: np.ndarray, itemsize: int) -> np.ndarray:
@@ -379,12 +385,17 @@ def delta_streams(words: np.ndarray, base_words: np.ndarray, op: str, dtype: str
     s = words.itemsize
     z = apply_delta(op, words, base_words)
     order = _context_order(parent_exponent(base_words, dtype), 1 << FLOAT_FORMATS[dtype][0], min_group)
-    counts_sorted = byte_counts(z)[order.by_group]
-    out = [(pack_counts(part, s), False) for part in _split(counts_sorted, order.group_sizes)]
-    by_count = np.argsort(counts_sorted, kind="stable")  # -> (count, context group, position) order
-    hist2 = _count_histograms(counts_sorted, order.group_sizes, s)
+    by_group, group_sizes = order.by_group, order.group_sizes
+    del order
+    counts_sorted = byte_counts(z)[by_group]
+    out = [(pack_counts(part, s), False) for part in _split(counts_sorted, group_sizes)]
+    # -> (count, context group, position) order
+    positions = by_group[_narrow(np.argsort(counts_sorted, kind="stable"))]
+    del by_group
+    hist2 = _count_histograms(counts_sorted, group_sizes, s)
     per_count = hist2.sum(axis=1)
-    zz = z[order.by_group[by_count]].view(np.uint8).reshape(-1, s)
+    zz = z[positions].view(np.uint8).reshape(-1, s)
+    del z, positions
     starts = np.concatenate(([0], np.cumsum(per_count)))
     for c in range(1, s + 1):
         lead = zz[starts[c]:starts[c + 1], c - 1]
