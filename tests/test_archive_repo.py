@@ -308,17 +308,17 @@ def test_an_archive_within_small_memory_budgets_stores_what_an_unbounded_one_doe
 
 
 def test_an_archive_holds_a_bounded_share_of_the_model_in_memory(repo, monkeypatch):
-    """Three versions of 16 MB of weights (48 MB decoded): with budgets of 4 MB of decoded tensors
-    and 2 MB of kept encodings, the archive's Python allocations peak at half the model or less
-    (budgets + a delta's encoding temporaries, ~8x a tensor); it held every decoded tensor and every
-    encoding at once: 60 MB here, 2.1 GB for a 1.16 GB checkpoint."""
+    """Three versions of 4 MB of weights (12 MB decoded): with budgets of 1 MB of decoded tensors
+    and 0.5 MB of kept encodings, the archive's Python allocations peak at half the model or less
+    (budgets + a delta's encoding temporaries, ~6-10x a tensor); it held every decoded tensor and
+    every encoding at once: ~15 MB here, 2.1 GB for a 1.16 GB checkpoint."""
     import tracemalloc
 
     import modelhub.repo.archive as archive_module
 
-    expected = _fine_tune_trajectory(repo, n_tensors=16, versions=3, side=512)   # 1 MB per tensor
-    monkeypatch.setattr(archive_module, "RAW_CACHE_BYTES", 4 << 20)
-    monkeypatch.setattr(archive_module, "KEEP_ENCODED_BYTES", 2 << 20)
+    expected = _fine_tune_trajectory(repo, n_tensors=16, versions=3, side=256)   # 256 KB per tensor
+    monkeypatch.setattr(archive_module, "RAW_CACHE_BYTES", 1 << 20)
+    monkeypatch.setattr(archive_module, "KEEP_ENCODED_BYTES", 512 << 10)
     tracemalloc.start()
     try:
         result = archive(repo, alpha=1.5)
@@ -326,5 +326,5 @@ def test_an_archive_holds_a_bounded_share_of_the_model_in_memory(repo, monkeypat
     finally:
         tracemalloc.stop()
     assert result.n_reencoded > 0
-    assert peak < 24 << 20, f"archive peaked at {peak / 2**20:.1f} MB"
+    assert peak < 6 << 20, f"archive peaked at {peak / 2**20:.1f} MB"
     assert_all_snapshots_exact(repo, expected)

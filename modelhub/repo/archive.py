@@ -76,6 +76,17 @@ def _encoded_size(encoded) -> int:
     return sum(len(b) for b in encoded.blobs)
 
 
+def _encode_whole(t: "_Tensor", raw: bytes):
+    """The tuned whole encoding the plan sizes a tensor by (and writes where it stores it whole)."""
+    return encode_tensor(raw, t.dtype, t.shape, config=archive_config(t.nbytes, len(t.shape)))
+
+
+def _encode_delta(t: "_Tensor", raw: bytes, base: str, base_raw: bytes):
+    """Segmented or context-coded (format 3) against ``base``, whichever is smaller: the plan sees
+    real sizes (the result has no delta where none beats storing the tensor whole)."""
+    return encode_delta_best(raw, t.dtype, t.shape, base_raw=base_raw, base_hash=base)
+
+
 def _candidate_pairs(con) -> tuple[list[tuple[str, str]], dict[tuple[str, int], list[str]], dict[tuple[str, int], str]]:
     """(delta candidate pairs, snapshot -> tensor hashes, snapshot -> ref)."""
     by_snap: dict[tuple[str, int], dict[str, str]] = {}
@@ -222,10 +233,9 @@ def measure(con, store, progress: Optional[Callable[[str], None]] = None, *, kee
         kernels release the GIL)."""
         h, data, deltas = item
         t = info[h]
-        out = [((None, h), encode_tensor(data, t.dtype, t.shape, config=archive_config(t.nbytes, len(t.shape))))]
+        out = [((None, h), _encode_whole(t, data))]
         for a, b, raw_a, raw_b in deltas:
-            # segmented or context-coded (format 3), whichever is smaller: the plan sees real sizes
-            enc = encode_delta_best(raw_b, info[b].dtype, info[b].shape, base_raw=raw_a, base_hash=a)
+            enc = _encode_delta(info[b], raw_b, a, raw_a)
             if enc.manifest.get("delta") is not None:   # else no delta beats storing it whole: no edge
                 out.append(((a, b), enc))
         return out
@@ -352,10 +362,8 @@ def run_archive(con, store, *, alpha: float = 2.0, scheme: str = "independent", 
                 continue
             enc = m.encodings.pop((base, h), None)
             if enc is None:   # not kept, or the plan uses the edge in the other direction
-                t = info[h]
-                enc = (encode_tensor(decoded[h], t.dtype, t.shape, config=archive_config(t.nbytes, len(t.shape)))
-                       if base is None else
-                       encode_delta_best(decoded[h], t.dtype, t.shape, base_raw=decoded[base], base_hash=base))
+                enc = (_encode_whole(info[h], decoded[h]) if base is None else
+                       _encode_delta(info[h], decoded[h], base, decoded[base]))
             if enc.manifest == info[h].manifest or _keep_current(info[h].manifest, delta_base(enc.manifest),
                                                                  _encoded_size(enc), blob_size):
                 continue
