@@ -316,7 +316,7 @@ def _compress(segments: Sequence[np.ndarray], widths: Sequence[int],
 
 
 #: the optimal parser is sized on this many spread samples of two of its windows (128 KiB each)
-#: before it runs on a whole segment of at least _TUNED_SAMPLE_MIN bytes where a cheap coding exists
+#: before it runs on a whole (non-noise) segment of at least _TUNED_SAMPLE_MIN bytes
 _TUNED_WINDOW, _TUNED_SAMPLES = 128 << 10, 4
 _TUNED_SAMPLE_MIN = 8 * _TUNED_SAMPLES * _TUNED_WINDOW
 #: ... and runs only when the samples say it stores the segment in less than this share of the
