@@ -19,6 +19,13 @@ codec (same tensors) and ZipNN decompressing the XOR snapshots. Every decode is 
 Also: one model, all-MiniLM-L6-v2 cast to bfloat16, segmented vs ZipNN (and the bit fields the
 segmented codec uses for bfloat16 and float16).
 
+``dlv_archive`` (per workload): what a user pays for all this. Every snapshot is committed as a
+version of one model (each the child of the one before, through the public API), then ``dlv
+archive`` runs as a process (start-up included): its wall time, and the bytes it stores
+(``stored_after`` of ``--json``: the plan of least storage whose snapshots each cost at most alpha 2
+times their all-whole recreation cost, the default) and the least storage with no bound
+(``mst_bytes``: the chain ZipNN-delta stores too), against ZipNN-delta.
+
     python benchmarks/archive_context.py [--quick] [--threads N] [--seeds 0,1] [--out results.json]
 
 ``--quick`` trains shorter trajectories (fewer epochs/steps, fewer images); a full run trains once
@@ -177,6 +184,42 @@ def decode_throughput(deltas, xor_blobs, dtype: str, threads: int) -> dict:
     return out
 
 
+_TORCH_DTYPES = {"float32": "float32", "float16": "float16", "bfloat16": "bfloat16", "float64": "float64",
+                 "int64": "int64", "int32": "int32", "uint8": "uint8", "int8": "int8", "bool": "bool"}
+
+
+def dlv_archive(snaps, zipnn_delta: int) -> dict:
+    """Each snapshot committed as a version (a chain), then `dlv archive` timed as a process."""
+    import subprocess
+    import tempfile
+
+    import torch
+
+    import modelhub
+
+    with tempfile.TemporaryDirectory() as tmp:
+        repo = modelhub.init_repo(Path(tmp) / "repo")
+        for i, snap in enumerate(snaps):
+            state = {k: torch.frombuffer(bytearray(raw), dtype=getattr(torch, _TORCH_DTYPES[d])).reshape(shape)
+                     if raw else torch.empty(shape, dtype=getattr(torch, _TORCH_DTYPES[d]))
+                     for k, (d, shape, raw) in snap.items()}
+            repo.commit(state, name="traj", message=f"snapshot {i}")
+        t0 = time.perf_counter()
+        # `dlv archive --json`, from the modelhub this interpreter imports (a baseline checkout on PYTHONPATH too)
+        dlv = [sys.executable, "-c", "import sys; from modelhub.cli import entry_point; sys.argv[0] = 'dlv'; "
+                                     "sys.exit(entry_point())"]
+        out = subprocess.run(dlv + ["archive", "--json"], cwd=Path(tmp) / "repo", capture_output=True, text=True,
+                             check=True)
+        seconds = time.perf_counter() - t0
+        result = json.loads(out.stdout)
+    raw = sum(len(flat(s)) for s in snaps)
+    return {"seconds": round(seconds, 1), "MBps": round(raw / seconds / 1e6, 2),
+            "stored_before": result["stored_before"], "stored_after": result["stored_after"],
+            "reencoded": result["n_reencoded"], "min_storage_bytes": result["mst_bytes"],
+            "vs_zipnn_delta": round(zipnn_delta / result["stored_after"], 4),
+            "min_storage_vs_zipnn_delta": round(zipnn_delta / result["mst_bytes"], 4)}
+
+
 def run_workload(name: str, quick: bool, threads: int, ctx_config: ContextConfig, seed: int = 0) -> dict:
     t0 = time.perf_counter()
     snaps = ct.trajectory(name, quick=quick, seed=seed)
@@ -203,6 +246,7 @@ def run_workload(name: str, quick: bool, threads: int, ctx_config: ContextConfig
         "decode": speed,
         "decode_target_mbs": TARGET_DECODE_MBS,
         "decode_target_reached": bool(speed.get("context_mbs_1thread_cpu_time", 0) >= TARGET_DECODE_MBS),
+        "dlv_archive": dlv_archive(snaps, z["zipnn_delta"]),
         "seconds": {"trajectory": round(t_train, 1), "total": round(time.perf_counter() - t0, 1)},
     }
 

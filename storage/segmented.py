@@ -353,8 +353,12 @@ def _optimal_parse_may_win(segment, cheapest: int, tuned) -> bool:
 def encode_segmented(raw: bytes | memoryview, dtype: str, n: int, itemsize: int, *,
                      config: SegmentedConfig = SegmentedConfig(),
                      base_raw: bytes | memoryview | None = None, base_hash: str | None = None,
-                     scratch: Optional[EncodeScratch] = None) -> EncodeResult:
+                     scratch: Optional[EncodeScratch] = None,
+                     give_up_above: Optional[float] = None) -> Optional[EncodeResult]:
     """The segmented encoding of ``raw`` (n elements of ``itemsize`` bytes).
+
+    ``give_up_above``: None, without compressing anything, when every option's order-0 estimate
+    is above this many bytes (the caller has a smaller encoding; tensors.encode_delta_best).
 
     ``scratch``: where the temporaries go (scratch.py); the blobs may then be views of its
     buffers, valid until ``scratch.release()``. Used only where a single candidate is encoded
@@ -404,6 +408,8 @@ def encode_segmented(raw: bytes | memoryview, dtype: str, n: int, itemsize: int,
         del options, fields, data
     # The order-0 estimate ignores zstd's matches and table costs; when the runner-up is
     # within 3% of the best estimate, compress both and keep the truly smaller one.
+    if give_up_above is not None and top[0][0] / 8 > give_up_above:
+        return None
     finalists = [o for o in top if o[0] <= top[0][0] * 1.03 + 64]
     del top
     best = None

@@ -20,7 +20,8 @@ from hypothesis import given, settings, strategies as st
 
 from modelhub.storage.context_coding import (CODEC_ID, CODING_RANS, CODING_RAW, CODING_ZSTD, FORMAT, MAGIC, MAGIC_V1, ContextCodec,
                                              ContextConfig, _varint, blob_codings, blob_streams, decode_context,
-                                             encode_context, merge_bins, parent_exponent)
+                                             _match_probe, _optimal_parse, _pack, encode_context, merge_bins,
+                                             parent_exponent)
 from modelhub.storage.errors import CodecError, CorruptBlobError, DamagedEncodingError, UnknownFormatError
 from modelhub.storage.objects import content_hash, name_matches
 
@@ -273,6 +274,77 @@ class no_rans:
 
     def __exit__(self, *exc):
         self.rans.encode = self.saved
+
+
+class CountingCompressor:
+    """A zstd compressor that counts its calls."""
+
+    def __init__(self, real):
+        self.real, self.calls = real, 0
+
+    def compress(self, data):
+        self.calls += 1
+        return self.real.compress(data)
+
+
+def test_the_optimal_parser_is_skipped_where_the_fast_parse_finds_no_repeats():
+    """A skewed stream without repeats: the probe's frame is no smaller than the rANS stream, so
+    the optimal parser (1-5 MB/s) never runs, and the stream is stored as it was without the probe."""
+    data = np.random.default_rng(3).geometric(0.5, 200_000).clip(max=255).astype(np.uint8).tobytes()
+    optimal = CountingCompressor(_optimal_parse())
+    probed = _pack(data, optimal, False, _match_probe())
+    assert optimal.calls == 0 and probed[1] == CODING_RANS
+    assert _pack(data, _optimal_parse(), False) == probed
+
+
+def test_the_optimal_parser_still_runs_where_a_stream_repeats():
+    """The same kind of stream, tiled: the probe finds the repeats, the optimal parser runs and its
+    frame is stored (far below what rANS, which has no matches, makes of it)."""
+    tile = np.random.default_rng(3).geometric(0.3, 1000).clip(max=255).astype(np.uint8).tobytes()
+    data = tile * 200
+    optimal = CountingCompressor(_optimal_parse())
+    coded, coding = _pack(data, optimal, False, _match_probe())
+    assert optimal.calls == 1 and coding == CODING_ZSTD
+    assert len(coded) < len(data) // 50
+
+
+def _spy_segmented_compress(monkeypatch) -> list:
+    import modelhub.storage.segmented as segmented
+
+    calls, real = [], segmented._compress
+    monkeypatch.setattr(segmented, "_compress", lambda *a, **k: calls.append(1) or real(*a, **k))
+    return calls
+
+
+def test_delta_best_skips_segmented_compression_where_the_context_coder_is_far_smaller(monkeypatch):
+    """A bfloat16 update whose segmented estimate is ~1.2x the context-coded size: the segmented
+    options are never compressed, and the result is what comparing both whole gives."""
+    import modelhub.storage.tensors as tensors
+
+    raw, base = trained_pair("bfloat16", 100_000, seed=4, step=1e-4)
+    calls = _spy_segmented_compress(monkeypatch)
+    best = tensors.encode_delta_best(raw, "bfloat16", [100_000], base_raw=base, base_hash="b" * 64)
+    assert calls == [] and best.manifest["codec"] == CODEC_ID
+    monkeypatch.setattr(tensors, "_SEGMENTED_ESTIMATE_SLACK", float("inf"))
+    assert tensors.encode_delta_best(raw, "bfloat16", [100_000], base_raw=base, base_hash="b" * 64) == best
+    assert calls
+
+
+def test_delta_best_compresses_the_segmented_options_where_their_estimate_is_below_the_context_size(monkeypatch):
+    """A float16 update as large as the weights: the parent's exponent tells the context coder little,
+    the segmented estimate is below its size, so the segmented options are compressed, and the
+    smaller of the two is kept."""
+    import modelhub.storage.tensors as tensors
+
+    rng = np.random.default_rng(5)
+    parent = rng.standard_normal(100_000) * 0.05
+    raw, base = as_bytes(parent + rng.standard_normal(100_000) * 0.05, "float16"), as_bytes(parent, "float16")
+    calls = _spy_segmented_compress(monkeypatch)
+    best = tensors.encode_delta_best(raw, "float16", [100_000], base_raw=base, base_hash="b" * 64)
+    assert calls
+    seg = tensors.encode_tensor(raw, "float16", [100_000], codec="segmented", base_raw=base, base_hash="b" * 64)
+    ctx = encode_context(raw, "float16", [100_000], base_raw=base, base_hash="b" * 64)
+    assert sum(len(b) for b in best.blobs) == min(sum(len(b) for b in seg.blobs), ctx.nbytes)
 
 
 def test_a_wrong_base_is_caught_by_the_stream_sizes_or_decodes_to_other_bytes():
