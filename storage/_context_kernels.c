@@ -155,3 +155,123 @@ int mh_ctx_words(const void *base, size_t n, int itemsize, int man_bits, unsigne
     }
     return mh_undo_delta(base, n, itemsize, op, out);
 }
+
+/* -- encoding: delta_streams (context_coding.py) in two passes over the elements ---------------- */
+
+/* Pass one: every element's delta word against its parent (op 0 xor, 1 osub: the zigzagged
+ * difference of the floats' order-preserving maps, exactly deltas.apply_delta) into ``z``, its
+ * number of significant bytes (byteclass.byte_counts) into ``counts``, and hist[c * ngroups + g]:
+ * elements of context group g with c significant bytes. The numpy encoder made the same with a
+ * stable sort by group, another by count and three gathers through the permutations: ~2/3 of a
+ * bfloat16 delta's encode once zstd's optimal parser stopped running where it cannot win. */
+#define MH_CTX_DELTA(T, BITS)                                                              \
+    MH_CLONES static void delta_##T(const T *restrict words, const T *restrict base, size_t n, \
+                          int op, T *restrict z, uint8_t *restrict counts) {               \
+        const T magnitude = (T)(((T)1 << (BITS - 1)) - 1);                                  \
+        if (op == 0) {                                                                     \
+            for (size_t i = 0; i < n; i++) z[i] = words[i] ^ base[i];                      \
+        } else {                                                                           \
+            for (size_t i = 0; i < n; i++) {                                               \
+                const T x = words[i], b = base[i];                                         \
+                const T ox = x ^ ((T)(0 - (x >> (BITS - 1))) & magnitude);                 \
+                const T ob = b ^ ((T)(0 - (b >> (BITS - 1))) & magnitude);                 \
+                const T d = (T)(ox - ob);                                                  \
+                z[i] = (T)((T)(d << 1) ^ (T)(0 - (d >> (BITS - 1))));                       \
+            }                                                                              \
+        }                                                                                  \
+        for (size_t i = 0; i < n; i++) {                                                   \
+            const T v = z[i];                                                              \
+            int c = 0;                                                                     \
+            for (int k = 0; k < (int)sizeof(T); k++) c += (k ? v >= ((T)1 << (8 * k)) : v > 0); \
+            counts[i] = (uint8_t)c;                                                        \
+        }                                                                                  \
+    }
+
+MH_CTX_DELTA(uint16_t, 16)
+MH_CTX_DELTA(uint32_t, 32)
+MH_CTX_DELTA(uint64_t, 64)
+
+/* hist[c * ngroups + g] of pass one, from four partial histograms as mh_ctx_exp_hist does. */
+#define MH_CTX_HIST2(T)                                                                    \
+    MH_CLONES static void hist2_##T(const T *restrict base, size_t n, int man_bits, unsigned emask, \
+                          const uint16_t *restrict label, int64_t ngroups,                 \
+                          const uint8_t *restrict counts, int64_t *restrict hist) {        \
+        for (size_t i = 0; i < n; i++)                                                     \
+            hist[counts[i] * ngroups + label[(unsigned)(base[i] >> man_bits) & emask]]++;  \
+    }
+
+MH_CTX_HIST2(uint16_t)
+MH_CTX_HIST2(uint32_t)
+MH_CTX_HIST2(uint64_t)
+
+int mh_ctx_delta_counts(const void *words, const void *base, size_t n, int itemsize, int man_bits,
+                        unsigned emask, const uint16_t *label, int64_t ngroups, int op, void *z,
+                        uint8_t *counts, int64_t *hist) {
+    if (op != 0 && op != 1) return -3;
+    memset(hist, 0, (size_t)(itemsize + 1) * (size_t)ngroups * sizeof(int64_t));
+    switch (itemsize) {
+    case 2: delta_uint16_t(words, base, n, op, z, counts);
+            hist2_uint16_t(base, n, man_bits, emask, label, ngroups, counts, hist); return 0;
+    case 4: delta_uint32_t(words, base, n, op, z, counts);
+            hist2_uint32_t(base, n, man_bits, emask, label, ngroups, counts, hist); return 0;
+    case 8: delta_uint64_t(words, base, n, op, z, counts);
+            hist2_uint64_t(base, n, man_bits, emask, label, ngroups, counts, hist); return 0;
+    }
+    return -2;
+}
+
+/* Pass two, the decoder's gather turned around: each element's count to its group's cursor in
+ * ``counts_out`` (group order), its lead byte and its c - 1 low bytes to the cursor of (c, group)
+ * in count c's streams. Branch-free as the gather is: an element of count 0 writes its lead byte
+ * to a sink, one of count 0 or 1 its low bytes there too, and every element makes the same S - 1
+ * byte stores, those past its c - 1 repeating its first (a wider store would reach into the next
+ * group's run, which an earlier element may have written). count_pos and lead_pos start where
+ * each run begins and are advanced in place. */
+#define MH_CTX_SCATTER(T)                                                                  \
+    MH_CLONES static void scatter_##T(const T *restrict z, const T *restrict base, size_t n,  \
+                            int man_bits, unsigned emask, const uint16_t *restrict label,  \
+                            int64_t ngroups, const uint8_t *restrict counts,               \
+                            int64_t *restrict count_pos, uint8_t *restrict counts_out,     \
+                            uint8_t *const *lead, int64_t *restrict lead_pos,              \
+                            uint8_t *const *low) {                                         \
+        enum { S = sizeof(T) };                                                            \
+        uint8_t sink[16];                                                                  \
+        uint8_t *leads[S + 1], *lows[S + 1];                                               \
+        int shift[S + 1];                                                                  \
+        int64_t stride[S + 1];                                                             \
+        memset(sink, 0, sizeof sink);                                                      \
+        for (int c = 0; c <= S; c++) {                                                     \
+            leads[c] = c ? lead[c] : sink;                                                 \
+            lows[c] = c >= 2 ? low[c] : sink;                                              \
+            stride[c] = c >= 2 ? c - 1 : 0;                                                \
+            shift[c] = c ? 8 * (c - 1) : 0;                                                \
+        }                                                                                  \
+        for (size_t i = 0; i < n; i++) {                                                   \
+            const int64_t g = label[(unsigned)(base[i] >> man_bits) & emask];              \
+            const int c = counts[i];                                                       \
+            const T v = z[i];                                                              \
+            counts_out[count_pos[g]++] = (uint8_t)c;                                       \
+            const int64_t j = lead_pos[c * ngroups + g]++ & -(int64_t)(c != 0);             \
+            leads[c][j] = (uint8_t)(v >> shift[c]);                                        \
+            uint8_t *p = lows[c] + j * stride[c];                                          \
+            for (int k = 0; k < S - 1; k++) {                                              \
+                const int at = k < c - 1 ? k : 0;                                          \
+                p[at] = (uint8_t)(v >> (8 * at));                                          \
+            }                                                                              \
+        }                                                                                  \
+    }
+
+MH_CTX_SCATTER(uint16_t)
+MH_CTX_SCATTER(uint32_t)
+MH_CTX_SCATTER(uint64_t)
+
+int mh_ctx_scatter(const void *z, const void *base, size_t n, int itemsize, int man_bits, unsigned emask,
+                   const uint16_t *label, int64_t ngroups, const uint8_t *counts, int64_t *count_pos,
+                   uint8_t *counts_out, uint8_t *const *lead, int64_t *lead_pos, uint8_t *const *low) {
+    switch (itemsize) {
+    case 2: scatter_uint16_t(z, base, n, man_bits, emask, label, ngroups, counts, count_pos, counts_out, lead, lead_pos, low); return 0;
+    case 4: scatter_uint32_t(z, base, n, man_bits, emask, label, ngroups, counts, count_pos, counts_out, lead, lead_pos, low); return 0;
+    case 8: scatter_uint64_t(z, base, n, man_bits, emask, label, ngroups, counts, count_pos, counts_out, lead, lead_pos, low); return 0;
+    }
+    return -2;
+}

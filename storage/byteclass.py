@@ -32,6 +32,8 @@ def split_byteclass(words: np.ndarray) -> list[np.ndarray]:
     """The segments as contiguous uint8 arrays (consumers take any buffer)."""
     size = words.itemsize
     counts = byte_counts(words)
+    if kernels.LIB is not None and words.flags.c_contiguous:   # one pass in C (kernels.py)
+        return [counts] + kernels.byteclass_split(words, counts, expected_lengths(counts, size))
     columns = words.view(np.uint8).reshape(-1, size)
     out = [counts]
     for k in reversed(range(size)):

@@ -410,6 +410,8 @@ def _itemsize(dtype: str, raw_len: int, base_len: int) -> int:
 def delta_streams(words: np.ndarray, base_words: np.ndarray, op: str, dtype: str,
                   min_group: int) -> list[tuple[bytes, bool]]:
     """(stream bytes, is noise) in blob order, uncompressed (see the module docstring)."""
+    if kernels.LIB is not None and kernels.aligned(words) and kernels.aligned(base_words):
+        return _delta_streams_compiled(words, base_words, op, dtype, min_group)
     s = words.itemsize
     z = apply_delta(op, words, base_words)
     order = _context_order(parent_exponent(base_words, dtype), 1 << FLOAT_FORMATS[dtype][0], min_group)
@@ -430,6 +432,29 @@ def delta_streams(words: np.ndarray, base_words: np.ndarray, op: str, dtype: str
         out += [(part.tobytes(), False) for part in _split(lead, _group_sizes(hist2[c], min_group))]
     for c in range(2, s + 1):
         out.append((zz[starts[c]:starts[c + 1], :c - 1].tobytes(), True))
+    return out
+
+
+def _delta_streams_compiled(words: np.ndarray, base_words: np.ndarray, op: str, dtype: str,
+                            min_group: int) -> list[tuple[bytes, bool]]:
+    """:func:`delta_streams` by the compiled kernels (storage/_context_kernels.c): two passes over the
+    elements in position order (deltas, counts and their histogram; then every byte to its stream's
+    cursor) instead of two stable sorts and three gathers. The same streams, byte for byte
+    (tests/test_kernels.py)."""
+    s = words.itemsize
+    exp_bits, man_bits = FLOAT_FORMATS[dtype]
+    hist = kernels.exponent_histogram(base_words, man_bits, exp_bits)
+    labels = merge_bins(hist, min_group)
+    group_sizes = _sizes_of(labels, hist)
+    z, counts, hist2 = kernels.context_delta_counts(words, base_words, man_bits, exp_bits, labels, len(group_sizes), op)
+    counts_sorted, leads, lows = kernels.context_scatter(z, base_words, man_bits, exp_bits, labels, counts,
+                                                         group_sizes, hist2)
+    del z, counts
+    out = [(pack_counts(part, s), False) for part in _split(counts_sorted, group_sizes)]
+    for c in range(1, s + 1):
+        out += [(part.tobytes(), False) for part in _split(leads[c], _group_sizes(hist2[c], min_group))]
+    for c in range(2, s + 1):
+        out.append((lows[c].tobytes(), True))
     return out
 
 

@@ -74,14 +74,18 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.mh_ctx_counts.argtypes = [p, p, ctypes.c_int64, i, p, p]
     lib.mh_ctx_words.argtypes = [p, size, i, i, ctypes.c_uint, p, ctypes.c_int64, p, p, p, p, p, i, p]
     lib.mh_undo_delta.argtypes = [p, size, i, i, p]
+    lib.mh_ctx_delta_counts.argtypes = [p, p, size, i, i, ctypes.c_uint, p, ctypes.c_int64, i, p, p, p]
+    lib.mh_ctx_scatter.argtypes = [p, p, size, i, i, ctypes.c_uint, p, ctypes.c_int64, p, p, p, p, p, p]
     lib.mh_byte_histogram.argtypes = [p, size, p]
     lib.mh_byte_histogram.restype = None
     lib.mh_byteclass_join.argtypes = [p, size, i, p, p]
+    lib.mh_byteclass_split.argtypes = [p, p, size, i, p]
     lib.mh_rans_encode.argtypes = [p, size, p, i, p, size]
     lib.mh_rans_encode.restype = ctypes.c_int64
     lib.mh_rans_decode.argtypes = [p, size, p, size]
-    for name in ("mh_undo_delta", "mh_byteclass_join", "mh_split_fields", "mh_join_fields", "mh_join_sources", "mh_bits7_encode", "mh_bits7_decode",
-                 "mh_ctx_exp_hist", "mh_ctx_counts", "mh_ctx_words", "mh_rans_decode"):
+    for name in ("mh_undo_delta", "mh_byteclass_join", "mh_byteclass_split", "mh_split_fields", "mh_join_fields", "mh_join_sources", "mh_bits7_encode", "mh_bits7_decode",
+                 "mh_ctx_exp_hist", "mh_ctx_counts", "mh_ctx_words", "mh_ctx_delta_counts", "mh_ctx_scatter",
+                 "mh_rans_decode"):
         getattr(lib, name).restype = i
 
 
@@ -245,6 +249,16 @@ def byteclass_join(counts: np.ndarray, segments: Sequence, size: int, out: np.nd
                                  pointers, out.ctypes.data), "byteclass_join")
 
 
+def byteclass_split(words: np.ndarray, counts: np.ndarray, lengths: Sequence[int]) -> list[np.ndarray]:
+    """byteclass.split_byteclass's segments after the counts (``lengths``: each one's, as
+    byteclass.expected_lengths gives them) from contiguous ``words``."""
+    segments = [np.empty(n + 1, dtype=np.uint8) for n in lengths]   # + 1: the kernel's branch-free store
+    pointers = (ctypes.c_void_p * len(segments))(*(seg.ctypes.data for seg in segments))
+    _check(LIB.mh_byteclass_split(words.ctypes.data, counts.ctypes.data, counts.size, words.itemsize, pointers),
+           "byteclass_split")
+    return [seg[:n] for seg, n in zip(segments, lengths)]
+
+
 # -- the context coder's decoder (storage/_context_kernels.c) ----------------------------------
 
 def exponent_histogram(base_words: np.ndarray, man_bits: int, exp_bits: int) -> np.ndarray:
@@ -294,6 +308,42 @@ def context_words(base_words: np.ndarray, man_bits: int, exp_bits: int, labels: 
     _check(LIB.mh_ctx_words(base_words.ctypes.data, base_words.size, s, man_bits, (1 << exp_bits) - 1,
                             label16.ctypes.data, ngroups, counts.ctypes.data, count_pos.ctypes.data, lead_ptrs,
                             lead_pos.ctypes.data, low_ptrs, _DELTA_OPS[op], out.ctypes.data), "context_words")
+
+
+def context_delta_counts(words: np.ndarray, base_words: np.ndarray, man_bits: int, exp_bits: int,
+                         labels: np.ndarray, ngroups: int, op: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(delta words, each one's number of significant bytes, hist[c, g]: elements of context group g
+    with c significant bytes) of ``words`` against ``base_words`` (both aligned, same size)."""
+    s, n = words.itemsize, words.size
+    z = np.empty(n, dtype=words.dtype)
+    counts = np.empty(n, dtype=np.uint8)
+    hist = np.empty((s + 1, max(ngroups, 1)), dtype=np.int64)
+    label16 = np.ascontiguousarray(labels, dtype=np.uint16)
+    _check(LIB.mh_ctx_delta_counts(words.ctypes.data, base_words.ctypes.data, n, s, man_bits, (1 << exp_bits) - 1,
+                                   label16.ctypes.data, max(ngroups, 1), _DELTA_OPS[op], z.ctypes.data,
+                                   counts.ctypes.data, hist.ctypes.data), "context_delta_counts")
+    return z, counts, hist
+
+
+def context_scatter(z: np.ndarray, base_words: np.ndarray, man_bits: int, exp_bits: int, labels: np.ndarray,
+                    counts: np.ndarray, group_sizes: np.ndarray, hist: np.ndarray
+                    ) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
+    """(the counts in context-group order, count c's lead bytes and its low bytes for every c) in the
+    streams' (count, group, position) order, from what :func:`context_delta_counts` gave."""
+    s = z.itemsize
+    per_count = hist.sum(axis=1)
+    leads = [np.empty(0, np.uint8)] + [np.empty(int(per_count[c]), np.uint8) for c in range(1, s + 1)]
+    lows = [np.empty(0, np.uint8)] * 2 + [np.empty(int(per_count[c]) * (c - 1), np.uint8) for c in range(2, s + 1)]
+    lead_ptrs = (ctypes.c_void_p * (s + 1))(*(b.ctypes.data if b.size else None for b in leads))
+    low_ptrs = (ctypes.c_void_p * (s + 1))(*(b.ctypes.data if b.size else None for b in lows))
+    counts_out = np.empty(z.size, dtype=np.uint8)
+    count_pos = np.ascontiguousarray(np.cumsum(group_sizes) - group_sizes, dtype=np.int64)
+    lead_pos = np.ascontiguousarray(np.cumsum(hist, axis=1) - hist, dtype=np.int64)   # [c, g], exclusive
+    label16 = np.ascontiguousarray(labels, dtype=np.uint16)
+    _check(LIB.mh_ctx_scatter(z.ctypes.data, base_words.ctypes.data, z.size, s, man_bits, (1 << exp_bits) - 1,
+                              label16.ctypes.data, hist.shape[1], counts.ctypes.data, count_pos.ctypes.data,
+                              counts_out.ctypes.data, lead_ptrs, lead_pos.ctypes.data, low_ptrs), "context_scatter")
+    return counts_out, leads, lows
 
 
 # -- rANS (storage/_rans_kernels.c; the format and the reference are in storage/rans.py) ---------

@@ -14,7 +14,8 @@ from modelhub.storage import kernels
 from modelhub.storage.bits7 import decode_bits7, encode_bits7
 from modelhub.storage.bitfields import byte_layout, default_layout, join_fields, split_fields
 from modelhub.storage.byteclass import join_byteclass, split_byteclass
-from modelhub.storage.context_coding import CODING_RAW, ContextConfig, _container, blob_streams, decode_context, encode_context
+from modelhub.storage.context_coding import (CODING_RAW, ContextConfig, _container, blob_streams, decode_context,
+                                             delta_streams, encode_context)
 from modelhub.storage.deltas import undo_delta
 from modelhub.storage.errors import StorageError
 from modelhub.storage.planepack import _HEADER, decode_packed, encode_packed
@@ -272,6 +273,34 @@ def test_context_decode_matches_numpy_on_damaged_streams(dtype, data):
     assert fast == slow
 
 
+@settings(max_examples=200, deadline=None)
+@given(dtype=st.sampled_from(sorted(CONTEXT_WORD)), op=st.sampled_from(["osub", "xor"]), data=st.data())
+def test_context_encoder_streams_match_numpy(dtype, op, data):
+    """The encoder's two compiled passes give the numpy encoder's streams, byte for byte."""
+    raw, base = _context_pair(data, dtype)
+    words, base_words = (np.frombuffer(b, CONTEXT_WORD[dtype]) for b in (raw, base))
+    fast, slow = both(delta_streams, words, base_words, op, dtype, data.draw(st.integers(1, 64)))
+    assert fast == slow
+
+
+@pytest.mark.parametrize("dtype", sorted(CONTEXT_WORD))
+def test_context_encoder_streams_match_numpy_across_many_groups_and_counts(dtype):
+    """200k trained-like elements over many exponents, small groups: every (count, group) run is
+    written next to runs that elements earlier in position order have written (a store past an
+    element's own bytes would overwrite them)."""
+    rng = np.random.default_rng(7)
+    values = rng.standard_normal(200_000) * np.exp2(rng.integers(-20, 4, 200_000))
+    word = CONTEXT_WORD[dtype]
+    if dtype == "bfloat16":
+        base_words = (values.astype("<f4").view("<u4") >> 16).astype(word)
+    else:
+        base_words = values.astype({"float16": "<f2", "float32": "<f4", "float64": "<f8"}[dtype]).view(word)
+    words = base_words + rng.integers(0, 3000, base_words.size).astype(word) * (rng.random(base_words.size) < 0.8)
+    for op in ("osub", "xor"):
+        fast, slow = both(delta_streams, words, base_words, op, dtype, 16)
+        assert fast == slow
+
+
 def test_context_decode_of_an_unaligned_parent_uses_numpy_and_gives_the_same_bytes():
     rng = np.random.default_rng(5)
     parent = (rng.standard_normal(5000) * 0.05).astype("<f4")
@@ -312,6 +341,17 @@ def test_byteclass_join_and_undo_delta_match_numpy(data, size, op, small):
     fast, slow = both(decode)
     assert fast == slow
     assert bytes(join_byteclass([bytes(s) for s in segments], n, size)) == words.tobytes()
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.binary(max_size=3000), size=st.sampled_from([1, 2, 4, 8]), shift=st.integers(0, 63))
+def test_byteclass_split_matches_numpy(data, size, shift):
+    """Words of any size, their high bytes zero from any bit on (every count occurs), split into
+    byte classes by the kernel's branch-free stores and by numpy's masks: the same segments."""
+    n = len(data) // size
+    words = np.frombuffer(data[:n * size], dtype=f"<u{size}") >> np.array(shift % (8 * size), dtype=f"<u{size}")
+    fast, slow = both(split_byteclass, words)
+    assert fast == slow
 
 
 @settings(max_examples=200, deadline=None)
