@@ -119,18 +119,20 @@ static const uint8_t mh_zeros[8];
         const uint8_t *leads[S + 1], *lows[S + 1];                                         \
         uint64_t low_mask[S + 1];                                                          \
         int shift[S + 1];                                                                  \
+        int64_t stride[S + 1];                                                             \
         for (int c = 0; c <= S; c++) {                                                     \
             leads[c] = c ? lead[c] : mh_zeros;                                             \
             lows[c] = c >= 2 ? low[c] : mh_zeros;                                          \
             low_mask[c] = c >= 2 ? (1ULL << (8 * (c - 1))) - 1 : 0;                         \
             shift[c] = c ? 8 * (c - 1) : 0;                                                 \
+            stride[c] = c >= 2 ? c - 1 : 0;                                                \
         }                                                                                  \
         for (size_t i = 0; i < n; i++) {                                                   \
             const int64_t g = label[(unsigned)(base[i] >> man_bits) & emask];              \
             const int c = counts[count_pos[g]++];                                          \
             const int64_t j = lead_pos[c * ngroups + g]++ & -(int64_t)(c != 0);             \
             uint64_t bytes;                                                                \
-            memcpy(&bytes, lows[c] + j * (c > 1 ? c - 1 : 0), 8);                          \
+            memcpy(&bytes, lows[c] + j * stride[c], 8);  /* a table: (c > 1 ? c - 1 : 0) was a branch */ \
             out[i] = (T)(((T)leads[c][j] << shift[c]) | (T)(bytes & low_mask[c]));          \
         }                                                                                  \
     }
