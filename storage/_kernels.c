@@ -415,16 +415,20 @@ int mh_undo_delta(const void *base, size_t n, int itemsize, int op, void *out) {
  * advances. */
 static const uint8_t mh_zero_byte = 0;
 
+/* Byte k's two cursors: segs[2 * (S - 1 - k)] its lead bytes, the next one the rest. */
+#define MH_BYTECLASS_CURSORS(S, segs, lead, rest)                                          \
+    for (int k = 0; k < (S); k++) {                                                        \
+        (lead)[k] = (segs)[2 * ((S) - 1 - k)];                                             \
+        (rest)[k] = (segs)[2 * ((S) - 1 - k) + 1];                                         \
+    }
+
 /* One function per word size: the loop over the bytes unrolls and every cursor stays in a
  * register (with the size a variable they lived on the stack, ~3x slower). */
 #define MH_BYTECLASS(S)                                                                    \
     MH_CLONES static void byteclass_##S(const uint8_t *restrict counts, size_t n,          \
                                         const uint8_t *const *segs, uint8_t *restrict out) { \
         const uint8_t *lead[S], *rest[S];                                                  \
-        for (int k = 0; k < S; k++) {                                                      \
-            lead[k] = segs[2 * (S - 1 - k)];                                               \
-            rest[k] = segs[2 * (S - 1 - k) + 1];                                           \
-        }                                                                                  \
+        MH_BYTECLASS_CURSORS(S, segs, lead, rest);                                         \
         for (size_t i = 0; i < n; i++) {                                                   \
             const int c = counts[i];                                                       \
             for (int k = 0; k < S; k++) {                                                  \
@@ -461,10 +465,7 @@ int mh_byteclass_join(const uint8_t *counts, size_t n, int size, const uint8_t *
     MH_CLONES static void byteclass_split_##S(const uint8_t *restrict words, const uint8_t *restrict counts, \
                                               size_t n, uint8_t *const *segs) {            \
         uint8_t *lead[S], *rest[S];                                                        \
-        for (int k = 0; k < S; k++) {                                                      \
-            lead[k] = segs[2 * (S - 1 - k)];                                               \
-            rest[k] = segs[2 * (S - 1 - k) + 1];                                           \
-        }                                                                                  \
+        MH_BYTECLASS_CURSORS(S, segs, lead, rest);                                         \
         for (size_t i = 0; i < n; i++) {                                                   \
             const int c = counts[i];                                                       \
             for (int k = 0; k < S; k++) {                                                  \
