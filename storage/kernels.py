@@ -290,6 +290,14 @@ def _padded(data) -> np.ndarray:
     return out
 
 
+def _run_cursors(group_sizes: np.ndarray, hist: np.ndarray, labels: np.ndarray):
+    """(where each group's run starts in the counts, where each (count, group) run starts in count c's
+    streams, the labels as the kernels take them): the cursors the gather and the scatter advance."""
+    count_pos = np.ascontiguousarray(np.cumsum(group_sizes) - group_sizes, dtype=np.int64)
+    lead_pos = np.ascontiguousarray(np.cumsum(hist, axis=1) - hist, dtype=np.int64)   # [c, g], exclusive
+    return count_pos, lead_pos, np.ascontiguousarray(labels, dtype=np.uint16)
+
+
 def context_words(base_words: np.ndarray, man_bits: int, exp_bits: int, labels: np.ndarray, counts: np.ndarray,
                   group_sizes: np.ndarray, hist: np.ndarray, leads: Sequence, lows: Sequence, op: str,
                   out: np.ndarray) -> None:
@@ -302,9 +310,7 @@ def context_words(base_words: np.ndarray, man_bits: int, exp_bits: int, labels: 
         [_padded(b) if len(b) else None for b in lows]                   # alive for the call
     lead_ptrs = (ctypes.c_void_p * (s + 1))(*(k.ctypes.data if k is not None else None for k in keep[:s + 1]))
     low_ptrs = (ctypes.c_void_p * (s + 1))(*(k.ctypes.data if k is not None else None for k in keep[s + 1:]))
-    count_pos = np.ascontiguousarray(np.cumsum(group_sizes) - group_sizes, dtype=np.int64)
-    lead_pos = np.ascontiguousarray(np.cumsum(hist, axis=1) - hist, dtype=np.int64)   # [c, g], exclusive
-    label16 = np.ascontiguousarray(labels, dtype=np.uint16)
+    count_pos, lead_pos, label16 = _run_cursors(group_sizes, hist, labels)
     _check(LIB.mh_ctx_words(base_words.ctypes.data, base_words.size, s, man_bits, (1 << exp_bits) - 1,
                             label16.ctypes.data, ngroups, counts.ctypes.data, count_pos.ctypes.data, lead_ptrs,
                             lead_pos.ctypes.data, low_ptrs, _DELTA_OPS[op], out.ctypes.data), "context_words")
@@ -337,9 +343,7 @@ def context_scatter(z: np.ndarray, base_words: np.ndarray, man_bits: int, exp_bi
     lead_ptrs = (ctypes.c_void_p * (s + 1))(*(b.ctypes.data if b.size else None for b in leads))
     low_ptrs = (ctypes.c_void_p * (s + 1))(*(b.ctypes.data if b.size else None for b in lows))
     counts_out = np.empty(z.size, dtype=np.uint8)
-    count_pos = np.ascontiguousarray(np.cumsum(group_sizes) - group_sizes, dtype=np.int64)
-    lead_pos = np.ascontiguousarray(np.cumsum(hist, axis=1) - hist, dtype=np.int64)   # [c, g], exclusive
-    label16 = np.ascontiguousarray(labels, dtype=np.uint16)
+    count_pos, lead_pos, label16 = _run_cursors(group_sizes, hist, labels)
     _check(LIB.mh_ctx_scatter(z.ctypes.data, base_words.ctypes.data, z.size, s, man_bits, (1 << exp_bits) - 1,
                               label16.ctypes.data, hist.shape[1], counts.ctypes.data, count_pos.ctypes.data,
                               counts_out.ctypes.data, lead_ptrs, lead_pos.ctypes.data, low_ptrs), "context_scatter")
