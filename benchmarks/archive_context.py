@@ -184,10 +184,6 @@ def decode_throughput(deltas, xor_blobs, dtype: str, threads: int) -> dict:
     return out
 
 
-_TORCH_DTYPES = {"float32": "float32", "float16": "float16", "bfloat16": "bfloat16", "float64": "float64",
-                 "int64": "int64", "int32": "int32", "uint8": "uint8", "int8": "int8", "bool": "bool"}
-
-
 def dlv_archive(snaps, zipnn_delta: int) -> dict:
     """Each snapshot committed as a version (a chain), then `dlv archive` timed as a process."""
     import subprocess
@@ -200,8 +196,8 @@ def dlv_archive(snaps, zipnn_delta: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         repo = modelhub.init_repo(Path(tmp) / "repo")
         for i, snap in enumerate(snaps):
-            state = {k: torch.frombuffer(bytearray(raw), dtype=getattr(torch, _TORCH_DTYPES[d])).reshape(shape)
-                     if raw else torch.empty(shape, dtype=getattr(torch, _TORCH_DTYPES[d]))
+            state = {k: torch.frombuffer(bytearray(raw), dtype=getattr(torch, d)).reshape(shape)
+                     if raw else torch.empty(shape, dtype=getattr(torch, d))   # dtype names are torch's
                      for k, (d, shape, raw) in snap.items()}
             repo.commit(state, name="traj", message=f"snapshot {i}")
         t0 = time.perf_counter()
