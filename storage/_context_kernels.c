@@ -160,7 +160,8 @@ int mh_ctx_words(const void *base, size_t n, int itemsize, int man_bits, unsigne
 
 /* -- encoding: delta_streams (context_coding.py) in two passes over the elements ---------------- */
 
-/* Pass one: every element's delta word against its parent (op 0 xor, 1 osub: the zigzagged
+/* Pass one (three loops over the elements): every
+ * element's delta word against its parent (op 0 xor, 1 osub: the zigzagged
  * difference of the floats' order-preserving maps, exactly deltas.apply_delta) into ``z``, its
  * number of significant bytes (byteclass.byte_counts) into ``counts``, and hist[c * ngroups + g]:
  * elements of context group g with c significant bytes. The numpy encoder made the same with a
@@ -193,7 +194,8 @@ MH_CTX_DELTA(uint16_t, 16)
 MH_CTX_DELTA(uint32_t, 32)
 MH_CTX_DELTA(uint64_t, 64)
 
-/* hist[c * ngroups + g] of pass one, from four partial histograms as mh_ctx_exp_hist does. */
+/* hist[c * ngroups + g] of pass one: one histogram, with a cell per (count, group), so that
+ * neighbours rarely increment the same cell back to back (mh_ctx_exp_hist splits its 256 bins in four). */
 #define MH_CTX_HIST2(T)                                                                    \
     MH_CLONES static void hist2_##T(const T *restrict base, size_t n, int man_bits, unsigned emask, \
                           const uint16_t *restrict label, int64_t ngroups,                 \
