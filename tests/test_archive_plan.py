@@ -119,3 +119,82 @@ def test_per_snapshot_alphas_are_respected(seed, n, scheme):
         assert best.group_cost[i] <= sp.group_cost[i] * (1 + 1e-9) + 1e-9
     with pytest.raises(ValueError, match="per-snapshot alphas for"):
         best_plan(g, 2.0, scheme, [1.0])
+
+
+def _pas_mt_one_swap_at_a_time(g: StorageGraph, alpha: float, scheme: str) -> list[int] | None:
+    """PAS-MT as first written (every candidate swap scored on its own, every snapshot summed):
+    the reference the vectorized search must agree with, swap for swap."""
+    from modelhub.storage.plan import _EPS, group_costs
+
+    limits = limits_for(g, alpha, scheme)
+    plan = mst(g, scheme)
+    parent, rc = list(plan.parent_edge), list(plan.recreation)
+    groups_of: list[list[int]] = [[] for _ in range(g.n + 1)]
+    for gi, grp in enumerate(g.groups):
+        for v in set(grp):
+            groups_of[v].append(gi)
+    children: list[set[int]] = [set() for _ in range(g.n + 1)]
+    for v in range(1, g.n + 1):
+        children[parent[v].other(v)].add(v)
+    cost = list(group_costs(g, rc, scheme))
+
+    def subtree(v):
+        out, stack = [], [v]
+        while stack:
+            x = stack.pop()
+            out.append(x)
+            stack.extend(children[x])
+        return out
+
+    def violation(costs):
+        return sum(max(0.0, c - lim) for c, lim in zip(costs, limits))
+
+    while not all(c <= lim * (1 + _EPS) + _EPS for c, lim in zip(cost, limits)):
+        best = None
+        for e in g.edges:
+            for u, v in ((e.u, e.v), (e.v, e.u)):
+                if v == 0 or parent[v] is e:
+                    continue
+                d = rc[u] + e.recreation - rc[v]
+                sub = subtree(v)
+                if d >= -_EPS or u in sub:
+                    continue
+                moved = set(sub)
+                new_cost = [max((rc[y] + d if y in moved else rc[y]) for y in grp) if scheme == "parallel"
+                            else c + d * sum(1 for y in set(grp) if y in moved)
+                            for c, grp in zip(cost, g.groups)]
+                gain = violation(cost) - violation(new_cost)
+                extra = max(e.storage - parent[v].storage, _EPS)
+                score = (gain > _EPS, gain / extra if gain > _EPS else -d * len(sub) / extra)
+                if best is None or score > best[0]:
+                    best = (score, u, v, e, sub, d)
+        if best is None:
+            return None
+        _, u, v, e, sub, d = best
+        children[parent[v].other(v)].discard(v)
+        children[u].add(v)
+        parent[v] = e
+        for x in sub:
+            rc[x] += d
+        cost = list(group_costs(g, rc, scheme))
+    return [parent[v].other(v) for v in range(1, g.n + 1)]
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 30), alpha=st.sampled_from([1.0, 1.5, 2.0, 3.0]),
+       scheme=st.sampled_from(SCHEMES))
+def test_pas_mt_makes_the_swaps_the_one_at_a_time_search_makes(seed, n, alpha, scheme):
+    """Integer costs and alphas whose limits are exact binary fractions: both searches see the
+    same gains exactly, so they must pick the same swap every time (the first of equal ranks)."""
+    rng = random.Random(seed)
+    edges = [Edge(0, v, rng.randint(50, 100), rng.randint(1, 10)) for v in range(1, n + 1)]
+    for _ in range(3 * n if n >= 2 else 0):
+        u, v = rng.sample(range(1, n + 1), 2)
+        edges.append(Edge(u, v, rng.randint(1, 60), rng.randint(1, 10)))
+    groups = tuple(tuple(rng.sample(range(1, n + 1), rng.randint(1, min(6, n)))) for _ in range(max(1, n // 3)))
+    g = StorageGraph(n, tuple(edges), groups)
+    want = _pas_mt_one_swap_at_a_time(g, alpha, scheme)
+    got = pas_mt(g, alpha, scheme)
+    assert (got is None) == (want is None)
+    if got is not None:
+        assert [got.parent(v) for v in range(1, n + 1)] == want
