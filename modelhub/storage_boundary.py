@@ -19,7 +19,7 @@ Nothing else in modelhub catches or translates a ``StorageError``
 (tests/test_storage_boundary.py checks the imports). Pure computations that
 cannot raise one are used directly from ``storage``: ``storage.plan``,
 ``tensor_hash``, ``manifest_blobs``, ``delta_base``, ``DTYPE_SIZES``,
-``content_hash``.
+``content_hash``, ``encoder_id``.
 """
 from __future__ import annotations
 

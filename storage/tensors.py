@@ -26,7 +26,7 @@ from . import context_coding
 from .segmented import SegmentedConfig, encode_segmented
 
 __all__ = ["DTYPE_SIZES", "DEFAULT_CODEC", "EncodedTensor", "TENSOR_HASHES", "tensor_hash", "tensor_matches", "check_size", "commit_config", "archive_config",
-           "encode_tensor", "encode_delta_best", "decode_tensor", "manifest_blobs", "delta_base", "delta_op", "config_codec"]
+           "encode_tensor", "encode_delta_best", "ENCODER_REVISION", "encoder_id", "decode_tensor", "manifest_blobs", "delta_base", "delta_op", "config_codec"]
 
 
 #: the hashes a tensor id can be made with: BLAKE3 (80 hex digits, the default) or BLAKE2b-256
@@ -184,6 +184,20 @@ def encode_delta_best(raw: bytes, dtype: str, shape: Sequence[int], *, base_raw:
         return EncodedTensor(manifest=ctx.manifest, blobs=tuple(ctx.blobs))
     assert seg is not None
     return EncodedTensor(manifest=seg.manifest, blobs=seg.blobs)
+
+
+#: bumped whenever :func:`archive_config`'s or :func:`encode_delta_best`'s output can change size
+#: (a codec's choices, a new coding, a threshold): modelhub's archive caches the sizes it measured
+#: under :func:`encoder_id` and measures again under a new one. tests/test_encoder_revision.py
+#: keeps sizes of fixed encodings per revision and fails where they change under the same one.
+ENCODER_REVISION = 1
+
+
+def encoder_id() -> str:
+    """What the sizes of :func:`archive_config` and :func:`encode_delta_best` encodings depend on
+    besides the tensors: this module's revision and the zstd library that makes the frames."""
+    import zstandard
+    return f"r{ENCODER_REVISION} zstd {'.'.join(map(str, zstandard.ZSTD_VERSION))}"
 
 
 def config_codec(config) -> str:

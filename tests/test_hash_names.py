@@ -36,6 +36,7 @@ def _legacy_repo(path, monkeypatch):
         repo.commit(tiny_cnn(0), name="m", message="before blake3")
         with repo.catalog.write() as con:   # schema 3 had no tensor_hash row
             con.execute("DELETE FROM meta WHERE key = 'tensor_hash'")
+            con.execute("DROP TABLE encoding_sizes")   # schema 5
             con.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
     return path
 

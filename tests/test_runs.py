@@ -269,7 +269,8 @@ def test_a_repository_made_before_runs_is_upgraded_when_opened(tmp_path):
     repo = modelhub.init_repo(tmp_path / "old")
     repo.commit(tiny_cnn(0), name="cnn", message="before runs")
     with repo.catalog.write() as con:   # back to schema version 1
-        for table in ("run_snapshot_tensors", "run_snapshots", "run_metrics", "runs", "tag_history", "tags"):
+        for table in ("run_snapshot_tensors", "run_snapshots", "run_metrics", "runs", "tag_history", "tags",
+                      "encoding_sizes"):
             con.execute(f"DROP TABLE {table}")
         con.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     reopened = modelhub.open_repo(tmp_path / "old")

@@ -118,7 +118,7 @@ def test_copy_of_a_version_whose_attached_file_is_gone_is_an_integrity_error(rep
 DIRECT_OK = {
     "plan": None,   # None: the whole module (pure graph computation, ValueError on bad input)
     "tensors": {"tensor_hash", "tensor_matches", "manifest_blobs", "delta_base", "delta_op", "DTYPE_SIZES", "commit_config",
-                "archive_config", "DEFAULT_CODEC"},
+                "archive_config", "DEFAULT_CODEC", "encoder_id"},
     "dtypes": {"DTYPE_SIZES"},
     "progressive": {"PROGRESSIVE_DTYPES"},
     "objects": {"content_hash", "HASH_NAME", "LEGACY_HASH_NAME", "NAME_LENGTHS", "is_object_name", "name_matches"},

@@ -79,14 +79,15 @@ class Catalog:
                     _reset_engine()  # what was read stands; the next scope starts afresh
 
     @contextmanager
-    def write(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A write scope: exclusive lock and one transaction, committed on success."""
+    def write(self, lock_timeout_s: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A write scope: exclusive lock (waiting at most ``lock_timeout_s``, default
+        ``DLV_LOCK_TIMEOUT``) and one transaction, committed on success."""
         if self._conn is not None:
             if not self._writing:
                 raise RuntimeError("write scope opened inside a read scope")
             yield self._conn
             return
-        with repo_lock(self.lock_path, exclusive=True):
+        with repo_lock(self.lock_path, exclusive=True, timeout_s=lock_timeout_s):
             con = self._connect(read_only=False)
             self._conn, self._writing = con, True
             committed = False

@@ -307,7 +307,23 @@ SCHEMA_V4_TENSOR_HASH = """
 INSERT OR IGNORE INTO meta VALUES ('tensor_hash', 'blake2b-256');
 """
 
+SCHEMA_V5_ENCODING_SIZES = """
+-- What `dlv archive` measured by encoding (modelhub/catalog/encoding_sizes.py): a tensor whole
+-- (base '') or as a delta against base; bytes NULL where no delta beats storing it
+-- whole. A cache, keyed by the encoder that measured (storage.tensors.encoder_id): an archive
+-- plans with these sizes and measures only what is new; it encodes again what it writes.
+-- The columns are not called tensor_hash: a table with that column keeps its tensors alive
+-- (catalog/tensors.py: referenced_hashes), and a measurement must not.
+CREATE TABLE encoding_sizes (
+    tensor      VARCHAR NOT NULL,
+    base        VARCHAR NOT NULL,     -- '' = the tensor stored whole
+    encoder     VARCHAR NOT NULL,
+    bytes       BIGINT,
+    PRIMARY KEY (tensor, base, encoder)
+);
+"""
+
 #: MIGRATIONS[i] takes schema version i to i + 1 (version 0 = empty database).
-MIGRATIONS: list[str] = [SCHEMA_V1, SCHEMA_V2_RUNS, SCHEMA_V3_TAGS, SCHEMA_V4_TENSOR_HASH]
+MIGRATIONS: list[str] = [SCHEMA_V1, SCHEMA_V2_RUNS, SCHEMA_V3_TAGS, SCHEMA_V4_TENSOR_HASH, SCHEMA_V5_ENCODING_SIZES]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -11,7 +11,9 @@ DESCRIPTION = (
     "with minimum storage such that each snapshot's recreation cost is at most ALPHA times its cost with "
     "every tensor stored whole, then re-encode tensors atomically. Old blobs are left for `dlv gc`. "
     "Recreation cost is in bytes: compressed bytes read plus raw bytes decoded, along each delta chain. "
-    "Storage never grows with alpha (a plan that meets a smaller alpha meets every larger one)."
+    "Storage never grows with alpha (a plan that meets a smaller alpha meets every larger one). "
+    "Sizes measured by earlier archives and dry runs are kept in the catalog: an archive encodes only "
+    "what is new to size it (--remeasure: everything)."
 )
 
 def parse_size(text: str) -> int:
@@ -33,6 +35,9 @@ def configure(p) -> None:
                    help="store every version's last snapshot whole (alpha 1 for it): fastest checkout")
     p.add_argument("--dry-run", action="store_true",
                    help="only show storage versus recreation cost for alpha 1, 1.25, 1.5, 2, 4 and --alpha")
+    p.add_argument("--remeasure", action="store_true",
+                   help="encode every candidate again to size it, instead of reusing the sizes earlier "
+                        "archives and dry runs measured")
 
 
 def run(args, ui) -> int:
@@ -42,7 +47,7 @@ def run(args, ui) -> int:
     if args.dry_run:
         alphas = sorted({1.0, 1.25, 1.5, 2.0, 4.0, args.alpha})
         rows = repo.archive_dry_run(alphas, scheme=args.scheme, keep_latest_whole=args.keep_latest_whole,
-                               progress=progress)
+                                    progress=progress, remeasure=args.remeasure)
         if ui.json_mode:
             ui.json({"scheme": args.scheme, "plans": rows})
         else:
@@ -56,7 +61,7 @@ def run(args, ui) -> int:
                      "ratio: raw tensor bytes / plan storage")
         return 0
     r = repo.archive(alpha=args.alpha, scheme=args.scheme, budget=budget,
-                keep_latest_whole=args.keep_latest_whole, progress=progress)
+                     keep_latest_whole=args.keep_latest_whole, progress=progress, remeasure=args.remeasure)
     if ui.json_mode:
         ui.json(r.to_dict())
         return 0
@@ -71,6 +76,7 @@ def run(args, ui) -> int:
     ui.kv([
         ("plan", plan),
         ("tensors", f"{r.n_tensors} ({r.n_reencoded} re-encoded, {r.n_edges} candidate edges)"),
+        ("measured", f"{r.n_measured} encodings" + (f" ({r.n_known} sized by an earlier archive)" if r.n_known else "")),
         ("stored", f"{human_bytes(r.stored_before)} -> {human_bytes(r.stored_after)}"),
         ("bounds", f"min storage {human_bytes(r.mst_bytes)}, all whole {human_bytes(r.spt_bytes)}"),
     ])

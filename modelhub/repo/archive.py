@@ -9,6 +9,11 @@ compressed bytes read + raw bytes produced (a delta costs its own decode on top
 of its base's). :func:`modelhub.storage.plan.best_plan` picks the cheapest plan
 whose snapshots each cost at most ``alpha`` times their all-materialized cost.
 
+Measured sizes are kept in the catalog (:mod:`..catalog.encoding_sizes`, per encoder id): an
+archive measures only the tensors and candidate deltas new since the last one (or since a dry
+run), and decodes nothing where everything is known and the plan keeps every tensor as it is.
+The sizes only steer the plan: what is written is encoded again and verified.
+
 Atomicity: everything runs inside one catalog write scope. New blobs are
 written (fsynced) first, every new manifest is decoded and checked against its
 tensor hash, and only then do the ``tensor_data`` updates commit in the same
@@ -22,13 +27,13 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable, Optional
 
-from ..catalog import archive_tables
+from ..catalog import archive_tables, encoding_sizes
 from ..catalog import objects as catalog_objects
 from ..catalog import versions as catalog_versions
 from ..catalog.archive_tables import CostRow, PlanRow
-from ..errors import ArchiveError, InputError
+from ..errors import ArchiveError, InputError, ModelhubError
 from ..storage import plan as planning
-from ..storage.tensors import archive_config, delta_base, manifest_blobs, tensor_matches
+from ..storage.tensors import archive_config, delta_base, encoder_id, manifest_blobs, tensor_matches
 from ..storage_boundary import PendingBlobs, decode_tensor, encode_delta_best, encode_tensor
 from . import tensorstore
 from .records import Record
@@ -61,6 +66,8 @@ class ArchiveResult(Record):
     spt_bytes: int
     snapshots: tuple[SnapshotCost, ...]
     budget: Optional[int] = None   # the --budget the alpha was chosen for, if any
+    n_measured: int = 0     # candidate encodings (whole and delta) this run encoded to size them
+    n_known: int = 0        # candidate encodings sized by an earlier archive or dry run
 
 
 @dataclass
@@ -132,6 +139,9 @@ class Measured:
     refs: dict[tuple[str, int], str]
     latest: list[bool]          # per group: is it its version's last snapshot
     stored_before: int
+    fresh: dict[tuple[Optional[str], str], Optional[int]]   # measured by this run (None: no delta edge)
+    n_measured: int             # candidate encodings this run encoded to size them
+    n_known: int                # candidate encodings whose sizes an earlier run measured
 
     def group_alpha(self, alpha: float, keep_latest_whole: bool) -> Optional[list[float]]:
         if not keep_latest_whole:
@@ -147,11 +157,16 @@ KEEP_ENCODED_BYTES = 256 << 20
 
 class _DecodedTensors:
     """Tensors decoded from the catalog's current encodings, the least recently used dropped
-    once more than ``budget`` bytes are held (the two asked for last are always kept)."""
+    once more than ``budget`` bytes are held (the two asked for last are always kept).
+
+    Every tensor row is read once, here (a query per tensor cost ~4 ms: 1.7 s of a re-archive
+    of the 739-tensor fine-tune), and a delta's base is decoded through this cache too, so a
+    delta chain is not decoded again from its whole root for every tensor on it."""
 
     def __init__(self, con, store, budget: Optional[int] = None) -> None:
         self.con, self.store = con, store
         self.budget = RAW_CACHE_BYTES if budget is None else budget
+        self.rows = {row.tensor_hash: row for row in tensorstore.all_tensor_rows(con)}
         self._held: OrderedDict[str, bytes] = OrderedDict()
         self._bytes = 0
 
@@ -160,7 +175,9 @@ class _DecodedTensors:
         if raw is not None:
             self._held.move_to_end(tensor_hash)
             return raw
-        raw = load_tensor(self.con, self.store, tensor_hash)[0]
+        row = self.rows.get(tensor_hash)
+        raw = (load_tensor(self.con, self.store, tensor_hash)[0] if row is None   # names what is missing
+               else tensorstore.decode_row(self.store, row, self.__getitem__))
         self._held[tensor_hash] = raw
         self._bytes += len(raw)
         while self._bytes > self.budget and len(self._held) > 2:
@@ -191,60 +208,74 @@ def _related_order(hashes: list[str], pairs: list[tuple[str, str]]) -> list[str]
 
 
 def measure(con, store, progress: Optional[Callable[[str], None]] = None, *, keep: bool = True,
-            decoded: Optional[_DecodedTensors] = None) -> Measured:
-    """Encode every tensor whole and every candidate delta, one related group at a time, and keep
-    their sizes (and, with ``keep``, their encodings while they fit)."""
+            decoded: Optional[_DecodedTensors] = None,
+            known: Optional[dict[tuple[Optional[str], str], Optional[int]]] = None) -> Measured:
+    """Encode every tensor whole and every candidate delta whose size is not in ``known`` (sizes
+    an earlier run measured; None: no delta edge), one related group at a time, and keep their
+    sizes (and, with ``keep``, their encodings while they fit). A tensor with nothing to measure
+    is not decoded."""
     say = progress or (lambda msg: None)
     pairs, groups, refs = _candidate_pairs(con)
     hashes = sorted({h for hs in groups.values() for h in hs})
+    raw = decoded if decoded is not None else _DecodedTensors(con, store)
     info: dict[str, _Tensor] = {}
-    for row in tensorstore.all_tensor_rows(con):
+    for row in raw.rows.values():
         info[row.tensor_hash] = _Tensor(row.tensor_hash, row.dtype, row.shape, row.nbytes, row.manifest)
     stored_before = _stored_bytes(con, [info[h].manifest for h in hashes])
     index = {h: i + 1 for i, h in enumerate(hashes)}
     order = _related_order(hashes, pairs)
     at = {h: i for i, h in enumerate(order)}
-    raw = decoded if decoded is not None else _DecodedTensors(con, store)
     pairs_after: dict[str, list[tuple[str, str]]] = {}
     for a, b in pairs:   # each candidate delta once, measured next to the later of its two tensors
         pairs_after.setdefault(max(a, b, key=at.__getitem__), []).append((a, b))
 
-    say(f"measuring {len(hashes)} whole encodings and {len(pairs)} deltas")
-    sizes: dict[tuple[Optional[str], str], int] = {}
+    known = known or {}
+    sizes: dict[tuple[Optional[str], str], int] = {k: v for k, v in known.items() if v is not None}
+    fresh: dict[tuple[Optional[str], str], Optional[int]] = {}
     encodings: dict[tuple[Optional[str], str], object] = {}
     kept = 0
+    todo: list[tuple[str, bool, list[tuple[str, str]]]] = []   # (tensor, whole unknown, unknown deltas)
+    for h in order:
+        deltas = [(a, b) for a, b in pairs_after.get(h, ())
+                  if (a, b) not in known and (info[a].dtype, info[a].shape) == (info[b].dtype, info[b].shape)]
+        if (None, h) not in known or deltas:
+            todo.append((h, (None, h) not in known, deltas))
+    n_whole = sum(whole for _, whole, _ in todo)
+    n_deltas = sum(len(deltas) for _, _, deltas in todo)
+    n_known = sum((None, h) in known for h in hashes) + sum(pair in known for pair in pairs)
+    say(f"measuring {n_whole} whole encodings and {n_deltas} deltas"
+        + (f" ({n_known} measured by an earlier archive)" if n_known else ""))
 
     def measured(key, enc) -> None:
         nonlocal kept
-        sizes[key] = size = _encoded_size(enc)
+        sizes[key] = fresh[key] = size = _encoded_size(enc)
         if keep and kept + size <= KEEP_ENCODED_BYTES:
             encodings[key] = enc
             kept += size
 
-    def work(h: str):
-        """(a tensor, its decoded bytes and its candidate deltas'), decoded in this thread: the
-        catalog connection is used by one thread only."""
-        deltas = [(a, b) for a, b in pairs_after.get(h, ())
-                  if (info[a].dtype, info[a].shape) == (info[b].dtype, info[b].shape)]
-        return h, raw[h], [(a, b, raw[a], raw[b]) for a, b in deltas]
+    def work(job):
+        """(a tensor, its decoded bytes if its whole size is unknown, its unknown deltas' pairs of
+        decoded bytes), decoded in this thread: the catalog connection is used by one thread only."""
+        h, whole, deltas = job
+        return h, (raw[h] if whole else None), [(a, b, raw[a], raw[b]) for a, b in deltas]
 
     def encode(item) -> list:
         """The tensor's whole encoding and its candidate deltas (in a worker: zstd and the
         kernels release the GIL)."""
         h, data, deltas = item
-        t = info[h]
-        out = [((None, h), _encode_whole(t, data))]
+        out = [] if data is None else [((None, h), _encode_whole(info[h], data))]
         for a, b, raw_a, raw_b in deltas:
-            enc = _encode_delta(info[b], raw_b, a, raw_a)
-            if enc.manifest.get("delta") is not None:   # else no delta beats storing it whole: no edge
-                out.append(((a, b), enc))
+            out.append(((a, b), _encode_delta(info[b], raw_b, a, raw_a)))
         return out
 
     # the tensors in flight are mostly the cache's too: both within its budget
-    for results in tensorstore.bounded_map(encode, map(work, order), budget=raw.budget,
-                                           size=lambda item: len(item[1]) * (1 + 2 * len(item[2]))):
+    for results in tensorstore.bounded_map(encode, map(work, todo), budget=raw.budget,
+                                           size=lambda item: len(item[1] or b"") + 2 * len(item[2]) * info[item[0]].nbytes):
         for key, enc in results:
-            measured(key, enc)
+            if key[0] is not None and enc.manifest.get("delta") is None:
+                fresh[key] = None    # no delta beats storing it whole: no edge
+            else:
+                measured(key, enc)
         del results
     edges = [planning.Edge(0, index[h], sizes[(None, h)], sizes[(None, h)] + info[h].nbytes) for h in hashes]
     edges += [planning.Edge(index[a], index[b], sizes[(a, b)], sizes[(a, b)] + info[b].nbytes)
@@ -256,7 +287,8 @@ def measure(con, store, progress: Optional[Callable[[str], None]] = None, *, kee
     graph = planning.StorageGraph(len(hashes), tuple(edges),
                                   tuple(tuple(index[h] for h in groups[k]) for k in group_keys))
     return Measured(hashes, order, info, sizes, encodings, graph, group_keys, refs,
-                    [snap == last_snap[vid] for vid, snap in group_keys], stored_before)
+                    [snap == last_snap[vid] for vid, snap in group_keys], stored_before, fresh,
+                    n_whole + n_deltas, n_known)
 
 
 def choose_plan(m: Measured, *, alpha: float, scheme: str, budget: Optional[int] = None,
@@ -300,12 +332,26 @@ def _check_args(alpha: float, scheme: str) -> None:
         raise InputError(f"--alpha {alpha} is below 1, which no plan can meet; use alpha >= 1 (1 = all tensors whole)")
 
 
+def _known_sizes(con, remeasure: bool) -> dict:
+    return {} if remeasure else encoding_sizes.measured_sizes(con, encoder_id())
+
+
+def _record_sizes(con, m: Measured, remeasure: bool) -> None:
+    if remeasure:
+        encoding_sizes.clear_sizes(con)
+    encoding_sizes.record_sizes(con, encoder_id(), m.fresh)
+
+
 def plan_table(con, store, alphas, *, scheme: str = "independent", keep_latest_whole: bool = False,
-               progress: Optional[Callable[[str], None]] = None) -> list[dict]:
+               progress: Optional[Callable[[str], None]] = None, remeasure: bool = False) -> list[dict]:
     """Dry run: storage versus recreation of the chosen plan for each alpha (nothing is written)."""
     for a in alphas:
         _check_args(a, scheme)
-    m = measure(con, store, progress, keep=False)
+    m = measure(con, store, progress, keep=False, known=_known_sizes(con, remeasure))
+    return _plan_rows(m, alphas, scheme=scheme, keep_latest_whole=keep_latest_whole)
+
+
+def _plan_rows(m: Measured, alphas, *, scheme: str, keep_latest_whole: bool) -> list[dict]:
     spt_plan = planning.spt(m.graph, scheme)
     rows = []
     cache: dict = {}
@@ -325,11 +371,12 @@ def plan_table(con, store, alphas, *, scheme: str = "independent", keep_latest_w
 
 def run_archive(con, store, *, alpha: float = 2.0, scheme: str = "independent", budget: Optional[int] = None,
                 keep_latest_whole: bool = False, progress: Optional[Callable[[str], None]] = None,
-                fail_point: Optional[Callable[[str], None]] = None) -> ArchiveResult:
+                fail_point: Optional[Callable[[str], None]] = None, remeasure: bool = False) -> ArchiveResult:
     """Plan and re-encode inside the caller's write scope (see module doc).
 
     ``keep_latest_whole`` holds every version's last snapshot to alpha 1 (stored
-    whole, fastest checkout) while older snapshots use ``alpha``.
+    whole, fastest checkout) while older snapshots use ``alpha``. ``remeasure``
+    ignores the sizes earlier runs measured and measures everything again.
     ``fail_point(step)`` is called between steps; tests raise from it to prove
     that an interrupted archive leaves every version readable.
     """
@@ -338,7 +385,7 @@ def run_archive(con, store, *, alpha: float = 2.0, scheme: str = "independent", 
     hit = fail_point or (lambda step: None)
 
     decoded = _DecodedTensors(con, store)
-    m = measure(con, store, progress, decoded=decoded)
+    m = measure(con, store, progress, decoded=decoded, known=_known_sizes(con, remeasure))
     hashes, info = m.hashes, m.info
     index = {h: i + 1 for i, h in enumerate(hashes)}
     say("planning")
@@ -364,6 +411,9 @@ def run_archive(con, store, *, alpha: float = 2.0, scheme: str = "independent", 
             if enc is None:   # not kept, or the plan uses the edge in the other direction
                 enc = (_encode_whole(info[h], decoded[h]) if base is None else
                        _encode_delta(info[h], decoded[h], base, decoded[base]))
+                if measured is None and delta_base(enc.manifest) == base:
+                    # the other direction's size, for the first check above in later runs
+                    m.fresh[(base, h)] = _encoded_size(enc)
             if enc.manifest == info[h].manifest or _keep_current(info[h].manifest, delta_base(enc.manifest),
                                                                  _encoded_size(enc), blob_size):
                 continue
@@ -373,6 +423,7 @@ def run_archive(con, store, *, alpha: float = 2.0, scheme: str = "independent", 
                 sizes[store.put(blob, pending=pending, blob_hash=name)] = len(blob)
             del enc
         m.encodings.clear()
+        _record_sizes(con, m, remeasure)   # in the archive's transaction: kept only if it commits
         hit("encoded")
         say(f"wrote {len(sizes)} blobs for {len(new_manifests)} re-encoded tensors; syncing")
         store.sync(pending)      # all durable (one batch of fsyncs) before any catalog row names them
@@ -408,7 +459,8 @@ def run_archive(con, store, *, alpha: float = 2.0, scheme: str = "independent", 
     return ArchiveResult(alpha=alpha, scheme=scheme, algorithm=best.algorithm, n_tensors=len(hashes),
                          n_edges=n_edges, n_reencoded=len(new_manifests), stored_before=stored_before,
                          stored_after=_stored_bytes(con, list(final.values())), mst_bytes=int(mst_plan.storage),
-                         spt_bytes=int(spt_plan.storage), snapshots=snapshots, budget=budget)
+                         spt_bytes=int(spt_plan.storage), snapshots=snapshots, budget=budget,
+                         n_measured=m.n_measured, n_known=m.n_known)
 
 
 #: a tensor whose planned encoding has the same delta base as its current one is rewritten
@@ -473,16 +525,34 @@ def recreation_costs(con) -> dict[str, float]:
 
 def archive(repo, *, alpha: float = 2.0, scheme: str = "independent", budget: Optional[int] = None,
             keep_latest_whole: bool = False, progress: Optional[Callable[[str], None]] = None,
-            fail_point: Optional[Callable[[str], None]] = None) -> ArchiveResult:
+            fail_point: Optional[Callable[[str], None]] = None, remeasure: bool = False) -> ArchiveResult:
     """Run :func:`run_archive` in one write transaction of ``repo``'s catalog."""
     with repo.catalog.write() as con:
         return run_archive(con, repo.store, alpha=alpha, scheme=scheme, budget=budget,
-                           keep_latest_whole=keep_latest_whole, progress=progress, fail_point=fail_point)
+                           keep_latest_whole=keep_latest_whole, progress=progress, fail_point=fail_point,
+                           remeasure=remeasure)
+
+
+#: how long a dry run waits for the write lock to record what it measured: a writer holding it
+#: would otherwise hold up the table the user is waiting for
+RECORD_LOCK_TIMEOUT_S = 2.0
 
 
 def archive_dry_run(repo, alphas, *, scheme: str = "independent", keep_latest_whole: bool = False,
-                    progress: Optional[Callable[[str], None]] = None) -> list[dict]:
-    """:func:`plan_table` under a read lock: what `dlv archive` would store for each alpha."""
+                    progress: Optional[Callable[[str], None]] = None, remeasure: bool = False) -> list[dict]:
+    """:func:`plan_table` under a read lock: what `dlv archive` would store for each alpha. What it
+    measured is then recorded in a short write scope, for the archive that usually follows; that
+    is housekeeping: where it cannot be done (the lock held elsewhere, a read-only or full disk)
+    the table stands and the archive measures again."""
+    for a in alphas:
+        _check_args(a, scheme)
     with repo.catalog.read() as con:
-        return plan_table(con, repo.store, alphas, scheme=scheme, keep_latest_whole=keep_latest_whole,
-                          progress=progress)
+        m = measure(con, repo.store, progress, keep=False, known=_known_sizes(con, remeasure))
+    rows = _plan_rows(m, alphas, scheme=scheme, keep_latest_whole=keep_latest_whole)
+    if m.fresh or remeasure:
+        try:
+            with repo.catalog.write(lock_timeout_s=RECORD_LOCK_TIMEOUT_S) as con:
+                _record_sizes(con, m, remeasure)
+        except (ModelhubError, OSError):
+            pass
+    return rows

@@ -441,20 +441,24 @@ class Repo:
                               max_shard_bytes=max_shard_bytes, progress=progress or NULL_PROGRESS)
 
     def archive(self, *, alpha: float = 2.0, scheme: str = "independent", budget: int | None = None,
-                keep_latest_whole: bool = False, progress: Callable[[str], None] | None = None):
+                keep_latest_whole: bool = False, progress: Callable[[str], None] | None = None,
+                remeasure: bool = False):
         """Re-encode every stored tensor under the cheapest storage plan whose snapshots each cost at
         most ``alpha`` times their all-whole recreation cost (or the smallest alpha that fits in
-        ``budget`` bytes), in one write transaction; returns an ArchiveResult (see repo/archive.py)."""
+        ``budget`` bytes), in one write transaction; returns an ArchiveResult (see repo/archive.py).
+        Sizes measured by earlier archives and dry runs are reused (``remeasure``: measure all again)."""
         from .archive import archive
         return archive(self, alpha=alpha, scheme=scheme, budget=budget, keep_latest_whole=keep_latest_whole,
-                       progress=progress)
+                       progress=progress, remeasure=remeasure)
 
     def archive_dry_run(self, alphas: Sequence[float], *, scheme: str = "independent",
-                        keep_latest_whole: bool = False, progress: Callable[[str], None] | None = None) -> list[dict]:
+                        keep_latest_whole: bool = False, progress: Callable[[str], None] | None = None,
+                        remeasure: bool = False) -> list[dict]:
         """What :meth:`archive` would store, and what recreation would cost, for each of ``alphas``
-        (nothing is written)."""
+        (no tensor is written; the sizes measured are recorded for the archive that follows)."""
         from .archive import archive_dry_run
-        return archive_dry_run(self, alphas, scheme=scheme, keep_latest_whole=keep_latest_whole, progress=progress)
+        return archive_dry_run(self, alphas, scheme=scheme, keep_latest_whole=keep_latest_whole, progress=progress,
+                               remeasure=remeasure)
 
     def dataset_log(self, name: str):
         """Every version of dataset ``name``, oldest first (DatasetVersion records); a DataError

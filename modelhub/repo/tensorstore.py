@@ -18,6 +18,7 @@ from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
 import duckdb
 
+from ..catalog import encoding_sizes
 from ..catalog import objects as catalog_objects
 from ..catalog import tensors as catalog_tensors
 from ..catalog.tensor_ids import tensor_hash_name
@@ -127,18 +128,22 @@ def _decode_into(con, store: BlobStore, tensor_hashes: list[str], rows, out: dic
             raise IntegrityError(
                 f"tensor {tensor_hash[:16]} is referenced but not in the catalog; run `dlv fsck`"
             )
-        try:
-            dtype, shape, nbytes, encoding = row.dtype, row.shape, row.nbytes, row.manifest
-            raw = _decode_verified(store, tensor_hash, dtype, shape, nbytes, encoding,
-                                   lambda h: load_tensor(con, store, h)[0])
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            # A malformed catalog row (hand-edited or damaged): name it instead of crashing.
-            raise IntegrityError(
-                f"tensor {tensor_hash[:16]} has a malformed catalog entry ({type(exc).__name__}); "
-                "run `dlv fsck --deep` and restore the affected versions from a remote"
-            ) from None
-        out[tensor_hash] = (raw, dtype, shape)
+        raw = decode_row(store, row, lambda h: load_tensor(con, store, h)[0])
+        out[tensor_hash] = (raw, row.dtype, row.shape)
         task.advance(len(raw))
+
+
+def decode_row(store: BlobStore, row: TensorRow, load_base: Callable[[str], bytes]) -> bytes:
+    """Decode one tensor from its catalog row, already read, and check it against its hash; a
+    delta's base comes from ``load_base`` (the archive passes its cache of decoded tensors)."""
+    try:
+        return _decode_verified(store, row.tensor_hash, row.dtype, row.shape, row.nbytes, row.manifest, load_base)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        # A malformed catalog row (hand-edited or damaged): name it instead of crashing.
+        raise IntegrityError(
+            f"tensor {row.tensor_hash[:16]} has a malformed catalog entry ({type(exc).__name__}); "
+            "run `dlv fsck --deep` and restore the affected versions from a remote"
+        ) from None
 
 
 def _decode_verified(store: BlobStore, tensor_hash: str, dtype: str, shape, nbytes: int, encoding,
@@ -386,9 +391,10 @@ def set_manifest(con: duckdb.DuckDBPyConnection, tensor_hash: str, manifest: dic
 
 
 def forget_tensors(con: duckdb.DuckDBPyConnection, tensor_hashes: list[str]) -> None:
-    """Drop the catalog rows of tensors no snapshot reaches (gc)."""
+    """Drop the catalog rows of tensors no snapshot reaches (gc), and what the archive measured of them."""
     for th in tensor_hashes:
         catalog_tensors.delete_tensor(con, th)
+    encoding_sizes.forget_sizes(con, tensor_hashes)
 
 
 def snapshot_tensors(con: duckdb.DuckDBPyConnection) -> list[SnapshotTensor]:
