@@ -171,22 +171,84 @@ def limits_for(g: StorageGraph, alpha: float, scheme: str,
     return tuple(a * c for a, c in zip(alphas, spt(g, scheme).group_cost))
 
 
-def _preorder(children: list[set[int]], up: list[int]) -> tuple[list[int], list[int], list[int]]:
-    """(order, tin, tout) of the tree below 0 (``up``: each vertex's parent): ``order[tin[v]:tout[v]]``
-    is v's subtree, and u lies in it iff ``tin[v] <= tin[u] < tout[v]``."""
-    order: list[int] = []
-    stack = [0]
-    while stack:
-        x = stack.pop()
-        order.append(x)
-        stack.extend(children[x])
-    n = len(up)
-    tin, size = [0] * n, [1] * n
-    for i, x in enumerate(order):
-        tin[x] = i
-    for x in reversed(order[1:]):
-        size[up[x]] += size[x]
-    return order, tin, [t + k for t, k in zip(tin, size)]
+class _Swaps:
+    """A spanning tree under repair by swaps (hang vertex v below u by edge e), with every
+    candidate swap as arrays, for PAS-MT and :func:`tighten`.
+
+    A swap moves v's subtree, a range of the tree's preorder (:class:`_Preorder`, moved in
+    place), by d = the change of v's path cost, and changes only the snapshots that subtree's
+    vertices belong to: under the independent scheme each by d times how many of its vertices
+    moved, read off prefix sums of snapshot membership along the preorder, so every candidate
+    swap is scored at once."""
+
+    def __init__(self, g: StorageGraph, plan: StoragePlan, scheme: str, limits: Sequence[float]) -> None:
+        import numpy as np   # here, not at the top: the catalog-only commands import this module
+        self.np, self.g, self.scheme = np, g, scheme
+        self.limits = list(limits)
+        self.parent = list(plan.parent_edge)
+        self.rc = list(plan.recreation)
+        self.cost = list(group_costs(g, self.rc, scheme))
+        self.member = np.zeros((g.n + 1, len(g.groups)), dtype=np.float64)   # vertex x snapshot: 0/1
+        for gi, grp in enumerate(g.groups):
+            self.member[list(set(grp)), gi] = 1.0
+        self.tree = _Preorder([0] + [self.parent[v].other(v) for v in range(1, g.n + 1)])
+        edge_id = {id(e): i for i, e in enumerate(g.edges)}
+        self.parent_id = np.array([-1] + [edge_id[id(self.parent[v])] for v in range(1, g.n + 1)], dtype=np.int64)
+        self.candidates = [(u, v, e) for e in g.edges for u, v in ((e.u, e.v), (e.v, e.u)) if v != 0]
+        self.u = np.array([c[0] for c in self.candidates], dtype=np.int64)
+        self.v = np.array([c[1] for c in self.candidates], dtype=np.int64)
+        self.edge = np.array([edge_id[id(c[2])] for c in self.candidates], dtype=np.int64)
+        self.recreation = np.array([c[2].recreation for c in self.candidates], dtype=np.float64)
+        self.storage = np.array([c[2].storage for c in self.candidates], dtype=np.float64)
+        self.edge_storage = np.array([e.storage for e in g.edges], dtype=np.float64)
+
+    def feasible(self) -> bool:
+        return all(c <= lim * (1 + _EPS) + _EPS for c, lim in zip(self.cost, self.limits))
+
+    def open(self):
+        """Per candidate: (d, extra stored bytes, vertices moved, whether it is open: not the
+        vertex's current edge, and not hanging a subtree below itself)."""
+        np, tree = self.np, self.tree
+        rc = np.asarray(self.rc, dtype=np.float64)
+        d = rc[self.u] + self.recreation - rc[self.v]
+        tin_u, tin_v, tout_v = tree.tin[self.u], tree.tin[self.v], tree.tout()[self.v]
+        ok = (self.parent_id[self.v] != self.edge) & ~((tin_v <= tin_u) & (tin_u < tout_v))
+        extra = self.storage - self.edge_storage[self.parent_id[self.v]]
+        return d, extra, tout_v - tin_v, ok
+
+    def costs_after(self, idx, d):
+        """(candidates ``idx`` x snapshots: each snapshot's cost after that swap, the moved
+        vertices in each snapshot), under the independent scheme."""
+        np, tree = self.np, self.tree
+        prefix = np.vstack([np.zeros((1, self.member.shape[1])), np.cumsum(self.member[tree.order], axis=0)])
+        v = self.v[idx]
+        counts = prefix[tree.tout()[v]] - prefix[tree.tin[v]]
+        return np.asarray(self.cost, dtype=np.float64) + d[idx, None] * counts, counts
+
+    def apply(self, pick: int) -> None:
+        u, v, e = self.candidates[pick]
+        d = self.rc[u] + e.recreation - self.rc[v]
+        block = self.tree.subtree(v)
+        for x in block:
+            self.rc[x] += d
+        if self.scheme == "independent":
+            for gi, k in enumerate(self.member[block].sum(axis=0)):
+                if k:
+                    self.cost[gi] += d * k
+        else:
+            self.cost = list(group_costs(self.g, self.rc, self.scheme))
+        self.parent[v], self.parent_id[v] = e, self.edge[pick]
+        self.tree.move(v, u)
+
+    def gain_parallel(self, v: int, d: float) -> float:
+        """The violation a swap removes under the parallel scheme (a snapshot costs its slowest
+        vertex): the snapshots of the moved subtree, their maxima taken again."""
+        rc, limits = self.rc, self.limits
+        sub = set(self.tree.subtree(v))
+        touched = [gi for gi, k in enumerate(self.member[list(sub)].sum(axis=0)) if k]
+        return sum(max(0.0, self.cost[gi] - limits[gi])
+                   - max(0.0, max(rc[y] + d if y in sub else rc[y] for y in self.g.groups[gi]) - limits[gi])
+                   for gi in touched)
 
 
 def pas_mt(g: StorageGraph, alpha: float, scheme: str = "independent", max_swaps: int = 100_000,
@@ -195,91 +257,68 @@ def pas_mt(g: StorageGraph, alpha: float, scheme: str = "independent", max_swaps
     swap buys the most violation reduction per extra stored byte. Each swap strictly
     lowers some path costs and raises none, so the loop ends (at worst in an SPT).
 
-    A swap moves a subtree, a range of the tree's preorder (:class:`_Preorder`, moved in
-    place), and changes only the snapshots that subtree's vertices belong to: under the
-    independent scheme by the path-cost change times how many of their vertices moved, so
-    every candidate swap is scored at once from prefix sums of snapshot membership
-    (:func:`_best_swap_independent`). On the EfficientNet-Lite0 fine-tune's graph (739
-    tensors, 7 snapshots, benchmarks/archive_context.py) the five plans of a default
-    archive's alpha ladder took 4.2 s of CPU before, 0.3 s now, for the same plans; with
-    measured sizes kept, planning had become most of what a re-archive costs.
+    Under the independent scheme every candidate is scored at once (:class:`_Swaps`). On the
+    EfficientNet-Lite0 fine-tune's graph (739 tensors, 7 snapshots, benchmarks/archive_context.py)
+    the five plans of a default archive's alpha ladder took 4.2 s of CPU scored one candidate at
+    a time, ~0.4 s now, for the same plans; with measured sizes kept, planning had become most
+    of what a re-archive costs.
     """
-    import numpy as np   # here: the catalog-only commands import this module for its types
-    limits = limits_for(g, alpha, scheme, group_alpha)
-    plan = mst(g, scheme)
-    parent = list(plan.parent_edge)
-    rc = list(plan.recreation)
-    member = np.zeros((g.n + 1, len(g.groups)), dtype=np.float64)   # vertex x snapshot: 0/1
-    for gi, grp in enumerate(g.groups):
-        member[list(set(grp)), gi] = 1.0
-    tree = _Preorder([0] + [parent[v].other(v) for v in range(1, g.n + 1)])
-    edge_id = {id(e): i for i, e in enumerate(g.edges)}
-    parent_id = np.array([-1] + [edge_id[id(parent[v])] for v in range(1, g.n + 1)], dtype=np.int64)
-    candidates = [(u, v, e) for e in g.edges for u, v in ((e.u, e.v), (e.v, e.u)) if v != 0]
-    cand = _Candidates(np, candidates, edge_id)
-    cost = list(group_costs(g, rc, scheme))
-    limits_a = np.asarray(limits, dtype=np.float64)
-
+    import numpy as np
+    state = _Swaps(g, mst(g, scheme), scheme, limits_for(g, alpha, scheme, group_alpha))
+    limits = np.asarray(state.limits, dtype=np.float64)
     for _ in range(max_swaps):
-        if all(c <= lim * (1 + _EPS) + _EPS for c, lim in zip(cost, limits)):
-            return make_plan(g, parent, scheme, "pas-mt")
-        rc_a = np.asarray(rc, dtype=np.float64)
-        d = rc_a[cand.u] + cand.recreation - rc_a[cand.v]
-        tin_u, tin_v, tout_v = tree.tin[cand.u], tree.tin[cand.v], tree.tout()[cand.v]
-        # a swap lowers the moved vertex's path cost, is not its current edge, and does not hang
-        # its subtree below itself
-        idx = np.flatnonzero((d < -_EPS) & (parent_id[cand.v] != cand.edge) & ~((tin_v <= tin_u) & (tin_u < tout_v)))
+        if state.feasible():
+            return make_plan(g, state.parent, scheme, "pas-mt")
+        d, extra, moved, ok = state.open()
+        idx = np.flatnonzero(ok & (d < -_EPS))   # swaps that lower the moved vertex's path cost
         if not idx.size:
             return None
-        extra = cand.storage[idx] - cand.storage_of(parent_id[cand.v[idx]], g)
-        moved = (tout_v - tin_v)[idx]
         if scheme == "independent":
-            prefix = np.vstack([np.zeros((1, member.shape[1])), np.cumsum(member[tree.order], axis=0)])
-            counts = prefix[tout_v[idx]] - prefix[tin_v[idx]]            # candidates x snapshots
-            cost_a = np.asarray(cost, dtype=np.float64)
-            after = np.maximum(cost_a + d[idx, None] * counts - limits_a, 0.0)
-            gain = np.where(counts > 0, np.maximum(cost_a - limits_a, 0.0) - after, 0.0).sum(axis=1)
+            after, counts = state.costs_after(idx, d)
+            cost = np.asarray(state.cost, dtype=np.float64)
+            gain = np.where(counts > 0, np.maximum(cost - limits, 0.0) - np.maximum(after - limits, 0.0),
+                            0.0).sum(axis=1)
         else:
-            gain = np.array([_gain_parallel(g, rc, cost, limits, tree, int(v), float(dv), member)
-                             for v, dv in zip(cand.v[idx], d[idx])], dtype=np.float64)
-        extra = np.maximum(extra, _EPS)
+            gain = np.array([state.gain_parallel(int(v), float(dv)) for v, dv in zip(state.v[idx], d[idx])],
+                            dtype=np.float64)
+        extra = np.maximum(extra[idx], _EPS)
         helps = gain > _EPS
         # violation reduction per extra stored byte, free swaps first; where no swap reduces the
         # violation, any recreation reduction; the first of equal ranks, as a scan keeping the first best
-        rank = np.where(helps, gain / extra, -np.inf) if helps.any() else -d[idx] * moved / extra
-        pick = int(idx[int(np.argmax(rank))])
-        u, v, e = candidates[pick]
-        dv = rc[u] + e.recreation - rc[v]
-        block = tree.subtree(v)
-        for x in block:
-            rc[x] += dv
-        if scheme == "independent":
-            for gi, k in enumerate(member[block].sum(axis=0)):
-                if k:
-                    cost[gi] += dv * k
-        else:
-            cost = list(group_costs(g, rc, scheme))
-        parent[v], parent_id[v] = e, cand.edge[pick]
-        tree.move(v, u)
+        rank = np.where(helps, gain / extra, -np.inf) if helps.any() else -d[idx] * moved[idx] / extra
+        state.apply(int(idx[int(np.argmax(rank))]))
     return None
 
 
-class _Candidates:
-    """PAS-MT's candidate swaps (u, v, e: hang v below u by edge e) as arrays."""
+def tighten(g: StorageGraph, plan: StoragePlan, alpha: float, scheme: str = "independent",
+            group_alpha: Optional[Sequence[float]] = None, max_swaps: int = 100_000) -> StoragePlan:
+    """Spend the slack a feasible plan leaves: while some swap stores fewer bytes and keeps
+    every snapshot within its limit, make the one that saves the most (independent scheme;
+    a plan of the parallel scheme is returned as it is).
 
-    def __init__(self, np, candidates, edge_id: dict[int, int]) -> None:
-        self.u = np.array([c[0] for c in candidates], dtype=np.int64)
-        self.v = np.array([c[1] for c in candidates], dtype=np.int64)
-        self.edge = np.array([edge_id[id(c[2])] for c in candidates], dtype=np.int64)
-        self.recreation = np.array([c[2].recreation for c in candidates], dtype=np.float64)
-        self.storage = np.array([c[2].storage for c in candidates], dtype=np.float64)
-        self._edge_storage = None
-        self.np = np
-
-    def storage_of(self, edge_ids, g: StorageGraph):
-        if self._edge_storage is None:
-            self._edge_storage = self.np.array([e.storage for e in g.edges], dtype=self.np.float64)
-        return self._edge_storage[edge_ids]
+    PAS-MT stops at the first feasible tree and PAS-PT grows one under per-vertex budgets,
+    both short of their snapshot limits. On the graphs of benchmarks/archive_context.py, at
+    alpha 2 (the default), this stores 2.4% (from-scratch CNN), 1.4% (EfficientNet-Lite0
+    fine-tune) and 0.4% (MiniLM bf16) less; at alpha 1.25 up to 14%; ~0.05 s each.
+    """
+    if scheme != "independent":
+        return plan
+    import numpy as np
+    state = _Swaps(g, plan, scheme, limits_for(g, alpha, scheme, group_alpha))
+    limits = np.asarray(state.limits, dtype=np.float64) * (1 + _EPS) + _EPS
+    swaps = 0
+    while swaps < max_swaps:
+        d, extra, _, ok = state.open()
+        idx = np.flatnonzero(ok & (extra < -_EPS))   # swaps that store fewer bytes
+        if not idx.size:
+            break
+        after, _ = state.costs_after(idx, d)
+        fits = np.flatnonzero((after <= limits).all(axis=1))
+        if not fits.size:
+            break
+        state.apply(int(idx[fits[int(np.argmin(extra[idx][fits]))]]))
+        swaps += 1
+    return plan if not swaps else make_plan(g, state.parent, scheme, f"{plan.algorithm}+tightened")
 
 
 class _Preorder:
@@ -334,16 +373,6 @@ class _Preorder:
                 break
             x = self.up[x]
         self.up[v] = u
-
-
-def _gain_parallel(g: StorageGraph, rc, cost, limits, tree: _Preorder, v: int, d: float, member) -> float:
-    """The violation a swap removes under the parallel scheme (a snapshot costs its slowest
-    vertex): the snapshots of the moved subtree, their maxima taken again."""
-    sub = set(tree.subtree(v))
-    touched = [gi for gi, k in enumerate(member[list(sub)].sum(axis=0)) if k]
-    return sum(max(0.0, cost[gi] - limits[gi])
-               - max(0.0, max(rc[y] + d if y in sub else rc[y] for y in g.groups[gi]) - limits[gi])
-               for gi in touched)
 
 
 def pas_pt(g: StorageGraph, alpha: float, scheme: str = "independent",
@@ -411,10 +440,13 @@ def pas_pt(g: StorageGraph, alpha: float, scheme: str = "independent",
 
 def best_plan(g: StorageGraph, alpha: float, scheme: str = "independent",
               group_alpha: Optional[Sequence[float]] = None) -> StoragePlan:
-    """Cheapest feasible plan among MST, PAS-MT, PAS-PT and SPT."""
+    """Cheapest feasible plan among MST, PAS-MT, PAS-PT and SPT, each but the MST then
+    :func:`tighten`-ed (a feasible MST has no slack worth spending: it stores least)."""
     check_graph(g)
     limits = limits_for(g, alpha, scheme, group_alpha)
     candidates: Iterable[Optional[StoragePlan]] = (mst(g, scheme), pas_mt(g, alpha, scheme, group_alpha=group_alpha),
                                             pas_pt(g, alpha, scheme, group_alpha), spt(g, scheme))
     ok = [p for p in candidates if p is not None and feasible(p, limits)]
+    ok += [tighten(g, p, alpha, scheme, group_alpha) for p in ok if p.algorithm != "mst"]
+    ok = [p for p in ok if feasible(p, limits)]
     return min(ok, key=lambda p: (p.storage, sum(p.group_cost)))

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from modelhub.storage.plan import (SCHEMES, Edge, StorageGraph, best_plan, feasible, limits_for, make_plan,
-                                   mst, pas_mt, pas_pt, spt)
+                                   mst, pas_mt, pas_pt, spt, tighten)
 
 
 def random_graph(seed: int, n: int, m: int, n_groups: int) -> StorageGraph:
@@ -198,3 +198,36 @@ def test_pas_mt_makes_the_swaps_the_one_at_a_time_search_makes(seed, n, alpha, s
     assert (got is None) == (want is None)
     if got is not None:
         assert [got.parent(v) for v in range(1, n + 1)] == want
+
+
+def test_tighten_spends_the_slack_of_a_plan_on_the_largest_saving_that_fits():
+    """Three snapshots of one tensor: whole 100 bytes (recreation 100 + 100 produced), deltas
+    10 (10 + 100). At alpha 1.6 a snapshot may cost 320: one delta step (310) fits, two (420)
+    do not. From all-whole (300 bytes) the first saving (90) makes snapshot 1 or 3 a delta of 2
+    or 2 a delta of another, and the first candidate, 2 below 1, leaves 3 no room: 210 bytes. The
+    optimum, 120 (2 whole, 1 and 3 its deltas), is what best_plan finds (PAS-MT, then tightened)."""
+    g = StorageGraph(3, (Edge(0, 1, 100, 200), Edge(0, 2, 100, 200), Edge(0, 3, 100, 200),
+                         Edge(1, 2, 10, 110), Edge(2, 3, 10, 110)), ((1,), (2,), (3,)))
+    tight = tighten(g, spt(g), 1.6)
+    assert tight.storage == 210 and tight.algorithm == "spt+tightened"
+    assert feasible(tight, limits_for(g, 1.6, "independent"))
+    assert tighten(g, spt(g), 1.0).algorithm == "spt"   # no slack at alpha 1: the plan as it was
+    assert best_plan(g, 1.6).storage == 120
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 25), alpha=st.sampled_from([1.0, 1.25, 1.5, 2.0, 4.0]),
+       per_snapshot=st.booleans())
+def test_tightened_plans_stay_feasible_and_never_store_more(seed, n, alpha, per_snapshot):
+    g = random_graph(seed, n, 3 * n, max(1, n // 2))
+    group_alpha = [1.0 if i % 2 else alpha for i in range(len(g.groups))] if per_snapshot else None
+    limits = limits_for(g, alpha, "independent", group_alpha)
+    for plan in (spt(g), pas_mt(g, alpha, group_alpha=group_alpha), pas_pt(g, alpha, group_alpha=group_alpha)):
+        if plan is None or not feasible(plan, limits):
+            continue
+        tight = tighten(g, plan, alpha, group_alpha=group_alpha)
+        assert feasible(tight, limits) and tight.storage <= plan.storage + 1e-9
+        assert all(tight.parent(v) >= 0 for v in range(1, g.n + 1))
+    assert best_plan(g, alpha, group_alpha=group_alpha).storage <= min(
+        p.storage for p in (spt(g), pas_mt(g, alpha, group_alpha=group_alpha),
+                            pas_pt(g, alpha, group_alpha=group_alpha)) if p is not None and feasible(p, limits)) + 1e-9

@@ -7,7 +7,8 @@ from .ui import human_bytes
 
 HELP = "re-encode stored weights under a storage plan (deltas between snapshots and versions)"
 DESCRIPTION = (
-    "Compute the storage plan over every snapshot of every version (ModelHub PAS: MST, SPT, PAS-MT, PAS-PT) "
+    "Compute the storage plan over every snapshot of every version (ModelHub PAS: MST, SPT, PAS-MT, PAS-PT, "
+    "each '+tightened' where the slack it left under the bound was spent on more deltas) "
     "with minimum storage such that each snapshot's recreation cost is at most ALPHA times its cost with "
     "every tensor stored whole, then re-encode tensors atomically. Old blobs are left for `dlv gc`. "
     "Recreation cost is in bytes: compressed bytes read plus raw bytes decoded, along each delta chain. "
