@@ -178,8 +178,8 @@ class _Swaps:
     A swap moves v's subtree, a range of the tree's preorder (:class:`_Preorder`, moved in
     place), by d = the change of v's path cost, and changes only the snapshots that subtree's
     vertices belong to: under the independent scheme each by d times how many of its vertices
-    moved, read off prefix sums of snapshot membership along the preorder, so every candidate
-    swap is scored at once."""
+    moved, read off prefix sums of snapshot membership along the preorder (parallel scheme: see
+    :meth:`costs_after`), so every candidate swap is scored at once."""
 
     def __init__(self, g: StorageGraph, plan: StoragePlan, scheme: str, limits: Sequence[float]) -> None:
         import numpy as np   # here, not at the top: the catalog-only commands import this module
@@ -218,12 +218,27 @@ class _Swaps:
 
     def costs_after(self, idx, d):
         """(candidates ``idx`` x snapshots: each snapshot's cost after that swap, the moved
-        vertices in each snapshot), under the independent scheme."""
+        vertices in each snapshot). Independent scheme: the cost plus d per moved vertex.
+        Parallel (a snapshot costs its slowest vertex): the larger of the slowest vertex outside
+        the moved subtree and the slowest inside it plus d, both read off the preorder (prefix
+        and suffix maxima outside; one ``maximum.reduceat`` over the subtrees' ranges inside)."""
         np, tree = self.np, self.tree
-        prefix = np.vstack([np.zeros((1, self.member.shape[1])), np.cumsum(self.member[tree.order], axis=0)])
+        in_order = self.member[tree.order]
+        prefix = np.vstack([np.zeros((1, in_order.shape[1])), np.cumsum(in_order, axis=0)])
         v = self.v[idx]
-        counts = prefix[tree.tout()[v]] - prefix[tree.tin[v]]
-        return np.asarray(self.cost, dtype=np.float64) + d[idx, None] * counts, counts
+        tin, tout = tree.tin[v], tree.tout()[v]
+        counts = prefix[tout] - prefix[tin]
+        cost = np.asarray(self.cost, dtype=np.float64)
+        if self.scheme == "independent":
+            return cost + d[idx, None] * counts, counts
+        rc = np.asarray(self.rc, dtype=np.float64)[tree.order]
+        vals = np.vstack([np.where(in_order > 0, rc[:, None], -np.inf), np.full((1, in_order.shape[1]), -np.inf)])
+        n = len(tree.order)
+        before = np.vstack([np.full((1, vals.shape[1]), -np.inf), np.maximum.accumulate(vals[:n], axis=0)])
+        after = np.maximum.accumulate(vals[::-1], axis=0)[::-1]            # after[i]: max of vals[i:]
+        inside = np.maximum.reduceat(vals, np.ravel(np.column_stack([tin, tout])), axis=0)[::2]
+        moved = np.maximum(np.maximum(before[tin], after[tout]), inside + d[idx, None])
+        return np.where(counts > 0, np.maximum(moved, 0.0), cost), counts
 
     def apply(self, pick: int) -> None:
         u, v, e = self.candidates[pick]
@@ -240,16 +255,6 @@ class _Swaps:
         self.parent[v], self.parent_id[v] = e, self.edge[pick]
         self.tree.move(v, u)
 
-    def gain_parallel(self, v: int, d: float) -> float:
-        """The violation a swap removes under the parallel scheme (a snapshot costs its slowest
-        vertex): the snapshots of the moved subtree, their maxima taken again."""
-        rc, limits = self.rc, self.limits
-        sub = set(self.tree.subtree(v))
-        touched = [gi for gi, k in enumerate(self.member[list(sub)].sum(axis=0)) if k]
-        return sum(max(0.0, self.cost[gi] - limits[gi])
-                   - max(0.0, max(rc[y] + d if y in sub else rc[y] for y in self.g.groups[gi]) - limits[gi])
-                   for gi in touched)
-
 
 def pas_mt(g: StorageGraph, alpha: float, scheme: str = "independent", max_swaps: int = 100_000,
            group_alpha: Optional[Sequence[float]] = None) -> Optional[StoragePlan]:
@@ -257,10 +262,10 @@ def pas_mt(g: StorageGraph, alpha: float, scheme: str = "independent", max_swaps
     swap buys the most violation reduction per extra stored byte. Each swap strictly
     lowers some path costs and raises none, so the loop ends (at worst in an SPT).
 
-    Under the independent scheme every candidate is scored at once (:class:`_Swaps`). On the
-    EfficientNet-Lite0 fine-tune's graph (739 tensors, 7 snapshots, benchmarks/archive_context.py)
-    the five plans of a default archive's alpha ladder took 4.2 s of CPU scored one candidate at
-    a time, ~0.4 s now, for the same plans; with measured sizes kept, planning had become most
+    Every candidate is scored at once (:class:`_Swaps`). On the EfficientNet-Lite0 fine-tune's
+    graph (739 tensors, 7 snapshots, benchmarks/archive_context.py) the five plans of a default
+    archive's alpha ladder took 4.2 s of CPU scored one candidate at a time, ~0.5 s now (parallel
+    scheme: 8.9 -> 0.3 s), for the same plans; with measured sizes kept, planning had become most
     of what a re-archive costs.
     """
     import numpy as np
@@ -273,14 +278,10 @@ def pas_mt(g: StorageGraph, alpha: float, scheme: str = "independent", max_swaps
         idx = np.flatnonzero(ok & (d < -_EPS))   # swaps that lower the moved vertex's path cost
         if not idx.size:
             return None
-        if scheme == "independent":
-            after, counts = state.costs_after(idx, d)
-            cost = np.asarray(state.cost, dtype=np.float64)
-            gain = np.where(counts > 0, np.maximum(cost - limits, 0.0) - np.maximum(after - limits, 0.0),
-                            0.0).sum(axis=1)
-        else:
-            gain = np.array([state.gain_parallel(int(v), float(dv)) for v, dv in zip(state.v[idx], d[idx])],
-                            dtype=np.float64)
+        after, counts = state.costs_after(idx, d)
+        cost = np.asarray(state.cost, dtype=np.float64)
+        gain = np.where(counts > 0, np.maximum(cost - limits, 0.0) - np.maximum(after - limits, 0.0),
+                        0.0).sum(axis=1)
         extra = np.maximum(extra[idx], _EPS)
         helps = gain > _EPS
         # violation reduction per extra stored byte, free swaps first; where no swap reduces the
@@ -293,8 +294,7 @@ def pas_mt(g: StorageGraph, alpha: float, scheme: str = "independent", max_swaps
 def tighten(g: StorageGraph, plan: StoragePlan, alpha: float, scheme: str = "independent",
             group_alpha: Optional[Sequence[float]] = None, max_swaps: int = 100_000) -> StoragePlan:
     """Spend the slack a feasible plan leaves: while some swap stores fewer bytes and keeps
-    every snapshot within its limit, make the one that saves the most (independent scheme;
-    a plan of the parallel scheme is returned as it is).
+    every snapshot within its limit, make the one that saves the most.
 
     PAS-MT stops at the first feasible tree and PAS-PT grows one under per-vertex budgets,
     both short of their snapshot limits. On the trajectories of benchmarks/archive_context.py
@@ -302,8 +302,6 @@ def tighten(g: StorageGraph, plan: StoragePlan, alpha: float, scheme: str = "ind
     (EfficientNet-Lite0 fine-tune) and 8.2% (MiniLM bf16) less with :func:`best_plan`
     tightening every heuristic's plan; ~0.05 s each on their graphs.
     """
-    if scheme != "independent":
-        return plan
     import numpy as np
     state = _Swaps(g, plan, scheme, limits_for(g, alpha, scheme, group_alpha))
     limits = np.asarray(state.limits, dtype=np.float64) * (1 + _EPS) + _EPS

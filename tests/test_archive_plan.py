@@ -215,19 +215,31 @@ def test_tighten_spends_the_slack_of_a_plan_on_the_largest_saving_that_fits():
     assert best_plan(g, 1.6).storage == 120
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 10_000), n=st.integers(1, 25), alpha=st.sampled_from([1.0, 1.25, 1.5, 2.0, 4.0]),
-       per_snapshot=st.booleans())
-def test_tightened_plans_stay_feasible_and_never_store_more(seed, n, alpha, per_snapshot):
+       per_snapshot=st.booleans(), scheme=st.sampled_from(SCHEMES))
+def test_tightened_plans_stay_feasible_and_never_store_more(seed, n, alpha, per_snapshot, scheme):
     g = random_graph(seed, n, 3 * n, max(1, n // 2))
     group_alpha = [1.0 if i % 2 else alpha for i in range(len(g.groups))] if per_snapshot else None
-    limits = limits_for(g, alpha, "independent", group_alpha)
-    for plan in (spt(g), pas_mt(g, alpha, group_alpha=group_alpha), pas_pt(g, alpha, group_alpha=group_alpha)):
+    limits = limits_for(g, alpha, scheme, group_alpha)
+    heuristics = (spt(g, scheme), pas_mt(g, alpha, scheme, group_alpha=group_alpha),
+                  pas_pt(g, alpha, scheme, group_alpha))
+    for plan in heuristics:
         if plan is None or not feasible(plan, limits):
             continue
-        tight = tighten(g, plan, alpha, group_alpha=group_alpha)
+        tight = tighten(g, plan, alpha, scheme, group_alpha)
         assert feasible(tight, limits) and tight.storage <= plan.storage + 1e-9
         assert all(tight.parent(v) >= 0 for v in range(1, g.n + 1))
-    assert best_plan(g, alpha, group_alpha=group_alpha).storage <= min(
-        p.storage for p in (spt(g), pas_mt(g, alpha, group_alpha=group_alpha),
-                            pas_pt(g, alpha, group_alpha=group_alpha)) if p is not None and feasible(p, limits)) + 1e-9
+    assert best_plan(g, alpha, scheme, group_alpha).storage <= min(
+        p.storage for p in heuristics if p is not None and feasible(p, limits)) + 1e-9
+
+
+def test_tighten_under_the_parallel_scheme_counts_a_snapshot_by_its_slowest_tensor():
+    """A snapshot of tensors 1 and 2 (whole: 100 bytes, recreation 200) and one of tensor 3, whose
+    deltas they can be (10 bytes, 110 on top of 3's 200). Under the parallel scheme the first
+    snapshot costs its slowest tensor: 200 all whole, 310 with both as deltas. At alpha 1.6
+    (limit 320) both become deltas, 120 bytes in all; at 1.5 (limit 300) neither."""
+    g = StorageGraph(3, (Edge(0, 1, 100, 200), Edge(0, 2, 100, 200), Edge(0, 3, 100, 200),
+                         Edge(3, 1, 10, 110), Edge(3, 2, 10, 110)), ((1, 2), (3,)))
+    assert tighten(g, spt(g, "parallel"), 1.6, "parallel").storage == 120
+    assert tighten(g, spt(g, "parallel"), 1.5, "parallel").storage == 300
