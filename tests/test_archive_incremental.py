@@ -183,3 +183,21 @@ def test_recording_drops_sizes_of_tensors_the_catalog_no_longer_holds(repo):
     archive_dry_run(repo, [2.0])
     assert not {t for t, _, _, _ in _size_rows(repo)} & {"e" * 80, "f" * 80}
     assert _size_rows(repo)
+
+
+def test_damaged_size_rows_are_measured_again_not_trusted(repo):
+    """A negative size, or a whole tensor's size missing, is no row an archive writes (a damaged
+    or hand-edited catalog): it must not reach the planner (whose graph check refuses negative
+    costs, a traceback before this) but be measured again and replaced."""
+    snaps = _snapshots(2, 11)
+    _chain(repo, snaps)
+    first = archive(repo)
+    with repo.catalog.write() as con:
+        con.execute("UPDATE encoding_sizes SET bytes = CASE WHEN base = '' THEN NULL ELSE -5 END")
+    again = archive(repo)
+    assert again.n_known == 0 and again.n_measured == first.n_measured
+    assert again.stored_after == first.stored_after
+    assert all(b is not None and b >= 0 for t, base, _, b in _size_rows(repo) if base == "")
+    assert all(b is None or b >= 0 for _, _, _, b in _size_rows(repo))
+    for i, sd in enumerate(snaps):
+        assert_bit_exact(repo.checkout(f"cnn@{i + 1}", rebuild_module=False).state_dict, sd)

@@ -17,8 +17,13 @@ from .bulk import insert_or_ignore_rows
 SizeKey = tuple[Optional[str], str]
 
 
+#: rows no archive writes (a damaged or hand-edited catalog): a negative size, or no size for a
+#: tensor stored whole. They are not used, so the archive measures those encodings again.
+_INVALID = "bytes < 0 OR (base = '' AND bytes IS NULL)"
+
+
 def measured_sizes(con: duckdb.DuckDBPyConnection, encoder: str) -> dict[SizeKey, Optional[int]]:
-    rows = con.execute("SELECT base, tensor, bytes FROM encoding_sizes WHERE encoder = ?",
+    rows = con.execute(f"SELECT base, tensor, bytes FROM encoding_sizes WHERE encoder = ? AND NOT ({_INVALID})",
                        [encoder]).fetchall()
     return {(base or None, tensor): (None if size is None else int(size)) for base, tensor, size in rows}
 
@@ -27,7 +32,7 @@ def record_sizes(con: duckdb.DuckDBPyConnection, encoder: str, sizes: dict[SizeK
     """Add ``sizes`` measured by ``encoder``; forget what any other encoder measured, and what was
     measured of tensors the catalog no longer holds (a dry run records after its read scope, so
     a gc may have run in between)."""
-    con.execute("DELETE FROM encoding_sizes WHERE encoder <> ?", [encoder])
+    con.execute(f"DELETE FROM encoding_sizes WHERE encoder <> ? OR {_INVALID}", [encoder])
     insert_or_ignore_rows(con, "encoding_sizes",
                           [[tensor, base or "", encoder, size] for (base, tensor), size in sizes.items()])
     con.execute("DELETE FROM encoding_sizes WHERE tensor NOT IN (SELECT tensor_hash FROM tensor_data) "
