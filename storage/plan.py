@@ -205,7 +205,7 @@ class _Swaps:
     def feasible(self) -> bool:
         return all(c <= lim * (1 + _EPS) + _EPS for c, lim in zip(self.cost, self.limits))
 
-    def open(self):
+    def swap_terms(self):
         """Per candidate: (d, extra stored bytes, vertices moved, whether it is open: not the
         vertex's current edge, and not hanging a subtree below itself)."""
         np, tree = self.np, self.tree
@@ -274,7 +274,7 @@ def pas_mt(g: StorageGraph, alpha: float, scheme: str = "independent", max_swaps
     for _ in range(max_swaps):
         if state.feasible():
             return make_plan(g, state.parent, scheme, "pas-mt")
-        d, extra, moved, ok = state.open()
+        d, extra, moved, ok = state.swap_terms()
         idx = np.flatnonzero(ok & (d < -_EPS))   # swaps that lower the moved vertex's path cost
         if not idx.size:
             return None
@@ -307,7 +307,7 @@ def tighten(g: StorageGraph, plan: StoragePlan, alpha: float, scheme: str = "ind
     limits = np.asarray(state.limits, dtype=np.float64) * (1 + _EPS) + _EPS
     swaps = 0
     while swaps < max_swaps:
-        d, extra, _, ok = state.open()
+        d, extra, _, ok = state.swap_terms()
         idx = np.flatnonzero(ok & (extra < -_EPS))   # swaps that store fewer bytes
         if not idx.size:
             break
