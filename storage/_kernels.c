@@ -157,32 +157,73 @@ static inline void bits7_block(const mh_source *src, size_t n, size_t start, siz
     bits7_gather(p + (i - head), t, stop - i, v + (i - start));
 }
 
-/* Field by field over a block of MH_BLOCK words (each pass vectorized, the block in L1): the first
- * field is stored, the others OR-ed in (zeroing the block first cost a tenth of the join). */
+/* A field's byte v moved to its place s in a word of type T. Words narrower than int are
+ * multiplied by k = 1 << s: C widens v << s to int, and with s a variable gcc then shifts 32-bit
+ * lanes and packs them back (two widenings and a pack per 16 words); the product it computes in
+ * 16-bit lanes (vpmullw). Wider words have their own lane shifts; there a multiply would be the
+ * slow path (AVX2 has no 64-bit one). */
+#define MH_PLACE(T, v, s, k) (sizeof(T) <= 2 ? (T)((v) * (k)) : (T)((T)(v) << (s)))
+
+/* Words per block of the join: every field's bytes for the block, then the words, all in L1. */
+#define MH_JOIN_BLOCK 4096
+
+/* A block of one field's bytes (one per word) from its source into v, or, for a plain field of
+ * bytes, the field itself: the returned pointer is where the block's bytes are. */
+static inline const uint8_t *field_block(mh_source *src, size_t n, int width, size_t start, size_t stop,
+                                         uint8_t *restrict v, const uint64_t *spread) {
+    if (src->kind == MH_SRC_PACKED) {
+        packed_block(src, start, stop, v);
+    } else if (src->kind == MH_SRC_BITS7) {
+        bits7_block(src, n, start, stop, v);
+    } else if (width == 1) {   /* each packed byte spread to 8 bytes of 0 or 1 */
+        for (size_t k = 0; k < (stop - start + 7) / 8; k++)
+            memcpy(v + 8 * k, spread + src->data[start / 8 + k], 8);
+    } else {
+        return src->data + start;
+    }
+    return v;
+}
+
+/* Each block's fields are unpacked into their own byte blocks, then every word is made in one
+ * pass (three fields: one store per word where a pass per field stored once and OR-ed twice);
+ * fields past the third are OR-ed in by further passes. A bfloat16 join (pack4 exponents, packed
+ * signs, bits7 mantissas) of 131 MB by one thread: 64 ms with a pass per field shifted in 32-bit
+ * lanes, 43 with the 16-bit multiply, 40 fused (the words, stored once, are then what it waits for). */
 #define MH_JOIN(T)                                                                         \
     MH_CLONES static void join_##T(mh_source *src, size_t n, int nfields, const int *shifts, \
                          const int *widths, T *restrict out, const uint64_t *spread) {     \
-        uint8_t block[MH_BLOCK];                                                           \
-        for (size_t start = 0; start < n; start += MH_BLOCK) {                             \
-            size_t stop = start + MH_BLOCK < n ? start + MH_BLOCK : n, m = stop - start;   \
+        uint8_t blocks[3][MH_JOIN_BLOCK];                                                  \
+        T k[MH_MAX_FIELDS];                                                                \
+        for (int f = 0; f < nfields; f++) k[f] = (T)((T)1 << shifts[f]);                   \
+        for (size_t start = 0; start < n; start += MH_JOIN_BLOCK) {                        \
+            size_t stop = start + MH_JOIN_BLOCK < n ? start + MH_JOIN_BLOCK : n, m = stop - start; \
             T *restrict o = out + start;                                                   \
-            for (int f = 0; f < nfields; f++) {                                            \
+            const uint8_t *restrict a = field_block(&src[0], n, widths[0], start, stop, blocks[0], spread); \
+            const T ka = k[0];                                                             \
+            const int sa = shifts[0];                                                      \
+            if (nfields == 1) {                                                            \
+                for (size_t i = 0; i < m; i++) o[i] = MH_PLACE(T, a[i], sa, ka);           \
+                continue;                                                                  \
+            }                                                                              \
+            const uint8_t *restrict b = field_block(&src[1], n, widths[1], start, stop, blocks[1], spread); \
+            const T kb = k[1];                                                             \
+            const int sb = shifts[1];                                                      \
+            if (nfields == 2) {                                                            \
+                for (size_t i = 0; i < m; i++)                                             \
+                    o[i] = (T)(MH_PLACE(T, a[i], sa, ka) | MH_PLACE(T, b[i], sb, kb));     \
+                continue;                                                                  \
+            }                                                                              \
+            const uint8_t *restrict c = field_block(&src[2], n, widths[2], start, stop, blocks[2], spread); \
+            const T kc = k[2];                                                             \
+            const int sc = shifts[2];                                                      \
+            for (size_t i = 0; i < m; i++)                                                 \
+                o[i] = (T)(MH_PLACE(T, a[i], sa, ka) | MH_PLACE(T, b[i], sb, kb)           \
+                           | MH_PLACE(T, c[i], sc, kc));                                   \
+            for (int f = 3; f < nfields; f++) {                                            \
+                const uint8_t *restrict g = field_block(&src[f], n, widths[f], start, stop, blocks[0], spread); \
+                const T kf = k[f];                                                         \
                 const int s = shifts[f];                                                   \
-                const uint8_t *restrict g = block;                                         \
-                if (src[f].kind == MH_SRC_PACKED) {                                        \
-                    packed_block(&src[f], start, stop, block);                             \
-                } else if (src[f].kind == MH_SRC_BITS7) {                                  \
-                    bits7_block(&src[f], n, start, stop, block);                           \
-                } else if (widths[f] == 1) {  /* each packed byte spread to 8 bytes of 0 or 1 */ \
-                    for (size_t k = 0; k < (m + 7) / 8; k++)                               \
-                        memcpy(block + 8 * k, spread + src[f].data[start / 8 + k], 8);     \
-                } else {                                                                   \
-                    g = src[f].data + start;                                               \
-                }                                                                          \
-                if (f == 0)                                                                \
-                    for (size_t i = 0; i < m; i++) o[i] = (T)((T)g[i] << s);               \
-                else                                                                       \
-                    for (size_t i = 0; i < m; i++) o[i] |= (T)((T)g[i] << s);              \
+                for (size_t i = 0; i < m; i++) o[i] |= MH_PLACE(T, g[i], s, kf);           \
             }                                                                              \
         }                                                                                  \
     }

@@ -129,7 +129,7 @@ def _stored_field(data, width: int, n: int):
 def test_joining_from_stored_codings_gives_what_unpacking_first_gives(dtype, n, data):
     """join_sources unpacks packed planes and bits7 fields a block at a time inside the join: the
     same words as unpacking each plane first, the same escape counts, refusal on a stray bits7 bit,
-    for any bytes, across block boundaries (blocks of 16,384 elements)."""
+    for any bytes, across block boundaries (the join works in blocks of 4,096 elements)."""
     itemsize = DTYPES[dtype]
     layout = default_layout(dtype, itemsize)
     fields = [_stored_field(data, w, n) for _, w in layout]
