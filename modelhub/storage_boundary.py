@@ -97,7 +97,7 @@ class BlobStore:
     """The repository's content-addressed object store (``.dlv/objects``), with modelhub errors.
 
     Same operations as :class:`storage.objects.ObjectStore` (which it wraps; see there for the
-    semantics of each): ``put``, ``get``, ``touch``, ``has``, ``size``, ``delete``, ``verify``,
+    semantics of each): ``put``, ``get``, ``read_view``, ``touch``, ``has``, ``size``, ``delete``, ``verify``,
     ``path_of`` and iteration over the stored names.
     """
 
@@ -129,6 +129,10 @@ class BlobStore:
     @_translated
     def get(self, blob_hash: str, *, verify: bool = True) -> bytes:
         return self._objects.get(blob_hash, verify=verify)
+
+    @_translated
+    def read_view(self, blob_hash: str) -> bytes | memoryview:
+        return self._objects.read_view(blob_hash)
 
     @_translated
     def has(self, blob_hash: str) -> bool:

@@ -15,6 +15,7 @@ digest: a corrupt blob is reported by name, never silently decoded.
 from __future__ import annotations
 
 import hashlib
+import mmap
 import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -34,6 +35,9 @@ NAME_LENGTHS = {HASH_NAME: 80, LEGACY_HASH_NAME: 64}
 _HEX = frozenset("0123456789abcdef")
 #: below this many bytes one thread hashes faster than handing the input to BLAKE3's pool
 _THREADED_HASH_BYTES = 8 << 20
+#: ObjectStore.read_view maps blobs of at least this many bytes (a smaller one is read: mapping and
+#: unmapping cost more than copying it)
+MAP_MIN_BYTES = 1 << 20
 
 
 def content_hash(data: bytes | memoryview) -> str:
@@ -173,6 +177,19 @@ class PendingBlobs:
         publish_temps(temps, present, synced=synced)
 
 
+def _read_to_end(fd: int, size_hint: int) -> bytes:
+    """Everything from ``fd``'s position on (``size_hint``: what fstat said; a file that grew or
+    shrank since is read as it is now)."""
+    parts = []
+    want = max(size_hint, 1)
+    while True:
+        chunk = os.read(fd, want)
+        if not chunk:
+            return b"".join(parts)
+        parts.append(chunk)
+        want = 1 << 20
+
+
 def _freshen(path: str) -> bool:
     try:
         os.utime(path)
@@ -239,6 +256,29 @@ class ObjectStore:
         if verify and not name_matches(blob_hash, data):
             raise CorruptBlobError(blob_hash, "checksum mismatch")
         return data
+
+    def read_view(self, blob_hash: str) -> bytes | memoryview:
+        """A blob's bytes, *unverified*, for a reader that checks what it decodes from them (a
+        tensor against its hash): a blob of ``MAP_MIN_BYTES`` or more is mapped read-only instead
+        of read. Read, its bytes are copied into fresh memory the process faults in page by page;
+        mapped, the decoder reads the page cache itself (a cold checkout of a 1.16 GB bfloat16
+        checkpoint spends ~15% less CPU decoding). The map lives as long as the view. Blobs are
+        never rewritten in place (written under a temporary name and renamed; gc unlinks, which a
+        live map survives), so the bytes cannot change under the reader."""
+        try:
+            fd = os.open(self._file_of(blob_hash), os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        except FileNotFoundError:
+            raise MissingBlobError(blob_hash) from None
+        try:
+            size = os.fstat(fd).st_size
+            if size >= MAP_MIN_BYTES:
+                try:
+                    return memoryview(mmap.mmap(fd, size, access=mmap.ACCESS_READ))
+                except (OSError, ValueError):
+                    pass   # a file system that cannot map files: read it
+            return _read_to_end(fd, size)
+        finally:
+            os.close(fd)
 
     def has(self, blob_hash: str) -> bool:
         return self.path_of(blob_hash).exists()

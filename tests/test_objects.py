@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import errno
+import mmap
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ import torch
 
 from modelhub.errors import IntegrityError
 
-from modelhub.storage import atomic
+from modelhub.storage import atomic, objects
 from modelhub.storage.atomic import atomic_write, fsync_dir
 from modelhub.storage.errors import CorruptBlobError, MissingBlobError, StorageFullError as DiskFullError
 from modelhub.storage.objects import ObjectStore, content_hash
@@ -34,6 +35,26 @@ def test_corrupt_and_missing_blobs_are_reported_by_name(tmp_path) -> None:
         store.get(h)
 
 
+def test_read_view_maps_large_blobs_reads_small_ones_and_reads_where_mapping_fails(tmp_path, monkeypatch) -> None:
+    store = ObjectStore(tmp_path)
+    big = bytes(range(256)) * (objects.MAP_MIN_BYTES // 256 + 1)
+    small = b"payload"
+    hb, hs = store.put(big), store.put(small)
+    view = store.read_view(hb)
+    assert isinstance(view, memoryview) and isinstance(view.obj, mmap.mmap) and view.readonly
+    assert view == big
+    assert type(store.read_view(hs)) is bytes and store.read_view(hs) == small
+
+    def refuse(*_a, **_k):
+        raise OSError(errno.ENODEV, "No such device")
+    monkeypatch.setattr(objects.mmap, "mmap", refuse)
+    fallback = store.read_view(hb)
+    assert type(fallback) is bytes and fallback == big
+    store.delete(hb)
+    with pytest.raises(MissingBlobError, match=f"object {hb[:16]} is missing"):
+        store.read_view(hb)
+
+
 def test_object_names_cannot_escape_the_store(tmp_path) -> None:
     with pytest.raises(CorruptBlobError, match="not a valid object name"):
         ObjectStore(tmp_path).path_of("../../etc/passwd")
@@ -52,11 +73,13 @@ def test_atomic_write_leaves_old_content_when_the_write_fails(tmp_path, monkeypa
     assert [p.name for p in tmp_path.iterdir()] == ["f"]
 
 
-def test_checkout_of_a_corrupted_tensor_is_an_integrity_error(repo, monkeypatch) -> None:
+@pytest.mark.parametrize("numel", [100, 1 << 20], ids=["read", "mapped"])
+def test_checkout_of_a_corrupted_tensor_is_an_integrity_error(repo, monkeypatch, numel) -> None:
     monkeypatch.setenv("DLV_HOT_COPIES", "0")  # the archive path (a hot copy would serve intact weights)
-    repo.commit({"w": torch.randn(100)}, name="m", message="x")
-    blob = sorted(repo.store)[0]  # one of the tensor's blobs (segmented codecs write several)
+    repo.commit({"w": torch.randn(numel, generator=torch.Generator().manual_seed(0))}, name="m", message="x")
+    blob = max(repo.store, key=repo.store.size)  # the tensor's largest blob (segmented codecs write several)
     path = repo.store.path_of(blob)
+    assert (repo.store.size(blob) >= objects.MAP_MIN_BYTES) == (numel > 100)   # read_view maps it
     data = bytearray(path.read_bytes())
     data[-1] ^= 0xFF
     path.write_bytes(bytes(data))

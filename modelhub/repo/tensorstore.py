@@ -167,7 +167,7 @@ def _decode_verified(store: BlobStore, tensor_hash: str, dtype: str, shape, nbyt
             raise
 
     try:
-        raw = decode_tensor(encoding, lambda b: store.get(b, verify=False), nbytes, base=base, out=out)
+        raw = decode_tensor(encoding, store.read_view, nbytes, base=base, out=out)
         if _codec().tensor_matches(tensor_hash, raw, dtype, shape):
             return raw
     except MissingObjectError:
