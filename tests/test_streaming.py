@@ -12,7 +12,7 @@ from safetensors.torch import load_file, save_file
 
 from modelhub import weightfiles
 from modelhub.errors import InputError, WeightsError
-from modelhub.repo import tensorstore
+from modelhub.repo import checkout_files, tensorstore
 from modelhub.tensorio import safetensors_bytes
 
 
@@ -137,6 +137,26 @@ def test_a_sharded_checkpoint_commits_and_checks_out_as_the_same_shards(repo, tm
         :int.from_bytes((tmp_path / "one.safetensors").read_bytes()[:8], "little")])["__metadata__"]
 
 
+def test_a_sharded_checkout_writes_its_shards_in_step(repo, tmp_path, monkeypatch):
+    """Threads writing one file through the page cache take turns at its lock: the tensors are
+    handed out so that consecutive ones go to different shards."""
+    sd = _state(2)
+    repo.commit(_sharded(tmp_path / "ckpt", sd), name="llm", message="sharded")
+    written = []
+    real = weightfiles.SafetensorsWriter._write_at
+
+    def record(self, view, pos, *, placed):
+        written.append(self.path.name)
+        return real(self, view, pos, placed=placed)
+    monkeypatch.setattr(weightfiles.SafetensorsWriter, "_write_at", record)
+    checkout_files.write_checkout(repo, "llm", tmp_path / "out", workers=1)   # one thread: in job order
+    shards = sorted(p.name for p in (tmp_path / "out").glob("*.safetensors"))
+    assert len(written) == len(sd) and len(shards) == 3
+    assert written[:3] == shards, written
+    for f in sorted((tmp_path / "ckpt").glob("*.safetensors")):
+        assert (tmp_path / "out" / f.name).read_bytes() == f.read_bytes()
+
+
 def test_any_version_shards_on_request(repo, tmp_path):
     sd = _state(3)
     repo.commit(sd, name="m", message="one")
@@ -183,7 +203,7 @@ def test_cli_commits_a_path_and_checks_out_shards(cli, tmp_path):
 _MEASURE_MEMORY = """
 import json, sys, tracemalloc
 import modelhub
-from modelhub.repo import tensorstore
+from modelhub.repo import checkout_files, tensorstore
 repo_dir, path, out, budget = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 tensorstore.STREAM_BYTES = budget
 warm = modelhub.init_repo(repo_dir + "-warm-up")    # first-use imports and caches are not the commit's

