@@ -34,6 +34,32 @@
 /* Eight bytes of 0 or 1 (element j in byte j) -> one byte (element j in bit j). */
 #define MH_GATHER_BITS 0x0102040810204080ULL
 
+/* o[i] = (w[i] >> s) & mask over m 16-bit words, the shift a constant in each case: gcc shifts
+ * 16-bit lanes by a constant (vpsrlw) but widens a variable shift of a 16-bit word to 32-bit lanes
+ * and packs back (MH_PLACE below is the same for the join). */
+static inline void shifted_bytes_u16(const uint16_t *restrict w, size_t m, int s, uint8_t mask,
+                                     uint8_t *restrict o) {
+    switch (s & 15) {
+#define MH_SHIFT_CASE(k) \
+    case k: for (size_t i = 0; i < m; i++) o[i] = (uint8_t)((unsigned)(w[i] >> k) & mask); return;
+    MH_SHIFT_CASE(0) MH_SHIFT_CASE(1) MH_SHIFT_CASE(2) MH_SHIFT_CASE(3)
+    MH_SHIFT_CASE(4) MH_SHIFT_CASE(5) MH_SHIFT_CASE(6) MH_SHIFT_CASE(7)
+    MH_SHIFT_CASE(8) MH_SHIFT_CASE(9) MH_SHIFT_CASE(10) MH_SHIFT_CASE(11)
+    MH_SHIFT_CASE(12) MH_SHIFT_CASE(13) MH_SHIFT_CASE(14) MH_SHIFT_CASE(15)
+#undef MH_SHIFT_CASE
+    }
+}
+
+/* One field's bytes (its bits, for width 1) of the block's words (sizeof(T) is a constant: the
+ * branch not taken is compiled away). */
+#define MH_SHIFTED_BYTES(T, w, m, s, mask, o)                                               \
+    do {                                                                                   \
+        if (sizeof(T) == 2)                                                                \
+            shifted_bytes_u16((const uint16_t *)(w), (m), (s), (mask), (o));               \
+        else                                                                               \
+            for (size_t i_ = 0; i_ < (m); i_++) (o)[i_] = (uint8_t)((w)[i_] >> (s)) & (mask); \
+    } while (0)
+
 #define MH_SPLIT(T)                                                                        \
     MH_CLONES static void split_##T(const T *restrict w, size_t n, int nfields, const int *shifts,   \
                           const int *widths, uint8_t *const *outs) {                       \
@@ -44,7 +70,7 @@
                 const int s = shifts[f];                                                   \
                 uint8_t *restrict o = outs[f];                                             \
                 if (widths[f] == 1) {  /* start is a multiple of 8 */                       \
-                    for (size_t i = 0; i < m; i++) bits[i] = (uint8_t)((w[start + i] >> s) & 1u); \
+                    MH_SHIFTED_BYTES(T, w + start, m, s, 1u, bits);                        \
                     size_t full = m / 8;                                                   \
                     for (size_t k = 0; k < full; k++) {                                    \
                         uint64_t x;                                                        \
@@ -58,7 +84,7 @@
                     }                                                                      \
                 } else {                                                                   \
                     const uint8_t mask = (uint8_t)(widths[f] >= 8 ? 0xFF : (1u << widths[f]) - 1u); \
-                    for (size_t i = start; i < stop; i++) o[i] = (uint8_t)(w[i] >> s) & mask; \
+                    MH_SHIFTED_BYTES(T, w + start, m, s, mask, o + start);                 \
                 }                                                                          \
             }                                                                              \
         }                                                                                  \
