@@ -166,3 +166,19 @@ def test_adding_records_imports_no_torch(small_repo, tmp_path) -> None:
     proc = _run(["data", "add", "cycle", str(records)], ("torch",), small_repo)
     assert proc.returncode == 0, proc.stderr
     assert "added 4 record(s)" in proc.stdout
+
+
+def test_a_dlv_process_gets_one_blas_thread_unless_the_user_chose(monkeypatch) -> None:
+    """numpy's OpenBLAS threads spin after its import and are joined at exit; dlv does no numpy
+    matrix products, so the `dlv` entry point asks for one thread, and keeps a number a user set."""
+    from modelhub import cli
+
+    monkeypatch.setattr(cli, "main", lambda: 0)
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    with pytest.raises(SystemExit, match="^0$"):
+        cli.entry_point()
+    assert os.environ["OPENBLAS_NUM_THREADS"] == "1"
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "4")
+    with pytest.raises(SystemExit, match="^0$"):
+        cli.entry_point()
+    assert os.environ["OPENBLAS_NUM_THREADS"] == "4"
