@@ -10,13 +10,15 @@ length that no BLAKE2b-256 name has, so old and new names never collide and
 no repository-wide switch is needed. Callers write blobs atomically *before* any index
 (modelhub: the catalog) references them, so a crash leaves at worst an
 unreferenced blob, which a garbage collection removes. Every read verifies the
-digest: a corrupt blob is reported by name, never silently decoded.
+digest (``read_view`` excepted: its caller checks what it decodes against the tensor's own hash):
+a corrupt blob is reported by name, never silently decoded.
 """
 from __future__ import annotations
 
 import hashlib
 import mmap
 import os
+import stat
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
@@ -35,6 +37,10 @@ NAME_LENGTHS = {HASH_NAME: 80, LEGACY_HASH_NAME: 64}
 _HEX = frozenset("0123456789abcdef")
 #: below this many bytes one thread hashes faster than handing the input to BLAKE3's pool
 _THREADED_HASH_BYTES = 8 << 20
+#: ObjectStore.get checks a file above this many bytes against its name before reading it into
+#: memory (read twice when intact; a damaged file is never held whole)
+VERIFY_FIRST_BYTES = 256 << 20
+_VERIFY_CHUNK_BYTES = 8 << 20
 #: ObjectStore.read_view maps blobs of at least this many bytes (a smaller one is read: mapping and
 #: unmapping cost more than copying it)
 MAP_MIN_BYTES = 1 << 20
@@ -177,6 +183,26 @@ class PendingBlobs:
         publish_temps(temps, present, synced=synced)
 
 
+def _file_matches(name: str, fd: int) -> bool:
+    """``name_matches`` over a file's bytes read a chunk at a time (memory: one chunk); leaves the
+    file's position at its start."""
+    new_name = hash_of_name(name) == HASH_NAME
+    hasher = blake3.blake3(max_threads=blake3.blake3.AUTO) if new_name else hashlib.blake2b(digest_size=32)
+    os.lseek(fd, 0, os.SEEK_SET)
+    while chunk := os.read(fd, _VERIFY_CHUNK_BYTES):
+        hasher.update(chunk)
+    os.lseek(fd, 0, os.SEEK_SET)
+    return (hasher.hexdigest(length=40) if new_name else hasher.hexdigest()) == name
+
+
+def _mapped(fd: int, size: int) -> memoryview | None:
+    """A read-only view of the whole file mapped, or None on a file system that cannot map it."""
+    try:
+        return memoryview(mmap.mmap(fd, size, access=mmap.ACCESS_READ))
+    except (OSError, ValueError):
+        return None
+
+
 def _read_to_end(fd: int, size_hint: int) -> bytes:
     """Everything from ``fd``'s position on (``size_hint``: what fstat said; a file that grew or
     shrank since is read as it is now)."""
@@ -248,11 +274,18 @@ class ObjectStore:
         return _freshen(self._file_of(blob_hash))
 
     def get(self, blob_hash: str, *, verify: bool = True) -> bytes:
-        path = self.path_of(blob_hash)
+        """A blob's bytes, checked against its name unless ``verify`` is False. A file above
+        ``VERIFY_FIRST_BYTES`` is checked a chunk at a time before it is read into memory: a
+        damaged one of any size (a sparse 100 GB file, say) is reported as corrupt, not read."""
+        fd, size = self._open(blob_hash)
         try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise MissingBlobError(blob_hash) from None
+            if verify and size > VERIFY_FIRST_BYTES:
+                if not _file_matches(blob_hash, fd):
+                    raise CorruptBlobError(blob_hash, "checksum mismatch")
+                verify = False
+            data = _read_to_end(fd, size)
+        finally:
+            os.close(fd)
         if verify and not name_matches(blob_hash, data):
             raise CorruptBlobError(blob_hash, "checksum mismatch")
         return data
@@ -265,20 +298,31 @@ class ObjectStore:
         checkpoint spends ~15% less CPU decoding). The map lives as long as the view. Blobs are
         never rewritten in place (written under a temporary name and renamed; gc unlinks, which a
         live map survives), so the bytes cannot change under the reader."""
+        fd, size = self._open(blob_hash)
         try:
-            fd = os.open(self._file_of(blob_hash), os.O_RDONLY | getattr(os, "O_BINARY", 0))
-        except FileNotFoundError:
-            raise MissingBlobError(blob_hash) from None
-        try:
-            size = os.fstat(fd).st_size
-            if size >= MAP_MIN_BYTES:
-                try:
-                    return memoryview(mmap.mmap(fd, size, access=mmap.ACCESS_READ))
-                except (OSError, ValueError):
-                    pass   # a file system that cannot map files: read it
-            return _read_to_end(fd, size)
+            view = _mapped(fd, size) if size >= MAP_MIN_BYTES else None
+            return view if view is not None else _read_to_end(fd, size)
         finally:
             os.close(fd)
+
+    def _open(self, blob_hash: str) -> tuple[int, int]:
+        """(a read-only descriptor of the blob's file, its size). Anything but a regular file under
+        a blob's name (a folder, a pipe: damage, or a hostile copy) is a corrupt blob; a pipe is
+        opened without waiting for a writer."""
+        try:
+            fd = os.open(self._file_of(blob_hash), os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0))
+        except FileNotFoundError:
+            raise MissingBlobError(blob_hash) from None
+        except IsADirectoryError:   # where a folder cannot even be opened
+            raise CorruptBlobError(blob_hash, "not a regular file") from None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise CorruptBlobError(blob_hash, "not a regular file")
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd, st.st_size
 
     def has(self, blob_hash: str) -> bool:
         return self.path_of(blob_hash).exists()

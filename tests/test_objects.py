@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import errno
 import mmap
+import os
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,39 @@ def test_read_view_maps_large_blobs_reads_small_ones_and_reads_where_mapping_fai
     store.delete(hb)
     with pytest.raises(MissingBlobError, match=f"object {hb[:16]} is missing"):
         store.read_view(hb)
+
+
+@pytest.mark.parametrize("kind", ["folder", "pipe"])
+def test_anything_but_a_file_under_a_blob_name_is_a_corrupt_blob(tmp_path, kind) -> None:
+    store = ObjectStore(tmp_path)
+    h = store.put(b"payload")
+    path = store.path_of(h)
+    path.unlink()
+    if kind == "folder":
+        path.mkdir()
+    elif hasattr(os, "mkfifo"):
+        os.mkfifo(path)   # opened without waiting for a writer that never comes
+    else:
+        pytest.skip("no named pipes here")
+    for read in (store.get, store.read_view, store.verify):
+        with pytest.raises(CorruptBlobError, match=f"object {h[:16]} is corrupt \\(not a regular file\\)"):
+            read(h)
+
+
+def test_a_large_blob_is_checked_before_it_is_read_into_memory(tmp_path, monkeypatch) -> None:
+    """A damaged file above VERIFY_FIRST_BYTES (a sparse 100 GB one ended a checkout in a
+    MemoryError) is found corrupt a chunk at a time, never read whole; an intact one is read."""
+    monkeypatch.setattr(objects, "VERIFY_FIRST_BYTES", 1000)
+    monkeypatch.setattr(objects, "_VERIFY_CHUNK_BYTES", 256)
+    store = ObjectStore(tmp_path)
+    good = bytes(range(256)) * 20
+    h = store.put(good)
+    assert store.get(h) == good
+    with open(store.path_of(h), "r+b") as f:
+        f.truncate(10 << 20)   # longer and wrong
+    monkeypatch.setattr(objects, "_read_to_end", lambda *_a: pytest.fail("a damaged large blob was read whole"))
+    with pytest.raises(CorruptBlobError, match=f"object {h[:16]} is corrupt \\(checksum mismatch\\)"):
+        store.get(h)
 
 
 def test_object_names_cannot_escape_the_store(tmp_path) -> None:
