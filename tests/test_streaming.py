@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from modelhub import weightfiles
-from modelhub.errors import InputError, WeightsError
+from modelhub.errors import InputError, IntegrityError, WeightsError
 from modelhub.repo import checkout_files, tensorstore
 from modelhub.tensorio import safetensors_bytes
 
@@ -155,6 +155,23 @@ def test_a_sharded_checkout_writes_its_shards_in_step(repo, tmp_path, monkeypatc
     assert written[:3] == shards, written
     for f in sorted((tmp_path / "ckpt").glob("*.safetensors")):
         assert (tmp_path / "out" / f.name).read_bytes() == f.read_bytes()
+
+
+def test_a_failed_checkout_takes_back_the_folders_it_made_and_only_those(repo, tmp_path, monkeypatch):
+    monkeypatch.setenv("DLV_HOT_COPIES", "0")   # decoded from the damaged blob, not copied from a hot copy
+    sd = _state(4)
+    repo.commit(_sharded(tmp_path / "ckpt", sd), name="llm", message="sharded")
+    blob = max(repo.store, key=repo.store.size)
+    path = repo.store.path_of(blob)
+    path.write_bytes(path.read_bytes()[:-1] + b"?")
+    with pytest.raises(IntegrityError, match=f"object {blob[:16]} is corrupt"):
+        repo.write_checkout("llm", tmp_path / "new" / "deeper" / "out")
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "kept" / "notes.txt").write_text("mine")
+    with pytest.raises(IntegrityError, match=f"object {blob[:16]} is corrupt"):
+        repo.write_checkout("llm", tmp_path / "kept" / "out")
+    assert sorted(p.name for p in (tmp_path / "kept").iterdir()) == ["notes.txt"]
 
 
 def test_any_version_shards_on_request(repo, tmp_path):

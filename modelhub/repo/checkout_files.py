@@ -122,6 +122,7 @@ def write_checkout(repo, ref: str, output: Path | None = None, *, snapshot: int 
         direct = not warms
         pool = BufferPool()
         writers: list[SafetensorsWriter] = []
+        new_folders = _missing_folders(folder)
         try:
             for name, group, group_meta in groups:
                 writers.append(SafetensorsWriter(folder / name, group, group_meta, direct=direct, pool=pool))
@@ -147,6 +148,7 @@ def write_checkout(repo, ref: str, output: Path | None = None, *, snapshot: int 
         except BaseException:
             for w in writers:
                 w.abort()
+            _remove_if_empty(new_folders)
             raise
         finally:
             pool.close()
@@ -176,6 +178,26 @@ def _files_in_step(writers: list[SafetensorsWriter], groups) -> list[tuple[Safet
     file and 0.38 s into two."""
     jobs = [(w, t) for w, (_, group, _) in zip(writers, groups) for t in group]
     return sorted(jobs, key=lambda job: job[0].offsets[job[1].name] / max(job[0].size, 1))
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """The folders a checkout into ``folder`` will create, deepest first."""
+    missing = []
+    for path in (folder, *folder.parents):
+        if path.exists():
+            break
+        missing.append(path)
+    return missing
+
+
+def _remove_if_empty(folders: list[Path]) -> None:
+    """A failed checkout takes back the folders it created (deepest first), where nothing else
+    was put in them meanwhile."""
+    for path in folders:
+        try:
+            path.rmdir()
+        except OSError:
+            return
 
 
 def _groups(tensors: list[OutTensor], meta: dict | None, max_shard_bytes: int | None):
