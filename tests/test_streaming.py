@@ -217,6 +217,18 @@ def test_cli_commits_a_path_and_checks_out_shards(cli, tmp_path):
     assert code == 2 and "give the weights once" in err
 
 
+def test_cli_checkout_to_an_unusable_path_is_a_one_line_error(cli, tmp_path):
+    _sharded(cli.work / "ckpt", _state(5))
+    assert cli("init")[0] == 0 and cli("commit", "ckpt", "--name", "llm", "-m", "sharded")[0] == 0
+    (cli.work / "afile").write_text("x")
+    code, _, err = cli("checkout", "llm", "-o", "afile/out")   # a file in the way of a folder
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1, err
+    assert "afile/out: not a directory; check the path (and its permissions)" in err
+    code, _, err = cli("checkout", "llm", "-o", "afile")
+    assert code == 2 and "afile is a file; a sharded checkout writes a folder of shards" in err, err
+    assert (cli.work / "afile").read_text() == "x"
+
+
 _MEASURE_MEMORY = """
 import json, sys, tracemalloc
 import modelhub

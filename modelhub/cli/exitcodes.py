@@ -74,7 +74,23 @@ def as_modelhub_error(exc: BaseException) -> E.ModelhubError | None:
             f"no space left on the device{where}; free some space (`dlv gc` removes unreferenced blobs) "
             "and run the command again")
         return E.DiskFullError(text)
+    if isinstance(exc, OSError) and exc.errno in _PATH_ERRNOS:
+        return E.InputError(path_error_message(exc))
     if type(exc).__module__.lstrip("_") == "duckdb":
         from ..catalog.db import translate_error
         return translate_error(exc)
     return None
+
+
+#: an OSError about a path, not a bug: a folder where a file was named, a file in the way of a
+#: folder, no permission, a read-only file system, a path too long or looping
+_PATH_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EROFS,
+                          errno.ENAMETOOLONG, errno.ELOOP, errno.EEXIST})
+
+
+def path_error_message(exc: OSError) -> str:
+    """`dlv checkout -o file/out`: "/x/file/out: not a directory; check the path (and its
+    permissions), or choose another"."""
+    what = (exc.strerror or "cannot be used").lower()
+    where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+    return f"{where}{what}; check the path (and its permissions), or choose another"

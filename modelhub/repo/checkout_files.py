@@ -95,6 +95,8 @@ def write_checkout(repo, ref: str, output: Path | None = None, *, snapshot: int 
             raise InputError(f"{out}: checkout writes safetensors; give a path ending in .safetensors")
         if sharded and out.suffix == ".safetensors":
             raise InputError(f"{out}: a sharded checkout writes a folder of shards; give a folder path")
+        if sharded and out.exists() and not out.is_dir():
+            raise InputError(f"{out} is a file; a sharded checkout writes a folder of shards: give a folder path with -o")
         entries = snapshot_entries(con, vid, snap)
         reader = TensorReader(con, repo.store, [th for _, th in entries])
         tensors = [OutTensor(name, reader.rows[th].dtype, tuple(reader.rows[th].shape), reader.rows[th].nbytes)
