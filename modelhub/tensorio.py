@@ -63,6 +63,9 @@ def as_state_dict(obj: object, source: str) -> "OrderedDict[str, torch.Tensor]":
 def load_weights_file(path: str | os.PathLike) -> tuple["OrderedDict[str, torch.Tensor]", dict | None]:
     """Load ``.safetensors`` or ``.pt``/``.pth``/``.bin``; returns (tensors, safetensors metadata)."""
     p = Path(path)
+    if p.is_dir():
+        raise WeightsError(f"{p} is a folder with no .safetensors file and no model.safetensors.index.json; "
+                           "point at the weights file or at a checkpoint's folder")
     if not p.is_file():
         raise WeightsError(f"weights file {p} does not exist; check the path")
     data = p.read_bytes()

@@ -196,6 +196,9 @@ def test_broken_sharded_checkpoints_are_refused_with_the_reason(repo, tmp_path):
     (src / "model.safetensors.index.json").write_text("{}")
     with pytest.raises(WeightsError, match="is not a safetensors index"):
         repo.commit(src / "model.safetensors.index.json", name="m", message="x")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(WeightsError, match="empty is a folder with no .safetensors file and no model.safetensors.index.json"):
+        repo.commit(tmp_path / "empty", name="m", message="x")
     (tmp_path / "bad.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}      ")
     with pytest.raises(WeightsError, match="is not a valid safetensors file"):
         repo.commit(tmp_path / "bad.safetensors", name="m", message="x")
