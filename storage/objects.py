@@ -16,6 +16,7 @@ a corrupt blob is reported by name, never silently decoded.
 from __future__ import annotations
 
 import hashlib
+import io
 import mmap
 import os
 import stat
@@ -203,17 +204,10 @@ def _mapped(fd: int, size: int) -> memoryview | None:
         return None
 
 
-def _read_to_end(fd: int, size_hint: int) -> bytes:
-    """Everything from ``fd``'s position on (``size_hint``: what fstat said; a file that grew or
-    shrank since is read as it is now)."""
-    parts = []
-    want = max(size_hint, 1)
-    while True:
-        chunk = os.read(fd, want)
-        if not chunk:
-            return b"".join(parts)
-        parts.append(chunk)
-        want = 1 << 20
+def _read_to_end(fd: int) -> bytes:
+    """Everything from ``fd``'s position on (FileIO sizes its buffer by fstat, as read_bytes did)."""
+    with io.FileIO(fd, "r", closefd=False) as f:
+        return f.readall()
 
 
 def _freshen(path: str) -> bool:
@@ -283,7 +277,7 @@ class ObjectStore:
                 if not _file_matches(blob_hash, fd):
                     raise CorruptBlobError(blob_hash, "checksum mismatch")
                 verify = False
-            data = _read_to_end(fd, size)
+            data = _read_to_end(fd)
         finally:
             os.close(fd)
         if verify and not name_matches(blob_hash, data):
@@ -301,7 +295,7 @@ class ObjectStore:
         fd, size = self._open(blob_hash)
         try:
             view = _mapped(fd, size) if size >= MAP_MIN_BYTES else None
-            return view if view is not None else _read_to_end(fd, size)
+            return view if view is not None else _read_to_end(fd)
         finally:
             os.close(fd)
 
