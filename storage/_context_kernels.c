@@ -55,6 +55,31 @@ int mh_ctx_exp_hist(const void *base, size_t n, int itemsize, int man_bits, unsi
     return -2;
 }
 
+/* Bin -> group label, exactly context_coding.merge_bins: non-empty bins in increasing order, a
+ * group closed at the first bin where it holds >= min_group elements, a trailing group below
+ * min_group joined to the one before (or the only group, when the whole histogram is smaller);
+ * empty bins get label 0. Also each group's size, in group order. Returns the number of groups, or
+ * -1 for min_group < 1 (no group would ever close). The decoder merges bins five times per float32
+ * tensor; merge_bins in numpy cost ~10% of a decode. */
+int64_t mh_ctx_groups(const int64_t *hist, int64_t nbins, int64_t min_group, int64_t *labels, int64_t *sizes) {
+    if (min_group < 1) return -1;
+    int64_t ngroups = 0, held = 0;
+    for (int64_t b = 0; b < nbins; b++) {
+        labels[b] = 0;
+        if (!hist[b]) continue;
+        labels[b] = ngroups;
+        held += hist[b];
+        if (held >= min_group) { sizes[ngroups++] = held; held = 0; }
+    }
+    if (held && ngroups) {                      /* the trailing group joins the one before */
+        sizes[ngroups - 1] += held;
+        for (int64_t b = 0; b < nbins; b++) if (labels[b] == ngroups) labels[b] = ngroups - 1;
+    } else if (held) {
+        sizes[ngroups++] = held;
+    }
+    return ngroups;
+}
+
 /* The byte counts of every element in (context group, position) order, unpacked from their
  * base-(s+1) digits (k per byte, first element lowest; the packed groups are concatenated), and
  * hist[c * ngroups + g]: elements of group g with c significant bytes. ``counts`` has room for
@@ -98,64 +123,150 @@ MH_CLONES int mh_ctx_counts(const uint8_t *restrict packed, const int64_t *sizes
     return 0;
 }
 
+/* The decoder's first step: the parent's exponent histogram merged into context groups. label[b]
+ * (uint16, as the gather takes it) for every exponent value b, sizes[g] for every group; returns
+ * the number of groups, -1 for min_group < 1, -2 for an itemsize the coder never writes. ``scratch``
+ * holds 6 * (emask + 1) int64. */
+int64_t mh_ctx_parent_groups(const void *base, size_t n, int itemsize, int man_bits, unsigned emask,
+                             int64_t min_group, uint16_t *label, int64_t *sizes, int64_t *scratch) {
+    const int64_t bins = (int64_t)emask + 1;
+    int64_t *hist = scratch, *part = scratch + bins, *labels = scratch + 5 * bins;
+    if (mh_ctx_exp_hist(base, n, itemsize, man_bits, emask, hist, part) != 0) return -2;
+    const int64_t ngroups = mh_ctx_groups(hist, bins, min_group, labels, sizes);
+    for (int64_t b = 0; ngroups >= 0 && b < bins; b++) label[b] = (uint16_t)labels[b];
+    return ngroups;
+}
+
+/* The decoder's second step, once the counts streams are in: every element's byte count (group
+ * order) and hist[c * ngroups + g] (mh_ctx_counts), then how many elements of each count there are
+ * (per_count[c]) and how count c's lead bytes are grouped: n_lead[c] lead groups of lead_sizes[...]
+ * elements, for c = 1..s one after the other (the order of their streams in the blob). Returns 0,
+ * -1 for a code out of range, -2 for an itemsize the coder never writes, -3 for min_group < 1.
+ * ``scratch`` holds ngroups int64. */
+int mh_ctx_count_plan(const uint8_t *packed, const int64_t *sizes, int64_t ngroups, int s, int64_t min_group,
+                      uint8_t *counts, int64_t *hist, int64_t *per_count, int64_t *lead_sizes, int64_t *n_lead,
+                      int64_t *scratch) {
+    const int rc = mh_ctx_counts(packed, sizes, ngroups, s, counts, hist);
+    if (rc != 0) return rc;
+    per_count[0] = n_lead[0] = 0;
+    for (int g = 0; g < ngroups; g++) per_count[0] += hist[g];
+    for (int c = 1; c <= s; c++) {
+        const int64_t k = mh_ctx_groups(hist + c * ngroups, ngroups, min_group, scratch, lead_sizes);
+        if (k < 0) return -3;
+        per_count[c] = 0;
+        for (int64_t g = 0; g < k; g++) per_count[c] += lead_sizes[g];
+        n_lead[c] = k;
+        lead_sizes += k;
+    }
+    return 0;
+}
+
 /* Every element's delta word, in place in ``out``: count c at the group's cursor, then the lead
  * byte and the c - 1 low bytes (low byte first) at the cursor of (c, group).
  *
  * count_pos[g] and lead_pos[c * ngroups + g] start where group g's run begins in the counts and
  * in count c's streams (row c = 0 unused); they are advanced in place. lead[c] and low[c] are
- * count c's streams; every element takes the same path, with no branch on c (it varies from
- * element to element, and mispredicted branches cost more than the rest of the loop): an element
- * of count 0 or 1 reads its missing bytes from 8 zeros. Each low stream has 8 readable bytes past
- * its end: the low bytes are read as one 8-byte word, masked. */
+ * count c's streams, low_len[c] the length of low[c]. Every element takes the same path, with no
+ * branch on c (it varies from element to element, and mispredicted branches cost more than the
+ * rest of the loop): an element of count 0 or 1 reads its missing bytes from 8 zeros.
+ *
+ * Two passes over each block of MH_GATHER_BLOCK elements. The first finds every element's key
+ * c * ngroups + g (its count, read at its group's cursor); the second reads its bytes at the key's
+ * cursor. In one pass, the address of the second cursor waited on the count's load, which waited
+ * on the first cursor's store by the element before: one chain of dependent loads through every
+ * element. Split, each pass has one chain of its own whose addresses are known early (the keys are
+ * read in order): the gather of the EfficientNet-Lite0 fine-tune's 84 deltas took 128 ms in one
+ * pass, 85-87 ms in two (one thread, warm, best of 5, 15.4 M elements).
+ *
+ * The low bytes are read as one 8-byte word, masked; an element whose word would end past its
+ * stream reads from a padded copy of the stream's last bytes instead (the branch is taken only by
+ * the last few elements of each stream), so the streams are read where they lie, unpadded. */
 static const uint8_t mh_zeros[8];
+
+#define MH_GATHER_BLOCK 4096
+#define MH_MAX_GROUPS 2048   /* one per exponent value at most: float64 has 11 exponent bits */
+
+/* The delta undone in place (storage/_kernels.c), a block at a time right after the block's words
+ * are gathered, while they are in L1: a loop of its own, which the compiler vectorizes (inside the
+ * gather's loop it made every element ~20% slower); as a pass of its own over the whole tensor it
+ * read and wrote every word from memory again. */
+int mh_undo_delta(const void *base, size_t n, int itemsize, int op, void *out);
 
 #define MH_CTX_GATHER(T)                                                                   \
     MH_CLONES static void gather_##T(const T *restrict base, size_t n, int man_bits, unsigned emask, \
                            const uint16_t *restrict label, int64_t ngroups,                \
                            const uint8_t *restrict counts, int64_t *restrict count_pos,    \
                            const uint8_t *const *lead, int64_t *restrict lead_pos,         \
-                           const uint8_t *const *low, T *restrict out) {                   \
+                           const uint8_t *const *low, const int64_t *low_len, int op, T *restrict out) { \
         enum { S = sizeof(T) };                                                            \
         const uint8_t *leads[S + 1], *lows[S + 1];                                         \
+        uint8_t tails[S + 1][32];                                                          \
         uint64_t low_mask[S + 1];                                                          \
         int shift[S + 1];                                                                  \
-        int64_t stride[S + 1];                                                             \
+        int64_t stride[S + 1], safe[S + 1];                                                \
+        uint8_t count_of[(S + 1) * MH_MAX_GROUPS];   /* key -> c: no division in the loop */ \
+        uint16_t key[MH_GATHER_BLOCK];                                                     \
+        memset(tails, 0, sizeof tails);                                                    \
         for (int c = 0; c <= S; c++) {                                                     \
             leads[c] = c ? lead[c] : mh_zeros;                                             \
             lows[c] = c >= 2 ? low[c] : mh_zeros;                                          \
             low_mask[c] = c >= 2 ? (1ULL << (8 * (c - 1))) - 1 : 0;                         \
             shift[c] = c ? 8 * (c - 1) : 0;                                                 \
             stride[c] = c >= 2 ? c - 1 : 0;                                                \
+            /* elements j < safe[c] have 8 readable bytes at j * stride; the rest read tails[c] */ \
+            safe[c] = INT64_MAX;                                                           \
+            if (c >= 2) {                                                                  \
+                const int64_t len = low_len[c];                                            \
+                safe[c] = len >= 8 ? (len - 8) / stride[c] + 1 : 0;                        \
+                if (len > safe[c] * stride[c])                                             \
+                    memcpy(tails[c], lows[c] + safe[c] * stride[c], (size_t)(len - safe[c] * stride[c])); \
+            }                                                                              \
+            for (int64_t g = 0; g < ngroups; g++) count_of[c * ngroups + g] = (uint8_t)c;  \
         }                                                                                  \
-        for (size_t i = 0; i < n; i++) {                                                   \
-            const int64_t g = label[(unsigned)(base[i] >> man_bits) & emask];              \
-            const int c = counts[count_pos[g]++];                                          \
-            const int64_t j = lead_pos[c * ngroups + g]++ & -(int64_t)(c != 0);             \
-            uint64_t bytes;                                                                \
-            memcpy(&bytes, lows[c] + j * stride[c], 8);  /* a table: (c > 1 ? c - 1 : 0) was a branch */ \
-            out[i] = (T)(((T)leads[c][j] << shift[c]) | (T)(bytes & low_mask[c]));          \
+        for (size_t b0 = 0; b0 < n; b0 += MH_GATHER_BLOCK) {                               \
+            const size_t m = n - b0 < MH_GATHER_BLOCK ? n - b0 : MH_GATHER_BLOCK;          \
+            for (size_t i = 0; i < m; i++) {                                               \
+                const int64_t g = label[(unsigned)(base[b0 + i] >> man_bits) & emask];     \
+                key[i] = (uint16_t)(counts[count_pos[g]++] * ngroups + g);                 \
+            }                                                                              \
+            for (size_t i = 0; i < m; i++) {                                               \
+                const unsigned k = key[i];                                                 \
+                const int c = count_of[k];                                                 \
+                const int64_t j = lead_pos[k]++ & -(int64_t)(c != 0);                      \
+                const uint8_t *from = j < safe[c] ? lows[c] + j * stride[c]                \
+                                                  : tails[c] + (j - safe[c]) * stride[c];  \
+                uint64_t bytes;                                                            \
+                memcpy(&bytes, from, 8);                                                   \
+                out[b0 + i] = (T)(((T)leads[c][j] << shift[c]) | (T)(bytes & low_mask[c])); \
+            }                                                                              \
+            mh_undo_delta(base + b0, m, S, op, out + b0);                                  \
         }                                                                                  \
     }
 
-/* The delta undone in place (storage/_kernels.c): a loop of its own, which the compiler vectorizes;
- * inside the gather loop it made every element ~20% slower. */
-int mh_undo_delta(const void *base, size_t n, int itemsize, int op, void *out);
 
 MH_CTX_GATHER(uint16_t)
 MH_CTX_GATHER(uint32_t)
 MH_CTX_GATHER(uint64_t)
 
+/* The decoder's last step. ``sizes`` and ``hist`` as mh_ctx_count_plan had them; the cursors start
+ * where each run begins (prefix sums, in ``cursors``: (itemsize + 2) * ngroups int64). */
 int mh_ctx_words(const void *base, size_t n, int itemsize, int man_bits, unsigned emask,
-                 const uint16_t *label, int64_t ngroups, const uint8_t *counts, int64_t *count_pos,
-                 const uint8_t *const *lead, int64_t *lead_pos, const uint8_t *const *low, int op, void *out) {
+                 const uint16_t *label, int64_t ngroups, const uint8_t *counts, const int64_t *sizes,
+                 const int64_t *hist, const uint8_t *const *lead, const uint8_t *const *low, const int64_t *low_len,
+                 int op, int64_t *cursors, void *out) {
     if (op != 0 && op != 1) return -3;   /* the context coder writes xor and osub deltas only */
+    if (ngroups > MH_MAX_GROUPS) return -4;   /* keys are 16 bits: (s + 1) * ngroups < 2^16 of them */
+    if (itemsize != 2 && itemsize != 4 && itemsize != 8) return -2;
+    int64_t *count_pos = cursors, *lead_pos = cursors + ngroups;
+    for (int64_t g = 0, at = 0; g < ngroups; at += sizes[g++]) count_pos[g] = at;
+    for (int c = 0; c <= itemsize; c++)
+        for (int64_t g = 0, at = 0; g < ngroups; at += hist[c * ngroups + g++]) lead_pos[c * ngroups + g] = at;
     switch (itemsize) {
-    case 2: gather_uint16_t(base, n, man_bits, emask, label, ngroups, counts, count_pos, lead, lead_pos, low, out); break;
-    case 4: gather_uint32_t(base, n, man_bits, emask, label, ngroups, counts, count_pos, lead, lead_pos, low, out); break;
-    case 8: gather_uint64_t(base, n, man_bits, emask, label, ngroups, counts, count_pos, lead, lead_pos, low, out); break;
-    default: return -2;
+    case 2: gather_uint16_t(base, n, man_bits, emask, label, ngroups, counts, count_pos, lead, lead_pos, low, low_len, op, out); return 0;
+    case 4: gather_uint32_t(base, n, man_bits, emask, label, ngroups, counts, count_pos, lead, lead_pos, low, low_len, op, out); return 0;
+    case 8: gather_uint64_t(base, n, man_bits, emask, label, ngroups, counts, count_pos, lead, lead_pos, low, low_len, op, out); return 0;
     }
-    return mh_undo_delta(base, n, itemsize, op, out);
+    return -2;
 }
 
 /* -- encoding: delta_streams (context_coding.py) in two passes over the elements ---------------- */

@@ -160,6 +160,8 @@ def merge_bins(hist: np.ndarray, min_group: int) -> np.ndarray:
     empty bins get label 0 (they hold nothing). Depends on ``hist`` only, which the decoder
     recomputes from what it already knows (the parent, the decoded counts).
     """
+    if min_group < 1:
+        raise ValueError(f"merge_bins: min_group must be at least 1, not {min_group} (no group would ever close)")
     labels = np.zeros(len(hist), dtype=np.int64)
     bins = np.flatnonzero(hist)
     total = np.cumsum(hist[bins])
@@ -390,7 +392,7 @@ def blob_streams(manifest: Mapping, blob: bytes, base_raw: bytes | memoryview) -
     itemsize = ITEMSIZES[manifest["dtype"]]
     streams = _Streams(*_unpack_container(blob, "<blob>"), "<blob>", record=True)
     decode_delta_words(streams, np.frombuffer(base_raw, dtype=UINT_OF_SIZE[itemsize]), manifest["dtype"],
-                       int(manifest["min_group"]))
+                       _min_group_of(manifest))
     return streams.recorded
 
 
@@ -523,8 +525,44 @@ class _Streams:
         return out
 
     def take_groups(self, sizes: Sequence[int]) -> np.ndarray:
-        parts = [self.take(int(size)) for size in sizes]
-        return np.frombuffer(b"".join(parts), dtype=np.uint8) if parts else np.zeros(0, np.uint8)
+        """The next ``len(sizes)`` streams, decoded to ``sizes`` bytes each, one after the other in one array.
+
+        A single stream is not copied (a raw one stays a view of the blob). Otherwise each is decoded
+        into its place: the rANS streams by one kernel call for all of them (a call per stream cost
+        as much as decoding a few thousand symbols), zstd frames and raw streams copied in."""
+        if len(sizes) == 1:
+            return np.frombuffer(self.take(int(sizes[0])), dtype=np.uint8)
+        if kernels.LIB is None or self.recorded is not None:
+            parts = [self.take(int(size)) for size in sizes]
+            return np.frombuffer(b"".join(parts), dtype=np.uint8) if parts else np.zeros(0, np.uint8)
+        out = np.empty(int(sum(sizes)), dtype=np.uint8)
+        rans_in: list = []
+        rans_out: list = []
+
+        def decode_rans() -> None:
+            """The rANS streams met so far; called before any other error is raised, so that damage is
+            reported for the first damaged stream, as decoding one stream at a time would."""
+            if rans_in and kernels.rans_decode_many(rans_in, rans_out) >= 0:
+                raise CorruptBlobError(self.blob_hash, "an rANS stream is damaged")
+            rans_in.clear()
+            rans_out.clear()
+
+        start = 0
+        try:
+            for size in sizes:
+                size = int(size)
+                if self.next < len(self.streams) and self.streams[self.next][1] == CODING_RANS:
+                    rans_in.append(self.streams[self.next][0])
+                    rans_out.append(out[start:start + size])
+                    self.next += 1
+                else:
+                    out[start:start + size] = np.frombuffer(self.take(size), dtype=np.uint8)
+                start += size
+        except CorruptBlobError:
+            decode_rans()
+            raise
+        decode_rans()
+        return out
 
     def finish(self) -> None:
         if self.next != len(self.streams):
@@ -545,23 +583,23 @@ def _take_counts(streams: _Streams, group_sizes: np.ndarray, s: int) -> list[np.
 
 def decode_words_compiled(streams: _Streams, base_words: np.ndarray, dtype: str, min_group: int, op: str,
                           out: np.ndarray) -> None:
-    """The tensor's words into ``out``, decoded by the compiled kernels (storage/_context_kernels.c) in
-    one pass over the elements in position order: what :func:`decode_delta_words` and ``undo_delta`` give."""
+    """The tensor's words into ``out``, decoded by the compiled kernels (storage/_context_kernels.c):
+    what :func:`decode_delta_words` and ``undo_delta`` give. Three kernel calls, each as soon as the
+    streams it needs are in: the context groups (from the parent), the counts and the lead streams'
+    sizes (from the counts streams), every element's word (from the lead and low streams)."""
     s = base_words.itemsize
     exp_bits, man_bits = FLOAT_FORMATS[dtype]
-    hist = kernels.exponent_histogram(base_words, man_bits, exp_bits)
-    labels = merge_bins(hist, min_group)
-    group_sizes = _sizes_of(labels, hist)
-    packed = _take_counts(streams, group_sizes, s)
-    result = kernels.context_counts(np.concatenate(packed) if packed else b"", group_sizes, s)
-    if result is None:
-        raise CorruptBlobError(streams.blob_hash, "a byte-count code is out of range")  # checked above: never here
-    counts, hist2 = result
-    per_count = hist2.sum(axis=1)
-    leads = [b""] + [streams.take_groups(_group_sizes(hist2[c], min_group)) for c in range(1, s + 1)]
-    lows = [b"", b""] + [streams.take(int(per_count[c]) * (c - 1)) for c in range(2, s + 1)]
+    labels, group_sizes = kernels.parent_groups(base_words, man_bits, exp_bits, min_group)
+    # every group's packed counts in one array; the kernel checks every code (padding included)
+    plan = kernels.count_plan(streams.take_groups(-(-group_sizes // COUNTS_PER_BYTE[s])), group_sizes, s, min_group)
+    if plan is None:
+        raise CorruptBlobError(streams.blob_hash, "a byte-count code is out of range")
+    lead_bytes = streams.take_groups(plan.lead_sizes)       # the lead streams of every count, in blob order
+    ends = np.cumsum(plan.per_count).tolist()               # count c's lead bytes: ends[c - 1]:ends[c]
+    leads = [b""] + [lead_bytes[ends[c - 1] - ends[0]:ends[c] - ends[0]] for c in range(1, s + 1)]
+    lows = [b"", b""] + [streams.take(int(plan.per_count[c]) * (c - 1)) for c in range(2, s + 1)]
     streams.finish()
-    kernels.context_words(base_words, man_bits, exp_bits, labels, counts, group_sizes, hist2, leads, lows, op, out)
+    kernels.context_words(base_words, man_bits, exp_bits, labels, plan, group_sizes, leads, lows, op, out)
 
 
 def decode_delta_words(streams: _Streams, base_words: np.ndarray, dtype: str,
@@ -593,6 +631,16 @@ def decode_delta_words(streams: _Streams, base_words: np.ndarray, dtype: str,
     return order.by_group[by_count], zz.view(UINT_OF_SIZE[s]).reshape(nonzero.size)
 
 
+def _min_group_of(manifest: Mapping) -> int:
+    """The manifest's min_group, checked: with 0 or less no group would ever close (the decoder would
+    loop forever merging bins), so a damaged or hostile manifest says so instead."""
+    value = manifest.get("min_group")
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise DamagedEncodingError(f"context-coded manifest has min_group {value!r}; the coder writes a whole "
+                                   "number of at least 1, so the manifest is damaged")
+    return value
+
+
 def decode_context(manifest: Mapping, fetch: Callable[[str], bytes], nbytes: int, *,
                    base: Optional[Callable[[str], bytes]] = None) -> bytes | bytearray:
     """The exact raw bytes of a context-coded tensor (needs ``base``: tensor_hash -> parent's raw bytes)."""
@@ -608,6 +656,7 @@ def decode_context(manifest: Mapping, fetch: Callable[[str], bytes], nbytes: int
         raise DamagedEncodingError(f"context-coded manifest names dtype {dtype!r}, which this codec never writes")
     if nbytes % ITEMSIZES[dtype]:
         raise DamagedEncodingError(f"{nbytes} bytes are not a whole number of {dtype} elements")
+    min_group = _min_group_of(manifest)
     if base is None:
         raise CodecError("this tensor is stored as a delta; pass base= (a callback returning the "
                          f"base tensor {delta['base'][:16]}'s raw bytes) to decode it")
@@ -623,9 +672,9 @@ def decode_context(manifest: Mapping, fetch: Callable[[str], bytes], nbytes: int
         out = unset_bytearray(nbytes)    # the result itself, every word written by the kernel: no copy at the end
         words = np.frombuffer(out, dtype=base_words.dtype)
         if kernels.aligned(words):
-            decode_words_compiled(streams, base_words, dtype, int(manifest["min_group"]), delta["op"], words)
+            decode_words_compiled(streams, base_words, dtype, min_group, delta["op"], words)
             return out
-    positions, z = decode_delta_words(streams, base_words, dtype, int(manifest["min_group"]))
+    positions, z = decode_delta_words(streams, base_words, dtype, min_group)
     words = base_words.copy()
     words[positions] = undo_delta(delta["op"], z, base_words[positions])
     return words.tobytes()

@@ -72,7 +72,10 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.mh_bits7_decode.argtypes = [p, size, p]
     lib.mh_ctx_exp_hist.argtypes = [p, size, i, i, ctypes.c_uint, p, p]
     lib.mh_ctx_counts.argtypes = [p, p, ctypes.c_int64, i, p, p]
-    lib.mh_ctx_words.argtypes = [p, size, i, i, ctypes.c_uint, p, ctypes.c_int64, p, p, p, p, p, i, p]
+    lib.mh_ctx_words.argtypes = [p, size, i, i, ctypes.c_uint, p, ctypes.c_int64, p, p, p, p, p, p, i, p, p]
+    lib.mh_ctx_parent_groups.argtypes = [p, size, i, i, ctypes.c_uint, ctypes.c_int64, p, p, p]
+    lib.mh_ctx_parent_groups.restype = ctypes.c_int64
+    lib.mh_ctx_count_plan.argtypes = [p, p, ctypes.c_int64, i, ctypes.c_int64, p, p, p, p, p, p]
     lib.mh_undo_delta.argtypes = [p, size, i, i, p]
     lib.mh_ctx_delta_counts.argtypes = [p, p, size, i, i, ctypes.c_uint, p, ctypes.c_int64, i, p, p, p]
     lib.mh_ctx_scatter.argtypes = [p, p, size, i, i, ctypes.c_uint, p, ctypes.c_int64, p, p, p, p, p, p]
@@ -83,8 +86,12 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.mh_rans_encode.argtypes = [p, size, p, i, p, size]
     lib.mh_rans_encode.restype = ctypes.c_int64
     lib.mh_rans_decode.argtypes = [p, size, p, size]
+    lib.mh_rans_decode_many.argtypes = [p, p, p, p, ctypes.c_int64]
+    lib.mh_rans_decode_many.restype = ctypes.c_int64
+    lib.mh_ctx_groups.argtypes = [p, ctypes.c_int64, ctypes.c_int64, p, p]
+    lib.mh_ctx_groups.restype = ctypes.c_int64
     for name in ("mh_undo_delta", "mh_byteclass_join", "mh_byteclass_split", "mh_split_fields", "mh_join_fields", "mh_join_sources", "mh_bits7_encode", "mh_bits7_decode",
-                 "mh_ctx_exp_hist", "mh_ctx_counts", "mh_ctx_words", "mh_ctx_delta_counts", "mh_ctx_scatter",
+                 "mh_ctx_exp_hist", "mh_ctx_counts", "mh_ctx_count_plan", "mh_ctx_words", "mh_ctx_delta_counts", "mh_ctx_scatter",
                  "mh_rans_decode"):
         getattr(lib, name).restype = i
 
@@ -270,24 +277,16 @@ def exponent_histogram(base_words: np.ndarray, man_bits: int, exp_bits: int) -> 
     return hist
 
 
-def context_counts(packed, group_sizes: np.ndarray, itemsize: int) -> Optional[tuple[np.ndarray, np.ndarray]]:
-    """(byte count of every element in group order, hist[c, g]: elements of group g with c significant
-    bytes), or None when a code is out of range. ``packed`` holds every group's packed counts,
-    concatenated (lengths already checked)."""
-    sizes = np.ascontiguousarray(group_sizes, dtype=np.int64)
-    n = int(sizes.sum())
-    counts = np.empty(n + 8, dtype=np.uint8)   # the kernel writes each code's digits as one 8-byte row
-    hist = np.empty((itemsize + 1, len(sizes)), dtype=np.int64)
-    ok = LIB.mh_ctx_counts(_address(packed) if len(packed) else None, sizes.ctypes.data, len(sizes), itemsize,
-                           counts.ctypes.data, hist.ctypes.data)
-    return (counts[:n], hist) if ok == 0 else None
-
-
-def _padded(data) -> np.ndarray:
-    """A copy of ``data`` with 8 readable bytes past its end (the kernel reads low bytes 8 at a time)."""
-    out = np.zeros(len(data) + 8, dtype=np.uint8)
-    out[:len(data)] = np.frombuffer(data, dtype=np.uint8)
-    return out
+def context_groups(hist: np.ndarray, min_group: int) -> tuple[np.ndarray, np.ndarray]:
+    """(bin -> group label, elements per group): what context_coding.merge_bins and its group sizes
+    give, in one call (``min_group`` >= 1, checked by the caller)."""
+    h = np.ascontiguousarray(hist, dtype=np.int64)
+    labels = np.empty(h.size, dtype=np.int64)
+    sizes = np.empty(max(h.size, 1), dtype=np.int64)
+    ngroups = LIB.mh_ctx_groups(h.ctypes.data, h.size, min_group, labels.ctypes.data, sizes.ctypes.data)
+    if ngroups < 0:
+        raise ValueError(f"context_groups: the kernel refused min_group {min_group}")
+    return labels, sizes[:ngroups]
 
 
 def _run_cursors(group_sizes: np.ndarray, hist: np.ndarray, labels: np.ndarray):
@@ -298,22 +297,67 @@ def _run_cursors(group_sizes: np.ndarray, hist: np.ndarray, labels: np.ndarray):
     return count_pos, lead_pos, np.ascontiguousarray(labels, dtype=np.uint16)
 
 
-def context_words(base_words: np.ndarray, man_bits: int, exp_bits: int, labels: np.ndarray, counts: np.ndarray,
-                  group_sizes: np.ndarray, hist: np.ndarray, leads: Sequence, lows: Sequence, op: str,
-                  out: np.ndarray) -> None:
-    """Every element's word into ``out`` (see _context_kernels.c). ``hist[c, g]`` as :func:`context_counts`
-    gives it; ``leads[c]`` and ``lows[c]`` hold count c's lead and low bytes (``leads[0]``, ``lows[0]`` and
-    ``lows[1]`` empty), lengths already checked against ``hist``."""
+def parent_groups(base_words: np.ndarray, man_bits: int, exp_bits: int, min_group: int) -> tuple[np.ndarray, np.ndarray]:
+    """(exponent value -> context group as uint16, elements per group): the parent's exponent histogram
+    merged as context_coding.merge_bins merges it, in one call (``min_group`` >= 1, checked by the caller)."""
+    bins = 1 << exp_bits
+    labels = np.empty(bins, dtype=np.uint16)
+    sizes = np.empty(bins, dtype=np.int64)
+    scratch = np.empty(6 * bins, dtype=np.int64)
+    ngroups = LIB.mh_ctx_parent_groups(base_words.ctypes.data, base_words.size, base_words.itemsize, man_bits,
+                                       bins - 1, min_group, labels.ctypes.data, sizes.ctypes.data, scratch.ctypes.data)
+    if ngroups < 0:
+        raise ValueError(f"parent_groups: the kernel refused its arguments (status {ngroups})")
+    return labels, sizes[:ngroups]
+
+
+@dataclass(frozen=True)
+class CountPlan:
+    """What the counts streams tell the decoder (mh_ctx_count_plan): the rest of the blob's layout."""
+
+    counts: np.ndarray          # every element's byte count, in group order
+    hist: np.ndarray            # hist[c, g]: elements of context group g with c significant bytes
+    per_count: np.ndarray       # elements with c significant bytes
+    lead_sizes: np.ndarray      # the lead groups of count 1, then of count 2, ...: their streams, in blob order
+
+
+def count_plan(packed, group_sizes: np.ndarray, itemsize: int, min_group: int) -> Optional[CountPlan]:
+    """The counts unpacked and the lead streams' sizes, or None when a code is out of range.
+    ``packed`` holds every group's packed counts, concatenated (lengths already checked)."""
+    ngroups = len(group_sizes)
+    n = int(group_sizes.sum())
+    counts = np.empty(n + 8, dtype=np.uint8)   # the kernel writes each code's digits as one 8-byte row
+    hist = np.empty((itemsize + 1, ngroups), dtype=np.int64)
+    per_count = np.empty(itemsize + 1, dtype=np.int64)
+    lead_sizes = np.empty(itemsize * ngroups, dtype=np.int64)
+    n_lead = np.empty(itemsize + 1, dtype=np.int64)
+    scratch = np.empty(max(ngroups, 1), dtype=np.int64)
+    status = LIB.mh_ctx_count_plan(_address(packed) if len(packed) else None, group_sizes.ctypes.data, ngroups,
+                                   itemsize, min_group, counts.ctypes.data, hist.ctypes.data, per_count.ctypes.data,
+                                   lead_sizes.ctypes.data, n_lead.ctypes.data, scratch.ctypes.data)
+    if status == -1:
+        return None
+    _check(status, "count_plan")
+    return CountPlan(counts[:n], hist, per_count, lead_sizes[:int(n_lead[1:].sum())])
+
+
+def context_words(base_words: np.ndarray, man_bits: int, exp_bits: int, labels: np.ndarray, plan: CountPlan,
+                  group_sizes: np.ndarray, leads: Sequence, lows: Sequence, op: str, out: np.ndarray) -> None:
+    """Every element's word into ``out`` (see _context_kernels.c). ``labels`` and ``group_sizes`` as
+    :func:`parent_groups` gives them; ``leads[c]`` and ``lows[c]`` hold count c's lead and low bytes
+    (``leads[0]``, ``lows[0]`` and ``lows[1]`` empty), lengths already checked against the plan; they are
+    read where they lie."""
     s = base_words.itemsize
     ngroups = len(group_sizes)
-    keep = [np.frombuffer(b, dtype=np.uint8) if len(b) else None for b in leads] + \
-        [_padded(b) if len(b) else None for b in lows]                   # alive for the call
+    keep = [np.frombuffer(b, dtype=np.uint8) if len(b) else None for b in (*leads, *lows)]   # alive for the call
     lead_ptrs = (ctypes.c_void_p * (s + 1))(*(k.ctypes.data if k is not None else None for k in keep[:s + 1]))
     low_ptrs = (ctypes.c_void_p * (s + 1))(*(k.ctypes.data if k is not None else None for k in keep[s + 1:]))
-    count_pos, lead_pos, label16 = _run_cursors(group_sizes, hist, labels)
+    low_lengths = (ctypes.c_int64 * (s + 1))(*(len(b) for b in lows))
+    cursors = np.empty((s + 2) * max(ngroups, 1), dtype=np.int64)
     _check(LIB.mh_ctx_words(base_words.ctypes.data, base_words.size, s, man_bits, (1 << exp_bits) - 1,
-                            label16.ctypes.data, ngroups, counts.ctypes.data, count_pos.ctypes.data, lead_ptrs,
-                            lead_pos.ctypes.data, low_ptrs, _DELTA_OPS[op], out.ctypes.data), "context_words")
+                            labels.ctypes.data, ngroups, plan.counts.ctypes.data, group_sizes.ctypes.data,
+                            plan.hist.ctypes.data, lead_ptrs, low_ptrs, low_lengths, _DELTA_OPS[op],
+                            cursors.ctypes.data, out.ctypes.data), "context_words")
 
 
 def context_delta_counts(words: np.ndarray, base_words: np.ndarray, man_bits: int, exp_bits: int,
@@ -367,3 +411,15 @@ def rans_encode(symbols, freq: np.ndarray, scale: int) -> memoryview:
 def rans_decode(stream, out: np.ndarray) -> bool:
     """Decode a whole stream (header, table, payload) into ``out`` (``out.size`` symbols); False when damaged."""
     return LIB.mh_rans_decode(_address(stream) if len(stream) else None, len(stream), out.ctypes.data, out.size) == 0
+
+
+def rans_decode_many(streams: Sequence, outs: Sequence[np.ndarray]) -> int:
+    """Decode whole streams into their outputs (each ``out.size`` symbols) in one call: -1 when all
+    decoded, else the index of the first damaged stream."""
+    count = len(streams)
+    keep = [np.frombuffer(s, dtype=np.uint8) for s in streams]     # alive for the call
+    ins = (ctypes.c_void_p * count)(*(k.ctypes.data if k.size else None for k in keep))
+    lens = (ctypes.c_size_t * count)(*(k.size for k in keep))
+    dsts = (ctypes.c_void_p * count)(*(o.ctypes.data for o in outs))
+    ns = (ctypes.c_size_t * count)(*(o.size for o in outs))
+    return LIB.mh_rans_decode_many(ins, lens, dsts, ns, count)

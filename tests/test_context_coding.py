@@ -22,6 +22,7 @@ from modelhub.storage.context_coding import (CODEC_ID, CODING_RANS, CODING_RAW, 
                                              ContextConfig, _varint, blob_codings, blob_streams, decode_context,
                                              _match_probe, _optimal_parse, _pack, encode_context, merge_bins,
                                              parent_exponent)
+from modelhub.storage import kernels
 from modelhub.storage.errors import CodecError, CorruptBlobError, DamagedEncodingError, UnknownFormatError
 from modelhub.storage.objects import content_hash, name_matches
 
@@ -149,7 +150,22 @@ def _merge_bins_by_the_definition(hist, min_group):
 @given(hist=st.lists(st.integers(0, 50), max_size=40), min_group=st.integers(1, 120))
 def test_merge_bins_matches_its_definition(hist, min_group):
     hist = np.array(hist, dtype=np.int64)
-    assert merge_bins(hist, min_group).tolist() == _merge_bins_by_the_definition(hist, min_group).tolist()
+    expected = _merge_bins_by_the_definition(hist, min_group)
+    assert merge_bins(hist, min_group).tolist() == expected.tolist()
+    if kernels.LIB is not None:     # the decoder's compiled merge: the same labels, and each group's size
+        labels, sizes = kernels.context_groups(hist, min_group)
+        assert labels.tolist() == expected.tolist()
+        assert sizes.tolist() == [int(hist[expected == g].sum()) for g in range(len(sizes))]
+        assert sizes.tolist() == [s for s in np.bincount(expected, weights=hist, minlength=1).astype(int).tolist() if s]
+
+
+def test_merge_bins_refuses_a_min_group_below_one():
+    """With min_group 0 no group ever closes: the numpy merge looped forever."""
+    with pytest.raises(ValueError, match="min_group must be at least 1, not 0"):
+        merge_bins(np.array([5, 0, 3]), 0)
+    if kernels.LIB is not None:
+        with pytest.raises(ValueError, match="refused min_group -1"):
+            kernels.context_groups(np.array([5, 0, 3]), -1)
 
 
 def test_rejects_integer_dtypes_and_mismatched_bases():
@@ -172,6 +188,11 @@ def test_decode_needs_the_base():
     ({"context": "neighbours"}, UnknownFormatError, "unknown context model"),
     ({"delta": {"base": "b" * 64, "op": "sub"}}, UnknownFormatError, "unknown delta op"),
     ({"dtype": "int32"}, DamagedEncodingError, "never writes"),
+    # with min_group 0 the old decoder merged bins forever: a damaged or hostile manifest hung a checkout
+    ({"min_group": 0}, DamagedEncodingError, "min_group 0; the coder writes a whole number of at least 1"),
+    ({"min_group": -3}, DamagedEncodingError, "min_group -3"),
+    ({"min_group": "1024"}, DamagedEncodingError, "min_group '1024'"),
+    ({"min_group": None}, DamagedEncodingError, "min_group None"),
 ])
 def test_manifests_it_cannot_read_say_why(change, error, message):
     raw, base = trained_pair("float32", 600, seed=5)
