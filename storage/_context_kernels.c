@@ -1,14 +1,16 @@
-/* Compiled decoding of the context coder (storage/context_coding.py, manifest format 3), loaded
+/* Compiled decoding of the context coder (storage/context_coding.py, manifest formats 3 and 4), loaded
  * with ctypes by storage/kernels.py beside the segmented codec's kernels (_kernels.c).
  *
  * The numpy decoder places every element with two stable sorts (by context group, then by byte
  * count) and fancy indexing: ~70 MB/s per thread, measured on three real trajectories
  * (benchmarks/archive_context.py), where zstd's share of the decode was under 5%. These kernels
- * walk the elements once in position order instead, keeping one cursor per context group into
- * the counts and one per (byte count, context group) into the lead and low bytes: every stream
- * is in (count, group, position) order, so the k-th element of a group in position order is
- * the k-th of that group in its stream. tests/test_kernels.py checks them against the numpy
- * decoder bit for bit, damaged input included.
+ * walk the elements in position order instead, keeping one cursor per context group into the
+ * counts and one per (byte count, context group) into the lead and low bytes: every stream is in
+ * (count, group, position) order, so the k-th element of a group in position order is the k-th of
+ * that group in its stream. The decoder calls three of them per tensor, each once the streams it
+ * needs are in (mh_ctx_parent_groups, mh_ctx_count_plan, mh_ctx_words): a call through ctypes and
+ * the numpy around it cost about as much as 10,000 elements' decoding. tests/test_kernels.py
+ * checks them against the numpy decoder bit for bit, damaged input included.
  *
  * The caller checks every stream's length against the histograms these kernels compute, so no
  * cursor leaves its stream. Words are little-endian.

@@ -174,15 +174,17 @@ int mh_rans_decode(const uint8_t *in, size_t len, uint8_t *out, size_t n)
     return (p == end && x0 == RANS_L && x1 == RANS_L && x2 == RANS_L && x3 == RANS_L) ? 0 : -1;
 }
 
-/* Streams one after the other (``count`` of them, each whole: header, table, payload) into their
- * outputs: one call per tensor instead of one per stream (a call through ctypes costs ~10 us, as
- * much as decoding a few thousand symbols). Returns -1 when every stream decoded, else the index
- * of the first damaged one. */
-int64_t mh_rans_decode_many(const uint8_t *const *in, const size_t *len, uint8_t *const *out, const size_t *n,
-                            int64_t count)
+/* Streams of one blob (``count`` of them, each whole: header, table, payload) into one output: one
+ * call per tensor's stream list instead of one per stream (a call through ctypes costs ~10 us, as
+ * much as decoding a few thousand symbols). table[4k..4k+3]: where stream k starts in ``blob``, its
+ * length, where its symbols go in ``out``, how many. Returns -1 when every stream decoded, else the
+ * index of the first damaged one. */
+int64_t mh_rans_decode_many(const uint8_t *blob, const int64_t *table, uint8_t *out, int64_t count)
 {
-    for (int64_t k = 0; k < count; k++)
-        if (mh_rans_decode(in[k], len[k], out[k], n[k]) != 0)
+    for (int64_t k = 0; k < count; k++) {
+        const int64_t *t = table + 4 * k;
+        if (mh_rans_decode(blob + t[0], (size_t)t[1], out + t[2], (size_t)t[3]) != 0)
             return k;
+    }
     return -1;
 }

@@ -29,14 +29,17 @@ Input framing (per element; ``s`` = itemsize, 2, 4 or 8 bytes):
    ``c - 1`` low bytes of those elements (element-major, low byte first: noise).
 
 Nothing about the grouping is stored: the decoder recomputes it from the parent and the decoded
-counts. Decoding is one zstd or rANS call per stream plus, where the compiled kernels are built
-(storage/_context_kernels.c via storage/kernels.py), one pass over the elements in position order
-with a cursor per context group into the counts and one per (count, group) into the lead and low
-bytes; elsewhere (no compiler, ``DLV_KERNELS=off``, a parent not aligned to its word size) the
-numpy reference: two stable counting sorts give every element's place in (count, group, position)
+counts. Decoding is one zstd call per zstd stream and one rANS kernel call per list of streams,
+plus, where the compiled kernels are built (storage/_context_kernels.c via storage/kernels.py),
+three kernel calls per tensor: the context groups from the parent, the counts and the lead
+streams' sizes from the counts streams, then every element's word in position order with a cursor
+per context group into the counts and one per (count, group) into the lead and low bytes;
+elsewhere (no compiler, ``DLV_KERNELS=off``, a parent not aligned to its word size) the numpy
+reference: two stable counting sorts give every element's place in (count, group, position)
 order, where each stream is one contiguous run. Both release the GIL: tensors decode in parallel
-on threads. Measured on the three trajectories of benchmarks/archive_context.py, one thread, two
-sittings: 216-370 MB/s compiled against 58-90 MB/s in numpy (docs/CONTEXT_CODER.md).
+on threads. Measured on the three trajectories of benchmarks/archive_context.py, one thread:
+216-370 MB/s compiled against 58-90 MB/s in numpy (two sittings, 2026-12-01), and 1.36-1.40x that
+since the kernels' rework of 2026-12-02 (docs/CONTEXT_CODER.md).
 
 Blob (one per tensor), format 4 (written since 2026-12)::
 
@@ -339,14 +342,45 @@ def _read_varint(view: memoryview, pos: int, blob_hash: str) -> tuple[int, int]:
     raise CorruptBlobError(blob_hash, "context-coded blob's stream table is cut short")
 
 
+def _read_varints(view: memoryview, pos: int, count: int, blob_hash: str) -> tuple[list[int], int]:
+    """``count`` varints from ``pos`` on: (their values, where they end). One numpy pass over the
+    stream table; a varint per Python call cost ~3% of a float32 tensor's decode. A table that is
+    cut short, or holds a varint wider than 63 bits, is read by :func:`_read_varint`, which says
+    what is wrong (or returns the wide value, which the caller then finds out of range)."""
+    if count == 0:
+        return [], pos
+    window = np.frombuffer(view, dtype=np.uint8, count=min(len(view) - pos, 10 * count), offset=pos)
+    ends = np.flatnonzero(window < 0x80)[:count]
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    if len(ends) < count or int((ends - starts).max()) >= 9:
+        values = []
+        for _ in range(count):
+            value, pos = _read_varint(view, pos, blob_hash)
+            values.append(value)
+        return values, pos
+    last = int(ends[-1]) + 1
+    shifts = 7 * (np.arange(last) - np.repeat(starts, ends - starts + 1))
+    values = np.add.reduceat((window[:last] & 0x7F).astype(np.uint64) << shifts.astype(np.uint64), starts)
+    return values.tolist(), pos + last
+
+
 def _container(streams: Sequence[tuple[bytes, int]]) -> bytes:
     """``MAGIC | varint stream count | per stream varint(stored length << 2 | coding) | the streams``."""
     head = [MAGIC, _varint(len(streams))] + [_varint(len(d) << 2 | c) for d, c in streams]
     return b"".join(head + [d for d, _ in streams])
 
 
-def _unpack_container(blob: bytes, blob_hash: str) -> tuple[bytes, list[tuple[memoryview, int]]]:
-    """(magic, [(stored stream, coding)]) of a DCX1 or DCX2 blob."""
+@dataclass(frozen=True)
+class _Container:
+    """A DCX1 or DCX2 blob, unpacked."""
+
+    magic: bytes
+    view: memoryview                            # the whole blob
+    streams: list[tuple[memoryview, int]]       # (stored stream, coding), in blob order
+    offsets: list[int]                          # where each stream starts in the blob
+
+
+def _unpack_container(blob: bytes, blob_hash: str) -> _Container:
     view = memoryview(blob)
     if len(view) < 4 or bytes(view[:4]) not in CODINGS:
         if len(view) < 8:
@@ -366,23 +400,23 @@ def _unpack_container(blob: bytes, blob_hash: str) -> tuple[bytes, list[tuple[me
         count, pos = _read_varint(view, 4, blob_hash)
         if count > len(view):
             raise CorruptBlobError(blob_hash, "context-coded blob lists more streams than it holds")
-        for _ in range(count):
-            entry, pos = _read_varint(view, pos, blob_hash)
-            entries.append((entry >> 2, entry & 3))
-    out = []
+        values, pos = _read_varints(view, pos, count, blob_hash)
+        entries = [(entry >> 2, entry & 3) for entry in values]
+    out, offsets = [], []
     for i, (length, coding) in enumerate(entries):
         if coding not in CODINGS[magic] or pos + length > len(view):
             raise CorruptBlobError(blob_hash, f"stream {i} of a context-coded blob is damaged")
         out.append((view[pos:pos + length], coding))
+        offsets.append(pos)
         pos += length
     if pos != len(view):
         raise CorruptBlobError(blob_hash, "context-coded blob has trailing bytes")
-    return magic, out
+    return _Container(magic, view, out, offsets)
 
 
 def blob_codings(blob: bytes) -> list[int]:
     """The coding of every stream of a blob, in order (CODING_RAW, CODING_ZSTD or CODING_RANS)."""
-    return [coding for _, coding in _unpack_container(blob, "<blob>")[1]]
+    return [coding for _, coding in _unpack_container(blob, "<blob>").streams]
 
 
 def blob_streams(manifest: Mapping, blob: bytes, base_raw: bytes | memoryview) -> list[bytes]:
@@ -390,7 +424,7 @@ def blob_streams(manifest: Mapping, blob: bytes, base_raw: bytes | memoryview) -
     compressed bytes may change between its releases). An rANS stream does not record its length:
     the decoder knows it from the parent and the streams before it, so this decodes the tensor."""
     itemsize = ITEMSIZES[manifest["dtype"]]
-    streams = _Streams(*_unpack_container(blob, "<blob>"), "<blob>", record=True)
+    streams = _Streams(_unpack_container(blob, "<blob>"), "<blob>", record=True)
     decode_delta_words(streams, np.frombuffer(base_raw, dtype=UINT_OF_SIZE[itemsize]), manifest["dtype"],
                        _min_group_of(manifest))
     return streams.recorded
@@ -498,10 +532,10 @@ def encode_context(raw: bytes | memoryview, dtype: str, shape: Sequence[int], *,
 class _Streams:
     """Hands out a blob's streams in order, decoded and checked against their expected size."""
 
-    def __init__(self, magic: bytes, streams: list[tuple[memoryview, int]], blob_hash: str, record: bool = False) -> None:
-        self.streams, self.blob_hash, self.next = streams, blob_hash, 0
+    def __init__(self, container: _Container, blob_hash: str, record: bool = False) -> None:
+        self.container, self.streams, self.blob_hash, self.next = container, container.streams, blob_hash, 0
         self.dctx = zstandard.ZstdDecompressor(
-            format=zstandard.FORMAT_ZSTD1 if magic == MAGIC_V1 else zstandard.FORMAT_ZSTD1_MAGICLESS)
+            format=zstandard.FORMAT_ZSTD1 if container.magic == MAGIC_V1 else zstandard.FORMAT_ZSTD1_MAGICLESS)
         self.recorded: Optional[list[bytes]] = [] if record else None
 
     def take(self, expected: int) -> bytes | bytearray:
@@ -536,24 +570,21 @@ class _Streams:
             parts = [self.take(int(size)) for size in sizes]
             return np.frombuffer(b"".join(parts), dtype=np.uint8) if parts else np.zeros(0, np.uint8)
         out = np.empty(int(sum(sizes)), dtype=np.uint8)
-        rans_in: list = []
-        rans_out: list = []
+        rans: list[tuple[int, int, int, int]] = []     # (offset in the blob, stored length, offset in out, symbols)
 
         def decode_rans() -> None:
             """The rANS streams met so far; called before any other error is raised, so that damage is
             reported for the first damaged stream, as decoding one stream at a time would."""
-            if rans_in and kernels.rans_decode_many(rans_in, rans_out) >= 0:
+            if rans and kernels.rans_decode_many(self.container.view, rans, out) >= 0:
                 raise CorruptBlobError(self.blob_hash, "an rANS stream is damaged")
-            rans_in.clear()
-            rans_out.clear()
+            rans.clear()
 
         start = 0
         try:
             for size in sizes:
                 size = int(size)
                 if self.next < len(self.streams) and self.streams[self.next][1] == CODING_RANS:
-                    rans_in.append(self.streams[self.next][0])
-                    rans_out.append(out[start:start + size])
+                    rans.append((self.container.offsets[self.next], len(self.streams[self.next][0]), start, size))
                     self.next += 1
                 else:
                     out[start:start + size] = np.frombuffer(self.take(size), dtype=np.uint8)
@@ -666,7 +697,7 @@ def decode_context(manifest: Mapping, fetch: Callable[[str], bytes], nbytes: int
                                    "the manifest is wrong or damaged")
     itemsize = ITEMSIZES[dtype]
     (blob_hash,) = manifest["segments"]
-    streams = _Streams(*_unpack_container(fetch(blob_hash), blob_hash), blob_hash)
+    streams = _Streams(_unpack_container(fetch(blob_hash), blob_hash), blob_hash)
     base_words = np.frombuffer(base_raw, dtype=UINT_OF_SIZE[itemsize])
     if kernels.LIB is not None and kernels.aligned(base_words):
         out = unset_bytearray(nbytes)    # the result itself, every word written by the kernel: no copy at the end

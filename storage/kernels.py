@@ -86,7 +86,7 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.mh_rans_encode.argtypes = [p, size, p, i, p, size]
     lib.mh_rans_encode.restype = ctypes.c_int64
     lib.mh_rans_decode.argtypes = [p, size, p, size]
-    lib.mh_rans_decode_many.argtypes = [p, p, p, p, ctypes.c_int64]
+    lib.mh_rans_decode_many.argtypes = [p, p, p, ctypes.c_int64]
     lib.mh_rans_decode_many.restype = ctypes.c_int64
     lib.mh_ctx_groups.argtypes = [p, ctypes.c_int64, ctypes.c_int64, p, p]
     lib.mh_ctx_groups.restype = ctypes.c_int64
@@ -278,8 +278,9 @@ def exponent_histogram(base_words: np.ndarray, man_bits: int, exp_bits: int) -> 
 
 
 def context_groups(hist: np.ndarray, min_group: int) -> tuple[np.ndarray, np.ndarray]:
-    """(bin -> group label, elements per group): what context_coding.merge_bins and its group sizes
-    give, in one call (``min_group`` >= 1, checked by the caller)."""
+    """(bin -> group label, elements per group): what context_coding.merge_bins and its group sizes give.
+    The compiled merge (mh_ctx_groups) that parent_groups and count_plan run inside their kernels; this
+    entry point lets tests compare it with merge_bins."""
     h = np.ascontiguousarray(hist, dtype=np.int64)
     labels = np.empty(h.size, dtype=np.int64)
     sizes = np.empty(max(h.size, 1), dtype=np.int64)
@@ -413,13 +414,12 @@ def rans_decode(stream, out: np.ndarray) -> bool:
     return LIB.mh_rans_decode(_address(stream) if len(stream) else None, len(stream), out.ctypes.data, out.size) == 0
 
 
-def rans_decode_many(streams: Sequence, outs: Sequence[np.ndarray]) -> int:
-    """Decode whole streams into their outputs (each ``out.size`` symbols) in one call: -1 when all
-    decoded, else the index of the first damaged stream."""
+def rans_decode_many(blob, streams: Sequence[tuple[int, int, int, int]], out: np.ndarray) -> int:
+    """Decode whole rANS streams of ``blob`` into ``out``: each stream given as (where it starts in the
+    blob, its stored length, where its symbols go in ``out``, how many). One call for all of them: -1
+    when all decoded, else the index of the first damaged stream. (Addresses as offsets from two bases:
+    numpy's ``.ctypes`` per stream cost more than decoding a short one.)"""
     count = len(streams)
-    keep = [np.frombuffer(s, dtype=np.uint8) for s in streams]     # alive for the call
-    ins = (ctypes.c_void_p * count)(*(k.ctypes.data if k.size else None for k in keep))
-    lens = (ctypes.c_size_t * count)(*(k.size for k in keep))
-    dsts = (ctypes.c_void_p * count)(*(o.ctypes.data for o in outs))
-    ns = (ctypes.c_size_t * count)(*(o.size for o in outs))
-    return LIB.mh_rans_decode_many(ins, lens, dsts, ns, count)
+    base = _address(blob)
+    table = np.array(streams, dtype=np.int64).reshape(count, 4)
+    return LIB.mh_rans_decode_many(base, table.ctypes.data, out.ctypes.data, count)

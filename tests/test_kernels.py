@@ -336,7 +336,7 @@ def test_context_decode_matches_numpy_when_an_rans_stream_is_damaged():
     raw, base = child.tobytes(), parent.tobytes()
     enc = encode_context(raw, "float32", [60_000], base_raw=base, base_hash="b" * 64,
                          config=ContextConfig(min_group=256, min_elements=1))
-    _, stored = _unpack_container(enc.blobs[0], "<blob>")
+    stored = _unpack_container(enc.blobs[0], "<blob>").streams
     rans_streams = [i for i, (_, coding) in enumerate(stored) if coding == CODING_RANS]
     assert len(rans_streams) >= 4
     for i in rans_streams:
