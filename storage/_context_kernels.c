@@ -167,18 +167,20 @@ int mh_ctx_count_plan(const uint8_t *packed, const int64_t *sizes, int64_t ngrou
  * byte and the c - 1 low bytes (low byte first) at the cursor of (c, group).
  *
  * count_pos[g] and lead_pos[c * ngroups + g] start where group g's run begins in the counts and
- * in count c's streams (row c = 0 unused); they are advanced in place. lead[c] and low[c] are
- * count c's streams, low_len[c] the length of low[c]. Every element takes the same path, with no
- * branch on c (it varies from element to element, and mispredicted branches cost more than the
- * rest of the loop): an element of count 0 or 1 reads its missing bytes from 8 zeros.
+ * in count c's streams (row c = 0 unused). lead[c] and low[c] are count c's streams, low_len[c] the
+ * length of low[c]. Every element takes the same path, with no branch on c (it varies from element
+ * to element, and mispredicted branches cost more than the rest of the loop): an element of count 0
+ * or 1 reads its missing bytes from 8 zeros.
  *
  * Two passes over each block of MH_GATHER_BLOCK elements. The first finds every element's key
  * c * ngroups + g (its count, read at its group's cursor); the second reads its bytes at the key's
- * cursor. In one pass, the address of the second cursor waited on the count's load, which waited
- * on the first cursor's store by the element before: one chain of dependent loads through every
- * element. Split, each pass has one chain of its own whose addresses are known early (the keys are
- * read in order): the gather of the EfficientNet-Lite0 fine-tune's 84 deltas took 128 ms in one
- * pass, 85-87 ms in two (one thread, warm, best of 5, 15.4 M elements).
+ * run (mh_run: the run's two cursors and everything its count decides, in one cache line). In one
+ * pass, the address of the second cursor waited on the count's load, which waited on the first
+ * cursor's store by the element before: one chain of dependent loads through every element. Split,
+ * each pass has one chain of its own whose addresses are known early (the keys are read in order).
+ * The gather of the EfficientNet-Lite0 fine-tune's 84 deltas (15.4 M elements; one thread, warm,
+ * best of 5): 128 ms in one pass, 85-87 ms in two, and 6-7% less with the runs' cursors as
+ * pointers in one struct instead of indexes into per-count tables.
  *
  * The low bytes are read as one 8-byte word, masked; an element whose word would end past its
  * stream reads from a padded copy of the stream's last bytes instead (the branch is taken only by
@@ -194,36 +196,49 @@ static const uint8_t mh_zeros[8];
  * read and wrote every word from memory again. */
 int mh_undo_delta(const void *base, size_t n, int itemsize, int op, void *out);
 
+typedef struct {
+    const uint8_t *lead;        /* cursor: the next lead byte of this (count, group) run */
+    const uint8_t *low;         /* cursor: the next element's low bytes */
+    uintptr_t low_safe;         /* from here on, an 8-byte read would pass the stream's end */
+    const uint8_t *tail;        /* a padded copy of the stream from low_safe on */
+    uint64_t mask;              /* the low bytes' mask */
+    int64_t stride, lead_step;  /* bytes per element in the low and the lead streams */
+    int64_t shift;              /* the lead byte's place */
+} mh_run;
+
 #define MH_CTX_GATHER(T)                                                                   \
     MH_CLONES static void gather_##T(const T *restrict base, size_t n, int man_bits, unsigned emask, \
                            const uint16_t *restrict label, int64_t ngroups,                \
                            const uint8_t *restrict counts, int64_t *restrict count_pos,    \
                            const uint8_t *const *lead, int64_t *restrict lead_pos,         \
-                           const uint8_t *const *low, const int64_t *low_len, int op, T *restrict out) { \
+                           const uint8_t *const *low, const int64_t *low_len, int op,      \
+                           mh_run *restrict runs, T *restrict out) {                        \
         enum { S = sizeof(T) };                                                            \
-        const uint8_t *leads[S + 1], *lows[S + 1];                                         \
         uint8_t tails[S + 1][32];                                                          \
-        uint64_t low_mask[S + 1];                                                          \
-        int shift[S + 1];                                                                  \
-        int64_t stride[S + 1], safe[S + 1];                                                \
-        uint8_t count_of[(S + 1) * MH_MAX_GROUPS];   /* key -> c: no division in the loop */ \
         uint16_t key[MH_GATHER_BLOCK];                                                     \
         memset(tails, 0, sizeof tails);                                                    \
         for (int c = 0; c <= S; c++) {                                                     \
-            leads[c] = c ? lead[c] : mh_zeros;                                             \
-            lows[c] = c >= 2 ? low[c] : mh_zeros;                                          \
-            low_mask[c] = c >= 2 ? (1ULL << (8 * (c - 1))) - 1 : 0;                         \
-            shift[c] = c ? 8 * (c - 1) : 0;                                                 \
-            stride[c] = c >= 2 ? c - 1 : 0;                                                \
-            /* elements j < safe[c] have 8 readable bytes at j * stride; the rest read tails[c] */ \
-            safe[c] = INT64_MAX;                                                           \
+            const uint8_t *lows = c >= 2 ? low[c] : mh_zeros;                              \
+            const int64_t stride = c >= 2 ? c - 1 : 0;                                     \
+            uintptr_t safe = (uintptr_t)mh_zeros + 1;                                      \
             if (c >= 2) {                                                                  \
                 const int64_t len = low_len[c];                                            \
-                safe[c] = len >= 8 ? (len - 8) / stride[c] + 1 : 0;                        \
-                if (len > safe[c] * stride[c])                                             \
-                    memcpy(tails[c], lows[c] + safe[c] * stride[c], (size_t)(len - safe[c] * stride[c])); \
+                const int64_t k = len >= 8 ? (len - 8) / stride + 1 : 0;                   \
+                safe = (uintptr_t)(lows + k * stride);                                     \
+                if (len > k * stride) memcpy(tails[c], lows + k * stride, (size_t)(len - k * stride)); \
             }                                                                              \
-            for (int64_t g = 0; g < ngroups; g++) count_of[c * ngroups + g] = (uint8_t)c;  \
+            for (int64_t g = 0; g < ngroups; g++) {                                        \
+                mh_run *r = runs + c * ngroups + g;                                        \
+                const int64_t j = lead_pos[c * ngroups + g];                               \
+                r->lead = c ? lead[c] + j : mh_zeros;                                      \
+                r->lead_step = c != 0;                                                     \
+                r->low = c >= 2 ? lows + j * stride : mh_zeros;                            \
+                r->stride = stride;                                                        \
+                r->low_safe = safe;                                                        \
+                r->tail = tails[c];                                                        \
+                r->mask = c >= 2 ? (1ULL << (8 * (c - 1))) - 1 : 0;                         \
+                r->shift = c ? 8 * (c - 1) : 0;                                             \
+            }                                                                              \
         }                                                                                  \
         for (size_t b0 = 0; b0 < n; b0 += MH_GATHER_BLOCK) {                               \
             const size_t m = n - b0 < MH_GATHER_BLOCK ? n - b0 : MH_GATHER_BLOCK;          \
@@ -232,26 +247,30 @@ int mh_undo_delta(const void *base, size_t n, int itemsize, int op, void *out);
                 key[i] = (uint16_t)(counts[count_pos[g]++] * ngroups + g);                 \
             }                                                                              \
             for (size_t i = 0; i < m; i++) {                                               \
-                const unsigned k = key[i];                                                 \
-                const int c = count_of[k];                                                 \
-                const int64_t j = lead_pos[k]++ & -(int64_t)(c != 0);                      \
-                const uint8_t *from = j < safe[c] ? lows[c] + j * stride[c]                \
-                                                  : tails[c] + (j - safe[c]) * stride[c];  \
+                mh_run *r = runs + key[i];                                                 \
+                const uint8_t *pl = r->lead, *pw = r->low;                                 \
+                r->lead = pl + r->lead_step;                                               \
+                r->low = pw + r->stride;                                                   \
+                if ((uintptr_t)pw >= r->low_safe) pw = r->tail + ((uintptr_t)pw - r->low_safe); \
                 uint64_t bytes;                                                            \
-                memcpy(&bytes, from, 8);                                                   \
-                out[b0 + i] = (T)(((T)leads[c][j] << shift[c]) | (T)(bytes & low_mask[c])); \
+                memcpy(&bytes, pw, 8);                                                     \
+                out[b0 + i] = (T)(((T)*pl << r->shift) | (T)(bytes & r->mask));            \
             }                                                                              \
             mh_undo_delta(base + b0, m, S, op, out + b0);                                  \
         }                                                                                  \
     }
-
 
 MH_CTX_GATHER(uint16_t)
 MH_CTX_GATHER(uint32_t)
 MH_CTX_GATHER(uint64_t)
 
 /* The decoder's last step. ``sizes`` and ``hist`` as mh_ctx_count_plan had them; the cursors start
- * where each run begins (prefix sums, in ``cursors``: (itemsize + 2) * ngroups int64). */
+ * where each run begins (prefix sums). ``cursors``: room for (itemsize + 2) * ngroups int64 and
+ * (itemsize + 1) * ngroups runs: mh_ctx_words_scratch(itemsize, ngroups) int64 in all. */
+int64_t mh_ctx_words_scratch(int itemsize, int64_t ngroups) {
+    return (itemsize + 2) * ngroups + (itemsize + 1) * ngroups * (int64_t)((sizeof(mh_run) + 7) / 8);
+}
+
 int mh_ctx_words(const void *base, size_t n, int itemsize, int man_bits, unsigned emask,
                  const uint16_t *label, int64_t ngroups, const uint8_t *counts, const int64_t *sizes,
                  const int64_t *hist, const uint8_t *const *lead, const uint8_t *const *low, const int64_t *low_len,
@@ -260,13 +279,14 @@ int mh_ctx_words(const void *base, size_t n, int itemsize, int man_bits, unsigne
     if (ngroups > MH_MAX_GROUPS) return -4;   /* keys are 16 bits: (s + 1) * ngroups < 2^16 of them */
     if (itemsize != 2 && itemsize != 4 && itemsize != 8) return -2;
     int64_t *count_pos = cursors, *lead_pos = cursors + ngroups;
+    mh_run *runs = (mh_run *)(cursors + (itemsize + 2) * ngroups);
     for (int64_t g = 0, at = 0; g < ngroups; at += sizes[g++]) count_pos[g] = at;
     for (int c = 0; c <= itemsize; c++)
         for (int64_t g = 0, at = 0; g < ngroups; at += hist[c * ngroups + g++]) lead_pos[c * ngroups + g] = at;
     switch (itemsize) {
-    case 2: gather_uint16_t(base, n, man_bits, emask, label, ngroups, counts, count_pos, lead, lead_pos, low, low_len, op, out); return 0;
-    case 4: gather_uint32_t(base, n, man_bits, emask, label, ngroups, counts, count_pos, lead, lead_pos, low, low_len, op, out); return 0;
-    case 8: gather_uint64_t(base, n, man_bits, emask, label, ngroups, counts, count_pos, lead, lead_pos, low, low_len, op, out); return 0;
+    case 2: gather_uint16_t(base, n, man_bits, emask, label, ngroups, counts, count_pos, lead, lead_pos, low, low_len, op, runs, out); return 0;
+    case 4: gather_uint32_t(base, n, man_bits, emask, label, ngroups, counts, count_pos, lead, lead_pos, low, low_len, op, runs, out); return 0;
+    case 8: gather_uint64_t(base, n, man_bits, emask, label, ngroups, counts, count_pos, lead, lead_pos, low, low_len, op, runs, out); return 0;
     }
     return -2;
 }

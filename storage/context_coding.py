@@ -342,28 +342,6 @@ def _read_varint(view: memoryview, pos: int, blob_hash: str) -> tuple[int, int]:
     raise CorruptBlobError(blob_hash, "context-coded blob's stream table is cut short")
 
 
-def _read_varints(view: memoryview, pos: int, count: int, blob_hash: str) -> tuple[list[int], int]:
-    """``count`` varints from ``pos`` on: (their values, where they end). One numpy pass over the
-    stream table; a varint per Python call cost ~3% of a float32 tensor's decode. A table that is
-    cut short, or holds a varint wider than 63 bits, is read by :func:`_read_varint`, which says
-    what is wrong (or returns the wide value, which the caller then finds out of range)."""
-    if count == 0:
-        return [], pos
-    window = np.frombuffer(view, dtype=np.uint8, count=min(len(view) - pos, 10 * count), offset=pos)
-    ends = np.flatnonzero(window < 0x80)[:count]
-    starts = np.concatenate(([0], ends[:-1] + 1))
-    if len(ends) < count or int((ends - starts).max()) >= 9:
-        values = []
-        for _ in range(count):
-            value, pos = _read_varint(view, pos, blob_hash)
-            values.append(value)
-        return values, pos
-    last = int(ends[-1]) + 1
-    shifts = 7 * (np.arange(last) - np.repeat(starts, ends - starts + 1))
-    values = np.add.reduceat((window[:last] & 0x7F).astype(np.uint64) << shifts.astype(np.uint64), starts)
-    return values.tolist(), pos + last
-
-
 def _container(streams: Sequence[tuple[bytes, int]]) -> bytes:
     """``MAGIC | varint stream count | per stream varint(stored length << 2 | coding) | the streams``."""
     head = [MAGIC, _varint(len(streams))] + [_varint(len(d) << 2 | c) for d, c in streams]
@@ -381,6 +359,7 @@ class _Container:
 
 
 def _unpack_container(blob: bytes, blob_hash: str) -> _Container:
+    """The streams of a DCX1 or DCX2 blob, each checked to lie inside it."""
     view = memoryview(blob)
     if len(view) < 4 or bytes(view[:4]) not in CODINGS:
         if len(view) < 8:
@@ -400,8 +379,9 @@ def _unpack_container(blob: bytes, blob_hash: str) -> _Container:
         count, pos = _read_varint(view, 4, blob_hash)
         if count > len(view):
             raise CorruptBlobError(blob_hash, "context-coded blob lists more streams than it holds")
-        values, pos = _read_varints(view, pos, count, blob_hash)
-        entries = [(entry >> 2, entry & 3) for entry in values]
+        for _ in range(count):
+            entry, pos = _read_varint(view, pos, blob_hash)
+            entries.append((entry >> 2, entry & 3))
     out, offsets = [], []
     for i, (length, coding) in enumerate(entries):
         if coding not in CODINGS[magic] or pos + length > len(view):

@@ -76,6 +76,8 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.mh_ctx_parent_groups.argtypes = [p, size, i, i, ctypes.c_uint, ctypes.c_int64, p, p, p]
     lib.mh_ctx_parent_groups.restype = ctypes.c_int64
     lib.mh_ctx_count_plan.argtypes = [p, p, ctypes.c_int64, i, ctypes.c_int64, p, p, p, p, p, p]
+    lib.mh_ctx_words_scratch.argtypes = [i, ctypes.c_int64]
+    lib.mh_ctx_words_scratch.restype = ctypes.c_int64
     lib.mh_undo_delta.argtypes = [p, size, i, i, p]
     lib.mh_ctx_delta_counts.argtypes = [p, p, size, i, i, ctypes.c_uint, p, ctypes.c_int64, i, p, p, p]
     lib.mh_ctx_scatter.argtypes = [p, p, size, i, i, ctypes.c_uint, p, ctypes.c_int64, p, p, p, p, p, p]
@@ -354,7 +356,7 @@ def context_words(base_words: np.ndarray, man_bits: int, exp_bits: int, labels: 
     lead_ptrs = (ctypes.c_void_p * (s + 1))(*(k.ctypes.data if k is not None else None for k in keep[:s + 1]))
     low_ptrs = (ctypes.c_void_p * (s + 1))(*(k.ctypes.data if k is not None else None for k in keep[s + 1:]))
     low_lengths = (ctypes.c_int64 * (s + 1))(*(len(b) for b in lows))
-    cursors = np.empty((s + 2) * max(ngroups, 1), dtype=np.int64)
+    cursors = np.empty(max(LIB.mh_ctx_words_scratch(s, ngroups), 1), dtype=np.int64)   # cursors and runs
     _check(LIB.mh_ctx_words(base_words.ctypes.data, base_words.size, s, man_bits, (1 << exp_bits) - 1,
                             labels.ctypes.data, ngroups, plan.counts.ctypes.data, group_sizes.ctypes.data,
                             plan.hist.ctypes.data, lead_ptrs, low_ptrs, low_lengths, _DELTA_OPS[op],

@@ -19,8 +19,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from modelhub.storage.context_coding import (CODEC_ID, CODING_RANS, CODING_RAW, CODING_ZSTD, FORMAT, MAGIC, MAGIC_V1, ContextCodec,
-                                             ContextConfig, _read_varint, _read_varints, _varint, blob_codings, blob_streams,
-                                             decode_context,
+                                             ContextConfig, _varint, blob_codings, blob_streams, decode_context,
                                              _match_probe, _optimal_parse, _pack, encode_context, merge_bins,
                                              parent_exponent)
 from modelhub.storage import kernels
@@ -214,33 +213,6 @@ def test_a_base_of_another_size_is_damage():
 def test_codec_contract_refuses_whole_tensors():
     with pytest.raises(CodecError, match="stores deltas only"):
         ContextCodec().encode(b"\0" * 8, "float32", [2], ContextConfig())
-
-
-def _varints_one_at_a_time(view, pos, count):
-    values = []
-    for _ in range(count):
-        value, pos = _read_varint(view, pos, "<blob>")
-        values.append(value)
-    return values, pos
-
-
-@settings(max_examples=500, deadline=None)
-@given(values=st.lists(st.integers(0, 2 ** 70), max_size=30), tail=st.binary(max_size=12),
-       cut=st.integers(0, 40), extra=st.integers(0, 3))
-def test_a_stream_table_is_read_as_one_varint_at_a_time_reads_it(values, tail, cut, extra):
-    """The stream table is read in one numpy pass: the same values and end, or the same error, as
-    reading one varint at a time, for any bytes (tables cut short, wider than 63 bits, trailing data)."""
-    table = b"".join(_varint(v) for v in values) + tail
-    table = table[:len(table) - min(cut, len(table))] if cut % 2 else table
-    view = memoryview(b"DCX2" + table)
-    count = len(values) + extra
-    outcomes = []
-    for read in (lambda: _read_varints(view, 4, count, "<blob>"), lambda: _varints_one_at_a_time(view, 4, count)):
-        try:
-            outcomes.append(read())
-        except CorruptBlobError as exc:
-            outcomes.append(str(exc))
-    assert outcomes[0] == outcomes[1]
 
 
 def _decode_blob(enc, blob: bytes, raw: bytes, base: bytes) -> bytes:
