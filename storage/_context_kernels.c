@@ -206,6 +206,19 @@ typedef struct {
     int64_t shift;              /* the lead byte's place */
 } mh_run;
 
+/* Element b0 + i's word from its run (its key's). */
+#define MH_GATHER_ONE(T, i)                                                                \
+    do {                                                                                   \
+        mh_run *r = runs + key[i];                                                         \
+        const uint8_t *pl = r->lead, *pw = r->low;                                         \
+        r->lead = pl + r->lead_step;                                                       \
+        r->low = pw + r->stride;                                                           \
+        if ((uintptr_t)pw >= r->low_safe) pw = r->tail + ((uintptr_t)pw - r->low_safe);   \
+        uint64_t bytes;                                                                    \
+        memcpy(&bytes, pw, 8);                                                             \
+        out[b0 + (i)] = (T)(((T)*pl << r->shift) | (T)(bytes & r->mask));                  \
+    } while (0)
+
 #define MH_CTX_GATHER(T)                                                                   \
     MH_CLONES static void gather_##T(const T *restrict base, size_t n, int man_bits, unsigned emask, \
                            const uint16_t *restrict label, int64_t ngroups,                \
@@ -215,7 +228,7 @@ typedef struct {
                            mh_run *restrict runs, T *restrict out) {                        \
         enum { S = sizeof(T) };                                                            \
         uint8_t tails[S + 1][32];                                                          \
-        uint16_t key[MH_GATHER_BLOCK];                                                     \
+        uint16_t key[MH_GATHER_BLOCK], at[MH_GATHER_BLOCK];                                \
         memset(tails, 0, sizeof tails);                                                    \
         for (int c = 0; c <= S; c++) {                                                     \
             const uint8_t *lows = c >= 2 ? low[c] : mh_zeros;                              \
@@ -242,19 +255,30 @@ typedef struct {
         }                                                                                  \
         for (size_t b0 = 0; b0 < n; b0 += MH_GATHER_BLOCK) {                               \
             const size_t m = n - b0 < MH_GATHER_BLOCK ? n - b0 : MH_GATHER_BLOCK;          \
+            size_t unchanged = 0;                                                          \
             for (size_t i = 0; i < m; i++) {                                               \
                 const int64_t g = label[(unsigned)(base[b0 + i] >> man_bits) & emask];     \
-                key[i] = (uint16_t)(counts[count_pos[g]++] * ngroups + g);                 \
+                const unsigned k = (unsigned)(counts[count_pos[g]++] * ngroups + g);       \
+                key[i] = (uint16_t)k;                                                      \
+                unchanged += k < (unsigned)ngroups;          /* count 0: equal to its parent */ \
             }                                                                              \
-            for (size_t i = 0; i < m; i++) {                                               \
-                mh_run *r = runs + key[i];                                                 \
-                const uint8_t *pl = r->lead, *pw = r->low;                                 \
-                r->lead = pl + r->lead_step;                                               \
-                r->low = pw + r->stride;                                                   \
-                if ((uintptr_t)pw >= r->low_safe) pw = r->tail + ((uintptr_t)pw - r->low_safe); \
-                uint64_t bytes;                                                            \
-                memcpy(&bytes, pw, 8);                                                     \
-                out[b0 + i] = (T)(((T)*pl << r->shift) | (T)(bytes & r->mask));            \
+            if (2 * unchanged > m) {                                                       \
+                /* most of the block is unchanged (a bfloat16 fine-tune: 81% of its delta elements): \
+                 * zero words for all, then only the changed ones read their bytes */          \
+                size_t changed = 0;                                                        \
+                for (size_t i = 0; i < m; i++) {                                           \
+                    at[changed] = (uint16_t)i;                                             \
+                    changed += key[i] >= (unsigned)ngroups;                                \
+                }                                                                          \
+                memset(out + b0, 0, m * sizeof(T));                                        \
+                for (size_t q = 0; q < changed; q++) {                                     \
+                    const size_t i = at[q];                                                \
+                    MH_GATHER_ONE(T, i);                                                   \
+                }                                                                          \
+            } else {                                                                       \
+                for (size_t i = 0; i < m; i++) {                                           \
+                    MH_GATHER_ONE(T, i);                                                   \
+                }                                                                          \
             }                                                                              \
             mh_undo_delta(base + b0, m, S, op, out + b0);                                  \
         }                                                                                  \

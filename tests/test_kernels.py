@@ -304,10 +304,13 @@ def test_context_encoder_streams_match_numpy_across_many_groups_and_counts(dtype
         assert fast == slow
 
 
+@pytest.mark.parametrize("changed", [0.9, 0.3])
 @pytest.mark.parametrize("dtype", sorted(CONTEXT_WORD))
-def test_context_decode_matches_numpy_across_gather_blocks_and_many_groups(dtype):
+def test_context_decode_matches_numpy_across_gather_blocks_and_many_groups(dtype, changed):
     """30k elements over many exponents, small groups, every byte count: the gather's two passes run
-    over several blocks of 4,096 elements, and cursors carry from one block to the next."""
+    over several blocks of 4,096 elements, and cursors carry from one block to the next. With 30% of
+    the elements changed, blocks take the path for mostly unchanged blocks (only the changed elements
+    read their bytes); with 90%, the other."""
     rng = np.random.default_rng(11)
     values = rng.standard_normal(30_000) * np.exp2(rng.integers(-20, 4, 30_000))
     word = CONTEXT_WORD[dtype]
@@ -317,7 +320,7 @@ def test_context_decode_matches_numpy_across_gather_blocks_and_many_groups(dtype
         base_words = values.astype({"float16": "<f2", "float32": "<f4", "float64": "<f8"}[dtype]).view(word)
     step = rng.integers(0, 1 << (8 * base_words.itemsize - 2), base_words.size, dtype=np.uint64) >> \
         rng.integers(0, 8 * base_words.itemsize - 2, base_words.size, dtype=np.uint64)   # every byte count
-    words = base_words ^ (step * (rng.random(base_words.size) < 0.9)).astype(word)
+    words = base_words ^ (step * (rng.random(base_words.size) < changed)).astype(word)
     raw, base = words.tobytes(), base_words.tobytes()
     for op in ("osub", "xor"):
         enc = encode_context(raw, dtype, [len(raw)], base_raw=base, base_hash="b" * 64,
