@@ -286,18 +286,22 @@ def test_context_encoder_streams_match_numpy(dtype, op, data):
     assert fast == slow
 
 
+def _parent_words(rng, n: int, dtype: str) -> np.ndarray:
+    """n trained-like parent weights over many exponents (2^-20 .. 2^3), as ``dtype``'s words."""
+    values = rng.standard_normal(n) * np.exp2(rng.integers(-20, 4, n))
+    if dtype == "bfloat16":
+        return (values.astype("<f4").view("<u4") >> 16).astype(CONTEXT_WORD[dtype])
+    return values.astype({"float16": "<f2", "float32": "<f4", "float64": "<f8"}[dtype]).view(CONTEXT_WORD[dtype])
+
+
 @pytest.mark.parametrize("dtype", sorted(CONTEXT_WORD))
 def test_context_encoder_streams_match_numpy_across_many_groups_and_counts(dtype):
     """200k trained-like elements over many exponents, small groups: every (count, group) run is
     written next to runs that elements earlier in position order have written (a store past an
     element's own bytes would overwrite them)."""
     rng = np.random.default_rng(7)
-    values = rng.standard_normal(200_000) * np.exp2(rng.integers(-20, 4, 200_000))
+    base_words = _parent_words(rng, 200_000, dtype)
     word = CONTEXT_WORD[dtype]
-    if dtype == "bfloat16":
-        base_words = (values.astype("<f4").view("<u4") >> 16).astype(word)
-    else:
-        base_words = values.astype({"float16": "<f2", "float32": "<f4", "float64": "<f8"}[dtype]).view(word)
     words = base_words + rng.integers(0, 3000, base_words.size).astype(word) * (rng.random(base_words.size) < 0.8)
     for op in ("osub", "xor"):
         fast, slow = both(delta_streams, words, base_words, op, dtype, 16)
@@ -312,12 +316,8 @@ def test_context_decode_matches_numpy_across_gather_blocks_and_many_groups(dtype
     the elements changed, blocks take the path for mostly unchanged blocks (only the changed elements
     read their bytes); with 90%, the other."""
     rng = np.random.default_rng(11)
-    values = rng.standard_normal(30_000) * np.exp2(rng.integers(-20, 4, 30_000))
+    base_words = _parent_words(rng, 30_000, dtype)
     word = CONTEXT_WORD[dtype]
-    if dtype == "bfloat16":
-        base_words = (values.astype("<f4").view("<u4") >> 16).astype(word)
-    else:
-        base_words = values.astype({"float16": "<f2", "float32": "<f4", "float64": "<f8"}[dtype]).view(word)
     step = rng.integers(0, 1 << (8 * base_words.itemsize - 2), base_words.size, dtype=np.uint64) >> \
         rng.integers(0, 8 * base_words.itemsize - 2, base_words.size, dtype=np.uint64)   # every byte count
     words = base_words ^ (step * (rng.random(base_words.size) < changed)).astype(word)
