@@ -202,6 +202,16 @@ def test_manifests_it_cannot_read_say_why(change, error, message):
                        base=lambda h: base)
 
 
+@pytest.mark.parametrize("min_group", [2 ** 40, 2 ** 63, 10 ** 30])
+def test_a_min_group_above_the_element_count_decodes_as_one_group(min_group):
+    """The coder takes any min_group >= 1; one above the element count (beyond int64 too) makes one group."""
+    raw, base = trained_pair("float32", 6000, seed=5)
+    enc = encode_context(raw, "float32", [6000], base_raw=base, base_hash="b" * 64,
+                         config=ContextConfig(min_group=min_group, min_elements=1))
+    assert enc.manifest["min_group"] == min_group
+    assert decode_context(enc.manifest, lambda h: enc.blobs[0], len(raw), base=lambda h: base) == raw
+
+
 def test_a_base_of_another_size_is_damage():
     raw, base = trained_pair("float32", 600, seed=5)
     enc = roundtrip(raw, base, "float32")
