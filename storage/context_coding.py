@@ -38,7 +38,7 @@ elsewhere (no compiler, ``DLV_KERNELS=off``, a parent not aligned to its word si
 reference: two stable counting sorts give every element's place in (count, group, position)
 order, where each stream is one contiguous run. Both release the GIL: tensors decode in parallel
 on threads. Measured on the three trajectories of benchmarks/archive_context.py, one thread:
-216-370 MB/s compiled against 58-90 MB/s in numpy (two sittings, 2026-12-01), and 1.36-1.40x that
+216-370 MB/s compiled against 58-90 MB/s in numpy (two sittings, 2026-12-01), and 1.42-1.49x that
 since the kernels' rework of 2026-12-02 (docs/CONTEXT_CODER.md).
 
 Blob (one per tensor), format 4 (written since 2026-12)::

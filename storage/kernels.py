@@ -294,7 +294,8 @@ def context_groups(hist: np.ndarray, min_group: int) -> tuple[np.ndarray, np.nda
 
 def _run_cursors(group_sizes: np.ndarray, hist: np.ndarray, labels: np.ndarray):
     """(where each group's run starts in the counts, where each (count, group) run starts in count c's
-    streams, the labels as the kernels take them): the cursors the gather and the scatter advance."""
+    streams, the labels as the kernels take them): the cursors the encoder's scatter advances (the
+    decoder's gather makes its own, in mh_ctx_words)."""
     count_pos = np.ascontiguousarray(np.cumsum(group_sizes) - group_sizes, dtype=np.int64)
     lead_pos = np.ascontiguousarray(np.cumsum(hist, axis=1) - hist, dtype=np.int64)   # [c, g], exclusive
     return count_pos, lead_pos, np.ascontiguousarray(labels, dtype=np.uint16)
