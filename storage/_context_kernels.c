@@ -166,8 +166,9 @@ int mh_ctx_count_plan(const uint8_t *packed, const int64_t *sizes, int64_t ngrou
 /* Every element's delta word, in place in ``out``: count c at the group's cursor, then the lead
  * byte and the c - 1 low bytes (low byte first) at the cursor of (c, group).
  *
- * count_pos[g] and lead_pos[c * ngroups + g] start where group g's run begins in the counts and
- * in count c's streams (row c = 0 unused). lead[c] and low[c] are count c's streams, low_len[c] the
+ * count_pos[g] starts where group g's run begins in the counts (advanced in place); hist[c * ngroups
+ * + g] counts the elements of group g with count c, whose run in count c's streams begins after those
+ * of the groups before. lead[c] and low[c] are count c's streams, low_len[c] the
  * length of low[c]. Every element takes the same path, with no branch on c (it varies from element
  * to element, and mispredicted branches cost more than the rest of the loop): an element of count 0
  * or 1 reads its missing bytes from 8 zeros.
@@ -223,7 +224,7 @@ typedef struct {
     MH_CLONES static void gather_##T(const T *restrict base, size_t n, int man_bits, unsigned emask, \
                            const uint16_t *restrict label, int64_t ngroups,                \
                            const uint8_t *restrict counts, int64_t *restrict count_pos,    \
-                           const uint8_t *const *lead, int64_t *restrict lead_pos,         \
+                           const uint8_t *const *lead, const int64_t *restrict hist,       \
                            const uint8_t *const *low, const int64_t *low_len, int op,      \
                            mh_run *restrict runs, T *restrict out) {                        \
         enum { S = sizeof(T) };                                                            \
@@ -240,9 +241,8 @@ typedef struct {
                 safe = (uintptr_t)(lows + k * stride);                                     \
                 if (len > k * stride) memcpy(tails[c], lows + k * stride, (size_t)(len - k * stride)); \
             }                                                                              \
-            for (int64_t g = 0; g < ngroups; g++) {                                        \
-                mh_run *r = runs + c * ngroups + g;                                        \
-                const int64_t j = lead_pos[c * ngroups + g];                               \
+            for (int64_t g = 0, j = 0; g < ngroups; j += hist[c * ngroups + g++]) {        \
+                mh_run *r = runs + c * ngroups + g;    /* j: where the run begins */       \
                 r->lead = c ? lead[c] + j : mh_zeros;                                      \
                 r->lead_step = c != 0;                                                     \
                 r->low = c >= 2 ? lows + j * stride : mh_zeros;                            \
@@ -289,10 +289,10 @@ MH_CTX_GATHER(uint32_t)
 MH_CTX_GATHER(uint64_t)
 
 /* The decoder's last step. ``sizes`` and ``hist`` as mh_ctx_count_plan had them; the cursors start
- * where each run begins (prefix sums). ``cursors``: room for (itemsize + 2) * ngroups int64 and
- * (itemsize + 1) * ngroups runs: mh_ctx_words_scratch(itemsize, ngroups) int64 in all. */
+ * where each run begins (prefix sums). ``cursors``: room for ngroups int64 and (itemsize + 1) *
+ * ngroups runs: mh_ctx_words_scratch(itemsize, ngroups) int64 in all. */
 int64_t mh_ctx_words_scratch(int itemsize, int64_t ngroups) {
-    return (itemsize + 2) * ngroups + (itemsize + 1) * ngroups * (int64_t)((sizeof(mh_run) + 7) / 8);
+    return ngroups + (itemsize + 1) * ngroups * (int64_t)((sizeof(mh_run) + 7) / 8);
 }
 
 int mh_ctx_words(const void *base, size_t n, int itemsize, int man_bits, unsigned emask,
@@ -302,15 +302,13 @@ int mh_ctx_words(const void *base, size_t n, int itemsize, int man_bits, unsigne
     if (op != 0 && op != 1) return -3;   /* the context coder writes xor and osub deltas only */
     if (ngroups > MH_MAX_GROUPS) return -4;   /* keys are 16 bits: (s + 1) * ngroups < 2^16 of them */
     if (itemsize != 2 && itemsize != 4 && itemsize != 8) return -2;
-    int64_t *count_pos = cursors, *lead_pos = cursors + ngroups;
-    mh_run *runs = (mh_run *)(cursors + (itemsize + 2) * ngroups);
+    int64_t *count_pos = cursors;
+    mh_run *runs = (mh_run *)(cursors + ngroups);
     for (int64_t g = 0, at = 0; g < ngroups; at += sizes[g++]) count_pos[g] = at;
-    for (int c = 0; c <= itemsize; c++)
-        for (int64_t g = 0, at = 0; g < ngroups; at += hist[c * ngroups + g++]) lead_pos[c * ngroups + g] = at;
     switch (itemsize) {
-    case 2: gather_uint16_t(base, n, man_bits, emask, label, ngroups, counts, count_pos, lead, lead_pos, low, low_len, op, runs, out); return 0;
-    case 4: gather_uint32_t(base, n, man_bits, emask, label, ngroups, counts, count_pos, lead, lead_pos, low, low_len, op, runs, out); return 0;
-    case 8: gather_uint64_t(base, n, man_bits, emask, label, ngroups, counts, count_pos, lead, lead_pos, low, low_len, op, runs, out); return 0;
+    case 2: gather_uint16_t(base, n, man_bits, emask, label, ngroups, counts, count_pos, lead, hist, low, low_len, op, runs, out); return 0;
+    case 4: gather_uint32_t(base, n, man_bits, emask, label, ngroups, counts, count_pos, lead, hist, low, low_len, op, runs, out); return 0;
+    case 8: gather_uint64_t(base, n, man_bits, emask, label, ngroups, counts, count_pos, lead, hist, low, low_len, op, runs, out); return 0;
     }
     return -2;
 }
