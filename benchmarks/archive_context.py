@@ -184,7 +184,7 @@ def decode_throughput(deltas, xor_blobs, dtype: str, threads: int) -> dict:
     out = {"decoded_bytes": nbytes}
     if not deltas:
         return out
-    # Every decoder runs PASSES times, the three alternated, and each figure is the median pass: one
+    # Every decoder runs DECODE_PASSES times, the three alternated, and each figure is the median pass: one
     # pass of this 2-core machine moved by +-25% from run to run (docs/CONTEXT_CODER.md).
     runs = (("context", run_context, ctx_jobs, nbytes), ("segmented", run_segmented, seg_jobs, nbytes),
             ("zipnn_xor", run_zipnn, xor_blobs, xbytes))
