@@ -70,7 +70,9 @@ def translate(exc: StorageError) -> ModelhubError:
     if isinstance(exc, StorageFullError):
         return DiskFullError(f"no space left on the device while writing {exc.path}; {_SPACE_HINT}")
     if isinstance(exc, DamagedEncodingError):
-        return ArchiveError(f"{exc}; the catalog entry is damaged — run `dlv fsck`")
+        # `dlv fsck` alone checks blobs, not what a manifest says; --deep decodes every tensor and lists
+        # the versions a damaged entry affects
+        return ArchiveError(f"{exc}; the catalog entry is damaged — run `dlv fsck --deep` to list the versions it affects")
     # CodecError (its message says what to pass instead) and UnknownFormatError (says: upgrade)
     return ArchiveError(str(exc))
 

@@ -88,7 +88,7 @@ def test_translation_keeps_the_kind_and_adds_how_to_fix() -> None:
     full = translate(S.StorageFullError("/x/objects/ab/cd"))
     assert isinstance(full, DiskFullError) and "(`dlv gc` removes unreferenced blobs)" in str(full)
     damaged = translate(S.DamagedEncodingError("byte-class counts exceed the element size"))
-    assert type(damaged) is ArchiveError and str(damaged).endswith("the catalog entry is damaged — run `dlv fsck`")
+    assert type(damaged) is ArchiveError and str(damaged).endswith("the catalog entry is damaged — run `dlv fsck --deep` to list the versions it affects")
     assert "upgrade modelhub" in str(translate(S.UnknownFormatError("unknown tensor codec 'x'")))
 
 
