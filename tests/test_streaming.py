@@ -402,3 +402,36 @@ def test_checked_out_files_and_stored_objects_take_the_umask_like_any_new_file(r
     objects = [p for p in (repo.root / ".dlv" / "objects").rglob("*") if p.is_file()]
     assert written and objects
     assert {oct(p.stat().st_mode & 0o777) for p in written + objects} == {oct(mode)}
+
+
+def test_a_new_tensor_stays_mapped_from_its_hashing_to_its_encoding_and_every_tensor_is_let_go(repo):
+    """A streaming commit reads a new tensor twice (hash, then encode): its pages are dropped once,
+    after the encode (dropping them between the two reads faulted every page in twice); a tensor
+    the catalog holds already, or one equal to an earlier tensor, is dropped after its hash."""
+    g = torch.Generator().manual_seed(11)
+    arrays = [torch.randn(40, 40, generator=g) for _ in range(5)]
+    arrays.append(arrays[1].clone())            # equal to an earlier tensor: stored once
+    events: list[tuple[str, int]] = []
+
+    def streamed(ts):
+        return [tensorstore.StreamedTensor("float32", tuple(t.shape), t.numel() * 4,
+                                           lambda i=i, t=t: events.append(("read", i)) or t.numpy().tobytes(),
+                                           lambda i=i: events.append(("done", i)))
+                for i, t in enumerate(ts)]
+
+    def per_tensor() -> dict[int, list[str]]:
+        out: dict[int, list[str]] = {}
+        for what, i in events:
+            out.setdefault(i, []).append(what)
+        return out
+
+    with repo.catalog.write() as con:
+        tensorstore.store_streamed(con, repo.store, streamed(arrays), workers=2)
+    first = per_tensor()
+    assert all(first[i] == ["read", "read", "done"] for i in range(5)), first
+    assert first[5] == ["read", "done"], first          # the duplicate is hashed, never encoded
+
+    events.clear()
+    with repo.catalog.write() as con:                    # all stored now
+        tensorstore.store_streamed(con, repo.store, streamed(arrays), workers=2)
+    assert per_tensor() == {i: ["read", "done"] for i in range(6)}
