@@ -27,6 +27,20 @@
 #define MH_CLONES
 #endif
 
+static inline int leading_zeros64(uint64_t v)   /* v != 0 */
+{
+#if defined(__GNUC__) || defined(__clang__)
+    return __builtin_clzll(v);
+#else
+    int n = 0;
+    while (!(v >> 63)) {
+        v <<= 1;
+        n++;
+    }
+    return n;
+#endif
+}
+
 static inline uint32_t load32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }   /* little-endian hosts only (setup.py) */
 static inline uint16_t load16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return v; }
 static inline void store32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
@@ -101,34 +115,40 @@ int64_t mh_rans_encode(const uint8_t *src, size_t n, const uint32_t *freq, int s
     } while (0)
 
 /* The stream's header and table (storage/rans.py: u8 scale, u8 last, Elias-gamma codes of freq + 1
- * for symbols 0..last, MSB first, padded to a byte): the bytes they take, or -1 where damaged. */
-static int64_t read_table(const uint8_t *in, size_t len, uint32_t *freq, int *scale)
+ * for symbols 0..last, MSB first, padded to a byte): the bytes they take, or -1 where damaged.
+ * Codes are read from a 64-bit window by counting its leading zeros: reading bit by bit was 12% of
+ * decoding the EfficientNet-Lite0 fine-tune's 1,066 streams (median 4,430 symbols each). */
+static int64_t read_table(const uint8_t *in, size_t len, uint32_t *freq, int *scale, int *last_symbol)
 {
     if (len < 2)
         return -1;
     *scale = in[0];
     int last = in[1];
+    *last_symbol = last;
     if (*scale < MIN_SCALE || *scale > MAX_SCALE)
         return -1;
     memset(freq, 0, 256 * sizeof *freq);
-    size_t nbits = 8 * (len - 2), pos = 0;
     const uint8_t *bits = in + 2;
-#define BIT(k) ((bits[(k) >> 3] >> (7 - ((k) & 7))) & 1)
+    size_t nbytes = len - 2, next = 0;
+    uint64_t window = 0;   /* the unread bits, MSB first; zeros below the last real bit */
+    int avail = 0;         /* real bits in the window */
     for (int s = 0; s <= last; s++) {
-        int zeros = 0;
-        while (pos + zeros < nbits && !BIT(pos + zeros))
-            if (++zeros > MAX_SCALE + 1)
-                return -1;
-        if (pos + 2 * (size_t)zeros + 1 > nbits)
+        while (avail <= 56 && next < nbytes) {
+            window |= (uint64_t)bits[next++] << (56 - avail);
+            avail += 8;
+        }
+        /* a code's zeros are at most MAX_SCALE + 1 (frequencies are at most 2^MAX_SCALE), so it
+         * takes at most 2 * 13 + 1 = 27 bits: the window, refilled to 57 bits, always holds one */
+        int zeros = window ? leading_zeros64(window) : 64;
+        int width = 2 * zeros + 1;
+        if (zeros > MAX_SCALE + 1 || width > avail)
             return -1;
-        uint32_t value = 0;
-        for (size_t k = pos + zeros; k < pos + 2 * (size_t)zeros + 1; k++)
-            value = (value << 1) | BIT(k);
-        pos += 2 * (size_t)zeros + 1;
-        freq[s] = value - 1;
+        freq[s] = (uint32_t)(window >> (64 - width)) - 1;
+        window <<= width;
+        avail -= width;
     }
-#undef BIT
-    return 2 + (int64_t)((pos + 7) / 8);
+    size_t used = 8 * next - (size_t)avail;   /* bits consumed */
+    return 2 + (int64_t)((used + 7) / 8);
 }
 
 /* n symbols from a whole stream (header, table, payload): 0, or -1 where the input is damaged (a bad
@@ -141,15 +161,15 @@ int mh_rans_decode(const uint8_t *in, size_t len, uint8_t *out, size_t n)
      * loop below, spilling the states around the call (4.7-4.9 ns per symbol; 3.8-3.9 without, one
      * sitting, the same streams) */
     uint8_t sym[1u << MAX_SCALE];
-    int scale;
-    int64_t head = read_table(in, len, freq, &scale);
-    if (head < 0 || cumulate(freq, scale, start) != 0)
+    int scale, last;
+    int64_t head = read_table(in, len, freq, &scale, &last);
+    if (head < 0 || (size_t)head > len || cumulate(freq, scale, start) != 0)   /* the table lies inside the stream */
         return -1;
     in += head;
     len -= (size_t)head;
     if (len < 16 || (len & 1))
         return -1;
-    for (int s = 0; s < 256; s++)
+    for (int s = 0; s <= last; s++)   /* the symbols above ``last`` have no frequency */
         memset(sym + start[s], s, freq[s]);
     const uint32_t mask = (1u << scale) - 1;
     uint32_t x0 = load32(in), x1 = load32(in + 4), x2 = load32(in + 8), x3 = load32(in + 12);

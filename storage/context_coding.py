@@ -71,6 +71,7 @@ encoding.
 from __future__ import annotations
 
 import struct
+import threading
 from dataclasses import dataclass
 from typing import Callable, Mapping, Optional, Sequence
 
@@ -339,7 +340,7 @@ def _read_varint(view: memoryview, pos: int, blob_hash: str) -> tuple[int, int]:
         if not byte & 0x80:
             return value, pos
         shift += 7
-    raise CorruptBlobError(blob_hash, "context-coded blob's stream table is cut short")
+    raise CorruptBlobError(blob_hash, _TABLE_DAMAGE[-1])
 
 
 def _container(streams: Sequence[tuple[bytes, int]]) -> bytes:
@@ -350,22 +351,43 @@ def _container(streams: Sequence[tuple[bytes, int]]) -> bytes:
 
 @dataclass(frozen=True)
 class _Container:
-    """A DCX1 or DCX2 blob, unpacked."""
+    """A DCX1 or DCX2 blob, unpacked: where each of its streams lies."""
 
     magic: bytes
     view: memoryview                            # the whole blob
-    streams: list[tuple[memoryview, int]]       # (stored stream, coding), in blob order
-    offsets: list[int]                          # where each stream starts in the blob
+    offsets: list[int]                          # where each stream starts in the blob, in blob order
+    lengths: list[int]                          # its stored length
+    codings: list[int]                          # its coding (CODING_RAW, CODING_ZSTD or CODING_RANS)
+
+    def stream(self, i: int) -> memoryview:
+        return self.view[self.offsets[i]:self.offsets[i] + self.lengths[i]]
+
+
+#: what mh_ctx_stream_table's statuses mean (the Python reader below raises the same)
+_TABLE_DAMAGE = {-1: "context-coded blob's stream table is cut short",
+                 -2: "context-coded blob lists more streams than it holds",
+                 -3: "context-coded blob has trailing bytes"}
 
 
 def _unpack_container(blob: bytes, blob_hash: str) -> _Container:
-    """The streams of a DCX1 or DCX2 blob, each checked to lie inside it."""
+    """Where the streams of a DCX1 or DCX2 blob lie, each checked to lie inside it."""
     view = memoryview(blob)
     if len(view) < 4 or bytes(view[:4]) not in CODINGS:
         if len(view) < 8:
             raise CorruptBlobError(blob_hash, "context-coded blob is shorter than its header")
         raise CorruptBlobError(blob_hash, f"not a context-coded blob (magic {bytes(view[:4])!r})")
     magic = bytes(view[:4])
+    if magic == MAGIC and kernels.LIB is not None:
+        table = kernels.stream_table(view)
+        if isinstance(table, int):
+            raise CorruptBlobError(blob_hash, _TABLE_DAMAGE.get(table) or f"stream {-table - 16} of a context-coded blob is damaged")
+        return _Container(magic, view, *table)
+    return _Container(magic, view, *_stream_table(view, magic, blob_hash))
+
+
+def _stream_table(view: memoryview, magic: bytes, blob_hash: str) -> tuple[list[int], list[int], list[int]]:
+    """(offsets, stored lengths, codings) of a blob's streams, read in Python (DCX1 blobs, and DCX2
+    where the kernels are not built)."""
     entries = []
     if magic == MAGIC_V1:
         if len(view) < _HEADER_V1.size:
@@ -378,25 +400,26 @@ def _unpack_container(blob: bytes, blob_hash: str) -> _Container:
     else:
         count, pos = _read_varint(view, 4, blob_hash)
         if count > len(view):
-            raise CorruptBlobError(blob_hash, "context-coded blob lists more streams than it holds")
+            raise CorruptBlobError(blob_hash, _TABLE_DAMAGE[-2])
         for _ in range(count):
             entry, pos = _read_varint(view, pos, blob_hash)
             entries.append((entry >> 2, entry & 3))
-    out, offsets = [], []
+    offsets, lengths, codings = [], [], []
     for i, (length, coding) in enumerate(entries):
         if coding not in CODINGS[magic] or pos + length > len(view):
             raise CorruptBlobError(blob_hash, f"stream {i} of a context-coded blob is damaged")
-        out.append((view[pos:pos + length], coding))
         offsets.append(pos)
+        lengths.append(length)
+        codings.append(coding)
         pos += length
     if pos != len(view):
-        raise CorruptBlobError(blob_hash, "context-coded blob has trailing bytes")
-    return _Container(magic, view, out, offsets)
+        raise CorruptBlobError(blob_hash, _TABLE_DAMAGE[-3])
+    return offsets, lengths, codings
 
 
 def blob_codings(blob: bytes) -> list[int]:
     """The coding of every stream of a blob, in order (CODING_RAW, CODING_ZSTD or CODING_RANS)."""
-    return [coding for _, coding in _unpack_container(blob, "<blob>").streams]
+    return list(_unpack_container(blob, "<blob>").codings)
 
 
 def blob_streams(manifest: Mapping, blob: bytes, base_raw: bytes | memoryview) -> list[bytes]:
@@ -509,19 +532,34 @@ def encode_context(raw: bytes | memoryview, dtype: str, shape: Sequence[int], *,
 
 # -- decode -----------------------------------------------------------------------------------
 
+_DECOMPRESSORS = threading.local()
+
+
+def _decompressor(frame_format: int) -> zstandard.ZstdDecompressor:
+    """This thread's zstd decompressor for ``frame_format``: making one per tensor was ~1% of decoding
+    the fine-tune's small tensors, and one may not be used by two threads at once."""
+    cache = getattr(_DECOMPRESSORS, "by_format", None)
+    if cache is None:
+        cache = _DECOMPRESSORS.by_format = {}
+    dctx = cache.get(frame_format)
+    if dctx is None:
+        dctx = cache[frame_format] = zstandard.ZstdDecompressor(format=frame_format)
+    return dctx
+
+
 class _Streams:
     """Hands out a blob's streams in order, decoded and checked against their expected size."""
 
     def __init__(self, container: _Container, blob_hash: str, record: bool = False) -> None:
-        self.container, self.streams, self.blob_hash, self.next = container, container.streams, blob_hash, 0
-        self.dctx = zstandard.ZstdDecompressor(
-            format=zstandard.FORMAT_ZSTD1 if container.magic == MAGIC_V1 else zstandard.FORMAT_ZSTD1_MAGICLESS)
+        self.container, self.blob_hash, self.next = container, blob_hash, 0
+        self.count = len(container.offsets)
+        self.dctx = _decompressor(zstandard.FORMAT_ZSTD1 if container.magic == MAGIC_V1 else zstandard.FORMAT_ZSTD1_MAGICLESS)
         self.recorded: Optional[list[bytes]] = [] if record else None
 
     def take(self, expected: int) -> bytes | bytearray:
-        if self.next >= len(self.streams):
+        if self.next >= self.count:
             raise CorruptBlobError(self.blob_hash, "context-coded blob has fewer streams than the tensor needs")
-        data, coding = self.streams[self.next]
+        data, coding = self.container.stream(self.next), self.container.codings[self.next]
         self.next += 1
         if coding == CODING_ZSTD:
             try:
@@ -563,8 +601,8 @@ class _Streams:
         try:
             for size in sizes:
                 size = int(size)
-                if self.next < len(self.streams) and self.streams[self.next][1] == CODING_RANS:
-                    rans.append((self.container.offsets[self.next], len(self.streams[self.next][0]), start, size))
+                if self.next < self.count and self.container.codings[self.next] == CODING_RANS:
+                    rans.append((self.container.offsets[self.next], self.container.lengths[self.next], start, size))
                     self.next += 1
                 else:
                     out[start:start + size] = np.frombuffer(self.take(size), dtype=np.uint8)
@@ -576,7 +614,7 @@ class _Streams:
         return out
 
     def finish(self) -> None:
-        if self.next != len(self.streams):
+        if self.next != self.count:
             raise CorruptBlobError(self.blob_hash, "context-coded blob has more streams than the tensor needs")
 
 

@@ -91,6 +91,8 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.mh_rans_decode_many.argtypes = [p, p, p, ctypes.c_int64]
     lib.mh_rans_decode_many.restype = ctypes.c_int64
     lib.mh_ctx_groups.argtypes = [p, ctypes.c_int64, ctypes.c_int64, p, p]
+    lib.mh_ctx_stream_table.argtypes = [p, ctypes.c_int64, ctypes.c_int64, p]
+    lib.mh_ctx_stream_table.restype = ctypes.c_int64
     lib.mh_ctx_groups.restype = ctypes.c_int64
     for name in ("mh_undo_delta", "mh_byteclass_join", "mh_byteclass_split", "mh_split_fields", "mh_join_fields", "mh_join_sources", "mh_bits7_encode", "mh_bits7_decode",
                  "mh_ctx_exp_hist", "mh_ctx_counts", "mh_ctx_count_plan", "mh_ctx_words", "mh_ctx_delta_counts", "mh_ctx_scatter",
@@ -415,6 +417,21 @@ def rans_encode(symbols, freq: np.ndarray, scale: int) -> memoryview:
 def rans_decode(stream, out: np.ndarray) -> bool:
     """Decode a whole stream (header, table, payload) into ``out`` (``out.size`` symbols); False when damaged."""
     return LIB.mh_rans_decode(_address(stream) if len(stream) else None, len(stream), out.ctypes.data, out.size) == 0
+
+
+def stream_table(blob) -> tuple[list[int], list[int], list[int]] | int:
+    """A DCX2 blob's stream table (mh_ctx_stream_table): (offsets in the blob, stored lengths, codings),
+    or the kernel's negative status where the table is damaged (context_coding says which damage)."""
+    address = _address(blob)
+    table = np.empty(3 * 64, dtype=np.int64)
+    count = LIB.mh_ctx_stream_table(address, len(blob), 64, table.ctypes.data)
+    if count > 64:
+        table = np.empty(3 * count, dtype=np.int64)
+        count = LIB.mh_ctx_stream_table(address, len(blob), count, table.ctypes.data)
+    if count < 0:
+        return count
+    rows = table[:3 * count]
+    return rows[0::3].tolist(), rows[1::3].tolist(), rows[2::3].tolist()
 
 
 def rans_decode_many(blob, streams: Sequence[tuple[int, int, int, int]], out: np.ndarray) -> int:

@@ -339,7 +339,8 @@ def test_context_decode_matches_numpy_when_an_rans_stream_is_damaged():
     raw, base = child.tobytes(), parent.tobytes()
     enc = encode_context(raw, "float32", [60_000], base_raw=base, base_hash="b" * 64,
                          config=ContextConfig(min_group=256, min_elements=1))
-    stored = _unpack_container(enc.blobs[0], "<blob>").streams
+    unpacked = _unpack_container(enc.blobs[0], "<blob>")
+    stored = [(unpacked.stream(i), coding) for i, coding in enumerate(unpacked.codings)]
     rans_streams = [i for i, (_, coding) in enumerate(stored) if coding == CODING_RANS]
     assert len(rans_streams) >= 4
     for i in rans_streams:

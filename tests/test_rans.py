@@ -157,6 +157,33 @@ def test_damaged_streams_fail_alike_in_the_kernel_and_the_reference(data, damage
     assert compiled_decode(bytes(stream), n) == reference_decode(bytes(stream), n)
 
 
+
+@needs_kernels
+@settings(max_examples=600, deadline=None)
+@given(scale=st.integers(7, 13), last=st.integers(0, 255), table=st.binary(max_size=80), payload=st.binary(max_size=40),
+       n=st.integers(0, 40))
+def test_any_table_bits_read_alike_in_the_kernel_and_the_reference(scale, last, table, payload, n):
+    """The kernel reads the table's Elias-gamma codes from a 64-bit window, the reference bit by bit:
+    any bits after a plausible header (codes cut short, too many zeros, frequencies that do not add up,
+    a table that happens to be whole) give the same verdict and the same symbols."""
+    stream = bytes([scale, last]) + table + payload
+    assert compiled_decode(stream, n) == reference_decode(stream, n)
+
+
+def test_a_table_of_the_widest_codes_is_read_whole_and_refused_cut():
+    """Frequencies up to 2^12 (a code of 12 zeros and 13 bits): the table [1, 4095] at scale 12 and its
+    stream decode in both decoders; cut by its last bytes (which are zero bits, the very bits a window
+    padded with zeros would supply), both refuse it."""
+    freq = np.zeros(256, dtype=np.int64)
+    freq[:2] = (1, 4095)
+    table = rans.table_bytes(freq, 12)
+    assert table[-2:] == b"\0\0"
+    data = bytes([1]) + bytes(4095)
+    stream = table + rans.encode_payload_reference(data, freq, 12)
+    assert compiled_decode(stream, len(data)) == reference_decode(stream, len(data)) == ("ok", data)
+    for cut in (1, 2):
+        assert compiled_decode(table[:-cut], 0) == reference_decode(table[:-cut], 0) == ("error", "damaged")
+
 @needs_kernels
 def test_a_damaged_payload_is_refused_with_the_blob_named():
     stream = bytearray(rans.encode(skewed(5000, seed=2)))
