@@ -4,7 +4,8 @@ A model of many gigabytes never needs to be in memory at once: a
 :class:`WeightsSource` maps the file(s) (``mmap``), hands out each tensor's
 bytes as a zero-copy view and drops the pages again once the caller is done
 with it (``madvise(MADV_DONTNEED)``: clean file pages, so nothing is lost and
-the process's resident set stays near one tensor). Sharded checkpoints as
+the process's resident set stays near the tensors in flight; a streaming commit
+releases a new tensor once it is hashed and encoded). Sharded checkpoints as
 Hugging Face writes them (``model-00001-of-00003.safetensors`` ... plus
 ``model.safetensors.index.json``) read as one model, in shard order.
 
