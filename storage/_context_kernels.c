@@ -437,14 +437,6 @@ int mh_ctx_scatter(const void *z, const void *base, size_t n, int itemsize, int 
 
 /* -- the blob's stream table ---------------------------------------------------------------------- */
 
-/* The stream table of a DCX2 blob (context_coding._container: from byte 4 a varint stream count, then
- * per stream a varint of stored length << 2 | coding, then the streams, back to back, to the blob's
- * end). Returns the stream count and, when ``table`` has room for them (``room`` streams), writes each
- * stream's (offset in the blob, stored length, coding) into it, 3 per stream; with too little room
- * nothing else is read (call again with room for the count). Where the blob is damaged: -1 a varint
- * is cut short, -2 it lists more streams than it has bytes, -3 bytes follow the last stream, -(16 + i)
- * stream i has an unknown coding or passes the blob's end. Read in Python, the varints were ~2% of
- * decoding the EfficientNet-Lite0 fine-tune's float32 deltas. */
 /* A varint at *pos; 0, or -1 where it is cut short. One past 64 bits reads as UINT64_MAX (more than
  * any blob holds), so it is refused as the Python reader, with Python's unbounded ints, refuses it. */
 static int64_t mh_varint(const uint8_t *blob, int64_t len, int64_t *pos, uint64_t *value) {
@@ -462,12 +454,24 @@ static int64_t mh_varint(const uint8_t *blob, int64_t len, int64_t *pos, uint64_
     return -1;
 }
 
+#define MH_MAX_STREAMS 65536   /* context_coding.MAX_STREAMS */
+
+/* The stream table of a DCX2 blob (context_coding._container: from byte 4 a varint stream count, then
+ * per stream a varint of stored length << 2 | coding, then the streams, back to back, to the blob's
+ * end). Returns the stream count and, when ``table`` has room for them (``room`` streams), writes each
+ * stream's (offset in the blob, stored length, coding) into it, 3 per stream; with too little room
+ * nothing else is read (call again with room for the count). Where the blob is damaged: -1 a varint
+ * is cut short, -2 it lists more streams than it has bytes, -3 bytes follow the last stream, -4 it lists more
+ * than MH_MAX_STREAMS (so a damaged count never sizes a table), -(16 + i) stream i has an unknown
+ * coding or passes the blob's end. Read in Python, the varints were ~2% of
+ * decoding the EfficientNet-Lite0 fine-tune's float32 deltas. */
 int64_t mh_ctx_stream_table(const uint8_t *blob, int64_t len, int64_t room, int64_t *table) {
     int64_t pos = 4;
     uint64_t count, entry;
     if (len < 4) return -1;
     if (mh_varint(blob, len, &pos, &count) != 0) return -1;
     if (count > (uint64_t)len) return -2;
+    if (count > MH_MAX_STREAMS) return -4;
     if (count > (uint64_t)room) return (int64_t)count;
     for (uint64_t i = 0; i < count; i++) {
         if (mh_varint(blob, len, &pos, &entry) != 0) return -1;

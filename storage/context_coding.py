@@ -366,7 +366,12 @@ class _Container:
 #: what mh_ctx_stream_table's statuses mean (the Python reader below raises the same)
 _TABLE_DAMAGE = {-1: "context-coded blob's stream table is cut short",
                  -2: "context-coded blob lists more streams than it holds",
-                 -3: "context-coded blob has trailing bytes"}
+                 -3: "context-coded blob has trailing bytes",
+                 -4: "context-coded blob lists more streams than the coder writes for any tensor"}
+#: streams a blob may list: the coder writes at most one counts stream per context group (2,048 at
+#: most, float64's exponent values), one lead stream per group and byte count (8 x 2,048) and 7 low
+#: streams, 18,439 in all; a damaged count above this is refused before anything is sized by it
+MAX_STREAMS = 1 << 16
 
 
 def _unpack_container(blob: bytes, blob_hash: str) -> _Container:
@@ -395,12 +400,16 @@ def _stream_table(view: memoryview, magic: bytes, blob_hash: str) -> tuple[list[
         count = _HEADER_V1.unpack_from(view, 0)[1]
         pos = _HEADER_V1.size + count * _ENTRY_V1.size
         if pos > len(view):
-            raise CorruptBlobError(blob_hash, "context-coded blob lists more streams than it holds")
+            raise CorruptBlobError(blob_hash, _TABLE_DAMAGE[-2])
+        if count > MAX_STREAMS:
+            raise CorruptBlobError(blob_hash, _TABLE_DAMAGE[-4])
         entries = [_ENTRY_V1.unpack_from(view, _HEADER_V1.size + i * _ENTRY_V1.size) for i in range(count)]
     else:
         count, pos = _read_varint(view, 4, blob_hash)
         if count > len(view):
             raise CorruptBlobError(blob_hash, _TABLE_DAMAGE[-2])
+        if count > MAX_STREAMS:
+            raise CorruptBlobError(blob_hash, _TABLE_DAMAGE[-4])
         for _ in range(count):
             entry, pos = _read_varint(view, pos, blob_hash)
             entries.append((entry >> 2, entry & 3))

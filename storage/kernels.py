@@ -91,9 +91,9 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.mh_rans_decode_many.argtypes = [p, p, p, ctypes.c_int64]
     lib.mh_rans_decode_many.restype = ctypes.c_int64
     lib.mh_ctx_groups.argtypes = [p, ctypes.c_int64, ctypes.c_int64, p, p]
+    lib.mh_ctx_groups.restype = ctypes.c_int64
     lib.mh_ctx_stream_table.argtypes = [p, ctypes.c_int64, ctypes.c_int64, p]
     lib.mh_ctx_stream_table.restype = ctypes.c_int64
-    lib.mh_ctx_groups.restype = ctypes.c_int64
     for name in ("mh_undo_delta", "mh_byteclass_join", "mh_byteclass_split", "mh_split_fields", "mh_join_fields", "mh_join_sources", "mh_bits7_encode", "mh_bits7_decode",
                  "mh_ctx_exp_hist", "mh_ctx_counts", "mh_ctx_count_plan", "mh_ctx_words", "mh_ctx_delta_counts", "mh_ctx_scatter",
                  "mh_rans_decode"):
@@ -421,7 +421,8 @@ def rans_decode(stream, out: np.ndarray) -> bool:
 
 def stream_table(blob) -> tuple[list[int], list[int], list[int]] | int:
     """A DCX2 blob's stream table (mh_ctx_stream_table): (offsets in the blob, stored lengths, codings),
-    or the kernel's negative status where the table is damaged (context_coding says which damage)."""
+    or the kernel's negative status where the table is damaged (context_coding says which damage). The
+    kernel refuses more than 65,536 streams, so the second table is at most 1.5 MB."""
     address = _address(blob)
     table = np.empty(3 * 64, dtype=np.int64)
     count = LIB.mh_ctx_stream_table(address, len(blob), 64, table.ctypes.data)

@@ -298,6 +298,23 @@ def test_the_compiled_stream_table_reads_any_blob_as_the_python_reader_does(data
         blob[at:at] = b"\x80" * 9 + bytes([data.draw(st.integers(0, 127))])
     assert _as_tuple(_table_either_way(bytes(blob), True)) == _as_tuple(_table_either_way(bytes(blob), False))
 
+
+@pytest.mark.skipif(kernels.LIB is None, reason="the compiled kernels are not built")
+@pytest.mark.parametrize("count, verdict", [(1 << 16, None), ((1 << 16) + 1, "more streams than the coder writes")])
+def test_a_blob_listing_more_streams_than_the_coder_writes_is_refused_before_any_table_is_sized(count, verdict):
+    """A damaged (or hostile) count is refused above MAX_STREAMS by both readers, even where the blob
+    has the bytes for that many empty streams: a table sized by it would take 24 bytes per blob byte."""
+    from modelhub.storage.context_coding import MAX_STREAMS
+
+    assert MAX_STREAMS == 1 << 16
+    blob = MAGIC + _varint(count) + bytes(count)          # every stream raw and empty
+    for compiled in (True, False):
+        got = _table_either_way(blob, compiled)
+        if verdict is None:
+            assert not isinstance(got, str) and len(got.offsets) == count
+        else:
+            assert isinstance(got, str) and verdict in got, got
+
 def _format3_blob(name: str) -> tuple[dict, bytes, bytes, bytes]:
     d = GOLDEN_V1 / name
     manifest = json.loads((d / "manifest.json").read_text())
