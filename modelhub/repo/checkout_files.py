@@ -143,7 +143,8 @@ def write_checkout(repo, ref: str, output: Path | None = None, *, snapshot: int 
                 # decode meanwhile (measured on 2 cores: 2 threads 0.9-1.1, 4 threads 1.0-1.35 GB/s)
                 workers = stream_workers() + 2
             with progress.task(f"checkout {info.ref}", total_bytes) as task:
-                for _, job in zip(bounded_map(write_one, jobs, size=lambda job: job[1].nbytes, workers=workers), jobs):
+                for _, job in zip(bounded_map(write_one, jobs, size=lambda job: job[1].nbytes, workers=workers,
+                                             release_when_done=True), jobs):
                     task.advance(job[1].nbytes)
             for w in writers:
                 w.finish()
