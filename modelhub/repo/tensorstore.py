@@ -224,7 +224,7 @@ def bounded_map(fn: Callable[[_T], _R], items: Iterable[_T], *, size: Callable[[
                 for future in done:
                     release(future)
             else:
-                queue[0].result()   # raises its error here: the caller gets it when yielded
+                queue[0].result()   # the head: its error, if any, is the next thing the caller gets
                 release(queue[0])
 
         try:
