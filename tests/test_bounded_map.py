@@ -93,3 +93,31 @@ def test_an_item_larger_than_the_budget_still_runs_alone():
     sizes = [5, 500, 5, 5]
     assert list(bounded_map(fn, sizes, size=lambda s: s, budget=100, workers=2, release_when_done=True)) == sizes
     assert meter.most <= 500
+
+
+def test_with_nothing_queued_no_item_waits_in_the_pool_beyond_those_being_worked_on():
+    # a streaming commit's encode stage: an item taken from the input holds a tensor's mapped pages,
+    # so no more are taken than the threads work on (plus the one being placed)
+    lock = threading.Lock()
+    taken = finished = 0
+    most_ahead = 0
+
+    def items():
+        nonlocal taken, most_ahead
+        for i in range(40):
+            with lock:
+                taken += 1
+                most_ahead = max(most_ahead, taken - finished)
+            yield i
+
+    def fn(i: int) -> int:
+        nonlocal finished
+        threading.Event().wait(0.005)   # long enough for the map to take more if it would
+        with lock:
+            finished += 1
+        return i
+
+    out = list(bounded_map(fn, items(), size=lambda i: 1, budget=1 << 30, workers=2,
+                           release_when_done=True, queued=0))
+    assert out == list(range(40))
+    assert most_ahead <= 3   # two being worked on, one taken and waiting for a thread
