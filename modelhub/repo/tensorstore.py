@@ -224,6 +224,11 @@ def bounded_map(fn: Callable[[_T], _R], items: Iterable[_T], *, size: Callable[[
             nonlocal inflight
             inflight -= weights.pop(future, 0)
 
+        def next_in_order() -> Future:
+            head = queue.popleft()
+            release(head)
+            return head
+
         def wait_for_room() -> None:
             if release_when_done:
                 done, _ = wait(weights, return_when=FIRST_COMPLETED)
@@ -239,21 +244,15 @@ def bounded_map(fn: Callable[[_T], _R], items: Iterable[_T], *, size: Callable[[
                 while weights and (inflight + weight > budget or len(weights) >= most_unfinished):
                     wait_for_room()
                     while queue and queue[0].done():
-                        head = queue.popleft()
-                        release(head)
-                        yield head.result()
+                        yield next_in_order().result()
                 if len(queue) >= most_unyielded:   # results waiting on a slow head: bounded too
-                    head = queue.popleft()
-                    release(head)
-                    yield head.result()
+                    yield next_in_order().result()
                 future = pool.submit(fn, item)
                 queue.append(future)
                 weights[future] = weight
                 inflight += weight
             while queue:
-                head = queue.popleft()
-                release(head)
-                yield head.result()
+                yield next_in_order().result()
         finally:
             for future in queue:
                 future.cancel()
