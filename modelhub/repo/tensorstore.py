@@ -230,13 +230,12 @@ def bounded_map(fn: Callable[[_T], _R], items: Iterable[_T], *, size: Callable[[
             return head
 
         def wait_for_room() -> None:
+            """Until a counted call is done: any one of them, or else the head (whose result the
+            loop below then yields, releasing it, or raises its error)."""
+            done, _ = wait(weights if release_when_done else (queue[0],), return_when=FIRST_COMPLETED)
             if release_when_done:
-                done, _ = wait(weights, return_when=FIRST_COMPLETED)
                 for future in done:
                     release(future)
-            else:
-                queue[0].result()   # the head: its error, if any, is the next thing the caller gets
-                release(queue[0])
 
         try:
             for item in items:
