@@ -701,8 +701,14 @@ def _min_group_of(manifest: Mapping) -> int:
 
 
 def decode_context(manifest: Mapping, fetch: Callable[[str], bytes], nbytes: int, *,
-                   base: Optional[Callable[[str], bytes]] = None) -> bytes | bytearray:
-    """The exact raw bytes of a context-coded tensor (needs ``base``: tensor_hash -> parent's raw bytes)."""
+                   base: Optional[Callable[[str], bytes]] = None,
+                   out: Optional[memoryview] = None) -> bytes | bytearray | memoryview:
+    """The exact raw bytes of a context-coded tensor (needs ``base``: tensor_hash -> parent's raw bytes).
+
+    ``out`` (``nbytes`` writable bytes; CodecError otherwise): where the compiled decoder
+    writes the words when it can (``out`` aligned to the word size), returning ``out`` itself; a
+    checkout decodes into the buffer it writes out instead of a new one copied there. Elsewhere the
+    result is a buffer of its own, as without ``out``."""
     if manifest.get("format") not in FORMATS or manifest.get("codec") != CODEC_ID:
         raise CodecError(f"not a context-coded manifest (codec {manifest.get('codec')!r}); decode it with its own codec")
     if manifest.get("context") != CONTEXT_PARENT_EXPONENT:
@@ -727,12 +733,17 @@ def decode_context(manifest: Mapping, fetch: Callable[[str], bytes], nbytes: int
     (blob_hash,) = manifest["segments"]
     streams = _Streams(_unpack_container(fetch(blob_hash), blob_hash), blob_hash)
     base_words = np.frombuffer(base_raw, dtype=UINT_OF_SIZE[itemsize])
+    if out is not None and (memoryview(out).readonly or memoryview(out).nbytes != nbytes):
+        raise CodecError(f"decode_context: out must be {nbytes} writable bytes")
     if kernels.LIB is not None and kernels.aligned(base_words):
-        out = unset_bytearray(nbytes)    # the result itself, every word written by the kernel: no copy at the end
-        words = np.frombuffer(out, dtype=base_words.dtype)
-        if kernels.aligned(words):
-            decode_words_compiled(streams, base_words, dtype, min_group, delta["op"], words)
-            return out
+        # the caller's buffer, else one of our own (never zeroed: the kernel writes every word)
+        targets = ([out] if out is not None else []) + [None]
+        for target in targets:
+            target = unset_bytearray(nbytes) if target is None else target
+            words = np.frombuffer(target, dtype=base_words.dtype)
+            if kernels.aligned(words):
+                decode_words_compiled(streams, base_words, dtype, min_group, delta["op"], words)
+                return target
     positions, z = decode_delta_words(streams, base_words, dtype, min_group)
     words = base_words.copy()
     words[positions] = undo_delta(delta["op"], z, base_words[positions])
@@ -760,7 +771,7 @@ class ContextCodec:
         return result.manifest, result.blobs
 
     def decode(self, manifest, fetch, nbytes, *, base=None, out=None):
-        return decode_context(manifest, fetch, nbytes, base=base)
+        return decode_context(manifest, fetch, nbytes, base=base, out=out)
 
     def blobs(self, manifest):
         return context_blobs(manifest)

@@ -97,6 +97,26 @@ def test_special_values_round_trip():
         roundtrip(raw, base, dtype)
 
 
+@pytest.mark.skipif(kernels.LIB is None, reason="the compiled decoder writes into the caller's buffer; numpy's makes its own")
+def test_decoding_into_a_buffer_writes_there_and_an_unaligned_one_gets_a_copy():
+    """A checkout hands the decoder the buffer it writes out: the words go there (the buffer itself
+    comes back, nothing is copied). A buffer not aligned to the words (a tensor at an odd offset in
+    its file) gets the same bytes through a buffer of the decoder's own."""
+    raw, base = trained_pair("float32", 5000, seed=2)
+    enc = encode_context(raw, "float32", [5000], base_raw=base, base_hash="b" * 64, config=SMALL)
+    blobs = {content_hash(b): b for b in enc.blobs}
+    area = np.zeros(len(raw) + 8, dtype=np.uint8)
+    aligned = memoryview(area)[:len(raw)]
+    got = decode_context(enc.manifest, blobs.__getitem__, len(raw), base=lambda h: base, out=aligned)
+    assert got is aligned and area[:len(raw)].tobytes() == raw
+    odd = memoryview(area)[1:len(raw) + 1]
+    got = decode_context(enc.manifest, blobs.__getitem__, len(raw), base=lambda h: base, out=odd)
+    assert got is not odd and bytes(got) == raw
+    for wrong in (bytearray(len(raw) - 4), bytes(len(raw))):   # never written past its end, nor read-only
+        with pytest.raises(CodecError, match=f"out must be {len(raw)} writable bytes"):
+            decode_context(enc.manifest, blobs.__getitem__, len(raw), base=lambda h: base, out=wrong)
+
+
 def test_equal_parent_costs_almost_nothing():
     raw, _ = trained_pair("float32", 20000, seed=2)
     enc = roundtrip(raw, raw, "float32", ContextConfig())
