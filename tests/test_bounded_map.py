@@ -121,3 +121,67 @@ def test_with_nothing_queued_no_item_waits_in_the_pool_beyond_those_being_worked
                            release_when_done=True, queued=0))
     assert out == list(range(40))
     assert most_ahead <= 3   # two being worked on, one taken and waiting for a thread
+
+
+def test_small_items_are_batched_up_to_the_limit_and_a_large_one_goes_alone():
+    from modelhub.repo.tensorstore import _batches
+
+    sizes = [3, 3, 3, 20, 3, 10, 4, 0, 0]
+    assert list(_batches(sizes, lambda s: s, 10)) == [([3, 3, 3], 9), ([20], 20), ([3], 3), ([10], 10), ([4, 0, 0], 4)]
+    assert [len(b) for b, _ in _batches([0] * 600, lambda s: s, 10)] == [256, 256, 88]   # no bytes: a count bounds them
+
+
+def test_the_items_of_a_batch_run_one_after_another_in_one_thread():
+    # item 0 waits for item 1 to start: handed to the pool one by one, item 1 runs beside item 0 on
+    # the other thread; batched (both in one batch of 10 bytes), it runs only after item 0 returns
+    one_started = threading.Event()
+    threads: dict[int, int] = {}
+
+    def fn(i: int) -> bool:
+        threads[i] = threading.get_ident()
+        if i == 1:
+            one_started.set()
+        return one_started.wait(timeout=0.3) if i == 0 else True
+
+    out = list(bounded_map(fn, range(20), size=lambda i: 1, workers=2, batch_bytes=10))
+    assert out == [False] + [True] * 19
+    assert len({threads[i] for i in range(10)}) == 1 and len({threads[i] for i in range(10, 20)}) == 1
+
+
+def test_a_failure_in_a_batch_comes_after_the_results_before_it_and_the_rest_of_its_batch_is_not_run():
+    ran: list[int] = []
+
+    def fn(i: int) -> int:
+        ran.append(i)
+        if i == 13:
+            raise ValueError("item 13 is damaged")
+        return i
+
+    got: list[int] = []
+    with pytest.raises(ValueError, match="item 13 is damaged"):
+        for r in bounded_map(fn, range(10_000), size=lambda i: 1, budget=40, workers=2, batch_bytes=10):
+            got.append(r)
+    assert got == list(range(13))
+    assert not {14, 15, 16, 17, 18, 19} & set(ran)   # 13's batch (10-19) stopped at it
+    assert len(ran) < 10_000
+
+
+def test_a_failure_in_a_batch_is_raised_only_once_the_running_calls_are_done():
+    # a streaming commit's caller cleans up (temp files, scratch buffers) when the error reaches it:
+    # no call may still be running then. Item 13 fails once the batch of item 20 runs on the other
+    # thread; item 20 takes a while to finish.
+    started, finished = threading.Event(), threading.Event()
+
+    def fn(i: int) -> int:
+        if i == 20:
+            started.set()
+            threading.Event().wait(0.3)
+            finished.set()
+        if i == 13:
+            started.wait(timeout=10)
+            raise ValueError("item 13 is damaged")
+        return i
+
+    with pytest.raises(ValueError, match="item 13 is damaged"):
+        list(bounded_map(fn, range(40), size=lambda i: 1, budget=40, workers=2, batch_bytes=10))
+    assert started.is_set() and finished.is_set()

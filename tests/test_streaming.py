@@ -359,7 +359,8 @@ def test_a_streamed_commit_stores_each_new_tensor_once_and_reuses_stored_ones(re
 def test_a_streamed_commit_encodes_new_tensors_while_later_ones_are_still_being_hashed(repo, tmp_path, monkeypatch):
     """The disk writes of the first tensors overlap the hashing of the last: the last tensor's hash
     waits here until some tensor has been encoded, which a commit that hashed everything first
-    could never do (it would time out and fail)."""
+    could never do (it would time out and fail). Small tensors go to the threads in batches
+    (``BATCH_BYTES``); here two at a time, so that the 31 tensors are not all hashed as one."""
     from modelhub.storage import tensors as storage_tensors
 
     g = torch.Generator().manual_seed(11)
@@ -367,6 +368,7 @@ def test_a_streamed_commit_encodes_new_tensors_while_later_ones_are_still_being_
     sd["z.last"] = torch.randn(33, 32, generator=g)   # last in the file (safetensors orders by name); its own size
     save_file(sd, tmp_path / "m.safetensors")
     monkeypatch.setattr(tensorstore, "_LOOKUP_TENSORS", 4)
+    monkeypatch.setattr(tensorstore, "BATCH_BYTES", 2 * 32 * 32 * 4)
     encoded = __import__("threading").Event()
     waited = []
     real_hash, real_encode = storage_tensors.tensor_hash, tensorstore.encode_tensor

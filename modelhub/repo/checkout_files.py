@@ -29,7 +29,7 @@ from .reads import refresh_hot_copy, snapshot_entries, version_header
 from .records import Record, VersionInfo
 from .refs import resolve
 from .settings import hot_max_bytes
-from .tensorstore import TensorReader, bounded_map, stream_workers
+from .tensorstore import BATCH_BYTES, TensorReader, bounded_map, stream_workers
 
 
 @dataclass(frozen=True)
@@ -144,7 +144,7 @@ def write_checkout(repo, ref: str, output: Path | None = None, *, snapshot: int 
                 workers = stream_workers() + 2
             with progress.task(f"checkout {info.ref}", total_bytes) as task:
                 for _, job in zip(bounded_map(write_one, jobs, size=lambda job: job[1].nbytes, workers=workers,
-                                             release_when_done=True), jobs):
+                                             release_when_done=True, batch_bytes=BATCH_BYTES), jobs):
                     task.advance(job[1].nbytes)
             for w in writers:
                 w.finish()
