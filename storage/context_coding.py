@@ -736,14 +736,13 @@ def decode_context(manifest: Mapping, fetch: Callable[[str], bytes], nbytes: int
     if out is not None and (memoryview(out).readonly or memoryview(out).nbytes != nbytes):
         raise CodecError(f"decode_context: out must be {nbytes} writable bytes")
     if kernels.LIB is not None and kernels.aligned(base_words):
-        # the caller's buffer, else one of our own (never zeroed: the kernel writes every word)
-        targets = ([out] if out is not None else []) + [None]
-        for target in targets:
-            target = unset_bytearray(nbytes) if target is None else target
-            words = np.frombuffer(target, dtype=base_words.dtype)
-            if kernels.aligned(words):
-                decode_words_compiled(streams, base_words, dtype, min_group, delta["op"], words)
-                return target
+        target = out   # the caller's buffer, where it is aligned to the words
+        if target is None or not kernels.aligned(np.frombuffer(target, dtype=base_words.dtype)):
+            target = unset_bytearray(nbytes)   # never zeroed: the kernel writes every word
+        words = np.frombuffer(target, dtype=base_words.dtype)
+        if kernels.aligned(words):
+            decode_words_compiled(streams, base_words, dtype, min_group, delta["op"], words)
+            return target
     positions, z = decode_delta_words(streams, base_words, dtype, min_group)
     words = base_words.copy()
     words[positions] = undo_delta(delta["op"], z, base_words[positions])

@@ -219,8 +219,10 @@ def bounded_map(fn: Callable[[_T], _R], items: Iterable[_T], *, size: Callable[[
     most this many bytes (``fn`` is still called once per item, in order; an item this large or
     larger goes alone). Handing an item to a thread and its result back costs ~50-70 us, more
     than hashing or encoding a small tensor: EfficientNet-Lite0's 248 tensors (13.7 MB) committed
-    faster through the API in this thread alone than in the pool. The budget and ``queued`` then
-    count batches as they count items; an error is raised after the results before it, in order."""
+    faster through the API in this thread alone than in the pool; in batches of 1 MB, 0.435 ->
+    0.39 s a commit and 0.195 -> 0.163 s a checkout (10 alternated in one process). The budget and
+    ``queued`` then count batches as they count items; an error is raised after the results before
+    it, in order, once the calls running beside it are done."""
     if batch_bytes > 0:
         # closed before an error leaves: the pool's running calls finish first, as without batches
         with closing(_bounded_map(_call_each(fn), _batches(items, size, batch_bytes), size=lambda batch: batch[1],
