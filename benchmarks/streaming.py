@@ -88,8 +88,9 @@ def _files(path: Path) -> list[Path]:
     return sorted(path.glob("*.safetensors")) if path.is_dir() else [path]
 
 
-# Bytes of memory touched and given back before every timed step (warm_memory.py), set per workload;
-# 0: not warmed (--no-warm).
+# Whether memory is warmed before every timed step (warm_memory.py; off with --no-warm), and how many
+# bytes: what a step of the current workload may allocate, the model twice (input and output) and some.
+WARM = True
 WARM_BYTES = 0
 
 
@@ -163,8 +164,7 @@ def run_workload(name: str, src: Path, dtype: str, tmp: Path, repeats: int) -> d
     nbytes = sum(f.stat().st_size for f in files)
     gb = nbytes / 1e9
     global WARM_BYTES
-    if WARM_BYTES:   # what a step may allocate: the model twice (input and output) and some
-        WARM_BYTES = 2 * nbytes + (256 << 20)
+    WARM_BYTES = 2 * nbytes + (256 << 20) if WARM else 0
     env = dict(os.environ, DLV_AUTHOR="bench", DLV_HOT_COPIES="0", PYTHONPATH=os.pathsep.join(
         [str(Path(modelhub.__file__).resolve().parents[1])] + [p for p in sys.path if p]))
     os.environ["DLV_HOT_COPIES"] = "0"   # cold checkouts in-process too
@@ -297,8 +297,8 @@ def main(argv=None) -> int:
     ap.add_argument("--no-warm", action="store_true", help="time every step without warm_memory() before it")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
-    global WARM_BYTES
-    WARM_BYTES = 0 if args.no_warm else 1
+    global WARM
+    WARM = not args.no_warm
     tmp = Path(tempfile.mkdtemp(prefix="mh-streaming-"))
     compile_package()
     report = {"benchmark": "streaming", "cpu_cores": os.cpu_count(), "load_average_at_start": os.getloadavg(),
