@@ -4,8 +4,8 @@ What a user does, the way a user does it: the network is a safetensors file on d
 ``dlv commit FILE`` and ``dlv checkout NAME -o OUT.safetensors`` run as fresh processes (start-up
 included; peak RSS from GNU time), and in-process through the public API (start-up excluded).
 Baselines on the same bytes, in the same run, interleaved, median of ``--repeats`` (each repeat's
-figures are reported too; ``dlv`` and the API take turns going first, since on a VM what first
-touches memory the guest has not used before pays for the host backing it):
+figures are reported too; ``dlv`` and the API take turns going first, so that whatever order effect
+the memory warming below leaves falls on both alike):
 
   zipnn_compress          ZipNN (its default threads) on the file's bytes, already in memory;
   zipnn_compress_write    the same, then the compressed file written and fsynced (what storing it costs);
@@ -228,8 +228,8 @@ def run_workload(name: str, src: Path, dtype: str, tmp: Path, repeats: int) -> d
             shutil.rmtree(api_out) if api_out.is_dir() else api_out.unlink()
             shutil.rmtree(tmp / f"api{i}")
 
-        # alternated: what runs first in a repeat writes into memory the others then reuse, which
-        # on a VM is slower the first time it is touched (the host backs it lazily)
+        # alternated: unwarmed (--no-warm), whichever ran first paid for the memory the other then
+        # reused (warm_memory.py); warmed, any effect of order left falls on both alike
         for step in ((through_dlv, through_api) if i % 2 == 0 else (through_api, through_dlv)):
             step()
 
